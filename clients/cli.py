@@ -1,0 +1,34 @@
+"""The `orderpay` console script: one parser, with each part registering its own sub-commands.
+
+Each part keeps its commands next to its code (`server.commands`, `sandbox.commands`,
+`clients.commands`) and imports heavy modules only inside the handler, so `orderpay --help`
+stays fast and the sandbox never pulls in the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMAND_MODULES = ("server.commands", "sandbox.commands", "clients.commands")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orderpay", description="Orders and WeChat Pay payments.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Settings, read once from `ORDERPAY_*` variables and an optional TOML file into a frozen object.
+
+This is the only module that reads the environment. Precedence: environment > TOML file > defaults.
+Secrets are never values here: the credentials bundle is a directory of files (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEV_TOKENS = "bff:dev-bff-token,admin:dev-admin-token"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///.orderpay/orderpay.db"
+    grpc_listen: str = "127.0.0.1:50051"
+    notify_listen: str = "127.0.0.1:8080"
+    notify_url: str = "http://127.0.0.1:8080/wxpay/notify"
+    wxpay_base_url: str = "http://127.0.0.1:8090"
+    credentials_dir: str = ".orderpay/keys"
+    api_tokens: str = DEV_TOKENS
+    # gRPC serving
+    grpc_workers: int = 32
+    grpc_max_concurrent_rpcs: int = 256
+    grpc_tls_cert: str = ""
+    grpc_tls_key: str = ""
+    grpc_tls_client_ca: str = ""
+    shutdown_grace_s: float = 10.0
+    # database
+    db_pool_size: int = 40
+    db_busy_timeout_ms: int = 10_000
+    # orders
+    order_ttl_s: int = 1800
+    # WeChat Pay client
+    wxpay_connect_timeout_s: float = 2.0
+    wxpay_timeout_s: float = 5.0
+    wxpay_max_attempts: int = 3
+    wxpay_backoff_base_s: float = 0.2
+    wxpay_breaker_fail_max: int = 5
+    wxpay_breaker_reset_s: float = 10.0
+    # notify sidecar
+    notify_max_body_bytes: int = 64 * 1024
+    notify_clock_skew_s: int = 300
+    # fulfilment and jobs
+    jobs_enabled: bool = True
+    job_interval_s: float = 1.0
+    fulfilment_max_attempts: int = 8
+    fulfilment_backoff_base_s: float = 30.0
+    fulfilment_backoff_max_s: float = 1800.0
+    auto_refund_on_fulfilment_failure: bool = True
+    reconcile_schedule_s: tuple[float, ...] = (60.0, 300.0, 900.0, 3600.0)
+    refund_poll_schedule_s: tuple[float, ...] = (60.0, 300.0, 900.0, 3600.0)
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "info"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> dict[str, str]:
+        """token -> role, from `role:token` pairs."""
+        out: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in self.api_tokens.split(","))):
+            role, sep, token = pair.partition(":")
+            if not sep or role not in {"bff", "admin"} or not token:
+                raise ValueError(f"ORDERPAY_API_TOKENS: want role:token, role bff|admin; got {role!r}")
+            out[token] = role
+        return out
+
+    @property
+    def credentials_path(self) -> Path:
+        return Path(self.credentials_dir)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _coerce(raw: object, target: object) -> object:
+    if isinstance(target, bool):
+        return raw if isinstance(raw, bool) else str(raw).strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(target, int):
+        return int(str(raw))
+    if isinstance(target, float):
+        return float(str(raw))
+    if isinstance(target, tuple):
+        items = raw if isinstance(raw, list) else str(raw).split(",")
+        return tuple(float(x) for x in items)
+    return str(raw)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from defaults, then `ORDERPAY_CONFIG_FILE` (TOML), then `ORDERPAY_*` variables."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    config_file = env.get("ORDERPAY_CONFIG_FILE")
+    if config_file:
+        with Path(config_file).open("rb") as fh:
+            values.update(tomllib.load(fh))
+    for f in fields(Settings):
+        key = f"ORDERPAY_{f.name.upper()}"
+        if key in env:
+            values[f.name] = env[key]
+    defaults = Settings()
+    known = {f.name for f in fields(Settings)} - {"extra"}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown settings: {sorted(unknown)}")
+    coerced = {name: _coerce(raw, getattr(defaults, name)) for name, raw in values.items()}
+    settings = replace(defaults, **coerced)
+    settings.tokens  # noqa: B018 - validate early so a bad token list fails at start, not on first call
+    return settings
