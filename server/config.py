@@ -109,7 +109,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"unknown settings: {sorted(unknown)}")
-    coerced = {name: _coerce(raw, getattr(defaults, name)) for name, raw in values.items()}
+    coerced: dict[str, Any] = {name: _coerce(raw, getattr(defaults, name)) for name, raw in values.items()}
     settings = replace(defaults, **coerced)
     settings.tokens  # noqa: B018 - validate early so a bad token list fails at start, not on first call
     return settings
