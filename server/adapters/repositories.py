@@ -1,0 +1,228 @@
+"""Peewee implementations of the service ports: rows in, domain objects out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any
+
+import peewee as pw
+
+from server.adapters.tables import MembershipRow, OrderEventRow, OrderRow, ProductRow
+from server.domain.catalogue import Product, ProductKind
+from server.domain.membership import Membership
+from server.domain.order import Fulfilment, Order, OrderStatus
+from server.service.ports import AuditEvent, Cursor, OrderInsertConflict
+
+_ORDER_FIELDS = tuple(f.name for f in fields(Order))
+
+
+def to_db_time(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def from_db_time(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite hands back text for computed columns
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _required_time(value: datetime | str | None) -> datetime:
+    parsed = from_db_time(value)
+    if parsed is None:
+        raise ValueError("missing timestamp")
+    return parsed
+
+
+def order_from_row(row: OrderRow) -> Order:
+    values: dict[str, Any] = {name: getattr(row, name) for name in _ORDER_FIELDS}
+    values["kind"] = ProductKind(row.kind)
+    values["status"] = OrderStatus(row.status)
+    values["fulfilment"] = Fulfilment(row.fulfilment)
+    for name in ("expires_at", "created_at", "updated_at"):
+        values[name] = _required_time(values[name])
+    for name in ("prepay_at", "paid_at", "closed_at"):
+        values[name] = from_db_time(values[name])
+    return Order(**values)
+
+
+def _db_values(changes: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in changes.items():
+        out[key] = to_db_time(value) if isinstance(value, datetime) else value
+    return out
+
+
+def _product_from_row(row: ProductRow) -> Product:
+    return Product(
+        product_id=row.product_id,
+        kind=ProductKind(row.kind),
+        title=row.title,
+        description=row.description,
+        price_fen=row.price_fen,
+        stock=row.stock,
+        duration_days=row.duration_days,
+        active=row.active,
+    )
+
+
+class PeeweeProducts:
+    def get(self, product_id: str) -> Product | None:
+        row = ProductRow.get_or_none(ProductRow.product_id == product_id)
+        return None if row is None else _product_from_row(row)
+
+    def list_active(self, kind: str | None = None) -> list[Product]:
+        query = ProductRow.select().where(ProductRow.active == True)  # noqa: E712 - peewee expression
+        if kind is not None:
+            query = query.where(ProductRow.kind == kind)
+        return [_product_from_row(r) for r in query.order_by(ProductRow.price_fen, ProductRow.product_id)]
+
+    def reserve_stock(self, product_id: str, quantity: int) -> bool:
+        """Conditional decrement: never below zero. Unlimited stock (NULL) always succeeds."""
+        updated = (
+            ProductRow.update(stock=ProductRow.stock - quantity, version=ProductRow.version + 1)
+            .where(
+                (ProductRow.product_id == product_id)
+                & ProductRow.stock.is_null(False)
+                & (ProductRow.stock >= quantity)
+            )
+            .execute()
+        )
+        if updated:
+            return True
+        row = ProductRow.get_or_none(ProductRow.product_id == product_id)
+        return row is not None and row.stock is None
+
+    def release_stock(self, product_id: str, quantity: int) -> None:
+        (
+            ProductRow.update(stock=ProductRow.stock + quantity, version=ProductRow.version + 1)
+            .where((ProductRow.product_id == product_id) & ProductRow.stock.is_null(False))
+            .execute()
+        )
+
+    def upsert(self, product: Product, now: datetime) -> bool:
+        """Insert a new product, or update an existing one's description fields (never its stock)."""
+        values = {
+            "kind": product.kind.value,
+            "title": product.title,
+            "description": product.description,
+            "price_fen": product.price_fen,
+            "duration_days": product.duration_days,
+            "active": product.active,
+            "updated_at": to_db_time(now),
+        }
+        try:
+            with ProductRow._meta.database.atomic():
+                ProductRow.insert(product_id=product.product_id, stock=product.stock, **values).execute()
+        except pw.IntegrityError:
+            ProductRow.update(version=ProductRow.version + 1, **values).where(
+                ProductRow.product_id == product.product_id
+            ).execute()
+            return False
+        return True
+
+
+class PeeweeOrders:
+    def get(self, order_id: str) -> Order | None:
+        return self._one(OrderRow.order_id == order_id)
+
+    def get_by_key(self, user_id: str, request_id: str) -> Order | None:
+        return self._one((OrderRow.user_id == user_id) & (OrderRow.request_id == request_id))
+
+    def get_by_out_trade_no(self, out_trade_no: str) -> Order | None:
+        return self._one(OrderRow.out_trade_no == out_trade_no)
+
+    def get_unpaid(self, user_id: str, product_id: str) -> Order | None:
+        return self._one(
+            (OrderRow.user_id == user_id)
+            & (OrderRow.product_id == product_id)
+            & (OrderRow.status == OrderStatus.UNPAID.value)
+        )
+
+    def insert(self, order: Order) -> None:
+        values = _db_values({name: getattr(order, name) for name in _ORDER_FIELDS})
+        values.update(kind=order.kind.value, status=order.status.value, fulfilment=order.fulfilment.value)
+        try:
+            with OrderRow._meta.database.atomic():  # a savepoint: the conflict must not poison the txn
+                OrderRow.insert(**values).execute()
+        except pw.IntegrityError as exc:
+            raise OrderInsertConflict(str(exc)) from exc
+
+    def compare_and_set(self, order: Order, expected_version: int, **changes: Any) -> Order | None:
+        """UPDATE ... WHERE order_id = ? AND version = ?; None when another writer won."""
+        values = _db_values(changes)
+        for key in ("status", "fulfilment", "kind"):
+            if key in values:
+                values[key] = str(values[key])
+        updated = (
+            OrderRow.update(version=OrderRow.version + 1, **values)
+            .where((OrderRow.order_id == order.order_id) & (OrderRow.version == expected_version))
+            .execute()
+        )
+        if not updated:
+            return None
+        return self.get(order.order_id)
+
+    def list_for_user(
+        self, user_id: str, status: OrderStatus | None, after: Cursor | None, limit: int
+    ) -> Sequence[tuple[Order, Cursor]]:
+        query = OrderRow.select().where(OrderRow.user_id == user_id)
+        if status is not None:
+            query = query.where(OrderRow.status == status.value)
+        if after is not None:
+            at = to_db_time(after.created_at)
+            query = query.where(
+                (OrderRow.created_at < at) | ((OrderRow.created_at == at) & (OrderRow.id < after.seq))
+            )
+        rows = query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit)
+        return [(order_from_row(r), Cursor(_required_time(r.created_at), r.id)) for r in rows]
+
+    @staticmethod
+    def _one(where: pw.Expression) -> Order | None:
+        row = OrderRow.get_or_none(where)
+        return None if row is None else order_from_row(row)
+
+
+class PeeweeEvents:
+    def record(self, event: AuditEvent, now: datetime) -> None:
+        OrderEventRow.insert(
+            order_id=event.order_id,
+            field=event.field,
+            from_value=event.from_value,
+            to_value=event.to_value,
+            cause=event.cause[:255],
+            actor=event.actor,
+            request_id=event.request_id,
+            created_at=to_db_time(now),
+        ).execute()
+
+
+class PeeweeMemberships:
+    def get(self, user_id: str) -> Membership | None:
+        row = MembershipRow.get_or_none(MembershipRow.user_id == user_id)
+        if row is None:
+            return None
+        return Membership(user_id=row.user_id, expires_at=from_db_time(row.expires_at), version=row.version)
+
+
+class PeeweeUnitOfWork:
+    """One transaction: commits when the block ends normally, rolls back when it raises."""
+
+    def __init__(self) -> None:
+        self.products = PeeweeProducts()
+        self.orders = PeeweeOrders()
+        self.events = PeeweeEvents()
+        self.memberships = PeeweeMemberships()
+
+
+def unit_of_work_factory(db: pw.Database) -> Any:
+    @contextmanager
+    def unit_of_work() -> Iterator[PeeweeUnitOfWork]:
+        with db.connection_context(), db.atomic():
+            yield PeeweeUnitOfWork()
+
+    return unit_of_work

@@ -1,0 +1,310 @@
+"""Order use cases: create (idempotent), read, list, close, admin status change, attach article."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from server.domain.catalogue import Product
+from server.domain.clock import Clock
+from server.domain.errors import (
+    FieldViolation,
+    IdempotencyKeyReusedError,
+    InvalidArgumentError,
+    InvalidStateTransitionError,
+    OrderNotFoundError,
+    OutOfStockError,
+    ProductNotFoundError,
+    UnpaidOrderExistsError,
+    VersionConflictError,
+)
+from server.domain.order import (
+    CreateOrder,
+    Fulfilment,
+    Order,
+    OrderStatus,
+    check_transition,
+    new_order_id,
+    new_out_trade_no,
+)
+from server.domain.validation import MAX_PAGE_SIZE, MAX_QUANTITY, MAX_WAIT_MS, Violations
+from server.service.context import Caller, replace_actor
+from server.service.ports import AuditEvent, Cursor, OrderInsertConflict, UnitOfWork, UnitOfWorkFactory
+
+DEFAULT_PAGE_SIZE = 20
+
+
+@dataclass(frozen=True)
+class CreateOrderResult:
+    order: Order
+    replayed: bool = False  # same key, same request: the stored order
+    deduplicated: bool = False  # new key, but the user's unpaid order for this product
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    orders: list[Order]
+    next_page_token: str
+
+
+def validate_create(cmd: CreateOrder) -> None:
+    v = Violations()
+    v.identifier("request_id", cmd.request_id, max_len=128)
+    v.identifier("user_id", cmd.user_id)
+    v.identifier("product_id", cmd.product_id)
+    v.int_range("quantity", cmd.quantity, 1, MAX_QUANTITY)
+    v.text("description", cmd.description, 127)
+    v.text("attach", cmd.attach, 128)
+    v.raise_if_any()
+
+
+class OrderService:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, order_ttl: timedelta) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._ttl = order_ttl
+
+    # --- create -----------------------------------------------------------------------------
+    def create_order(self, cmd: CreateOrder, caller: Caller) -> CreateOrderResult:
+        validate_create(cmd)
+        fingerprint = cmd.fingerprint()
+        with self._uow() as uow:
+            existing = uow.orders.get_by_key(cmd.user_id, cmd.request_id)
+            if existing is not None:  # fast path for replays; the unique index still decides below
+                return _replay(existing, fingerprint)
+            product = uow.products.get(cmd.product_id)
+            if product is None or not product.active:
+                raise ProductNotFoundError(f"product {cmd.product_id!r} not found")
+            order = self._new_order(cmd, fingerprint, product)
+            try:
+                uow.orders.insert(order)
+            except OrderInsertConflict:
+                return _resolve_conflict(uow, cmd, fingerprint)
+            if not uow.products.reserve_stock(product.product_id, cmd.quantity):
+                raise OutOfStockError(
+                    f"product {product.product_id!r} is out of stock",
+                    metadata={"product_id": product.product_id},
+                )
+            uow.events.record(
+                _event(order, "status", None, order.status, "created", caller), order.created_at
+            )
+        return CreateOrderResult(order)
+
+    def _new_order(self, cmd: CreateOrder, fingerprint: str, product: Product) -> Order:
+        now = self._clock()
+        return Order(
+            order_id=new_order_id(),
+            out_trade_no=new_out_trade_no(now),
+            user_id=cmd.user_id,
+            request_id=cmd.request_id,
+            fingerprint=fingerprint,
+            product_id=product.product_id,
+            kind=product.kind,
+            quantity=cmd.quantity,
+            total_fee=product.total_fee(cmd.quantity),
+            description=(cmd.description or product.title)[:127],
+            attach=cmd.attach or "",
+            article_id=None,
+            status=OrderStatus.UNPAID,
+            fulfilment=Fulfilment.PENDING,
+            fulfilment_reason="",
+            version=1,
+            expires_at=now + self._ttl,
+            created_at=now,
+            updated_at=now,
+        )
+
+    # --- reads ------------------------------------------------------------------------------
+    def get_order(self, order_id: str) -> Order:
+        _require_id("order_id", order_id)
+        with self._uow() as uow:
+            order = uow.orders.get(order_id)
+        if order is None:
+            raise OrderNotFoundError(f"order {order_id!r} not found")
+        return order
+
+    def wait_for_fulfilment(
+        self, order_id: str, wait_ms: int, sleep: Callable[[float], None] = time.sleep
+    ) -> Order:
+        """GetOrder(wait_ms): poll until fulfilment leaves PENDING or the wait runs out."""
+        v = Violations()
+        v.int_range("wait_ms", wait_ms, 0, MAX_WAIT_MS)
+        v.raise_if_any()
+        deadline = time.monotonic() + wait_ms / 1000
+        delay = 0.02
+        order = self.get_order(order_id)
+        while order.fulfilment is Fulfilment.PENDING and order.status is not OrderStatus.CLOSED:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 0.25)
+            order = self.get_order(order_id)
+        return order
+
+    def list_orders(
+        self, user_id: str, page_size: int, page_token: str, status: OrderStatus | None
+    ) -> OrderPage:
+        v = Violations()
+        v.identifier("user_id", user_id)
+        v.int_range("page_size", page_size, 0, MAX_PAGE_SIZE)
+        v.raise_if_any()
+        after = decode_page_token(page_token, user_id, status) if page_token else None
+        limit = page_size or DEFAULT_PAGE_SIZE
+        with self._uow() as uow:
+            rows = uow.orders.list_for_user(user_id, status, after, limit + 1)
+        page, more = rows[:limit], len(rows) > limit
+        token = encode_page_token(page[-1][1], user_id, status) if more else ""
+        return OrderPage([order for order, _ in page], token)
+
+    # --- writes -----------------------------------------------------------------------------
+    def update_order_status(
+        self, order_id: str, expected_version: int, target: OrderStatus, reason: str, caller: Caller
+    ) -> Order:
+        """Admin moves. Refund states belong to RefundOrder and payment to the payment path."""
+        v = Violations()
+        v.int_range("expected_version", expected_version, 1, 2**62)
+        v.text("reason", reason, 255)
+        v.raise_if_any()
+        if target is OrderStatus.CLOSED:
+            return self.close_local(order_id, replace_actor(caller, reason), expected_version)
+        order = self.get_order(order_id)
+        _check_version(order, expected_version)
+        check_transition(order.status, target)
+        path = "payment" if order.status is OrderStatus.UNPAID else "RefundOrder"
+        raise InvalidStateTransitionError(
+            f"{target} is reached through {path}, not UpdateOrderStatus",
+            metadata={"from": order.status.value, "to": target.value},
+        )
+
+    def close_local(self, order_id: str, caller: Caller, expected_version: int | None = None) -> Order:
+        """UNPAID -> CLOSED and give the stock back; the CAS makes the release happen once."""
+        with self._uow() as uow:
+            order = _load(uow, order_id)
+            if order.status is OrderStatus.CLOSED and expected_version is None:
+                return order  # closing is re-entrant, like WeChat's close
+            _check_version(order, expected_version)
+            check_transition(order.status, OrderStatus.CLOSED)
+            now = self._clock()
+            closed = uow.orders.compare_and_set(
+                order, order.version, status=OrderStatus.CLOSED, closed_at=now, updated_at=now
+            )
+            if closed is None:
+                raise _conflict(uow, order_id)
+            uow.products.release_stock(order.product_id, order.quantity)
+            uow.events.record(_event(order, "status", order.status, closed.status, "closed", caller), now)
+        return closed
+
+    def attach_article(self, order_id: str, article_id: str, expected_version: int, caller: Caller) -> Order:
+        v = Violations()
+        v.identifier("order_id", order_id, max_len=40)
+        v.identifier("article_id", article_id)
+        v.int_range("expected_version", expected_version, 1, 2**62)
+        v.raise_if_any()
+        with self._uow() as uow:
+            order = _load(uow, order_id)
+            _check_version(order, expected_version)
+            if order.status in {OrderStatus.CLOSED, OrderStatus.REFUNDED}:
+                raise InvalidStateTransitionError(
+                    f"cannot attach an article to a {order.status} order",
+                    metadata={"from": order.status.value},
+                )
+            now = self._clock()
+            updated = uow.orders.compare_and_set(
+                order, expected_version, article_id=article_id, updated_at=now
+            )
+            if updated is None:
+                raise _conflict(uow, order_id)
+            uow.events.record(
+                _event(order, "article", order.article_id, article_id, "article attached", caller), now
+            )
+        return updated
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _replay(existing: Order, fingerprint: str) -> CreateOrderResult:
+    if existing.fingerprint != fingerprint:
+        raise IdempotencyKeyReusedError(
+            "request_id was already used for a different request",
+            metadata={"order_id": existing.order_id},
+        )
+    return CreateOrderResult(existing, replayed=True)
+
+
+def _resolve_conflict(uow: UnitOfWork, cmd: CreateOrder, fingerprint: str) -> CreateOrderResult:
+    """The insert lost to a unique index: read the winner and decide what the caller gets."""
+    winner = uow.orders.get_by_key(cmd.user_id, cmd.request_id)
+    if winner is not None:
+        return _replay(winner, fingerprint)
+    unpaid = uow.orders.get_unpaid(cmd.user_id, cmd.product_id)
+    if unpaid is None:  # the unpaid order was closed or paid between our insert and this read
+        raise VersionConflictError("a concurrent change won; retry the request")
+    if unpaid.product_id == cmd.product_id and unpaid.quantity == cmd.quantity:
+        return CreateOrderResult(unpaid, deduplicated=True)
+    raise UnpaidOrderExistsError(
+        "the user already has an unpaid order for this product",
+        metadata={"order_id": unpaid.order_id},
+    )
+
+
+def _load(uow: UnitOfWork, order_id: str) -> Order:
+    _require_id("order_id", order_id)
+    order = uow.orders.get(order_id)
+    if order is None:
+        raise OrderNotFoundError(f"order {order_id!r} not found")
+    return order
+
+
+def _require_id(field: str, value: str) -> None:
+    v = Violations()
+    v.identifier(field, value, max_len=40)
+    v.raise_if_any()
+
+
+def _check_version(order: Order, expected_version: int | None) -> None:
+    if expected_version is not None and order.version != expected_version:
+        raise VersionConflictError(
+            f"order is at version {order.version}, not {expected_version}",
+            metadata={"current_version": str(order.version)},
+        )
+
+
+def _conflict(uow: UnitOfWork, order_id: str) -> VersionConflictError:
+    current = uow.orders.get(order_id)
+    version = str(current.version) if current else "unknown"
+    return VersionConflictError("order changed concurrently", metadata={"current_version": version})
+
+
+def _event(order: Order, field: str, before: object, after: object, cause: str, caller: Caller) -> AuditEvent:
+    return AuditEvent(
+        order_id=order.order_id,
+        field=field,
+        from_value=None if before is None else str(before),
+        to_value=str(after),
+        cause=cause,
+        actor=caller.actor,
+        request_id=caller.request_id,
+    )
+
+
+def encode_page_token(cursor: Cursor, user_id: str, status: OrderStatus | None) -> str:
+    payload = {"t": cursor.created_at.isoformat(), "s": cursor.seq, "u": user_id, "f": status or ""}
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, user_id: str, status: OrderStatus | None) -> Cursor:
+    bad = InvalidArgumentError([FieldViolation("page_token", "is not a token this server issued")])
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        cursor = Cursor(datetime.fromisoformat(raw["t"]), int(raw["s"]))
+        same_query = raw["u"] == user_id and raw["f"] == (status or "")
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise bad from exc
+    if not same_query or cursor.created_at.tzinfo is None:
+        raise bad
+    return cursor
