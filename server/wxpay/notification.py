@@ -1,0 +1,85 @@
+"""Inbound payment and refund notifications: verify, then decrypt (SPEC §4, research §9–§10).
+
+`parse_notification` runs the checks in the order SPEC §4 fixes, and stops at the first failure with a
+`NotificationRejected` whose `outcome` the sidecar answers and counts. Nothing is decrypted before the
+signature over the raw bytes has verified.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from server.wxpay.credentials import MerchantCredentials
+from server.wxpay.crypto import ALGORITHM, decrypt_resource
+from server.wxpay.errors import MalformedError, UndecryptableError
+from server.wxpay.signing import MAX_CLOCK_SKEW_S, VerifierKeys, verify_signed_message
+
+ENCRYPT_RESOURCE = "encrypt-resource"
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: str
+    event_type: str
+    create_time: str
+    resource_type: str
+    summary: str
+    resource: dict[str, Any]
+
+
+def parse_notification(
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    credentials: MerchantCredentials,
+    keys: VerifierKeys,
+    now: float,
+    max_skew_s: int = MAX_CLOCK_SKEW_S,
+) -> Notification:
+    verify_signed_message(headers, body, keys=keys, now=now, max_skew_s=max_skew_s)
+    envelope = _json_object(body, "notification body")
+    notification_id = envelope.get("id")
+    event_type = envelope.get("event_type")
+    if not isinstance(notification_id, str) or not notification_id or not isinstance(event_type, str):
+        raise MalformedError("notification lacks a string id or event_type")
+    resource_type = envelope.get("resource_type")
+    if resource_type != ENCRYPT_RESOURCE:
+        raise MalformedError(f"resource_type is not {ENCRYPT_RESOURCE}")
+    plaintext = _decrypt(envelope.get("resource"), credentials.apiv3_key)
+    return Notification(
+        id=notification_id,
+        event_type=event_type,
+        create_time=_text(envelope.get("create_time")),
+        resource_type=resource_type,
+        summary=_text(envelope.get("summary")),
+        resource=_json_object(plaintext, "decrypted resource"),
+    )
+
+
+def _decrypt(resource: object, apiv3_key: str) -> bytes:
+    if not isinstance(resource, dict):
+        raise MalformedError("resource is not an object")
+    nonce, ciphertext = resource.get("nonce"), resource.get("ciphertext")
+    associated_data = resource.get("associated_data") or ""
+    if not (isinstance(nonce, str) and isinstance(ciphertext, str) and isinstance(associated_data, str)):
+        raise MalformedError("resource lacks nonce/ciphertext strings")
+    if resource.get("algorithm") != ALGORITHM:
+        raise UndecryptableError(f"resource algorithm is not {ALGORITHM}")
+    return decrypt_resource(apiv3_key, nonce=nonce, associated_data=associated_data, ciphertext=ciphertext)
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedError(f"{what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise MalformedError(f"{what} is not a JSON object")
+    return value
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
