@@ -1,0 +1,171 @@
+"""The dev credentials bundle (SPEC §6): throwaway keys both the merchant side and the sandbox read.
+
+`init_bundle` writes it; `load_credentials` reads it back. Nothing here is ever a real credential.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+MERCHANT_JSON = "merchant.json"
+MERCHANT_PRIVATE_KEY = "merchant_private_key.pem"
+MERCHANT_PUBLIC_KEY = "merchant_public_key.pem"
+WECHATPAY_PUBLIC_KEY = "wechatpay_public_key.pem"
+WECHATPAY_PRIVATE_KEY = "wechatpay_private_key.pem"
+PLATFORM_CERT = "platform_cert.pem"
+BUNDLE_FILES = (
+    MERCHANT_JSON,
+    MERCHANT_PRIVATE_KEY,
+    MERCHANT_PUBLIC_KEY,
+    WECHATPAY_PUBLIC_KEY,
+    WECHATPAY_PRIVATE_KEY,
+    PLATFORM_CERT,
+)
+# merchant.json holds the APIv3 key, so it is as private as the private keys.
+_PRIVATE_FILES = (MERCHANT_PRIVATE_KEY, WECHATPAY_PRIVATE_KEY, MERCHANT_JSON)
+PLATFORM_CERT_VALIDITY = timedelta(days=5 * 365)
+
+
+class BundleExistsError(Exception):
+    """The target directory already holds a credentials bundle and `force` was not given."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Everything in a bundle, parsed. The sandbox signs with the wechatpay private key."""
+
+    mchid: str
+    appid: str
+    merchant_serial_no: str
+    apiv3_key: str
+    wechatpay_public_key_id: str
+    platform_cert_serial_no: str
+    merchant_private_key: rsa.RSAPrivateKey
+    merchant_public_key: rsa.RSAPublicKey
+    wechatpay_private_key: rsa.RSAPrivateKey
+    wechatpay_public_key: rsa.RSAPublicKey
+    platform_cert_pem: str
+
+
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _private_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _public_pem(key: rsa.RSAPublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _serial_hex() -> str:
+    # 40 upper-hex digits with a non-zero, non-negative leading nibble: a valid positive X.509 serial.
+    return secrets.choice("123456789ABCDEF") + secrets.token_hex(20).upper()[1:]
+
+
+def _self_signed_cert(key: rsa.RSAPrivateKey, serial_hex: str, now: datetime) -> bytes:
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "orderpay sandbox"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com Root CA (sandbox)"),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(int(serial_hex, 16))
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + PLATFORM_CERT_VALIDITY)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _merchant_json() -> dict[str, str]:
+    alphabet = string.ascii_letters + string.digits
+    return {
+        "mchid": "19" + "".join(secrets.choice(string.digits) for _ in range(8)),
+        "appid": "wx" + secrets.token_hex(8),
+        "merchant_serial_no": _serial_hex(),
+        "apiv3_key": "".join(secrets.choice(alphabet) for _ in range(32)),
+        "wechatpay_public_key_id": "PUB_KEY_ID_" + "".join(secrets.choice(string.digits) for _ in range(32)),
+        "platform_cert_serial_no": _serial_hex(),
+    }
+
+
+def init_bundle(directory: Path, *, force: bool = False, now: datetime | None = None) -> dict[str, str]:
+    """Write a fresh bundle into `directory`; return the contents of `merchant.json`."""
+    if not force and any((directory / name).exists() for name in BUNDLE_FILES):
+        raise BundleExistsError(f"{directory} already holds a credentials bundle (use --force to replace it)")
+    directory.mkdir(parents=True, exist_ok=True)
+    merchant_key, wechatpay_key = _new_key(), _new_key()
+    info = _merchant_json()
+    when = now or datetime.now(UTC)
+    contents = {
+        MERCHANT_JSON: (json.dumps(info, indent=2) + "\n").encode(),
+        MERCHANT_PRIVATE_KEY: _private_pem(merchant_key),
+        MERCHANT_PUBLIC_KEY: _public_pem(merchant_key.public_key()),
+        WECHATPAY_PRIVATE_KEY: _private_pem(wechatpay_key),
+        WECHATPAY_PUBLIC_KEY: _public_pem(wechatpay_key.public_key()),
+        PLATFORM_CERT: _self_signed_cert(wechatpay_key, info["platform_cert_serial_no"], when),
+    }
+    for name, data in contents.items():
+        _write(directory / name, data, private=name in _PRIVATE_FILES)
+    return info
+
+
+def _write(path: Path, data: bytes, *, private: bool) -> None:
+    mode = 0o600 if private else 0o644
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, mode)  # O_CREAT's mode does not apply to a file that already existed
+
+
+def _load_private(path: Path) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise TypeError(f"{path} is not an RSA private key")
+    return key
+
+
+def _load_public(path: Path) -> rsa.RSAPublicKey:
+    key = serialization.load_pem_public_key(path.read_bytes())
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise TypeError(f"{path} is not an RSA public key")
+    return key
+
+
+def load_credentials(directory: Path) -> Credentials:
+    """Read a bundle written by `init_bundle` (or by hand, with the same file names)."""
+    info = json.loads((directory / MERCHANT_JSON).read_text(encoding="utf-8"))
+    return Credentials(
+        mchid=info["mchid"],
+        appid=info["appid"],
+        merchant_serial_no=info["merchant_serial_no"],
+        apiv3_key=info["apiv3_key"],
+        wechatpay_public_key_id=info["wechatpay_public_key_id"],
+        platform_cert_serial_no=info["platform_cert_serial_no"],
+        merchant_private_key=_load_private(directory / MERCHANT_PRIVATE_KEY),
+        merchant_public_key=_load_public(directory / MERCHANT_PUBLIC_KEY),
+        wechatpay_private_key=_load_private(directory / WECHATPAY_PRIVATE_KEY),
+        wechatpay_public_key=_load_public(directory / WECHATPAY_PUBLIC_KEY),
+        platform_cert_pem=(directory / PLATFORM_CERT).read_text(encoding="utf-8"),
+    )

@@ -1,0 +1,57 @@
+"""The `orderpay sandbox` process: serve until SIGTERM/SIGINT, then shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from sandbox.app import make_app
+from sandbox.config import NotifySignMode, SandboxConfig
+from sandbox.keys import load_credentials
+
+
+async def _serve(config: SandboxConfig, host: str, port: int, port_file: Path | None) -> None:
+    runner = web.AppRunner(make_app(config), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    if port_file is not None:
+        tmp = port_file.with_suffix(port_file.suffix + ".tmp")
+        tmp.write_text(f"{bound}\n", encoding="utf-8")
+        tmp.replace(port_file)  # readers never see a half-written file
+    print(f"sandbox listening on http://{host}:{bound}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+    print("sandbox stopped", flush=True)
+
+
+def run_cli(
+    *,
+    host: str,
+    port: int,
+    credentials_dir: Path,
+    time_scale: float,
+    auto_pay_delay_s: float | None,
+    seed: int | None,
+    notify_sign_mode: NotifySignMode,
+    port_file: Path | None,
+) -> int:
+    config = SandboxConfig(
+        credentials=load_credentials(credentials_dir),
+        time_scale=time_scale,
+        auto_pay_delay_s=auto_pay_delay_s,
+        seed=seed,
+        notify_sign_mode=notify_sign_mode,
+    )
+    asyncio.run(_serve(config, host, port, port_file))
+    return 0

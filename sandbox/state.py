@@ -1,0 +1,49 @@
+"""The composition of one running sandbox, stored on the aiohttp app behind an AppKey."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from sandbox.backend import Backend
+from sandbox.config import SandboxConfig
+from sandbox.faults import Dice, Settings
+from sandbox.keys import Credentials
+from sandbox.notifier import Notifier
+from sandbox.simulator import Simulator
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    credentials: Credentials
+    settings: Settings
+    backend: Backend
+    notifier: Notifier
+    simulator: Simulator
+    dice: Dice
+    clock: Clock
+
+    @classmethod
+    def build(cls, config: SandboxConfig, clock: Clock = utc_now) -> Sandbox:
+        settings = Settings(config)
+        dice = Dice(config.seed)
+        backend = Backend(clock)
+        notifier = Notifier(config.credentials, lambda: settings.config, settings.faults_for, dice, clock)
+        simulator = Simulator(backend, notifier, settings)
+        return cls(config.credentials, settings, backend, notifier, simulator, dice, clock)
+
+    async def reset(self) -> None:
+        await self.simulator.reset()
+        self.dice.reseed()
+
+
+SANDBOX = web.AppKey("sandbox", Sandbox)

@@ -1,0 +1,59 @@
+"""Rendering the emulated API's answers: JSON bytes, signed headers, Request-ID (research §9)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from sandbox import signing
+from sandbox.errors import ApiError
+from sandbox.state import Sandbox
+
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+def dumps(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def request_id(internal_code: int = 0) -> str:
+    return f"{secrets.token_hex(22).upper()}-{internal_code}"
+
+
+def response_serial(sandbox: Sandbox, request: web.Request) -> str:
+    """A request that names the public-key id gets a public-key-signed answer; otherwise certificate mode."""
+    creds = sandbox.credentials
+    if request.headers.get("Wechatpay-Serial") == creds.wechatpay_public_key_id:
+        return creds.wechatpay_public_key_id
+    return creds.platform_cert_serial_no
+
+
+def signed(
+    sandbox: Sandbox, request: web.Request, status: int, body: Any | None, internal_code: int = 0
+) -> web.Response:
+    """Every emulated answer but a failed-authentication 401 is signed, 204 (empty body) included."""
+    raw = b"" if body is None else dumps(body)
+    nonce = secrets.token_hex(16)
+    timestamp = str(int(sandbox.clock().timestamp()))
+    headers = signing.signed_headers(
+        sandbox.credentials.wechatpay_private_key,
+        response_serial(sandbox, request),
+        raw,
+        timestamp=timestamp,
+        nonce=nonce,
+    )
+    headers["Request-ID"] = request_id(internal_code)
+    headers["Content-Type"] = JSON_TYPE
+    return web.Response(status=status, body=raw, headers=headers)
+
+
+def signed_error(sandbox: Sandbox, request: web.Request, error: ApiError) -> web.Response:
+    return signed(sandbox, request, error.status, error.body(), error.internal_code)
+
+
+def unsigned_error(error: ApiError) -> web.Response:
+    headers = {"Request-ID": request_id(error.internal_code), "Content-Type": JSON_TYPE}
+    return web.Response(status=error.status, body=dumps(error.body()), headers=headers)
