@@ -63,11 +63,26 @@ def validate_create(cmd: CreateOrder) -> None:
     v.raise_if_any()
 
 
+PrepayCloser = Callable[[Order, Caller], None]
+
+
+def _no_prepay_closer(order: Order, caller: Caller) -> None:
+    del order, caller
+
+
 class OrderService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, order_ttl: timedelta) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        order_ttl: timedelta,
+        prepay_closer: PrepayCloser = _no_prepay_closer,
+    ) -> None:
         self._uow = uow
         self._clock = clock
         self._ttl = order_ttl
+        # Closes the order at WeChat Pay before the local close, when a prepay exists (payments wires it).
+        self.prepay_closer = prepay_closer
 
     # --- create -----------------------------------------------------------------------------
     def create_order(self, cmd: CreateOrder, caller: Caller) -> CreateOrderResult:
@@ -172,7 +187,7 @@ class OrderService:
         v.text("reason", reason, 255)
         v.raise_if_any()
         if target is OrderStatus.CLOSED:
-            return self.close_local(order_id, replace_actor(caller, reason), expected_version)
+            return self.close_order(order_id, replace_actor(caller, reason), expected_version)
         order = self.get_order(order_id)
         _check_version(order, expected_version)
         check_transition(order.status, target)
@@ -181,6 +196,14 @@ class OrderService:
             f"{target} is reached through {path}, not UpdateOrderStatus",
             metadata={"from": order.status.value, "to": target.value},
         )
+
+    def close_order(self, order_id: str, caller: Caller, expected_version: int | None = None) -> Order:
+        """Close at WeChat Pay first (when a prepay exists), then locally."""
+        order = self.get_order(order_id)
+        _check_version(order, expected_version)
+        if order.status is OrderStatus.UNPAID and order.prepay_id:
+            self.prepay_closer(order, caller)  # no transaction is open across this network call
+        return self.close_local(order_id, caller, expected_version)
 
     def close_local(self, order_id: str, caller: Caller, expected_version: int | None = None) -> Order:
         """UNPAID -> CLOSED and give the stock back; the CAS makes the release happen once."""
