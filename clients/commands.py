@@ -1,10 +1,103 @@
-"""Sub-commands of the `orderpay` CLI that belong to this part (filled in by its owner)."""
+"""`orderpay orders list|show`: read orders over gRPC with the typed client, for operators.
+
+Target and token come from flags, else `ORDERPAY_GRPC_TARGET` / `ORDERPAY_TOKEN`, else the dev stack's
+defaults; they are read in the handler (the CLI edge), never at import.
+"""
+
+# Handlers import grpc, rich and the client lazily so `orderpay --help` stays fast (see clients/cli.py).
+# ruff: noqa: PLC0415
 
 from __future__ import annotations
 
 import argparse
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clients.client import OrderPayClient
+    from clients.errors import OrderPayError
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+DEV_ADMIN_TOKEN = "dev-admin-token"  # noqa: S105 - the public dev token of server/config.py
+STATUS_CHOICES = ("unpaid", "paid", "partially_refunded", "refunded", "closed")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this part's sub-commands to the root parser."""
-    del sub
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument(
+        "--target", help=f"gRPC host:port (env ORDERPAY_GRPC_TARGET, else {DEFAULT_TARGET})"
+    )
+    connection.add_argument("--token", help="bearer token (env ORDERPAY_TOKEN, else the dev admin token)")
+    connection.add_argument("--timeout", type=float, default=5.0, help="seconds per call (default 5)")
+
+    orders = sub.add_parser("orders", help="list and show orders over gRPC")
+    actions = orders.add_subparsers(dest="orders_command", required=True, metavar="ACTION")
+
+    listing = actions.add_parser(
+        "list", parents=[connection], help="one page of a user's orders, newest first"
+    )
+    listing.add_argument("--user-id", required=True)
+    listing.add_argument("--status", choices=STATUS_CHOICES, type=str.lower)
+    listing.add_argument("--page-size", type=int, default=20)
+    listing.add_argument("--page-token", default="", help="from the previous page's footer")
+    listing.set_defaults(func=_list_orders)
+
+    show = actions.add_parser("show", parents=[connection], help="every field of one order")
+    show.add_argument("order_id", metavar="ORDER_ID")
+    show.add_argument("--wait-ms", type=int, help="wait up to this long for fulfilment to leave PENDING")
+    show.set_defaults(func=_show_order)
+
+
+def _list_orders(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from clients.errors import OrderPayError
+    from clients.views import orders_table
+
+    try:
+        with _client(args) as client:
+            page = client.list_orders(args.user_id, args.page_size, args.page_token, args.status)
+    except OrderPayError as err:
+        return _report(err)
+    console = Console()
+    console.print(orders_table(page.orders))
+    if page.next_page_token:
+        console.print(f"next page: --page-token {page.next_page_token}", highlight=False)
+    return 0
+
+
+def _show_order(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from clients.errors import OrderPayError
+    from clients.views import order_view
+
+    try:
+        with _client(args) as client:
+            order = client.get_order(args.order_id, args.wait_ms)
+    except OrderPayError as err:
+        return _report(err)
+    Console().print(order_view(order))
+    return 0
+
+
+def _client(args: argparse.Namespace) -> OrderPayClient:
+    from clients.client import OrderPayClient
+
+    target = args.target or os.environ.get("ORDERPAY_GRPC_TARGET") or DEFAULT_TARGET
+    token = args.token or os.environ.get("ORDERPAY_TOKEN") or DEV_ADMIN_TOKEN
+    return OrderPayClient(target, token, default_timeout=args.timeout)
+
+
+def _report(err: OrderPayError) -> int:
+    """The reason first (what scripts grep for), then field violations and the id to find the logs."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    lines = [f"[bold red]error:[/] {escape(err.reason)}: {escape(err.message)}"]
+    lines += [f"  {escape(name)}: {escape(text)}" for name, text in err.field_violations]
+    if err.trace_id:
+        lines.append(f"  request id: {escape(err.trace_id)}")
+    Console(stderr=True).print("\n".join(lines), highlight=False)
+    return 1
