@@ -73,8 +73,8 @@ def _public_pem(key: rsa.RSAPublicKey) -> bytes:
 
 
 def _serial_hex() -> str:
-    # 40 upper-hex digits with a non-zero, non-negative leading nibble: a valid positive X.509 serial.
-    return secrets.choice("123456789ABCDEF") + secrets.token_hex(20).upper()[1:]
+    # 40 upper-hex digits whose leading nibble is 1-7: X.509 caps serials at 159 bits.
+    return secrets.choice("1234567") + secrets.token_hex(20).upper()[1:]
 
 
 def _self_signed_cert(key: rsa.RSAPrivateKey, serial_hex: str, now: datetime) -> bytes:

@@ -23,7 +23,7 @@ from sandbox.validation import CHANNELS, parse_json_object, parse_prepay, parse_
 from sandbox.wire import signed, signed_error, unsigned_error
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-AUTH = "wechatpay.authorization"
+AUTH = web.RequestKey("wechatpay_authorization", signing.Authorization)
 API_PREFIX = "/v3/"
 
 

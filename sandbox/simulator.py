@@ -5,11 +5,13 @@ auto-pay and refund-settle timers. Routes, the control API and the cashier page 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from sandbox.backend import Backend
 from sandbox.config import SandboxConfig
+from sandbox.errors import ApiError
 from sandbox.faults import Settings
 from sandbox.models import REFUND_SUMMARY, Refund, Trade
 from sandbox.notifier import Dispatch, Notifier
@@ -33,10 +35,11 @@ class Simulator:
             timer.cancel()
         await asyncio.gather(*timers, return_exceptions=True)
 
-    def _later(self, delay_s: float, action: Awaitable[Any]) -> None:
+    def _later(self, delay_s: float, action: Callable[[], object]) -> None:
         async def run() -> None:
             await asyncio.sleep(delay_s)
-            await action
+            with contextlib.suppress(ApiError):  # the state moved on meanwhile (closed, reset)
+                action()
 
         task = asyncio.get_running_loop().create_task(run())
         self._timers.add(task)
@@ -47,9 +50,9 @@ class Simulator:
     def after_prepay(self, trade: Trade, *, created: bool) -> None:
         delay = self.config.auto_pay_delay_s
         if created and delay is not None:
-            self._later(delay, self._auto_pay(trade.out_trade_no))
+            self._later(delay, lambda: self._auto_pay(trade.out_trade_no))
 
-    async def _auto_pay(self, out_trade_no: str) -> None:
+    def _auto_pay(self, out_trade_no: str) -> None:
         if self.backend.trade(out_trade_no).trade_state == "NOTPAY":
             self.pay(out_trade_no)
 
@@ -82,11 +85,8 @@ class Simulator:
         delay = self.config.refund_settle_delay_s
         if created and delay is not None:
             status = self.config.refund_settle_status
-            self._later(delay, self._auto_settle(refund.out_refund_no, status))
+            self._later(delay, lambda: self.settle_refund(refund.out_refund_no, status))
         return refund
-
-    async def _auto_settle(self, out_refund_no: str, status: str) -> None:
-        self.settle_refund(out_refund_no, status)
 
     def settle_refund(self, out_refund_no: str, status: str) -> Refund:
         refund, changed = self.backend.settle_refund(out_refund_no, status)
