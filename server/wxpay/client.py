@@ -393,7 +393,12 @@ class WeChatPayClient:
         self, response: _Response, *, keys: VerifierKeys | None = None, refresh: bool = True
     ) -> None:
         try:
-            verify_signed_message(response.headers, response.body, keys=keys or self._keys, now=self._clock())
+            verify_signed_message(
+                response.headers,
+                response.body,
+                keys=keys if keys is not None else self._keys,
+                now=self._clock(),
+            )
         except UnknownSerialError:
             if not (refresh and self._sign_mode == "cert" and self._refresh_certificates()):
                 raise _forged(response, "unknown_serial") from None

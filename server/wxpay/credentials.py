@@ -81,7 +81,7 @@ def load_credentials(directory: Path | str) -> MerchantCredentials:
     return MerchantCredentials(
         mchid=fields["mchid"],
         appid=fields["appid"],
-        merchant_serial_no=fields["merchant_serial_no"].upper(),
+        merchant_serial_no=fields["merchant_serial_no"],
         apiv3_key=fields["apiv3_key"],
         wechatpay_public_key_id=key_id,
         platform_cert_serial_no=_platform_serial(fields, certificate),
