@@ -88,7 +88,8 @@ async def settle_refund(request: web.Request) -> web.Response:
 
 
 async def notifications(request: web.Request) -> web.Response:
-    return _json({"attempts": request.app[SANDBOX].notifier.log()})
+    notifier = request.app[SANDBOX].notifier
+    return _json({"attempts": notifier.log(), "in_flight": notifier.in_flight})
 
 
 async def resend(request: web.Request) -> web.Response:

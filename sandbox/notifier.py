@@ -267,5 +267,10 @@ class Notifier:
 
     # --- inspection -------------------------------------------------------------------------------
 
+    @property
+    def in_flight(self) -> int:
+        """Notifications still being delivered or waiting for their next retry."""
+        return len(self._tasks)
+
     def log(self) -> list[dict[str, Any]]:
         return [asdict(attempt) for attempt in self.attempts]

@@ -82,6 +82,7 @@ class MerchantCaller:
 class Received:
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived (monotonic clock)
 
     @property
     def event_type(self) -> str:

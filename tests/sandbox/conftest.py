@@ -47,6 +47,21 @@ def make_sandbox(credentials: Credentials) -> Iterator[MakeSandbox]:
 
 
 @pytest.fixture
+def make_caller(credentials: Credentials) -> Iterator[Callable[..., MerchantCaller]]:
+    """A signed caller for another sandbox instance; closed after the test."""
+    callers: list[MerchantCaller] = []
+
+    def make(sandbox: RunningSandbox, **options: Any) -> MerchantCaller:
+        client = MerchantCaller(sandbox.base_url, credentials, **options)
+        callers.append(client)
+        return client
+
+    yield make
+    for client in callers:
+        client.close()
+
+
+@pytest.fixture
 def sandbox(make_sandbox: MakeSandbox) -> RunningSandbox:
     return make_sandbox()
 

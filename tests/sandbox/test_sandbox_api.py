@@ -221,7 +221,7 @@ def paid_order(
 
 
 def test_refunds_are_idempotent_and_bounded_by_the_paid_amount(
-    make_sandbox: object, caller: MerchantCaller, credentials: Credentials, out_trade_no: str
+    caller: MerchantCaller, credentials: Credentials, out_trade_no: str
 ) -> None:
     paid_order(caller, credentials, out_trade_no)
     first = caller.call(
