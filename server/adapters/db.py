@@ -41,6 +41,7 @@ def _sqlite(path: str, pool_size: int, busy_timeout_ms: int) -> pw.Database:
         stale_timeout=300,
         timeout=10,
         lock_type="IMMEDIATE",
+        check_same_thread=False,  # pooled: a connection moves between threads, one at a time
         pragmas={
             "journal_mode": "wal",
             "busy_timeout": busy_timeout_ms,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import threading
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
@@ -220,9 +221,15 @@ class PeeweeUnitOfWork:
 
 
 def unit_of_work_factory(db: pw.Database) -> Any:
+    # SQLite has one writer at a time. Queueing writers on a process lock is fair and cheap;
+    # leaving them to SQLite's busy handler lets unlucky threads starve past the busy timeout.
+    writers: AbstractContextManager[Any] = (
+        threading.Lock() if isinstance(db, pw.SqliteDatabase) else nullcontext()
+    )
+
     @contextmanager
     def unit_of_work() -> Iterator[PeeweeUnitOfWork]:
-        with db.connection_context(), db.atomic():
+        with writers, db.connection_context(), db.atomic():
             yield PeeweeUnitOfWork()
 
     return unit_of_work

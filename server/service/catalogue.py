@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 
 from server.domain.catalogue import Product, ProductKind, product_from_mapping
@@ -16,8 +15,11 @@ from server.domain.validation import Violations
 from server.service.ports import UnitOfWorkFactory
 
 
+SHIPPED_CATALOGUE = Path(__file__).resolve().parents[1] / "data" / "catalogue.json"
+
+
 def default_catalogue_text() -> str:
-    return resources.files("server").joinpath("data/catalogue.json").read_text(encoding="utf-8")
+    return SHIPPED_CATALOGUE.read_text(encoding="utf-8")
 
 
 def parse_catalogue(text: str) -> list[Product]:
