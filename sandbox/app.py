@@ -65,7 +65,7 @@ def serve_in_thread(app: web.Application, host: str = "127.0.0.1", port: int = 0
     holder: dict[str, object] = {}
 
     async def serve() -> None:
-        runner = web.AppRunner(app, handle_signals=False)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

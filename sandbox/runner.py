@@ -14,7 +14,8 @@ from sandbox.keys import load_credentials
 
 
 async def _serve(config: SandboxConfig, host: str, port: int, port_file: Path | None) -> None:
-    runner = web.AppRunner(make_app(config), handle_signals=False)
+    # In-flight calls get 5 s to finish; hung (fault-injected) ones are cancelled after that.
+    runner = web.AppRunner(make_app(config), handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

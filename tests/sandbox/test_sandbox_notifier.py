@@ -19,7 +19,9 @@ MakeSandbox = Callable[..., RunningSandbox]
 
 
 @pytest.fixture
-def start(make_sandbox: MakeSandbox, make_caller: Callable[..., MerchantCaller]) -> Callable[..., MerchantCaller]:
+def start(
+    make_sandbox: MakeSandbox, make_caller: Callable[..., MerchantCaller]
+) -> Callable[..., MerchantCaller]:
     """A sandbox with these settings, and a caller for it."""
     return lambda **settings: make_caller(make_sandbox(**settings))
 
