@@ -46,7 +46,8 @@ def signed(
         nonce=nonce,
     )
     headers["Request-ID"] = request_id(internal_code)
-    headers["Content-Type"] = JSON_TYPE
+    if body is not None:  # the gateway's 204 carries no JSON content type (the SDK then returns b"")
+        headers["Content-Type"] = JSON_TYPE
     return web.Response(status=status, body=raw, headers=headers)
 
 
