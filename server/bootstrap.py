@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import peewee as pw
 
@@ -11,30 +12,55 @@ from server.adapters.db import bind, make_database, migrate
 from server.adapters.repositories import unit_of_work_factory
 from server.config import Settings
 from server.domain.clock import Clock, utc_now
+from server.metrics import PROVIDER_CALLS, PROVIDER_CIRCUIT, PROVIDER_LATENCY
 from server.rpc.order_servicer import OrderServicer
-from server.rpc.pay_servicer import UnimplementedPayServicer
+from server.rpc.pay_servicer import PayServicer, UnimplementedPayServicer
 from server.rpc.server import Servicers
 from server.rpc.vip_servicer import VipServicer
 from server.service.catalogue import CatalogueService
+from server.service.context import Caller
 from server.service.orders import OrderService
+from server.service.payments import PaymentService
+from server.service.ports import MerchantIdentity, UnitOfWorkFactory
+from server.service.refunds import RefundService
+from server.wxpay.client import WeChatPayClient, from_settings
+from server.wxpay.credentials import MerchantCredentials, load_credentials
 
 
 @dataclass
 class App:
     settings: Settings
     db: pw.Database
+    uow: UnitOfWorkFactory
+    clock: Clock
     orders: OrderService
     catalogue: CatalogueService
+    credentials: MerchantCredentials | None = None
+    wxpay: WeChatPayClient | None = None
+    payments: PaymentService | None = None
+    refunds: RefundService | None = None
+    extras: dict[str, object] = field(default_factory=dict)
 
     def servicers(self) -> Servicers:
-        return Servicers(
-            order=OrderServicer(self.orders), pay=UnimplementedPayServicer(), vip=VipServicer(self.catalogue)
+        pay = (
+            PayServicer(self.payments, self.refunds)
+            if self.payments is not None and self.refunds is not None
+            else UnimplementedPayServicer()
         )
+        return Servicers(order=OrderServicer(self.orders), pay=pay, vip=VipServicer(self.catalogue))
 
     def close(self) -> None:
+        if self.wxpay is not None:
+            self.wxpay.shutdown()
         close_all = getattr(self.db, "close_all", None)
         if close_all is not None:
             close_all()
+
+
+def observe_provider(operation: str, outcome: str, seconds: float) -> None:
+    PROVIDER_CALLS.labels(operation, outcome).inc()
+    PROVIDER_LATENCY.labels(operation).observe(seconds)
+    PROVIDER_CIRCUIT.set(1 if outcome == "circuit_open" else 0)
 
 
 def build_app(settings: Settings, *, clock: Clock = utc_now, run_migrations: bool = True) -> App:
@@ -46,5 +72,29 @@ def build_app(settings: Settings, *, clock: Clock = utc_now, run_migrations: boo
         migrate(db)
     uow = unit_of_work_factory(db)
     orders = OrderService(uow, clock, timedelta(seconds=settings.order_ttl_s))
-    catalogue = CatalogueService(uow, clock)
-    return App(settings=settings, db=db, orders=orders, catalogue=catalogue)
+    app = App(
+        settings=settings, db=db, uow=uow, clock=clock, orders=orders, catalogue=CatalogueService(uow, clock)
+    )
+    if (Path(settings.credentials_dir) / "merchant.json").exists():
+        _wire_payments(app)
+    return app
+
+
+def _wire_payments(app: App) -> None:
+    settings = app.settings
+    credentials = load_credentials(settings.credentials_dir)
+    client = from_settings(settings, credentials, observer=observe_provider)
+    merchant = MerchantIdentity(mchid=credentials.mchid, appid=credentials.appid)
+    payments = PaymentService(
+        app.uow, app.clock, client, merchant, settings.notify_url, settings.reconcile_schedule_s
+    )
+    refunds = RefundService(app.uow, app.clock, client, settings.notify_url, settings.refund_poll_schedule_s)
+    app.orders.prepay_closer = payments.close_at_provider
+    payments.refund_late_payment = lambda order: refunds.refund_order(
+        order.order_id,
+        f"PC{order.order_id}"[:64],
+        order.paid_fee,
+        "paid after close",
+        Caller("system:late-payment"),
+    )
+    app.credentials, app.wxpay, app.payments, app.refunds = credentials, client, payments, refunds

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -11,13 +11,22 @@ from typing import Any
 
 import peewee as pw
 
-from server.adapters.tables import MembershipRow, OrderEventRow, OrderRow, ProductRow
+from server.adapters.tables import (
+    FulfilmentRow,
+    MembershipRow,
+    OrderEventRow,
+    OrderRow,
+    ProductRow,
+    RefundRow,
+)
 from server.domain.catalogue import Product, ProductKind
 from server.domain.membership import Membership
 from server.domain.order import Fulfilment, Order, OrderStatus
+from server.domain.refund import Refund, RefundStatus
 from server.service.ports import AuditEvent, Cursor, OrderInsertConflict
 
 _ORDER_FIELDS = tuple(f.name for f in fields(Order))
+_REFUND_FIELDS = tuple(f.name for f in fields(Refund))
 
 
 def to_db_time(value: datetime | None) -> datetime | None:
@@ -46,7 +55,7 @@ def order_from_row(row: OrderRow) -> Order:
     values["fulfilment"] = Fulfilment(row.fulfilment)
     for name in ("expires_at", "created_at", "updated_at"):
         values[name] = _required_time(values[name])
-    for name in ("prepay_at", "paid_at", "closed_at"):
+    for name in ("prepay_at", "next_sync_at", "paid_at", "closed_at"):
         values[name] = from_db_time(values[name])
     return Order(**values)
 
@@ -210,6 +219,62 @@ class PeeweeMemberships:
         return Membership(user_id=row.user_id, expires_at=from_db_time(row.expires_at), version=row.version)
 
 
+class PeeweeRefunds:
+    def get(self, out_refund_no: str) -> Refund | None:
+        row = RefundRow.get_or_none(RefundRow.out_refund_no == out_refund_no)
+        return None if row is None else _refund_from_row(row)
+
+    def insert(self, refund: Refund) -> None:
+        values = _db_values({name: getattr(refund, name) for name in _REFUND_FIELDS})
+        values["status"] = refund.status.value
+        RefundRow.insert(**values).execute()
+
+    def compare_and_set(self, refund: Refund, **changes: Any) -> Refund | None:
+        values = _db_values(changes)
+        if "status" in values:
+            values["status"] = str(values["status"])
+        updated = (
+            RefundRow.update(version=RefundRow.version + 1, **values)
+            .where((RefundRow.out_refund_no == refund.out_refund_no) & (RefundRow.version == refund.version))
+            .execute()
+        )
+        return self.get(refund.out_refund_no) if updated else None
+
+    def committed_amount(self, order_id: str) -> int:
+        """Refunds that are, or may still become, money back: everything but CLOSED and ABNORMAL."""
+        total = (
+            RefundRow.select(pw.fn.COALESCE(pw.fn.SUM(RefundRow.amount), 0))
+            .where(
+                (RefundRow.order_id == order_id)
+                & RefundRow.status.in_([RefundStatus.PROCESSING.value, RefundStatus.SUCCESS.value])
+            )
+            .scalar()
+        )
+        return int(total or 0)
+
+
+def _refund_from_row(row: RefundRow) -> Refund:
+    values: dict[str, Any] = {name: getattr(row, name) for name in _REFUND_FIELDS}
+    values["status"] = RefundStatus(row.status)
+    values["created_at"] = _required_time(row.created_at)
+    values["updated_at"] = _required_time(row.updated_at)
+    values["succeeded_at"] = from_db_time(row.succeeded_at)
+    return Refund(**values)
+
+
+class PeeweeOutbox:
+    def add_fulfilment(self, order: Order, now: datetime) -> None:
+        """The outbox row, written in the PAID transaction; unique per order, so at most one."""
+        FulfilmentRow.insert(
+            order_id=order.order_id,
+            kind=order.kind.value,
+            status="PENDING",
+            next_attempt_at=to_db_time(now),
+            created_at=to_db_time(now),
+            updated_at=to_db_time(now),
+        ).on_conflict_ignore().execute()
+
+
 class PeeweeUnitOfWork:
     """One transaction: commits when the block ends normally, rolls back when it raises."""
 
@@ -218,6 +283,8 @@ class PeeweeUnitOfWork:
         self.orders = PeeweeOrders()
         self.events = PeeweeEvents()
         self.memberships = PeeweeMemberships()
+        self.refunds = PeeweeRefunds()
+        self.outbox = PeeweeOutbox()
 
 
 def unit_of_work_factory(db: pw.Database) -> Any:

@@ -86,6 +86,8 @@ class Order:
     prepay_id: str | None = None
     prepay_payload: str | None = None
     prepay_at: datetime | None = None
+    next_sync_at: datetime | None = None
+    sync_attempts: int = 0
     paid_at: datetime | None = None
     closed_at: datetime | None = None
 

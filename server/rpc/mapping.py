@@ -6,10 +6,12 @@ from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 
-from clients.gen.orderpay.v1 import order_pb2, vip_service_pb2
+from clients.gen.orderpay.v1 import order_pb2, pay_service_pb2, vip_service_pb2
 from server.domain.catalogue import Product
 from server.domain.order import Fulfilment, Order, OrderStatus
+from server.domain.refund import Refund, RefundStatus
 from server.service.catalogue import MembershipView
+from server.service.payments import PaymentView
 
 _STATUS_TO_PB = {
     status: order_pb2.OrderStatus.Value(f"ORDER_STATUS_{status.value}") for status in OrderStatus
@@ -74,4 +76,44 @@ def plan_to_pb(product: Product) -> vip_service_pb2.Plan:
 def membership_to_pb(view: MembershipView) -> vip_service_pb2.Membership:
     return vip_service_pb2.Membership(
         user_id=view.user_id, expires_at=timestamp(view.expires_at), active=view.active, version=view.version
+    )
+
+
+_REFUND_STATUS_TO_PB = {
+    s: pay_service_pb2.RefundStatus.Value(f"REFUND_STATUS_{s.value}") for s in RefundStatus
+}
+
+
+def payment_to_pb(view: PaymentView) -> pay_service_pb2.Payment:
+    payment = pay_service_pb2.Payment(
+        order_id=view.order.order_id,
+        out_trade_no=view.order.out_trade_no,
+        channel=pay_service_pb2.PayChannel.Value(f"PAY_CHANNEL_{view.channel}"),
+        prepay_id=view.prepay_id,
+        amount=view.order.total_fee,
+        prepay_expires_at=timestamp(view.prepay_expires_at),
+    )
+    if view.code_url:
+        payment.code_url = view.code_url
+    elif view.h5_url:
+        payment.h5_url = view.h5_url
+    elif view.channel == "APP":
+        payment.app.CopyFrom(pay_service_pb2.AppPayParams(**view.params))
+    else:
+        payment.jsapi.CopyFrom(pay_service_pb2.JsapiPayParams(**view.params))
+    return payment
+
+
+def refund_to_pb(refund: Refund) -> pay_service_pb2.Refund:
+    return pay_service_pb2.Refund(
+        out_refund_no=refund.out_refund_no,
+        refund_id=refund.refund_id or "",
+        order_id=refund.order_id,
+        amount=refund.amount,
+        order_total=refund.order_total,
+        status=_REFUND_STATUS_TO_PB[refund.status],
+        reason=refund.reason,
+        created_at=timestamp(refund.created_at),
+        succeeded_at=timestamp(refund.succeeded_at),
+        version=refund.version,
     )

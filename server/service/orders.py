@@ -33,8 +33,9 @@ from server.domain.order import (
     new_out_trade_no,
 )
 from server.domain.validation import MAX_PAGE_SIZE, MAX_QUANTITY, MAX_WAIT_MS, Violations
+from server.service.audit import audit
 from server.service.context import Caller, replace_actor
-from server.service.ports import AuditEvent, Cursor, OrderInsertConflict, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import Cursor, OrderInsertConflict, UnitOfWork, UnitOfWorkFactory
 
 DEFAULT_PAGE_SIZE = 20
 
@@ -105,9 +106,7 @@ class OrderService:
                     f"product {product.product_id!r} is out of stock",
                     metadata={"product_id": product.product_id},
                 )
-            uow.events.record(
-                _event(order, "status", None, order.status, "created", caller), order.created_at
-            )
+            uow.events.record(audit(order, "status", None, order.status, "created", caller), order.created_at)
         return CreateOrderResult(order)
 
     def _new_order(self, cmd: CreateOrder, fingerprint: str, product: Product) -> Order:
@@ -220,7 +219,7 @@ class OrderService:
             if closed is None:
                 raise _conflict(uow, order_id)
             uow.products.release_stock(order.product_id, order.quantity)
-            uow.events.record(_event(order, "status", order.status, closed.status, "closed", caller), now)
+            uow.events.record(audit(order, "status", order.status, closed.status, "closed", caller), now)
         return closed
 
     def attach_article(self, order_id: str, article_id: str, expected_version: int, caller: Caller) -> Order:
@@ -244,7 +243,7 @@ class OrderService:
             if updated is None:
                 raise _conflict(uow, order_id)
             uow.events.record(
-                _event(order, "article", order.article_id, article_id, "article attached", caller), now
+                audit(order, "article", order.article_id, article_id, "article attached", caller), now
             )
         return updated
 
@@ -301,18 +300,6 @@ def _conflict(uow: UnitOfWork, order_id: str) -> VersionConflictError:
     current = uow.orders.get(order_id)
     version = str(current.version) if current else "unknown"
     return VersionConflictError("order changed concurrently", metadata={"current_version": version})
-
-
-def _event(order: Order, field: str, before: object, after: object, cause: str, caller: Caller) -> AuditEvent:
-    return AuditEvent(
-        order_id=order.order_id,
-        field=field,
-        from_value=None if before is None else str(before),
-        to_value=str(after),
-        cause=cause,
-        actor=caller.actor,
-        request_id=caller.request_id,
-    )
 
 
 def encode_page_token(cursor: Cursor, user_id: str, status: OrderStatus | None) -> str:

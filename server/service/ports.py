@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from server.domain.catalogue import Product
 from server.domain.membership import Membership
 from server.domain.order import Order, OrderStatus
+from server.domain.refund import Refund
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,42 @@ class Memberships(Protocol):
     def get(self, user_id: str) -> Membership | None: ...
 
 
+class Refunds(Protocol):
+    def get(self, out_refund_no: str) -> Refund | None: ...
+    def insert(self, refund: Refund) -> None: ...
+    def compare_and_set(self, refund: Refund, **changes: Any) -> Refund | None: ...
+    def committed_amount(self, order_id: str) -> int: ...
+
+
+class Outbox(Protocol):
+    def add_fulfilment(self, order: Order, now: datetime) -> None: ...
+
+
 class UnitOfWork(Protocol):
     products: Products
     orders: Orders
     events: Events
     memberships: Memberships
+    refunds: Refunds
+    outbox: Outbox
 
 
 UnitOfWorkFactory = Callable[[], AbstractContextManager[UnitOfWork]]
+
+
+class PaymentGateway(Protocol):
+    """WeChat Pay as the service layer sees it (server.wxpay.client.WeChatPayClient fits)."""
+
+    def prepay(self, channel: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    def query_by_out_trade_no(self, out_trade_no: str) -> dict[str, Any]: ...
+    def close(self, out_trade_no: str) -> None: ...
+    def refund(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    def query_refund(self, out_refund_no: str) -> dict[str, Any]: ...
+    def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]: ...
+    def app_pay_params(self, prepay_id: str) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class MerchantIdentity:
+    mchid: str
+    appid: str
