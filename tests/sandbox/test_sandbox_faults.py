@@ -98,9 +98,12 @@ def test_drop(
 def dropped_pattern(caller: MerchantCaller, credentials: Credentials, url: str) -> list[bool]:
     for index in range(12):
         pay(caller, credentials, f"SEED{index:06d}", url)
-    log = wait_until(
-        lambda: (lambda a: a if len(a) >= 12 else None)(caller.control("GET", "notifications")["attempts"])
-    )
+
+    def all_twelve() -> list[dict[str, Any]] | None:
+        attempts: list[dict[str, Any]] = caller.control("GET", "notifications")["attempts"]
+        return attempts if len(attempts) >= 12 else None
+
+    log = wait_until(all_twelve)
     return [a["kind"] == "dropped" for a in sorted(log, key=lambda a: a["out_trade_no"])]
 
 

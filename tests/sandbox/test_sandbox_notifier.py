@@ -33,9 +33,12 @@ def pay(caller: MerchantCaller, credentials: Credentials, out_trade_no: str, url
 
 def settled_log(caller: MerchantCaller) -> list[dict[str, Any]]:
     """The attempt log once no delivery is in flight any more."""
-    log = wait_until(
-        lambda: (lambda n: n if n["in_flight"] == 0 else None)(caller.control("GET", "notifications"))
-    )
+
+    def idle() -> dict[str, Any] | None:
+        log: dict[str, Any] = caller.control("GET", "notifications")
+        return log if log["in_flight"] == 0 else None
+
+    log = wait_until(idle)
     attempts: list[dict[str, Any]] = log["attempts"]
     return attempts
 
