@@ -85,9 +85,7 @@ def _text(data: dict[str, Any], name: str, ptr: str, max_len: int, *, required: 
 
 
 def _required_text(data: dict[str, Any], name: str, ptr: str, max_len: int) -> str:
-    value = _text(data, name, ptr, max_len)
-    assert value is not None  # noqa: S101 - _text raises for a missing required field
-    return value
+    return _text(data, name, ptr, max_len) or ""  # _text raises for a missing or empty required field
 
 
 def _object(data: dict[str, Any], name: str, ptr: str, *, required: bool) -> dict[str, Any] | None:
@@ -99,6 +97,10 @@ def _object(data: dict[str, Any], name: str, ptr: str, *, required: bool) -> dic
     if not isinstance(value, dict):
         raise param_error(ptr, "字段类型应为对象", value)
     return value
+
+
+def _required_object(data: dict[str, Any], name: str, ptr: str) -> dict[str, Any]:
+    return _object(data, name, ptr, required=True) or {}  # _object raises when it is missing
 
 
 def _fen(data: dict[str, Any], name: str, ptr: str) -> int:
@@ -167,8 +169,7 @@ def _client_ip(data: dict[str, Any], channel: str) -> str | None:
         return None
     ip = _required_text(scene, "payer_client_ip", "/scene_info/payer_client_ip", 45)
     if channel == "h5":
-        h5_info = _object(scene, "h5_info", "/scene_info/h5_info", required=True)
-        assert h5_info is not None  # noqa: S101 - required=True raises instead
+        h5_info = _required_object(scene, "h5_info", "/scene_info/h5_info")
         h5_type = _required_text(h5_info, "type", "/scene_info/h5_info/type", 32)
         if h5_type not in _H5_TYPES:
             raise param_error("/scene_info/h5_info/type", "取值应为 iOS、Android 或 Wap", h5_type)
@@ -189,8 +190,7 @@ def _optional_extras(data: dict[str, Any]) -> None:
 def parse_prepay(channel: str, body: bytes) -> PrepayRequest:
     data = parse_json_object(body)
     _reject_unknown(data, _PREPAY_FIELDS)
-    amount = _object(data, "amount", "/amount", required=True)
-    assert amount is not None  # noqa: S101 - required=True raises instead
+    amount = _required_object(data, "amount", "/amount")
     request = PrepayRequest(
         channel=channel,
         appid=_required_text(data, "appid", "/appid", 32),
@@ -220,8 +220,7 @@ def parse_refund(body: bytes) -> RefundRequest:
     transaction_id = _text(data, "transaction_id", "/transaction_id", 32, required=False)
     if not (out_trade_no or transaction_id):
         raise param_error("/out_trade_no", "transaction_id 与 out_trade_no 必须二选一")
-    amount = _object(data, "amount", "/amount", required=True)
-    assert amount is not None  # noqa: S101 - required=True raises instead
+    amount = _required_object(data, "amount", "/amount")
     funds_account = _text(data, "funds_account", "/funds_account", 32, required=False)
     if funds_account not in {None, "AVAILABLE", "UNSETTLED"}:
         raise param_error("/funds_account", "取值应为 AVAILABLE 或 UNSETTLED", funds_account)
