@@ -48,6 +48,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.add_argument("--wait-ms", type=int, help="wait up to this long for fulfilment to leave PENDING")
     show.set_defaults(func=_show_order)
 
+    demo = sub.add_parser("demo", parents=[connection], help="a scripted VIP purchase against `orderpay dev`")
+    demo.add_argument("--sandbox-url", default="http://127.0.0.1:8090")
+    demo.add_argument("--user-id", default="demo-user")
+    demo.add_argument("--plan", default="vip-month")
+    demo.add_argument("--manual", action="store_true", help="pay on the cashier page yourself")
+    demo.set_defaults(func=_demo)
+
 
 def _list_orders(args: argparse.Namespace) -> int:
     from rich.console import Console
@@ -80,6 +87,18 @@ def _show_order(args: argparse.Namespace) -> int:
         return _report(err)
     Console().print(order_view(order))
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from clients.demo import run_demo
+    from clients.errors import OrderPayError
+
+    target = args.target or os.environ.get("ORDERPAY_GRPC_TARGET") or DEFAULT_TARGET
+    token = args.token or os.environ.get("ORDERPAY_TOKEN") or DEV_ADMIN_TOKEN
+    try:
+        return run_demo(target, token, args.sandbox_url.rstrip("/"), args.user_id, args.plan, args.manual)
+    except OrderPayError as err:
+        return _report(err)
 
 
 def _client(args: argparse.Namespace) -> OrderPayClient:

@@ -9,8 +9,18 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the gRPC server (configured by ORDERPAY_* variables)")
     serve.add_argument("--listen", help="override ORDERPAY_GRPC_LISTEN")
-    serve.add_argument("--no-catalogue", action="store_true", help="do not load the shipped catalogue")
+    serve.add_argument(
+        "--only",
+        action="append",
+        choices=("grpc", "notify", "jobs"),
+        help="run only these parts (repeatable); default: all three",
+    )
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the ports (PostgreSQL only)")
     serve.set_defaults(func=_serve)
+
+    dev = sub.add_parser("dev", help="the whole stack on SQLite: keys, sandbox, server, sidecar, jobs")
+    dev.add_argument("--sandbox-listen", default="127.0.0.1:8090")
+    dev.set_defaults(func=_dev)
 
     mig = sub.add_parser("migrate", help="apply pending schema migrations")
     mig.set_defaults(func=_migrate)
@@ -25,7 +35,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from server.runner import serve  # noqa: PLC0415 - keep `orderpay --help` light
 
-    return serve(listen=args.listen, load_catalogue=not args.no_catalogue)
+    return serve(listen=args.listen, parts=set(args.only) if args.only else None, workers=args.workers)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from server.dev import run_dev  # noqa: PLC0415
+
+    return run_dev(args.sandbox_listen)
 
 
 def _migrate(args: argparse.Namespace) -> int:

@@ -1,18 +1,67 @@
-"""Process lifecycle for `orderpay serve`: build, start, wait for SIGTERM/SIGINT, stop gracefully."""
+"""Process lifecycle for `orderpay serve`: gRPC server, notify sidecar and jobs; graceful stop.
+
+Shutdown order (SIGTERM): health NOT_SERVING -> stop accepting and finish in-flight RPCs and
+notification acks within the grace period -> stop jobs -> close the pool.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import threading
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
-from server.bootstrap import build_app
-from server.config import load_settings
+from server.bootstrap import App, build_app
+from server.config import Settings, load_settings
 from server.log_setup import configure_logging
-from server.rpc.server import create_grpc_server
+from server.rpc.server import GrpcServer, create_grpc_server
 
 log = structlog.get_logger("orderpay.serve")
+
+
+class Stoppable(Protocol):
+    def stop(self, grace: float) -> None: ...
+
+
+@dataclass
+class Stack:
+    app: App
+    grpc: GrpcServer | None = None
+    parts: list[Stoppable] = field(default_factory=list)
+    notify_port: int | None = None
+
+    def stop(self, grace: float) -> None:
+        if self.grpc is not None:
+            self.grpc.stop(grace)
+        for part in reversed(self.parts):
+            part.stop(grace)
+        self.app.close()
+
+
+def start_stack(
+    settings: Settings, *, grpc: bool = True, notify: bool = True, jobs: bool = True, reuse_port: bool = False
+) -> Stack:
+    """Build the app and start the parts asked for; every part binds per Settings (port 0 = ephemeral)."""
+    app = build_app(settings)
+    app.catalogue.load_file()
+    stack = Stack(app)
+    if notify and app.payments is not None:
+        from server.notify.wiring import start_notify  # noqa: PLC0415 - optional part
+
+        server, stack.notify_port = start_notify(app, reuse_port=reuse_port)
+        stack.parts.append(server)
+    if jobs and settings.jobs_enabled and app.payments is not None:
+        from server.jobs.wiring import start_jobs  # noqa: PLC0415 - optional part
+
+        stack.parts.append(start_jobs(app))
+    if grpc:
+        stack.grpc = create_grpc_server(settings, app.servicers(), reuse_port=reuse_port)
+    return stack
 
 
 def wait_for_signal() -> None:
@@ -22,20 +71,50 @@ def wait_for_signal() -> None:
     stop.wait()
 
 
-def serve(*, listen: str | None = None, load_catalogue: bool = True) -> int:
+def serve(*, listen: str | None = None, parts: set[str] | None = None, workers: int = 1) -> int:
     settings = load_settings()
     if listen:
         settings = settings.with_overrides(grpc_listen=listen)
     configure_logging(settings.log_format, settings.log_level)
-    app = build_app(settings)
-    if load_catalogue:
-        app.catalogue.load_file()
-    grpc_server = create_grpc_server(settings, app.servicers())
+    if workers > 1:
+        return _supervise(workers, settings)
+    wanted = parts or {"grpc", "notify", "jobs"}
+    stack = start_stack(
+        settings,
+        grpc="grpc" in wanted,
+        notify="notify" in wanted,
+        jobs="jobs" in wanted,
+        reuse_port=os.environ.get("ORDERPAY_REUSE_PORT") == "1",
+    )
     host = settings.grpc_listen.rsplit(":", 1)[0]
-    log.info("grpc.listening", address=f"{host}:{grpc_server.port}")
+    log.info(
+        "serve.ready",
+        grpc=f"{host}:{stack.grpc.port}" if stack.grpc else None,
+        notify_port=stack.notify_port,
+        pid=os.getpid(),
+    )
     wait_for_signal()
     log.info("shutdown.begin", grace_s=settings.shutdown_grace_s)
-    grpc_server.stop(settings.shutdown_grace_s)
-    app.close()
+    stack.stop(settings.shutdown_grace_s)
     log.info("shutdown.done")
     return 0
+
+
+def _supervise(workers: int, settings: Settings) -> int:
+    """N processes share the ports (SO_REUSEPORT); the kernel spreads connections between them."""
+    if settings.grpc_listen.endswith(":0") or settings.database_url.startswith("sqlite"):
+        print(
+            "--workers needs a fixed port and PostgreSQL (ORDERPAY_DATABASE_URL=postgresql://...)",
+            file=sys.stderr,
+        )
+        return 2
+    env = {**os.environ, "ORDERPAY_REUSE_PORT": "1", "ORDERPAY_GRPC_LISTEN": settings.grpc_listen}
+    children = [
+        subprocess.Popen([sys.executable, "-m", "clients.cli", "serve"], env=env) for _ in range(workers)
+    ]
+    log.info("serve.supervising", workers=[c.pid for c in children])
+    wait_for_signal()
+    for child in children:
+        child.send_signal(signal.SIGTERM)
+    codes = [child.wait(timeout=settings.shutdown_grace_s + 5) for child in children]
+    return max(codes, default=0)

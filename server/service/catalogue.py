@@ -14,7 +14,6 @@ from server.domain.membership import Membership
 from server.domain.validation import Violations
 from server.service.ports import UnitOfWorkFactory
 
-
 SHIPPED_CATALOGUE = Path(__file__).resolve().parents[1] / "data" / "catalogue.json"
 
 

@@ -1,0 +1,180 @@
+"""The whole stack as real processes on loopback: sandbox + `orderpay serve` (gRPC, sidecar, jobs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+BFF_TOKEN = "e2e-bff-token"
+ADMIN_TOKEN = "e2e-admin-token"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.05) -> None:
+    """Poll a condition with a deadline (the only waiting tests do: never a bare sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def orderpay(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clients.cli", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    database_url: str
+    keys: Path
+    sandbox_url: str = ""
+    grpc_target: str = ""
+    notify_url: str = ""
+    server_env: dict[str, str] = field(default_factory=dict)
+    sandbox: subprocess.Popen[bytes] | None = None
+    server: subprocess.Popen[bytes] | None = None
+
+    # --- processes ----------------------------------------------------------------------------
+    def start_sandbox(self, *extra: str) -> None:
+        port_file = self.workdir / "sandbox.port"
+        self.sandbox = _spawn(
+            [
+                "sandbox",
+                "--listen",
+                "127.0.0.1:0",
+                "--credentials-dir",
+                str(self.keys),
+                "--port-file",
+                str(port_file),
+                "--time-scale",
+                "0.01",
+                "--seed",
+                "7",
+                *extra,
+            ],
+            self.workdir / "sandbox.log",
+        )
+        wait_until(lambda: port_file.exists() and port_file.read_text().strip() != "", 20, "sandbox port")
+        self.sandbox_url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+
+    def start_server(self, **settings: str) -> None:
+        grpc_port, notify_port = free_port(), free_port()
+        self.grpc_target = f"127.0.0.1:{grpc_port}"
+        self.notify_url = f"http://127.0.0.1:{notify_port}/wxpay/notify"
+        env = {
+            **os.environ,
+            "ORDERPAY_DATABASE_URL": self.database_url,
+            "ORDERPAY_GRPC_LISTEN": self.grpc_target,
+            "ORDERPAY_NOTIFY_LISTEN": f"127.0.0.1:{notify_port}",
+            "ORDERPAY_NOTIFY_URL": self.notify_url,
+            "ORDERPAY_WXPAY_BASE_URL": self.sandbox_url,
+            "ORDERPAY_CREDENTIALS_DIR": str(self.keys),
+            "ORDERPAY_API_TOKENS": f"bff:{BFF_TOKEN},admin:{ADMIN_TOKEN}",
+            "ORDERPAY_JOB_INTERVAL_S": "0.2",
+            "ORDERPAY_RECONCILE_SCHEDULE_S": "1,1,1,1,1,1,1,1",
+            "ORDERPAY_REFUND_POLL_SCHEDULE_S": "1,1,1,1",
+            "ORDERPAY_FULFILMENT_BACKOFF_BASE_S": "0.2",
+            "ORDERPAY_FULFILMENT_BACKOFF_MAX_S": "1",
+            "ORDERPAY_LOG_FORMAT": "json",
+            "ORDERPAY_LOG_LEVEL": "warning",
+            **{f"ORDERPAY_{k.upper()}": v for k, v in settings.items()},
+        }
+        self.server_env = env
+        self.server = _spawn(["serve"], self.workdir / "server.log", env=env)
+        wait_until(self._serving, 30, "gRPC health SERVING")
+
+    def kill_server(self) -> None:
+        """kill -9: no graceful anything."""
+        assert self.server is not None
+        self.server.send_signal(signal.SIGKILL)
+        self.server.wait(timeout=10)
+
+    def restart_server(self) -> None:
+        assert self.server is not None
+        self.server = _spawn(["serve"], self.workdir / "server.log", env=self.server_env)
+        wait_until(self._serving, 30, "gRPC health SERVING after restart")
+
+    def stop(self) -> None:
+        for process in (self.server, self.sandbox):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    def _serving(self) -> bool:
+        if self.server is not None and self.server.poll() is not None:
+            log = (self.workdir / "server.log").read_text()[-3000:]
+            raise AssertionError(f"server exited with {self.server.returncode}:\n{log}")
+        try:
+            with grpc.insecure_channel(self.grpc_target) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+        except grpc.RpcError:
+            return False
+
+    # --- sandbox control ----------------------------------------------------------------------
+    def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = httpx.request(method, f"{self.sandbox_url}/sandbox/v1/{path}", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def pay(self, out_trade_no: str) -> None:
+        self.control("POST", f"orders/{out_trade_no}/pay")
+
+    def faults(self, out_trade_no: str, **faults: Any) -> None:
+        self.control("POST", f"orders/{out_trade_no}/faults", faults)
+
+    def attempts(self) -> list[dict[str, Any]]:
+        """Every notification delivery attempt the sandbox made, with the answer it got."""
+        return list(self.control("GET", "notifications")["attempts"])
+
+
+def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "clients.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+    )
+
+
+@contextmanager
+def running_stack(workdir: Path, database_url: str, **server_settings: str) -> Iterator[Stack]:
+    keys = workdir / "keys"
+    orderpay("keys", "init", "--dir", str(keys))
+    stack = Stack(workdir=workdir, database_url=database_url, keys=keys)
+    try:
+        stack.start_sandbox()
+        stack.start_server(**server_settings)
+        yield stack
+    finally:
+        stack.stop()
