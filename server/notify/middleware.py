@@ -1,0 +1,79 @@
+"""Request id, the canonical log line, the notification metric, and no leaked tracebacks."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from server.metrics import NOTIFICATIONS
+from server.notify.keys import RECORD, RequestRecord
+from server.notify.responses import fail
+from server.service.notifications import ALARMING_OUTCOMES
+
+REQUEST_ID_HEADER = "X-Request-Id"
+NOTIFY_PATH = "/wxpay/notify"
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# 5xx answers that do not come from the service say why in the outcome label.
+INTERNAL = "internal"
+
+log = structlog.get_logger("orderpay.notify")
+
+
+def request_id_of(request: web.Request) -> str:
+    """The caller's id when it is short and printable, else a new one (never trust header bytes)."""
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    return incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+@web.middleware
+async def canonical_line(request: web.Request, handler: Handler) -> web.StreamResponse:
+    record = RequestRecord(request_id=request_id_of(request))
+    request[RECORD] = record
+    started = time.perf_counter()
+    response = await _answer(request, handler, record)
+    response.headers[REQUEST_ID_HEADER] = record.request_id
+    _log_line(request, record, response.status, time.perf_counter() - started)
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler, record: RequestRecord) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:  # 404 / 405 from routing: plain, no body of ours needed
+        record.outcome = record.outcome or f"http_{exc.status}"
+        return exc
+    except Exception:
+        log.exception("notify request failed", request_id=record.request_id, path=request.path)
+        record.outcome = INTERNAL
+        return fail(500, "internal error")
+
+
+def _log_line(request: web.Request, record: RequestRecord, status: int, seconds: float) -> None:
+    if request.path != NOTIFY_PATH:
+        log.debug("http request", request_id=record.request_id, path=request.path, status=status)
+        return
+    NOTIFICATIONS.labels(record.outcome or INTERNAL).inc()
+    log.log(
+        _level(status, record.outcome),
+        "notification",
+        request_id=record.request_id,
+        event_type=record.event_type,
+        notification_id=record.notification_id,
+        out_trade_no=record.out_trade_no,
+        outcome=record.outcome,
+        status=status,
+        duration_ms=round(seconds * 1000, 1),
+        **record.extra,
+    )
+
+
+def _level(status: int, outcome: str) -> int:
+    if status >= 500 or outcome in ALARMING_OUTCOMES:
+        return logging.ERROR
+    return logging.WARNING if status >= 400 else logging.INFO

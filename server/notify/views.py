@@ -1,0 +1,98 @@
+"""The sidecar's routes: thin translators from HTTP to NotificationService and back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from server.metrics import REGISTRY
+from server.notify.keys import CONFIG, EXECUTOR, READY_CHECK, RECORD, SERVICE, RequestRecord
+from server.notify.responses import acknowledged, fail
+from server.service.notifications import Receipt
+
+TOO_LARGE = "too_large"
+TIMEOUT = "timeout"
+_CHUNK = 16 * 1024
+_T = TypeVar("_T")
+
+
+class AnswerTimeout(Exception):  # noqa: N818 - a signal inside this module, not an error type
+    """The work did not finish in time; it keeps running in the executor."""
+
+
+async def notify(request: web.Request) -> web.Response:
+    config, record = request.app[CONFIG], request[RECORD]
+    body = await read_limited(request, config.max_body_bytes)
+    if body is None:
+        record.outcome = TOO_LARGE
+        return fail(413, f"body larger than {config.max_body_bytes} bytes")
+    service, headers = request.app[SERVICE], dict(request.headers)
+    try:
+        receipt = await in_executor(
+            request.app[EXECUTOR], lambda: service.receive(headers, body), config.answer_within_s
+        )
+    except AnswerTimeout:
+        # WeChat waits 5 s at most: answer "retry" now; the delivery finishes (or is retried) anyway.
+        record.outcome = TIMEOUT
+        return fail(503, "processing is taking too long; retry later")
+    _note(record, receipt)
+    return acknowledged() if receipt.acknowledged else fail(receipt.status_code, receipt.message)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    check = request.app[READY_CHECK]
+    try:
+        ready = await in_executor(request.app[EXECUTOR], check, request.app[CONFIG].ready_timeout_s)
+    except AnswerTimeout:
+        ready = False
+    return web.json_response({"status": "ready" if ready else "unavailable"}, status=200 if ready else 503)
+
+
+async def metrics(_request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The raw body, or None as soon as it is known to exceed `limit` (never buffers more)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+async def in_executor(executor: Executor, work: Callable[[], _T], timeout_s: float) -> _T:
+    """Run blocking `work` off the event loop; AnswerTimeout after `timeout_s`, without cancelling it
+    once started (a half-applied notification is worse than a late one)."""
+    submitted = executor.submit(work)
+    waiting = asyncio.wrap_future(submitted)
+    done, _ = await asyncio.wait({waiting}, timeout=timeout_s)
+    if not done:
+        submitted.cancel()  # only takes effect while still queued: then no work is done at all
+        waiting.add_done_callback(_consume)
+        raise AnswerTimeout
+    return waiting.result()
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not report it as never retrieved
+
+
+def _note(record: RequestRecord, receipt: Receipt) -> None:
+    record.outcome = receipt.outcome
+    record.notification_id = receipt.notification_id
+    record.event_type = receipt.event_type
+    record.out_trade_no = receipt.out_trade_no
