@@ -50,10 +50,11 @@ def start_stack(
     app = build_app(settings)
     app.catalogue.load_file()
     stack = Stack(app)
-    if notify and app.payments is not None:
+    # With --workers, the first worker alone serves the sidecar (the gRPC port is the shared one).
+    if notify and app.payments is not None and os.environ.get("ORDERPAY_WORKER_INDEX", "0") == "0":
         from server.notify.wiring import start_notify  # noqa: PLC0415 - optional part
 
-        server, stack.notify_port = start_notify(app, reuse_port=reuse_port)
+        server, stack.notify_port = start_notify(app)
         stack.parts.append(server)
     if jobs and settings.jobs_enabled and app.payments is not None:
         from server.jobs.wiring import start_jobs  # noqa: PLC0415 - optional part
@@ -110,7 +111,10 @@ def _supervise(workers: int, settings: Settings) -> int:
         return 2
     env = {**os.environ, "ORDERPAY_REUSE_PORT": "1", "ORDERPAY_GRPC_LISTEN": settings.grpc_listen}
     children = [
-        subprocess.Popen([sys.executable, "-m", "clients.cli", "serve"], env=env) for _ in range(workers)
+        subprocess.Popen(
+            [sys.executable, "-m", "clients.cli", "serve"], env={**env, "ORDERPAY_WORKER_INDEX": str(i)}
+        )
+        for i in range(workers)
     ]
     log.info("serve.supervising", workers=[c.pid for c in children])
     wait_for_signal()

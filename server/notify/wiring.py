@@ -1,24 +1,23 @@
-"""Builds the sidecar's collaborators from the composition root's App."""
+"""Build the notify sidecar for an App and start it on its own thread (what `orderpay serve` runs)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import peewee as pw
 
-from aiohttp import web
-
-from server.adapters.notification_store import TRANSIENT_DATABASE_ERRORS, NotificationStore
+from server.adapters.notification_store import NotificationStore
 from server.bootstrap import App
 from server.notify.app import make_notify_app
+from server.notify.runner import NotifyServerThread
 from server.service.notifications import NotificationService
 
 
 def notification_service(app: App) -> NotificationService:
-    """Needs the payments wiring (a credentials bundle): the sidecar is useless without it."""
     if app.credentials is None or app.payments is None or app.refunds is None:
-        raise RuntimeError(
-            f"no merchant credentials in {app.settings.credentials_dir}: run `orderpay keys init`"
-        )
-    return NotificationService(
+        raise RuntimeError("the notify sidecar needs a credentials bundle (ORDERPAY_CREDENTIALS_DIR)")
+    existing = app.extras.get("notifications")
+    if isinstance(existing, NotificationService):
+        return existing
+    service = NotificationService(
         store=NotificationStore(app.db, app.uow),
         clock=app.clock,
         credentials=app.credentials,
@@ -26,14 +25,22 @@ def notification_service(app: App) -> NotificationService:
         payments=app.payments,
         refunds=app.refunds,
         max_skew_s=app.settings.notify_clock_skew_s,
-        transient_faults=TRANSIENT_DATABASE_ERRORS,
+        transient_faults=(pw.OperationalError, pw.InterfaceError),
     )
+    app.extras["notifications"] = service
+    return service
 
 
-def notify_app_factory(app: App) -> Callable[[], web.Application]:
-    """For `NotifyServerThread`: one service, a fresh Application per call."""
+def start_notify(app: App) -> tuple[NotifyServerThread, int]:
     service = notification_service(app)
     store = NotificationStore(app.db, app.uow)
-    return lambda: make_notify_app(
-        service, max_body_bytes=app.settings.notify_max_body_bytes, ready_check=store.ping
+    host, _, port = app.settings.notify_listen.rpartition(":")
+    server = NotifyServerThread(
+        lambda: make_notify_app(
+            service, max_body_bytes=app.settings.notify_max_body_bytes, ready_check=store.ping
+        ),
+        host,
+        int(port),
+        grace_s=app.settings.shutdown_grace_s,
     )
+    return server, server.start()

@@ -161,10 +161,10 @@ class Stack:
 
 
 def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    log = log_path.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "clients.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
-    )
+    with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "clients.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
 
 
 @contextmanager
