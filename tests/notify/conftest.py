@@ -1,0 +1,69 @@
+"""Fixtures for the notify sidecar: a real App on SQLite/PostgreSQL with a test credentials bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.adapters.notification_store import TRANSIENT_DATABASE_ERRORS, NotificationStore
+from server.bootstrap import App, build_app
+from server.service.notifications import NotificationService
+from server.wxpay.credentials import load_credentials
+from tests.conftest import test_settings
+from tests.notify.fakes import FakeLedger
+from tests.notify.wechat import WeChatNotifier, make_bundle
+
+MAX_SKEW_S = 300
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="module")
+def notify_app(database_url: str, bundle_dir: Path) -> Iterator[App]:
+    application = build_app(test_settings(database_url, credentials_dir=str(bundle_dir)))
+    application.catalogue.load_file()
+    yield application
+    application.close()
+
+
+@pytest.fixture(scope="session")
+def notifier() -> WeChatNotifier:
+    return WeChatNotifier()
+
+
+@pytest.fixture
+def store(notify_app: App) -> NotificationStore:
+    return NotificationStore(notify_app.db, notify_app.uow)
+
+
+@pytest.fixture
+def ledger() -> FakeLedger:
+    return FakeLedger()
+
+
+def service_with(
+    store: NotificationStore, ledger: FakeLedger, bundle_dir: Path, app: App
+) -> NotificationService:
+    credentials = load_credentials(bundle_dir)
+    return NotificationService(
+        store=store,
+        clock=app.clock,
+        credentials=credentials,
+        keys=credentials.verifier_keys(),
+        payments=ledger,
+        refunds=ledger,
+        max_skew_s=MAX_SKEW_S,
+        transient_faults=TRANSIENT_DATABASE_ERRORS,
+    )
+
+
+@pytest.fixture
+def service(
+    store: NotificationStore, ledger: FakeLedger, bundle_dir: Path, notify_app: App
+) -> NotificationService:
+    return service_with(store, ledger, bundle_dir, notify_app)

@@ -1,0 +1,45 @@
+"""A fake payments/refunds pair: idempotent like the real services, thread-safe, scriptable faults."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    outcome: str
+
+
+@dataclass
+class FakeLedger:
+    """Applies each out_trade_no / out_refund_no once; `faults` are raised (in order) before applying."""
+
+    applied: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)
+    faults: list[Exception] = field(default_factory=list)
+    scripted: dict[str, str] = field(default_factory=dict)  # key -> outcome instead of applying
+    sources: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def apply_transaction(self, resource: Mapping[str, Any], *, source: str) -> FakeResult:
+        return self._apply(str(resource["out_trade_no"]), source)
+
+    def apply_refund(self, resource: Mapping[str, Any], *, source: str) -> FakeResult:
+        return self._apply(str(resource["out_refund_no"]), source)
+
+    def _apply(self, key: str, source: str) -> FakeResult:
+        with self._lock:
+            self.calls[key] += 1
+            self.sources.append(source)
+            if self.faults:
+                raise self.faults.pop(0)
+            if key in self.scripted:
+                return FakeResult(self.scripted[key])
+            if self.applied[key]:
+                return FakeResult("duplicate")
+            self.applied[key] += 1
+            return FakeResult("applied")
