@@ -1,0 +1,8 @@
+"""Background jobs: fulfilment, expiry, payment reconciliation, refund polling, notification re-processing.
+
+Every job claims its rows before working on them, so N server processes can run all of them at once.
+"""
+
+from server.jobs.runner import JobResult, JobRunner, Task
+
+__all__ = ["JobResult", "JobRunner", "Task"]

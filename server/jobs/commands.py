@@ -1,0 +1,41 @@
+"""`orderpay purge --older-than 3d [--dry-run]`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    purge = sub.add_parser("purge", help="delete never-paid closed orders older than a cutoff")
+    purge.add_argument(
+        "--older-than", required=True, metavar="AGE", help="e.g. 3d, 12h, 30m (closed before now - AGE)"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
+    purge.set_defaults(func=_purge)
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from server.jobs.purge import parse_duration  # noqa: PLC0415 - keep `orderpay --help` light
+
+    try:
+        age = parse_duration(args.older_than)
+    except ValueError as exc:
+        print(f"purge: {exc}")
+        return 2
+    from server.adapters.db import bind, make_database  # noqa: PLC0415
+    from server.adapters.job_queries import JobQueries  # noqa: PLC0415
+    from server.adapters.repositories import unit_of_work_factory  # noqa: PLC0415
+    from server.config import load_settings  # noqa: PLC0415
+    from server.domain.clock import utc_now  # noqa: PLC0415
+    from server.jobs.purge import purge_closed_unpaid  # noqa: PLC0415
+
+    db = make_database(load_settings().database_url, pool_size=2)
+    bind(db)
+    cutoff = utc_now() - age
+    report = purge_closed_unpaid(unit_of_work_factory(db), JobQueries(db), cutoff, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    closed_before = f"{cutoff:%Y-%m-%dT%H:%M:%SZ}"
+    print(
+        f"purge: {verb} {report.orders} orders and {report.events} order events closed before {closed_before}"
+    )
+    return 0

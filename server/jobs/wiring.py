@@ -1,0 +1,76 @@
+"""Composition for fulfilment and jobs: what `orderpay serve` starts (see server.runner)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from server.adapters.fulfilment_store import PeeweeFulfilmentStore
+from server.adapters.job_queries import JobQueries
+from server.jobs.runner import JobRunner, Task
+from server.jobs.tasks import (
+    ExpiryTask,
+    FulfilmentTask,
+    NotificationReprocessor,
+    NotificationTask,
+    ReconcileTask,
+    RefundPollTask,
+)
+from server.service.fulfilment import FulfilmentWorker, RetryPolicy
+
+if TYPE_CHECKING:
+    from server.bootstrap import App
+
+
+def wire_fulfilment(app: App) -> FulfilmentWorker:
+    """Build the worker once per App and hook it into payments (prompt run) and refunds (revoke)."""
+    existing = app.extras.get("fulfilment")
+    if isinstance(existing, FulfilmentWorker):
+        return existing
+    worker = FulfilmentWorker(
+        app.uow,
+        app.clock,
+        PeeweeFulfilmentStore(app.db),
+        policy=RetryPolicy.from_settings(app.settings),
+        refunder=app.refunds,
+        auto_refund=app.settings.auto_refund_on_fulfilment_failure,
+    )
+    if app.payments is not None:
+        app.payments.on_paid = worker.fulfil_now
+    if app.refunds is not None:
+        app.refunds.revoke_grants = worker.revoke_grants
+    app.extras["fulfilment"] = worker
+    return worker
+
+
+def standard_tasks(app: App, notifications: NotificationReprocessor | None = None) -> list[Task]:
+    queries = JobQueries(app.db)
+    tasks: list[Task] = [
+        FulfilmentTask(wire_fulfilment(app)),
+        ExpiryTask(app.uow, app.clock, queries, app.orders),
+    ]
+    if app.payments is not None:
+        tasks.append(ReconcileTask(app.uow, app.clock, queries, app.payments))
+    if app.refunds is not None:
+        tasks.append(RefundPollTask(app.uow, app.clock, queries, app.refunds))
+    if notifications is not None:
+        tasks.append(NotificationTask(notifications))
+    return tasks
+
+
+def build_jobs(app: App, notifications: NotificationReprocessor | None = None) -> JobRunner:
+    return JobRunner(standard_tasks(app, notifications), app.clock, app.settings.job_interval_s)
+
+
+def start_jobs(app: App) -> JobRunner:
+    runner = build_jobs(app, _notifications(app))
+    runner.start()
+    return runner
+
+
+def _notifications(app: App) -> NotificationReprocessor | None:
+    existing = app.extras.get("notifications")
+    if existing is None and app.credentials is not None and app.payments is not None:
+        from server.notify.wiring import notification_service  # noqa: PLC0415 - optional part
+
+        existing = notification_service(app)
+    return existing if isinstance(existing, NotificationReprocessor) else None
