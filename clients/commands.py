@@ -13,6 +13,8 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
+import clients.loadtest.commands
+
 if TYPE_CHECKING:
     from clients.client import OrderPayClient
     from clients.errors import OrderPayError
@@ -47,6 +49,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.add_argument("order_id", metavar="ORDER_ID")
     show.add_argument("--wait-ms", type=int, help="wait up to this long for fulfilment to leave PENDING")
     show.set_defaults(func=_show_order)
+
+    clients.loadtest.commands.register(sub)
 
     demo = sub.add_parser("demo", parents=[connection], help="a scripted VIP purchase against `orderpay dev`")
     demo.add_argument("--sandbox-url", default="http://127.0.0.1:8090")

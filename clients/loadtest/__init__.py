@@ -1,0 +1,1 @@
+"""`orderpay loadtest`: drive a running stack on loopback and check the database invariants after."""

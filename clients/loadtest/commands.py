@@ -1,0 +1,75 @@
+"""`orderpay loadtest SCENARIO`: bounded, loopback-only load against a running stack, then the
+database invariants. Exit codes: 0 all good, 1 an invariant or a client-side check failed,
+2 bad arguments or the run could not start.
+"""
+
+# Handlers import grpc, aiohttp and rich lazily so `orderpay --help` stays fast (see clients/cli.py).
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from clients.loadtest.bounds import MAX_CONCURRENCY, MAX_COUNT, MAX_DUPLICATES, MAX_DURATION_S
+
+SCENARIO_CHOICES = ("create-unique", "duplicate-storm", "notify-storm", "full-flow")
+DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_SANDBOX_URL = "http://127.0.0.1:8090"
+DEFAULT_NOTIFY_URL = "http://127.0.0.1:8080/wxpay/notify"
+DEFAULT_DATABASE_URL = "sqlite:///.orderpay/orderpay.db"
+DEV_BFF_TOKEN = "dev-bff-token"  # noqa: S105 - the public dev token of server/config.py
+DEFAULT_DUPLICATES = {"duplicate-storm": 20, "notify-storm": 3}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `loadtest` to the root parser."""
+    parser = sub.add_parser(
+        "loadtest",
+        help="drive a local stack with load, then check the database invariants",
+        description="Loopback only and bounded. Exit 1 when an invariant fails.",
+    )
+    parser.add_argument(
+        "scenario", choices=SCENARIO_CHOICES, metavar="SCENARIO", help=" | ".join(SCENARIO_CHOICES)
+    )
+    parser.add_argument(
+        "--target",
+        help="gRPC host:port; comma-separated targets are used round-robin"
+        f" (env ORDERPAY_GRPC_TARGET, else {DEFAULT_TARGET})",
+    )
+    parser.add_argument("--token", help="bearer token (env ORDERPAY_TOKEN, else the dev bff token)")
+    parser.add_argument("--sandbox-url", default=DEFAULT_SANDBOX_URL, help="sandbox base URL (full-flow)")
+    parser.add_argument(
+        "--notify-url",
+        help=f"sidecar notify URL (notify-storm; env ORDERPAY_NOTIFY_URL, else {DEFAULT_NOTIFY_URL})",
+    )
+    parser.add_argument(
+        "--credentials-dir", help="bundle to sign notifications with (env ORDERPAY_CREDENTIALS_DIR)"
+    )
+    parser.add_argument("--database-url", help="database to check (env ORDERPAY_DATABASE_URL)")
+    parser.add_argument("--product", default="vip-month", help="product to order (default vip-month)")
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help=f"calls in flight (max {MAX_CONCURRENCY})"
+    )
+    parser.add_argument(
+        "--count", type=int, default=1000, help=f"orders / keys / notifications (max {MAX_COUNT})"
+    )
+    parser.add_argument(
+        "--duplicates", type=int, help=f"copies per key or notification (max {MAX_DUPLICATES})"
+    )
+    parser.add_argument("--duration", type=float, help=f"stop after S seconds (max {MAX_DURATION_S:g})")
+    parser.add_argument(
+        "--auto-pay-delay", type=float, default=0.05, help="sandbox auto-pay delay (full-flow)"
+    )
+    parser.add_argument(
+        "--fulfil-timeout", type=float, default=30.0, help="seconds an order may take to fulfil"
+    )
+    parser.add_argument("--no-check", action="store_true", help="skip the database invariant checks")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    parser.set_defaults(func=_loadtest)
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from clients.loadtest.main import run_from_args
+
+    return run_from_args(args, os.environ)

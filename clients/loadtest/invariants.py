@@ -1,0 +1,214 @@
+"""The invariants a load run must leave behind, checked with read-only SQL on the server's database.
+
+Each rule is one SELECT that returns the offending rows, so a clean database returns none and the
+report can quote examples. The rules hold for the whole database, whatever else ran on it; the
+optional `Expected` counts are scoped to one run's users (a `user_id` prefix) and say whether every
+key the run sent became exactly one order, and every payment exactly one fulfilment.
+
+Usable from tests: `check_invariants("sqlite:///path.db")` returns an `InvariantReport`.
+"""
+
+# Every statement is built from the constant rules below and a bound parameter, never from input.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import peewee as pw
+
+SAMPLE_ROWS = 5
+PAID_STATUSES = "('PAID', 'PARTIALLY_REFUNDED', 'REFUNDED')"
+# Refunds that hold money: not CLOSED / ABNORMAL (SPEC §2).
+LIVE_REFUND_STATUSES = "('PROCESSING', 'SUCCESS')"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    says: str
+    offenders_sql: str  # rows that break the rule
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "one_order_per_key",
+        "one order per (user_id, request_id)",
+        "SELECT user_id, request_id, COUNT(*) AS n FROM orders"
+        " GROUP BY user_id, request_id HAVING COUNT(*) > 1",
+    ),
+    Rule(
+        "one_unpaid_order_per_product",
+        "at most one UNPAID order per (user_id, product_id)",
+        "SELECT user_id, product_id, COUNT(*) AS n FROM orders WHERE status = 'UNPAID'"
+        " GROUP BY user_id, product_id HAVING COUNT(*) > 1",
+    ),
+    Rule(
+        "one_fulfilment_row_per_order",
+        "at most one fulfilment row per order",
+        "SELECT order_id, COUNT(*) AS n FROM fulfilments GROUP BY order_id HAVING COUNT(*) > 1",
+    ),
+    Rule(
+        "paid_orders_have_fulfilment",
+        "every paid order (not HELD) has its fulfilment row",
+        "SELECT o.order_id, o.status FROM orders o LEFT JOIN fulfilments f ON f.order_id = o.order_id"
+        f" WHERE o.status IN {PAID_STATUSES} AND o.fulfilment <> 'HELD' AND f.order_id IS NULL",
+    ),
+    Rule(
+        "fulfilments_only_for_paid_orders",
+        "no fulfilment row for an order that was never paid",
+        "SELECT f.order_id, f.status FROM fulfilments f LEFT JOIN orders o ON o.order_id = f.order_id"
+        " WHERE o.order_id IS NULL OR o.transaction_id IS NULL",
+    ),
+    Rule(
+        "one_grant_per_order",
+        "fulfilment ran at most once per order (one grants row)",
+        "SELECT order_id, COUNT(*) AS n FROM grants GROUP BY order_id HAVING COUNT(*) > 1",
+    ),
+    Rule(
+        "succeeded_fulfilments_granted",
+        "every SUCCEEDED fulfilment has its grants row",
+        "SELECT o.order_id, o.fulfilment FROM orders o LEFT JOIN grants g ON g.order_id = o.order_id"
+        " WHERE o.fulfilment = 'SUCCEEDED' AND g.order_id IS NULL",
+    ),
+    Rule(
+        "grants_only_for_paid_orders",
+        "no grant for an order that was never paid",
+        "SELECT g.order_id, g.state FROM grants g LEFT JOIN orders o ON o.order_id = g.order_id"
+        " WHERE o.order_id IS NULL OR o.transaction_id IS NULL",
+    ),
+    Rule(
+        "stock_never_negative",
+        "products.stock >= 0",
+        "SELECT product_id, stock FROM products WHERE stock < 0",
+    ),
+    Rule(
+        "refunds_within_paid",
+        "sum of PROCESSING + SUCCESS refunds <= orders.paid_fee",
+        "SELECT o.order_id, o.paid_fee, SUM(r.amount) AS refunded FROM orders o"
+        f" JOIN refunds r ON r.order_id = o.order_id WHERE r.status IN {LIVE_REFUND_STATUSES}"
+        " GROUP BY o.order_id, o.paid_fee HAVING SUM(r.amount) > o.paid_fee",
+    ),
+    Rule(
+        "refunded_fee_within_paid",
+        "0 <= orders.refunded_fee <= orders.paid_fee",
+        "SELECT order_id, paid_fee, refunded_fee FROM orders"
+        " WHERE refunded_fee < 0 OR refunded_fee > paid_fee",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What one run should have produced, counted over orders whose user_id starts with `user_prefix`."""
+
+    user_prefix: str
+    orders: int | None = None
+    paid: int | None = None  # orders with a transaction, and as many fulfilment rows
+    fulfilled: int | None = None  # orders whose fulfilment SUCCEEDED
+
+
+@dataclass(frozen=True)
+class InvariantResult:
+    name: str
+    says: str
+    ok: bool
+    violations: int
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class InvariantReport:
+    results: list[InvariantResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for result in self.results)
+
+    @property
+    def failed(self) -> list[InvariantResult]:
+        return [result for result in self.results if not result.ok]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "results": [asdict(result) for result in self.results]}
+
+
+def open_readonly(database_url: str) -> pw.Database:
+    """A connection that cannot write: SQLite `mode=ro`, PostgreSQL read-only transactions."""
+    parsed = urlparse(database_url)
+    if parsed.scheme == "sqlite":
+        path = database_url.removeprefix("sqlite:///")
+        return pw.SqliteDatabase(f"file:{path}?mode=ro", uri=True)
+    if parsed.scheme in {"postgresql", "postgres"}:
+        return pw.PostgresqlDatabase(
+            parsed.path.lstrip("/"),
+            user=unquote(parsed.username or "") or None,
+            password=unquote(parsed.password or "") or None,
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 5432,
+            options="-c default_transaction_read_only=on",
+        )
+    raise ValueError(f"unsupported database url {database_url!r} (want sqlite:/// or postgresql://)")
+
+
+def check_invariants(database_url: str, expected: Expected | None = None) -> InvariantReport:
+    """Run every rule (and the expected counts, if given) against the database at `database_url`."""
+    db = open_readonly(database_url)
+    with db.connection_context():
+        results = [_check_rule(db, rule) for rule in RULES]
+        if expected is not None:
+            results += _check_expected(db, expected)
+    return InvariantReport(results)
+
+
+def _check_rule(db: pw.Database, rule: Rule) -> InvariantResult:
+    ((violations,),) = _rows(db, f"SELECT COUNT(*) FROM ({rule.offenders_sql}) AS offenders")
+    rows = _rows(db, f"{rule.offenders_sql} LIMIT {SAMPLE_ROWS}")
+    return InvariantResult(
+        rule.name, rule.says, violations == 0, int(violations), [_show(row) for row in rows]
+    )
+
+
+def _check_expected(db: pw.Database, expected: Expected) -> list[InvariantResult]:
+    scope = f"substr(o.user_id, 1, {len(expected.user_prefix)}) = {db.param}"
+    counts = {
+        "orders": (expected.orders, f"SELECT COUNT(*) FROM orders o WHERE {scope}"),
+        "paid": (
+            expected.paid,
+            f"SELECT COUNT(*) FROM orders o WHERE {scope} AND o.transaction_id IS NOT NULL",
+        ),
+        "fulfilment_rows": (
+            expected.paid,
+            f"SELECT COUNT(*) FROM fulfilments f JOIN orders o ON o.order_id = f.order_id WHERE {scope}",
+        ),
+        "fulfilled": (
+            expected.fulfilled,
+            f"SELECT COUNT(*) FROM orders o WHERE {scope} AND o.fulfilment = 'SUCCEEDED'",
+        ),
+    }
+    results = []
+    for label, (want, sql) in counts.items():
+        if want is None:
+            continue
+        ((got,),) = _rows(db, sql, (expected.user_prefix,))
+        results.append(
+            InvariantResult(
+                f"run_{label}",
+                f"this run left exactly {want} {label.replace('_', ' ')}",
+                int(got) == want,
+                abs(int(got) - want),
+                [] if int(got) == want else [f"expected {want}, found {got}"],
+            )
+        )
+    return results
+
+
+def _rows(db: pw.Database, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    cursor = db.execute_sql(sql, params)  # type: ignore[no-untyped-call]  # peewee's stubs leave it untyped
+    return list(cursor.fetchall())
+
+
+def _show(row: tuple[Any, ...]) -> str:
+    return ", ".join(str(value) for value in row)

@@ -1,0 +1,121 @@
+"""The `orderpay loadtest` handler: flags → LoadConfig, run the scenario, check, print, exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import peewee as pw
+from rich.console import Console
+
+from clients.loadtest import bounds
+from clients.loadtest.commands import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_DUPLICATES,
+    DEFAULT_NOTIFY_URL,
+    DEFAULT_TARGET,
+    DEV_BFF_TOKEN,
+)
+from clients.loadtest.harness import Plan
+from clients.loadtest.invariants import InvariantReport, check_invariants
+from clients.loadtest.report import errors_table, invariants_table, progress_bar, summary_table
+from clients.loadtest.scenarios import LoadConfig, ScenarioResult, SetupError, run_scenario
+
+EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
+
+
+def run_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    errors = Console(stderr=True)
+    try:
+        config = config_from_args(args, env)
+        database_url = bounds.require_loopback_url(
+            args.database_url or env.get("ORDERPAY_DATABASE_URL") or DEFAULT_DATABASE_URL, "database"
+        )
+    except ValueError as exc:
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_UNUSABLE
+    try:
+        result = _run(args.scenario, config, show_progress=not args.json, console=errors)
+        report = None if args.no_check else check_invariants(database_url, result.expected)
+    except (SetupError, pw.OperationalError, OSError) as exc:
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_UNUSABLE
+    _print(args, config, result, report)
+    healthy = not result.problems and (report is None or report.ok)
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
+def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> LoadConfig:
+    """Validated settings: loopback endpoints only, every size within the caps of `bounds`."""
+    targets = tuple(
+        bounds.require_loopback_target(target.strip())
+        for target in (args.target or env.get("ORDERPAY_GRPC_TARGET") or DEFAULT_TARGET).split(",")
+        if target.strip()
+    )
+    duplicates = args.duplicates if args.duplicates is not None else DEFAULT_DUPLICATES.get(args.scenario, 1)
+    plan = Plan(
+        count=bounds.clamp(args.count, 1, bounds.MAX_COUNT, "count"),
+        concurrency=bounds.clamp(args.concurrency, 1, bounds.MAX_CONCURRENCY, "concurrency"),
+        duration_s=bounds.clamp_duration(args.duration),
+    )
+    return LoadConfig(
+        targets=targets,
+        token=args.token or env.get("ORDERPAY_TOKEN") or DEV_BFF_TOKEN,
+        plan=plan,
+        product_id=args.product,
+        duplicates=bounds.clamp(duplicates, 1, bounds.MAX_DUPLICATES, "duplicates"),
+        sandbox_url=bounds.require_loopback_url(args.sandbox_url, "sandbox url"),
+        notify_url=bounds.require_loopback_url(
+            args.notify_url or env.get("ORDERPAY_NOTIFY_URL") or DEFAULT_NOTIFY_URL, "notify url"
+        ),
+        credentials_dir=Path(args.credentials_dir or env.get("ORDERPAY_CREDENTIALS_DIR") or ".orderpay/keys"),
+        auto_pay_delay_s=args.auto_pay_delay,
+        fulfil_timeout_s=args.fulfil_timeout,
+    )
+
+
+def _run(scenario: str, config: LoadConfig, *, show_progress: bool, console: Console) -> ScenarioResult:
+    if not show_progress:
+        return asyncio.run(run_scenario(scenario, config))
+    with progress_bar(console, scenario, config.plan.count) as hook:
+        return asyncio.run(run_scenario(scenario, config, hook))
+
+
+def result_json(config: LoadConfig, result: ScenarioResult, report: InvariantReport | None) -> dict[str, Any]:
+    return {
+        "scenario": result.summary.name,
+        "run_id": config.run_id,
+        "targets": list(config.targets),
+        "concurrency": config.plan.concurrency,
+        "duplicates": config.duplicates,
+        "summary": result.summary.to_json(),
+        "problems": result.problems,
+        "invariants": None if report is None else report.to_json(),
+        "ok": not result.problems and (report is None or report.ok),
+    }
+
+
+def _print(
+    args: argparse.Namespace, config: LoadConfig, result: ScenarioResult, report: InvariantReport | None
+) -> None:
+    if args.json:
+        json.dump(result_json(config, result, report), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    console = Console()
+    console.print(summary_table(result.summary))
+    if result.summary.errors:
+        console.print(errors_table(result.summary))
+    if result.summary.extra:
+        console.print("details: " + ", ".join(f"{k}={v}" for k, v in result.summary.extra.items()))
+    for problem in result.problems:
+        console.print(f"[bold red]problem:[/] {problem}", highlight=False)
+    if report is not None:
+        console.print(invariants_table(report))
+        verdict = "[green]all invariants hold[/]" if report.ok else "[bold red]invariants FAILED[/]"
+        console.print(verdict + f" (run {config.run_id})")
