@@ -1,0 +1,40 @@
+"""A real App per backend with payments wired (credentials bundle; WeChat Pay unreachable) and a clock
+the tests move, so backoff schedules and expiry run without sleeping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from server.bootstrap import App, build_app
+from tests.conftest import test_settings
+from tests.jobs.helpers import MovableClock
+from tests.notify.wechat import make_bundle
+
+# Nothing listens on port 9 (discard): every WeChat Pay call fails fast as PROVIDER_UNAVAILABLE.
+UNREACHABLE_GATEWAY = "http://127.0.0.1:9"
+
+
+@pytest.fixture(scope="module")
+def clock() -> MovableClock:
+    return MovableClock()
+
+
+@pytest.fixture(scope="module")
+def jobs_app(
+    database_url: str, clock: MovableClock, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[App]:
+    bundle = make_bundle(tmp_path_factory.mktemp("keys"))
+    settings = test_settings(
+        database_url,
+        credentials_dir=str(bundle),
+        wxpay_base_url=UNREACHABLE_GATEWAY,
+        wxpay_max_attempts=1,
+        wxpay_connect_timeout_s=0.5,
+        job_interval_s=0.05,
+    )
+    application = build_app(settings, clock=clock)
+    application.catalogue.load_file()
+    yield application
+    application.close()
