@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from clients.loadtest.harness import ProgressHook, Summary
@@ -62,12 +63,12 @@ def errors_table(summary: Summary) -> Table:
 
 def invariants_table(report: InvariantReport) -> Table:
     table = Table(title="database invariants", header_style="bold")
-    table.add_column("check")
-    table.add_column("rule")
+    table.add_column("check", no_wrap=True)
     table.add_column("verdict")
     table.add_column("violations", justify="right")
-    table.add_column("examples")
+    table.add_column("rule / examples")
     for result in report.results:
         verdict = "[green]ok[/]" if result.ok else "[bold red]FAILED[/]"
-        table.add_row(result.name, result.says, verdict, str(result.violations), "; ".join(result.examples))
+        detail = result.says if result.ok else f"{result.says}: " + "; ".join(result.examples)
+        table.add_row(result.name, verdict, str(result.violations), escape(detail))
     return table
