@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import peewee as pw
-
-from server.adapters.notification_store import NotificationStore
+from server.adapters.notification_store import TRANSIENT_DATABASE_ERRORS, NotificationStore
 from server.bootstrap import App
 from server.notify.app import make_notify_app
 from server.notify.runner import NotifyServerThread
@@ -25,7 +23,7 @@ def notification_service(app: App) -> NotificationService:
         payments=app.payments,
         refunds=app.refunds,
         max_skew_s=app.settings.notify_clock_skew_s,
-        transient_faults=(pw.OperationalError, pw.InterfaceError),
+        transient_faults=TRANSIENT_DATABASE_ERRORS,  # incl. an exhausted connection pool
     )
     app.extras["notifications"] = service
     return service

@@ -13,6 +13,7 @@ import peewee as pw
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from structlog.testing import capture_logs
 
 from server.adapters.db import make_database
 from server.adapters.notification_store import NotificationStore
@@ -329,3 +330,24 @@ async def test_every_answer_carries_a_request_id(client: Client) -> None:
     assert given.headers["X-Request-Id"] == "abc-123"
     hostile = await client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"})
     assert hostile.headers["X-Request-Id"] != "bad id\twith spaces"
+
+
+async def test_one_canonical_line_without_body_signature_or_resource(
+    client: Client, notifier: WeChatNotifier, rid: str
+) -> None:
+    delivery = notifier.deliver(paid_resource(f"T{rid}", 100))
+    with capture_logs() as lines:
+        assert (await post(client, delivery))[0] == 204
+    canonical = [line for line in lines if line["event"] == "notification"]
+    assert len(canonical) == 1
+    line = canonical[0]
+    assert line["outcome"] == "applied"
+    assert line["status"] == 204
+    assert line["out_trade_no"] == f"T{rid}"
+    assert line["notification_id"] == json.loads(delivery.body)["id"]
+    assert line["request_id"]
+    assert line["duration_ms"] >= 0
+    text = repr(lines)
+    assert delivery.headers["Wechatpay-Signature"] not in text
+    assert json.loads(delivery.body)["resource"]["ciphertext"] not in text
+    assert "payer" not in text
