@@ -71,7 +71,7 @@ def test_duplicates_spaced(
     caller = start(Faults(duplicate_notifications=1, duplicate_spacing_s=1.0), time_scale=0.2)
     pay(caller, credentials, out_trade_no, receiver.url)
     first, second = receiver.wait_for(lambda r: len(r) == 2)
-    assert second.at - first.at >= 0.19
+    assert second.at - first.at >= 0.15  # spaced ~0.2 s (1 s × scale 0.2), minus delivery jitter
     assert json.loads(first.body)["id"] == json.loads(second.body)["id"]
 
 
