@@ -58,11 +58,13 @@ def standard_tasks(app: App, notifications: NotificationReprocessor | None = Non
 
 
 def build_jobs(app: App, notifications: NotificationReprocessor | None = None) -> JobRunner:
-    return JobRunner(standard_tasks(app, notifications), app.clock, app.settings.job_interval_s)
+    """The standard jobs; the notification re-processor is the sidecar's service when none is given."""
+    tasks = standard_tasks(app, notifications or _notifications(app))
+    return JobRunner(tasks, app.clock, app.settings.job_interval_s)
 
 
 def start_jobs(app: App) -> JobRunner:
-    runner = build_jobs(app, _notifications(app))
+    runner = build_jobs(app)
     runner.start()
     return runner
 

@@ -1,0 +1,97 @@
+"""JobRunner: the standard jobs fulfil in the background, a crashing job keeps its loop, stop is prompt."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from server.bootstrap import App
+from server.domain.order import Fulfilment
+from server.jobs.runner import JobResult, JobRunner
+from server.jobs.wiring import build_jobs
+from server.metrics import REGISTRY
+from tests.jobs.helpers import paid_order
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def job_runs(job: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("orderpay_job_runs_total", {"job": job, "outcome": outcome}) or 0.0
+
+
+class CountingTask:
+    def __init__(self, name: str, fail: bool = False, block: threading.Event | None = None) -> None:
+        self.name = name
+        self.runs = 0
+        self._fail = fail
+        self._block = block
+
+    def run_once(self) -> JobResult:
+        self.runs += 1
+        if self._block is not None:
+            self._block.wait(30)
+        if self._fail:
+            raise RuntimeError("boom")
+        return JobResult(items=0)
+
+    def oldest_due(self) -> datetime | None:
+        return None
+
+
+def test_standard_jobs_fulfil_a_paid_order_and_stop_cleanly(jobs_app: App, rid: str) -> None:
+    order = paid_order(jobs_app, f"u-{rid}", "vip-month")  # paid before the hook is wired: the job must do it
+    runner = build_jobs(jobs_app)
+    assert {"fulfilment", "expiry", "reconcile", "refunds", "notifications"} <= set(runner.task_names)
+    before = job_runs("fulfilment", "ok")
+    runner.start()
+    try:
+        wait_until(lambda: jobs_app.orders.get_order(order.order_id).fulfilment is Fulfilment.SUCCEEDED)
+        wait_until(lambda: job_runs("fulfilment", "ok") > before)
+    finally:
+        started = time.monotonic()
+        runner.stop(5.0)
+    assert time.monotonic() - started < 5.0
+    assert runner.alive() == []
+
+
+def test_paying_fulfils_at_once_once_wired(jobs_app: App, rid: str) -> None:
+    build_jobs(jobs_app)  # wires payments.on_paid to the worker; nothing is started
+    order = paid_order(jobs_app, f"u-{rid}", "vip-year")
+    assert jobs_app.orders.get_order(order.order_id).fulfilment is Fulfilment.SUCCEEDED
+
+
+def test_a_crashing_job_keeps_running_and_is_counted(jobs_app: App) -> None:
+    task = CountingTask("boom-test", fail=True)
+    runner = JobRunner([task], jobs_app.clock, interval_s=0.01)
+    before = job_runs("boom-test", "error")
+    runner.start()
+    try:
+        wait_until(lambda: task.runs >= 3)
+    finally:
+        runner.stop(2.0)
+    assert runner.alive() == []
+    assert job_runs("boom-test", "error") - before >= 3
+
+
+def test_stop_gives_up_after_the_grace_period(jobs_app: App) -> None:
+    release = threading.Event()
+    task = CountingTask("stuck-test", block=release)
+    runner = JobRunner([task], jobs_app.clock, interval_s=0.01)
+    runner.start()
+    try:
+        wait_until(lambda: task.runs == 1)
+        started = time.monotonic()
+        runner.stop(0.2)
+        assert 0.15 <= time.monotonic() - started < 2.0
+        assert runner.alive() == ["job:stuck-test"]
+    finally:
+        release.set()
+    wait_until(lambda: runner.alive() == [])
+    assert task.runs == 1  # stopped: no run after the one in flight
