@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("server.commands", "sandbox.commands", "clients.commands")
+COMMAND_MODULES = ("server.commands", "server.jobs.commands", "sandbox.commands", "clients.commands")
 
 
 def build_parser() -> argparse.ArgumentParser:
