@@ -13,6 +13,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
+import clients.bench.commands
 import clients.loadtest.commands
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.set_defaults(func=_show_order)
 
     clients.loadtest.commands.register(sub)
+    clients.bench.commands.register(sub)
 
     demo = sub.add_parser("demo", parents=[connection], help="a scripted VIP purchase against `orderpay dev`")
     demo.add_argument("--sandbox-url", default="http://127.0.0.1:8090")
