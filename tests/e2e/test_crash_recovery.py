@@ -1,0 +1,37 @@
+"""kill -9 of the server mid-batch of paid orders, then restart: each fulfilled exactly once."""
+
+from __future__ import annotations
+
+import pytest
+
+from clients.client import OrderPayClient
+from clients.gen.orderpay.v1 import order_pb2
+from tests.e2e.test_purchase_flow import PLAN_DAYS, membership_days
+from tests.support.stack import Stack, wait_until
+
+
+def test_kill_9_mid_batch_then_restart_fulfils_every_paid_order_once(
+    bff: OrderPayClient, stack: Stack, rid: str
+) -> None:
+    users = [f"crash-{rid}-{i}" for i in range(20)]
+    orders = []
+    for user in users:
+        order = bff.create_order(user, "vip-month").order
+        bff.create_payment(order.order_id, "NATIVE")
+        orders.append(order)
+    for order in orders:
+        stack.pay(order.out_trade_no)
+    stack.kill_server()
+    stack.restart_server()
+    with OrderPayClient(stack.grpc_target, "e2e-bff-token", default_timeout=10) as client:
+
+        def all_fulfilled() -> bool:
+            return all(
+                client.get_order(o.order_id).fulfilment == order_pb2.FULFILMENT_SUCCEEDED for o in orders
+            )
+
+        wait_until(all_fulfilled, 60, "every paid order fulfilled after the restart", interval_s=0.5)
+        for user, order in zip(users, orders, strict=True):
+            paid = client.get_order(order.order_id)
+            assert paid.status == order_pb2.ORDER_STATUS_PAID
+            assert membership_days(client, user, paid) == pytest.approx(PLAN_DAYS, abs=0.01)
