@@ -137,3 +137,23 @@ def test_notification_task_passes_its_limits() -> None:
     result = NotificationTask(Service(), older_than_s=30, limit=7).run_once()
     assert (result.items, result.more) == (7, True)
     assert seen == [(30, 7)]
+
+
+def test_expiry_keeps_an_order_open_while_wechat_cannot_be_asked(
+    jobs_app: App, clock: MovableClock, rid: str
+) -> None:
+    product = f"p-{rid}"
+    add_product(jobs_app, product, ProductKind.GOODS, stock=5)
+    order = unpaid_order(jobs_app, f"u-{rid}", product, 2)
+    _with_prepay(jobs_app, order.order_id, timedelta(hours=5))
+    clock.advance(timedelta(seconds=jobs_app.settings.order_ttl_s + 60))
+    task = ExpiryTask(jobs_app.uow, jobs_app.clock, JobQueries(jobs_app.db), jobs_app.orders)
+    assert task.oldest_due() is not None
+    first = task.run_once()  # (earlier tests left overdue orders with prepays too)
+    assert first.items >= 1
+    assert first.errors == first.items  # WeChat unreachable: never close locally first
+    assert jobs_app.orders.get_order(order.order_id).status is OrderStatus.UNPAID
+    assert stock_of(jobs_app, product) == 3
+    assert task.run_once().items == 0  # leased: not hammered every run
+    clock.advance(timedelta(seconds=61))
+    assert task.run_once().items == first.items  # and tried again after the lease
