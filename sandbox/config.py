@@ -38,6 +38,7 @@ class Faults:
     api_latency_jitter_ms: float = 0.0  # ± uniform jitter on top of the latency
     api_error_rate: float = 0.0  # share of emulated API calls answered with `api_error_code`
     api_error_code: ApiErrorCode = "SYSTEM_ERROR"
+    api_error_after_processing: bool = False  # the call takes effect, but the answer is the error
     hang_rate: float = 0.0  # share of emulated API calls that never answer (until hang_timeout_s)
     hang_timeout_s: float = 600.0
 

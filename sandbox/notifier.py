@@ -7,6 +7,7 @@ attempts; delivery runs in its own tasks and never blocks or stops the sandbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -25,6 +26,7 @@ from sandbox.keys import Credentials
 from sandbox.models import wire_time
 
 Clock = Callable[[], datetime]
+REFUND_FIRST_MAX_HOLD_S = 60.0  # refund_before_payment: longest wait for a refund (× time scale)
 
 
 @dataclass
@@ -177,14 +179,22 @@ class Notifier:
             await self._hold_for_refund(note, faults)
             await self._deliver_copies(dispatch, faults)
         finally:
-            dispatch.first_attempt.set()
-            if note.event_type.startswith("REFUND."):
-                self._refund_event(note.out_trade_no).set()
+            self._first_attempt_done(dispatch)
+
+    def _first_attempt_done(self, dispatch: Dispatch) -> None:
+        """Release whoever waits on this notification's first try (a prepay, a held payment notice)."""
+        dispatch.first_attempt.set()
+        note = dispatch.notification
+        if note.event_type.startswith("REFUND."):
+            self._refund_event(note.out_trade_no).set()
 
     async def _hold_for_refund(self, note: Notification, faults: Faults) -> None:
         # Refund-before-payment: the payment notification waits until a refund one for the order went out.
+        # Capped, so an order that is never refunded still hears about its payment.
         if faults.refund_before_payment and note.event_type == "TRANSACTION.SUCCESS":
-            await self._refund_event(note.out_trade_no).wait()
+            with contextlib.suppress(TimeoutError):
+                hold = self._scaled(REFUND_FIRST_MAX_HOLD_S)
+                await asyncio.wait_for(self._refund_event(note.out_trade_no).wait(), timeout=hold)
 
     def _refund_event(self, out_trade_no: str) -> asyncio.Event:
         return self._refund_sent.setdefault(out_trade_no, asyncio.Event())
@@ -209,7 +219,7 @@ class Notifier:
             await asyncio.sleep(max(0.0, started + offset - time.monotonic()))
             attempt = await self._send(note, faults, copy, number, "delivery", offset, started)
             if copy == 0 and number == 1:
-                dispatch.first_attempt.set()
+                self._first_attempt_done(dispatch)
             if attempt.succeeded:
                 return
 

@@ -40,10 +40,11 @@ async def emulated_api(request: web.Request, handler: Handler) -> web.StreamResp
     except signing.SignatureError as exc:
         return unsigned_error(errors.sign_error(str(exc)))
     try:
-        await _inject_api_faults(sandbox, request)
-        return await handler(request)
+        injected = await _inject_api_faults(sandbox, request)
+        response = await handler(request)
     except ApiError as exc:
         return unsigned_error(exc) if exc.code == "SIGN_ERROR" else signed_error(sandbox, request, exc)
+    return response if injected is None else signed_error(sandbox, request, injected)
 
 
 async def _authenticate(sandbox: Sandbox, request: web.Request) -> signing.Authorization:
@@ -64,7 +65,8 @@ async def _authenticate(sandbox: Sandbox, request: web.Request) -> signing.Autho
     return auth
 
 
-async def _inject_api_faults(sandbox: Sandbox, request: web.Request) -> None:
+async def _inject_api_faults(sandbox: Sandbox, request: web.Request) -> ApiError | None:
+    """Latency, hangs and errors. Returns an error to answer *after* processing, if so configured."""
     faults = sandbox.settings.faults_for(await _order_of(request))
     latency_ms = faults.api_latency_ms + sandbox.dice.jitter(faults.api_latency_jitter_ms)
     if latency_ms > 0:
@@ -72,8 +74,11 @@ async def _inject_api_faults(sandbox: Sandbox, request: web.Request) -> None:
     if sandbox.dice.roll(faults.hang_rate):
         await asyncio.sleep(faults.hang_timeout_s)
         raise INJECTED_ERRORS["SYSTEM_ERROR"]
-    if sandbox.dice.roll(faults.api_error_rate):
-        raise INJECTED_ERRORS[faults.api_error_code]
+    if not sandbox.dice.roll(faults.api_error_rate):
+        return None
+    if faults.api_error_after_processing:  # the ambiguous case: it happened, the caller can't tell
+        return INJECTED_ERRORS[faults.api_error_code]
+    raise INJECTED_ERRORS[faults.api_error_code]
 
 
 async def _order_of(request: web.Request) -> str | None:

@@ -201,6 +201,26 @@ def test_api_errors(start: Any, credentials: Credentials, out_trade_no: str, cod
         caller.control("GET", f"orders/{out_trade_no}")
 
 
+def test_api_error_after_processing_still_takes_effect(
+    start: Any, credentials: Credentials, out_trade_no: str
+) -> None:
+    caller = start(Faults(api_error_rate=1.0, api_error_after_processing=True))
+    answer = prepay(caller, credentials, out_trade_no, "https://m.example.com/n")
+    assert (answer.status, answer.json()["code"]) == (500, "SYSTEM_ERROR")
+    assert caller.control("GET", f"orders/{out_trade_no}")["trade_state"] == "NOTPAY"  # it was created
+
+
+def test_refund_before_payment_hold_is_capped(
+    start: Any, credentials: Credentials, receiver: NotificationReceiver, out_trade_no: str
+) -> None:
+    caller = start(Faults(refund_before_payment=True), time_scale=0.005)  # cap: 60 s × 0.005 = 0.3 s
+    began = time.monotonic()
+    pay(caller, credentials, out_trade_no, receiver.url)
+    (got,) = receiver.wait_for(lambda r: len(r) == 1)
+    assert got.event_type == "TRANSACTION.SUCCESS"
+    assert got.at - began >= 0.29
+
+
 def test_hung_requests(start: Any, credentials: Credentials) -> None:
     caller = start(Faults(hang_rate=1.0, hang_timeout_s=30), caller_options={"timeout": 0.3})
     with pytest.raises(httpx.ReadTimeout):
