@@ -12,6 +12,7 @@ from server.adapters.db import bind, make_database, migrate
 from server.adapters.repositories import unit_of_work_factory
 from server.config import Settings
 from server.domain.clock import Clock, utc_now
+from server.jobs.wiring import wire_fulfilment
 from server.metrics import PROVIDER_CALLS, PROVIDER_CIRCUIT, PROVIDER_LATENCY
 from server.rpc.order_servicer import OrderServicer
 from server.rpc.pay_servicer import PayServicer, UnimplementedPayServicer
@@ -98,3 +99,5 @@ def _wire_payments(app: App) -> None:
         Caller("system:late-payment"),
     )
     app.credentials, app.wxpay, app.payments, app.refunds = credentials, client, payments, refunds
+    # Fulfil promptly after payment and revoke on full refund in every process, jobs or not.
+    wire_fulfilment(app)
