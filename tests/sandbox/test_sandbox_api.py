@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,6 +16,8 @@ from sandbox.keys import Credentials
 from sandbox.testing import Answer, MerchantCaller, NotificationReceiver, prepay_body
 
 NOTIFY = "https://merchant.example.com/wxpay/notify"
+MakeSandbox = Callable[..., RunningSandbox]
+MakeCaller = Callable[..., MerchantCaller]
 
 
 def verify_answer(answer: Answer, credentials: Credentials) -> None:
@@ -273,10 +276,9 @@ def test_refund_of_unpaid_or_unknown_order_is_resource_not_exists(
 
 
 def test_fifty_refunds_per_order_at_most(
-    make_sandbox: object, credentials: Credentials, out_trade_no: str
+    make_sandbox: MakeSandbox, make_caller: MakeCaller, credentials: Credentials, out_trade_no: str
 ) -> None:
-    sandbox: RunningSandbox = make_sandbox(refund_settle_delay_s=None)  # type: ignore[operator]
-    client = MerchantCaller(sandbox.base_url, credentials)
+    client = make_caller(make_sandbox(refund_settle_delay_s=None))
     prepay(client, "jsapi", prepay_body(credentials, out_trade_no, NOTIFY))
     client.control("POST", f"orders/{out_trade_no}/pay")
     codes = [
@@ -285,7 +287,6 @@ def test_fifty_refunds_per_order_at_most(
     ]
     assert codes[:50] == [200] * 50
     assert codes[50] == 400
-    client.close()
 
 
 def test_certificates_decrypt_to_the_platform_cert(caller: MerchantCaller, credentials: Credentials) -> None:
@@ -305,12 +306,12 @@ def test_certificates_decrypt_to_the_platform_cert(caller: MerchantCaller, crede
     assert cert.public_key() == credentials.wechatpay_public_key
 
 
-def test_public_key_only_merchant_has_no_certificates(make_sandbox: object, credentials: Credentials) -> None:
-    sandbox: RunningSandbox = make_sandbox(certificates_available=False)  # type: ignore[operator]
-    client = MerchantCaller(sandbox.base_url, credentials)
+def test_public_key_only_merchant_has_no_certificates(
+    make_sandbox: MakeSandbox, make_caller: MakeCaller
+) -> None:
+    client = make_caller(make_sandbox(certificates_available=False))
     answer = client.call("GET", "/v3/certificates")
     assert (answer.status, answer.json()["code"]) == (404, "RESOURCE_NOT_EXISTS")
-    client.close()
 
 
 def test_payment_notification_reaches_the_notify_url(
