@@ -137,13 +137,13 @@ def test_versioned_updates_never_lose_a_write(app: App, rid: str) -> None:
         try:
             app.orders.attach_article(order.order_id, f"art-{i}", order.version, BFF)
         except VersionConflictError as exc:
-            assert exc.metadata["current_version"] == str(order.version + 1)
-            return exc.reason
+            return f"{exc.reason}@{exc.metadata['current_version']}"
         return f"art-{i}"
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         outcomes = list(pool.map(attach, range(16)))
-    winners = [o for o in outcomes if o != "VERSION_CONFLICT"]
+    assert outcomes.count(f"VERSION_CONFLICT@{order.version + 1}") == 15
+    winners = [o for o in outcomes if not o.startswith("VERSION_CONFLICT")]
     assert len(winners) == 1
     final = app.orders.get_order(order.order_id)
     assert final.article_id == winners[0]
@@ -170,7 +170,6 @@ def test_status_updates_by_version_have_one_winner(app: App, rid: str) -> None:
 
 
 def test_migrations_are_idempotent(app: App) -> None:
-    from server.adapters.db import migrate  # noqa: PLC0415
+    from server.adapters.db import migrate
 
     assert migrate(app.db) == []
-
