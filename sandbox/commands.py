@@ -31,6 +31,7 @@ def _register_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--seed", type=int, default=None, help="seed for fault injection")
     parser.add_argument("--notify-sign-mode", choices=("pubkey", "cert"), default="pubkey")
     parser.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
+    parser.add_argument("--verbose", action="store_true", help="log requests and notification attempts")
     parser.set_defaults(func=_sandbox)
 
 
@@ -59,4 +60,5 @@ def _sandbox(args: argparse.Namespace) -> int:
         seed=args.seed,
         notify_sign_mode=args.notify_sign_mode,
         port_file=args.port_file,
+        verbose=args.verbose,
     )

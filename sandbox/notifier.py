@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 import uuid
@@ -26,6 +27,7 @@ from sandbox.keys import Credentials
 from sandbox.models import wire_time
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("sandbox.notifier")
 REFUND_FIRST_MAX_HOLD_S = 60.0  # refund_before_payment: longest wait for a refund (× time scale)
 
 
@@ -250,6 +252,10 @@ class Notifier:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             attempt.error = type(exc).__name__ + (f": {exc}" if str(exc) else "")
         attempt.duration_ms = round((time.monotonic() - began) * 1000, 1)
+        log.info(
+            "notification %s %s copy=%d attempt=%d kind=%s -> %s",
+            note.event_type, note.out_trade_no, copy, number, kind, attempt.status or attempt.error,
+        )  # fmt: skip
         return attempt
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from pathlib import Path
 
@@ -46,7 +47,12 @@ def run_cli(
     seed: int | None,
     notify_sign_mode: NotifySignMode,
     port_file: Path | None,
+    verbose: bool = False,
 ) -> int:
+    # --verbose: access lines and notification attempts on stderr (off by default, so a parent that
+    # pipes stderr without reading it never blocks us). stdout carries only the "listening" line.
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
     config = SandboxConfig(
         credentials=load_credentials(credentials_dir),
         time_scale=time_scale,
