@@ -163,7 +163,11 @@ class Stack:
 def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "clients.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+            [sys.executable, "-m", "clients.cli", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
         )
 
 
