@@ -1,0 +1,119 @@
+"""`orderpay loadtest` end to end: a real `orderpay serve` on a temp SQLite file, the CLI as a process."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clients.bench.procs import BFF_TOKEN
+from clients.bench.stack import ServerSpec, start_server
+
+CLI_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class Stack:
+    target: str
+    database_url: str
+    database_path: Path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("loadtest")
+    database = workdir / "orderpay.db"
+    # No credentials bundle: payments stay unwired, which order-only scenarios never touch.
+    spec = ServerSpec(f"sqlite:///{database}", workdir / "no-keys")
+    server = start_server(workdir, spec)
+    try:
+        yield Stack(server.endpoints["target"], f"sqlite:///{database}", database)
+    finally:
+        server.stop()
+
+
+def _loadtest(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clients.cli", "loadtest", *args],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+
+
+def _run_json(stack: Stack, *args: str, database_url: str | None = None) -> tuple[int, dict[str, Any]]:
+    done = _loadtest(
+        *args, "--json", "--target", stack.target, "--token", BFF_TOKEN,
+        "--database-url", database_url or stack.database_url,
+    )  # fmt: skip
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_create_unique_reports_figures_and_clean_invariants(stack: Stack) -> None:
+    code, result = _run_json(stack, "create-unique", "--count", "50", "--concurrency", "8")
+
+    assert code == 0, result
+    summary = result["summary"]
+    assert (summary["items"], summary["calls"], summary["ok"], summary["errors"]) == (50, 50, 50, {})
+    assert summary["throughput"] > 0
+    assert 0 < summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+    checks = {check["name"]: check for check in result["invariants"]["results"]}
+    assert result["ok"]
+    assert result["invariants"]["ok"]
+    assert checks["run_orders"]["ok"]
+    assert checks["one_order_per_key"]["ok"]
+
+
+def test_duplicate_storm_gets_one_order_per_key(stack: Stack) -> None:
+    code, result = _run_json(
+        stack, "duplicate-storm", "--count", "10", "--duplicates", "5", "--concurrency", "10"
+    )
+
+    assert code == 0, result
+    extra = result["summary"]["extra"]
+    assert result["summary"]["calls"] == 50
+    assert (extra["first_answers"], extra["replayed_answers"], extra["split_keys"]) == (10, 40, 0)
+
+
+def test_broken_database_makes_the_run_fail(stack: Stack, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.db"
+    with sqlite3.connect(broken) as conn:  # a constraint-free copy of the live schema, with bad stock
+        conn.execute("ATTACH DATABASE ? AS live", (str(stack.database_path),))
+        tables = [row[0] for row in conn.execute("SELECT name FROM live.sqlite_master WHERE type = 'table'")]
+        for table in (t for t in tables if not t.startswith("sqlite_")):
+            conn.execute(f'CREATE TABLE "{table}" AS SELECT * FROM live."{table}"')  # noqa: S608
+        conn.execute("UPDATE products SET stock = -3 WHERE product_id = 'mug-limited'")
+
+    code, result = _run_json(stack, "create-unique", "--count", "5", database_url=f"sqlite:///{broken}")
+
+    assert code == 1
+    failed = [check["name"] for check in result["invariants"]["results"] if not check["ok"]]
+    assert "stock_never_negative" in failed
+    assert not result["ok"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "10.1.2.3:50051"], "non-loopback target"),
+        (
+            ["--target", "127.0.0.1:1", "--database-url", "postgresql://postgres@db.example.com/x"],
+            "non-loopback",
+        ),
+        (["--target", "127.0.0.1:1", "--count", "1000000"], "--count must be between"),
+        (["--target", "127.0.0.1:1", "--concurrency", "0"], "--concurrency must be between"),
+    ],
+)
+def test_refuses_remote_or_unbounded_runs(args: list[str], message: str) -> None:
+    done = _loadtest("create-unique", *args)
+
+    assert done.returncode == 2
+    assert message in done.stderr
