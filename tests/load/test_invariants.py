@@ -19,7 +19,7 @@ from server.adapters.db import make_database, migrate
 NOW = "2025-01-01 00:00:00"
 PAID, UNPAID = "ord-paid", "ord-unpaid"
 PREFIX = "inv-user-"
-Breaker = Callable[[sqlite3.Connection], None]
+Breaker = Callable[[sqlite3.Connection], object]
 
 
 def _insert(conn: sqlite3.Connection, table: str, **values: object) -> None:
