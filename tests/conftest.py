@@ -33,7 +33,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         yield url
 
 
-def test_settings(database_url: str, **overrides: object) -> Settings:
+def settings_for(database_url: str, **overrides: object) -> Settings:
     return Settings(
         database_url=database_url,
         grpc_listen="127.0.0.1:0",
@@ -48,7 +48,7 @@ def test_settings(database_url: str, **overrides: object) -> Settings:
 
 @pytest.fixture(scope="module")
 def app(database_url: str) -> Iterator[App]:
-    application = build_app(test_settings(database_url))
+    application = build_app(settings_for(database_url))
     application.catalogue.load_file()
     yield application
     application.close()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from server.bootstrap import App, build_app
-from tests.conftest import test_settings
+from tests.conftest import settings_for
 from tests.jobs.helpers import MovableClock
 from tests.notify.wechat import make_bundle
 
@@ -26,7 +26,7 @@ def jobs_app(
     database_url: str, clock: MovableClock, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[App]:
     bundle = make_bundle(tmp_path_factory.mktemp("keys"))
-    settings = test_settings(
+    settings = settings_for(
         database_url,
         credentials_dir=str(bundle),
         wxpay_base_url=UNREACHABLE_GATEWAY,

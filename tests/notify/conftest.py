@@ -11,7 +11,7 @@ from server.adapters.notification_store import TRANSIENT_DATABASE_ERRORS, Notifi
 from server.bootstrap import App, build_app
 from server.service.notifications import NotificationService
 from server.wxpay.credentials import load_credentials
-from tests.conftest import test_settings
+from tests.conftest import settings_for
 from tests.notify.fakes import FakeLedger
 from tests.notify.wechat import WeChatNotifier, make_bundle
 
@@ -25,7 +25,7 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def notify_app(database_url: str, bundle_dir: Path) -> Iterator[App]:
-    application = build_app(test_settings(database_url, credentials_dir=str(bundle_dir)))
+    application = build_app(settings_for(database_url, credentials_dir=str(bundle_dir)))
     application.catalogue.load_file()
     yield application
     application.close()

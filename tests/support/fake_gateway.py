@@ -1,0 +1,106 @@
+"""A fake WeChat Pay gateway for service tests: scripted answers, and a record of every call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from server.domain.errors import ProviderRejectedError, ProviderUnavailableError
+
+
+class FakeGateway:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.trades: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}
+        self.fail_next: list[Exception] = []
+        self._lock = threading.Lock()
+
+    def _record(self, name: str, payload: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.calls.append((name, dict(payload)))
+            if self.fail_next:
+                raise self.fail_next.pop(0)
+
+    def count(self, name: str) -> int:
+        return sum(1 for call, _ in self.calls if call == name)
+
+    # --- the PaymentGateway port ----------------------------------------------------------------
+    def prepay(self, channel: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        self._record("prepay", {"channel": channel, **body})
+        no = str(body["out_trade_no"])
+        self.trades.setdefault(
+            no, {"out_trade_no": no, "trade_state": "NOTPAY", "amount": dict(body["amount"])}
+        )
+        prepay_id = f"wx{no}"
+        if channel == "native":
+            return {"code_url": f"weixin://wxpay/bizpayurl?pr={no}"}
+        if channel == "h5":
+            return {"h5_url": f"https://wx.example/checkmweb?prepay_id={prepay_id}"}
+        return {"prepay_id": prepay_id}
+
+    def query_by_out_trade_no(self, out_trade_no: str) -> dict[str, Any]:
+        self._record("query", {"out_trade_no": out_trade_no})
+        if out_trade_no not in self.trades:
+            raise ProviderRejectedError("not found", metadata={"provider_code": "ORDER_NOT_EXIST"})
+        return dict(self.trades[out_trade_no])
+
+    def close(self, out_trade_no: str) -> None:
+        self._record("close", {"out_trade_no": out_trade_no})
+        trade = self.trades.get(out_trade_no)
+        if trade is not None and trade["trade_state"] == "SUCCESS":
+            raise ProviderRejectedError("paid", metadata={"provider_code": "ORDERPAID"})
+        if trade is not None:
+            trade["trade_state"] = "CLOSED"
+
+    def refund(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        self._record("refund", body)
+        no = str(body["out_refund_no"])
+        self.refunds.setdefault(
+            no, {"out_refund_no": no, "refund_id": f"50{no}"[:64], "status": "PROCESSING"}
+        )
+        return dict(self.refunds[no])
+
+    def query_refund(self, out_refund_no: str) -> dict[str, Any]:
+        self._record("query_refund", {"out_refund_no": out_refund_no})
+        return dict(self.refunds[out_refund_no])
+
+    def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]:
+        return {
+            "app_id": "wxapp",
+            "time_stamp": "1",
+            "nonce_str": "n",
+            "package": f"prepay_id={prepay_id}",
+            "sign_type": "RSA",
+            "pay_sign": "sig",
+        }
+
+    def app_pay_params(self, prepay_id: str) -> dict[str, str]:
+        return {
+            "app_id": "wxapp",
+            "partner_id": "mch",
+            "prepay_id": prepay_id,
+            "package": "Sign=WXPay",
+            "nonce_str": "n",
+            "time_stamp": "1",
+            "sign": "sig",
+        }
+
+    # --- what WeChat would do -------------------------------------------------------------------
+    def pay(self, out_trade_no: str, total: int | None = None) -> dict[str, Any]:
+        trade = self.trades[out_trade_no]
+        trade.update(
+            mchid="1900000109",
+            appid="wxapp",
+            trade_state="SUCCESS",
+            transaction_id="42" + str(abs(hash(out_trade_no)))[:26].zfill(26),
+            success_time="2026-11-23T20:00:00+08:00",
+        )
+        if total is not None:
+            trade["amount"] = {**trade["amount"], "total": total}
+        return dict(trade)
+
+
+def unavailable() -> ProviderUnavailableError:
+    return ProviderUnavailableError("down", metadata={"provider_code": "SYSTEM_ERROR"})
