@@ -10,7 +10,7 @@ from datetime import datetime
 from server.bootstrap import App
 from server.domain.order import Fulfilment
 from server.jobs.runner import JobResult, JobRunner
-from server.jobs.wiring import build_jobs
+from server.jobs.wiring import build_jobs, wire_fulfilment
 from server.metrics import REGISTRY
 from tests.jobs.helpers import paid_order
 
@@ -62,9 +62,14 @@ def test_standard_jobs_fulfil_a_paid_order_and_stop_cleanly(jobs_app: App, rid: 
 
 
 def test_paying_fulfils_at_once_once_wired(jobs_app: App, rid: str) -> None:
-    build_jobs(jobs_app)  # wires payments.on_paid to the worker; nothing is started
-    order = paid_order(jobs_app, f"u-{rid}", "vip-year")
-    assert jobs_app.orders.get_order(order.order_id).fulfilment is Fulfilment.SUCCEEDED
+    assert jobs_app.payments is not None
+    # What bootstrap wires in every process (the conftest unhooks it for the other tests).
+    jobs_app.payments.on_paid = wire_fulfilment(jobs_app).fulfil_now
+    try:
+        order = paid_order(jobs_app, f"u-{rid}", "vip-year")
+        assert jobs_app.orders.get_order(order.order_id).fulfilment is Fulfilment.SUCCEEDED
+    finally:
+        jobs_app.payments.on_paid = lambda order_id: None
 
 
 def test_a_crashing_job_keeps_running_and_is_counted(jobs_app: App) -> None:
