@@ -38,6 +38,6 @@ def jobs_app(
     application.catalogue.load_file()
     assert application.payments is not None
     # These tests drive the worker themselves: no prompt fulfilment on payment.
-    application.payments.on_paid = lambda order_id: None
+    application.payments.on_paid = lambda _order_id: None
     yield application
     application.close()

@@ -69,7 +69,7 @@ def test_paying_fulfils_at_once_once_wired(jobs_app: App, rid: str) -> None:
         order = paid_order(jobs_app, f"u-{rid}", "vip-year")
         assert jobs_app.orders.get_order(order.order_id).fulfilment is Fulfilment.SUCCEEDED
     finally:
-        jobs_app.payments.on_paid = lambda order_id: None
+        jobs_app.payments.on_paid = lambda _order_id: None
 
 
 def test_a_crashing_job_keeps_running_and_is_counted(jobs_app: App) -> None:
