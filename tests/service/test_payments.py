@@ -259,4 +259,3 @@ def test_reconciler_schedule_backs_off_then_stops(app: App, rid: str) -> None:
     app.payments.schedule_next_sync(order.order_id)
     stopped = app.orders.get_order(order.order_id)
     assert (stopped.sync_attempts, stopped.next_sync_at) == (1, None)  # one-step schedule in this test
-
