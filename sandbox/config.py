@@ -60,6 +60,7 @@ class SandboxConfig:
 # The fields the control API may read and change (credentials are fixed for a process's life).
 _TUNABLE = {f.name for f in dataclasses.fields(SandboxConfig)} - {"credentials", "faults", "seed"}
 _FAULT_FIELDS = {f.name: f for f in dataclasses.fields(Faults)}
+_CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(SandboxConfig)}
 
 
 class ConfigError(ValueError):
@@ -77,9 +78,14 @@ def update_faults(faults: Faults, changes: dict[str, Any]) -> Faults:
     unknown = set(changes) - set(_FAULT_FIELDS)
     if unknown:
         raise ConfigError(f"unknown fault knob(s): {', '.join(sorted(unknown))}")
+    # Check against the declared type (its default's), not the current value's, so an int
+    # accepted for a float knob never narrows what later updates may send.
+    coerced: dict[str, Any] = {}
     for name, value in changes.items():
-        _check_type(name, value, type(getattr(faults, name)))
-    return dataclasses.replace(faults, **changes)
+        expected = type(_FAULT_FIELDS[name].default)
+        _check_type(name, value, expected)
+        coerced[name] = float(value) if expected is float and value is not None else value
+    return dataclasses.replace(faults, **coerced)
 
 
 def update_config(config: SandboxConfig, changes: dict[str, Any]) -> SandboxConfig:
@@ -90,9 +96,11 @@ def update_config(config: SandboxConfig, changes: dict[str, Any]) -> SandboxConf
     if unknown or not isinstance(fault_changes, dict):
         raise ConfigError(f"unknown or read-only setting(s): {', '.join(sorted(unknown)) or 'faults'}")
     for name, value in plain.items():
-        current = getattr(config, name)
-        if value is not None or current is not None:
-            _check_type(name, value, type(current) if current is not None else float)
+        default = _CONFIG_FIELDS[name].default
+        expected = type(default) if default is not None else float
+        _check_type(name, value, expected)
+        if expected is float and value is not None:
+            plain[name] = float(value)
     faults = update_faults(config.faults, fault_changes)
     return dataclasses.replace(config, faults=faults, **plain)
 

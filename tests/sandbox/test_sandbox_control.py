@@ -199,3 +199,12 @@ def test_cashier_escapes_merchant_text(
     assert "<script>x" not in page
     assert "&lt;script&gt;x" in page
     assert httpx.get(f"{caller.base_url}/sandbox/cashier/unknown-token").status_code == 404
+
+
+def test_an_int_for_a_float_knob_does_not_narrow_later_updates(caller: MerchantCaller) -> None:
+    assert (
+        caller.control("PUT", "config", {"faults": {"api_latency_ms": 30}})["faults"]["api_latency_ms"]
+        == 30.0
+    )
+    after = caller.control("PUT", "config", {"faults": {"api_latency_ms": 0.5}, "time_scale": 2})
+    assert (after["faults"]["api_latency_ms"], after["time_scale"]) == (0.5, 2.0)

@@ -146,7 +146,8 @@ class Stack:
     # --- sandbox control ----------------------------------------------------------------------
     def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         response = httpx.request(method, f"{self.sandbox_url}/sandbox/v1/{path}", json=body, timeout=10)
-        response.raise_for_status()
+        if response.is_error:
+            raise AssertionError(f"sandbox {method} {path}: {response.status_code} {response.text}")
         return response.json() if response.content else None
 
     def pay(self, out_trade_no: str) -> None:
