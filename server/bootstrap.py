@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import peewee as pw
-
 from server.adapters.db import bind, make_database, migrate
 from server.adapters.repositories import unit_of_work_factory
+from server.app import App
 from server.config import Settings
 from server.domain.clock import Clock, utc_now
 from server.jobs.wiring import wire_fulfilment
@@ -22,40 +20,19 @@ from server.service.catalogue import CatalogueService
 from server.service.context import Caller
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
-from server.service.ports import MerchantIdentity, UnitOfWorkFactory
+from server.service.ports import MerchantIdentity
 from server.service.refunds import RefundService
-from server.wxpay.client import WeChatPayClient, from_settings
-from server.wxpay.credentials import MerchantCredentials, load_credentials
+from server.wxpay.client import from_settings
+from server.wxpay.credentials import load_credentials
 
 
-@dataclass
-class App:
-    settings: Settings
-    db: pw.Database
-    uow: UnitOfWorkFactory
-    clock: Clock
-    orders: OrderService
-    catalogue: CatalogueService
-    credentials: MerchantCredentials | None = None
-    wxpay: WeChatPayClient | None = None
-    payments: PaymentService | None = None
-    refunds: RefundService | None = None
-    extras: dict[str, object] = field(default_factory=dict)
-
-    def servicers(self) -> Servicers:
-        pay = (
-            PayServicer(self.payments, self.refunds)
-            if self.payments is not None and self.refunds is not None
-            else UnimplementedPayServicer()
-        )
-        return Servicers(order=OrderServicer(self.orders), pay=pay, vip=VipServicer(self.catalogue))
-
-    def close(self) -> None:
-        if self.wxpay is not None:
-            self.wxpay.shutdown()
-        close_all = getattr(self.db, "close_all", None)
-        if close_all is not None:
-            close_all()
+def servicers_for(app: App) -> Servicers:
+    pay = (
+        PayServicer(app.payments, app.refunds)
+        if app.payments is not None and app.refunds is not None
+        else UnimplementedPayServicer()
+    )
+    return Servicers(order=OrderServicer(app.orders), pay=pay, vip=VipServicer(app.catalogue))
 
 
 def observe_provider(operation: str, outcome: str, seconds: float) -> None:

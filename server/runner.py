@@ -16,7 +16,8 @@ from typing import Protocol
 
 import structlog
 
-from server.bootstrap import App, build_app
+from server.app import App
+from server.bootstrap import build_app, servicers_for
 from server.config import Settings, load_settings
 from server.log_setup import configure_logging
 from server.rpc.server import GrpcServer, create_grpc_server
@@ -61,7 +62,7 @@ def start_stack(
 
         stack.parts.append(start_jobs(app))
     if grpc:
-        stack.grpc = create_grpc_server(settings, app.servicers(), reuse_port=reuse_port)
+        stack.grpc = create_grpc_server(settings, servicers_for(app), reuse_port=reuse_port)
     return stack
 
 

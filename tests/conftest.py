@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from server.bootstrap import App, build_app
+from server.app import App
+from server.bootstrap import build_app
 from server.config import Settings
 from tests.support.databases import fresh_postgres, postgres_admin_url, sqlite_url
 

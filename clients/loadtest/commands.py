@@ -12,14 +12,13 @@ import argparse
 import os
 
 from clients.loadtest.bounds import MAX_CONCURRENCY, MAX_COUNT, MAX_DUPLICATES, MAX_DURATION_S
+from clients.loadtest.defaults import (
+    DEFAULT_NOTIFY_URL,
+    DEFAULT_SANDBOX_URL,
+    DEFAULT_TARGET,
+)
 
 SCENARIO_CHOICES = ("create-unique", "duplicate-storm", "notify-storm", "full-flow")
-DEFAULT_TARGET = "127.0.0.1:50051"
-DEFAULT_SANDBOX_URL = "http://127.0.0.1:8090"
-DEFAULT_NOTIFY_URL = "http://127.0.0.1:8080/wxpay/notify"
-DEFAULT_DATABASE_URL = "sqlite:///.orderpay/orderpay.db"
-DEV_BFF_TOKEN = "dev-bff-token"  # noqa: S105 - the public dev token of server/config.py
-DEFAULT_DUPLICATES = {"duplicate-storm": 20, "notify-storm": 3}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

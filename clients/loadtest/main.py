@@ -14,7 +14,7 @@ import peewee as pw
 from rich.console import Console
 
 from clients.loadtest import bounds
-from clients.loadtest.commands import (
+from clients.loadtest.defaults import (
     DEFAULT_DATABASE_URL,
     DEFAULT_DUPLICATES,
     DEFAULT_NOTIFY_URL,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from server.adapters.fulfilment_store import PeeweeFulfilmentStore
 from server.adapters.job_queries import JobQueries
+from server.app import App
 from server.jobs.runner import JobRunner, Task
 from server.jobs.tasks import (
     ExpiryTask,
@@ -16,9 +15,6 @@ from server.jobs.tasks import (
     RefundPollTask,
 )
 from server.service.fulfilment import FulfilmentWorker, RetryPolicy
-
-if TYPE_CHECKING:
-    from server.bootstrap import App
 
 
 def wire_fulfilment(app: App) -> FulfilmentWorker:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from server.adapters.notification_store import TRANSIENT_DATABASE_ERRORS, NotificationStore
-from server.bootstrap import App
+from server.app import App
 from server.notify.app import make_notify_app
 from server.notify.runner import NotifyServerThread
 from server.service.notifications import NotificationService
+from server.wxpay.notification import notification_parser
 
 
 def notification_service(app: App) -> NotificationService:
@@ -18,11 +19,11 @@ def notification_service(app: App) -> NotificationService:
     service = NotificationService(
         store=NotificationStore(app.db, app.uow),
         clock=app.clock,
-        credentials=app.credentials,
-        keys=app.credentials.verifier_keys(),
+        parse=notification_parser(
+            app.credentials, app.credentials.verifier_keys(), app.settings.notify_clock_skew_s
+        ),
         payments=app.payments,
         refunds=app.refunds,
-        max_skew_s=app.settings.notify_clock_skew_s,
         transient_faults=TRANSIENT_DATABASE_ERRORS,  # incl. an exhausted connection pool
     )
     app.extras["notifications"] = service

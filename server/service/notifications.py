@@ -21,11 +21,9 @@ import structlog
 
 from server.domain.clock import Clock
 from server.domain.errors import DomainError
+from server.domain.notification import MalformedError, Notification, NotificationRejected
 from server.service.errors import TransientError
-from server.wxpay.credentials import MerchantCredentials
-from server.wxpay.errors import MalformedError, NotificationRejected
-from server.wxpay.notification import Notification, parse_notification
-from server.wxpay.signing import VerifierKeys
+from server.service.ports import NotificationParser
 
 SOURCE: Final = "notify"
 TRANSACTION_SUCCESS: Final = "TRANSACTION.SUCCESS"
@@ -120,11 +118,9 @@ class NotificationService:
         *,
         store: NotificationLog,
         clock: Clock,
-        credentials: MerchantCredentials,
-        keys: VerifierKeys,
+        parse: NotificationParser,
         payments: TransactionApplier,
         refunds: RefundApplier,
-        max_skew_s: int,
         transient_faults: tuple[type[Exception], ...] = (),
     ) -> None:
         """`transient_faults`: infrastructure errors (database down or busy) that, like TransientError,
@@ -132,11 +128,9 @@ class NotificationService:
         self._transient: tuple[type[Exception], ...] = (TransientError, *transient_faults)
         self._store = store
         self._clock = clock
-        self._credentials = credentials
-        self._keys = keys
+        self._parse_signed = parse
         self._payments = payments
         self._refunds = refunds
-        self._max_skew_s = max_skew_s
 
     def receive(self, headers: Mapping[str, str], body: bytes) -> Receipt:
         """One delivery of `POST /wxpay/notify`: 204 when applied or known, 4xx rejected, 5xx retry."""
@@ -181,14 +175,7 @@ class NotificationService:
         return finished
 
     def _parse(self, headers: Mapping[str, str], body: bytes, now: datetime) -> Notification:
-        note = parse_notification(
-            headers,
-            body,
-            credentials=self._credentials,
-            keys=self._keys,
-            now=now.timestamp(),
-            max_skew_s=self._max_skew_s,
-        )
+        note = self._parse_signed(headers, body, now.timestamp())
         if len(note.id) > MAX_ID_LENGTH or len(note.event_type) > MAX_EVENT_TYPE_LENGTH:
             raise MalformedError("notification id or event_type too long")
         if not _is_utf8(body):

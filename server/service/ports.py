@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from server.domain.catalogue import Product
 from server.domain.membership import Membership
+from server.domain.notification import Notification
 from server.domain.order import Order, OrderStatus
 from server.domain.refund import Refund
 
@@ -104,3 +105,8 @@ class PaymentGateway(Protocol):
 class MerchantIdentity:
     mchid: str
     appid: str
+
+
+# Verifies and decrypts a signed notification (headers, raw body, now as unix seconds), or raises
+# a server.domain.notification.NotificationRejected: the provider adapter supplies it.
+NotificationParser = Callable[[Mapping[str, str], bytes, float], Notification]

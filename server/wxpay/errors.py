@@ -5,47 +5,26 @@ Each subclass fixes an `outcome`, the label the notify sidecar answers with and 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from server.domain.notification import (
+    BadSignatureError,
+    MalformedError,
+    MissingHeadersError,
+    NotificationRejected,
+    StaleTimestampError,
+    UndecryptableError,
+    UnknownSerialError,
+)
 
-
-class NotificationRejected(Exception):  # noqa: N818 - the name other layers code against
-    """A signed message from WeChat Pay failed a check; `outcome` says which one."""
-
-    def __init__(self, outcome: str, message: str) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-        self.message = message
-
-
-class _FixedOutcome(NotificationRejected):
-    OUTCOME: ClassVar[str]
-
-    def __init__(self, message: str) -> None:
-        super().__init__(self.OUTCOME, message)
-
-
-class MissingHeadersError(_FixedOutcome):
-    OUTCOME = "missing_headers"
-
-
-class StaleTimestampError(_FixedOutcome):
-    OUTCOME = "stale"
-
-
-class UnknownSerialError(_FixedOutcome):
-    OUTCOME = "unknown_serial"
-
-
-class BadSignatureError(_FixedOutcome):
-    OUTCOME = "bad_signature"
-
-
-class MalformedError(_FixedOutcome):
-    OUTCOME = "malformed"
-
-
-class UndecryptableError(_FixedOutcome):
-    OUTCOME = "undecryptable"
+__all__ = [
+    "BadSignatureError",
+    "CredentialsError",
+    "MalformedError",
+    "MissingHeadersError",
+    "NotificationRejected",
+    "StaleTimestampError",
+    "UndecryptableError",
+    "UnknownSerialError",
+]
 
 
 class CredentialsError(Exception):

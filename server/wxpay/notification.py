@@ -8,26 +8,16 @@ signature over the raw bytes has verified.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from server.domain.notification import Notification
 from server.wxpay.credentials import MerchantCredentials
 from server.wxpay.crypto import ALGORITHM, decrypt_resource
 from server.wxpay.errors import MalformedError, UndecryptableError
 from server.wxpay.signing import MAX_CLOCK_SKEW_S, VerifierKeys, verify_signed_message
 
 ENCRYPT_RESOURCE = "encrypt-resource"
-
-
-@dataclass(frozen=True)
-class Notification:
-    id: str
-    event_type: str
-    create_time: str
-    resource_type: str
-    summary: str
-    resource: dict[str, Any]
 
 
 def parse_notification(
@@ -83,3 +73,16 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+def notification_parser(
+    credentials: MerchantCredentials, keys: VerifierKeys, max_skew_s: int = MAX_CLOCK_SKEW_S
+) -> Callable[[Mapping[str, str], bytes, float], Notification]:
+    """`parse_notification` with this merchant's keys bound: the service layer's NotificationParser."""
+
+    def parse(headers: Mapping[str, str], body: bytes, now: float) -> Notification:
+        return parse_notification(
+            headers, body, credentials=credentials, keys=keys, now=now, max_skew_s=max_skew_s
+        )
+
+    return parse

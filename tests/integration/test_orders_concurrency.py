@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from server.adapters.tables import OrderEventRow, OrderRow, ProductRow
-from server.bootstrap import App
+from server.app import App
 from server.domain.catalogue import Product, ProductKind
 from server.domain.errors import (
     DomainError,

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.bootstrap import App, build_app
+from server.app import App
+from server.bootstrap import build_app
 from tests.conftest import settings_for
 from tests.jobs.helpers import MovableClock
 from tests.notify.wechat import make_bundle

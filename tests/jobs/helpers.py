@@ -10,7 +10,7 @@ from typing import Any
 from server.adapters.fulfilment_store import PeeweeFulfilmentStore
 from server.adapters.repositories import from_db_time
 from server.adapters.tables import FulfilmentRow, GrantRow, MembershipRow, RefundRow
-from server.bootstrap import App
+from server.app import App
 from server.domain.catalogue import Product, ProductKind
 from server.domain.order import CreateOrder, Order
 from server.service.context import Caller

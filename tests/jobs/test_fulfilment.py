@@ -10,7 +10,7 @@ import pytest
 
 from server.adapters.repositories import from_db_time
 from server.adapters.tables import OrderEventRow
-from server.bootstrap import App
+from server.app import App
 from server.domain.catalogue import ProductKind
 from server.domain.order import Fulfilment
 from server.service.context import Caller

@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
-from server.bootstrap import App
+from server.app import App
 from tests.jobs.helpers import grants_for, membership_expiry, paid_order
 
 ROOT = Path(__file__).resolve().parents[2]

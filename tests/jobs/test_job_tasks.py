@@ -10,7 +10,7 @@ from datetime import timedelta
 from server.adapters.job_queries import JobQueries
 from server.adapters.repositories import from_db_time, to_db_time
 from server.adapters.tables import OrderEventRow, OrderRow, ProductRow, RefundRow
-from server.bootstrap import App
+from server.app import App
 from server.domain.catalogue import ProductKind
 from server.domain.order import OrderStatus
 from server.jobs.tasks import ExpiryTask, NotificationTask, ReconcileTask, RefundPollTask

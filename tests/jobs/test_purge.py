@@ -13,7 +13,7 @@ import pytest
 from server.adapters.job_queries import JobQueries
 from server.adapters.repositories import to_db_time
 from server.adapters.tables import OrderEventRow, OrderRow
-from server.bootstrap import App
+from server.app import App
 from server.jobs.purge import parse_duration, purge_closed_unpaid
 from tests.jobs.helpers import BFF, MovableClock, paid_order, unpaid_order
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from server.bootstrap import App
+from server.app import App
 from server.domain.order import Fulfilment
 from server.jobs.runner import JobResult, JobRunner
 from server.jobs.wiring import build_jobs, wire_fulfilment

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from server.adapters.notification_store import TRANSIENT_DATABASE_ERRORS, NotificationStore
-from server.bootstrap import App, build_app
+from server.app import App
+from server.bootstrap import build_app
 from server.service.notifications import NotificationService
 from server.wxpay.credentials import load_credentials
+from server.wxpay.notification import notification_parser
 from tests.conftest import settings_for
 from tests.notify.fakes import FakeLedger
 from tests.notify.wechat import WeChatNotifier, make_bundle
@@ -53,11 +55,9 @@ def service_with(
     return NotificationService(
         store=store,
         clock=app.clock,
-        credentials=credentials,
-        keys=credentials.verifier_keys(),
+        parse=notification_parser(credentials, credentials.verifier_keys(), MAX_SKEW_S),
         payments=ledger,
         refunds=ledger,
-        max_skew_s=MAX_SKEW_S,
         transient_faults=TRANSIENT_DATABASE_ERRORS,
     )
 

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from server.adapters.notification_store import NotificationStore, signed_headers_only
-from server.bootstrap import App
+from server.app import App
 from server.service.notifications import FAILED, PROCESSED, RECEIVED
 
 HEADERS = {"Wechatpay-Serial": "S", "Wechatpay-Signature": "sig", "Host": "x", "User-Agent": "ua"}

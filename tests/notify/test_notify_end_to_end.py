@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from server.adapters.tables import FulfilmentRow
-from server.bootstrap import App
+from server.app import App
 from server.domain.order import CreateOrder, Order, OrderStatus
 from server.notify.wiring import start_notify
 from server.service.context import Caller

@@ -14,6 +14,7 @@ from server.adapters.notification_store import TRANSIENT_DATABASE_ERRORS, Notifi
 from server.domain.clock import utc_now
 from server.service.notifications import NotificationService
 from server.wxpay.credentials import load_credentials
+from server.wxpay.notification import notification_parser
 from tests.notify.fakes import FakeLedger
 from tests.notify.wechat import Delivery, WeChatNotifier, make_bundle, paid_resource
 
@@ -35,11 +36,9 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> tuple[NotificationS
     service = NotificationService(
         store=NotificationStore(make_database("sqlite:///:memory:", pool_size=1)),
         clock=utc_now,
-        credentials=credentials,
-        keys=credentials.verifier_keys(),
+        parse=notification_parser(credentials, credentials.verifier_keys(), 300),
         payments=ledger,
         refunds=ledger,
-        max_skew_s=300,
         transient_faults=TRANSIENT_DATABASE_ERRORS,
     )
     genuine = NOTIFIER.deliver(paid_resource("T-fuzz-never", 100))

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 from server.adapters.db import make_database
 from server.adapters.notification_store import NotificationStore
-from server.bootstrap import App
+from server.app import App
 from server.metrics import REGISTRY
 from server.notify.app import make_notify_app
 from server.service.errors import TransientError

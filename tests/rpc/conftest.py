@@ -8,7 +8,8 @@ import grpc
 import pytest
 
 from clients.gen.orderpay.v1 import order_service_pb2_grpc, pay_service_pb2_grpc, vip_service_pb2_grpc
-from server.bootstrap import App
+from server.app import App
+from server.bootstrap import servicers_for
 from server.rpc.server import GrpcServer, create_grpc_server
 
 BFF = (("authorization", "Bearer test-bff-token"),)
@@ -17,7 +18,7 @@ ADMIN = (("authorization", "Bearer test-admin-token"),)
 
 @pytest.fixture(scope="module")
 def grpc_server(app: App) -> Iterator[GrpcServer]:
-    server = create_grpc_server(app.settings, app.servicers())
+    server = create_grpc_server(app.settings, servicers_for(app))
     yield server
     server.stop(1)
 

@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from server.adapters.tables import FulfilmentRow, RefundRow
-from server.bootstrap import App, build_app
+from server.app import App
+from server.bootstrap import build_app
 from server.domain.errors import (
     DomainError,
     InvalidArgumentError,

@@ -1,0 +1,61 @@
+"""A signed notification from the payment provider, and the ways one is rejected.
+
+Protocol-neutral on purpose: the service layer codes against these; the WeChat Pay adapter
+(server.wxpay) produces them. Each rejection fixes an `outcome`, the label the sidecar answers
+with and counts in metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: str
+    event_type: str
+    create_time: str
+    resource_type: str
+    summary: str
+    resource: dict[str, Any]
+
+
+class NotificationRejected(Exception):  # noqa: N818 - the name other layers code against
+    """A signed message from WeChat Pay failed a check; `outcome` says which one."""
+
+    def __init__(self, outcome: str, message: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.message = message
+
+
+class _FixedOutcome(NotificationRejected):
+    OUTCOME: ClassVar[str]
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.OUTCOME, message)
+
+
+class MissingHeadersError(_FixedOutcome):
+    OUTCOME = "missing_headers"
+
+
+class StaleTimestampError(_FixedOutcome):
+    OUTCOME = "stale"
+
+
+class UnknownSerialError(_FixedOutcome):
+    OUTCOME = "unknown_serial"
+
+
+class BadSignatureError(_FixedOutcome):
+    OUTCOME = "bad_signature"
+
+
+class MalformedError(_FixedOutcome):
+    OUTCOME = "malformed"
+
+
+class UndecryptableError(_FixedOutcome):
+    OUTCOME = "undecryptable"
