@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from server.adapters.db import bind, make_database, migrate
-from server.adapters.repositories import unit_of_work_factory
+from server.adapters.repositories import read_only_factory, unit_of_work_factory
 from server.app import App
 from server.config import Settings
 from server.domain.clock import Clock, utc_now
@@ -48,11 +48,10 @@ def build_app(settings: Settings, *, clock: Clock = utc_now, run_migrations: boo
     bind(db)
     if run_migrations:
         migrate(db)
-    uow = unit_of_work_factory(db)
-    orders = OrderService(uow, clock, timedelta(seconds=settings.order_ttl_s))
-    app = App(
-        settings=settings, db=db, uow=uow, clock=clock, orders=orders, catalogue=CatalogueService(uow, clock)
-    )
+    uow, read = unit_of_work_factory(db), read_only_factory(db)
+    orders = OrderService(uow, clock, timedelta(seconds=settings.order_ttl_s), read=read)
+    catalogue = CatalogueService(uow, clock, read=read)
+    app = App(settings=settings, db=db, uow=uow, clock=clock, orders=orders, catalogue=catalogue)
     if (Path(settings.credentials_dir) / "merchant.json").exists():
         _wire_payments(app)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -11,6 +11,7 @@ from typing import Any
 
 import peewee as pw
 
+from server.adapters.compiled import CompiledInsert, CompiledLookup
 from server.adapters.tables import (
     FulfilmentRow,
     MembershipRow,
@@ -48,11 +49,12 @@ def _required_time(value: datetime | str | None) -> datetime:
     return parsed
 
 
-def order_from_row(row: OrderRow) -> Order:
-    values: dict[str, Any] = {name: getattr(row, name) for name in _ORDER_FIELDS}
-    values["kind"] = ProductKind(row.kind)
-    values["status"] = OrderStatus(row.status)
-    values["fulfilment"] = Fulfilment(row.fulfilment)
+def order_from_row(row: Mapping[str, Any]) -> Order:
+    """An Order from a row's column values (`OrderRow.__data__` or a compiled lookup's dict)."""
+    values: dict[str, Any] = {name: row[name] for name in _ORDER_FIELDS}
+    values["kind"] = ProductKind(row["kind"])
+    values["status"] = OrderStatus(row["status"])
+    values["fulfilment"] = Fulfilment(row["fulfilment"])
     for name in ("expires_at", "created_at", "updated_at"):
         values[name] = _required_time(values[name])
     for name in ("prepay_at", "next_sync_at", "paid_at", "closed_at"):
@@ -67,29 +69,40 @@ def _db_values(changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _product_from_row(row: ProductRow) -> Product:
+def _product_from_row(row: Mapping[str, Any]) -> Product:
     return Product(
-        product_id=row.product_id,
-        kind=ProductKind(row.kind),
-        title=row.title,
-        description=row.description,
-        price_fen=row.price_fen,
-        stock=row.stock,
-        duration_days=row.duration_days,
-        active=row.active,
+        product_id=row["product_id"],
+        kind=ProductKind(row["kind"]),
+        title=row["title"],
+        description=row["description"],
+        price_fen=row["price_fen"],
+        stock=row["stock"],
+        duration_days=row["duration_days"],
+        active=bool(row["active"]),
     )
+
+
+_PRODUCT_BY_ID = CompiledLookup(ProductRow, ProductRow.product_id)
+_ORDER_BY_ID = CompiledLookup(OrderRow, OrderRow.order_id)
+_ORDER_BY_KEY = CompiledLookup(OrderRow, OrderRow.user_id, OrderRow.request_id)
+_ORDER_BY_OUT_TRADE_NO = CompiledLookup(OrderRow, OrderRow.out_trade_no)
+_UNPAID_ORDER = CompiledLookup(OrderRow, OrderRow.user_id, OrderRow.product_id, OrderRow.status)
+_INSERT_ORDER = CompiledInsert(OrderRow)
+_INSERT_EVENT = CompiledInsert(OrderEventRow)
 
 
 class PeeweeProducts:
     def get(self, product_id: str) -> Product | None:
-        row = ProductRow.get_or_none(ProductRow.product_id == product_id)
+        row = _PRODUCT_BY_ID.one(product_id)
         return None if row is None else _product_from_row(row)
 
     def list_active(self, kind: str | None = None) -> list[Product]:
         query = ProductRow.select().where(ProductRow.active == True)  # noqa: E712 - peewee expression
         if kind is not None:
             query = query.where(ProductRow.kind == kind)
-        return [_product_from_row(r) for r in query.order_by(ProductRow.price_fen, ProductRow.product_id)]
+        return [
+            _product_from_row(r.__data__) for r in query.order_by(ProductRow.price_fen, ProductRow.product_id)
+        ]
 
     def reserve_stock(self, product_id: str, quantity: int) -> bool:
         """Conditional decrement: never below zero. Unlimited stock (NULL) always succeeds."""
@@ -138,27 +151,23 @@ class PeeweeProducts:
 
 class PeeweeOrders:
     def get(self, order_id: str) -> Order | None:
-        return self._one(OrderRow.order_id == order_id)
+        return _order_or_none(_ORDER_BY_ID.one(order_id))
 
     def get_by_key(self, user_id: str, request_id: str) -> Order | None:
-        return self._one((OrderRow.user_id == user_id) & (OrderRow.request_id == request_id))
+        return _order_or_none(_ORDER_BY_KEY.one(user_id, request_id))
 
     def get_by_out_trade_no(self, out_trade_no: str) -> Order | None:
-        return self._one(OrderRow.out_trade_no == out_trade_no)
+        return _order_or_none(_ORDER_BY_OUT_TRADE_NO.one(out_trade_no))
 
     def get_unpaid(self, user_id: str, product_id: str) -> Order | None:
-        return self._one(
-            (OrderRow.user_id == user_id)
-            & (OrderRow.product_id == product_id)
-            & (OrderRow.status == OrderStatus.UNPAID.value)
-        )
+        return _order_or_none(_UNPAID_ORDER.one(user_id, product_id, OrderStatus.UNPAID.value))
 
     def insert(self, order: Order) -> None:
         values = _db_values({name: getattr(order, name) for name in _ORDER_FIELDS})
         values.update(kind=order.kind.value, status=order.status.value, fulfilment=order.fulfilment.value)
         try:
             with OrderRow._meta.database.atomic():  # a savepoint: the conflict must not poison the txn
-                OrderRow.insert(**values).execute()
+                _INSERT_ORDER.execute(values)
         except pw.IntegrityError as exc:
             raise OrderInsertConflict(str(exc)) from exc
 
@@ -189,26 +198,27 @@ class PeeweeOrders:
                 (OrderRow.created_at < at) | ((OrderRow.created_at == at) & (OrderRow.id < after.seq))
             )
         rows = query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit)
-        return [(order_from_row(r), Cursor(_required_time(r.created_at), r.id)) for r in rows]
+        return [(order_from_row(r.__data__), Cursor(_required_time(r.created_at), r.id)) for r in rows]
 
-    @staticmethod
-    def _one(where: pw.Expression) -> Order | None:
-        row = OrderRow.get_or_none(where)
-        return None if row is None else order_from_row(row)
+
+def _order_or_none(row: Mapping[str, Any] | None) -> Order | None:
+    return None if row is None else order_from_row(row)
 
 
 class PeeweeEvents:
     def record(self, event: AuditEvent, now: datetime) -> None:
-        OrderEventRow.insert(
-            order_id=event.order_id,
-            field=event.field,
-            from_value=event.from_value,
-            to_value=event.to_value,
-            cause=event.cause[:255],
-            actor=event.actor,
-            request_id=event.request_id,
-            created_at=to_db_time(now),
-        ).execute()
+        _INSERT_EVENT.execute(
+            {
+                "order_id": event.order_id,
+                "field": event.field,
+                "from_value": event.from_value,
+                "to_value": event.to_value,
+                "cause": event.cause[:255],
+                "actor": event.actor[:64],
+                "request_id": event.request_id,
+                "created_at": to_db_time(now),
+            }
+        )
 
 
 class PeeweeMemberships:
@@ -300,3 +310,14 @@ def unit_of_work_factory(db: pw.Database) -> Any:
             yield PeeweeUnitOfWork()
 
     return unit_of_work
+
+
+def read_only_factory(db: pw.Database) -> Any:
+    """Reads of committed data: no transaction and no writer queue (WAL readers never block)."""
+
+    @contextmanager
+    def read() -> Iterator[PeeweeUnitOfWork]:
+        with db.connection_context():
+            yield PeeweeUnitOfWork()
+
+    return read

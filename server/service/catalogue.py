@@ -49,8 +49,9 @@ class MembershipView:
 
 
 class CatalogueService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, read: UnitOfWorkFactory | None = None) -> None:
         self._uow = uow
+        self._read = read or uow
         self._clock = clock
 
     def load(self, products: list[Product]) -> LoadReport:
@@ -65,14 +66,14 @@ class CatalogueService:
         return self.load(parse_catalogue(text))
 
     def list_plans(self) -> list[Product]:
-        with self._uow() as uow:
+        with self._read() as uow:
             return uow.products.list_active(ProductKind.VIP_PLAN.value)
 
     def get_membership(self, user_id: str) -> MembershipView:
         v = Violations()
         v.identifier("user_id", user_id)
         v.raise_if_any()
-        with self._uow() as uow:
+        with self._read() as uow:
             membership = uow.memberships.get(user_id) or Membership(user_id, None)
         now = self._clock()
         return MembershipView(user_id, membership.expires_at, membership.is_active(now), membership.version)

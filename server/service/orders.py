@@ -78,8 +78,10 @@ class OrderService:
         clock: Clock,
         order_ttl: timedelta,
         prepay_closer: PrepayCloser = _no_prepay_closer,
+        read: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow = uow
+        self._read = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._ttl = order_ttl
         # Closes the order at WeChat Pay before the local close, when a prepay exists (payments wires it).
@@ -89,19 +91,21 @@ class OrderService:
     def create_order(self, cmd: CreateOrder, caller: Caller) -> CreateOrderResult:
         validate_create(cmd)
         fingerprint = cmd.fingerprint()
+        with self._read() as reader:
+            existing = reader.orders.get_by_key(cmd.user_id, cmd.request_id)
+            product = None if existing else reader.products.get(cmd.product_id)
+        if existing is not None:  # fast path for replays; the unique index still decides below
+            return _replay(existing, fingerprint)
+        if product is None or not product.active:
+            raise ProductNotFoundError(f"product {cmd.product_id!r} not found")
+        order = self._new_order(cmd, fingerprint, product)
         with self._uow() as uow:
-            existing = uow.orders.get_by_key(cmd.user_id, cmd.request_id)
-            if existing is not None:  # fast path for replays; the unique index still decides below
-                return _replay(existing, fingerprint)
-            product = uow.products.get(cmd.product_id)
-            if product is None or not product.active:
-                raise ProductNotFoundError(f"product {cmd.product_id!r} not found")
-            order = self._new_order(cmd, fingerprint, product)
             try:
                 uow.orders.insert(order)
             except OrderInsertConflict:
                 return _resolve_conflict(uow, cmd, fingerprint)
-            if not uow.products.reserve_stock(product.product_id, cmd.quantity):
+            limited = product.stock is not None
+            if limited and not uow.products.reserve_stock(product.product_id, cmd.quantity):
                 raise OutOfStockError(
                     f"product {product.product_id!r} is out of stock",
                     metadata={"product_id": product.product_id},
@@ -136,7 +140,7 @@ class OrderService:
     # --- reads ------------------------------------------------------------------------------
     def get_order(self, order_id: str) -> Order:
         _require_id("order_id", order_id)
-        with self._uow() as uow:
+        with self._read() as uow:
             order = uow.orders.get(order_id)
         if order is None:
             raise OrderNotFoundError(f"order {order_id!r} not found")
@@ -170,7 +174,7 @@ class OrderService:
         v.raise_if_any()
         after = decode_page_token(page_token, user_id, status) if page_token else None
         limit = page_size or DEFAULT_PAGE_SIZE
-        with self._uow() as uow:
+        with self._read() as uow:
             rows = uow.orders.list_for_user(user_id, status, after, limit + 1)
         page, more = rows[:limit], len(rows) > limit
         token = encode_page_token(page[-1][1], user_id, status) if more else ""
