@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import peewee as pw
 
-from server.adapters.compiled import CompiledInsert, CompiledLookup
+from server.adapters.compiled import CompiledCompareAndSet, CompiledInsert, CompiledLookup
 from server.adapters.tables import (
     FulfilmentRow,
     MembershipRow,
@@ -89,6 +89,8 @@ _ORDER_BY_OUT_TRADE_NO = CompiledLookup(OrderRow, OrderRow.out_trade_no)
 _UNPAID_ORDER = CompiledLookup(OrderRow, OrderRow.user_id, OrderRow.product_id, OrderRow.status)
 _INSERT_ORDER = CompiledInsert(OrderRow)
 _INSERT_EVENT = CompiledInsert(OrderEventRow)
+_ORDER_CAS = CompiledCompareAndSet(OrderRow, OrderRow.order_id)
+_REFUND_CAS = CompiledCompareAndSet(RefundRow, RefundRow.out_refund_no)
 
 
 class PeeweeProducts:
@@ -177,14 +179,12 @@ class PeeweeOrders:
         for key in ("status", "fulfilment", "kind"):
             if key in values:
                 values[key] = str(values[key])
-        updated = (
-            OrderRow.update(version=OrderRow.version + 1, **values)
-            .where((OrderRow.order_id == order.order_id) & (OrderRow.version == expected_version))
-            .execute()
-        )
-        if not updated:
+        if not _ORDER_CAS.execute(order.order_id, expected_version, values):
             return None
-        return self.get(order.order_id)
+        if order.version != expected_version or not changes.keys() <= set(_ORDER_FIELDS):
+            return self.get(order.order_id)
+        # The row was exactly `order` at that version: the new state needs no second read.
+        return replace(order, version=expected_version + 1, **changes)
 
     def list_for_user(
         self, user_id: str, status: OrderStatus | None, after: Cursor | None, limit: int
@@ -243,12 +243,9 @@ class PeeweeRefunds:
         values = _db_values(changes)
         if "status" in values:
             values["status"] = str(values["status"])
-        updated = (
-            RefundRow.update(version=RefundRow.version + 1, **values)
-            .where((RefundRow.out_refund_no == refund.out_refund_no) & (RefundRow.version == refund.version))
-            .execute()
-        )
-        return self.get(refund.out_refund_no) if updated else None
+        if not _REFUND_CAS.execute(refund.out_refund_no, refund.version, values):
+            return None
+        return self.get(refund.out_refund_no)
 
     def committed_amount(self, order_id: str) -> int:
         """Refunds that are, or may still become, money back: everything but CLOSED and ABNORMAL."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from clients.client import OrderPayClient
@@ -35,3 +37,10 @@ def test_kill_9_mid_batch_then_restart_fulfils_every_paid_order_once(
             paid = client.get_order(order.order_id)
             assert paid.status == order_pb2.ORDER_STATUS_PAID
             assert membership_days(client, user, paid) == pytest.approx(PLAN_DAYS, abs=0.01)
+
+
+def test_sigterm_stops_the_server_cleanly_and_it_restarts(stack: Stack) -> None:
+    assert stack.server is not None
+    stack.server.send_signal(signal.SIGTERM)
+    assert stack.server.wait(timeout=20) == 0
+    stack.restart_server()
