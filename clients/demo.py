@@ -37,6 +37,7 @@ def run_demo(target: str, token: str, sandbox_url: str, user_id: str, plan_id: s
         payment = client.create_payment(order.order_id, "NATIVE")
         url = cashier_url(sandbox_url, payment.code_url)
         step(4, "prepay", f"prepay_id={payment.prepay_id} code_url={payment.code_url}")
+        step(4, "cashier page", url)
         if manual:
             step(5, "pay", f"open {url} in a browser and click Pay")
         else:
@@ -51,10 +52,18 @@ def run_demo(target: str, token: str, sandbox_url: str, user_id: str, plan_id: s
         waited = time.monotonic() - started
         status = order_pb2.OrderStatus.Name(final.status)
         fulfilment = order_pb2.Fulfilment.Name(final.fulfilment)
-        step(6, "notification applied", f"{status}, fulfilment {fulfilment} after {waited:.2f} s")
+        step(6, "notification", _deliveries(sandbox_url, order.out_trade_no))
+        step(6, "order", f"{status}, fulfilment {fulfilment} after {waited:.2f} s")
         after = client.get_membership(user_id)
         step(7, "membership after", _membership(after))
     return 0 if final.fulfilment == order_pb2.FULFILMENT_SUCCEEDED else 1
+
+
+def _deliveries(sandbox_url: str, out_trade_no: str) -> str:
+    """What the sandbox sent to the sidecar for this order, and what it answered."""
+    attempts = httpx.get(f"{sandbox_url}/sandbox/v1/notifications", timeout=5).json()["attempts"]
+    mine = [a for a in attempts if a["out_trade_no"] == out_trade_no]
+    return ", ".join(f"{a['event_type']} -> HTTP {a['status']}" for a in mine) or "none yet"
 
 
 def step(number: int, title: str, detail: str) -> None:
