@@ -1,0 +1,61 @@
+"""`orderpay dev` (what `make run` runs) comes up from nothing, and `orderpay demo` completes against it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.stack import ROOT, free_port, wait_until
+
+
+def test_dev_stack_and_demo(tmp_path: Path) -> None:
+    grpc_port, notify_port, sandbox_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "ORDERPAY_GRPC_LISTEN": f"127.0.0.1:{grpc_port}",
+        "ORDERPAY_NOTIFY_LISTEN": f"127.0.0.1:{notify_port}",
+        "ORDERPAY_NOTIFY_URL": f"http://127.0.0.1:{notify_port}/wxpay/notify",
+        "PYTHONPATH": str(ROOT),
+    }
+    log = tmp_path / "dev.log"
+    with log.open("wb") as out:
+        dev = subprocess.Popen(  # the working directory is fresh: keys, database, everything is made
+            [sys.executable, "-m", "clients.cli", "dev", "--sandbox-listen", f"127.0.0.1:{sandbox_port}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "dev stack is up" in log.read_text(), 60, "the dev banner")
+        demo = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "clients.cli",
+                "demo",
+                "--target",
+                f"127.0.0.1:{grpc_port}",
+                "--sandbox-url",
+                f"http://127.0.0.1:{sandbox_port}",
+                "--user-id",
+                "dev-test",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert "FULFILMENT_SUCCEEDED" in demo.stdout
+        assert "TRANSACTION.SUCCESS -> HTTP 204" in demo.stdout
+        assert (tmp_path / ".orderpay" / "keys" / "merchant.json").exists()
+    finally:
+        dev.send_signal(signal.SIGINT)
+        code = dev.wait(timeout=30)
+    assert code == 0, log.read_text()[-2000:]
