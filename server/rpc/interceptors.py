@@ -33,6 +33,7 @@ def _request_id(metadata: dict[str, str]) -> str:
 class ServerInterceptor(grpc.ServerInterceptor):
     def __init__(self, authenticator: TokenAuthenticator) -> None:
         self._auth = authenticator
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     def intercept_service(
         self,
@@ -43,12 +44,14 @@ class ServerInterceptor(grpc.ServerInterceptor):
         if handler is None or handler.unary_unary is None or is_public(handler_call_details.method):
             return handler
         method = handler_call_details.method
-        behaviour = self._wrap(method, handler.unary_unary)
-        return grpc.unary_unary_rpc_method_handler(
-            behaviour,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:  # built once per method: this runs on gRPC's polling thread for every call
+            wrapped = self._wrapped[method] = grpc.unary_unary_rpc_method_handler(
+                self._wrap(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return wrapped
 
     def _wrap(self, method: str, behaviour: Behaviour) -> Behaviour:
         def invoke(request: Any, context: grpc.ServicerContext) -> Any:
@@ -57,12 +60,17 @@ class ServerInterceptor(grpc.ServerInterceptor):
             request_id = _request_id(metadata)
             trailers = [("x-request-id", request_id)]
             structlog.contextvars.clear_contextvars()
-            structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
+            structlog.contextvars.bind_contextvars(
+                request_id=request_id, rpc=method, **_business_ids(request)
+            )
             code = grpc.StatusCode.OK
             try:
                 role = self._auth.authorize(method, metadata.get("authorization"))
                 call_context.begin(Caller(actor=role, request_id=request_id))
                 response = behaviour(request, context)
+                order = getattr(response, "order", None)
+                if order is not None and order.order_id:
+                    structlog.contextvars.bind_contextvars(order_id=order.order_id)
                 context.send_initial_metadata(call_context.response_headers())
             except DomainError as error:
                 status = status_for(error, trailers)
@@ -83,6 +91,14 @@ class ServerInterceptor(grpc.ServerInterceptor):
                 _log_line(method, code, started, context)
 
         return invoke
+
+
+_ID_FIELDS = ("order_id", "user_id", "out_refund_no")
+
+
+def _business_ids(request: Any) -> dict[str, str]:
+    """The ids an operator greps for, from whichever of them this request carries."""
+    return {name: value for name in _ID_FIELDS if (value := getattr(request, name, ""))}
 
 
 def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:

@@ -8,6 +8,8 @@ from typing import Any
 
 import grpc
 import pytest
+import structlog
+from structlog.testing import LogCapture
 
 from clients.gen.orderpay.v1 import order_pb2, order_service_pb2, pay_service_pb2, vip_service_pb2
 from server.adapters.tables import ProductRow
@@ -302,3 +304,23 @@ def test_health_and_reflection_need_no_token(channel: grpc.Channel) -> None:
     responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert {"orderpay.v1.OrderService", "orderpay.v1.PayService", "orderpay.v1.VipService"} <= names
+
+
+def test_one_canonical_log_line_per_call_with_the_ids(orders: Any, rid: str) -> None:
+    capture = LogCapture()
+    saved = structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    try:
+        created = create(orders, f"u-{rid}", "k").order
+        missing_order = pb.GetOrderRequest(order_id="ord_missing")
+        refused(orders.GetOrder, missing_order, metadata=(*BFF, ("x-request-id", rid)))
+    finally:
+        structlog.configure(**saved)
+    lines = [entry for entry in capture.entries if entry["event"] == "rpc"]
+    assert len(lines) == 2
+    ok, missing = lines
+    assert (ok["code"], ok["user_id"], ok["order_id"]) == ("OK", f"u-{rid}", created.order_id)
+    assert ok["rpc"] == "/orderpay.v1.OrderService/CreateOrder"
+    assert ok["duration_ms"] >= 0
+    assert (missing["code"], missing["request_id"], missing["order_id"]) == ("NOT_FOUND", rid, "ord_missing")
+    assert not any("test-bff-token" in str(entry) for entry in capture.entries)
