@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -60,12 +62,31 @@ def is_sqlite(db: pw.Database) -> bool:
     return isinstance(db, pw.SqliteDatabase)
 
 
+MIGRATION_LOCK_KEY = 0x0DE5_A11E  # any constant: every orderpay process takes the same advisory lock
+
+
 def migrate(db: pw.Database) -> list[str]:
-    """Apply pending migrations; return the names applied."""
+    """Apply pending migrations; return the names applied.
+
+    Every `orderpay serve` migrates at start, so several processes (or hosts) may try at once:
+    on PostgreSQL they queue on an advisory lock and the later ones find nothing to do.
+    """
     from playhouse.migrations import Runner  # noqa: PLC0415 - only the migrate command needs it
 
     runner = Runner(db, MIGRATIONS_DIR)
-    before = set(runner.applied())
-    with db.connection_context():
+    with db.connection_context(), _migration_lock(db):
+        before = set(runner.applied())
         runner.up()
         return sorted(set(runner.applied()) - before)
+
+
+@contextmanager
+def _migration_lock(db: pw.Database) -> Iterator[None]:
+    if not isinstance(db, pw.PostgresqlDatabase):
+        yield  # SQLite is one host's file; its processes are started one at a time
+        return
+    db.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+    try:
+        yield
+    finally:
+        db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
