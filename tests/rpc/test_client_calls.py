@@ -458,7 +458,7 @@ def test_deadline_ends_a_blocked_call_with_a_typed_error(served: Served, token: 
 
     (seen,) = served.fake.calls("SyncPayment")
     assert seen.time_remaining is not None
-    assert 0 < seen.time_remaining <= 1.5
+    assert 0 < seen.time_remaining <= 1.6  # the client's deadline, give or take gRPC's rounding
     assert caught.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
     _wait_for(lambda: seen.outcome != "answered")
     assert seen.outcome == "client deadline"
