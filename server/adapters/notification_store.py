@@ -80,13 +80,13 @@ class NotificationStore:
                     received_at=to_db_time(now),
                 ).execute()
         except pw.IntegrityError:
-            with self._transaction():
+            with self._db.connection_context():  # a committed row: read it outside the writers' queue
                 row = NotificationRow.get(NotificationRow.notification_id == notification_id)
             return StoreResult(created=False, status=row.status, outcome=row.outcome)
         return StoreResult(created=True, status=RECEIVED, outcome="")
 
     def get(self, notification_id: str) -> StoredNotification | None:
-        with self._transaction():
+        with self._db.connection_context():  # committed data only: no writer queue, no transaction
             row = NotificationRow.get_or_none(NotificationRow.notification_id == notification_id)
         return None if row is None else _stored(row)
 

@@ -36,7 +36,10 @@ def start_notify(app: App) -> tuple[NotifyServerThread, int]:
     host, _, port = app.settings.notify_listen.rpartition(":")
     server = NotifyServerThread(
         lambda: make_notify_app(
-            service, max_body_bytes=app.settings.notify_max_body_bytes, ready_check=store.ping
+            service,
+            max_body_bytes=app.settings.notify_max_body_bytes,
+            ready_check=store.ping,
+            workers=app.settings.notify_workers,
         ),
         host,
         int(port),

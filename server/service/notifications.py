@@ -77,6 +77,7 @@ class NotificationLog(Protocol):
     def store(
         self, notification_id: str, event_type: str, headers: Mapping[str, str], body: str, now: datetime
     ) -> StoreResult: ...
+    def get(self, notification_id: str) -> StoredNotification | None: ...
     def mark_processed(self, notification_id: str, outcome: str, now: datetime) -> None: ...
     def mark_failed(self, notification_id: str, outcome: str, now: datetime) -> None: ...
     def record_attempt(self, notification_id: str, now: datetime) -> None: ...
@@ -185,6 +186,9 @@ class NotificationService:
     def _store_and_apply(
         self, note: Notification, headers: Mapping[str, str], body: bytes, now: datetime
     ) -> str:
+        known = self._store.get(note.id)  # a redelivery of a finished notification costs no write
+        if known is not None and known.status == PROCESSED:
+            return DUPLICATE
         stored = self._store.store(note.id, note.event_type, headers, body.decode("utf-8"), now)
         if not stored.created and stored.status == PROCESSED:
             return DUPLICATE
