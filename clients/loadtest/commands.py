@@ -18,7 +18,7 @@ from clients.loadtest.defaults import (
     DEFAULT_TARGET,
 )
 
-SCENARIO_CHOICES = ("create-unique", "duplicate-storm", "notify-storm", "full-flow")
+SCENARIO_CHOICES = ("create-unique", "duplicate-storm", "notify-storm", "notify-fuzz", "full-flow")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

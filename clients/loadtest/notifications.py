@@ -42,11 +42,14 @@ class NotificationSigner:
     def from_dir(cls, credentials_dir: Path) -> NotificationSigner:
         return cls(load_credentials(credentials_dir))
 
-    def transaction_success(self, out_trade_no: str, total_fee: int) -> SignedNotification:
+    def transaction_success(
+        self, out_trade_no: str, total_fee: int, *, signed_at: float | None = None
+    ) -> SignedNotification:
+        """`signed_at` (unix seconds) back-dates the signature, as a captured and replayed one would be."""
         now = datetime.now(UTC)
         resource = self._transaction(out_trade_no, total_fee, now)
         body = self._envelope(resource, now)
-        timestamp = str(int(time.time()))
+        timestamp = str(int(time.time() if signed_at is None else signed_at))
         headers = signing.signed_headers(
             self._creds.wechatpay_private_key,
             self._creds.wechatpay_public_key_id,

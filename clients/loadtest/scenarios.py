@@ -6,6 +6,8 @@ should hold afterwards (`Expected`), scoped to this run's users so other data ne
 - `notify-storm`: orders are created over gRPC (setup), then one signed TRANSACTION.SUCCESS per order
   is POSTed `duplicates` times at once straight to the sidecar (signed here, before the clock starts;
   see `notifications`). Every order must end up paid with one fulfilment row.
+- `notify-fuzz`: the hostile-notification drill: mutated, forged, probed, garbage and stale replays of
+  notifications for real unpaid orders; every answer must be 4xx and no order may be paid.
 - `full-flow`: create → CreatePayment NATIVE → the sandbox auto-pays → notification → GetOrder(wait_ms)
   until fulfilment SUCCEEDED; the latency recorded is pay → fulfilled.
 """
@@ -17,18 +19,20 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
 
 from clients.aio_client import AsyncOrderPayClient
 from clients.gen.orderpay.v1 import order_pb2
+from clients.loadtest.fuzz import hostile_variants
 from clients.loadtest.harness import Plan, ProgressHook, Recorder, Summary, drive, reason_of
 from clients.loadtest.invariants import Expected
 from clients.loadtest.notifications import NotificationSigner, SignedNotification
 
-SCENARIOS = ("create-unique", "duplicate-storm", "notify-storm", "full-flow")
+SCENARIOS = ("create-unique", "duplicate-storm", "notify-storm", "notify-fuzz", "full-flow")
+FUZZ_ORDERS = 50
 ACCEPTED_NOTIFY_STATUSES = frozenset({200, 204})
 LONG_POLL_MS = 2_000
 CALL_TIMEOUT_S = 10.0
@@ -163,6 +167,35 @@ async def notify_storm(config: LoadConfig, clients: Clients, progress: ProgressH
     return ScenarioResult(summary, Expected(config.user_prefix, orders=len(orders), paid=paid))
 
 
+async def notify_fuzz(config: LoadConfig, clients: Clients, progress: ProgressHook | None) -> ScenarioResult:
+    """The drill of SPEC §9: hostile notifications for real unpaid orders; none may be accepted."""
+    orders = await _create_orders(replace(config, plan=Plan(FUZZ_ORDERS, config.plan.concurrency)), clients)
+    signer = NotificationSigner.from_dir(config.credentials_dir)
+    variants = hostile_variants(signer, [(o.out_trade_no, o.total_fee) for o in orders], config.plan.count)
+    answers: Counter[str] = Counter()
+    connector = aiohttp.TCPConnector(limit=config.plan.concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def work(index: int, recorder: Recorder) -> None:
+            variant = variants[index]
+            status = await recorder.timed(post_raw(session, config.notify_url, variant.body, variant.headers))
+            answers[f"{variant.kind.split(':')[0]}:{status}"] += 1
+            if status is not None and not 400 <= status < 500:
+                recorder.fail(f"{variant.kind}:HTTP_{status}")  # accepted, or crashed: both are failures
+
+        summary = await drive(
+            "notify-fuzz", work, Plan(len(variants), config.plan.concurrency), progress=progress
+        )
+    summary.extra.update(answers=dict(sorted(answers.items())), orders=len(orders))
+    return ScenarioResult(summary, Expected(config.user_prefix, orders=len(orders), paid=0))
+
+
+async def post_raw(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]) -> int:
+    async with session.post(url, data=body, headers=headers) as response:
+        await response.read()
+        return response.status
+
+
 async def post_notification(session: aiohttp.ClientSession, url: str, note: SignedNotification) -> int:
     """POST one notification; anything but 200/204 is a failure named by its status."""
     async with session.post(url, data=note.body, headers=note.headers) as response:
@@ -256,5 +289,6 @@ RUNNERS: dict[str, Runner] = {
     "create-unique": create_unique,
     "duplicate-storm": duplicate_storm,
     "notify-storm": notify_storm,
+    "notify-fuzz": notify_fuzz,
     "full-flow": full_flow,
 }

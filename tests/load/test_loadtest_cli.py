@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from clients.bench.procs import BFF_TOKEN
-from clients.bench.stack import ServerSpec, start_server
+from clients.bench.stack import ServerSpec, init_keys, start_server
 
 CLI_TIMEOUT_S = 60
 
@@ -117,3 +117,27 @@ def test_refuses_remote_or_unbounded_runs(args: list[str], message: str) -> None
 
     assert done.returncode == 2
     assert message in done.stderr
+
+
+def test_notify_fuzz_drill_accepts_nothing(tmp_path: Path) -> None:
+    keys = init_keys(tmp_path / "keys")
+    database = tmp_path / "fuzz.db"
+    server = start_server(tmp_path, ServerSpec(f"sqlite:///{database}", keys), need_sidecar=True)
+    try:
+        done = _loadtest(
+            "notify-fuzz", "--json", "--count", "400", "--concurrency", "16",
+            "--target", server.endpoints["target"], "--token", BFF_TOKEN,
+            "--notify-url", server.endpoints["notify_url"], "--credentials-dir", str(keys),
+            "--database-url", f"sqlite:///{database}",
+        )  # fmt: skip
+    finally:
+        server.stop()
+    result = json.loads(done.stdout)
+    assert done.returncode == 0, result
+    answers = result["summary"]["extra"]["answers"]
+    assert sum(answers.values()) == 400
+    assert all(400 <= int(key.rsplit(":", 1)[1]) < 500 for key in answers)
+    kinds = {key.split(":")[0] for key in answers}
+    assert {"signtest_probe", "replayed_stale", "body_byte_flipped", "garbage"} <= kinds
+    checks = {check["name"]: check for check in result["invariants"]["results"]}
+    assert checks["run_paid"]["ok"]  # not one of the 50 orders got paid
