@@ -8,7 +8,7 @@ import pytest
 
 from clients.client import OrderPayClient
 from clients.errors import OrderPayError
-from clients.gen.orderpay.v1 import order_pb2
+from clients.gen.orderpay.v1 import order_pb2, pay_service_pb2
 from tests.support.stack import Stack, wait_until
 
 PLAN_DAYS = 30  # vip-month in server/data/catalogue.json
@@ -128,3 +128,32 @@ def test_payment_after_local_expiry_is_never_lost(bff: OrderPayClient, stack: St
     assert refused.value.reason == "INVALID_STATE_TRANSITION"
     final = bff.get_order(order.order_id, wait_ms=15_000)
     assert final.status == order_pb2.ORDER_STATUS_PAID
+
+
+def test_refund_notification_before_the_payment_one(
+    bff: OrderPayClient, admin: OrderPayClient, stack: Stack, rid: str
+) -> None:
+    user = f"e2e-{rid}"
+    order = bff.create_order(user, "vip-month").order
+    stack.faults(order.out_trade_no, refund_before_payment=True)
+    bff.create_payment(order.order_id, "NATIVE")
+    stack.pay(order.out_trade_no)  # WeChat holds the payment notification back
+    synced = admin.sync_payment(order.order_id)  # the active query repairs local state
+    assert synced.status == order_pb2.ORDER_STATUS_PAID
+    admin.refund_order(order.order_id, f"RB{rid}", order.total_fee, "changed mind")
+    wait_until(lambda: bff.get_order(order.order_id).status == order_pb2.ORDER_STATUS_REFUNDED, 20, "refund")
+    refund = admin.get_refund(f"RB{rid}", sync=True)
+    assert refund.status == pay_service_pb2.REFUND_STATUS_SUCCESS
+    wait_until(
+        lambda: any(
+            a["out_trade_no"] == order.out_trade_no
+            and a["event_type"] == "TRANSACTION.SUCCESS"
+            and a["status"] == 204
+            for a in stack.attempts()
+        ),
+        20,
+        "the late payment notification acknowledged as a duplicate",
+    )
+    final = bff.get_order(order.order_id)
+    assert (final.status, final.refunded_fee) == (order_pb2.ORDER_STATUS_REFUNDED, order.total_fee)
+    assert not bff.get_membership(user).active
