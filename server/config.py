@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,6 @@ class Settings:
     refund_poll_schedule_s: tuple[float, ...] = (60.0, 300.0, 900.0, 3600.0)
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def tokens(self) -> dict[str, str]:
@@ -73,10 +72,6 @@ class Settings:
                 raise ValueError(f"ORDERPAY_API_TOKENS: want role:token, role bff|admin; got {role!r}")
             out[token] = role
         return out
-
-    @property
-    def credentials_path(self) -> Path:
-        return Path(self.credentials_dir)
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -108,11 +103,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if key in env:
             values[f.name] = env[key]
     defaults = Settings()
-    known = {f.name for f in fields(Settings)} - {"extra"}
+    known = {f.name for f in fields(Settings)}
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"unknown settings: {sorted(unknown)}")
-    coerced: dict[str, Any] = {name: _coerce(raw, getattr(defaults, name)) for name, raw in values.items()}
+    coerced: dict[str, Any] = {}
+    for name, raw in values.items():
+        try:
+            coerced[name] = _coerce(raw, getattr(defaults, name))
+        except ValueError as exc:
+            kind = type(getattr(defaults, name)).__name__
+            raise ValueError(f"ORDERPAY_{name.upper()}: expected {kind}, got {raw!r}") from exc
     settings = replace(defaults, **coerced)
     settings.tokens  # noqa: B018 - validate early so a bad token list fails at start, not on first call
     return settings
