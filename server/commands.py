@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -32,18 +35,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load.set_defaults(func=_catalogue_load)
 
 
+def _clean_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Configuration and credentials problems end the command with one line, not a traceback."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from server.config import ConfigError  # noqa: PLC0415
+        from server.domain.errors import DomainError  # noqa: PLC0415
+        from server.wxpay.errors import CredentialsError  # noqa: PLC0415
+
+        try:
+            return handler(args)
+        except (ConfigError, CredentialsError, DomainError, FileNotFoundError) as exc:
+            print(f"orderpay: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_clean_errors
 def _serve(args: argparse.Namespace) -> int:
     from server.runner import serve  # noqa: PLC0415 - keep `orderpay --help` light
 
     return serve(listen=args.listen, parts=set(args.only) if args.only else None, workers=args.workers)
 
 
+@_clean_errors
 def _dev(args: argparse.Namespace) -> int:
     from server.dev import run_dev  # noqa: PLC0415
 
     return run_dev(args.sandbox_listen)
 
 
+@_clean_errors
 def _migrate(args: argparse.Namespace) -> int:
     del args
     from server.adapters.db import make_database, migrate  # noqa: PLC0415
@@ -55,6 +79,7 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+@_clean_errors
 def _catalogue_load(args: argparse.Namespace) -> int:
     from server.bootstrap import build_app  # noqa: PLC0415
     from server.config import load_settings  # noqa: PLC0415

@@ -16,6 +16,10 @@ from typing import Any
 DEV_TOKENS = "bff:dev-bff-token,admin:dev-admin-token"
 
 
+class ConfigError(ValueError):
+    """A setting is missing, unknown or malformed; the message names the variable."""
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///.orderpay/orderpay.db"
@@ -69,7 +73,7 @@ class Settings:
         for pair in filter(None, (p.strip() for p in self.api_tokens.split(","))):
             role, sep, token = pair.partition(":")
             if not sep or role not in {"bff", "admin"} or not token:
-                raise ValueError(f"ORDERPAY_API_TOKENS: want role:token, role bff|admin; got {role!r}")
+                raise ConfigError(f"ORDERPAY_API_TOKENS: want role:token, role bff|admin; got {role!r}")
             out[token] = role
         return out
 
@@ -106,14 +110,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     known = {f.name for f in fields(Settings)}
     unknown = set(values) - known
     if unknown:
-        raise ValueError(f"unknown settings: {sorted(unknown)}")
+        raise ConfigError(f"unknown settings: {sorted(unknown)}")
     coerced: dict[str, Any] = {}
     for name, raw in values.items():
         try:
             coerced[name] = _coerce(raw, getattr(defaults, name))
         except ValueError as exc:
             kind = type(getattr(defaults, name)).__name__
-            raise ValueError(f"ORDERPAY_{name.upper()}: expected {kind}, got {raw!r}") from exc
+            raise ConfigError(f"ORDERPAY_{name.upper()}: expected {kind}, got {raw!r}") from exc
     settings = replace(defaults, **coerced)
     settings.tokens  # noqa: B018 - validate early so a bad token list fails at start, not on first call
     return settings
