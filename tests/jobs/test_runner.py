@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime
 
 from server.app import App
@@ -13,13 +12,7 @@ from server.jobs.runner import JobResult, JobRunner
 from server.jobs.wiring import build_jobs, wire_fulfilment
 from server.metrics import REGISTRY
 from tests.jobs.helpers import paid_order
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+from tests.support.waiting import wait_until
 
 
 def job_runs(job: str, outcome: str) -> float:

@@ -8,7 +8,6 @@ records what it received, so tests assert on what went over the wire rather than
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from clients import errors
 from clients.aio_client import AsyncOrderPayClient
 from clients.client import OrderPayClient
 from clients.gen.orderpay.v1 import order_pb2, order_service_pb2, pay_service_pb2, vip_service_pb2
+from tests.support.waiting import wait_until
 
 
 @dataclass
@@ -460,7 +460,7 @@ def test_deadline_ends_a_blocked_call_with_a_typed_error(served: Served, token: 
     assert seen.time_remaining is not None
     assert 0 < seen.time_remaining <= 1.6  # the client's deadline, give or take gRPC's rounding
     assert caught.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
-    _wait_for(lambda: seen.outcome != "answered")
+    wait_until(lambda: seen.outcome != "answered")
     assert seen.outcome == "client deadline"
 
 
@@ -597,12 +597,3 @@ async def test_aio_iter_orders_follows_page_tokens(served: Served, token: str) -
         ids = [order.order_id async for order in client.iter_orders("u-1", page_size=1)]
 
     assert ids == [first.order_id, second.order_id]
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll `condition` until it holds or `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
