@@ -17,7 +17,6 @@ from server.domain.errors import (
     IdempotencyKeyReusedError,
     InvalidArgumentError,
     InvalidStateTransitionError,
-    OrderNotFoundError,
     OutOfStockError,
     ProductNotFoundError,
     UnpaidOrderExistsError,
@@ -35,6 +34,7 @@ from server.domain.order import (
 from server.domain.validation import MAX_PAGE_SIZE, MAX_QUANTITY, MAX_WAIT_MS, Violations
 from server.service.audit import audit
 from server.service.context import Caller, replace_actor
+from server.service.lookups import require_order
 from server.service.ports import Cursor, OrderInsertConflict, UnitOfWork, UnitOfWorkFactory
 
 DEFAULT_PAGE_SIZE = 20
@@ -139,12 +139,8 @@ class OrderService:
 
     # --- reads ------------------------------------------------------------------------------
     def get_order(self, order_id: str) -> Order:
-        _require_id("order_id", order_id)
         with self._read() as uow:
-            order = uow.orders.get(order_id)
-        if order is None:
-            raise OrderNotFoundError(f"order {order_id!r} not found")
-        return order
+            return _load(uow, order_id)
 
     def wait_for_fulfilment(
         self, order_id: str, wait_ms: int, sleep: Callable[[float], None] = time.sleep
@@ -280,10 +276,7 @@ def _resolve_conflict(uow: UnitOfWork, cmd: CreateOrder, fingerprint: str) -> Cr
 
 def _load(uow: UnitOfWork, order_id: str) -> Order:
     _require_id("order_id", order_id)
-    order = uow.orders.get(order_id)
-    if order is None:
-        raise OrderNotFoundError(f"order {order_id!r} not found")
-    return order
+    return require_order(uow, order_id)
 
 
 def _require_id(field: str, value: str) -> None:

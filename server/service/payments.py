@@ -15,7 +15,6 @@ from server.domain.errors import (
     FieldViolation,
     InvalidArgumentError,
     InvalidStateTransitionError,
-    OrderNotFoundError,
     OrderNotPayableError,
     ProviderRejectedError,
 )
@@ -24,6 +23,7 @@ from server.domain.validation import Violations
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.errors import TransientError
+from server.service.lookups import require_order
 from server.service.ports import MerchantIdentity, PaymentGateway, UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("orderpay.payments")
@@ -142,7 +142,7 @@ class PaymentService:
     ) -> Order:
         for _ in range(CAS_ATTEMPTS):
             with self._uow() as uow:
-                order = _must(uow, order_id)
+                order = require_order(uow, order_id)
                 changes = {"pay_channel": channel, "prepay_id": prepay_id, "prepay_payload": payload}
                 updated = uow.orders.compare_and_set(
                     order,
@@ -307,7 +307,7 @@ class PaymentService:
 
     def _load(self, order_id: str) -> Order:
         with self._uow() as uow:
-            return _must(uow, order_id)
+            return require_order(uow, order_id)
 
 
 @dataclass(frozen=True)
@@ -367,10 +367,3 @@ def _prepay_id_from_url(answer: Mapping[str, Any]) -> str:
     """NATIVE and H5 answer with a URL; keep a stable id for the record."""
     url = str(answer.get("code_url") or answer.get("h5_url") or "")
     return url.rsplit("=", 1)[-1][:64] if url else ""
-
-
-def _must(uow: UnitOfWork, order_id: str) -> Order:
-    order = uow.orders.get(order_id)
-    if order is None:
-        raise OrderNotFoundError(f"order {order_id!r} not found")
-    return order

@@ -12,7 +12,6 @@ from server.domain.clock import Clock
 from server.domain.errors import (
     IdempotencyKeyReusedError,
     InvalidStateTransitionError,
-    OrderNotFoundError,
     ProviderRejectedError,
     ProviderUnavailableError,
     RefundExceedsPaidError,
@@ -24,6 +23,7 @@ from server.domain.validation import OUT_REFUND_NO, Violations
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.errors import TransientError
+from server.service.lookups import require_order
 from server.service.payments import CAS_ATTEMPTS, ApplyResult
 from server.service.ports import PaymentGateway, UnitOfWork, UnitOfWorkFactory
 
@@ -78,7 +78,7 @@ class RefundService:
                         metadata={"order_id": existing.order_id},
                     )
                 return existing
-            order = _order(uow, order_id)
+            order = require_order(uow, order_id)
             refundable = order.status in REFUNDABLE or (
                 order.status is OrderStatus.CLOSED and order.paid_fee > 0
             )
@@ -117,7 +117,7 @@ class RefundService:
     def _submit(self, refund: Refund) -> Refund:
         """Send (or re-send: same out_refund_no, so WeChat refunds once) and record the answer."""
         with self._uow() as uow:
-            order = _order(uow, refund.order_id)
+            order = require_order(uow, refund.order_id)
         body = {
             "out_trade_no": order.out_trade_no,
             "out_refund_no": refund.out_refund_no,
@@ -183,7 +183,7 @@ class RefundService:
         if refund is None:
             log.error("refund.unknown", out_refund_no=out_refund_no, source=source)
             return _Settled("refund_unknown", None, None)
-        order = _order(uow, refund.order_id)
+        order = require_order(uow, refund.order_id)
         if refund.status.final:
             return _Settled("duplicate", refund, order)
         if order.status is OrderStatus.UNPAID:
@@ -271,13 +271,6 @@ class _Settled:
         self.outcome = outcome
         self.refund = refund
         self.order = order
-
-
-def _order(uow: UnitOfWork, order_id: str) -> Order:
-    order = uow.orders.get(order_id)
-    if order is None:
-        raise OrderNotFoundError(f"order {order_id!r} not found")
-    return order
 
 
 def _time(value: object) -> datetime | None:
