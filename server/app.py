@@ -22,6 +22,7 @@ class App:
     settings: Settings
     db: pw.Database
     uow: UnitOfWorkFactory
+    read: UnitOfWorkFactory
     clock: Clock
     orders: OrderService
     catalogue: CatalogueService

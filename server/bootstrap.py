@@ -51,7 +51,7 @@ def build_app(settings: Settings, *, clock: Clock = utc_now, run_migrations: boo
     uow, read = unit_of_work_factory(db), read_only_factory(db)
     orders = OrderService(uow, clock, timedelta(seconds=settings.order_ttl_s), read=read)
     catalogue = CatalogueService(uow, clock, read=read)
-    app = App(settings=settings, db=db, uow=uow, clock=clock, orders=orders, catalogue=catalogue)
+    app = App(settings=settings, db=db, uow=uow, read=read, clock=clock, orders=orders, catalogue=catalogue)
     if (Path(settings.credentials_dir) / "merchant.json").exists():
         _wire_payments(app)
     return app
@@ -63,7 +63,13 @@ def _wire_payments(app: App) -> None:
     client = from_settings(settings, credentials, observer=observe_provider)
     merchant = MerchantIdentity(mchid=credentials.mchid, appid=credentials.appid)
     payments = PaymentService(
-        app.uow, app.clock, client, merchant, settings.notify_url, settings.reconcile_schedule_s
+        app.uow,
+        app.clock,
+        client,
+        merchant,
+        settings.notify_url,
+        settings.reconcile_schedule_s,
+        read=app.read,
     )
     refunds = RefundService(app.uow, app.clock, client, settings.notify_url, settings.refund_poll_schedule_s)
     app.orders.prepay_closer = payments.close_at_provider

@@ -71,8 +71,10 @@ class PaymentService:
         merchant: MerchantIdentity,
         notify_url: str,
         reconcile_schedule_s: tuple[float, ...],
+        read: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow = uow
+        self._read = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._gateway = gateway
         self._merchant = merchant
@@ -306,7 +308,7 @@ class PaymentService:
             ) from error
 
     def _load(self, order_id: str) -> Order:
-        with self._uow() as uow:
+        with self._read() as uow:
             return require_order(uow, order_id)
 
 
