@@ -231,9 +231,13 @@ class PaymentService:
         updated = uow.orders.compare_and_set(order, order.version, **changes)
         if updated is None:
             return None
-        uow.events.record(
-            audit(order, "status", order.status, updated.status, f"payment {outcome}", caller), now
+        # A payment on a CLOSED order changes no status; its record is the transaction itself.
+        field, before, after = (
+            ("status", order.status, updated.status)
+            if updated.status is not order.status
+            else ("payment", None, paid.transaction_id)
         )
+        uow.events.record(audit(order, field, before, after, f"payment {outcome}", caller), now)
         if fulfilment is Fulfilment.HELD:
             uow.events.record(audit(order, "fulfilment", order.fulfilment, fulfilment, reason, caller), now)
             log.error(

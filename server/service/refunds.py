@@ -32,6 +32,7 @@ RETRY_SUBMIT_AFTER = timedelta(seconds=5)
 REFUNDABLE = {OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED}
 
 RevokeGrants = Callable[[str, datetime], None]
+REFUND_SETTLER = Caller("system:refund")
 
 
 def _no_revoke(order_id: str, now: datetime) -> None:
@@ -220,6 +221,9 @@ class RefundService:
         )
         if updated is None:
             raise _RetrySettlement
+        if target is not order.status:
+            cause = f"refund {refund.out_refund_no} settled"
+            uow.events.record(audit(order, "status", order.status, target, cause, REFUND_SETTLER), now)
         if target is OrderStatus.REFUNDED:
             self.revoke_grants(order.order_id, now)
         return updated

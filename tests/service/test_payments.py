@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from server.adapters.tables import FulfilmentRow, RefundRow
+from server.adapters.tables import FulfilmentRow, OrderEventRow, RefundRow
 from server.app import App
 from server.bootstrap import build_app
 from server.domain.errors import (
@@ -244,6 +244,19 @@ def test_refund_settlement_moves_the_order(app: App, gateway: FakeGateway, rid: 
     app.refunds.apply_refund({"out_refund_no": f"B{rid}", **settle}, source="t")
     final = app.orders.get_order(order.order_id)
     assert (final.status, final.refunded_fee) == (OrderStatus.REFUNDED, 1800)
+    with app.db.connection_context():  # every status change has its audit row
+        moves = [
+            (e.from_value, e.to_value)
+            for e in OrderEventRow.select()
+            .where((OrderEventRow.order_id == order.order_id) & (OrderEventRow.field == "status"))
+            .order_by(OrderEventRow.id)
+        ]
+    assert moves == [
+        (None, "UNPAID"),
+        ("UNPAID", "PAID"),
+        ("PAID", "PARTIALLY_REFUNDED"),
+        ("PARTIALLY_REFUNDED", "REFUNDED"),
+    ]
 
 
 def test_unpaid_orders_cannot_be_refunded(app: App, rid: str) -> None:
