@@ -58,10 +58,6 @@ def bind(db: pw.Database) -> None:
     database_proxy.initialize(db)
 
 
-def is_sqlite(db: pw.Database) -> bool:
-    return isinstance(db, pw.SqliteDatabase)
-
-
 MIGRATION_LOCK_KEY = 0x0DE5_A11E  # any constant: every orderpay process takes the same advisory lock
 
 

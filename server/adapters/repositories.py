@@ -27,7 +27,9 @@ from server.domain.refund import Refund, RefundStatus
 from server.service.ports import AuditEvent, Cursor, OrderInsertConflict
 
 _ORDER_FIELDS = tuple(f.name for f in fields(Order))
+_ORDER_FIELD_SET = frozenset(_ORDER_FIELDS)
 _REFUND_FIELDS = tuple(f.name for f in fields(Refund))
+_COMMITTED_REFUND_STATUSES = [s.value for s in RefundStatus if s.counts_against_paid]
 
 
 def to_db_time(value: datetime | None) -> datetime | None:
@@ -181,7 +183,7 @@ class PeeweeOrders:
                 values[key] = str(values[key])
         if not _ORDER_CAS.execute(order.order_id, expected_version, values):
             return None
-        if order.version != expected_version or not changes.keys() <= set(_ORDER_FIELDS):
+        if order.version != expected_version or not changes.keys() <= _ORDER_FIELD_SET:
             return self.get(order.order_id)
         # The row was exactly `order` at that version: the new state needs no second read.
         return replace(order, version=expected_version + 1, **changes)
@@ -251,10 +253,7 @@ class PeeweeRefunds:
         """Refunds that are, or may still become, money back: everything but CLOSED and ABNORMAL."""
         total = (
             RefundRow.select(pw.fn.COALESCE(pw.fn.SUM(RefundRow.amount), 0))
-            .where(
-                (RefundRow.order_id == order_id)
-                & RefundRow.status.in_([RefundStatus.PROCESSING.value, RefundStatus.SUCCESS.value])
-            )
+            .where((RefundRow.order_id == order_id) & RefundRow.status.in_(_COMMITTED_REFUND_STATUSES))
             .scalar()
         )
         return int(total or 0)

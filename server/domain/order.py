@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -90,10 +90,6 @@ class Order:
     sync_attempts: int = 0
     paid_at: datetime | None = None
     closed_at: datetime | None = None
-
-    def moved_to(self, target: OrderStatus, now: datetime) -> Order:
-        check_transition(self.status, target)
-        return replace(self, status=target, updated_at=now)
 
     @property
     def refundable_fee(self) -> int:

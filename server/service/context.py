@@ -11,9 +11,6 @@ class Caller:
     request_id: str = ""
 
 
-SYSTEM = Caller(actor="system")
-
-
 def replace_actor(caller: Caller, reason: str) -> Caller:
     """The same caller, with the operator's reason folded into the audit cause."""
     return Caller(
