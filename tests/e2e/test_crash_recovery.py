@@ -9,7 +9,8 @@ import pytest
 from clients.client import OrderPayClient
 from clients.gen.orderpay.v1 import order_pb2
 from tests.e2e.test_purchase_flow import PLAN_DAYS, membership_days
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import Stack
+from tests.support.waiting import wait_until
 
 
 def test_kill_9_mid_batch_then_restart_fulfils_every_paid_order_once(

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.stack import ROOT, free_port, wait_until
+from clients.bench.procs import free_port
+from tests.support.stack import ROOT
+from tests.support.waiting import wait_until
 
 
 def test_dev_stack_and_demo(tmp_path: Path) -> None:

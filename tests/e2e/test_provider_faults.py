@@ -9,7 +9,8 @@ import pytest
 from clients.client import OrderPayClient
 from clients.errors import OrderPayError
 from clients.gen.orderpay.v1 import order_pb2
-from tests.support.stack import ADMIN_TOKEN, BFF_TOKEN, Stack, running_stack, wait_until
+from tests.support.stack import ADMIN_TOKEN, BFF_TOKEN, Stack, running_stack
+from tests.support.waiting import wait_until
 
 SERVER = {"wxpay_breaker_fail_max": "4", "wxpay_breaker_reset_s": "1", "wxpay_backoff_base_s": "0.02"}
 

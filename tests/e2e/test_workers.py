@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from clients.bench.procs import free_port
 from clients.client import OrderPayClient
 from tests.support.databases import fresh_postgres
-from tests.support.stack import ROOT, free_port, orderpay, wait_until
+from tests.support.stack import ROOT, orderpay
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 

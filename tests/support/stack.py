@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,17 +16,12 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from clients.bench.procs import free_port
 from tests.support.waiting import wait_until
 
 BFF_TOKEN = "e2e-bff-token"
 ADMIN_TOKEN = "e2e-admin-token"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def orderpay(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
