@@ -71,7 +71,9 @@ def _wire_payments(app: App) -> None:
         settings.reconcile_schedule_s,
         read=app.read,
     )
-    refunds = RefundService(app.uow, app.clock, client, settings.notify_url, settings.refund_poll_schedule_s)
+    refunds = RefundService(
+        app.uow, app.clock, client, settings.notify_url, settings.refund_poll_schedule_s, read=app.read
+    )
     app.orders.prepay_closer = payments.close_at_provider
     payments.refund_late_payment = lambda order: refunds.refund_order(
         order.order_id,

@@ -47,8 +47,10 @@ class RefundService:
         gateway: PaymentGateway,
         notify_url: str,
         poll_schedule_s: tuple[float, ...],
+        read: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow = uow
+        self._read = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._gateway = gateway
         self._notify_url = notify_url
@@ -117,7 +119,7 @@ class RefundService:
 
     def _submit(self, refund: Refund) -> Refund:
         """Send (or re-send: same out_refund_no, so WeChat refunds once) and record the answer."""
-        with self._uow() as uow:
+        with self._read() as uow:
             order = require_order(uow, refund.order_id)
         body = {
             "out_trade_no": order.out_trade_no,
@@ -232,7 +234,7 @@ class RefundService:
     def get_refund(self, out_refund_no: str, sync: bool, caller: Caller) -> Refund:
         if sync:
             return self.sync_refund(out_refund_no, caller)
-        with self._uow() as uow:
+        with self._read() as uow:
             refund = uow.refunds.get(out_refund_no)
         if refund is None:
             raise RefundNotFoundError(f"refund {out_refund_no!r} not found")
