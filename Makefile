@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
-GEN_DIR := clients/gen
+GEN_DIR := proto
 PROTOS := $(wildcard proto/orderpay/v1/*.proto)
 
 .PHONY: all run test gen gen-check lint fmt typecheck pytest test-pg test-sqlite chromium bench clean
@@ -19,23 +19,24 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 venv: $(VENV)/.installed
 
-# Generated code is committed; `make gen` rewrites it, `make gen-check` fails on drift.
+# Generated code is committed next to the protos, so the import path is the proto package: `orderpay.v1`
+# (pyproject maps the `orderpay` package to proto/orderpay). `make gen` rewrites it, `make gen-check` fails on drift.
 define generate
-	rm -rf $(1) && mkdir -p $(1)
+	mkdir -p $(1)/orderpay/v1 && rm -f $(1)/orderpay/v1/*_pb2*.py* $(1)/orderpay/v1/__init__.py $(1)/orderpay/__init__.py
 	PATH=$(CURDIR)/$(BIN):$$PATH $(PY) -m grpc_tools.protoc -Iproto \
 	  --python_out=$(1) --grpc_python_out=$(1) --mypy_out=quiet:$(1) --mypy_grpc_out=quiet:$(1) $(PROTOS)
 	rm -f $(1)/orderpay/v1/order_pb2_grpc.py $(1)/orderpay/v1/order_pb2_grpc.pyi
-	# protoc emits absolute `orderpay.v1` imports; the one copy lives under clients.gen.
-	sed -i -e 's/^from orderpay\.v1 import/from clients.gen.orderpay.v1 import/' $(1)/orderpay/v1/*.py $(1)/orderpay/v1/*.pyi
-	touch $(1)/__init__.py $(1)/orderpay/__init__.py $(1)/orderpay/v1/__init__.py
+	touch $(1)/orderpay/__init__.py $(1)/orderpay/v1/__init__.py
 endef
 
 gen: venv
 	$(call generate,$(GEN_DIR))
 
 gen-check: venv
+	rm -rf .gen-check
 	$(call generate,.gen-check)
-	diff -r -x __pycache__ .gen-check $(GEN_DIR) || { echo "generated code drifted from proto/: run 'make gen'"; exit 1; }
+	diff -r -x __pycache__ -x '*.proto' .gen-check/orderpay $(GEN_DIR)/orderpay \
+	  || { echo "generated code drifted from proto/: run 'make gen'"; exit 1; }
 	rm -rf .gen-check
 
 lint: venv

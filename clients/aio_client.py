@@ -35,7 +35,7 @@ from clients.calls import (
 )
 from clients.channel import TlsConfig, make_aio_channel
 from clients.errors import from_rpc_error
-from clients.gen.orderpay.v1 import (
+from orderpay.v1 import (
     order_pb2,
     order_service_pb2,
     order_service_pb2_grpc,

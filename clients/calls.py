@@ -19,7 +19,7 @@ from typing import TypeAlias
 import grpc
 
 from clients.errors import REQUEST_ID_KEY, OrderPayError
-from clients.gen.orderpay.v1 import order_pb2, pay_service_pb2
+from orderpay.v1 import order_pb2, pay_service_pb2
 
 REPLAYED_KEY = "x-idempotent-replayed"
 DEDUPLICATED_KEY = "x-deduplicated"

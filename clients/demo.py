@@ -8,7 +8,7 @@ import uuid
 import httpx
 
 from clients.client import OrderPayClient
-from clients.gen.orderpay.v1 import order_pb2
+from orderpay.v1 import order_pb2
 
 DONE = (order_pb2.FULFILMENT_SUCCEEDED, order_pb2.FULFILMENT_FAILED, order_pb2.FULFILMENT_HELD)
 

@@ -7,7 +7,7 @@ from datetime import UTC
 
 from rich.table import Table
 
-from clients.gen.orderpay.v1 import order_pb2
+from orderpay.v1 import order_pb2
 
 
 def orders_table(orders: Sequence[order_pb2.Order]) -> Table:

@@ -11,10 +11,10 @@ import grpc
 from clients.bench.echo import ECHO_METHOD
 from clients.calls import new_id, request_metadata
 from clients.channel import make_aio_channel
-from clients.gen.orderpay.v1 import order_service_pb2
 from clients.loadtest.harness import Plan, Recorder, Summary, drive
 from clients.loadtest.notifications import SignedNotification
 from clients.loadtest.scenarios import post_notification
+from orderpay.v1 import order_service_pb2
 
 ECHO_TIMEOUT_S = 10.0
 # What a CreateOrder request weighs on the wire, so the echo carries a comparable payload.

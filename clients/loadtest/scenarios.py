@@ -25,11 +25,11 @@ from pathlib import Path
 import aiohttp
 
 from clients.aio_client import AsyncOrderPayClient
-from clients.gen.orderpay.v1 import order_pb2
 from clients.loadtest.fuzz import hostile_variants
 from clients.loadtest.harness import Plan, ProgressHook, Recorder, Summary, drive, reason_of
 from clients.loadtest.invariants import Expected
 from clients.loadtest.notifications import NotificationSigner, SignedNotification
+from orderpay.v1 import order_pb2
 
 SCENARIOS = ("create-unique", "duplicate-storm", "notify-storm", "notify-fuzz", "full-flow")
 FUZZ_ORDERS = 50

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 
-from clients.gen.orderpay.v1 import order_pb2, pay_service_pb2, vip_service_pb2
+from orderpay.v1 import order_pb2, pay_service_pb2, vip_service_pb2
 from server.domain.catalogue import Product
 from server.domain.order import Fulfilment, Order, OrderStatus
 from server.domain.refund import Refund, RefundStatus

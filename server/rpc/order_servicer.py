@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 
-from clients.gen.orderpay.v1 import order_service_pb2 as pb
-from clients.gen.orderpay.v1 import order_service_pb2_grpc
+from orderpay.v1 import order_service_pb2 as pb
+from orderpay.v1 import order_service_pb2_grpc
 from server.domain.errors import FieldViolation, InvalidArgumentError
 from server.domain.order import CreateOrder, OrderStatus
 from server.metrics import ORDERS

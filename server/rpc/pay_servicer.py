@@ -6,8 +6,8 @@ from typing import Any, NoReturn
 
 import grpc
 
-from clients.gen.orderpay.v1 import pay_service_pb2 as pb
-from clients.gen.orderpay.v1 import pay_service_pb2_grpc
+from orderpay.v1 import pay_service_pb2 as pb
+from orderpay.v1 import pay_service_pb2_grpc
 from server.rpc.call_context import current_caller
 from server.rpc.mapping import order_to_pb, payment_to_pb, refund_to_pb
 from server.service.payments import PaymentService

@@ -10,7 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from clients.gen.orderpay.v1 import (
+from orderpay.v1 import (
     order_service_pb2,
     order_service_pb2_grpc,
     pay_service_pb2,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 
-from clients.gen.orderpay.v1 import vip_service_pb2 as pb
-from clients.gen.orderpay.v1 import vip_service_pb2_grpc
+from orderpay.v1 import vip_service_pb2 as pb
+from orderpay.v1 import vip_service_pb2_grpc
 from server.rpc.mapping import membership_to_pb, plan_to_pb
 from server.service.catalogue import CatalogueService
 

@@ -8,7 +8,7 @@ import pytest
 
 from clients.client import OrderPayClient
 from clients.errors import OrderPayError
-from clients.gen.orderpay.v1 import order_pb2
+from orderpay.v1 import order_pb2
 from tests.support.stack import ADMIN_TOKEN, BFF_TOKEN, Stack, running_stack
 from tests.support.waiting import wait_until
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from clients.gen.orderpay.v1 import order_service_pb2_grpc, pay_service_pb2_grpc, vip_service_pb2_grpc
+from orderpay.v1 import order_service_pb2_grpc, pay_service_pb2_grpc, vip_service_pb2_grpc
 from server.app import App
 from server.bootstrap import servicers_for
 from server.rpc.server import GrpcServer, create_grpc_server

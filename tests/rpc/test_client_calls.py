@@ -27,7 +27,7 @@ from grpc_status import rpc_status
 from clients import errors
 from clients.aio_client import AsyncOrderPayClient
 from clients.client import OrderPayClient
-from clients.gen.orderpay.v1 import order_pb2, order_service_pb2, pay_service_pb2, vip_service_pb2
+from orderpay.v1 import order_pb2, order_service_pb2, pay_service_pb2, vip_service_pb2
 from tests.support.waiting import wait_until
 
 

@@ -15,7 +15,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from clients import commands
-from clients.gen.orderpay.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
+from orderpay.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 
 
 @dataclass

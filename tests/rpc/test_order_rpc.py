@@ -11,7 +11,7 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from clients.gen.orderpay.v1 import order_pb2, order_service_pb2, pay_service_pb2, vip_service_pb2
+from orderpay.v1 import order_pb2, order_service_pb2, pay_service_pb2, vip_service_pb2
 from server.adapters.tables import ProductRow
 from server.app import App
 from server.domain.catalogue import Product, ProductKind

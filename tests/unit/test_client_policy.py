@@ -10,7 +10,7 @@ import pytest
 from clients import errors
 from clients.calls import ResponseHeaders, RetryPolicy, order_status, pay_channel, wait_timeout
 from clients.channel import TlsConfig, channel_options
-from clients.gen.orderpay.v1 import order_pb2, pay_service_pb2
+from orderpay.v1 import order_pb2, pay_service_pb2
 
 UNAVAILABLE = errors.ProviderUnavailable("down")
 CONFLICT = errors.VersionConflict("stale")

@@ -7,8 +7,8 @@ from io import StringIO
 import pytest
 from rich.console import Console
 
-from clients.gen.orderpay.v1 import order_pb2
 from clients.views import enum_label, order_fields, orders_table, timestamp, yuan
+from orderpay.v1 import order_pb2
 
 
 @pytest.mark.parametrize(("fen", "text"), [(0, "¥0.00"), (1, "¥0.01"), (1990, "¥19.90"), (-250, "-¥2.50")])

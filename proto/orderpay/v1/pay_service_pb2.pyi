@@ -7,7 +7,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
-from clients.gen.orderpay.v1 import order_pb2 as _order_pb2
+from orderpay.v1 import order_pb2 as _order_pb2
 import builtins as _builtins
 import sys
 import typing as _typing

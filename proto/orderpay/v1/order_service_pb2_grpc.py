@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from clients.gen.orderpay.v1 import order_service_pb2 as orderpay_dot_v1_dot_order__service__pb2
+from orderpay.v1 import order_service_pb2 as orderpay_dot_v1_dot_order__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.0'
 GRPC_VERSION = grpc.__version__
