@@ -209,6 +209,13 @@ class Overloaded(ResourceExhausted):
     default_reason = "OVERLOADED"
 
 
+class Transient(Unavailable):
+    """The server could not decide now (contention, database busy or unreachable); retried like any
+    UNAVAILABLE, with the same parameters."""
+
+    default_reason = "TRANSIENT"
+
+
 CATEGORY_CLASSES: tuple[type[OrderPayError], ...] = (
     InvalidArgument,
     Unauthenticated,
@@ -240,6 +247,7 @@ REASON_CLASSES: tuple[type[OrderPayError], ...] = (
     VersionConflict,
     ProviderUnavailable,
     Overloaded,
+    Transient,
     Internal,
 )
 ERROR_BY_REASON: dict[str, type[OrderPayError]] = {cls.default_reason: cls for cls in REASON_CLASSES}

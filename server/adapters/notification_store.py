@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import peewee as pw
-from playhouse.pool import MaxConnectionsExceeded
 
 from server.adapters.repositories import from_db_time, to_db_time
 from server.adapters.tables import NotificationRow
@@ -27,12 +26,6 @@ from server.service.notifications import (
     StoreResult,
 )
 
-# Database faults that may pass on their own (server down, busy, pool exhausted): answer 5xx, retry.
-TRANSIENT_DATABASE_ERRORS: tuple[type[Exception], ...] = (
-    pw.OperationalError,
-    pw.InterfaceError,
-    MaxConnectionsExceeded,
-)
 STORED_HEADER_PREFIX = "wechatpay-"
 # A row that still fails after this many attempts stays for a person to look at, not for the job.
 MAX_ATTEMPTS = 20

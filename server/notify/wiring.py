@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from server.adapters.notification_store import TRANSIENT_DATABASE_ERRORS, NotificationStore
+from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
+from server.adapters.notification_store import NotificationStore
 from server.app import App
 from server.notify.app import make_notify_app
 from server.notify.runner import NotifyServerThread

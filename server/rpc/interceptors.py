@@ -18,7 +18,7 @@ from server.domain.errors import DomainError
 from server.metrics import RPC_LATENCY, RPC_REQUESTS
 from server.rpc import call_context
 from server.rpc.auth import TokenAuthenticator, is_public
-from server.rpc.status import status_for
+from server.rpc.status import status_for, status_for_exception
 from server.service.context import Caller
 
 log = structlog.get_logger("orderpay.rpc")
@@ -76,13 +76,13 @@ class ServerInterceptor(grpc.ServerInterceptor):
                 status = status_for(error, trailers)
                 code = status.code
                 context.abort_with_status(status)
-            except Exception:
+            except Exception as error:
                 aborted = _code_of(context)
                 if aborted is not None:  # the servicer aborted on purpose (e.g. UNIMPLEMENTED)
                     code = aborted
                     raise
-                log.exception("rpc.unhandled")
-                status = status_for(None, trailers)
+                status = status_for_exception(error, trailers)  # transient database faults: UNAVAILABLE
+                log.exception("rpc.unhandled" if status.code is grpc.StatusCode.INTERNAL else "rpc.transient")
                 code = status.code
                 context.abort_with_status(status)
             else:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from server.adapters.notification_store import TRANSIENT_DATABASE_ERRORS, NotificationStore
+from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
+from server.adapters.notification_store import NotificationStore
 from server.app import App
 from server.bootstrap import build_app
 from server.service.notifications import NotificationService

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from server.adapters.db import make_database
-from server.adapters.notification_store import TRANSIENT_DATABASE_ERRORS, NotificationStore
+from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
+from server.adapters.notification_store import NotificationStore
 from server.domain.clock import utc_now
 from server.service.notifications import NotificationService
 from server.wxpay.credentials import load_credentials

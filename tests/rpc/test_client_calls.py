@@ -219,6 +219,7 @@ REASONS: list[tuple[str, grpc.StatusCode, type[errors.OrderPayError], dict[str, 
     ("VERSION_CONFLICT", grpc.StatusCode.ABORTED, errors.VersionConflict, {"current_version": "7"}),
     ("PROVIDER_UNAVAILABLE", grpc.StatusCode.UNAVAILABLE, errors.ProviderUnavailable, {}),
     ("OVERLOADED", grpc.StatusCode.RESOURCE_EXHAUSTED, errors.Overloaded, {}),
+    ("TRANSIENT", grpc.StatusCode.UNAVAILABLE, errors.Transient, {}),
     ("INTERNAL", grpc.StatusCode.INTERNAL, errors.Internal, {}),
 ]
 
