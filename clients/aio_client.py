@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
-from google.protobuf.message import Message
 
+from clients import requests
 from clients.calls import (
     CreateOrderResult,
     Deadline,
@@ -28,13 +28,11 @@ from clients.calls import (
     ResponseHeaders,
     RetryPolicy,
     new_id,
-    order_status,
-    pay_channel,
     request_metadata,
-    wait_timeout,
 )
 from clients.channel import TlsConfig, make_aio_channel
 from clients.errors import from_rpc_error
+from clients.requests import Call
 from orderpay.v1 import (
     order_pb2,
     order_service_pb2,
@@ -45,8 +43,7 @@ from orderpay.v1 import (
     vip_service_pb2_grpc,
 )
 
-RequestT = TypeVar("RequestT", bound=Message)
-ResponseT = TypeVar("ResponseT", bound=Message)
+ResultT = TypeVar("ResultT")
 
 
 class AsyncOrderPayClient:
@@ -68,9 +65,12 @@ class AsyncOrderPayClient:
         self._token = token
         self._default_timeout = default_timeout
         self._retry = RetryPolicy(max_attempts=max_attempts, backoff_base=backoff_base)
-        self._orders = order_service_pb2_grpc.OrderServiceStub(self._channel)
-        self._pay = pay_service_pb2_grpc.PayServiceStub(self._channel)
-        self._vip = vip_service_pb2_grpc.VipServiceStub(self._channel)
+        # By service name, as `clients.requests.Call.service` names them.
+        self._stubs: dict[str, object] = {
+            "OrderService": order_service_pb2_grpc.OrderServiceStub(self._channel),
+            "PayService": pay_service_pb2_grpc.PayServiceStub(self._channel),
+            "VipService": vip_service_pb2_grpc.VipServiceStub(self._channel),
+        }
 
     async def close(self) -> None:
         """Close the channel if this client made it; a channel passed in belongs to the caller."""
@@ -101,23 +101,10 @@ class AsyncOrderPayClient:
     ) -> CreateOrderResult:
         """Create an order, idempotent on (user_id, request_id); `request_id` defaults to a fresh id
         made once here, so the client's own retries can never create a second order."""
-        request = order_service_pb2.CreateOrderRequest(
-            request_id=request_id or new_id(),
-            user_id=user_id,
-            product_id=product_id,
-            quantity=quantity,
-            description=description,
-            attach=attach,
+        call = requests.create_order(
+            user_id, product_id, quantity, request_id=request_id, description=description, attach=attach
         )
-        response, headers = await self._invoke(
-            self._orders.CreateOrder, request, retry_aborted=True, trace_id=trace_id, timeout=timeout
-        )
-        return CreateOrderResult(
-            order=response.order,
-            replayed=headers.replayed,
-            deduplicated=headers.deduplicated,
-            trace_id=headers.trace_id,
-        )
+        return await self._invoke(call, trace_id, timeout)
 
     async def get_order(
         self,
@@ -128,12 +115,7 @@ class AsyncOrderPayClient:
         timeout: float | None = None,
     ) -> order_pb2.Order:
         """Read an order; with `wait_ms`, the server holds the call until fulfilment leaves PENDING."""
-        request = order_service_pb2.GetOrderRequest(order_id=order_id, wait_ms=wait_ms)
-        timeout = timeout or wait_timeout(self._default_timeout, wait_ms)
-        response, _ = await self._invoke(
-            self._orders.GetOrder, request, retry_aborted=True, trace_id=trace_id, timeout=timeout
-        )
-        return response.order
+        return await self._invoke(requests.get_order(order_id, wait_ms), trace_id, timeout)
 
     async def list_orders(
         self,
@@ -146,16 +128,8 @@ class AsyncOrderPayClient:
         timeout: float | None = None,
     ) -> order_service_pb2.ListOrdersResponse:
         """One page of a user's orders, newest first; `next_page_token` is empty on the last page."""
-        request = order_service_pb2.ListOrdersRequest(
-            user_id=user_id,
-            page_size=page_size,
-            page_token=page_token,
-            status=None if status is None else order_status(status),
-        )
-        response, _ = await self._invoke(
-            self._orders.ListOrders, request, retry_aborted=True, trace_id=trace_id, timeout=timeout
-        )
-        return response
+        call = requests.list_orders(user_id, page_size, page_token, status)
+        return await self._invoke(call, trace_id, timeout)
 
     async def iter_orders(
         self, user_id: str, page_size: int = 20, status: OrderStatusArg | None = None
@@ -173,11 +147,7 @@ class AsyncOrderPayClient:
     async def close_order(
         self, order_id: str, *, trace_id: str | None = None, timeout: float | None = None
     ) -> order_pb2.Order:
-        request = order_service_pb2.CloseOrderRequest(order_id=order_id)
-        response, _ = await self._invoke(
-            self._orders.CloseOrder, request, retry_aborted=True, trace_id=trace_id, timeout=timeout
-        )
-        return response.order
+        return await self._invoke(requests.close_order(order_id), trace_id, timeout)
 
     async def update_order_status(
         self,
@@ -190,13 +160,8 @@ class AsyncOrderPayClient:
         timeout: float | None = None,
     ) -> order_pb2.Order:
         """Admin: move an order through the state machine. A `VersionConflict` is never retried here."""
-        request = order_service_pb2.UpdateOrderStatusRequest(
-            order_id=order_id, expected_version=expected_version, status=order_status(status), reason=reason
-        )
-        response, _ = await self._invoke(
-            self._orders.UpdateOrderStatus, request, retry_aborted=False, trace_id=trace_id, timeout=timeout
-        )
-        return response.order
+        call = requests.update_order_status(order_id, expected_version, status, reason)
+        return await self._invoke(call, trace_id, timeout)
 
     async def attach_article(
         self,
@@ -208,13 +173,8 @@ class AsyncOrderPayClient:
         timeout: float | None = None,
     ) -> order_pb2.Order:
         """Set the article an order is for. A `VersionConflict` is never retried here."""
-        request = order_service_pb2.AttachArticleRequest(
-            order_id=order_id, article_id=article_id, expected_version=expected_version
-        )
-        response, _ = await self._invoke(
-            self._orders.AttachArticle, request, retry_aborted=False, trace_id=trace_id, timeout=timeout
-        )
-        return response.order
+        call = requests.attach_article(order_id, article_id, expected_version)
+        return await self._invoke(call, trace_id, timeout)
 
     # PayService
 
@@ -229,23 +189,14 @@ class AsyncOrderPayClient:
         timeout: float | None = None,
     ) -> pay_service_pb2.Payment:
         """The prepay and the client's pay parameters; the server reuses a still-valid prepay."""
-        request = pay_service_pb2.CreatePaymentRequest(
-            order_id=order_id, channel=pay_channel(channel), payer_openid=payer_openid, client_ip=client_ip
-        )
-        response, _ = await self._invoke(
-            self._pay.CreatePayment, request, retry_aborted=True, trace_id=trace_id, timeout=timeout
-        )
-        return response.payment
+        call = requests.create_payment(order_id, channel, payer_openid, client_ip)
+        return await self._invoke(call, trace_id, timeout)
 
     async def sync_payment(
         self, order_id: str, *, trace_id: str | None = None, timeout: float | None = None
     ) -> order_pb2.Order:
         """Ask WeChat Pay for the order's state and repair the local copy."""
-        request = pay_service_pb2.SyncPaymentRequest(order_id=order_id)
-        response, _ = await self._invoke(
-            self._pay.SyncPayment, request, retry_aborted=True, trace_id=trace_id, timeout=timeout
-        )
-        return response.order
+        return await self._invoke(requests.sync_payment(order_id), trace_id, timeout)
 
     async def refund_order(
         self,
@@ -258,13 +209,8 @@ class AsyncOrderPayClient:
         timeout: float | None = None,
     ) -> pay_service_pb2.Refund:
         """Admin: refund `amount` fen; idempotent on `out_refund_no`, which makes retrying safe."""
-        request = pay_service_pb2.RefundOrderRequest(
-            order_id=order_id, out_refund_no=out_refund_no, amount=amount, reason=reason
-        )
-        response, _ = await self._invoke(
-            self._pay.RefundOrder, request, retry_aborted=True, trace_id=trace_id, timeout=timeout
-        )
-        return response.refund
+        call = requests.refund_order(order_id, out_refund_no, amount, reason)
+        return await self._invoke(call, trace_id, timeout)
 
     async def get_refund(
         self,
@@ -274,59 +220,42 @@ class AsyncOrderPayClient:
         trace_id: str | None = None,
         timeout: float | None = None,
     ) -> pay_service_pb2.Refund:
-        request = pay_service_pb2.GetRefundRequest(out_refund_no=out_refund_no, sync=sync)
-        response, _ = await self._invoke(
-            self._pay.GetRefund, request, retry_aborted=True, trace_id=trace_id, timeout=timeout
-        )
-        return response.refund
+        return await self._invoke(requests.get_refund(out_refund_no, sync), trace_id, timeout)
 
     # VipService
 
     async def list_plans(
         self, *, trace_id: str | None = None, timeout: float | None = None
     ) -> list[vip_service_pb2.Plan]:
-        request = vip_service_pb2.ListPlansRequest()
-        response, _ = await self._invoke(
-            self._vip.ListPlans, request, retry_aborted=True, trace_id=trace_id, timeout=timeout
-        )
-        return list(response.plans)
+        return await self._invoke(requests.list_plans(), trace_id, timeout)
 
     async def get_membership(
         self, user_id: str, *, trace_id: str | None = None, timeout: float | None = None
     ) -> vip_service_pb2.Membership:
-        request = vip_service_pb2.GetMembershipRequest(user_id=user_id)
-        response, _ = await self._invoke(
-            self._vip.GetMembership, request, retry_aborted=True, trace_id=trace_id, timeout=timeout
-        )
-        return response.membership
+        return await self._invoke(requests.get_membership(user_id), trace_id, timeout)
 
     # The one place calls are made.
 
     async def _invoke(
-        self,
-        rpc: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT],
-        request: RequestT,
-        *,
-        retry_aborted: bool,
-        trace_id: str | None,
-        timeout: float | None,
-    ) -> tuple[ResponseT, ResponseHeaders]:
+        self, call: Call[Any, Any, ResultT], trace_id: str | None, timeout: float | None
+    ) -> ResultT:
+        rpc: grpc.aio.UnaryUnaryMultiCallable[Any, Any] = getattr(self._stubs[call.service], call.method)
         trace_id = trace_id or new_id()
         metadata = request_metadata(self._token, trace_id)
-        deadline = Deadline.after(timeout or self._default_timeout)
+        deadline = Deadline.after(timeout or self._default_timeout + call.hold_s)
         attempt = 1
         while True:
-            call = rpc(request, timeout=deadline.remaining(), metadata=metadata)
+            pending = rpc(call.request, timeout=deadline.remaining(), metadata=metadata)
             try:
-                response = await call
+                response = await pending
             except grpc.aio.AioRpcError as err:
                 error = from_rpc_error(err, trace_id=trace_id)
                 delay = self._retry.delay_before_retry(
-                    error, attempt, retry_aborted=retry_aborted, remaining=deadline.remaining()
+                    error, attempt, retry_aborted=call.retry_aborted, remaining=deadline.remaining()
                 )
                 if delay is None:
                     raise error from err
                 await asyncio.sleep(delay)
                 attempt += 1
             else:
-                return response, ResponseHeaders.parse(await call.initial_metadata(), trace_id)
+                return call.read(response, ResponseHeaders.parse(await pending.initial_metadata(), trace_id))

@@ -130,8 +130,3 @@ def order_status(status: OrderStatusArg) -> order_pb2.OrderStatus.ValueType:
     if isinstance(status, str):
         return order_pb2.OrderStatus.Value(f"ORDER_STATUS_{status.upper()}")
     return status
-
-
-def wait_timeout(default_timeout: float, wait_ms: int | None) -> float:
-    """A long-poll `GetOrder` holds the call for up to `wait_ms`; the deadline must outlast it."""
-    return default_timeout + (wait_ms or 0) / 1000

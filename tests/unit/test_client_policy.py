@@ -7,8 +7,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from clients import errors
-from clients.calls import ResponseHeaders, RetryPolicy, order_status, pay_channel, wait_timeout
+from clients import errors, requests
+from clients.calls import ResponseHeaders, RetryPolicy, order_status, pay_channel
 from clients.channel import TlsConfig, channel_options
 from orderpay.v1 import order_pb2, pay_service_pb2
 
@@ -87,9 +87,9 @@ def test_enum_arguments_accept_short_names() -> None:
         pay_channel("alipay")
 
 
-def test_long_poll_timeout_adds_the_wait() -> None:
-    assert wait_timeout(5.0, None) == 5.0
-    assert wait_timeout(5.0, 2500) == 7.5
+def test_long_poll_holds_the_call_for_the_wait() -> None:
+    assert requests.get_order("o-1").hold_s == 0.0
+    assert requests.get_order("o-1", wait_ms=2500).hold_s == 2.5
 
 
 def test_channel_options_disable_grpc_retries_and_set_keepalive() -> None:
