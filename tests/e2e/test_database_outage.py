@@ -135,7 +135,8 @@ def test_postgres_killed_mid_load_then_restarted(tmp_path: Path) -> None:
         check = psycopg2.connect(database_url)
         with check, check.cursor() as cur:
             cur.execute(
-                "SELECT request_id, count(*) FROM orders WHERE request_id = ANY(%s) GROUP BY 1", (acknowledged,)
+                "SELECT request_id, count(*) FROM orders WHERE request_id = ANY(%s) GROUP BY 1",
+                (acknowledged,),
             )
             found = dict(cur.fetchall())
             cur.execute("SELECT order_id, count(*) FROM grants GROUP BY 1 HAVING count(*) > 1")

@@ -54,7 +54,7 @@ class Cluster:
 
     def start(self) -> None:
         log = (self.datadir.parent / "postgres.log").open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - fixed binary, our arguments
+        self.process = subprocess.Popen(
             _as_postgres(
                 [
                     str(BIN / "postgres"),
@@ -87,7 +87,7 @@ class Cluster:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            subprocess.run(  # noqa: S603 - fixed binary
+            subprocess.run(
                 _as_postgres([str(BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop"]),
                 check=False,
                 capture_output=True,
@@ -111,7 +111,7 @@ def throwaway_cluster() -> Iterator[Cluster]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         shutil.chown(datadir, "postgres")
-    subprocess.run(  # noqa: S603 - fixed binary
+    subprocess.run(
         _as_postgres([str(BIN / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust", "--no-sync"]),
         check=True,
         capture_output=True,
