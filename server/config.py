@@ -35,6 +35,8 @@ class Settings:
     grpc_tls_cert: str = ""
     grpc_tls_key: str = ""
     grpc_tls_client_ca: str = ""
+    # Plaintext gRPC on a non-loopback address is refused unless TLS ends in front of it and this says so.
+    allow_plaintext_grpc: bool = False
     shutdown_grace_s: float = 10.0
     # database
     db_pool_size: int = 40
@@ -54,6 +56,13 @@ class Settings:
     # threads only contend for the GIL (measured: 4 threads ack ~20% more per second than 16).
     notify_workers: int = 4
     notify_clock_skew_s: int = 300
+    # shedding hostile clients on the internet-facing listener (server/notify/shedding.py)
+    notify_max_connections: int = 512
+    notify_header_timeout_s: float = 10.0
+    notify_body_timeout_s: float = 10.0
+    notify_idle_timeout_s: float = 15.0
+    # Prometheus /metrics on its own listener; empty = not served
+    metrics_listen: str = "127.0.0.1:9464"
     # fulfilment and jobs
     jobs_enabled: bool = True
     job_interval_s: float = 1.0
@@ -73,7 +82,8 @@ class Settings:
         for pair in filter(None, (p.strip() for p in self.api_tokens.split(","))):
             role, sep, token = pair.partition(":")
             if not sep or role not in {"bff", "admin"} or not token:
-                raise ConfigError(f"ORDERPAY_API_TOKENS: want role:token, role bff|admin; got {role!r}")
+                # Never echo the pair: without its colon, it is the token itself.
+                raise ConfigError("ORDERPAY_API_TOKENS: want comma-separated role:token pairs (bff|admin)")
             out[token] = role
         return out
 

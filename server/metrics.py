@@ -34,3 +34,9 @@ PROVIDER_CIRCUIT = Gauge(
 )
 JOB_LAG = Gauge("orderpay_job_lag_seconds", "Age of the oldest due item per job", ["job"], registry=REGISTRY)
 JOB_RUNS = Counter("orderpay_job_runs", "Job runs by outcome", ["job", "outcome"], registry=REGISTRY)
+NOTIFY_CONNECTIONS_SHED = Counter(
+    "orderpay_notify_connections_shed",
+    "Sidecar connections closed for being too slow or over the connection cap",
+    ["reason"],
+    registry=REGISTRY,
+)

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import structlog
 
+from server import guard
 from server.app import App
 from server.bootstrap import build_app, servicers_for
 from server.config import Settings, load_settings
@@ -78,6 +79,8 @@ def serve(*, listen: str | None = None, parts: set[str] | None = None, workers: 
     if listen:
         settings = settings.with_overrides(grpc_listen=listen)
     configure_logging(settings.log_format, settings.log_level)
+    for waiver in guard.enforce(settings).waivers:
+        log.warning("serve.unsafe_opt_out", setting=waiver)
     if workers > 1:
         return _supervise(workers, settings)
     wanted = parts or {"grpc", "notify", "jobs"}

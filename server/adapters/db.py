@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,8 @@ def make_database(url: str, *, pool_size: int = 40, busy_timeout_ms: int = 10_00
 def _sqlite(path: str, pool_size: int, busy_timeout_ms: int) -> pw.Database:
     if path not in {"", ":memory:"}:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only from the first byte (SQLite gives its -wal/-shm files the same mode).
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
     # IMMEDIATE: writers take the lock at BEGIN, so two readers never deadlock upgrading to writers.
     return PooledSqliteDatabase(
         path,

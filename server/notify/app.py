@@ -41,6 +41,12 @@ def make_notify_app(
     app.router.add_post(NOTIFY_PATH, views.notify)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
+    return app
+
+
+def make_metrics_app() -> web.Application:
+    """Prometheus metrics, served on their own listener (ORDERPAY_METRICS_LISTEN)."""
+    app = web.Application()
     app.router.add_get("/metrics", views.metrics)
     return app
 

@@ -47,7 +47,8 @@ async def _answer(request: web.Request, handler: Handler, record: RequestRecord)
         return await handler(request)
     except web.HTTPException as exc:  # 404 / 405 from routing: plain, no body of ours needed
         record.outcome = record.outcome or f"http_{exc.status}"
-        return exc
+        # Returning the exception itself is deprecated in aiohttp (and drops the connection under -W error).
+        return web.Response(status=exc.status, text=exc.text, headers=exc.headers)
     except Exception:
         log.exception("notify request failed", request_id=record.request_id, path=request.path)
         record.outcome = INTERNAL

@@ -5,8 +5,10 @@ from __future__ import annotations
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
 from server.adapters.notification_store import NotificationStore
 from server.app import App
+from server.config import Settings
 from server.notify.app import make_notify_app
 from server.notify.runner import NotifyServerThread
+from server.notify.shedding import ConnectionLimits
 from server.service.notifications import NotificationService
 from server.wxpay.notification import notification_parser
 
@@ -31,6 +33,15 @@ def notification_service(app: App) -> NotificationService:
     return service
 
 
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        max_connections=settings.notify_max_connections,
+        header_timeout_s=settings.notify_header_timeout_s,
+        body_timeout_s=settings.notify_body_timeout_s,
+        idle_timeout_s=settings.notify_idle_timeout_s,
+    )
+
+
 def start_notify(app: App) -> tuple[NotifyServerThread, int]:
     service = notification_service(app)
     store = NotificationStore(app.db, app.uow)
@@ -45,5 +56,7 @@ def start_notify(app: App) -> tuple[NotifyServerThread, int]:
         host,
         int(port),
         grace_s=app.settings.shutdown_grace_s,
+        limits=connection_limits(app.settings),
+        metrics_listen=app.settings.metrics_listen,
     )
     return server, server.start()

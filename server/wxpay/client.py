@@ -46,7 +46,6 @@ from server.wxpay.signing import (
     authorization_header,
     jsapi_pay_params,
     new_nonce,
-    read_signed_headers,
     verify_signed_message,
 )
 
@@ -314,12 +313,18 @@ class WeChatPayClient:
         if response.status >= 300 and is_retryable_status(response.status, code):
             error = error_for_status(response.status, response.body, request_id=response.request_id)
             raise _Transient(ProviderUnavailableError(error.message, metadata=error.metadata))
-        # A 2xx must be signed; an error is checked when signed (a 401 SIGN_ERROR never is).
-        if 200 <= response.status < 300 or read_signed_headers(response.headers) is not None:
+        if 200 <= response.status < 300:
             (verify or self._verify_signature)(response)
-        if response.status >= 300:
-            raise error_for_status(response.status, response.body, request_id=response.request_id)
-        return response
+            return response
+        error = error_for_status(response.status, response.body, request_id=response.request_id)
+        # An error is acted on (close, repair, ABNORMAL) only when WeChat Pay signed it. An unsigned one
+        # (even a 401 SIGN_ERROR) may come from anyone on the path: a failed exchange, retried.
+        try:
+            (verify or self._verify_signature)(response)
+        except ProviderUnavailableError as unverified:
+            metadata = {**unverified.metadata, "claimed_code": error.metadata.get("provider_code", "")}
+            raise _Transient(ProviderUnavailableError(unverified.message, metadata=metadata)) from None
+        raise error
 
     # --- transport ---------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from server.wxpay.errors import (
 
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 MAX_CLOCK_SKEW_S = 300
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 HEADER_SIGNATURE = "Wechatpay-Signature"
 HEADER_TIMESTAMP = "Wechatpay-Timestamp"
 HEADER_NONCE = "Wechatpay-Nonce"
@@ -156,13 +158,14 @@ def verify_signed_message(
     signed = read_signed_headers(headers)
     if signed is None:
         raise MissingHeadersError(f"missing one of {', '.join(REQUIRED_HEADERS)}")
-    if not signed.timestamp.isdigit():
+    # ASCII digits only and bounded: str.isdigit() takes "²", and 400 digits overflow the float maths.
+    if _UNIX_SECONDS.fullmatch(signed.timestamp) is None:
         raise MissingHeadersError(f"{HEADER_TIMESTAMP} is not a unix time in seconds")
     if abs(now - int(signed.timestamp)) >= max_skew_s:
         raise StaleTimestampError(f"{HEADER_TIMESTAMP} is more than {max_skew_s}s from now")
     public_key = keys.get(signed.serial)
     if public_key is None:
-        raise UnknownSerialError(f"{HEADER_SERIAL} {signed.serial!r} is not a known key")
+        raise UnknownSerialError(f"{HEADER_SERIAL} {signed.serial[:64]!r} is not a known key")
     signature_type = header_lookup(headers).get(HEADER_SIGNATURE_TYPE.lower(), SCHEMA)
     if signature_type != SCHEMA:
         raise BadSignatureError(f"unsupported {HEADER_SIGNATURE_TYPE}")

@@ -38,6 +38,7 @@ def test_two_workers_share_the_port_and_stop_together(postgres_admin: str, tmp_p
             "ORDERPAY_DATABASE_URL": database_url,
             "ORDERPAY_GRPC_LISTEN": f"127.0.0.1:{port}",
             "ORDERPAY_NOTIFY_LISTEN": f"127.0.0.1:{free_port()}",
+            "ORDERPAY_METRICS_LISTEN": "127.0.0.1:0",
             "ORDERPAY_CREDENTIALS_DIR": str(keys),
             "ORDERPAY_WXPAY_BASE_URL": "http://127.0.0.1:9",
             "ORDERPAY_API_TOKENS": "bff:w-bff",

@@ -78,7 +78,18 @@ def test_forged_notification_changes_nothing(
 def test_probes_over_a_real_socket(sidecar: str) -> None:
     assert httpx.get(f"{sidecar}/healthz").status_code == 200
     assert httpx.get(f"{sidecar}/readyz").status_code == 200
-    assert "orderpay_notifications_total" in httpx.get(f"{sidecar}/metrics").text
+    # The internet-facing listener does not expose metrics; their own listener does.
+    assert httpx.get(f"{sidecar}/metrics").status_code == 404
+
+
+def test_metrics_have_their_own_listener(notify_app: App) -> None:
+    server, _port = start_notify(notify_app)
+    try:
+        assert server.metrics_port is not None
+        metrics = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics")
+        assert "orderpay_notifications_total" in metrics.text
+    finally:
+        server.stop()
 
 
 def test_thread_server_stops_and_frees_its_port(notify_app: App) -> None:

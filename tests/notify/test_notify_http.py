@@ -19,7 +19,7 @@ from server.adapters.db import make_database
 from server.adapters.notification_store import NotificationStore
 from server.app import App
 from server.metrics import REGISTRY
-from server.notify.app import make_notify_app
+from server.notify.app import make_metrics_app, make_notify_app
 from server.service.errors import TransientError
 from server.service.notifications import PROCESSED, RECEIVED, NotificationService
 from tests.notify.conftest import service_with
@@ -154,7 +154,18 @@ def _undecryptable(n: WeChatNotifier, d: Delivery) -> Delivery:
     return Delivery(n.sign(body), body)
 
 
+def _timestamp(value: str) -> Callable[[WeChatNotifier, Delivery], Delivery]:
+    def tamper(n: WeChatNotifier, d: Delivery) -> Delivery:
+        return Delivery({**d.headers, "Wechatpay-Timestamp": value}, d.body)
+
+    tamper.__name__ = f"_timestamp_{len(value)}_{value[:1].encode().hex()}"
+    return tamper
+
+
 REJECTIONS = [
+    (_timestamp("\u00b2"), 400, "missing_headers"),  # superscript two: isdigit() but not a number
+    (_timestamp("1" * 4300), 400, "missing_headers"),  # would overflow the skew arithmetic
+    (_timestamp("\uff11\uff17\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff10"), 400, "missing_headers"),
     (_forged, 401, "bad_signature"),
     (_signtest, 401, "bad_signature"),
     (_stale, 401, "stale"),
@@ -315,7 +326,9 @@ async def _until(condition: Callable[[], bool], deadline_s: float = 5.0) -> None
 async def test_probes(client: Client, aiohttp_client: MakeClient, service: NotificationService) -> None:
     assert (await client.get("/healthz")).status == 200
     assert (await client.get("/readyz")).status == 200
-    metrics = await client.get("/metrics")
+    assert (await client.get("/metrics")).status == 404  # not on the internet-facing listener
+    metrics_client = await aiohttp_client(make_metrics_app())
+    metrics = await metrics_client.get("/metrics")
     assert metrics.status == 200
     assert "orderpay_notifications_total" in await metrics.text()
     assert metrics.headers["Content-Type"].startswith("text/plain")

@@ -79,6 +79,7 @@ class Stack:
             "ORDERPAY_DATABASE_URL": self.database_url,
             "ORDERPAY_GRPC_LISTEN": self.grpc_target,
             "ORDERPAY_NOTIFY_LISTEN": f"127.0.0.1:{notify_port}",
+            "ORDERPAY_METRICS_LISTEN": "127.0.0.1:0",
             "ORDERPAY_NOTIFY_URL": self.notify_url,
             "ORDERPAY_WXPAY_BASE_URL": self.sandbox_url,
             "ORDERPAY_CREDENTIALS_DIR": str(self.keys),

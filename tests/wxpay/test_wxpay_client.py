@@ -409,7 +409,6 @@ def test_retries_a_timed_out_attempt(
         (error(400, "ORDERPAID", "订单已支付"), "ORDERPAID"),
         (error(400, "INVALID_REQUEST", "201 商户订单号重复"), "INVALID_REQUEST"),
         (error(500, "OPENID_MISMATCH"), "OPENID_MISMATCH"),
-        (Reply(status=401, body={"code": "SIGN_ERROR", "message": "签名错误"}, signing="none"), "SIGN_ERROR"),
         (Reply(status=403, body=None), "HTTP_403"),
     ],
 )
@@ -423,6 +422,26 @@ def test_business_errors_are_never_retried(
     assert caught.value.metadata["provider_code"] == code
     assert caught.value.metadata["http_status"] == str(reply.status)
     assert caught.value.metadata["provider_message"] == ((reply.body or {}).get("message") or "")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(status=401, body={"code": "SIGN_ERROR", "message": "签名错误"}, signing="none"),
+        Reply(status=404, body={"code": "ORDER_NOT_EXIST", "message": "订单不存在"}, signing="none"),
+        Reply(status=400, body={"code": "ORDER_CLOSED", "message": "订单已关闭"}, signing="none"),
+        Reply(status=400, body={"code": "ORDER_CLOSED", "message": "订单已关闭"}, signing="forged"),
+    ],
+)
+def test_an_unsigned_or_forged_error_is_never_acted_on(
+    reply: Reply, gateway: FakeGateway, make_client: Callable[..., WeChatPayClient]
+) -> None:
+    gateway.default = reply
+    with pytest.raises(ProviderUnavailableError) as caught:
+        make_client(max_attempts=2).close(out_trade_no())
+    assert caught.value.metadata["provider_code"] == "INVALID_RESPONSE_SIGNATURE"
+    assert caught.value.metadata["claimed_code"] == (reply.body or {})["code"]
+    assert len(gateway.seen) == 2  # a failed exchange: retried like a 5xx
 
 
 def test_connection_refused_is_unavailable(make_client: Callable[..., WeChatPayClient]) -> None:
