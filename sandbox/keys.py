@@ -114,7 +114,7 @@ def init_bundle(directory: Path, *, force: bool = False, now: datetime | None = 
     """Write a fresh bundle into `directory`; return the contents of `merchant.json`."""
     if not force and any((directory / name).exists() for name in BUNDLE_FILES):
         raise BundleExistsError(f"{directory} already holds a credentials bundle (use --force to replace it)")
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     merchant_key, wechatpay_key = _new_key(), _new_key()
     info = _merchant_json()
     when = now or datetime.now(UTC)
@@ -132,11 +132,19 @@ def init_bundle(directory: Path, *, force: bool = False, now: datetime | None = 
 
 
 def _write(path: Path, data: bytes, *, private: bool) -> None:
+    """Write a new file beside `path` and rename it over: a symlink planted at `path` is replaced,
+    never followed, and the file has its mode before it holds a byte."""
     mode = 0o600 if private else 0o644
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, mode)  # O_CREAT's mode does not apply to a file that already existed
+    staging = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(staging, mode)  # the umask may have narrowed O_CREAT's mode
+        os.replace(staging, path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
 
 
 def _load_private(path: Path) -> rsa.RSAPrivateKey:

@@ -72,6 +72,26 @@ def test_keys_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert (tmp_path / "merchant.json").read_text() != before
 
 
+def test_keys_init_force_replaces_a_planted_symlink_and_never_writes_through_it(tmp_path: Path) -> None:
+    keys, victim = tmp_path / "keys", tmp_path / "victim.txt"
+    assert run("keys", "init", "--dir", str(keys)).returncode == 0
+    victim.write_text("not a key")
+    (keys / "merchant_private_key.pem").unlink()
+    (keys / "merchant_private_key.pem").symlink_to(victim)
+    assert run("keys", "init", "--dir", str(keys), "--force").returncode == 0
+    assert victim.read_text() == "not a key"
+    written = keys / "merchant_private_key.pem"
+    assert not written.is_symlink()
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert "PRIVATE KEY" in written.read_text()
+    assert not [p for p in keys.iterdir() if p.name.startswith(".")]  # no staging files left
+
+
+def test_a_new_bundle_directory_is_owner_only(tmp_path: Path) -> None:
+    assert run("keys", "init", "--dir", str(tmp_path / "fresh")).returncode == 0
+    assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700
+
+
 def test_sandbox_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     keys, port_file = tmp_path / "keys", tmp_path / "port"
     assert run("keys", "init", "--dir", str(keys)).returncode == 0
