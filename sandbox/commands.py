@@ -30,6 +30,18 @@ def _register_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--auto-pay-delay", type=float, default=None, help="pay every prepay after S seconds")
     parser.add_argument("--seed", type=int, default=None, help="seed for fault injection")
     parser.add_argument("--notify-sign-mode", choices=("pubkey", "cert"), default="pubkey")
+    parser.add_argument(
+        "--key-mode",
+        choices=("certificate", "migrating", "public_key", "public_key_only"),
+        default=None,
+        help="the merchant's WeChat Pay key mode (default: public_key, or as --notify-sign-mode says)",
+    )
+    parser.add_argument(
+        "--migration-ramp",
+        type=float,
+        default=7 * 24 * 3600.0,
+        help="with --key-mode migrating: seconds until every notification uses the public key",
+    )
     parser.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
     parser.add_argument("--verbose", action="store_true", help="log requests and notification attempts")
     parser.set_defaults(func=_sandbox)
@@ -59,6 +71,8 @@ def _sandbox(args: argparse.Namespace) -> int:
         auto_pay_delay_s=args.auto_pay_delay,
         seed=args.seed,
         notify_sign_mode=args.notify_sign_mode,
+        key_mode=args.key_mode,
+        migration_ramp_s=args.migration_ramp,
         port_file=args.port_file,
         verbose=args.verbose,
     )

@@ -58,7 +58,9 @@ def test_keys_init_writes_the_bundle(tmp_path: Path) -> None:
     assert f"{cert.serial_number:040X}" == info["platform_cert_serial_no"]
     assert cert.not_valid_after_utc - datetime.now(UTC) > timedelta(days=5 * 365 - 2)
     creds = load_credentials(keys)
-    assert cert.public_key() == creds.wechatpay_public_key
+    assert cert.public_key() == creds.platform_private_key.public_key()
+    assert cert.public_key() != creds.wechatpay_public_key  # the certificate has its own key pair
+    assert stat.S_IMODE((keys / "platform_private_key.pem").stat().st_mode) == 0o600
 
 
 def test_keys_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
