@@ -9,14 +9,12 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this part's sub-commands to the root parser."""
-    _register_keys(sub)
     _register_sandbox(sub)
 
 
-def _register_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    keys = sub.add_parser("keys", help="dev credentials (throwaway keys)")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    init = keys_sub.add_parser("init", help="write a fresh credentials bundle (SPEC §6)")
+def register_keys(keys_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`orderpay keys init`: the dev credentials bundle (throwaway keys)."""
+    init = keys_sub.add_parser("init", help="write a fresh dev credentials bundle (SPEC §6)")
     init.add_argument("--dir", type=Path, required=True, help="directory to write the bundle into")
     init.add_argument("--force", action="store_true", help="replace an existing bundle")
     init.set_defaults(func=_keys_init)

@@ -34,3 +34,20 @@ PROVIDER_CIRCUIT = Gauge(
 )
 JOB_LAG = Gauge("orderpay_job_lag_seconds", "Age of the oldest due item per job", ["job"], registry=REGISTRY)
 JOB_RUNS = Counter("orderpay_job_runs", "Job runs by outcome", ["job", "outcome"], registry=REGISTRY)
+VERIFICATIONS = Counter(
+    "orderpay_wxpay_verifications",
+    "WeChat Pay signature verifications (responses and notifications) by key kind and outcome",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+CERTIFICATE_EXPIRY = Gauge(
+    "orderpay_wxpay_certificate_expiry_seconds",
+    "Seconds until each known WeChat Pay platform certificate expires",
+    ["serial"],
+    registry=REGISTRY,
+)
+CERTIFICATES_EXPIRING = Gauge(
+    "orderpay_wxpay_certificates_expiring",
+    "Known WeChat Pay platform certificates expiring within 10 days",
+    registry=REGISTRY,
+)
