@@ -193,7 +193,8 @@ class WeChatPayClient:
         decoded: list[PlatformCertificate] = []
 
         def verify(response: _Response) -> None:
-            decoded.extend(self._decrypt_certificates(response.body))
+            if response.status < 300:  # a signed 404 (public-key-only merchant) carries no certificates
+                decoded.extend(self._decrypt_certificates(response.body))
             extra = VerifierKeys({cert.serial_no: cert.public_key for cert in decoded})
             self._verify_signature(response, extra=extra, refresh=False)
 
