@@ -77,9 +77,17 @@ async def rotate(request: web.Request) -> web.Response:
     return _json(keys.describe())
 
 
+async def finish_rotation(request: web.Request) -> web.Response:
+    """End the rotation now: the old certificate is retired, the successor alone lists and signs."""
+    keys = request.app[SANDBOX].keys
+    keys.finish_rotation()
+    return _json(keys.describe())
+
+
 def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_get(f"{PREFIX}/keys", show)
     router.add_put(f"{PREFIX}/keys/mode", set_mode)
     router.add_post(f"{PREFIX}/keys/migration/stop", stop_migration)
     router.add_post(f"{PREFIX}/keys/rotation", rotate)
+    router.add_post(f"{PREFIX}/keys/rotation/finish", finish_rotation)

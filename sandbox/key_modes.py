@@ -149,9 +149,19 @@ class KeyLifecycle:
                 raise ConfigError("a public-key-only merchant has no certificate to rotate")
             if mode == "migrating" and migration is not None and 0 < migration.share(self.now()) < 1:
                 raise ConfigError("a public-key migration is under way; WeChat never rotates meanwhile")
+            only_share = all(value is None for name, value in plan.items() if name != "share")
+            if self._chain.rotation is not None and only_share:  # move the rotation under way
+                self._chain.pin(plan.get("share"))
+                return self._chain.rotation
             rotation = drill_rotation(self.now(), **plan)
             self._chain.start_drill(rotation)
             return rotation
+
+    def finish_rotation(self) -> None:
+        with self._lock:
+            if self._chain.rotation is None:
+                raise ConfigError("no certificate rotation is under way")
+            self._chain.finish()
 
     def listed_certificates(self) -> list[PlatformCert]:
         with self._lock:

@@ -10,7 +10,7 @@ time is read through the `now` the caller passes in (the sandbox's one clock), n
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -142,8 +142,20 @@ class CertificateChain:
         self.rotation = rotation
 
     def pin(self, share: float | None) -> None:
+        """Hold the rotation under way at this share of the successor (None: back to its schedule)."""
         if self.rotation is not None:
-            self.rotation = replace(self.rotation, pinned_share=share)
+            self.rotation = Rotation(
+                self.rotation.successor,
+                self.rotation.publish_at,
+                self.rotation.ramp_start,
+                self.rotation.ramp_end,
+                share,
+            )
+
+    def finish(self) -> None:
+        """The old certificate expires now: the successor alone is listed and signs."""
+        if self.rotation is not None:
+            self.current, self.rotation = self.rotation.successor, None
 
     def known(self) -> list[PlatformCert]:
         return [self.current] + ([self.rotation.successor] if self.rotation is not None else [])

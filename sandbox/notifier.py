@@ -57,6 +57,7 @@ class Attempt:
     attempt: int  # 1 = first delivery, 2.. = retries on the schedule
     kind: str  # "delivery" | "signtest" (a deliberately mis-signed probe) | "dropped"
     scheduled_offset_s: float  # when the schedule wanted it, from the start of this copy's delivery
+    serial: str | None = None  # the Wechatpay-Serial it was signed under (key mode, ramp, rotation)
     offset_s: float = 0.0  # when it actually went out, same origin
     sent_at: str | None = None
     status: int | None = None
@@ -241,6 +242,7 @@ class Notifier:
         attempt = self._attempt(note, copy, number, kind, offset)
         self.attempts.append(attempt)
         headers = self._headers(note.envelope, faults, probe=kind == "signtest")
+        attempt.serial = headers["Wechatpay-Serial"]
         attempt.sent_at = wire_time(self._clock())
         attempt.offset_s = round(time.monotonic() - origin, 4)
         began = time.monotonic()
