@@ -51,6 +51,17 @@ def fresh_keys(stack: Stack) -> Iterator[None]:
     stack.control("PUT", "keys/mode", {"mode": "public_key"})
 
 
+def metric(stack: Stack, name: str, **labels: str) -> float:
+    """One sample from the server's /metrics (the sidecar serves the process's registry)."""
+    text = httpx.get(stack.notify_url.replace("/wxpay/notify", "/metrics"), timeout=5).text
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series == f"{name}{{{wanted}}}" or (not labels and series == name):
+            return float(value)
+    return 0.0
+
+
 def create(bff: OrderPayClient, user: str) -> order_pb2.Order:
     order = bff.create_order(user, "vip-month").order
     bff.create_payment(order.order_id, "NATIVE")
@@ -144,6 +155,10 @@ def test_certificate_rotation_during_a_storm_rejects_nothing(
     assert figures["fulfilled_exactly_once"] == figures["orders"] == 6 * WAVE
     serials = Counter(a["serial"] for a in drill.attempts(stack))
     assert set(serials) == {old, successor}
+    # One download of /v3/certificates when the successor's serial first arrived, whatever the storm.
+    assert (
+        metric(stack, "orderpay_provider_calls_total", operation="download_certificates", outcome="ok") == 1
+    )
     assert finished["certificates"][0]["serial_no"] == successor
 
 
@@ -168,6 +183,8 @@ def test_public_key_ramp_and_rollback_during_a_storm_reject_nothing(
     )
     assert kinds["public_key"] > 0
     assert kinds["certificate"] > 0
+    for kind in ("public_key", "certificate"):
+        assert metric(stack, "orderpay_wxpay_verifications_total", kind=kind, outcome="ok") >= kinds[kind]
 
 
 def test_undecryptable_notification_is_refused_counted_and_logged(
