@@ -169,17 +169,19 @@ class KeyStore:
         signed = read_signed_headers(headers)
         serial = signed.serial if signed is not None else ""
         keys = self._keys if extra is None else self._keys.merged(extra.by_serial)
+        # Keys passed in `extra` are certificates just downloaded (the /v3/certificates answer).
+        kind = "certificate" if extra is not None and extra.get(serial) is not None else self.kind_of(serial)
         try:
             verify_signed_message(headers, body, keys=keys, now=now, max_skew_s=max_skew_s)
         except UnknownSerialError:
             if refresh and self._refreshed_for(serial):
                 return self.verify(headers, body, now=now, max_skew_s=max_skew_s, extra=extra, refresh=False)
-            VERIFICATIONS.labels(self.kind_of(serial), UnknownSerialError.OUTCOME).inc()
+            VERIFICATIONS.labels(kind, UnknownSerialError.OUTCOME).inc()
             raise
         except NotificationRejected as exc:
-            VERIFICATIONS.labels(self.kind_of(serial), exc.outcome).inc()
+            VERIFICATIONS.labels(kind, exc.outcome).inc()
             raise
-        VERIFICATIONS.labels(self.kind_of(serial), "ok").inc()
+        VERIFICATIONS.labels(kind, "ok").inc()
         if self._clock() - self._expiry_checked_at >= EXPIRY_CHECK_INTERVAL_S:
             self.check_expiry()
         return serial

@@ -10,24 +10,27 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
 from structlog.testing import capture_logs
 
 from sandbox.app import RunningSandbox, run_in_thread
 from sandbox.config import SandboxConfig
-from sandbox.keys import init_bundle
+from sandbox.keys import init_bundle, self_signed_cert
 from sandbox.keys import load_credentials as load_sandbox_credentials
+from sandbox.testing import MerchantCaller, NotificationReceiver, prepay_body
 from server.domain.errors import DomainError
 from server.metrics import REGISTRY
 from server.wxpay.certificates import KeyStore, PlatformCertificate
 from server.wxpay.client import WeChatPayClient
 from server.wxpay.credentials import MerchantCredentials, load_credentials
-from server.wxpay.errors import UnknownSerialError
+from server.wxpay.errors import BadSignatureError, UnknownSerialError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -196,3 +199,47 @@ def test_keys_show_lists_every_key_with_its_validity(
     control(sandbox, "PUT", "keys/mode", {"mode": "public_key_only"})
     offline = subprocess.run([*run, "--json"], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
     assert "RESOURCE_NOT_EXISTS" in json.loads(offline.stdout)["certificates"]
+
+
+@pytest.mark.parametrize("mode", ["certificate", "migrating", "public_key", "public_key_only"])
+def test_orderpay_rejects_a_wrong_key_in_every_mode(
+    make_sandbox: Callable[..., RunningSandbox], bundle: Path, credentials: MerchantCredentials, mode: str
+) -> None:
+    """The same serials, each bound to the other kind's key: nothing the sandbox signs may verify."""
+    sandbox = make_sandbox(key_mode=mode, migration_ramp_s=0.0)
+    if mode == "migrating":
+        control(sandbox, "PUT", "keys/mode", {"mode": "migrating", "share": 0.5})
+    sandbox_creds = load_sandbox_credentials(bundle)
+    wrong_cert = x509.load_pem_x509_certificate(
+        self_signed_cert(
+            sandbox_creds.wechatpay_private_key, credentials.platform_cert_serial_no, datetime.now(UTC)
+        )
+    )
+    swapped = replace(
+        credentials,
+        wechatpay_public_key=sandbox_creds.platform_private_key.public_key(),
+        platform_certificate=wrong_cert,
+    )
+    right, wrong = KeyStore(credentials), KeyStore(swapped)
+    receiver = NotificationReceiver().start()
+    caller = MerchantCaller(sandbox.base_url, sandbox_creds)
+    try:
+        for i in range(6):
+            out_trade_no = f"WK{mode[:4]}{i:04d}"
+            headers = {"Wechatpay-Serial": credentials.wechatpay_public_key_id} if i % 2 else {}
+            answer = caller.call(
+                "POST",
+                "/v3/pay/transactions/jsapi",
+                prepay_body(sandbox_creds, out_trade_no, receiver.url),
+                headers=headers,
+            )
+            control(sandbox, "POST", f"orders/{out_trade_no}/pay")
+            note = receiver.wait_for(lambda r, n=i: len(r) == n + 1)[-1]
+            for signed_headers, body in ((answer.headers, answer.body), (note.headers, note.body)):
+                stamp = float({k.lower(): v for k, v in signed_headers.items()}["wechatpay-timestamp"])
+                right.verify(signed_headers, body, now=stamp)
+                with pytest.raises(BadSignatureError):
+                    wrong.verify(signed_headers, body, now=stamp)
+    finally:
+        caller.close()
+        receiver.stop()
