@@ -18,9 +18,13 @@ COMMAND_MODULES = ("server.commands", "server.jobs.commands", "sandbox.commands"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderpay", description="Orders and WeChat Pay payments.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    keys = sub.add_parser("keys", help="credentials and WeChat Pay keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     for name in COMMAND_MODULES:
         module = importlib.import_module(name)
         module.register(sub)
+        if hasattr(module, "register_keys"):  # `keys` actions live with the part they concern
+            module.register_keys(keys_sub)
     return parser
 
 

@@ -9,14 +9,12 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this part's sub-commands to the root parser."""
-    _register_keys(sub)
     _register_sandbox(sub)
 
 
-def _register_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    keys = sub.add_parser("keys", help="dev credentials (throwaway keys)")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    init = keys_sub.add_parser("init", help="write a fresh credentials bundle (SPEC §6)")
+def register_keys(keys_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`orderpay keys init`: the dev credentials bundle (throwaway keys)."""
+    init = keys_sub.add_parser("init", help="write a fresh dev credentials bundle (SPEC §6)")
     init.add_argument("--dir", type=Path, required=True, help="directory to write the bundle into")
     init.add_argument("--force", action="store_true", help="replace an existing bundle")
     init.set_defaults(func=_keys_init)
@@ -30,6 +28,18 @@ def _register_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--auto-pay-delay", type=float, default=None, help="pay every prepay after S seconds")
     parser.add_argument("--seed", type=int, default=None, help="seed for fault injection")
     parser.add_argument("--notify-sign-mode", choices=("pubkey", "cert"), default="pubkey")
+    parser.add_argument(
+        "--key-mode",
+        choices=("certificate", "migrating", "public_key", "public_key_only"),
+        default=None,
+        help="the merchant's WeChat Pay key mode (default: public_key, or as --notify-sign-mode says)",
+    )
+    parser.add_argument(
+        "--migration-ramp",
+        type=float,
+        default=7 * 24 * 3600.0,
+        help="with --key-mode migrating: seconds until every notification uses the public key",
+    )
     parser.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
     parser.add_argument("--verbose", action="store_true", help="log requests and notification attempts")
     parser.set_defaults(func=_sandbox)
@@ -59,6 +69,8 @@ def _sandbox(args: argparse.Namespace) -> int:
         auto_pay_delay_s=args.auto_pay_delay,
         seed=args.seed,
         notify_sign_mode=args.notify_sign_mode,
+        key_mode=args.key_mode,
+        migration_ramp_s=args.migration_ramp,
         port_file=args.port_file,
         verbose=args.verbose,
     )

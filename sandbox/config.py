@@ -41,6 +41,10 @@ class Faults:
     api_error_after_processing: bool = False  # the call takes effect, but the answer is the error
     hang_rate: float = 0.0  # share of emulated API calls that never answer (until hang_timeout_s)
     hang_timeout_s: float = 600.0
+    # Decryption faults and raw-body traps for notifications (sandbox/traps.py).
+    notify_wrong_apiv3_key: bool = False  # the resource is sealed with another APIv3 key
+    notify_wrong_associated_data: bool = False  # the envelope names another associated_data than sealed
+    raw_body_traps: bool = False  # non-ASCII, escaped and literal newlines in the bodies' field values
 
 
 @dataclass(frozen=True)
@@ -53,12 +57,17 @@ class SandboxConfig:
     notify_sign_mode: NotifySignMode = "pubkey"
     notify_timeout_s: float = 5.0  # WeChat waits 5 s for the merchant's answer
     certificates_available: bool = True  # False = a public-key-only merchant (404 on /v3/certificates)
+    # certificate | migrating | public_key | public_key_only (sandbox/key_modes.py); None = derived from
+    # notify_sign_mode and certificates_available. Changed at run time through /sandbox/v1/keys.
+    key_mode: str | None = None
+    migration_ramp_s: float = 7 * 24 * 3600.0  # key_mode migrating: notifications reach 100 % after this
     seed: int | None = None
     faults: Faults = field(default_factory=Faults)
 
 
 # The fields the control API may read and change (credentials are fixed for a process's life).
-_TUNABLE = {f.name for f in dataclasses.fields(SandboxConfig)} - {"credentials", "faults", "seed"}
+_FIXED = {"credentials", "faults", "seed", "key_mode", "migration_ramp_s"}  # key modes: /sandbox/v1/keys
+_TUNABLE = {f.name for f in dataclasses.fields(SandboxConfig)} - _FIXED
 _FAULT_FIELDS = {f.name: f for f in dataclasses.fields(Faults)}
 _CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(SandboxConfig)}
 
@@ -70,6 +79,7 @@ class ConfigError(ValueError):
 def config_to_json(config: SandboxConfig) -> dict[str, Any]:
     data = {name: getattr(config, name) for name in sorted(_TUNABLE)}
     data["seed"] = config.seed
+    data["key_mode"], data["migration_ramp_s"] = config.key_mode, config.migration_ramp_s
     data["faults"] = dataclasses.asdict(config.faults)
     return data
 

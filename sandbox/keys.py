@@ -24,6 +24,9 @@ MERCHANT_PUBLIC_KEY = "merchant_public_key.pem"
 WECHATPAY_PUBLIC_KEY = "wechatpay_public_key.pem"
 WECHATPAY_PRIVATE_KEY = "wechatpay_private_key.pem"
 PLATFORM_CERT = "platform_cert.pem"
+# The platform certificate's own key pair (sandbox only): a different key from the public key's, as at
+# WeChat, so a client that verifies with the wrong one fails (issue 11).
+PLATFORM_PRIVATE_KEY = "platform_private_key.pem"
 BUNDLE_FILES = (
     MERCHANT_JSON,
     MERCHANT_PRIVATE_KEY,
@@ -31,9 +34,10 @@ BUNDLE_FILES = (
     WECHATPAY_PUBLIC_KEY,
     WECHATPAY_PRIVATE_KEY,
     PLATFORM_CERT,
+    PLATFORM_PRIVATE_KEY,
 )
 # merchant.json holds the APIv3 key, so it is as private as the private keys.
-_PRIVATE_FILES = (MERCHANT_PRIVATE_KEY, WECHATPAY_PRIVATE_KEY, MERCHANT_JSON)
+_PRIVATE_FILES = (MERCHANT_PRIVATE_KEY, WECHATPAY_PRIVATE_KEY, PLATFORM_PRIVATE_KEY, MERCHANT_JSON)
 PLATFORM_CERT_VALIDITY = timedelta(days=5 * 365)
 
 
@@ -56,9 +60,12 @@ class Credentials:
     wechatpay_private_key: rsa.RSAPrivateKey
     wechatpay_public_key: rsa.RSAPublicKey
     platform_cert_pem: str
+    # Signs as the platform certificate. Bundles written before issue 11 have no such file: then it is
+    # the wechatpay key, and a wrong-key verifier cannot be caught (`keys init --force` fixes that).
+    platform_private_key: rsa.RSAPrivateKey
 
 
-def _new_key() -> rsa.RSAPrivateKey:
+def new_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
@@ -72,12 +79,15 @@ def _public_pem(key: rsa.RSAPublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _serial_hex() -> str:
+def serial_hex() -> str:
     # 40 upper-hex digits whose leading nibble is 1-7: X.509 caps serials at 159 bits.
     return secrets.choice("1234567") + secrets.token_hex(20).upper()[1:]
 
 
-def _self_signed_cert(key: rsa.RSAPrivateKey, serial_hex: str, now: datetime) -> bytes:
+def self_signed_cert(
+    key: rsa.RSAPrivateKey, serial: str, now: datetime, validity: timedelta = PLATFORM_CERT_VALIDITY
+) -> bytes:
+    """A platform certificate: self-signed X.509 over `key`, valid from 5 minutes ago for `validity`."""
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
@@ -90,9 +100,9 @@ def _self_signed_cert(key: rsa.RSAPrivateKey, serial_hex: str, now: datetime) ->
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
-        .serial_number(int(serial_hex, 16))
+        .serial_number(int(serial, 16))
         .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + PLATFORM_CERT_VALIDITY)
+        .not_valid_after(now + validity)
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM)
@@ -103,10 +113,10 @@ def _merchant_json() -> dict[str, str]:
     return {
         "mchid": "19" + "".join(secrets.choice(string.digits) for _ in range(8)),
         "appid": "wx" + secrets.token_hex(8),
-        "merchant_serial_no": _serial_hex(),
+        "merchant_serial_no": serial_hex(),
         "apiv3_key": "".join(secrets.choice(alphabet) for _ in range(32)),
         "wechatpay_public_key_id": "PUB_KEY_ID_" + "".join(secrets.choice(string.digits) for _ in range(32)),
-        "platform_cert_serial_no": _serial_hex(),
+        "platform_cert_serial_no": serial_hex(),
     }
 
 
@@ -115,7 +125,7 @@ def init_bundle(directory: Path, *, force: bool = False, now: datetime | None = 
     if not force and any((directory / name).exists() for name in BUNDLE_FILES):
         raise BundleExistsError(f"{directory} already holds a credentials bundle (use --force to replace it)")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    merchant_key, wechatpay_key = _new_key(), _new_key()
+    merchant_key, wechatpay_key, platform_key = new_key(), new_key(), new_key()
     info = _merchant_json()
     when = now or datetime.now(UTC)
     contents = {
@@ -124,7 +134,8 @@ def init_bundle(directory: Path, *, force: bool = False, now: datetime | None = 
         MERCHANT_PUBLIC_KEY: _public_pem(merchant_key.public_key()),
         WECHATPAY_PRIVATE_KEY: _private_pem(wechatpay_key),
         WECHATPAY_PUBLIC_KEY: _public_pem(wechatpay_key.public_key()),
-        PLATFORM_CERT: _self_signed_cert(wechatpay_key, info["platform_cert_serial_no"], when),
+        PLATFORM_CERT: self_signed_cert(platform_key, info["platform_cert_serial_no"], when),
+        PLATFORM_PRIVATE_KEY: _private_pem(platform_key),
     }
     for name, data in contents.items():
         _write(directory / name, data, private=name in _PRIVATE_FILES)
@@ -164,6 +175,11 @@ def _load_public(path: Path) -> rsa.RSAPublicKey:
 def load_credentials(directory: Path) -> Credentials:
     """Read a bundle written by `init_bundle` (or by hand, with the same file names)."""
     info = json.loads((directory / MERCHANT_JSON).read_text(encoding="utf-8"))
+    wechatpay_private_key = _load_private(directory / WECHATPAY_PRIVATE_KEY)
+    platform_key_path = directory / PLATFORM_PRIVATE_KEY
+    platform_private_key = (
+        _load_private(platform_key_path) if platform_key_path.exists() else wechatpay_private_key
+    )
     return Credentials(
         mchid=info["mchid"],
         appid=info["appid"],
@@ -173,7 +189,8 @@ def load_credentials(directory: Path) -> Credentials:
         platform_cert_serial_no=info["platform_cert_serial_no"],
         merchant_private_key=_load_private(directory / MERCHANT_PRIVATE_KEY),
         merchant_public_key=_load_public(directory / MERCHANT_PUBLIC_KEY),
-        wechatpay_private_key=_load_private(directory / WECHATPAY_PRIVATE_KEY),
+        wechatpay_private_key=wechatpay_private_key,
         wechatpay_public_key=_load_public(directory / WECHATPAY_PUBLIC_KEY),
         platform_cert_pem=(directory / PLATFORM_CERT).read_text(encoding="utf-8"),
+        platform_private_key=platform_private_key,
     )

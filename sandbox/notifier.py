@@ -20,9 +20,10 @@ from typing import Any
 
 import aiohttp
 
-from sandbox import signing
+from sandbox import signing, traps
 from sandbox.config import RETRY_SCHEDULE_S, Faults, SandboxConfig
 from sandbox.faults import Dice
+from sandbox.key_modes import Signer
 from sandbox.keys import Credentials
 from sandbox.models import wire_time
 
@@ -56,6 +57,7 @@ class Attempt:
     attempt: int  # 1 = first delivery, 2.. = retries on the schedule
     kind: str  # "delivery" | "signtest" (a deliberately mis-signed probe) | "dropped"
     scheduled_offset_s: float  # when the schedule wanted it, from the start of this copy's delivery
+    serial: str | None = None  # the Wechatpay-Serial it was signed under (key mode, ramp, rotation)
     offset_s: float = 0.0  # when it actually went out, same origin
     sent_at: str | None = None
     status: int | None = None
@@ -83,8 +85,10 @@ class Notifier:
         faults_for: Callable[[str | None], Faults],
         dice: Dice,
         clock: Clock,
+        signer: Callable[[], Signer],
     ) -> None:
         self._credentials = credentials
+        self._signer = signer  # asked per attempt: the key mode, ramp and rotation decide
         self._config = config
         self._faults_for = faults_for
         self._dice = dice
@@ -131,6 +135,8 @@ class Notifier:
     ) -> Notification:
         original_type = "refund" if event_type.startswith("REFUND.") else "transaction"
         nonce = secrets.token_urlsafe(9)[:12]  # 12 characters: the AES-GCM IV
+        faults = self._faults_for(out_trade_no)
+        resource = traps.trap_resource(resource, faults)
         plaintext = json.dumps(resource, ensure_ascii=False, separators=(",", ":")).encode()
         notification_id = str(uuid.uuid4())
         envelope = {
@@ -139,17 +145,9 @@ class Notifier:
             "resource_type": "encrypt-resource",
             "event_type": event_type,
             "summary": summary,
-            "resource": {
-                "original_type": original_type,
-                "algorithm": signing.AEAD_ALGORITHM,
-                "ciphertext": signing.encrypt_resource(
-                    self._credentials.apiv3_key, nonce, original_type, plaintext
-                ),
-                "associated_data": original_type,
-                "nonce": nonce,
-            },
+            "resource": traps.seal(self._credentials.apiv3_key, faults, nonce, original_type, plaintext),
         }
-        body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+        body = traps.envelope_bytes(envelope, faults)
         return Notification(
             notification_id, event_type, summary, original_type, url, out_trade_no, out_refund_no, body
         )
@@ -244,6 +242,7 @@ class Notifier:
         attempt = self._attempt(note, copy, number, kind, offset)
         self.attempts.append(attempt)
         headers = self._headers(note.envelope, faults, probe=kind == "signtest")
+        attempt.serial = headers["Wechatpay-Serial"]
         attempt.sent_at = wire_time(self._clock())
         attempt.offset_s = round(time.monotonic() - origin, 4)
         began = time.monotonic()
@@ -267,13 +266,11 @@ class Notifier:
             return response.status
 
     def _headers(self, body: bytes, faults: Faults, *, probe: bool) -> dict[str, str]:
-        creds = self._credentials
-        cert_mode = self._config().notify_sign_mode == "cert"
-        serial = creds.platform_cert_serial_no if cert_mode else creds.wechatpay_public_key_id
+        signer = self._signer()
         timestamp = str(int(self._clock().timestamp()) - faults.stale_timestamp_s)
         nonce = secrets.token_hex(16)
         headers = signing.signed_headers(
-            creds.wechatpay_private_key, serial, body, timestamp=timestamp, nonce=nonce
+            signer.private_key, signer.serial, body, timestamp=timestamp, nonce=nonce
         )
         if probe:
             headers["Wechatpay-Signature"] = signing.signtest_signature(nonce)

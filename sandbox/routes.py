@@ -10,13 +10,13 @@ import asyncio
 import json
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from urllib.parse import quote
 
 from aiohttp import web
 
 from sandbox import errors, signing
 from sandbox.errors import INJECTED_ERRORS, ApiError
+from sandbox.keyring import PlatformCert
 from sandbox.models import Trade, wire_time
 from sandbox.state import SANDBOX, Sandbox
 from sandbox.validation import CHANNELS, parse_json_object, parse_prepay, parse_refund
@@ -181,22 +181,20 @@ async def query_refund(request: web.Request) -> web.StreamResponse:
 
 async def certificates(request: web.Request) -> web.StreamResponse:
     sandbox = request.app[SANDBOX]
-    if not sandbox.settings.config.certificates_available:
+    if not sandbox.keys.certificates_available:
         raise errors.resource_not_exists("无可用的平台证书，请在商户平台-API安全申请使用微信支付公钥。")
-    return signed(sandbox, request, 200, {"data": [_certificate_entry(sandbox)]})
+    listed = sandbox.keys.listed_certificates()
+    return signed(sandbox, request, 200, {"data": [_certificate_entry(sandbox, cert) for cert in listed]})
 
 
-def _certificate_entry(sandbox: Sandbox) -> dict[str, object]:
-    creds = sandbox.credentials
+def _certificate_entry(sandbox: Sandbox, cert: PlatformCert) -> dict[str, object]:
     nonce = secrets.token_hex(6)  # 12 characters
-    ciphertext = signing.encrypt_resource(
-        creds.apiv3_key, nonce, "certificate", creds.platform_cert_pem.encode()
-    )
-    now = sandbox.clock()
-    return {
-        "serial_no": creds.platform_cert_serial_no,
-        "effective_time": wire_time(now - timedelta(days=1)),
-        "expire_time": wire_time(now + timedelta(days=5 * 365 - 1)),
+    apiv3_key = sandbox.credentials.apiv3_key
+    ciphertext = signing.encrypt_resource(apiv3_key, nonce, "certificate", cert.pem.encode())
+    return {  # the validity is the certificate's own (X.509 notBefore / notAfter)
+        "serial_no": cert.serial_no,
+        "effective_time": wire_time(cert.not_before),
+        "expire_time": wire_time(cert.not_after),
         "encrypt_certificate": {
             "algorithm": signing.AEAD_ALGORITHM,
             "nonce": nonce,

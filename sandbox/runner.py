@@ -47,6 +47,8 @@ def run_cli(
     seed: int | None,
     notify_sign_mode: NotifySignMode,
     port_file: Path | None,
+    key_mode: str | None = None,
+    migration_ramp_s: float = 7 * 24 * 3600.0,
     verbose: bool = False,
 ) -> int:
     # --verbose: access lines and notification attempts on stderr (off by default, so a parent that
@@ -59,6 +61,8 @@ def run_cli(
         auto_pay_delay_s=auto_pay_delay_s,
         seed=seed,
         notify_sign_mode=notify_sign_mode,
+        key_mode=key_mode,
+        migration_ramp_s=migration_ramp_s,
     )
     asyncio.run(_serve(config, host, port, port_file))
     return 0

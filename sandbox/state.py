@@ -11,6 +11,7 @@ from aiohttp import web
 from sandbox.backend import Backend
 from sandbox.config import SandboxConfig
 from sandbox.faults import Dice, Settings
+from sandbox.key_modes import KeyLifecycle
 from sandbox.keys import Credentials
 from sandbox.notifier import Notifier
 from sandbox.simulator import Simulator
@@ -30,19 +31,29 @@ class Sandbox:
     notifier: Notifier
     simulator: Simulator
     dice: Dice
-    clock: Clock
+    clock: Clock  # the sandbox's one "now"; the key life cycle reads it through KeyLifecycle.now()
+    keys: KeyLifecycle
 
     @classmethod
     def build(cls, config: SandboxConfig, clock: Clock = utc_now) -> Sandbox:
         settings = Settings(config)
         dice = Dice(config.seed)
         backend = Backend(clock)
-        notifier = Notifier(config.credentials, lambda: settings.config, settings.faults_for, dice, clock)
+        keys = KeyLifecycle(config.credentials, lambda: settings.config, dice, clock)
+        notifier = Notifier(
+            config.credentials,
+            lambda: settings.config,
+            settings.faults_for,
+            dice,
+            clock,
+            keys.notification_signer,
+        )
         simulator = Simulator(backend, notifier, settings)
-        return cls(config.credentials, settings, backend, notifier, simulator, dice, clock)
+        return cls(config.credentials, settings, backend, notifier, simulator, dice, clock, keys)
 
     async def reset(self) -> None:
         await self.simulator.reset()
+        self.keys.reset()
         self.dice.reseed()
 
 

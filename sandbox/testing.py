@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox import signing
 from sandbox.app import RunningServer, serve_in_thread
@@ -165,3 +167,25 @@ def prepay_body(credentials: Credentials, out_trade_no: str, notify_url: str, **
     }
     body.update(extra)
     return body
+
+
+def key_for_serial(
+    credentials: Credentials, serial: str, extra_pems: tuple[str, ...] = ()
+) -> rsa.RSAPublicKey:
+    """The WeChat Pay key a verifier should use for `Wechatpay-Serial: serial`: the public key for the
+    public-key id, else the platform certificate (the bundle's, or one of `extra_pems`) with that serial."""
+    if serial == credentials.wechatpay_public_key_id:
+        return credentials.wechatpay_public_key
+    for pem in (credentials.platform_cert_pem, *extra_pems):
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        key = cert.public_key()
+        if f"{cert.serial_number:X}" == serial.upper() and isinstance(key, rsa.RSAPublicKey):
+            return key
+    raise KeyError(f"no key for serial {serial}")
+
+
+def signature_verifies(headers: Any, body: bytes, key: rsa.RSAPublicKey) -> bool:
+    """A signed answer or notification verifies over its raw body with `key` (headers: any case)."""
+    lower = {name.lower(): value for name, value in headers.items()}
+    message = signing.response_message(lower["wechatpay-timestamp"], lower["wechatpay-nonce"], body)
+    return signing.rsa_verify(key, message, lower["wechatpay-signature"])

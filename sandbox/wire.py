@@ -10,6 +10,7 @@ from aiohttp import web
 
 from sandbox import signing
 from sandbox.errors import ApiError
+from sandbox.key_modes import Signer
 from sandbox.state import Sandbox
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -23,12 +24,10 @@ def request_id(internal_code: int = 0) -> str:
     return f"{secrets.token_hex(22).upper()}-{internal_code}"
 
 
-def response_serial(sandbox: Sandbox, request: web.Request) -> str:
-    """A request that names the public-key id gets a public-key-signed answer; otherwise certificate mode."""
-    creds = sandbox.credentials
-    if request.headers.get("Wechatpay-Serial") == creds.wechatpay_public_key_id:
-        return creds.wechatpay_public_key_id
-    return creds.platform_cert_serial_no
+def response_signer(sandbox: Sandbox, request: web.Request) -> Signer:
+    """The key mode decides; in most modes a request naming the public-key id gets a public-key
+    signature and anything else a certificate one (sandbox/key_modes.py)."""
+    return sandbox.keys.response_signer(request.headers.get("Wechatpay-Serial"))
 
 
 def signed(
@@ -38,9 +37,10 @@ def signed(
     raw = b"" if body is None else dumps(body)
     nonce = secrets.token_hex(16)
     timestamp = str(int(sandbox.clock().timestamp()))
+    signer = response_signer(sandbox, request)
     headers = signing.signed_headers(
-        sandbox.credentials.wechatpay_private_key,
-        response_serial(sandbox, request),
+        signer.private_key,
+        signer.serial,
         raw,
         timestamp=timestamp,
         nonce=nonce,

@@ -35,6 +35,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load.set_defaults(func=_catalogue_load)
 
 
+def register_keys(keys_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    show = keys_sub.add_parser("show", help="the WeChat Pay keys orderpay verifies with: serials, validity")
+    show.add_argument("--dir", type=Path, help="credentials bundle (default: ORDERPAY_CREDENTIALS_DIR)")
+    show.add_argument("--offline", action="store_true", help="do not download /v3/certificates")
+    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    show.set_defaults(func=_keys_show)
+
+
 def _clean_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Configuration and credentials problems end the command with one line, not a traceback."""
 
@@ -88,3 +96,10 @@ def _catalogue_load(args: argparse.Namespace) -> int:
     report = app.catalogue.load_file(args.file)
     print(f"catalogue: {report.inserted} inserted, {report.updated} updated")
     return 0
+
+
+@_clean_errors
+def _keys_show(args: argparse.Namespace) -> int:
+    from server.wxpay.key_report import show_keys  # noqa: PLC0415
+
+    return show_keys(args.dir, offline=args.offline, as_json=args.json)

@@ -40,3 +40,20 @@ NOTIFY_CONNECTIONS_SHED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+VERIFICATIONS = Counter(
+    "orderpay_wxpay_verifications",
+    "WeChat Pay signature verifications (responses and notifications) by key kind and outcome",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+CERTIFICATE_EXPIRY = Gauge(
+    "orderpay_wxpay_certificate_expiry_seconds",
+    "Seconds until each known WeChat Pay platform certificate expires",
+    ["serial"],
+    registry=REGISTRY,
+)
+CERTIFICATES_EXPIRING = Gauge(
+    "orderpay_wxpay_certificates_expiring",
+    "Known WeChat Pay platform certificates expiring within 10 days",
+    registry=REGISTRY,
+)

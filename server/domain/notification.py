@@ -59,3 +59,13 @@ class MalformedError(_FixedOutcome):
 
 class UndecryptableError(_FixedOutcome):
     OUTCOME = "undecryptable"
+
+
+# What an operator does about a rejection that is WeChat's or our configuration's fault, not an
+# attacker's: such outcomes are logged as errors with this hint (SPEC §7; issue 11).
+OPERATOR_ACTIONS: dict[str, str] = {
+    UndecryptableError.OUTCOME: (
+        "signed by WeChat Pay but does not decrypt: compare apiv3_key in merchant.json with the APIv3 key "
+        "set in the merchant platform (API安全); until they match every notification is refused"
+    ),
+}

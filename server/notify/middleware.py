@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from server.domain.notification import OPERATOR_ACTIONS
 from server.metrics import NOTIFICATIONS
 from server.notify.keys import RECORD, RequestRecord
 from server.notify.responses import fail
@@ -60,6 +61,9 @@ def _log_line(request: web.Request, record: RequestRecord, status: int, seconds:
         log.debug("http request", request_id=record.request_id, path=request.path, status=status)
         return
     NOTIFICATIONS.labels(record.outcome or INTERNAL).inc()
+    action = OPERATOR_ACTIONS.get(record.outcome)
+    if action is not None:
+        record.extra.setdefault("action", action)
     log.log(
         _level(status, record.outcome),
         "notification",
@@ -75,6 +79,6 @@ def _log_line(request: web.Request, record: RequestRecord, status: int, seconds:
 
 
 def _level(status: int, outcome: str) -> int:
-    if status >= 500 or outcome in ALARMING_OUTCOMES:
+    if status >= 500 or outcome in ALARMING_OUTCOMES or outcome in OPERATOR_ACTIONS:
         return logging.ERROR
     return logging.WARNING if status >= 400 else logging.INFO

@@ -23,7 +23,9 @@ def notification_service(app: App) -> NotificationService:
         store=NotificationStore(app.db, app.uow),
         clock=app.clock,
         parse=notification_parser(
-            app.credentials, app.credentials.verifier_keys(), app.settings.notify_clock_skew_s
+            app.credentials,
+            app.wxpay.key_store if app.wxpay is not None else app.credentials.verifier_keys(),
+            app.settings.notify_clock_skew_s,
         ),
         payments=app.payments,
         refunds=app.refunds,

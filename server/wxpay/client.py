@@ -13,7 +13,6 @@ callers repair it by querying with the same `out_trade_no` / `out_refund_no`.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from urllib.parse import quote
 
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -35,9 +33,10 @@ from tenacity.stop import stop_base
 from server.config import Settings
 from server.domain.errors import DomainError, ProviderRejectedError, ProviderUnavailableError
 from server.wxpay.breaker import ProviderBreaker
+from server.wxpay.certificates import KeyStore, PlatformCertificate
 from server.wxpay.credentials import MerchantCredentials, certificate_serial
 from server.wxpay.crypto import decrypt_resource
-from server.wxpay.errors import NotificationRejected, UnknownSerialError
+from server.wxpay.errors import NotificationRejected
 from server.wxpay.provider_errors import error_for_status, is_retryable_status, parse_error_body, unavailable
 from server.wxpay.signing import (
     HEADER_SERIAL,
@@ -46,7 +45,6 @@ from server.wxpay.signing import (
     authorization_header,
     jsapi_pay_params,
     new_nonce,
-    verify_signed_message,
 )
 
 SignMode = Literal["pubkey", "cert"]
@@ -59,27 +57,11 @@ PREPAY_CHANNELS: Mapping[str, str] = {
     "native": "native",
 }
 MAX_RESPONSE_BYTES = 1 << 20
-CERT_REFRESH_MIN_INTERVAL_S = 60.0
 USER_AGENT = f"orderpay-wxpay/0.1 httpx/{httpx.__version__}"
 
 
 def _no_observer(operation: str, outcome: str, seconds: float) -> None:
     """Default observer: metrics are optional here."""
-
-
-@dataclass(frozen=True)
-class PlatformCertificate:
-    serial_no: str
-    effective_time: str
-    expire_time: str
-    certificate: x509.Certificate
-
-    @property
-    def public_key(self) -> rsa.RSAPublicKey:
-        key = self.certificate.public_key()
-        if not isinstance(key, rsa.RSAPublicKey):
-            raise TypeError("platform certificate does not hold an RSA key")
-        return key
 
 
 @dataclass(frozen=True)
@@ -142,9 +124,8 @@ class WeChatPayClient:
         self._sign_mode = sign_mode
         self._observer = observer
         self._breaker = ProviderBreaker(fail_max=breaker_fail_max, reset_s=breaker_reset_s)
-        self._keys = credentials.verifier_keys()
-        self._keys_lock = threading.Lock()
-        self._certs_refreshed_at = float("-inf")
+        # Every key by serial, shared with the notify sidecar; downloads certificates through this client.
+        self._key_store = KeyStore(credentials, fetch=self.download_certificates, clock=clock)
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -171,6 +152,10 @@ class WeChatPayClient:
     @property
     def credentials(self) -> MerchantCredentials:
         return self._credentials
+
+    @property
+    def key_store(self) -> KeyStore:
+        return self._key_store
 
     # --- API operations ----------------------------------------------------------------------------
 
@@ -207,9 +192,10 @@ class WeChatPayClient:
         decoded: list[PlatformCertificate] = []
 
         def verify(response: _Response) -> None:
-            decoded.extend(self._decrypt_certificates(response.body))
-            extra = {cert.serial_no: cert.public_key for cert in decoded}
-            self._verify_signature(response, keys=self._keys.merged(extra), refresh=False)
+            if response.status < 300:  # a signed 404 (public-key-only merchant) carries no certificates
+                decoded.extend(self._decrypt_certificates(response.body))
+            extra = VerifierKeys({cert.serial_no: cert.public_key for cert in decoded})
+            self._verify_signature(response, extra=extra, refresh=False)
 
         self._call("download_certificates", "GET", "/v3/certificates", verify=verify)
         return decoded
@@ -395,32 +381,14 @@ class WeChatPayClient:
     # --- response verification and certificates ---------------------------------------------------
 
     def _verify_signature(
-        self, response: _Response, *, keys: VerifierKeys | None = None, refresh: bool = True
+        self, response: _Response, *, extra: VerifierKeys | None = None, refresh: bool = True
     ) -> None:
         try:
-            verify_signed_message(
-                response.headers,
-                response.body,
-                keys=keys if keys is not None else self._keys,
-                now=self._clock(),
+            self._key_store.verify(
+                response.headers, response.body, now=self._clock(), extra=extra, refresh=refresh
             )
-        except UnknownSerialError:
-            if not (refresh and self._sign_mode == "cert" and self._refresh_certificates()):
-                raise _forged(response, "unknown_serial") from None
-            self._verify_signature(response, refresh=False)
         except NotificationRejected as exc:
             raise _forged(response, exc.outcome) from None
-
-    def _refresh_certificates(self) -> bool:
-        """Re-download platform certs (at most once a minute, so forged serials cannot make us loop)."""
-        with self._keys_lock:
-            if time.monotonic() - self._certs_refreshed_at < CERT_REFRESH_MIN_INTERVAL_S:
-                return False
-            self._certs_refreshed_at = time.monotonic()
-        certificates = self.download_certificates()
-        with self._keys_lock:
-            self._keys = self._keys.merged({cert.serial_no: cert.public_key for cert in certificates})
-        return True
 
     def _decrypt_certificates(self, body: bytes) -> list[PlatformCertificate]:
         try:

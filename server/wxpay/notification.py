@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from server.domain.notification import Notification
+from server.wxpay.certificates import KeyStore
 from server.wxpay.credentials import MerchantCredentials
 from server.wxpay.crypto import ALGORITHM, decrypt_resource
 from server.wxpay.errors import MalformedError, UndecryptableError
@@ -25,11 +26,15 @@ def parse_notification(
     body: bytes,
     *,
     credentials: MerchantCredentials,
-    keys: VerifierKeys,
+    keys: VerifierKeys | KeyStore,
     now: float,
     max_skew_s: int = MAX_CLOCK_SKEW_S,
 ) -> Notification:
-    verify_signed_message(headers, body, keys=keys, now=now, max_skew_s=max_skew_s)
+    """`keys`: fixed keys, or the shared KeyStore (which downloads certificates for an unknown serial)."""
+    if isinstance(keys, KeyStore):
+        keys.verify(headers, body, now=now, max_skew_s=max_skew_s)
+    else:
+        verify_signed_message(headers, body, keys=keys, now=now, max_skew_s=max_skew_s)
     envelope = _json_object(body, "notification body")
     notification_id = envelope.get("id")
     event_type = envelope.get("event_type")
@@ -76,7 +81,7 @@ def _text(value: object) -> str:
 
 
 def notification_parser(
-    credentials: MerchantCredentials, keys: VerifierKeys, max_skew_s: int = MAX_CLOCK_SKEW_S
+    credentials: MerchantCredentials, keys: VerifierKeys | KeyStore, max_skew_s: int = MAX_CLOCK_SKEW_S
 ) -> Callable[[Mapping[str, str], bytes, float], Notification]:
     """`parse_notification` with this merchant's keys bound: the service layer's NotificationParser."""
 

@@ -13,7 +13,14 @@ from cryptography import x509
 from sandbox import signing
 from sandbox.app import RunningSandbox
 from sandbox.keys import Credentials
-from sandbox.testing import Answer, MerchantCaller, NotificationReceiver, prepay_body
+from sandbox.testing import (
+    Answer,
+    MerchantCaller,
+    NotificationReceiver,
+    key_for_serial,
+    prepay_body,
+    signature_verifies,
+)
 
 NOTIFY = "https://merchant.example.com/wxpay/notify"
 MakeSandbox = Callable[..., RunningSandbox]
@@ -27,8 +34,8 @@ def verify_answer(answer: Answer, credentials: Credentials) -> None:
     if answer.status != 204:
         assert h["content-type"] == "application/json; charset=utf-8"
     assert h["request-id"].endswith("-0") or answer.status >= 400
-    message = signing.response_message(h["wechatpay-timestamp"], h["wechatpay-nonce"], answer.body)
-    assert signing.rsa_verify(credentials.wechatpay_public_key, message, h["wechatpay-signature"])
+    key = key_for_serial(credentials, h["wechatpay-serial"])
+    assert signature_verifies(h, answer.body, key)
 
 
 def prepay(caller: MerchantCaller, channel: str, body: dict[str, object]) -> Answer:
@@ -303,7 +310,8 @@ def test_certificates_decrypt_to_the_platform_cert(caller: MerchantCaller, crede
     pem = signing.decrypt_resource(credentials.apiv3_key, enc["nonce"], "certificate", enc["ciphertext"])
     cert = x509.load_pem_x509_certificate(pem)
     assert f"{cert.serial_number:X}" == credentials.platform_cert_serial_no
-    assert cert.public_key() == credentials.wechatpay_public_key
+    assert cert.public_key() == credentials.platform_private_key.public_key()
+    assert cert.public_key() != credentials.wechatpay_public_key  # two key pairs, as at WeChat
 
 
 def test_public_key_only_merchant_has_no_certificates(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography import x509
 
 from sandbox.keys import load_credentials
@@ -58,7 +59,9 @@ def test_keys_init_writes_the_bundle(tmp_path: Path) -> None:
     assert f"{cert.serial_number:040X}" == info["platform_cert_serial_no"]
     assert cert.not_valid_after_utc - datetime.now(UTC) > timedelta(days=5 * 365 - 2)
     creds = load_credentials(keys)
-    assert cert.public_key() == creds.wechatpay_public_key
+    assert cert.public_key() == creds.platform_private_key.public_key()
+    assert cert.public_key() != creds.wechatpay_public_key  # the certificate has its own key pair
+    assert stat.S_IMODE((keys / "platform_private_key.pem").stat().st_mode) == 0o600
 
 
 def test_keys_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
@@ -131,3 +134,37 @@ def test_sandbox_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.mark.parametrize(
+    ("flags", "mode", "certificates"),
+    [
+        (("--key-mode", "migrating", "--migration-ramp", "3600"), "migrating", 200),
+        (("--key-mode", "public_key_only"), "public_key_only", 404),
+    ],
+)
+def test_sandbox_key_mode_flags(tmp_path: Path, flags: tuple[str, ...], mode: str, certificates: int) -> None:
+    keys, port_file = tmp_path / "keys", tmp_path / "port"
+    assert run("keys", "init", "--dir", str(keys)).returncode == 0
+    command = [*ORDERPAY, "sandbox", "--listen", "127.0.0.1:0", "--credentials-dir", str(keys)]
+    process = subprocess.Popen(
+        [*command, "--port-file", str(port_file), *flags],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port = int(wait_until(lambda: port_file.exists() and port_file.read_text().strip(), timeout=30))
+        state = httpx.get(f"http://127.0.0.1:{port}/sandbox/v1/keys").json()
+        assert state["mode"] == mode
+        if mode == "migrating":
+            assert state["migration"]["ramp_s"] == 3600
+            assert 0 <= state["migration"]["public_key_share"] < 0.01
+        caller = MerchantCaller(f"http://127.0.0.1:{port}", load_credentials(keys))
+        try:
+            assert caller.call("GET", "/v3/certificates").status == certificates
+        finally:
+            caller.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)

@@ -14,7 +14,14 @@ from sandbox import signing
 from sandbox.app import RunningSandbox
 from sandbox.config import Faults
 from sandbox.keys import Credentials
-from sandbox.testing import MerchantCaller, NotificationReceiver, Received, prepay_body, wait_until
+from sandbox.testing import (
+    MerchantCaller,
+    NotificationReceiver,
+    Received,
+    key_for_serial,
+    prepay_body,
+    wait_until,
+)
 
 JSAPI = "/v3/pay/transactions/jsapi"
 
@@ -52,7 +59,9 @@ def decrypt(received: Received, credentials: Credentials) -> dict[str, Any]:
 def signature_ok(received: Received, credentials: Credentials) -> bool:
     h = received.headers
     message = signing.response_message(h["Wechatpay-Timestamp"], h["Wechatpay-Nonce"], received.body)
-    return signing.rsa_verify(credentials.wechatpay_public_key, message, h["Wechatpay-Signature"])
+    return signing.rsa_verify(
+        key_for_serial(credentials, h["Wechatpay-Serial"]), message, h["Wechatpay-Signature"]
+    )
 
 
 def test_duplicates_concurrent(

@@ -43,6 +43,7 @@ class Stack:
     sandbox_url: str = ""
     grpc_target: str = ""
     notify_url: str = ""
+    metrics_url: str = ""
     server_env: dict[str, str] = field(default_factory=dict)
     sandbox: subprocess.Popen[bytes] | None = None
     server: subprocess.Popen[bytes] | None = None
@@ -71,15 +72,16 @@ class Stack:
         self.sandbox_url = f"http://127.0.0.1:{port_file.read_text().strip()}"
 
     def start_server(self, **settings: str) -> None:
-        grpc_port, notify_port = free_port(), free_port()
+        grpc_port, notify_port, metrics_port = free_port(), free_port(), free_port()
         self.grpc_target = f"127.0.0.1:{grpc_port}"
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.notify_url = f"http://127.0.0.1:{notify_port}/wxpay/notify"
         env = {
             **os.environ,
             "ORDERPAY_DATABASE_URL": self.database_url,
             "ORDERPAY_GRPC_LISTEN": self.grpc_target,
             "ORDERPAY_NOTIFY_LISTEN": f"127.0.0.1:{notify_port}",
-            "ORDERPAY_METRICS_LISTEN": "127.0.0.1:0",
+            "ORDERPAY_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
             "ORDERPAY_NOTIFY_URL": self.notify_url,
             "ORDERPAY_WXPAY_BASE_URL": self.sandbox_url,
             "ORDERPAY_CREDENTIALS_DIR": str(self.keys),
