@@ -40,13 +40,13 @@ def _clean_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[arg
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from server.config import ConfigError  # noqa: PLC0415
+        from server.config import StartupError  # noqa: PLC0415
         from server.domain.errors import DomainError  # noqa: PLC0415
         from server.wxpay.errors import CredentialsError  # noqa: PLC0415
 
         try:
             return handler(args)
-        except (ConfigError, CredentialsError, DomainError, FileNotFoundError) as exc:
+        except (StartupError, CredentialsError, DomainError, FileNotFoundError) as exc:
             print(f"orderpay: {exc}", file=sys.stderr)
             return 2
 

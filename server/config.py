@@ -16,7 +16,12 @@ from typing import Any
 DEV_TOKENS = "bff:dev-bff-token,admin:dev-admin-token"
 
 
-class ConfigError(ValueError):
+class StartupError(Exception):
+    """The process cannot start (a setting, a port, the database); the message is one line saying why
+    and what to change. The CLI prints it and exits 2; the traceback only with `orderpay --debug`."""
+
+
+class ConfigError(StartupError, ValueError):
     """A setting is missing, unknown or malformed; the message names the variable."""
 
 
