@@ -124,5 +124,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             kind = type(getattr(defaults, name)).__name__
             raise ConfigError(f"ORDERPAY_{name.upper()}: expected {kind}, got {raw!r}") from exc
     settings = replace(defaults, **coerced)
-    settings.tokens  # noqa: B018 - validate early so a bad token list fails at start, not on first call
+    _check(settings)
     return settings
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("auto", "json", "console")
+
+
+def _check(settings: Settings) -> None:
+    """What can be known wrong before anything starts fails here, in one line naming the variable."""
+    settings.tokens  # noqa: B018 - validate early so a bad token list fails at start, not on first call
+    if settings.log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(
+            f"ORDERPAY_LOG_LEVEL: want one of {', '.join(LOG_LEVELS)}; got {settings.log_level!r}"
+        )
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(
+            f"ORDERPAY_LOG_FORMAT: want one of {', '.join(LOG_FORMATS)}; got {settings.log_format!r}"
+        )

@@ -37,7 +37,7 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
     )
     if not (keys / "merchant.json").exists():
         _orderpay("keys", "init", "--dir", str(keys))
-    configure_logging(settings.log_format, "warning")
+    configure_logging(settings.log_format, settings.log_level)
     STATE_DIR.mkdir(exist_ok=True)
     port_file = STATE_DIR / "sandbox.port"
     port_file.unlink(missing_ok=True)

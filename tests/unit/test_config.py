@@ -46,3 +46,15 @@ def test_unknown_file_settings_and_bad_numbers_fail(tmp_path: Path) -> None:
         load_settings({"ORDERPAY_CONFIG_FILE": str(toml)})
     with pytest.raises(ValueError, match="ORDERPAY_GRPC_WORKERS: expected int, got 'many'"):
         load_settings({"ORDERPAY_GRPC_WORKERS": "many"})
+
+
+def test_log_level_and_format_are_checked_at_start() -> None:
+    with pytest.raises(
+        ValueError, match=r"^ORDERPAY_LOG_LEVEL: want one of debug, info, warning, error, critical"
+    ):
+        load_settings({"ORDERPAY_LOG_LEVEL": "verbose"})
+    with pytest.raises(
+        ValueError, match=r"^ORDERPAY_LOG_FORMAT: want one of auto, json, console; got 'xml'$"
+    ):
+        load_settings({"ORDERPAY_LOG_FORMAT": "xml"})
+    assert load_settings({"ORDERPAY_LOG_LEVEL": "WARNING"}).log_level == "WARNING"
