@@ -37,6 +37,8 @@ def summary_table(summary: Summary) -> Table:
         "max ms",
     ):
         table.add_column(column, justify="right")
+    # No successful call, no latency: a dash, never a 0.0 ms that reads like a very fast server.
+    latencies = (summary.p50_ms, summary.p95_ms, summary.p99_ms, summary.max_ms)
     table.add_row(
         str(summary.items),
         str(summary.calls),
@@ -44,10 +46,7 @@ def summary_table(summary: Summary) -> Table:
         str(sum(summary.errors.values())),
         f"{summary.elapsed_s:.2f}",
         f"{summary.throughput:,.0f}",
-        f"{summary.p50_ms:.1f}",
-        f"{summary.p95_ms:.1f}",
-        f"{summary.p99_ms:.1f}",
-        f"{summary.max_ms:.1f}",
+        *(f"{ms:.1f}" if summary.ok else "-" for ms in latencies),
     )
     return table
 
