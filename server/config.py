@@ -12,8 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 DEV_TOKENS = "bff:dev-bff-token,admin:dev-admin-token"
+STATE_DIR = Path(".orderpay")  # the dev state directory, made on demand (keys, the default database)
+SQLITE_PREFIX = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 class StartupError(Exception):
@@ -139,7 +143,55 @@ def _check(settings: Settings) -> None:
         raise ConfigError(
             f"ORDERPAY_LOG_LEVEL: want one of {', '.join(LOG_LEVELS)}; got {settings.log_level!r}"
         )
+    check_database_url(settings.database_url)
     if settings.log_format not in LOG_FORMATS:
         raise ConfigError(
             f"ORDERPAY_LOG_FORMAT: want one of {', '.join(LOG_FORMATS)}; got {settings.log_format!r}"
         )
+
+
+def check_database_url(url: str) -> None:
+    """`sqlite:///PATH` (the directory must exist, but for the dev state dir) or `postgresql://...`."""
+    name = "ORDERPAY_DATABASE_URL"
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        if not url.startswith(SQLITE_PREFIX):
+            raise ConfigError(
+                f"{name}: {url!r} is not sqlite:///PATH (three slashes, then the path;"
+                " four for an absolute one: sqlite:////var/lib/orderpay.db)"
+            )
+        path = url.removeprefix(SQLITE_PREFIX)
+        if path in {"", ":memory:"}:
+            return
+        parent = Path(path).parent
+        if not parent.is_dir() and parent.resolve() != STATE_DIR.resolve():
+            raise ConfigError(f"{name}: directory {parent} does not exist (create it, or fix the path)")
+        return
+    if parsed.scheme in POSTGRES_SCHEMES:
+        try:
+            parsed.port  # noqa: B018 - raises on a malformed port
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {redact(url)} has a bad port") from exc
+        if not parsed.path.strip("/"):
+            raise ConfigError(f"{name}: {redact(url)} names no database (postgresql://USER@HOST:PORT/DB)")
+        return
+    raise ConfigError(
+        f"{name}: unsupported scheme {parsed.scheme!r} in {redact(url)}; want sqlite:///PATH or "
+        "postgresql://USER@HOST:PORT/DB"
+    )
+
+
+def redact(url: str) -> str:
+    """The URL without its password, fit for a banner or a log line."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return parsed._replace(netloc=netloc).geturl()
+
+
+def describe_database(url: str) -> str:
+    """What the banner shows: the redacted URL, and for SQLite the file it resolves to."""
+    if url.startswith(SQLITE_PREFIX) and url.removeprefix(SQLITE_PREFIX) not in {"", ":memory:"}:
+        return f"{url}   ({Path(url.removeprefix(SQLITE_PREFIX)).resolve()})"
+    return redact(url)

@@ -11,13 +11,12 @@ from pathlib import Path
 import httpx
 import structlog
 
-from server.config import DEV_TOKENS, Settings, StartupError, load_settings
+from server.config import DEV_TOKENS, STATE_DIR, Settings, StartupError, describe_database, load_settings
 from server.log_setup import configure_logging
 from server.ports import Binding, ensure_free
 from server.runner import start_stack, wait_for_signal
 
 log = structlog.get_logger("orderpay.dev")
-STATE_DIR = Path(".orderpay")
 SANDBOX_START_S = 20.0
 
 
@@ -114,7 +113,8 @@ orderpay dev stack is up
   gRPC           {grpc}   (OrderService, PayService, VipService, health, reflection)
   notify sidecar http://{notify}/wxpay/notify   (/healthz /readyz /metrics)
   sandbox        {sandbox_url}   (fake WeChat Pay; control API under /sandbox/v1/)
-  tokens         {tokens}{dev_note}
+  tokens         {tokens}{dev_note}   (gRPC metadata `authorization: Bearer <token>`)
+  database       {describe_database(settings.database_url)}
 
 Try it (in another terminal):
   .venv/bin/orderpay demo                 # a VIP purchase, each step printed

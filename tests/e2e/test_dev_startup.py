@@ -97,3 +97,29 @@ def test_two_parts_on_one_port_is_a_configuration_error(tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         f"orderpay: --sandbox-listen and ORDERPAY_NOTIFY_LISTEN both want port {port}; give each its own"
     )
+
+
+def test_a_malformed_database_url_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    done = dev(
+        tmp_path, "--sandbox-listen", f"127.0.0.1:{free_port()}", ORDERPAY_DATABASE_URL="sqlite://orderpay.db"
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith(
+        "orderpay: ORDERPAY_DATABASE_URL: 'sqlite://orderpay.db' is not sqlite:///PATH"
+    )
+    assert "\n" not in done.stderr.strip()
+    assert list(tmp_path.iterdir()) == []  # no `sqlite:` directory, no keys
+
+
+def test_a_sqlite_file_under_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/missing/orderpay.db"
+
+    done = dev(tmp_path, "--sandbox-listen", f"127.0.0.1:{free_port()}", ORDERPAY_DATABASE_URL=url)
+
+    assert done.returncode == 2
+    missing = tmp_path / "missing"
+    assert done.stderr.strip() == (
+        f"orderpay: ORDERPAY_DATABASE_URL: directory {missing} does not exist (create it, or fix the path)"
+    )
+    assert not (tmp_path / "missing").exists()
