@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ import peewee as pw
 from rich.console import Console
 from rich.markup import escape
 
+from clients.console import print_json, stdout_console
 from clients.loadtest import bounds
 from clients.loadtest.defaults import (
     DEFAULT_DATABASE_URL,
@@ -24,7 +23,7 @@ from clients.loadtest.defaults import (
 )
 from clients.loadtest.harness import Plan
 from clients.loadtest.invariants import InvariantReport, check_invariants
-from clients.loadtest.report import errors_table, invariants_table, progress_bar, summary_table
+from clients.loadtest.report import errors_table, invariants_table, progress_bar, summary_view
 from clients.loadtest.scenarios import LoadConfig, ScenarioResult, SetupError, run_scenario
 from clients.loadtest.verdict import run_failures
 
@@ -115,11 +114,10 @@ def _print(
     failures: list[str],
 ) -> None:
     if args.json:
-        json.dump(result_json(config, result, report, failures), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(result_json(config, result, report, failures))
         return
-    console = Console()
-    console.print(summary_table(result.summary))
+    console = stdout_console()
+    console.print(summary_view(result.summary, console))
     if result.summary.errors:
         console.print(errors_table(result.summary))
     if result.summary.extra:

@@ -15,6 +15,7 @@ import pytest
 
 from clients.bench.procs import BFF_TOKEN, free_port
 from clients.bench.stack import ServerSpec, init_keys, start_server
+from tests.support.terminal import run_in_terminal
 
 CLI_TIMEOUT_S = 60
 
@@ -178,3 +179,32 @@ def test_failures_beyond_the_stated_rate_fail_the_run(stack: Stack) -> None:
     assert code == 0, result
     assert result["failures"] == []
     assert result["summary"]["ok"] == 10
+
+
+def test_tables_are_complete_when_piped(stack: Stack) -> None:
+    done = _loadtest(
+        "create-unique", "--count", "5", "--target", stack.target, "--token", BFF_TOKEN,
+        "--database-url", stack.database_url,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "…" not in done.stdout
+    header = next(line for line in done.stdout.splitlines() if "elapsed s" in line)
+    for column in ("items", "calls", "ok/s", "p50 ms", "p99 ms", "max ms"):
+        assert column in header
+    checks = [line for line in done.stdout.splitlines() if "one_order_per_key" in line]
+    assert len(checks) == 1  # the rule is on the check's own line, whole
+    assert "all invariants hold" in done.stdout
+
+
+def test_tables_fit_an_80_column_terminal(stack: Stack) -> None:
+    argv = [sys.executable, "-m", "clients.cli", "loadtest", "create-unique", "--count", "5"]
+    argv += ["--target", stack.target, "--token", BFF_TOKEN, "--database-url", stack.database_url]
+
+    code, screen = run_in_terminal(argv, columns=80)
+
+    assert code == 0, screen
+    assert "…" not in screen
+    assert max(len(line) for line in screen.splitlines()) <= 80
+    for figure in ("elapsed s", "ok/s", "p50 ms", "p99 ms", "max ms", "one_order_per_key"):
+        assert figure in screen
