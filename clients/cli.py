@@ -17,6 +17,9 @@ COMMAND_MODULES = ("server.commands", "server.jobs.commands", "sandbox.commands"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderpay", description="Orders and WeChat Pay payments.")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of a start-up failure instead of one line"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         module = importlib.import_module(name)
