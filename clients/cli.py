@@ -17,6 +17,9 @@ COMMAND_MODULES = ("server.commands", "server.jobs.commands", "sandbox.commands"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderpay", description="Orders and WeChat Pay payments.")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of a start-up failure instead of one line"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     keys = sub.add_parser("keys", help="credentials and WeChat Pay keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

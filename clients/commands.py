@@ -33,12 +33,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     connection.add_argument("--token", help="bearer token (env ORDERPAY_TOKEN, else the dev admin token)")
     connection.add_argument("--timeout", type=float, default=5.0, help="seconds per call (default 5)")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     orders = sub.add_parser("orders", help="list and show orders over gRPC")
     actions = orders.add_subparsers(dest="orders_command", required=True, metavar="ACTION")
 
     listing = actions.add_parser(
-        "list", parents=[connection], help="one page of a user's orders, newest first"
+        "list", parents=[connection, output], help="one page of a user's orders, newest first"
     )
     listing.add_argument("--user-id", required=True)
     listing.add_argument("--status", choices=STATUS_CHOICES, type=str.lower)
@@ -46,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing.add_argument("--page-token", default="", help="from the previous page's footer")
     listing.set_defaults(func=_list_orders)
 
-    show = actions.add_parser("show", parents=[connection], help="every field of one order")
+    show = actions.add_parser("show", parents=[connection, output], help="every field of one order")
     show.add_argument("order_id", metavar="ORDER_ID")
     show.add_argument("--wait-ms", type=int, help="wait up to this long for fulfilment to leave PENDING")
     show.set_defaults(func=_show_order)
@@ -63,35 +65,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _list_orders(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from clients.console import print_json, stdout_console
     from clients.errors import OrderPayError
-    from clients.views import orders_table
+    from clients.views import order_json, orders_view
 
     try:
         with _client(args) as client:
             page = client.list_orders(args.user_id, args.page_size, args.page_token, args.status)
     except OrderPayError as err:
         return _report(err)
-    console = Console()
-    console.print(orders_table(page.orders))
+    if args.json:
+        print_json({"orders": [order_json(o) for o in page.orders], "next_page_token": page.next_page_token})
+        return 0
+    console = stdout_console()
+    console.print(orders_view(page.orders, console))
     if page.next_page_token:
         console.print(f"next page: --page-token {page.next_page_token}", highlight=False)
     return 0
 
 
 def _show_order(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from clients.console import print_json, stdout_console
     from clients.errors import OrderPayError
-    from clients.views import order_view
+    from clients.views import order_json, order_view
 
     try:
         with _client(args) as client:
             order = client.get_order(args.order_id, args.wait_ms)
     except OrderPayError as err:
         return _report(err)
-    Console().print(order_view(order))
+    if args.json:
+        print_json(order_json(order))
+        return 0
+    stdout_console().print(order_view(order))
     return 0
 
 

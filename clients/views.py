@@ -1,20 +1,33 @@
-"""Rich renderings of orders for the CLI: money in yuan, enums by short name, times in UTC."""
+"""Renderings of orders for the CLI: money in yuan, enums by short name, times in UTC; and as JSON."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC
+from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.json_format import MessageToDict
+from rich.console import Console
 from rich.table import Table
 
+from clients.console import fits
 from orderpay.v1 import order_pb2
+
+INTEGER_TYPES = (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64)
+
+
+def orders_view(orders: Sequence[order_pb2.Order], console: Console) -> Table:
+    """The one-row-per-order table when it fits the console, else two columns per order that do."""
+    table = orders_table(orders)
+    return table if fits(console, table) else orders_stacked(orders)
 
 
 def orders_table(orders: Sequence[order_pb2.Order]) -> Table:
-    """A page of orders as a table: the columns an operator scans first."""
+    """A page of orders as a table: the columns an operator scans first, one line each."""
     table = Table(title=None if orders else "no orders")
-    for header in ("order id", "product", "qty", "total", "status", "fulfilment", "created"):
-        table.add_column(header, no_wrap=header == "order id")
+    for header in ("order id", "product", "qty", "total", "status", "fulfilment", "created (UTC)"):
+        table.add_column(header, no_wrap=True, justify="right" if header in {"qty", "total"} else "left")
     for order in orders:
         table.add_row(
             order.order_id,
@@ -23,9 +36,33 @@ def orders_table(orders: Sequence[order_pb2.Order]) -> Table:
             yuan(order.total_fee),
             enum_label(order, "status"),
             enum_label(order, "fulfilment"),
-            timestamp(order, "created_at"),
+            short_time(order, "created_at"),
         )
     return table
+
+
+def orders_stacked(orders: Sequence[order_pb2.Order]) -> Table:
+    """For a narrow terminal: the id, then what the wide table's other columns say, line by line."""
+    table = Table(title=None if orders else "no orders", show_lines=True)
+    table.add_column("order id", no_wrap=True)
+    table.add_column("product / status / created (UTC)")
+    for order in orders:
+        table.add_row(
+            order.order_id,
+            f"{order.product_id} ×{order.quantity}  {yuan(order.total_fee)}\n"
+            f"{enum_label(order, 'status')}, fulfilment {enum_label(order, 'fulfilment')}\n"
+            f"{short_time(order, 'created_at')}",
+        )
+    return table
+
+
+def order_json(order: order_pb2.Order) -> dict[str, Any]:
+    """Every field, named as in the proto; enums by name, 64-bit integers as numbers, times as RFC 3339."""
+    data = MessageToDict(order, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    for field in order.DESCRIPTOR.fields:
+        if field.type in INTEGER_TYPES and field.name in data:
+            data[field.name] = int(data[field.name])
+    return data
 
 
 def order_view(order: order_pb2.Order) -> Table:
@@ -70,6 +107,13 @@ def enum_label(order: order_pb2.Order, name: str) -> str:
         return str(number)
     prefix = enum_type.values[0].name.removesuffix("UNSPECIFIED")
     return value.name.removeprefix(prefix)
+
+
+def short_time(order: order_pb2.Order, name: str) -> str:
+    """`2026-11-25 10:03:17` (UTC, said in the column header): complete, and narrower than ISO."""
+    if not order.HasField(name):  # type: ignore[arg-type]
+        return "-"
+    return str(getattr(order, name).ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def timestamp(order: order_pb2.Order, name: str) -> str:

@@ -44,18 +44,20 @@ def register_keys(keys_sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _clean_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Configuration and credentials problems end the command with one line, not a traceback."""
+    """A start-up failure (configuration, credentials, port, database) ends the command with one line
+    and exit 2, not a traceback; `orderpay --debug` shows the traceback."""
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from server.config import ConfigError  # noqa: PLC0415
-        from server.domain.errors import DomainError  # noqa: PLC0415
-        from server.wxpay.errors import CredentialsError  # noqa: PLC0415
-
         try:
             return handler(args)
-        except (ConfigError, CredentialsError, DomainError, FileNotFoundError) as exc:
-            print(f"orderpay: {exc}", file=sys.stderr)
+        except Exception as exc:
+            from server.startup import explain  # noqa: PLC0415
+
+            message = None if getattr(args, "debug", False) else explain(exc)
+            if message is None:
+                raise
+            print(f"orderpay: {message}", file=sys.stderr)
             return 2
 
     return run
@@ -65,7 +67,27 @@ def _clean_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[arg
 def _serve(args: argparse.Namespace) -> int:
     from server.runner import serve  # noqa: PLC0415 - keep `orderpay --help` light
 
-    return serve(listen=args.listen, parts=set(args.only) if args.only else None, workers=args.workers)
+    parts = set(args.only) if args.only else None
+    _check_ports(args.listen, parts or {"grpc", "notify"}, args.workers)
+    return serve(listen=args.listen, parts=parts, workers=args.workers)
+
+
+def _check_ports(listen: str | None, parts: set[str], workers: int) -> None:
+    """Before anything starts, as `dev` does; not when workers share the ports on purpose."""
+    import os  # noqa: PLC0415
+
+    from server.config import load_settings  # noqa: PLC0415
+    from server.ports import Binding, ensure_free  # noqa: PLC0415
+
+    if workers > 1 or os.environ.get("ORDERPAY_REUSE_PORT") == "1":
+        return
+    settings = load_settings()
+    bindings = []
+    if "grpc" in parts:
+        bindings.append(Binding.parse("gRPC", "ORDERPAY_GRPC_LISTEN", listen or settings.grpc_listen))
+    if "notify" in parts:
+        bindings.append(Binding.parse("notify sidecar", "ORDERPAY_NOTIFY_LISTEN", settings.notify_listen))
+    ensure_free(bindings)
 
 
 @_clean_errors

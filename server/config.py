@@ -12,11 +12,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 DEV_TOKENS = "bff:dev-bff-token,admin:dev-admin-token"
+STATE_DIR = Path(".orderpay")  # the dev state directory, made on demand (keys, the default database)
+SQLITE_PREFIX = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
-class ConfigError(ValueError):
+class StartupError(Exception):
+    """The process cannot start (a setting, a port, the database); the message is one line saying why
+    and what to change. The CLI prints it and exits 2; the traceback only with `orderpay --debug`."""
+
+
+class ConfigError(StartupError, ValueError):
     """A setting is missing, unknown or malformed; the message names the variable."""
 
 
@@ -129,5 +138,70 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             kind = type(getattr(defaults, name)).__name__
             raise ConfigError(f"ORDERPAY_{name.upper()}: expected {kind}, got {raw!r}") from exc
     settings = replace(defaults, **coerced)
-    settings.tokens  # noqa: B018 - validate early so a bad token list fails at start, not on first call
+    _check(settings)
     return settings
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("auto", "json", "console")
+
+
+def _check(settings: Settings) -> None:
+    """What can be known wrong before anything starts fails here, in one line naming the variable."""
+    settings.tokens  # noqa: B018 - validate early so a bad token list fails at start, not on first call
+    if settings.log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(
+            f"ORDERPAY_LOG_LEVEL: want one of {', '.join(LOG_LEVELS)}; got {settings.log_level!r}"
+        )
+    check_database_url(settings.database_url)
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(
+            f"ORDERPAY_LOG_FORMAT: want one of {', '.join(LOG_FORMATS)}; got {settings.log_format!r}"
+        )
+
+
+def check_database_url(url: str) -> None:
+    """`sqlite:///PATH` (the directory must exist, but for the dev state dir) or `postgresql://...`."""
+    name = "ORDERPAY_DATABASE_URL"
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        if not url.startswith(SQLITE_PREFIX):
+            raise ConfigError(
+                f"{name}: {url!r} is not sqlite:///PATH (three slashes, then the path;"
+                " four for an absolute one: sqlite:////var/lib/orderpay.db)"
+            )
+        path = url.removeprefix(SQLITE_PREFIX)
+        if path in {"", ":memory:"}:
+            return
+        parent = Path(path).parent
+        if not parent.is_dir() and parent.resolve() != STATE_DIR.resolve():
+            raise ConfigError(f"{name}: directory {parent} does not exist (create it, or fix the path)")
+        return
+    if parsed.scheme in POSTGRES_SCHEMES:
+        try:
+            parsed.port  # noqa: B018 - raises on a malformed port
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {redact(url)} has a bad port") from exc
+        if not parsed.path.strip("/"):
+            raise ConfigError(f"{name}: {redact(url)} names no database (postgresql://USER@HOST:PORT/DB)")
+        return
+    raise ConfigError(
+        f"{name}: unsupported scheme {parsed.scheme!r} in {redact(url)}; want sqlite:///PATH or "
+        "postgresql://USER@HOST:PORT/DB"
+    )
+
+
+def redact(url: str) -> str:
+    """The URL without its password, fit for a banner or a log line."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return parsed._replace(netloc=netloc).geturl()
+
+
+def describe_database(url: str) -> str:
+    """What the banner shows: the redacted URL, and for SQLite the file it resolves to."""
+    if url.startswith(SQLITE_PREFIX) and url.removeprefix(SQLITE_PREFIX) not in {"", ":memory:"}:
+        return f"{url}   ({Path(url.removeprefix(SQLITE_PREFIX)).resolve()})"
+    return redact(url)

@@ -11,22 +11,35 @@ from pathlib import Path
 import httpx
 import structlog
 
-from server.config import DEV_TOKENS, load_settings
+from server.config import DEV_TOKENS, STATE_DIR, Settings, StartupError, describe_database, load_settings
 from server.log_setup import configure_logging
+from server.ports import Binding, ensure_free
 from server.runner import start_stack, wait_for_signal
 
 log = structlog.get_logger("orderpay.dev")
-STATE_DIR = Path(".orderpay")
+SANDBOX_START_S = 20.0
 
 
 def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
-    keys = STATE_DIR / "keys"
+    os.environ.setdefault("ORDERPAY_CREDENTIALS_DIR", str(STATE_DIR / "keys"))
+    settings = load_settings()
+    keys = Path(settings.credentials_dir)  # the server's and the sandbox's: one bundle, matching keys
+    sandbox_at = Binding.parse("sandbox", "--sandbox-listen", sandbox_listen)
+    # Every port before anything starts: a second `orderpay dev` must not half-start against the
+    # first one's sandbox (whose keys differ, so every payment would fail SIGN_ERROR).
+    ensure_free(
+        [
+            Binding.parse("gRPC", "ORDERPAY_GRPC_LISTEN", settings.grpc_listen),
+            Binding.parse("notify sidecar", "ORDERPAY_NOTIFY_LISTEN", settings.notify_listen),
+            sandbox_at,
+        ]
+    )
     if not (keys / "merchant.json").exists():
         _orderpay("keys", "init", "--dir", str(keys))
-    os.environ.setdefault("ORDERPAY_CREDENTIALS_DIR", str(keys))
-    os.environ.setdefault("ORDERPAY_WXPAY_BASE_URL", f"http://{sandbox_listen}")
-    settings = load_settings()
-    configure_logging(settings.log_format, "warning")
+    configure_logging(settings.log_format, settings.log_level)
+    STATE_DIR.mkdir(exist_ok=True)
+    port_file = STATE_DIR / "sandbox.port"
+    port_file.unlink(missing_ok=True)
     sandbox = subprocess.Popen(  # noqa: S603 - our own CLI
         [
             sys.executable,
@@ -34,50 +47,74 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
             "clients.cli",
             "sandbox",
             "--listen",
-            sandbox_listen,
+            f"{sandbox_at.host}:{sandbox_at.port}",
             "--credentials-dir",
             str(keys),
+            "--port-file",
+            str(port_file),
         ]
     )
     try:
-        _wait_http(f"http://{sandbox_listen}/sandbox/v1/config", sandbox)
+        sandbox_url = f"http://{sandbox_at.host}:{_wait_sandbox(sandbox, port_file)}"
+        if "ORDERPAY_WXPAY_BASE_URL" not in os.environ:
+            settings = settings.with_overrides(wxpay_base_url=sandbox_url)
         stack = start_stack(settings)
-        _print_banner(settings.grpc_listen, settings.notify_listen, sandbox_listen, settings.api_tokens)
+        _print_banner(settings, sandbox_url)
         wait_for_signal()
         stack.stop(settings.shutdown_grace_s)
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)
+        port_file.unlink(missing_ok=True)
     return 0
+
+
+def _wait_sandbox(process: subprocess.Popen[bytes], port_file: Path) -> int:
+    """The port our own sandbox child bound (it writes the file only once bound), once it answers.
+
+    Waiting on the file rather than on the URL is what makes the answer ours: a URL may be answered
+    by another process that already held the port.
+    """
+    deadline = time.monotonic() + SANDBOX_START_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StartupError(f"the sandbox exited with {process.returncode} before listening (see above)")
+        if port_file.exists():
+            port = int(port_file.read_text(encoding="utf-8"))
+            _wait_http(f"http://127.0.0.1:{port}/sandbox/v1/config", process, deadline)
+            return port
+        time.sleep(0.05)  # polling a child's readiness, not synchronising tests
+    raise StartupError(f"the sandbox did not start within {SANDBOX_START_S:g} s")
 
 
 def _orderpay(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "clients.cli", *args], check=True)  # noqa: S603 - our own CLI
 
 
-def _wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
+def _wait_http(url: str, process: subprocess.Popen[bytes], deadline: float) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"sandbox exited with {process.returncode}")
+            raise StartupError(f"the sandbox exited with {process.returncode} (see above)")
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)  # polling a child's readiness, not synchronising tests
-    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+    raise StartupError(f"the sandbox ({url}) did not answer within {SANDBOX_START_S:g} s")
 
 
-def _print_banner(grpc: str, notify: str, sandbox: str, tokens: str) -> None:
+def _print_banner(settings: Settings, sandbox_url: str) -> None:
+    grpc, notify, tokens = settings.grpc_listen, settings.notify_listen, settings.api_tokens
     dev_note = " (dev tokens)" if tokens == DEV_TOKENS else ""
     print(
         f"""
 orderpay dev stack is up
   gRPC           {grpc}   (OrderService, PayService, VipService, health, reflection)
   notify sidecar http://{notify}/wxpay/notify   (/healthz /readyz /metrics)
-  sandbox        http://{sandbox}   (fake WeChat Pay; control API under /sandbox/v1/)
-  tokens         {tokens}{dev_note}
+  sandbox        {sandbox_url}   (fake WeChat Pay; control API under /sandbox/v1/)
+  tokens         {tokens}{dev_note}   (gRPC metadata `authorization: Bearer <token>`)
+  database       {describe_database(settings.database_url)}
 
 Try it (in another terminal):
   .venv/bin/orderpay demo                 # a VIP purchase, each step printed

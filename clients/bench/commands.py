@@ -6,11 +6,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 DEFAULT_JSON_OUT = Path("bench-results/latest.json")
-WIDE_OUTPUT = 150
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,13 +26,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from clients.bench.model import FULL, QUICK
     from clients.bench.runner import run_bench
+    from clients.console import stdout_console
 
-    # Off a terminal (CI logs, README), rich would wrap the table at 80 columns; give it room.
-    console = Console(width=None if sys.stdout.isatty() else WIDE_OUTPUT)
+    # Off a terminal (CI logs, README) the width is unlimited, so no table is cut (clients.console).
+    console = stdout_console()
     sizes = QUICK if args.quick else FULL
     results = run_bench(sizes, quick=args.quick, json_out=args.json_out, console=console)
     missed = [case.case_id for case in results if case.passed is False]

@@ -49,6 +49,12 @@ def clamp(value: int, low: int, high: int, name: str) -> int:
     return value
 
 
+def percent(value: float, name: str) -> float:
+    if not 0 <= value <= 100:
+        raise ValueError(f"--{name} must be between 0 and 100 (percent), got {value:g}")
+    return value
+
+
 def clamp_duration(seconds: float | None) -> float | None:
     if seconds is None:
         return None

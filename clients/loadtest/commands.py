@@ -17,6 +17,7 @@ from clients.loadtest.defaults import (
     DEFAULT_SANDBOX_URL,
     DEFAULT_TARGET,
 )
+from clients.loadtest.verdict import DEFAULT_MAX_ERROR_RATE_PCT
 
 SCENARIO_CHOICES = ("create-unique", "duplicate-storm", "notify-storm", "notify-fuzz", "full-flow")
 
@@ -26,7 +27,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "loadtest",
         help="drive a local stack with load, then check the database invariants",
-        description="Loopback only and bounded. Exit 1 when an invariant fails.",
+        description="Loopback only and bounded. Exit 1 when an invariant fails, no call succeeds, or more"
+        " calls fail than --max-error-rate allows.",
     )
     parser.add_argument(
         "scenario", choices=SCENARIO_CHOICES, metavar="SCENARIO", help=" | ".join(SCENARIO_CHOICES)
@@ -62,6 +64,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument(
         "--fulfil-timeout", type=float, default=30.0, help="seconds an order may take to fulfil"
+    )
+    parser.add_argument(
+        "--max-error-rate",
+        type=float,
+        default=DEFAULT_MAX_ERROR_RATE_PCT,
+        metavar="PCT",
+        help="fail (exit 1) when more than PCT %% of calls fail, or none succeeds (default %(default)g)",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the database invariant checks")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import peewee as pw
 from rich.console import Console
+from rich.markup import escape
 
+from clients.console import print_json, stdout_console
 from clients.loadtest import bounds
 from clients.loadtest.defaults import (
     DEFAULT_DATABASE_URL,
@@ -23,8 +23,9 @@ from clients.loadtest.defaults import (
 )
 from clients.loadtest.harness import Plan
 from clients.loadtest.invariants import InvariantReport, check_invariants
-from clients.loadtest.report import errors_table, invariants_table, progress_bar, summary_table
+from clients.loadtest.report import errors_table, invariants_table, progress_bar, summary_view
 from clients.loadtest.scenarios import LoadConfig, ScenarioResult, SetupError, run_scenario
+from clients.loadtest.verdict import run_failures
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -33,6 +34,7 @@ def run_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     errors = Console(stderr=True)
     try:
         config = config_from_args(args, env)
+        max_error_rate = bounds.percent(args.max_error_rate, "max-error-rate")
         database_url = bounds.require_loopback_url(
             args.database_url or env.get("ORDERPAY_DATABASE_URL") or DEFAULT_DATABASE_URL, "database"
         )
@@ -45,8 +47,9 @@ def run_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except (SetupError, pw.OperationalError, OSError) as exc:
         errors.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_UNUSABLE
-    _print(args, config, result, report)
-    healthy = not result.problems and (report is None or report.ok)
+    failures = [*run_failures(result.summary, max_error_rate), *result.problems]
+    _print(args, config, result, report, failures)
+    healthy = not failures and (report is None or report.ok)
     return EXIT_OK if healthy else EXIT_FAILED
 
 
@@ -86,7 +89,9 @@ def _run(scenario: str, config: LoadConfig, *, show_progress: bool, console: Con
         return asyncio.run(run_scenario(scenario, config, hook))
 
 
-def result_json(config: LoadConfig, result: ScenarioResult, report: InvariantReport | None) -> dict[str, Any]:
+def result_json(
+    config: LoadConfig, result: ScenarioResult, report: InvariantReport | None, failures: list[str]
+) -> dict[str, Any]:
     return {
         "scenario": result.summary.name,
         "run_id": config.run_id,
@@ -95,27 +100,31 @@ def result_json(config: LoadConfig, result: ScenarioResult, report: InvariantRep
         "duplicates": config.duplicates,
         "summary": result.summary.to_json(),
         "problems": result.problems,
+        "failures": failures,
         "invariants": None if report is None else report.to_json(),
-        "ok": not result.problems and (report is None or report.ok),
+        "ok": not failures and (report is None or report.ok),
     }
 
 
 def _print(
-    args: argparse.Namespace, config: LoadConfig, result: ScenarioResult, report: InvariantReport | None
+    args: argparse.Namespace,
+    config: LoadConfig,
+    result: ScenarioResult,
+    report: InvariantReport | None,
+    failures: list[str],
 ) -> None:
     if args.json:
-        json.dump(result_json(config, result, report), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(result_json(config, result, report, failures))
         return
-    console = Console()
-    console.print(summary_table(result.summary))
+    console = stdout_console()
+    console.print(summary_view(result.summary, console))
     if result.summary.errors:
         console.print(errors_table(result.summary))
     if result.summary.extra:
         console.print("details: " + ", ".join(f"{k}={v}" for k, v in result.summary.extra.items()))
-    for problem in result.problems:
-        console.print(f"[bold red]problem:[/] {problem}", highlight=False)
     if report is not None:
         console.print(invariants_table(report))
         verdict = "[green]all invariants hold[/]" if report.ok else "[bold red]invariants FAILED[/]"
         console.print(verdict + f" (run {config.run_id})")
+    for failure in failures:  # last, where the eye lands: why the exit code is 1
+        console.print(f"[bold red]FAILED:[/] {escape(failure)}", highlight=False)

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from clients.console import fits
 from clients.loadtest.harness import ProgressHook, Summary
 from clients.loadtest.invariants import InvariantReport
 
@@ -22,34 +23,55 @@ def progress_bar(console: Console, label: str, total: int) -> Iterator[ProgressH
         yield lambda done: progress.update(task, completed=done)
 
 
+SUMMARY_COLUMNS = (
+    "items",
+    "calls",
+    "ok",
+    "errors",
+    "elapsed s",
+    "ok/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "max ms",
+)
+
+
+def summary_view(summary: Summary, console: Console) -> Table:
+    """One row of figures when it fits the console, else one figure per line."""
+    table = summary_table(summary)
+    return table if fits(console, table) else summary_stacked(summary)
+
+
 def summary_table(summary: Summary) -> Table:
     table = Table(title=f"loadtest {summary.name}", show_header=True, header_style="bold")
-    for column in (
-        "items",
-        "calls",
-        "ok",
-        "errors",
-        "elapsed s",
-        "ok/s",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "max ms",
-    ):
-        table.add_column(column, justify="right")
-    table.add_row(
+    for column in SUMMARY_COLUMNS:
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_row(*_figures(summary))
+    return table
+
+
+def summary_stacked(summary: Summary) -> Table:
+    table = Table(title=f"loadtest {summary.name}", show_header=False)
+    table.add_column("figure", style="bold")
+    table.add_column("value", justify="right", no_wrap=True)
+    for name, value in zip(SUMMARY_COLUMNS, _figures(summary), strict=True):
+        table.add_row(name, value)
+    return table
+
+
+def _figures(summary: Summary) -> list[str]:
+    # No successful call, no latency: a dash, never a 0.0 ms that reads like a very fast server.
+    latencies = (summary.p50_ms, summary.p95_ms, summary.p99_ms, summary.max_ms)
+    return [
         str(summary.items),
         str(summary.calls),
         str(summary.ok),
         str(sum(summary.errors.values())),
         f"{summary.elapsed_s:.2f}",
         f"{summary.throughput:,.0f}",
-        f"{summary.p50_ms:.1f}",
-        f"{summary.p95_ms:.1f}",
-        f"{summary.p99_ms:.1f}",
-        f"{summary.max_ms:.1f}",
-    )
-    return table
+        *(f"{ms:.1f}" if summary.ok else "-" for ms in latencies),
+    ]
 
 
 def errors_table(summary: Summary) -> Table:
@@ -62,13 +84,13 @@ def errors_table(summary: Summary) -> Table:
 
 
 def invariants_table(report: InvariantReport) -> Table:
+    """One line per check when piped; on a terminal the rule wraps at words in the last column."""
     table = Table(title="database invariants", header_style="bold")
     table.add_column("check", no_wrap=True)
-    table.add_column("verdict")
-    table.add_column("violations", justify="right")
-    table.add_column("rule / examples")
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("rule / examples", ratio=1)
     for result in report.results:
-        verdict = "[green]ok[/]" if result.ok else "[bold red]FAILED[/]"
+        verdict = "[green]ok[/]" if result.ok else f"[bold red]FAILED ×{result.violations}[/]"
         detail = result.says if result.ok else f"{result.says}: " + "; ".join(result.examples)
-        table.add_row(result.name, verdict, str(result.violations), escape(detail))
+        table.add_row(result.name, verdict, escape(detail))
     return table

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from clients.bench.procs import free_port
 from tests.support.stack import ROOT
 
 
@@ -34,3 +36,54 @@ def test_migrate_then_catalogue_load(tmp_path: Path) -> None:
     refused = run("catalogue", "load", str(bad), ORDERPAY_DATABASE_URL=url)
     assert refused.returncode == 2
     assert "price_fen must be positive" in refused.stderr
+
+
+def test_an_unreachable_database_is_one_line_and_debug_shows_the_traceback() -> None:
+    url = f"postgresql://nobody:secret@127.0.0.1:{free_port()}/orderpay"
+
+    done = run("migrate", ORDERPAY_DATABASE_URL=url)
+
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert "\n" not in line
+    assert line.startswith(
+        f"orderpay: cannot open the database {url.replace('secret', '***')} (ORDERPAY_DATABASE_URL): "
+    )
+    assert "Connection refused" in line
+    assert "secret" not in line
+
+    debug = run("--debug", "migrate", ORDERPAY_DATABASE_URL=url)
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "peewee.OperationalError" in debug.stderr
+
+
+def test_serve_checks_its_ports_before_starting(tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+
+        done = run(
+            "serve", "--only", "grpc",
+            ORDERPAY_GRPC_LISTEN=f"127.0.0.1:{port}",
+            ORDERPAY_DATABASE_URL=f"sqlite:///{tmp_path / 'o.db'}",
+        )  # fmt: skip
+
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert "\n" not in line
+    assert line.startswith(
+        f"orderpay: port {port} (gRPC, ORDERPAY_GRPC_LISTEN) is already in use by pid {os.getpid()} ("
+    )
+    assert line.endswith("): stop it, or choose another port with ORDERPAY_GRPC_LISTEN")
+    assert not (tmp_path / "o.db").exists()  # nothing started, nothing migrated
+
+
+def test_a_malformed_listen_address_is_one_line() -> None:
+    done = run("serve", ORDERPAY_GRPC_LISTEN="localhost")
+
+    assert (done.returncode, done.stderr.strip()) == (
+        2,
+        "orderpay: ORDERPAY_GRPC_LISTEN: want HOST:PORT, got 'localhost'",
+    )

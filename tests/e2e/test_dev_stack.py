@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -62,3 +63,10 @@ def test_dev_stack_and_demo(tmp_path: Path) -> None:
         dev.send_signal(signal.SIGINT)
         code = dev.wait(timeout=30)
     assert code == 0, log.read_text()[-2000:]
+    database = tmp_path.resolve() / ".orderpay" / "orderpay.db"
+    assert f"  database       sqlite:///.orderpay/orderpay.db   ({database})" in log.read_text()
+    # Piped, dev logs one JSON object per request, at the default level (info).
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    created = [e for e in events if e.get("event") == "rpc" and e.get("rpc", "").endswith("/CreateOrder")]
+    assert [(e["code"], e["user_id"]) for e in created] == [("OK", "dev-test")]
+    assert created[0]["request_id"]

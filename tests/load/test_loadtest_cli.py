@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from clients.bench.procs import BFF_TOKEN
+from clients.bench.procs import BFF_TOKEN, free_port
 from clients.bench.stack import ServerSpec, init_keys, start_server
+from tests.support.terminal import run_in_terminal
 
 CLI_TIMEOUT_S = 60
 
@@ -50,8 +51,9 @@ def _loadtest(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _run_json(stack: Stack, *args: str, database_url: str | None = None) -> tuple[int, dict[str, Any]]:
+    target = [] if "--target" in args else ["--target", stack.target]
     done = _loadtest(
-        *args, "--json", "--target", stack.target, "--token", BFF_TOKEN,
+        *args, "--json", *target, "--token", BFF_TOKEN,
         "--database-url", database_url or stack.database_url,
     )  # fmt: skip
     return done.returncode, json.loads(done.stdout)
@@ -141,3 +143,68 @@ def test_notify_fuzz_drill_accepts_nothing(tmp_path: Path) -> None:
     assert {"signtest_probe", "replayed_stale", "body_byte_flipped", "garbage"} <= kinds
     checks = {check["name"]: check for check in result["invariants"]["results"]}
     assert checks["run_paid"]["ok"]  # not one of the 50 orders got paid
+
+
+def test_a_dead_server_fails_the_run_even_when_the_invariants_hold(stack: Stack) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+
+    done = _loadtest(
+        "create-unique", "--count", "10", "--concurrency", "4", "--target", dead,
+        "--database-url", stack.database_url,
+    )  # fmt: skip
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "all invariants hold" in done.stdout  # nothing was written, so nothing is wrong in the DB ...
+    last = done.stdout.strip().splitlines()[-1]  # ... but the run itself failed, and says why, last
+    assert last == "FAILED: nothing succeeded: all 10 calls failed (UNAVAILABLE 10)"
+    assert " 0.0 " not in done.stdout  # no latency figures without a successful call
+
+
+def test_failures_beyond_the_stated_rate_fail_the_run(stack: Stack) -> None:
+    half_dead = f"{stack.target},127.0.0.1:{free_port()}"  # round-robin: every other call fails
+
+    code, result = _run_json(
+        stack, "create-unique", "--count", "20", "--concurrency", "4", "--target", half_dead
+    )
+    assert code == 1
+    assert result["failures"] == [
+        "10 of 20 calls failed (50.0% > 1% allowed by --max-error-rate; UNAVAILABLE 10)"
+    ]
+    assert not result["ok"]
+
+    code, result = _run_json(
+        stack, "create-unique", "--count", "20", "--concurrency", "4", "--target", half_dead,
+        "--max-error-rate", "60",
+    )  # fmt: skip
+    assert code == 0, result
+    assert result["failures"] == []
+    assert result["summary"]["ok"] == 10
+
+
+def test_tables_are_complete_when_piped(stack: Stack) -> None:
+    done = _loadtest(
+        "create-unique", "--count", "5", "--target", stack.target, "--token", BFF_TOKEN,
+        "--database-url", stack.database_url,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "…" not in done.stdout
+    header = next(line for line in done.stdout.splitlines() if "elapsed s" in line)
+    for column in ("items", "calls", "ok/s", "p50 ms", "p99 ms", "max ms"):
+        assert column in header
+    checks = [line for line in done.stdout.splitlines() if "one_order_per_key" in line]
+    assert len(checks) == 1  # the rule is on the check's own line, whole
+    assert "all invariants hold" in done.stdout
+
+
+def test_tables_fit_an_80_column_terminal(stack: Stack) -> None:
+    argv = [sys.executable, "-m", "clients.cli", "loadtest", "create-unique", "--count", "5"]
+    argv += ["--target", stack.target, "--token", BFF_TOKEN, "--database-url", stack.database_url]
+
+    code, screen = run_in_terminal(argv, columns=80)
+
+    assert code == 0, screen
+    assert "…" not in screen
+    assert max(len(line) for line in screen.splitlines()) <= 80
+    for figure in ("elapsed s", "ok/s", "p50 ms", "p99 ms", "max ms", "one_order_per_key"):
+        assert figure in screen

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent import futures
@@ -16,6 +20,7 @@ from grpc_status import rpc_status
 
 from clients import commands
 from orderpay.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
+from tests.support.terminal import run_in_terminal
 
 
 @dataclass
@@ -123,3 +128,95 @@ def test_show_exits_1_with_the_reason(served: Served, capsys: pytest.CaptureFixt
     assert code == 1
     assert "ORDER_NOT_FOUND: no such order" in err
     assert "request id:" in err
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "clients.cli", *args]
+
+
+@pytest.fixture
+def two_orders(served: Served) -> tuple[str, list[order_pb2.Order]]:
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    orders = [
+        _order(user, order_pb2.ORDER_STATUS_PARTIALLY_REFUNDED),
+        _order(user, order_pb2.ORDER_STATUS_PAID),
+    ]
+    for order in orders:
+        order.order_id = f"ord_{uuid.uuid4().hex[:24]}"  # as long as the server's ids
+        order.fulfilment = order_pb2.FULFILMENT_SUCCEEDED
+        served.fake.orders[order.order_id] = order
+    return user, orders
+
+
+def test_a_piped_table_is_complete(served: Served, two_orders: tuple[str, list[order_pb2.Order]]) -> None:
+    user, orders = two_orders
+
+    done = subprocess.run(
+        _cli("orders", "list", "--user-id", user, "--target", served.target),
+        capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "COLUMNS": "40"},
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout
+    rows = [line for line in done.stdout.splitlines() if "ord_" in line]
+    assert len(rows) == 2  # one line per order, every cell whole
+    for row, order in zip(rows, orders, strict=True):
+        for cell in (order.order_id, "vip-month", "¥19.90", "SUCCEEDED", "2023-11-14 22:13:20"):
+            assert cell in row
+    assert "PARTIALLY_REFUNDED" in rows[0]
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_on_a_narrow_terminal_the_table_fits_and_nothing_is_cut(
+    served: Served, two_orders: tuple[str, list[order_pb2.Order]], columns: int
+) -> None:
+    user, orders = two_orders
+
+    code, screen = run_in_terminal(
+        _cli("orders", "list", "--user-id", user, "--target", served.target), columns=columns
+    )
+
+    assert code == 0, screen
+    assert "…" not in screen
+    assert max(len(line) for line in screen.splitlines()) <= columns
+    for order in orders:
+        assert order.order_id in screen
+    assert "PARTIALLY_REFUNDED," in screen  # wrapped, if at all, between words
+    assert "SUCCEEDED" in screen
+    assert "2023-11-14 22:13:20" in screen
+
+
+def test_on_a_wide_terminal_one_line_per_order(
+    served: Served, two_orders: tuple[str, list[order_pb2.Order]]
+) -> None:
+    user, _ = two_orders
+
+    code, screen = run_in_terminal(
+        _cli("orders", "list", "--user-id", user, "--target", served.target), columns=160
+    )
+
+    assert code == 0, screen
+    assert "created (UTC)" in screen
+    assert len([line for line in screen.splitlines() if "ord_" in line]) == 2
+
+
+def test_list_and_show_print_json(served: Served, two_orders: tuple[str, list[order_pb2.Order]]) -> None:
+    user, orders = two_orders
+
+    listed = subprocess.run(
+        _cli("orders", "list", "--user-id", user, "--target", served.target, "--json"),
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    shown = subprocess.run(
+        _cli("orders", "show", orders[0].order_id, "--target", served.target, "--json"),
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+
+    page = json.loads(listed.stdout)
+    assert [o["order_id"] for o in page["orders"]] == [o.order_id for o in orders]
+    assert page["next_page_token"] == "more"
+    one = json.loads(shown.stdout)
+    assert one["order_id"] == orders[0].order_id
+    assert (one["total_fee"], one["quantity"]) == (1990, 1)  # numbers, not proto-JSON strings
+    assert (one["status"], one["fulfilment"]) == ("ORDER_STATUS_PARTIALLY_REFUNDED", "FULFILMENT_SUCCEEDED")
+    assert one["created_at"] == "2023-11-14T22:13:20Z"

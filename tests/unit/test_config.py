@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.config import DEV_TOKENS, Settings, load_settings
+from server.config import DEV_TOKENS, ConfigError, Settings, describe_database, load_settings
 
 
 def test_defaults_give_a_working_local_stack() -> None:
@@ -46,3 +46,60 @@ def test_unknown_file_settings_and_bad_numbers_fail(tmp_path: Path) -> None:
         load_settings({"ORDERPAY_CONFIG_FILE": str(toml)})
     with pytest.raises(ValueError, match="ORDERPAY_GRPC_WORKERS: expected int, got 'many'"):
         load_settings({"ORDERPAY_GRPC_WORKERS": "many"})
+
+
+def test_log_level_and_format_are_checked_at_start() -> None:
+    with pytest.raises(
+        ValueError, match=r"^ORDERPAY_LOG_LEVEL: want one of debug, info, warning, error, critical"
+    ):
+        load_settings({"ORDERPAY_LOG_LEVEL": "verbose"})
+    with pytest.raises(
+        ValueError, match=r"^ORDERPAY_LOG_FORMAT: want one of auto, json, console; got 'xml'$"
+    ):
+        load_settings({"ORDERPAY_LOG_FORMAT": "xml"})
+    assert load_settings({"ORDERPAY_LOG_LEVEL": "WARNING"}).log_level == "WARNING"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite://orderpay.db", r"'sqlite://orderpay.db' is not sqlite:///PATH \(three slashes"),
+        ("sqlite:////nonexistent-orderpay-dir/x.db", r"directory /nonexistent-orderpay-dir does not exist"),
+        ("mysql://root@127.0.0.1/orderpay", r"unsupported scheme 'mysql'"),
+        ("postgresql://u:secret@127.0.0.1:54x/db", r"postgresql://u:\*\*\*@127.0.0.1:54x/db has a bad port"),
+        ("postgresql://u@127.0.0.1:5432/", r"names no database"),
+    ],
+)
+def test_bad_database_urls_are_one_line_naming_the_variable(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^ORDERPAY_DATABASE_URL: .*{message}") as caught:
+        load_settings({"ORDERPAY_DATABASE_URL": url})
+    assert "secret" not in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_good_database_urls_pass_and_nothing_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for url in (
+        "sqlite:///.orderpay/orderpay.db",  # the dev state dir is made on demand
+        f"sqlite:///{tmp_path}/x.db",
+        "sqlite:///x.db",
+        "sqlite:///:memory:",
+        "postgresql://postgres@127.0.0.1:5432/orderpay",
+        "postgres://u:p@db/orderpay",
+    ):
+        assert load_settings({"ORDERPAY_DATABASE_URL": url}).database_url == url
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_banner_shows_the_database_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert describe_database("postgresql://app:hunter2@127.0.0.1:5432/orderpay") == (
+        "postgresql://app:***@127.0.0.1:5432/orderpay"
+    )
+    assert describe_database("sqlite:///.orderpay/orderpay.db") == (
+        f"sqlite:///.orderpay/orderpay.db   ({tmp_path.resolve()}/.orderpay/orderpay.db)"
+    )
