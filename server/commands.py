@@ -77,17 +77,11 @@ def _check_ports(listen: str | None, parts: set[str], workers: int) -> None:
     import os  # noqa: PLC0415
 
     from server.config import load_settings  # noqa: PLC0415
-    from server.ports import Binding, ensure_free  # noqa: PLC0415
+    from server.ports import ensure_free, stack_bindings  # noqa: PLC0415
 
     if workers > 1 or os.environ.get("ORDERPAY_REUSE_PORT") == "1":
         return
-    settings = load_settings()
-    bindings = []
-    if "grpc" in parts:
-        bindings.append(Binding.parse("gRPC", "ORDERPAY_GRPC_LISTEN", listen or settings.grpc_listen))
-    if "notify" in parts:
-        bindings.append(Binding.parse("notify sidecar", "ORDERPAY_NOTIFY_LISTEN", settings.notify_listen))
-    ensure_free(bindings)
+    ensure_free(stack_bindings(load_settings(), parts, listen))
 
 
 @_clean_errors

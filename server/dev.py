@@ -13,7 +13,7 @@ import structlog
 
 from server.config import DEV_TOKENS, STATE_DIR, Settings, StartupError, describe_database, load_settings
 from server.log_setup import configure_logging
-from server.ports import Binding, ensure_free
+from server.ports import Binding, ensure_free, stack_bindings
 from server.runner import start_stack, wait_for_signal
 
 log = structlog.get_logger("orderpay.dev")
@@ -27,13 +27,7 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
     sandbox_at = Binding.parse("sandbox", "--sandbox-listen", sandbox_listen)
     # Every port before anything starts: a second `orderpay dev` must not half-start against the
     # first one's sandbox (whose keys differ, so every payment would fail SIGN_ERROR).
-    ensure_free(
-        [
-            Binding.parse("gRPC", "ORDERPAY_GRPC_LISTEN", settings.grpc_listen),
-            Binding.parse("notify sidecar", "ORDERPAY_NOTIFY_LISTEN", settings.notify_listen),
-            sandbox_at,
-        ]
-    )
+    ensure_free([*stack_bindings(settings, {"grpc", "notify"}), sandbox_at])
     if not (keys / "merchant.json").exists():
         _orderpay("keys", "init", "--dir", str(keys))
     configure_logging(settings.log_format, settings.log_level)
@@ -106,12 +100,14 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], deadline: float) -> N
 
 def _print_banner(settings: Settings, sandbox_url: str) -> None:
     grpc, notify, tokens = settings.grpc_listen, settings.notify_listen, settings.api_tokens
+    metrics = f"http://{settings.metrics_listen}/metrics" if settings.metrics_listen else "(not served)"
     dev_note = " (dev tokens)" if tokens == DEV_TOKENS else ""
     print(
         f"""
 orderpay dev stack is up
   gRPC           {grpc}   (OrderService, PayService, VipService, health, reflection)
-  notify sidecar http://{notify}/wxpay/notify   (/healthz /readyz /metrics)
+  notify sidecar http://{notify}/wxpay/notify   (/healthz /readyz)
+  metrics        {metrics}
   sandbox        {sandbox_url}   (fake WeChat Pay; control API under /sandbox/v1/)
   tokens         {tokens}{dev_note}   (gRPC metadata `authorization: Bearer <token>`)
   database       {describe_database(settings.database_url)}

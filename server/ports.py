@@ -14,11 +14,11 @@ import re
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.config import ConfigError, StartupError
+from server.config import ConfigError, Settings, StartupError
 
 PROC = Path("/proc")
 TCP_LISTEN = "0A"  # the state column of /proc/net/tcp
@@ -45,6 +45,18 @@ class Binding:
         if not sep or not port.isdigit() or int(port) > 65535:
             raise ConfigError(f"{setting}: want HOST:PORT, got {address!r}")
         return cls(part, setting, host.strip("[]") or "127.0.0.1", int(port))
+
+
+def stack_bindings(settings: Settings, parts: Set[str], grpc_listen: str | None = None) -> list[Binding]:
+    """The listeners a stack with these parts ("grpc", "notify") will open, from its settings."""
+    bindings = []
+    if "grpc" in parts:
+        bindings.append(Binding.parse("gRPC", "ORDERPAY_GRPC_LISTEN", grpc_listen or settings.grpc_listen))
+    if "notify" in parts:
+        bindings.append(Binding.parse("notify sidecar", "ORDERPAY_NOTIFY_LISTEN", settings.notify_listen))
+        if settings.metrics_listen:
+            bindings.append(Binding.parse("metrics", "ORDERPAY_METRICS_LISTEN", settings.metrics_listen))
+    return bindings
 
 
 def ensure_free(bindings: Sequence[Binding]) -> None:

@@ -61,6 +61,7 @@ def dev_on_a_terminal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
         **os.environ,
         "ORDERPAY_GRPC_LISTEN": f"127.0.0.1:{grpc_port}",
         "ORDERPAY_NOTIFY_LISTEN": f"127.0.0.1:{notify_port}",
+        "ORDERPAY_METRICS_LISTEN": "127.0.0.1:0",
         "ORDERPAY_NOTIFY_URL": f"http://127.0.0.1:{notify_port}/wxpay/notify",
         "ORDERPAY_LOG_LEVEL": level,
         "PYTHONPATH": str(ROOT),

@@ -23,6 +23,7 @@ def dev(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         **os.environ,
         "ORDERPAY_GRPC_LISTEN": f"127.0.0.1:{grpc_port}",
         "ORDERPAY_NOTIFY_LISTEN": f"127.0.0.1:{notify_port}",
+        "ORDERPAY_METRICS_LISTEN": "127.0.0.1:0",
         "ORDERPAY_NOTIFY_URL": f"http://127.0.0.1:{notify_port}/wxpay/notify",
         "PYTHONPATH": str(ROOT),
         **env,
