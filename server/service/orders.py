@@ -7,7 +7,7 @@ import binascii
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from server.domain.catalogue import Product
@@ -64,11 +64,8 @@ def validate_create(cmd: CreateOrder) -> None:
     v.raise_if_any()
 
 
+# Closes the order at WeChat Pay first, when a prepay exists (PaymentService.close_at_provider).
 PrepayCloser = Callable[[Order, Caller], None]
-
-
-def _no_prepay_closer(order: Order, caller: Caller) -> None:
-    del order, caller
 
 
 class OrderService:
@@ -77,15 +74,15 @@ class OrderService:
         uow: UnitOfWorkFactory,
         clock: Clock,
         order_ttl: timedelta,
-        prepay_closer: PrepayCloser = _no_prepay_closer,
+        prepay_closer: PrepayCloser | None = None,
         read: UnitOfWorkFactory | None = None,
     ) -> None:
+        """`prepay_closer`: None only where no payment provider is configured (no prepay can exist)."""
         self._uow = uow
         self._read = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._ttl = order_ttl
-        # Closes the order at WeChat Pay before the local close, when a prepay exists (payments wires it).
-        self.prepay_closer = prepay_closer
+        self._prepay_closer = prepay_closer
 
     # --- create -----------------------------------------------------------------------------
     def create_order(self, cmd: CreateOrder, caller: Caller) -> CreateOrderResult:
@@ -110,7 +107,7 @@ class OrderService:
                     f"product {product.product_id!r} is out of stock",
                     metadata={"product_id": product.product_id},
                 )
-            uow.events.record(audit(order, "status", None, order.status, "created", caller), order.created_at)
+            uow.audit.record(audit(order, "status", None, order.status, "created", caller), order.created_at)
         return CreateOrderResult(order)
 
     def _new_order(self, cmd: CreateOrder, fingerprint: str, product: Product) -> Order:
@@ -200,8 +197,8 @@ class OrderService:
         """Close at WeChat Pay first (when a prepay exists), then locally."""
         order = self.get_order(order_id)
         _check_version(order, expected_version)
-        if order.status is OrderStatus.UNPAID and order.prepay_id:
-            self.prepay_closer(order, caller)  # no transaction is open across this network call
+        if order.status is OrderStatus.UNPAID and order.prepay_id and self._prepay_closer is not None:
+            self._prepay_closer(order, caller)  # no transaction is open across this network call
         return self.close_local(order_id, caller, expected_version)
 
     def close_local(self, order_id: str, caller: Caller, expected_version: int | None = None) -> Order:
@@ -211,15 +208,12 @@ class OrderService:
             if order.status is OrderStatus.CLOSED and expected_version is None:
                 return order  # closing is re-entrant, like WeChat's close
             _check_version(order, expected_version)
-            check_transition(order.status, OrderStatus.CLOSED)
             now = self._clock()
-            closed = uow.orders.compare_and_set(
-                order, order.version, status=OrderStatus.CLOSED, closed_at=now, updated_at=now
-            )
+            closed = uow.orders.save(order, order.close(now))
             if closed is None:
                 raise _conflict(uow, order_id)
             uow.products.release_stock(order.product_id, order.quantity)
-            uow.events.record(audit(order, "status", order.status, closed.status, "closed", caller), now)
+            uow.audit.record(audit(order, "status", order.status, closed.status, "closed", caller), now)
         return closed
 
     def attach_article(self, order_id: str, article_id: str, expected_version: int, caller: Caller) -> Order:
@@ -237,12 +231,10 @@ class OrderService:
                     metadata={"from": order.status.value},
                 )
             now = self._clock()
-            updated = uow.orders.compare_and_set(
-                order, expected_version, article_id=article_id, updated_at=now
-            )
+            updated = uow.orders.save(order, replace(order, article_id=article_id, updated_at=now))
             if updated is None:
                 raise _conflict(uow, order_id)
-            uow.events.record(
+            uow.audit.record(
                 audit(order, "article", order.article_id, article_id, "article attached", caller), now
             )
         return updated

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,32 +12,26 @@ import structlog
 from server.domain.clock import Clock
 from server.domain.errors import (
     IdempotencyKeyReusedError,
-    InvalidStateTransitionError,
     ProviderRejectedError,
     ProviderUnavailableError,
-    RefundExceedsPaidError,
     RefundNotFoundError,
 )
 from server.domain.order import Order, OrderStatus
-from server.domain.refund import Refund, RefundStatus
+from server.domain.outcomes import ApplyOutcome
+from server.domain.refund import Refund, RefundRequest, RefundStatus
 from server.domain.validation import OUT_REFUND_NO, Violations
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.errors import TransientError
 from server.service.lookups import require_order
-from server.service.payments import CAS_ATTEMPTS, ApplyResult
+from server.service.payments import ApplyResult
 from server.service.ports import PaymentGateway, UnitOfWork, UnitOfWorkFactory
+from server.service.retry import Conflict, retry_on_conflict
 
 log = structlog.get_logger("orderpay.refunds")
+# The caller submits right after recording; the refund job takes over if that never happens.
 RETRY_SUBMIT_AFTER = timedelta(seconds=5)
-REFUNDABLE = {OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED}
-
-RevokeGrants = Callable[[str, datetime], None]
 REFUND_SETTLER = Caller("system:refund")
-
-
-def _no_revoke(order_id: str, now: datetime) -> None:
-    del order_id, now
 
 
 class RefundService:
@@ -55,66 +50,36 @@ class RefundService:
         self._gateway = gateway
         self._notify_url = notify_url
         self._schedule = poll_schedule_s or (60.0,)
-        # Takes back what a fully refunded order granted; runs inside the settlement transaction.
-        self.revoke_grants: RevokeGrants = _no_revoke
 
     # --- create -------------------------------------------------------------------------------
     def refund_order(
         self, order_id: str, out_refund_no: str, amount: int, reason: str, caller: Caller
     ) -> Refund:
         _validate(order_id, out_refund_no, amount, reason)
-        for _ in range(CAS_ATTEMPTS):
-            refund = self._record(order_id, out_refund_no, amount, reason, caller)
-            if refund is not None:
-                return refund if refund.submitted or refund.status.final else self._submit(refund)
-        raise TransientError("order kept changing while recording the refund")
+        request = RefundRequest(out_refund_no, order_id, amount, reason)
+        refund = retry_on_conflict(lambda: self._record(request, caller), "recording the refund")
+        return refund if refund.submitted or refund.status.final else self._submit(refund)
 
-    def _record(
-        self, order_id: str, out_refund_no: str, amount: int, reason: str, caller: Caller
-    ) -> Refund | None:
+    def _record(self, request: RefundRequest, caller: Caller) -> Refund | None:
         with self._uow() as uow:
-            existing = uow.refunds.get(out_refund_no)
+            existing = uow.refunds.get(request.out_refund_no)
             if existing is not None:
-                if (existing.order_id, existing.amount) != (order_id, amount):
+                if (existing.order_id, existing.amount) != (request.order_id, request.amount):
                     raise IdempotencyKeyReusedError(
                         "out_refund_no was already used for a different refund",
                         metadata={"order_id": existing.order_id},
                     )
                 return existing
-            order = require_order(uow, order_id)
-            refundable = order.status in REFUNDABLE or (
-                order.status is OrderStatus.CLOSED and order.paid_fee > 0
-            )
-            if not refundable:
-                raise InvalidStateTransitionError(
-                    f"a {order.status} order cannot be refunded", metadata={"from": order.status.value}
-                )
-            committed = uow.refunds.committed_amount(order_id)
-            if committed + amount > order.paid_fee:
-                raise RefundExceedsPaidError(
-                    "refunds would exceed the amount paid",
-                    metadata={"refundable": str(order.paid_fee - committed), "paid_fee": str(order.paid_fee)},
-                )
+            order = require_order(uow, request.order_id)
+            order.check_refund(request.amount, uow.refunds.committed_amount(order.order_id))
             now = self._clock()
             # Bumping the order's version serialises concurrent refunds of one order.
-            if uow.orders.compare_and_set(order, order.version, updated_at=now) is None:
+            if uow.orders.save(order, _touched(order, now)) is None:
                 return None
-            refund = Refund(
-                out_refund_no=out_refund_no,
-                order_id=order_id,
-                amount=amount,
-                order_total=order.total_fee,
-                status=RefundStatus.PROCESSING,
-                reason=reason,
-                submitted=False,
-                version=1,
-                created_at=now,
-                updated_at=now,
-            )
-            uow.refunds.insert(refund)
-            uow.events.record(
-                audit(order, "refund", None, out_refund_no, f"refund {amount} requested", caller), now
-            )
+            refund = request.new_refund(order.total_fee, now)
+            uow.refunds.insert(refund, due_at=now + RETRY_SUBMIT_AFTER)
+            cause = f"refund {request.amount} requested"
+            uow.audit.record(audit(order, "refund", None, request.out_refund_no, cause, caller), now)
             return refund
 
     def _submit(self, refund: Refund) -> Refund:
@@ -154,25 +119,31 @@ class RefundService:
 
     # --- settle -------------------------------------------------------------------------------
     def apply_refund(self, resource: Mapping[str, Any], *, source: str) -> ApplyResult:
+        return retry_on_conflict(lambda: self._apply_once(resource, source), "settling the refund")
+
+    def _apply_once(self, resource: Mapping[str, Any], source: str) -> ApplyResult:
+        with self._uow() as uow:
+            return self.apply_in(uow, resource, source=source)
+
+    def apply_in(self, uow: UnitOfWork, resource: Mapping[str, Any], *, source: str) -> ApplyResult:
+        """Settle inside the caller's transaction; raises `Conflict` when a row moved under us."""
         out_refund_no = str(resource.get("out_refund_no", ""))
         status = str(resource.get("refund_status") or resource.get("status") or "")
         if status not in {s.value for s in RefundStatus} or status == RefundStatus.PROCESSING.value:
-            return ApplyResult("not_success")
-        result = self._settle(out_refund_no, status, resource, source=source)
-        return ApplyResult(result.outcome, result.order)
+            return ApplyResult(ApplyOutcome.NOT_SUCCESS)
+        settled = self._settle_once(uow, out_refund_no, RefundStatus(status), resource, source)
+        if settled is None:
+            raise Conflict
+        return ApplyResult(settled.outcome, settled.order)
 
     def _settle(
         self, out_refund_no: str, status: str, resource: Mapping[str, Any], *, source: str
     ) -> _Settled:
-        for _ in range(CAS_ATTEMPTS):
-            try:
-                with self._uow() as uow:
-                    settled = self._settle_once(uow, out_refund_no, RefundStatus(status), resource, source)
-            except _RetrySettlement:
-                continue  # the order moved under us: the whole settlement rolled back
-            if settled is not None:
-                return settled
-        raise TransientError("refund kept changing while settling")
+        def attempt() -> _Settled | None:
+            with self._uow() as uow:
+                return self._settle_once(uow, out_refund_no, RefundStatus(status), resource, source)
+
+        return retry_on_conflict(attempt, "settling the refund")
 
     def _settle_once(
         self,
@@ -185,10 +156,10 @@ class RefundService:
         refund = uow.refunds.get(out_refund_no)
         if refund is None:
             log.error("refund.unknown", out_refund_no=out_refund_no, source=source)
-            return _Settled("refund_unknown", None, None)
+            return _Settled(ApplyOutcome.REFUND_UNKNOWN, None, None)
         order = require_order(uow, refund.order_id)
         if refund.status.final:
-            return _Settled("duplicate", refund, order)
+            return _Settled(ApplyOutcome.DUPLICATE, refund, order)
         if order.status is OrderStatus.UNPAID:
             raise TransientError("refund settled before the payment was applied; retry later")
         now = self._clock()
@@ -208,26 +179,21 @@ class RefundService:
         if status is RefundStatus.SUCCESS:
             order = self._credit(uow, order, refund, now)
         caller = Caller(f"system:{source}")
-        uow.events.record(
+        uow.audit.record(
             audit(order, "refund", refund.status, f"{out_refund_no}:{status}", "refund settled", caller), now
         )
-        return _Settled("applied", settled, order)
+        return _Settled(ApplyOutcome.APPLIED, settled, order)
 
-    def _credit(self, uow: UnitOfWork, order: Order, refund: Refund, now: datetime) -> Order:
-        refunded = order.refunded_fee + refund.amount
-        target = order.status
-        if order.status in REFUNDABLE:
-            target = OrderStatus.REFUNDED if refunded >= order.paid_fee else OrderStatus.PARTIALLY_REFUNDED
-        updated = uow.orders.compare_and_set(
-            order, order.version, refunded_fee=refunded, status=target, updated_at=now
-        )
+    @staticmethod
+    def _credit(uow: UnitOfWork, order: Order, refund: Refund, now: datetime) -> Order:
+        transition = order.credit_refund(refund.amount, now)
+        updated = uow.orders.save(order, transition.order)
         if updated is None:
-            raise _RetrySettlement
-        if target is not order.status:
+            raise Conflict  # the order moved under us: the whole settlement rolls back
+        if updated.status is not order.status:
             cause = f"refund {refund.out_refund_no} settled"
-            uow.events.record(audit(order, "status", order.status, target, cause, REFUND_SETTLER), now)
-        if target is OrderStatus.REFUNDED:
-            self.revoke_grants(order.order_id, now)
+            uow.audit.record(audit(order, "status", order.status, updated.status, cause, REFUND_SETTLER), now)
+        uow.record(*transition.events)
         return updated
 
     # --- sync ---------------------------------------------------------------------------------
@@ -257,26 +223,25 @@ class RefundService:
         )
 
     def _update(self, out_refund_no: str, **changes: Any) -> Refund:
-        for _ in range(CAS_ATTEMPTS):
+        def attempt() -> Refund | None:
             with self._uow() as uow:
                 refund = uow.refunds.get(out_refund_no)
                 if refund is None:
                     raise RefundNotFoundError(f"refund {out_refund_no!r} not found")
-                updated = uow.refunds.compare_and_set(refund, updated_at=self._clock(), **changes)
-            if updated is not None:
-                return updated
-        raise TransientError("refund kept changing")
+                return uow.refunds.compare_and_set(refund, updated_at=self._clock(), **changes)
+
+        return retry_on_conflict(attempt, "updating the refund")
 
 
-class _RetrySettlement(Exception):  # noqa: N818 - internal: roll the settlement back and try again
-    pass
-
-
+@dataclass(frozen=True)
 class _Settled:
-    def __init__(self, outcome: str, refund: Refund | None, order: Order | None) -> None:
-        self.outcome = outcome
-        self.refund = refund
-        self.order = order
+    outcome: ApplyOutcome
+    refund: Refund | None
+    order: Order | None
+
+
+def _touched(order: Order, now: datetime) -> Order:
+    return replace(order, updated_at=now)
 
 
 def _time(value: object) -> datetime | None:

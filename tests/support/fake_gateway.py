@@ -10,7 +10,8 @@ from server.domain.errors import ProviderRejectedError, ProviderUnavailableError
 
 
 class FakeGateway:
-    def __init__(self) -> None:
+    def __init__(self, mchid: str = "1900000109", appid: str = "wxapp") -> None:
+        self.mchid, self.appid = mchid, appid
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.trades: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
@@ -91,8 +92,8 @@ class FakeGateway:
     def pay(self, out_trade_no: str, total: int | None = None) -> dict[str, Any]:
         trade = self.trades[out_trade_no]
         trade.update(
-            mchid="1900000109",
-            appid="wxapp",
+            mchid=self.mchid,
+            appid=self.appid,
             trade_state="SUCCESS",
             transaction_id="42" + str(abs(hash(out_trade_no)))[:26].zfill(26),
             success_time="2026-11-23T20:00:00+08:00",
