@@ -33,6 +33,7 @@ from server.service.refunds import RefundService
 from server.wxpay.client import from_settings
 from server.wxpay.credentials import load_credentials
 from server.wxpay.notification import notification_parser
+from server.wxpay.wire import WeChatPayGateway
 
 
 def servicers_for(app: App) -> Servicers:
@@ -103,10 +104,10 @@ def _payments_part(
             f"`orderpay keys init --dir {bundle}` makes a throwaway one"
         )
     credentials = load_credentials(settings.credentials_dir)
-    gateway = gateway or from_settings(settings, credentials, observer=observe_provider)
+    gateway = gateway or WeChatPayGateway(from_settings(settings, credentials, observer=observe_provider))
     worker = FulfilmentWorker(uow, clock, policy=retry_policy(settings))
     events = EventBus(Reactors(fulfilment=worker if prompt_fulfilment else _LeaveToTheJob()))
-    merchant = MerchantIdentity(mchid=credentials.mchid, appid=credentials.appid)
+    merchant = MerchantIdentity(merchant_id=credentials.mchid, app_id=credentials.appid)
     payments = PaymentService(
         uow,
         clock,

@@ -21,7 +21,7 @@ from server.domain.events import (
     PaidAfterClose,
 )
 from server.domain.outcomes import ApplyOutcome
-from server.domain.refund import RefundRequest
+from server.domain.refund import PlannedRefund
 
 
 class OrderStatus(StrEnum):
@@ -137,9 +137,9 @@ class Order:
             fulfilment_reason=f"{reason}: paid {paid}, due {self.total_fee}",
         )
 
-    def late_payment_refund(self) -> RefundRequest:
+    def late_payment_refund(self) -> PlannedRefund:
         """A payment on a CLOSED order goes back in full, under a number derived from the order."""
-        return RefundRequest(f"PC{self.order_id}"[:64], self.order_id, self.paid_fee, "paid after close")
+        return PlannedRefund(f"PC{self.order_id}"[:64], self.order_id, self.paid_fee, "paid after close")
 
     # --- refunds ----------------------------------------------------------------------------------
     @property
@@ -187,9 +187,9 @@ class Order:
             events.insert(0, FulfilmentFailed(self.order_id, reason[:255]))
         return Transition(moved, ApplyOutcome.APPLIED, tuple(events))
 
-    def compensation_refund(self) -> RefundRequest:
+    def compensation_refund(self) -> PlannedRefund:
         """What a failed fulfilment gives back, under a number derived from the order."""
-        return RefundRequest(
+        return PlannedRefund(
             compensation_refund_no(self.order_id), self.order_id, self.refundable_fee, "fulfilment failed"
         )
 

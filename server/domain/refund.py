@@ -41,7 +41,7 @@ class Refund:
 
 
 @dataclass(frozen=True)
-class RefundRequest:
+class PlannedRefund:
     """A refund to record: its number (the idempotency key at WeChat), order, amount and reason."""
 
     out_refund_no: str

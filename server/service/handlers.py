@@ -30,7 +30,7 @@ from server.domain.events import (
     OrderPaid,
     PaidAfterClose,
 )
-from server.domain.refund import RefundRequest
+from server.domain.refund import PlannedRefund
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.lookups import require_order
@@ -95,7 +95,7 @@ def revoke_grants(uow: UnitOfWork, event: OrderFullyRefunded, policy: Policy, no
 
 
 def request_refund(
-    uow: UnitOfWork, request: RefundRequest, order_total: int, now: datetime, caller: Caller
+    uow: UnitOfWork, request: PlannedRefund, order_total: int, now: datetime, caller: Caller
 ) -> None:
     """Record the refund for the refund job to submit; a second request under its number is a no-op."""
     if uow.refunds.get(request.out_refund_no) is not None or request.amount <= 0:

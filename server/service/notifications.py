@@ -17,7 +17,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import structlog
 
@@ -26,6 +26,7 @@ from server.domain.errors import DomainError
 from server.domain.events import Event
 from server.domain.notification import MalformedError, Notification, NotificationRejected
 from server.domain.outcomes import ApplyOutcome
+from server.domain.provider import RefundReport, TransactionReport
 from server.service.errors import TransientError
 from server.service.ports import (
     NotificationParser,
@@ -37,8 +38,6 @@ from server.service.ports import (
 from server.service.retry import retry_on_conflict
 
 SOURCE: Final = "notify"
-TRANSACTION_SUCCESS: Final = "TRANSACTION.SUCCESS"
-REFUND_PREFIX: Final = "REFUND."
 UNHANDLED_EVENT: Final = "unhandled_event"
 DUPLICATE: Final = "duplicate"
 TRANSIENT: Final = "transient"
@@ -70,10 +69,14 @@ class Disposition(StrEnum):
     FAIL = "fail"  # a bug: send it again; the row is kept FAILED for the re-processing job
 
 
-class Applier(Protocol):
-    """PaymentService / RefundService as the notification path needs them: apply in OUR transaction."""
+class TransactionApplier(Protocol):
+    """PaymentService as the notification path needs it: apply in OUR transaction."""
 
-    def apply_in(self, uow: UnitOfWork, resource: Mapping[str, Any], *, source: str) -> _HasOutcome: ...
+    def apply_in(self, uow: UnitOfWork, report: TransactionReport, *, source: str) -> _HasOutcome: ...
+
+
+class RefundApplier(Protocol):
+    def apply_in(self, uow: UnitOfWork, report: RefundReport, *, source: str) -> _HasOutcome: ...
 
 
 class _HasOutcome(Protocol):
@@ -104,8 +107,8 @@ class NotificationService:
         uow: UnitOfWorkFactory,
         clock: Clock,
         parse: NotificationParser,
-        payments: Applier,
-        refunds: Applier,
+        payments: TransactionApplier,
+        refunds: RefundApplier,
         publish: Publish,
         read: UnitOfWorkFactory | None = None,
         transient_faults: tuple[type[Exception], ...] = (),
@@ -136,7 +139,7 @@ class NotificationService:
             "",
             notification_id=note.id,
             event_type=note.event_type,
-            out_trade_no=_text(note.resource.get("out_trade_no")),
+            out_trade_no=note.report.out_trade_no[:64] if isinstance(note.report, TransactionReport) else "",
         )
         try:
             return _with(receipt, Disposition.ACK, self._store_and_apply(note, headers, body, now))
@@ -201,10 +204,10 @@ class NotificationService:
         return outcome
 
     def _apply(self, uow: UnitOfWork, note: Notification) -> str:
-        if note.event_type == TRANSACTION_SUCCESS:
-            return str(self._payments.apply_in(uow, note.resource, source=SOURCE).outcome)
-        if note.event_type.startswith(REFUND_PREFIX):
-            return str(self._refunds.apply_in(uow, note.resource, source=SOURCE).outcome)
+        if isinstance(note.report, TransactionReport):
+            return str(self._payments.apply_in(uow, note.report, source=SOURCE).outcome)
+        if isinstance(note.report, RefundReport):
+            return str(self._refunds.apply_in(uow, note.report, source=SOURCE).outcome)
         return UNHANDLED_EVENT
 
     def _reprocess(self, row: StoredNotification, now: datetime) -> int:
@@ -278,7 +281,3 @@ def _is_utf8(body: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _text(value: object) -> str:
-    return value[:64] if isinstance(value, str) else ""

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -16,11 +14,11 @@ from server.domain.errors import (
     InvalidArgumentError,
     InvalidStateTransitionError,
     OrderNotPayableError,
-    ProviderRejectedError,
 )
 from server.domain.events import Event
-from server.domain.order import Fulfilment, Order, OrderStatus, ReceivedPayment
+from server.domain.order import Fulfilment, Order, OrderStatus
 from server.domain.outcomes import ApplyOutcome
+from server.domain.provider import CloseOutcome, PrepayRequest, TransactionReport
 from server.domain.validation import Violations
 from server.service.audit import audit
 from server.service.context import Caller
@@ -30,10 +28,10 @@ from server.service.retry import Conflict, retry_on_conflict
 
 log = structlog.get_logger("orderpay.payments")
 
+# Channels that share one prepay (a mini-program pays like JSAPI): the same family reuses it.
 CHANNEL_ENDPOINT = {"JSAPI": "jsapi", "MINIPROGRAM": "jsapi", "APP": "app", "NATIVE": "native", "H5": "h5"}
 PREPAY_VALIDITY = {"h5": timedelta(minutes=5)}  # everything else: 2 h (research §3.3)
 DEFAULT_PREPAY_VALIDITY = timedelta(hours=2)
-CST = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass(frozen=True)
@@ -51,10 +49,6 @@ class PaymentView:
 class ApplyResult:
     outcome: ApplyOutcome
     order: Order | None = None
-
-
-def rfc3339(value: datetime) -> str:
-    return value.astimezone(CST).replace(microsecond=0).isoformat()
 
 
 class PaymentService:
@@ -89,32 +83,25 @@ class PaymentService:
         if reusable is not None:
             return reusable
         _check_payable(order, endpoint, now)
-        answer = self._gateway.prepay(endpoint, self._prepay_body(order, endpoint, payer_openid, client_ip))
-        prepay_id = str(answer.get("prepay_id") or _prepay_id_from_url(answer))
-        payload = str(answer.get("code_url") or answer.get("h5_url") or "")
+        prepay = self._gateway.prepay(
+            PrepayRequest(
+                channel=channel,
+                out_trade_no=order.out_trade_no,
+                description=order.description,
+                attach=order.attach,
+                total_fee=order.total_fee,
+                expires_at=order.expires_at,
+                notify_url=self._notify_url,
+                payer_openid=payer_openid,
+                client_ip=client_ip,
+            )
+        )
+        prepay_id, payload = prepay.prepay_id, prepay.payload
         order = retry_on_conflict(
             lambda: self._record_prepay(order_id, channel, endpoint, prepay_id, payload, now, caller),
             "recording the prepay",
         )
         return self._view(order, channel, endpoint, prepay_id, payload, now)
-
-    def _prepay_body(
-        self, order: Order, endpoint: str, openid: str | None, client_ip: str | None
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "description": order.description,
-            "out_trade_no": order.out_trade_no,
-            "time_expire": rfc3339(order.expires_at),
-            "notify_url": self._notify_url,
-            "amount": {"total": order.total_fee, "currency": "CNY"},
-        }
-        if order.attach:
-            body["attach"] = order.attach
-        if endpoint == "jsapi":
-            body["payer"] = {"openid": openid}
-        if endpoint == "h5":
-            body["scene_info"] = {"payer_client_ip": client_ip, "h5_info": {"type": "Wap"}}
-        return body
 
     def _reusable_prepay(self, order: Order, endpoint: str, now: datetime) -> PaymentView | None:
         if not order.prepay_id or order.prepay_at is None or order.status is not OrderStatus.UNPAID:
@@ -177,28 +164,29 @@ class PaymentService:
             h5_url=payload if endpoint == "h5" else "",
         )
 
-    # --- applying WeChat's word ---------------------------------------------------------------
-    def apply_transaction(self, resource: Mapping[str, Any], *, source: str) -> ApplyResult:
+    # --- applying the provider's word ---------------------------------------------------------
+    def apply_transaction(self, report: TransactionReport, *, source: str) -> ApplyResult:
         """Idempotent: queries and the reconciler come through here (notifications: `apply_in`)."""
-        result, events = retry_on_conflict(lambda: self._apply_once(resource, source), "applying the payment")
+        result, events = retry_on_conflict(lambda: self._apply_once(report, source), "applying the payment")
         self._publish(events)
         return result
 
-    def _apply_once(self, resource: Mapping[str, Any], source: str) -> tuple[ApplyResult, Sequence[Event]]:
+    def _apply_once(self, report: TransactionReport, source: str) -> tuple[ApplyResult, Sequence[Event]]:
         with self._uow() as uow:
-            result = self.apply_in(uow, resource, source=source)
+            result = self.apply_in(uow, report, source=source)
         return result, uow.new_events
 
-    def apply_in(self, uow: UnitOfWork, resource: Mapping[str, Any], *, source: str) -> ApplyResult:
+    def apply_in(self, uow: UnitOfWork, report: TransactionReport, *, source: str) -> ApplyResult:
         """Apply inside the caller's transaction; raises `Conflict` when the order moved under us."""
-        if resource.get("mchid") != self._merchant.mchid or resource.get("appid", self._merchant.appid) != (
-            self._merchant.appid
-        ):
-            log.error("payment.identity_mismatch", source=source, out_trade_no=resource.get("out_trade_no"))
+        merchant = self._merchant
+        if report.merchant_id != merchant.merchant_id or report.app_id not in (None, merchant.app_id):
+            log.error("payment.identity_mismatch", source=source, out_trade_no=report.out_trade_no)
             return ApplyResult(ApplyOutcome.IDENTITY_MISMATCH)
-        if resource.get("trade_state") != "SUCCESS":
+        if report.problem:
+            raise InvalidArgumentError([FieldViolation("resource", f"not a transaction: {report.problem}")])
+        if report.payment is None:
             return ApplyResult(ApplyOutcome.NOT_SUCCESS)
-        paid = _parse_paid(resource)
+        paid = report.payment
         order = uow.orders.get_by_out_trade_no(paid.out_trade_no)
         if order is None:
             log.error("payment.unknown_order", source=source, out_trade_no=paid.out_trade_no)
@@ -229,24 +217,16 @@ class PaymentService:
 
     # --- active sync and close ----------------------------------------------------------------
     def sync_payment(self, order_id: str, caller: Caller) -> Order:
-        """Ask WeChat Pay, and repair local state (uni-pay's getOrder only reports)."""
+        """Ask the provider, and repair local state (uni-pay's getOrder only reports)."""
         order = self._load(order_id)
         if order.status is not OrderStatus.UNPAID and order.transaction_id:
             return order
-        try:
-            transaction = self._gateway.query_by_out_trade_no(order.out_trade_no)
-        except ProviderRejectedError as error:
-            if error.metadata.get("provider_code") == "ORDER_NOT_EXIST":
-                return order  # WeChat never saw a prepay for it
-            raise
-        if transaction.get("trade_state") == "SUCCESS":
-            self.apply_transaction(transaction, source="sync")
-        log.info(
-            "payment.synced",
-            order_id=order_id,
-            trade_state=transaction.get("trade_state"),
-            actor=caller.actor,
-        )
+        report = self._gateway.query_transaction(order.out_trade_no)
+        if report is None:
+            return order  # the provider never saw a prepay for it
+        if report.payment is not None:
+            self.apply_transaction(report, source="sync")
+        log.info("payment.synced", order_id=order_id, state=report.state, actor=caller.actor)
         return self._load(order_id)
 
     def schedule_next_sync(self, order_id: str) -> None:
@@ -261,38 +241,18 @@ class PaymentService:
             uow.orders.save(order, replace(order, next_sync_at=next_at, sync_attempts=attempts))
 
     def close_at_provider(self, order: Order, caller: Caller) -> None:
-        """The prepay closer: WeChat first. If WeChat already took the money, apply PAID instead."""
-        try:
-            self._gateway.close(order.out_trade_no)
-        except ProviderRejectedError as error:
-            code = error.metadata.get("provider_code")
-            if code in {"ORDER_NOT_EXIST", "ORDER_CLOSED"}:
-                return
-            if code != "ORDERPAID":
-                raise
-            paid = self.sync_payment(order.order_id, caller)
-            raise InvalidStateTransitionError(
-                "WeChat Pay already took the payment; the order is now PAID",
-                metadata={"from": paid.status.value, "to": OrderStatus.CLOSED.value},
-            ) from error
+        """The prepay closer: the provider first. If it already took the money, apply PAID instead."""
+        if self._gateway.close(order.out_trade_no) is not CloseOutcome.ALREADY_PAID:
+            return  # closed now, closed before, or never seen there
+        paid = self.sync_payment(order.order_id, caller)
+        raise InvalidStateTransitionError(
+            "WeChat Pay already took the payment; the order is now PAID",
+            metadata={"from": paid.status.value, "to": OrderStatus.CLOSED.value},
+        )
 
     def _load(self, order_id: str) -> Order:
         with self._read() as uow:
             return require_order(uow, order_id)
-
-
-def _parse_paid(resource: Mapping[str, Any]) -> ReceivedPayment:
-    try:
-        amount = resource["amount"]
-        success = resource.get("success_time")
-        return ReceivedPayment(
-            out_trade_no=str(resource["out_trade_no"]),
-            transaction_id=str(resource["transaction_id"]),
-            total=int(amount["total"]),
-            success_time=datetime.fromisoformat(success) if success else None,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidArgumentError([FieldViolation("resource", f"not a transaction: {exc}")]) from exc
 
 
 def _validate_payment(order_id: str, channel: str, openid: str | None, client_ip: str | None) -> str:
@@ -320,9 +280,3 @@ def _check_payable(order: Order, endpoint: str, now: datetime) -> None:
             "order already has a prepay on another channel; create a new order to switch",
             metadata={"channel": order.pay_channel or ""},
         )
-
-
-def _prepay_id_from_url(answer: Mapping[str, Any]) -> str:
-    """NATIVE and H5 answer with a URL; keep a stable id for the record."""
-    url = str(answer.get("code_url") or answer.get("h5_url") or "")
-    return url.rsplit("=", 1)[-1][:64] if url else ""

@@ -17,6 +17,14 @@ from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership
 from server.domain.notification import Notification
 from server.domain.order import Order, OrderStatus
+from server.domain.provider import (
+    CloseOutcome,
+    Prepay,
+    PrepayRequest,
+    RefundReport,
+    RefundRequest,
+    TransactionReport,
+)
 from server.domain.refund import Refund
 
 
@@ -209,21 +217,28 @@ Publish = Callable[[Sequence[Event]], None]
 
 
 class PaymentGateway(Protocol):
-    """WeChat Pay as the service layer sees it (server.wxpay.client.WeChatPayClient fits)."""
+    """The payment provider in our terms (server.wxpay.wire.WeChatPayGateway is WeChat Pay's).
 
-    def prepay(self, channel: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
-    def query_by_out_trade_no(self, out_trade_no: str) -> dict[str, Any]: ...
-    def close(self, out_trade_no: str) -> None: ...
-    def refund(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
-    def query_refund(self, out_refund_no: str) -> dict[str, Any]: ...
+    Failures: ProviderRejectedError (a business "no" not covered by a typed answer) or
+    ProviderUnavailableError (maybe done, maybe not: ask again with the same number).
+    """
+
+    def prepay(self, request: PrepayRequest) -> Prepay: ...
+    def query_transaction(self, out_trade_no: str) -> TransactionReport | None:
+        """None: the provider never saw the order."""
+        ...
+
+    def close(self, out_trade_no: str) -> CloseOutcome: ...
+    def refund(self, request: RefundRequest) -> RefundReport: ...
+    def query_refund(self, out_refund_no: str) -> RefundReport: ...
     def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]: ...
     def app_pay_params(self, prepay_id: str) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
 class MerchantIdentity:
-    mchid: str
-    appid: str
+    merchant_id: str
+    app_id: str
 
 
 # Verifies and decrypts a signed notification (headers, raw body, now as unix seconds), or raises

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +17,8 @@ from server.domain.errors import (
 )
 from server.domain.order import Order, OrderStatus
 from server.domain.outcomes import ApplyOutcome
-from server.domain.refund import Refund, RefundRequest, RefundStatus
+from server.domain.provider import RefundReport, RefundRequest
+from server.domain.refund import PlannedRefund, Refund, RefundStatus
 from server.domain.validation import OUT_REFUND_NO, Violations
 from server.service.audit import audit
 from server.service.context import Caller
@@ -56,11 +56,11 @@ class RefundService:
         self, order_id: str, out_refund_no: str, amount: int, reason: str, caller: Caller
     ) -> Refund:
         _validate(order_id, out_refund_no, amount, reason)
-        request = RefundRequest(out_refund_no, order_id, amount, reason)
+        request = PlannedRefund(out_refund_no, order_id, amount, reason)
         refund = retry_on_conflict(lambda: self._record(request, caller), "recording the refund")
         return refund if refund.submitted or refund.status.final else self._submit(refund)
 
-    def _record(self, request: RefundRequest, caller: Caller) -> Refund | None:
+    def _record(self, request: PlannedRefund, caller: Caller) -> Refund | None:
         with self._uow() as uow:
             existing = uow.refunds.get(request.out_refund_no)
             if existing is not None:
@@ -86,16 +86,16 @@ class RefundService:
         """Send (or re-send: same out_refund_no, so WeChat refunds once) and record the answer."""
         with self._read() as uow:
             order = require_order(uow, refund.order_id)
-        body = {
-            "out_trade_no": order.out_trade_no,
-            "out_refund_no": refund.out_refund_no,
-            "notify_url": self._notify_url,
-            "amount": {"refund": refund.amount, "total": refund.order_total, "currency": "CNY"},
-        }
-        if refund.reason:
-            body["reason"] = refund.reason
+        request = RefundRequest(
+            out_trade_no=order.out_trade_no,
+            out_refund_no=refund.out_refund_no,
+            amount=refund.amount,
+            order_total=refund.order_total,
+            reason=refund.reason,
+            notify_url=self._notify_url,
+        )
         try:
-            answer = self._gateway.refund(body)
+            report = self._gateway.refund(request)
         except ProviderUnavailableError:
             log.warning("refund.submit_deferred", out_refund_no=refund.out_refund_no)
             return self._update(refund.out_refund_no, next_poll_at=self._clock() + RETRY_SUBMIT_AFTER)
@@ -106,42 +106,40 @@ class RefundService:
             code = error.metadata.get("provider_code")
             log.warning("refund.rejected", out_refund_no=refund.out_refund_no, code=code)
             raise
-        status = str(answer.get("status", "PROCESSING"))
         updated = self._update(
             refund.out_refund_no,
             submitted=True,
-            refund_id=str(answer.get("refund_id") or "") or None,
+            refund_id=report.refund_id,
             next_poll_at=self._clock() + timedelta(seconds=self._schedule[0]),
         )
-        if status != RefundStatus.PROCESSING.value:
-            return self._settle(refund.out_refund_no, status, answer, source="refund-api").refund or updated
+        status = report.status or RefundStatus.PROCESSING
+        if status is not RefundStatus.PROCESSING:
+            return self._settle(refund.out_refund_no, status, report, source="refund-api").refund or updated
         return updated
 
     # --- settle -------------------------------------------------------------------------------
-    def apply_refund(self, resource: Mapping[str, Any], *, source: str) -> ApplyResult:
-        return retry_on_conflict(lambda: self._apply_once(resource, source), "settling the refund")
+    def apply_refund(self, report: RefundReport, *, source: str) -> ApplyResult:
+        return retry_on_conflict(lambda: self._apply_once(report, source), "settling the refund")
 
-    def _apply_once(self, resource: Mapping[str, Any], source: str) -> ApplyResult:
+    def _apply_once(self, report: RefundReport, source: str) -> ApplyResult:
         with self._uow() as uow:
-            return self.apply_in(uow, resource, source=source)
+            return self.apply_in(uow, report, source=source)
 
-    def apply_in(self, uow: UnitOfWork, resource: Mapping[str, Any], *, source: str) -> ApplyResult:
+    def apply_in(self, uow: UnitOfWork, report: RefundReport, *, source: str) -> ApplyResult:
         """Settle inside the caller's transaction; raises `Conflict` when a row moved under us."""
-        out_refund_no = str(resource.get("out_refund_no", ""))
-        status = str(resource.get("refund_status") or resource.get("status") or "")
-        if status not in {s.value for s in RefundStatus} or status == RefundStatus.PROCESSING.value:
+        if report.status is None or report.status is RefundStatus.PROCESSING:
             return ApplyResult(ApplyOutcome.NOT_SUCCESS)
-        settled = self._settle_once(uow, out_refund_no, RefundStatus(status), resource, source)
+        settled = self._settle_once(uow, report.out_refund_no, report.status, report, source)
         if settled is None:
             raise Conflict
         return ApplyResult(settled.outcome, settled.order)
 
     def _settle(
-        self, out_refund_no: str, status: str, resource: Mapping[str, Any], *, source: str
+        self, out_refund_no: str, status: RefundStatus, report: RefundReport, *, source: str
     ) -> _Settled:
         def attempt() -> _Settled | None:
             with self._uow() as uow:
-                return self._settle_once(uow, out_refund_no, RefundStatus(status), resource, source)
+                return self._settle_once(uow, out_refund_no, status, report, source)
 
         return retry_on_conflict(attempt, "settling the refund")
 
@@ -150,7 +148,7 @@ class RefundService:
         uow: UnitOfWork,
         out_refund_no: str,
         status: RefundStatus,
-        resource: Mapping[str, Any],
+        report: RefundReport,
         source: str,
     ) -> _Settled | None:
         refund = uow.refunds.get(out_refund_no)
@@ -169,10 +167,10 @@ class RefundService:
             "updated_at": now,
             "next_poll_at": None,
         }
-        if resource.get("refund_id"):
-            changes["refund_id"] = str(resource["refund_id"])
+        if report.refund_id:
+            changes["refund_id"] = report.refund_id
         if status is RefundStatus.SUCCESS:
-            changes["succeeded_at"] = _time(resource.get("success_time")) or now
+            changes["succeeded_at"] = report.success_time or now
         settled = uow.refunds.compare_and_set(refund, **changes)
         if settled is None:
             return None
@@ -212,10 +210,10 @@ class RefundService:
             return refund
         if not refund.submitted:
             return self._submit(refund)
-        answer = self._gateway.query_refund(out_refund_no)
-        status = str(answer.get("status", "PROCESSING"))
-        if status != RefundStatus.PROCESSING.value:
-            return self._settle(out_refund_no, status, answer, source="poll").refund or refund
+        report = self._gateway.query_refund(out_refund_no)
+        status = report.status or RefundStatus.PROCESSING
+        if status is not RefundStatus.PROCESSING:
+            return self._settle(out_refund_no, status, report, source="poll").refund or refund
         attempts = refund.poll_attempts + 1
         delay = self._schedule[min(attempts, len(self._schedule) - 1)]
         return self._update(
@@ -242,10 +240,6 @@ class _Settled:
 
 def _touched(order: Order, now: datetime) -> Order:
     return replace(order, updated_at=now)
-
-
-def _time(value: object) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
 def _validate(order_id: str, out_refund_no: str, amount: int, reason: str) -> None:

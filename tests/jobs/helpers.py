@@ -16,6 +16,7 @@ from server.domain.fulfilment import Handler
 from server.domain.order import CreateOrder, Order
 from server.service.context import Caller
 from server.service.fulfilment import FulfilmentWorker
+from server.wxpay.wire import transaction_report
 from tests.notify.wechat import FACTS
 
 BFF = Caller("bff", "test")
@@ -73,7 +74,9 @@ def transaction_for(order: Order, total: int | None = None) -> dict[str, Any]:
 def paid_order(app: App, user_id: str, product_id: str, quantity: int = 1) -> Order:
     """An order paid through the real payment path (which writes the PENDING fulfilment row)."""
     order = unpaid_order(app, user_id, product_id, quantity)
-    result = app.payments.payments.apply_transaction(transaction_for(order), source="test")
+    result = app.payments.payments.apply_transaction(
+        transaction_report(transaction_for(order)), source="test"
+    )
     assert result.outcome == "applied", result
     assert result.order is not None
     return result.order

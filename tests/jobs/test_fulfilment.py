@@ -19,6 +19,7 @@ from server.domain.order import Fulfilment, compensation_refund_no
 from server.service.context import Caller
 from server.service.fulfilment import FulfilmentWorker
 from server.service.handlers import Policy, transactional
+from server.wxpay.wire import refund_report
 from tests.jobs.helpers import (
     MovableClock,
     add_product,
@@ -178,9 +179,8 @@ def test_full_refund_takes_the_vip_days_back(jobs_app: App, rid: str) -> None:
     out_refund_no = f"R{rid}"
     refunds = jobs_app.payments.refunds
     refunds.refund_order(order.order_id, out_refund_no, order.total_fee, "test", Caller("admin"))
-    result = refunds.apply_refund(
-        {"out_refund_no": out_refund_no, "refund_status": "SUCCESS", "refund_id": f"50{rid}"}, source="test"
-    )
+    settled = {"out_refund_no": out_refund_no, "refund_status": "SUCCESS", "refund_id": f"50{rid}"}
+    result = refunds.apply_refund(refund_report(settled), source="test")
     assert result.outcome == "applied"
     assert membership_expiry(jobs_app, user) == kept_until
     [grant] = grants_for(jobs_app, order.order_id)
@@ -193,7 +193,9 @@ def test_an_order_refunded_before_fulfilment_is_not_granted(jobs_app: App, rid: 
     out_refund_no = f"R{rid}"
     refunds = jobs_app.payments.refunds
     refunds.refund_order(order.order_id, out_refund_no, order.total_fee, "test", Caller("admin"))
-    refunds.apply_refund({"out_refund_no": out_refund_no, "refund_status": "SUCCESS"}, source="test")
+    refunds.apply_refund(
+        refund_report({"out_refund_no": out_refund_no, "refund_status": "SUCCESS"}), source="test"
+    )
     assert make_worker(jobs_app).run_for_order(order.order_id).outcome is Outcome.ABANDONED
     assert grants_for(jobs_app, order.order_id) == []
     assert membership_expiry(jobs_app, order.user_id) is None

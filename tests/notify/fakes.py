@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from server.domain.provider import RefundReport, TransactionReport
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,11 @@ class FakeLedger:
 
     published: list[object] = field(default_factory=list)
 
-    def apply_in(self, uow: object, resource: Mapping[str, Any], *, source: str) -> FakeResult:
+    def apply_in(self, uow: object, report: TransactionReport | RefundReport, *, source: str) -> FakeResult:
         """Inside the notification's own transaction, like PaymentService / RefundService."""
         del uow
-        key = resource.get("out_trade_no") if "out_refund_no" not in resource else resource["out_refund_no"]
-        return self._apply(str(key), source)
+        key = report.out_refund_no if isinstance(report, RefundReport) else report.out_trade_no
+        return self._apply(key, source)
 
     def publish(self, events: Sequence[object]) -> None:
         self.published.extend(events)

@@ -21,6 +21,7 @@ from server.domain.errors import (
 from server.domain.order import CreateOrder, Fulfilment, Order, OrderStatus
 from server.domain.refund import RefundStatus
 from server.service.context import Caller
+from server.wxpay.wire import WeChatPayGateway, refund_report, transaction_report
 from tests.conftest import settings_for
 from tests.notify.wechat import FACTS, make_bundle
 from tests.support.fake_gateway import FakeGateway, unavailable
@@ -44,7 +45,7 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory, gateway: Fa
         reconcile_schedule_s=(60.0,),
         refund_poll_schedule_s=(60.0,),
     )
-    application = build_app(settings, gateway=gateway)
+    application = build_app(settings, gateway=WeChatPayGateway(gateway))
     application.catalogue.load_file()
     yield application
     application.close()
@@ -63,7 +64,9 @@ def new_order(app: App, user: str, product: str = "vip-month") -> Order:
 def paid(app: App, gateway: FakeGateway, user: str) -> Order:
     order = new_order(app, user)
     app.payments.payments.create_payment(order.order_id, "NATIVE", None, None, BFF)
-    result = app.payments.payments.apply_transaction(gateway.pay(order.out_trade_no), source="test")
+    result = app.payments.payments.apply_transaction(
+        transaction_report(gateway.pay(order.out_trade_no)), source="test"
+    )
     assert result.outcome == "applied"
     assert result.order is not None
     return result.order
@@ -107,7 +110,7 @@ def test_closed_order_is_not_payable(app: App, rid: str) -> None:
 
 def test_apply_is_idempotent_and_writes_one_outbox_row(app: App, gateway: FakeGateway, rid: str) -> None:
     order = paid(app, gateway, f"u-{rid}")
-    transaction = gateway.trades[order.out_trade_no]
+    transaction = transaction_report(gateway.trades[order.out_trade_no])
 
     def apply(_: int) -> str:
         return app.payments.payments.apply_transaction(transaction, source="test").outcome
@@ -121,7 +124,9 @@ def test_apply_is_idempotent_and_writes_one_outbox_row(app: App, gateway: FakeGa
 def test_amount_mismatch_is_held_without_fulfilment(app: App, gateway: FakeGateway, rid: str) -> None:
     order = new_order(app, f"u-{rid}")
     app.payments.payments.create_payment(order.order_id, "NATIVE", None, None, BFF)
-    result = app.payments.payments.apply_transaction(gateway.pay(order.out_trade_no, total=1), source="test")
+    result = app.payments.payments.apply_transaction(
+        transaction_report(gateway.pay(order.out_trade_no, total=1)), source="test"
+    )
     assert result.outcome == "amount_mismatch"
     held = app.orders.get_order(order.order_id)
     assert (held.status, held.fulfilment, held.paid_fee) == (OrderStatus.PAID, Fulfilment.HELD, 1)
@@ -142,7 +147,7 @@ def test_foreign_or_unpaid_transactions_change_nothing(
 ) -> None:
     order = new_order(app, f"u-{rid}")
     app.payments.payments.create_payment(order.order_id, "NATIVE", None, None, BFF)
-    transaction = {**gateway.pay(order.out_trade_no), **change}
+    transaction = transaction_report({**gateway.pay(order.out_trade_no), **change})
     assert app.payments.payments.apply_transaction(transaction, source="test").outcome == outcome
     assert app.orders.get_order(order.order_id).status is OrderStatus.UNPAID
 
@@ -174,7 +179,9 @@ def test_payment_after_close_is_recorded_and_refunded(app: App, gateway: FakeGat
     order = new_order(app, f"u-{rid}")
     app.orders.close_order(order.order_id, BFF)  # no prepay recorded locally: closed without WeChat
     gateway.trades[order.out_trade_no] = {"out_trade_no": order.out_trade_no, "amount": {"total": 1800}}
-    result = app.payments.payments.apply_transaction(gateway.pay(order.out_trade_no), source="test")
+    result = app.payments.payments.apply_transaction(
+        transaction_report(gateway.pay(order.out_trade_no)), source="test"
+    )
     assert result.outcome == "paid_after_close"
     closed = app.orders.get_order(order.order_id)
     assert (closed.status, closed.paid_fee, closed.fulfilment) == (OrderStatus.CLOSED, 1800, Fulfilment.HELD)
@@ -230,15 +237,19 @@ def test_refund_settlement_moves_the_order(app: App, gateway: FakeGateway, rid: 
     app.payments.refunds.refund_order(order.order_id, f"B{rid}", 1000, "rest", ADMIN)
     settle = {"refund_status": "SUCCESS", "success_time": "2026-11-23T20:01:00+08:00"}
     assert (
-        app.payments.refunds.apply_refund({"out_refund_no": f"A{rid}", **settle}, source="t").outcome
+        app.payments.refunds.apply_refund(
+            refund_report({"out_refund_no": f"A{rid}", **settle}), source="t"
+        ).outcome
         == "applied"
     )
     assert app.orders.get_order(order.order_id).status is OrderStatus.PARTIALLY_REFUNDED
     assert (
-        app.payments.refunds.apply_refund({"out_refund_no": f"A{rid}", **settle}, source="t").outcome
+        app.payments.refunds.apply_refund(
+            refund_report({"out_refund_no": f"A{rid}", **settle}), source="t"
+        ).outcome
         == "duplicate"
     )
-    app.payments.refunds.apply_refund({"out_refund_no": f"B{rid}", **settle}, source="t")
+    app.payments.refunds.apply_refund(refund_report({"out_refund_no": f"B{rid}", **settle}), source="t")
     final = app.orders.get_order(order.order_id)
     assert (final.status, final.refunded_fee) == (OrderStatus.REFUNDED, 1800)
     with app.db.connection_context():  # every status change has its audit row

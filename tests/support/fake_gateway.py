@@ -1,4 +1,8 @@
-"""A fake WeChat Pay gateway for service tests: scripted answers, and a record of every call."""
+"""A fake WeChat Pay APIv3 client for service tests: scripted answers, and a record of every call.
+
+It speaks WeChat's wire format; wrap it in server.wxpay.wire.WeChatPayGateway (as bootstrap wraps the
+real client) so the service tests exercise the real translation too.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ class FakeGateway:
     def count(self, name: str) -> int:
         return sum(1 for call, _ in self.calls if call == name)
 
-    # --- the PaymentGateway port ----------------------------------------------------------------
+    # --- the raw operations (server.wxpay.wire.WeChatPayOperations) ----------------------------
     def prepay(self, channel: str, body: Mapping[str, Any]) -> dict[str, Any]:
         self._record("prepay", {"channel": channel, **body})
         no = str(body["out_trade_no"])
@@ -87,6 +91,9 @@ class FakeGateway:
             "time_stamp": "1",
             "sign": "sig",
         }
+
+    def shutdown(self) -> None:
+        pass
 
     # --- what WeChat would do -------------------------------------------------------------------
     def pay(self, out_trade_no: str, total: int | None = None) -> dict[str, Any]:

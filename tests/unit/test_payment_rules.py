@@ -20,11 +20,12 @@ from server.service.handlers import Policy, transactional
 from server.service.payments import PaymentService
 from server.service.ports import Grant, MerchantIdentity
 from server.service.refunds import RefundService
+from server.wxpay.wire import WeChatPayGateway, refund_report, transaction_report
 from tests.support.fake_gateway import FakeGateway
 from tests.support.fake_uow import FakeDatabase
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-MERCHANT = MerchantIdentity("1900000109", "wxapp")
+MERCHANT = MerchantIdentity(merchant_id="1900000109", app_id="wxapp")
 ADMIN = Caller("admin", "t")
 
 
@@ -123,13 +124,19 @@ def test_refunds_credit_partly_then_fully_and_never_over_the_paid_amount() -> No
 class Stack:
     def __init__(self) -> None:
         self.db = FakeDatabase()
-        self.gateway = FakeGateway(MERCHANT.mchid, MERCHANT.appid)
+        self.gateway = FakeGateway(MERCHANT.merchant_id, MERCHANT.app_id)
         self.published: list[Event] = []
         uow = transactional(self.db.factory(), clock, Policy())
         self.payments = PaymentService(
-            uow, clock, self.gateway, MERCHANT, "http://n/notify", (60.0,), publish=self.published.extend
+            uow,
+            clock,
+            WeChatPayGateway(self.gateway),
+            MERCHANT,
+            "http://n/notify",
+            (60.0,),
+            publish=self.published.extend,
         )
-        self.refunds = RefundService(uow, clock, self.gateway, "http://n/notify", (60.0,))
+        self.refunds = RefundService(uow, clock, WeChatPayGateway(self.gateway), "http://n/notify", (60.0,))
 
     def add(self, order: Order) -> Order:
         self.db.state.orders[order.order_id] = order
@@ -141,7 +148,7 @@ class Stack:
             "amount": {"total": order.total_fee},
         }
         resource = self.gateway.pay(order.out_trade_no, total=total)
-        return self.payments.apply_transaction(resource, source="test").outcome
+        return self.payments.apply_transaction(transaction_report(resource), source="test").outcome
 
     def order(self, order_id: str) -> Order:
         return self.db.state.orders[order_id]
@@ -190,18 +197,18 @@ def test_partial_then_full_refund_and_the_grant_taken_back(stack: Stack) -> None
     stack.refunds.refund_order(order.order_id, "RB", 1000, "rest", ADMIN)
     settle = {"refund_status": "SUCCESS"}
     assert (
-        stack.refunds.apply_refund({"out_refund_no": "RA", **settle}, source="t").outcome
+        stack.refunds.apply_refund(refund_report({"out_refund_no": "RA", **settle}), source="t").outcome
         is ApplyOutcome.APPLIED
     )
     assert stack.order(order.order_id).status is OrderStatus.PARTIALLY_REFUNDED
     assert stack.db.state.grants[order.order_id].state is GrantState.GRANTED
-    stack.refunds.apply_refund({"out_refund_no": "RB", **settle}, source="t")
+    stack.refunds.apply_refund(refund_report({"out_refund_no": "RB", **settle}), source="t")
     final = stack.order(order.order_id)
     assert (final.status, final.refunded_fee) == (OrderStatus.REFUNDED, 1800)
     # OrderFullyRefunded's reaction, in the settling transaction:
     assert stack.db.state.grants[order.order_id].state is GrantState.REVOKED
     assert stack.db.state.memberships[order.user_id].expires_at == NOW
-    settled_again = stack.refunds.apply_refund({"out_refund_no": "RB", **settle}, source="t")
+    settled_again = stack.refunds.apply_refund(refund_report({"out_refund_no": "RB", **settle}), source="t")
     assert settled_again.outcome is ApplyOutcome.DUPLICATE
 
 
