@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -34,7 +34,7 @@ from server.domain.refund import PlannedRefund
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.lookups import require_order
-from server.service.ports import UnitOfWork, UnitOfWorkFactory
+from server.service.ports import Fulfiller, UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("orderpay.events")
 LATE_PAYMENT = Caller("system:late-payment")
@@ -47,10 +47,6 @@ class Policy:
     """Settings the reactions obey (bootstrap fills it from Settings)."""
 
     auto_refund_on_fulfilment_failure: bool = True
-
-
-class Fulfiller(Protocol):
-    def fulfil(self, order_id: str) -> Sequence[Event]: ...
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Final
 
 import structlog
 
@@ -31,7 +31,9 @@ from server.service.errors import TransientError
 from server.service.ports import (
     NotificationParser,
     Publish,
+    RefundApplier,
     StoredNotification,
+    TransactionApplier,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -67,21 +69,6 @@ class Disposition(StrEnum):
     REJECT_MALFORMED = "reject_malformed"  # verified (or not) but not a notification we accept
     RETRY = "retry"  # cannot decide now (database busy, state not ready): send it again
     FAIL = "fail"  # a bug: send it again; the row is kept FAILED for the re-processing job
-
-
-class TransactionApplier(Protocol):
-    """PaymentService as the notification path needs it: apply in OUR transaction."""
-
-    def apply_in(self, uow: UnitOfWork, report: TransactionReport, *, source: str) -> _HasOutcome: ...
-
-
-class RefundApplier(Protocol):
-    def apply_in(self, uow: UnitOfWork, report: RefundReport, *, source: str) -> _HasOutcome: ...
-
-
-class _HasOutcome(Protocol):
-    @property
-    def outcome(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from server.domain.catalogue import Product
 from server.domain.clock import Clock
 from server.domain.errors import (
-    FieldViolation,
     IdempotencyKeyReusedError,
-    InvalidArgumentError,
     InvalidStateTransitionError,
     OutOfStockError,
     ProductNotFoundError,
@@ -35,7 +30,8 @@ from server.domain.validation import MAX_PAGE_SIZE, MAX_QUANTITY, MAX_WAIT_MS, V
 from server.service.audit import audit
 from server.service.context import Caller, replace_actor
 from server.service.lookups import require_order
-from server.service.ports import Cursor, OrderInsertConflict, UnitOfWork, UnitOfWorkFactory
+from server.service.paging import decode_page_token, encode_page_token
+from server.service.ports import OrderInsertConflict, UnitOfWork, UnitOfWorkFactory
 
 DEFAULT_PAGE_SIZE = 20
 
@@ -289,21 +285,3 @@ def _conflict(uow: UnitOfWork, order_id: str) -> VersionConflictError:
     current = uow.orders.get(order_id)
     version = str(current.version) if current else "unknown"
     return VersionConflictError("order changed concurrently", metadata={"current_version": version})
-
-
-def encode_page_token(cursor: Cursor, user_id: str, status: OrderStatus | None) -> str:
-    payload = {"t": cursor.created_at.isoformat(), "s": cursor.seq, "u": user_id, "f": status or ""}
-    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str, user_id: str, status: OrderStatus | None) -> Cursor:
-    bad = InvalidArgumentError([FieldViolation("page_token", "is not a token this server issued")])
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        cursor = Cursor(datetime.fromisoformat(raw["t"]), int(raw["s"]))
-        same_query = raw["u"] == user_id and raw["f"] == (status or "")
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise bad from exc
-    if not same_query or cursor.created_at.tzinfo is None:
-        raise bad
-    return cursor

@@ -213,7 +213,28 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], AbstractContextManager[UnitOfWork]]
-Publish = Callable[[Sequence[Event]], None]
+Publish = Callable[[Sequence[Event]], None]  # after-commit reactions (server.service.handlers.EventBus)
+
+
+class Fulfiller(Protocol):
+    """Fulfil one paid order now; returns the events its transactions committed."""
+
+    def fulfil(self, order_id: str) -> Sequence[Event]: ...
+
+
+class HasOutcome(Protocol):
+    @property
+    def outcome(self) -> str: ...
+
+
+class TransactionApplier(Protocol):
+    """PaymentService as the notification path needs it: apply inside the caller's transaction."""
+
+    def apply_in(self, uow: UnitOfWork, report: TransactionReport, *, source: str) -> HasOutcome: ...
+
+
+class RefundApplier(Protocol):
+    def apply_in(self, uow: UnitOfWork, report: RefundReport, *, source: str) -> HasOutcome: ...
 
 
 class PaymentGateway(Protocol):
