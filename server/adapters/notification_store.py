@@ -56,19 +56,22 @@ class PeeweeNotifications:
     def insert(
         self, notification_id: str, event_type: str, headers: Mapping[str, str], body: str, now: datetime
     ) -> bool:
-        try:
-            with NotificationRow._meta.database.atomic():  # a savepoint: the conflict must not poison the txn
-                NotificationRow.insert(
-                    notification_id=notification_id,
-                    event_type=event_type,
-                    headers=json.dumps(signed_headers_only(headers), sort_keys=True),
-                    body=body,
-                    status=RECEIVED,
-                    received_at=to_db_time(now),
-                ).execute()
-        except pw.IntegrityError:
-            return False
-        return True
+        # ON CONFLICT DO NOTHING (INSERT OR IGNORE): no savepoint needed; on PostgreSQL a concurrent
+        # insert of the same id waits for that transaction, then inserts nothing.
+        inserted: int = (
+            NotificationRow.insert(
+                notification_id=notification_id,
+                event_type=event_type,
+                headers=json.dumps(signed_headers_only(headers), sort_keys=True),
+                body=body,
+                status=RECEIVED,
+                received_at=to_db_time(now),
+            )
+            .on_conflict_ignore()
+            .as_rowcount()
+            .execute()
+        )
+        return inserted > 0
 
     def finish(self, notification_id: str, status: str, outcome: str, now: datetime) -> None:
         """PROCESSED is terminal: the first writer's outcome stands (a concurrent duplicate's is dropped)."""

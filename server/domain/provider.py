@@ -59,6 +59,7 @@ class RefundRequest:
 class RefundReport:
     out_refund_no: str
     status: RefundStatus | None  # None: a state we do not know
+    out_trade_no: str = ""
     refund_id: str | None = None
     success_time: datetime | None = None
 

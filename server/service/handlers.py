@@ -179,4 +179,4 @@ class EventBus:
                 try:
                     queue.extend(react(event, self._reactors))
                 except Exception:  # prompt, not durable: the job behind each reaction retries
-                    log.exception("event.reaction_failed", event=type(event).__name__)
+                    log.exception("event.reaction_failed", event_type=type(event).__name__)

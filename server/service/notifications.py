@@ -126,7 +126,7 @@ class NotificationService:
             "",
             notification_id=note.id,
             event_type=note.event_type,
-            out_trade_no=note.report.out_trade_no[:64] if isinstance(note.report, TransactionReport) else "",
+            out_trade_no=note.report.out_trade_no[:64] if note.report is not None else "",
         )
         try:
             return _with(receipt, Disposition.ACK, self._store_and_apply(note, headers, body, now))

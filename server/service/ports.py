@@ -175,7 +175,7 @@ class Notifications(Protocol):
     def insert(
         self, notification_id: str, event_type: str, headers: Mapping[str, str], body: str, now: datetime
     ) -> bool:
-        """Insert first: False when the id is already there (a savepoint keeps the txn usable)."""
+        """Insert first: False when the id is already there (the transaction stays usable)."""
         ...
 
     def finish(self, notification_id: str, status: str, outcome: str, now: datetime) -> None: ...

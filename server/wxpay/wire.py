@@ -113,6 +113,7 @@ def refund_report(resource: Mapping[str, Any]) -> RefundReport:
     refund_id = resource.get("refund_id")
     return RefundReport(
         out_refund_no=_text(resource.get("out_refund_no")),
+        out_trade_no=_text(resource.get("out_trade_no")),
         status=RefundStatus(status) if status in RefundStatus.__members__ else None,
         refund_id=str(refund_id) if refund_id else None,
         success_time=_time(resource.get("success_time")),
