@@ -11,20 +11,19 @@ import peewee as pw
 
 from server.adapters.compiled import CompiledCompareAndSet, CompiledInsert, CompiledLookup
 from server.adapters.tables import OrderEventRow, OrderRow, ProductRow, RefundRow
+
+# from_db_time / to_db_time live in `times`; importing them from here still works.
 from server.adapters.times import from_db_time, required_time, to_db_time
 from server.domain.catalogue import Product, ProductKind
 from server.domain.order import Fulfilment, Order, OrderStatus
 from server.domain.refund import Refund, RefundStatus
 from server.service.ports import AuditEvent, Cursor, OrderInsertConflict
 
-__all__ = ["from_db_time", "order_from_row", "to_db_time"]  # the time helpers moved to `times`
-
 _ORDER_FIELDS = tuple(f.name for f in fields(Order))
 _DIFFED_ORDER_FIELDS = tuple(name for name in _ORDER_FIELDS if name != "version")
 _ENUM_COLUMNS = ("status", "fulfilment", "kind")
 _REFUND_FIELDS = tuple(f.name for f in fields(Refund))
 _COMMITTED_REFUND_STATUSES = [s.value for s in RefundStatus if s.counts_against_paid]
-_required_time = required_time
 
 
 def order_from_row(row: Mapping[str, Any]) -> Order:
@@ -34,7 +33,7 @@ def order_from_row(row: Mapping[str, Any]) -> Order:
     values["status"] = OrderStatus(row["status"])
     values["fulfilment"] = Fulfilment(row["fulfilment"])
     for name in ("expires_at", "created_at", "updated_at"):
-        values[name] = _required_time(values[name])
+        values[name] = required_time(values[name])
     for name in ("prepay_at", "next_sync_at", "paid_at", "closed_at"):
         values[name] = from_db_time(values[name])
     return Order(**values)
@@ -181,7 +180,7 @@ class PeeweeOrders:
                 (OrderRow.created_at < at) | ((OrderRow.created_at == at) & (OrderRow.id < after.seq))
             )
         rows = query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit)
-        return [(order_from_row(r.__data__), Cursor(_required_time(r.created_at), r.id)) for r in rows]
+        return [(order_from_row(r.__data__), Cursor(required_time(r.created_at), r.id)) for r in rows]
 
 
 def _order_or_none(row: Mapping[str, Any] | None) -> Order | None:
@@ -236,7 +235,7 @@ class PeeweeRefunds:
 def _refund_from_row(row: RefundRow) -> Refund:
     values: dict[str, Any] = {name: getattr(row, name) for name in _REFUND_FIELDS}
     values["status"] = RefundStatus(row.status)
-    values["created_at"] = _required_time(row.created_at)
-    values["updated_at"] = _required_time(row.updated_at)
+    values["created_at"] = required_time(row.created_at)
+    values["updated_at"] = required_time(row.updated_at)
     values["succeeded_at"] = from_db_time(row.succeeded_at)
     return Refund(**values)
