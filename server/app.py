@@ -1,23 +1,38 @@
-"""The running application: every collaborator the composition root built, in one place."""
+"""The running application: every collaborator the composition root built, in one frozen place."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import peewee as pw
 
 from server.config import Settings
 from server.domain.clock import Clock
 from server.service.catalogue import CatalogueService
+from server.service.fulfilment import FulfilmentWorker
+from server.service.handlers import EventBus
+from server.service.notifications import NotificationService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
-from server.service.ports import UnitOfWorkFactory
+from server.service.ports import PaymentGateway, UnitOfWorkFactory
 from server.service.refunds import RefundService
-from server.wxpay.client import WeChatPayClient
 from server.wxpay.credentials import MerchantCredentials
 
 
-@dataclass
+@dataclass(frozen=True)
+class PaymentsPart:
+    """Everything that needs the merchant's credentials: built whole, or not at all."""
+
+    credentials: MerchantCredentials
+    gateway: PaymentGateway
+    payments: PaymentService
+    refunds: RefundService
+    notifications: NotificationService
+    fulfilment: FulfilmentWorker
+    events: EventBus  # the after-commit reactions (server.service.handlers)
+
+
+@dataclass(frozen=True)
 class App:
     settings: Settings
     db: pw.Database
@@ -26,15 +41,12 @@ class App:
     clock: Clock
     orders: OrderService
     catalogue: CatalogueService
-    credentials: MerchantCredentials | None = None
-    wxpay: WeChatPayClient | None = None
-    payments: PaymentService | None = None
-    refunds: RefundService | None = None
-    extras: dict[str, object] = field(default_factory=dict)
+    payments: PaymentsPart | None  # None only when built with payments_required=False
 
     def close(self) -> None:
-        if self.wxpay is not None:
-            self.wxpay.shutdown()
+        shutdown = getattr(self.payments.gateway, "shutdown", None) if self.payments else None
+        if shutdown is not None:
+            shutdown()
         close_all = getattr(self.db, "close_all", None)
         if close_all is not None:
             close_all()

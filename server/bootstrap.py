@@ -1,37 +1,46 @@
-"""The composition root: builds every collaborator from Settings, once, and hands them out."""
+"""The composition root: builds every collaborator from Settings, once, into a frozen App.
+
+What reacts to what is not wired here: that is the handler table, server.service.handlers.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from server.adapters.db import bind, make_database, migrate
-from server.adapters.repositories import read_only_factory, unit_of_work_factory
-from server.app import App
-from server.config import Settings
+from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
+from server.adapters.unit_of_work import read_only_factory, unit_of_work_factory
+from server.app import App, PaymentsPart
+from server.config import ConfigError, Settings
 from server.domain.clock import Clock, utc_now
-from server.jobs.wiring import wire_fulfilment
+from server.domain.events import Event
+from server.domain.fulfilment import RetryPolicy
 from server.metrics import PROVIDER_CALLS, PROVIDER_CIRCUIT, PROVIDER_LATENCY
 from server.rpc.order_servicer import OrderServicer
 from server.rpc.pay_servicer import PayServicer, UnimplementedPayServicer
 from server.rpc.server import Servicers
 from server.rpc.vip_servicer import VipServicer
 from server.service.catalogue import CatalogueService
-from server.service.context import Caller
+from server.service.fulfilment import FulfilmentWorker
+from server.service.handlers import EventBus, Policy, Reactors, transactional
+from server.service.notifications import NotificationService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
-from server.service.ports import MerchantIdentity
+from server.service.ports import MerchantIdentity, PaymentGateway, UnitOfWorkFactory
 from server.service.refunds import RefundService
+from server.wxpay.certificates import KeyStore
 from server.wxpay.client import from_settings
 from server.wxpay.credentials import load_credentials
+from server.wxpay.notification import notification_parser
+from server.wxpay.signing import VerifierKeys
+from server.wxpay.wire import WeChatPayGateway
 
 
 def servicers_for(app: App) -> Servicers:
-    pay = (
-        PayServicer(app.payments, app.refunds)
-        if app.payments is not None and app.refunds is not None
-        else UnimplementedPayServicer()
-    )
+    part = app.payments
+    pay = PayServicer(part.payments, part.refunds) if part is not None else UnimplementedPayServicer()
     return Servicers(order=OrderServicer(app.orders), pay=pay, vip=VipServicer(app.catalogue))
 
 
@@ -41,47 +50,98 @@ def observe_provider(operation: str, outcome: str, seconds: float) -> None:
     PROVIDER_CIRCUIT.set(1 if outcome == "circuit_open" else 0)
 
 
-def build_app(settings: Settings, *, clock: Clock = utc_now, run_migrations: bool = True) -> App:
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.fulfilment_max_attempts,
+        base_s=settings.fulfilment_backoff_base_s,
+        max_s=settings.fulfilment_backoff_max_s,
+    )
+
+
+def build_app(
+    settings: Settings,
+    *,
+    clock: Clock = utc_now,
+    run_migrations: bool = True,
+    payments_required: bool = True,
+    gateway: PaymentGateway | None = None,
+    prompt_fulfilment: bool = True,
+) -> App:
+    """Everything, once. `payments_required=False`: no credentials bundle means no payments part
+    (commands and tests that need none); otherwise a missing or broken bundle raises a one-line
+    ConfigError / CredentialsError. `gateway` replaces WeChat Pay (tests). `prompt_fulfilment=False`
+    leaves every fulfilment to the job (tests that drive the worker themselves)."""
     db = make_database(
         settings.database_url, pool_size=settings.db_pool_size, busy_timeout_ms=settings.db_busy_timeout_ms
     )
     bind(db)
     if run_migrations:
         migrate(db)
-    uow, read = unit_of_work_factory(db), read_only_factory(db)
-    orders = OrderService(uow, clock, timedelta(seconds=settings.order_ttl_s), read=read)
+    policy = Policy(auto_refund_on_fulfilment_failure=settings.auto_refund_on_fulfilment_failure)
+    uow, read = transactional(unit_of_work_factory(db), clock, policy), read_only_factory(db)
+    payments = _payments_part(settings, uow, read, clock, gateway, payments_required, prompt_fulfilment)
+    closer = payments.payments.close_at_provider if payments is not None else None
+    orders = OrderService(
+        uow, clock, timedelta(seconds=settings.order_ttl_s), prepay_closer=closer, read=read
+    )
     catalogue = CatalogueService(uow, clock, read=read)
-    app = App(settings=settings, db=db, uow=uow, read=read, clock=clock, orders=orders, catalogue=catalogue)
-    if (Path(settings.credentials_dir) / "merchant.json").exists():
-        _wire_payments(app)
-    return app
+    return App(settings, db, uow, read, clock, orders, catalogue, payments)
 
 
-def _wire_payments(app: App) -> None:
-    settings = app.settings
+def _payments_part(
+    settings: Settings,
+    uow: UnitOfWorkFactory,
+    read: UnitOfWorkFactory,
+    clock: Clock,
+    gateway: PaymentGateway | None,
+    required: bool,
+    prompt_fulfilment: bool,
+) -> PaymentsPart | None:
+    bundle = Path(settings.credentials_dir)
+    if not (bundle / "merchant.json").exists():
+        if not required:
+            return None
+        raise ConfigError(
+            f"no credentials bundle in {bundle} (ORDERPAY_CREDENTIALS_DIR); "
+            f"`orderpay keys init --dir {bundle}` makes a throwaway one"
+        )
     credentials = load_credentials(settings.credentials_dir)
-    client = from_settings(settings, credentials, observer=observe_provider)
-    merchant = MerchantIdentity(mchid=credentials.mchid, appid=credentials.appid)
+    keys: VerifierKeys | KeyStore = credentials.verifier_keys()
+    if gateway is None:
+        client = from_settings(settings, credentials, observer=observe_provider)
+        gateway, keys = WeChatPayGateway(client), client.key_store  # one key store: client and sidecar
+    worker = FulfilmentWorker(uow, clock, policy=retry_policy(settings))
+    events = EventBus(Reactors(fulfilment=worker if prompt_fulfilment else _LeaveToTheJob()))
+    merchant = MerchantIdentity(merchant_id=credentials.mchid, app_id=credentials.appid)
     payments = PaymentService(
-        app.uow,
-        app.clock,
-        client,
+        uow,
+        clock,
+        gateway,
         merchant,
         settings.notify_url,
         settings.reconcile_schedule_s,
-        read=app.read,
+        publish=events.publish,
+        read=read,
     )
     refunds = RefundService(
-        app.uow, app.clock, client, settings.notify_url, settings.refund_poll_schedule_s, read=app.read
+        uow, clock, gateway, settings.notify_url, settings.refund_poll_schedule_s, read=read
     )
-    app.orders.prepay_closer = payments.close_at_provider
-    payments.refund_late_payment = lambda order: refunds.refund_order(
-        order.order_id,
-        f"PC{order.order_id}"[:64],
-        order.paid_fee,
-        "paid after close",
-        Caller("system:late-payment"),
+    notifications = NotificationService(
+        uow=uow,
+        read=read,
+        clock=clock,
+        parse=notification_parser(credentials, keys, settings.notify_clock_skew_s),
+        payments=payments,
+        refunds=refunds,
+        publish=events.publish,
+        transient_faults=TRANSIENT_DATABASE_ERRORS,  # incl. an exhausted connection pool
     )
-    app.credentials, app.wxpay, app.payments, app.refunds = credentials, client, payments, refunds
-    # Fulfil promptly after payment and revoke on full refund in every process, jobs or not.
-    wire_fulfilment(app)
+    return PaymentsPart(credentials, gateway, payments, refunds, notifications, worker, events)
+
+
+class _LeaveToTheJob:
+    """OrderPaid's prompt reaction switched off: FulfilmentTask alone works the ledger."""
+
+    def fulfil(self, order_id: str) -> Sequence[Event]:
+        del order_id
+        return ()

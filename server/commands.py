@@ -108,7 +108,7 @@ def _catalogue_load(args: argparse.Namespace) -> int:
     from server.bootstrap import build_app  # noqa: PLC0415
     from server.config import load_settings  # noqa: PLC0415
 
-    app = build_app(load_settings())
+    app = build_app(load_settings(), payments_required=False)
     report = app.catalogue.load_file(args.file)
     print(f"catalogue: {report.inserted} inserted, {report.updated} updated")
     return 0

@@ -20,7 +20,9 @@ from server import guard
 from server.app import App
 from server.bootstrap import build_app, servicers_for
 from server.config import Settings, load_settings
+from server.jobs.standard import start_jobs
 from server.log_setup import configure_logging
+from server.notify.sidecar import start_notify
 from server.rpc.server import GrpcServer, create_grpc_server
 
 log = structlog.get_logger("orderpay.serve")
@@ -53,14 +55,10 @@ def start_stack(
     app.catalogue.load_file()
     stack = Stack(app)
     # With --workers, the first worker alone serves the sidecar (the gRPC port is the shared one).
-    if notify and app.payments is not None and os.environ.get("ORDERPAY_WORKER_INDEX", "0") == "0":
-        from server.notify.wiring import start_notify  # noqa: PLC0415 - optional part
-
+    if notify and os.environ.get("ORDERPAY_WORKER_INDEX", "0") == "0":
         server, stack.notify_port = start_notify(app)
         stack.parts.append(server)
-    if jobs and settings.jobs_enabled and app.payments is not None:
-        from server.jobs.wiring import start_jobs  # noqa: PLC0415 - optional part
-
+    if jobs and settings.jobs_enabled:
         stack.parts.append(start_jobs(app))
     if grpc:
         stack.grpc = create_grpc_server(settings, servicers_for(app), reuse_port=reuse_port)

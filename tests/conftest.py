@@ -50,7 +50,7 @@ def settings_for(database_url: str, **overrides: object) -> Settings:
 
 @pytest.fixture(scope="module")
 def app(database_url: str) -> Iterator[App]:
-    application = build_app(settings_for(database_url))
+    application = build_app(settings_for(database_url), payments_required=False)
     application.catalogue.load_file()
     yield application
     application.close()

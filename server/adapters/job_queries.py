@@ -9,23 +9,19 @@ Claims never bump an order's `version`: that token belongs to clients and the pa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 import peewee as pw
 
-from server.adapters.repositories import from_db_time, to_db_time
 from server.adapters.tables import FulfilmentRow, OrderEventRow, OrderRow, RefundRow
+from server.adapters.times import from_db_time, to_db_time
+from server.domain.order import OrderStatus
+from server.domain.refund import RefundStatus
+from server.service.ports import PurgeReport
 
 PURGE_BATCH = 500
 _Row = TypeVar("_Row", bound=pw.Model)
-
-
-@dataclass(frozen=True)
-class PurgeReport:
-    orders: int
-    events: int
 
 
 class JobQueries:
@@ -37,7 +33,7 @@ class JobQueries:
 
     # --- expiry ----------------------------------------------------------------------------------
     def _overdue(self, now: datetime) -> pw.Expression:
-        return (OrderRow.status == "UNPAID") & (OrderRow.expires_at <= to_db_time(now))
+        return (OrderRow.status == OrderStatus.UNPAID) & (OrderRow.expires_at <= to_db_time(now))
 
     def claim_overdue_unpaid(self, now: datetime, limit: int, lease: timedelta) -> list[str]:
         """Overdue UNPAID orders not touched within `lease`; the claim touches `updated_at`."""
@@ -54,7 +50,7 @@ class JobQueries:
                 .where(
                     (OrderRow.order_id == row.order_id)
                     & (OrderRow.updated_at == row.updated_at)
-                    & (OrderRow.status == "UNPAID")
+                    & (OrderRow.status == OrderStatus.UNPAID)
                 )
                 .execute()
             )
@@ -68,7 +64,7 @@ class JobQueries:
     # --- payment reconciliation ------------------------------------------------------------------
     def _sync_due(self, now: datetime) -> pw.Expression:
         return (
-            (OrderRow.status == "UNPAID")
+            (OrderRow.status == OrderStatus.UNPAID)
             & OrderRow.prepay_id.is_null(False)
             & (OrderRow.next_sync_at <= to_db_time(now))
         )
@@ -97,7 +93,7 @@ class JobQueries:
 
     # --- refund polling --------------------------------------------------------------------------
     def _poll_due(self, now: datetime) -> pw.Expression:
-        return (RefundRow.status == "PROCESSING") & (RefundRow.next_poll_at <= to_db_time(now))
+        return (RefundRow.status == RefundStatus.PROCESSING) & (RefundRow.next_poll_at <= to_db_time(now))
 
     def claim_due_refund_polls(self, now: datetime, limit: int, lease: timedelta) -> list[str]:
         """PROCESSING refunds due a poll; the claim pushes `next_poll_at` (sync_refund reschedules)."""
@@ -114,7 +110,7 @@ class JobQueries:
                 .where(
                     (RefundRow.out_refund_no == row.out_refund_no)
                     & (RefundRow.next_poll_at == row.next_poll_at)
-                    & (RefundRow.status == "PROCESSING")
+                    & (RefundRow.status == RefundStatus.PROCESSING)
                 )
                 .execute()
             )
@@ -141,7 +137,7 @@ class JobQueries:
             OrderRow.select(OrderRow.id, OrderRow.order_id)
             .where(
                 (OrderRow.id > after_seq)
-                & (OrderRow.status == "CLOSED")
+                & (OrderRow.status == OrderStatus.CLOSED)
                 & (OrderRow.paid_fee == 0)
                 & OrderRow.transaction_id.is_null()
                 & closed_before
@@ -162,7 +158,11 @@ class JobQueries:
         events = OrderEventRow.delete().where(OrderEventRow.order_id.in_(ids)).execute()
         orders = (
             OrderRow.delete()
-            .where(OrderRow.order_id.in_(ids) & (OrderRow.status == "CLOSED") & (OrderRow.paid_fee == 0))
+            .where(
+                OrderRow.order_id.in_(ids)
+                & (OrderRow.status == OrderStatus.CLOSED)
+                & (OrderRow.paid_fee == 0)
+            )
             .execute()
         )
         return PurgeReport(orders=orders, events=events)

@@ -2,53 +2,28 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import peewee as pw
 
 from server.adapters.compiled import CompiledCompareAndSet, CompiledInsert, CompiledLookup
-from server.adapters.tables import (
-    FulfilmentRow,
-    MembershipRow,
-    OrderEventRow,
-    OrderRow,
-    ProductRow,
-    RefundRow,
-)
+from server.adapters.tables import OrderEventRow, OrderRow, ProductRow, RefundRow
+
+# from_db_time / to_db_time live in `times`; importing them from here still works.
+from server.adapters.times import from_db_time, required_time, to_db_time
 from server.domain.catalogue import Product, ProductKind
-from server.domain.membership import Membership
 from server.domain.order import Fulfilment, Order, OrderStatus
 from server.domain.refund import Refund, RefundStatus
 from server.service.ports import AuditEvent, Cursor, OrderInsertConflict
 
 _ORDER_FIELDS = tuple(f.name for f in fields(Order))
-_ORDER_FIELD_SET = frozenset(_ORDER_FIELDS)
+_DIFFED_ORDER_FIELDS = tuple(name for name in _ORDER_FIELDS if name != "version")
+_ENUM_COLUMNS = ("status", "fulfilment", "kind")
 _REFUND_FIELDS = tuple(f.name for f in fields(Refund))
 _COMMITTED_REFUND_STATUSES = [s.value for s in RefundStatus if s.counts_against_paid]
-
-
-def to_db_time(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
-
-
-def from_db_time(value: datetime | str | None) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite hands back text for computed columns
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _required_time(value: datetime | str | None) -> datetime:
-    parsed = from_db_time(value)
-    if parsed is None:
-        raise ValueError("missing timestamp")
-    return parsed
 
 
 def order_from_row(row: Mapping[str, Any]) -> Order:
@@ -58,7 +33,7 @@ def order_from_row(row: Mapping[str, Any]) -> Order:
     values["status"] = OrderStatus(row["status"])
     values["fulfilment"] = Fulfilment(row["fulfilment"])
     for name in ("expires_at", "created_at", "updated_at"):
-        values[name] = _required_time(values[name])
+        values[name] = required_time(values[name])
     for name in ("prepay_at", "next_sync_at", "paid_at", "closed_at"):
         values[name] = from_db_time(values[name])
     return Order(**values)
@@ -175,18 +150,23 @@ class PeeweeOrders:
         except pw.IntegrityError as exc:
             raise OrderInsertConflict(str(exc)) from exc
 
-    def compare_and_set(self, order: Order, expected_version: int, **changes: Any) -> Order | None:
-        """UPDATE ... WHERE order_id = ? AND version = ?; None when another writer won."""
+    def save(self, before: Order, after: Order) -> Order | None:
+        """UPDATE only the changed columns ... WHERE order_id = ? AND version = before.version.
+
+        The row was exactly `before` at that version, so the saved state needs no second read.
+        """
+        changes = {
+            name: value
+            for name in _DIFFED_ORDER_FIELDS
+            if (value := getattr(after, name)) != getattr(before, name)
+        }
         values = _db_values(changes)
-        for key in ("status", "fulfilment", "kind"):
+        for key in _ENUM_COLUMNS:
             if key in values:
                 values[key] = str(values[key])
-        if not _ORDER_CAS.execute(order.order_id, expected_version, values):
+        if not _ORDER_CAS.execute(before.order_id, before.version, values):
             return None
-        if order.version != expected_version or not changes.keys() <= _ORDER_FIELD_SET:
-            return self.get(order.order_id)
-        # The row was exactly `order` at that version: the new state needs no second read.
-        return replace(order, version=expected_version + 1, **changes)
+        return replace(after, version=before.version + 1)
 
     def list_for_user(
         self, user_id: str, status: OrderStatus | None, after: Cursor | None, limit: int
@@ -200,14 +180,14 @@ class PeeweeOrders:
                 (OrderRow.created_at < at) | ((OrderRow.created_at == at) & (OrderRow.id < after.seq))
             )
         rows = query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit)
-        return [(order_from_row(r.__data__), Cursor(_required_time(r.created_at), r.id)) for r in rows]
+        return [(order_from_row(r.__data__), Cursor(required_time(r.created_at), r.id)) for r in rows]
 
 
 def _order_or_none(row: Mapping[str, Any] | None) -> Order | None:
     return None if row is None else order_from_row(row)
 
 
-class PeeweeEvents:
+class PeeweeAudit:
     def record(self, event: AuditEvent, now: datetime) -> None:
         _INSERT_EVENT.execute(
             {
@@ -223,22 +203,15 @@ class PeeweeEvents:
         )
 
 
-class PeeweeMemberships:
-    def get(self, user_id: str) -> Membership | None:
-        row = MembershipRow.get_or_none(MembershipRow.user_id == user_id)
-        if row is None:
-            return None
-        return Membership(user_id=row.user_id, expires_at=from_db_time(row.expires_at), version=row.version)
-
-
 class PeeweeRefunds:
     def get(self, out_refund_no: str) -> Refund | None:
         row = RefundRow.get_or_none(RefundRow.out_refund_no == out_refund_no)
         return None if row is None else _refund_from_row(row)
 
-    def insert(self, refund: Refund) -> None:
+    def insert(self, refund: Refund, due_at: datetime) -> None:
         values = _db_values({name: getattr(refund, name) for name in _REFUND_FIELDS})
         values["status"] = refund.status.value
+        values["next_poll_at"] = to_db_time(due_at)
         RefundRow.insert(**values).execute()
 
     def compare_and_set(self, refund: Refund, **changes: Any) -> Refund | None:
@@ -262,58 +235,7 @@ class PeeweeRefunds:
 def _refund_from_row(row: RefundRow) -> Refund:
     values: dict[str, Any] = {name: getattr(row, name) for name in _REFUND_FIELDS}
     values["status"] = RefundStatus(row.status)
-    values["created_at"] = _required_time(row.created_at)
-    values["updated_at"] = _required_time(row.updated_at)
+    values["created_at"] = required_time(row.created_at)
+    values["updated_at"] = required_time(row.updated_at)
     values["succeeded_at"] = from_db_time(row.succeeded_at)
     return Refund(**values)
-
-
-class PeeweeOutbox:
-    def add_fulfilment(self, order: Order, now: datetime) -> None:
-        """The outbox row, written in the PAID transaction; unique per order, so at most one."""
-        FulfilmentRow.insert(
-            order_id=order.order_id,
-            kind=order.kind.value,
-            status="PENDING",
-            next_attempt_at=to_db_time(now),
-            created_at=to_db_time(now),
-            updated_at=to_db_time(now),
-        ).on_conflict_ignore().execute()
-
-
-class PeeweeUnitOfWork:
-    """One transaction: commits when the block ends normally, rolls back when it raises."""
-
-    def __init__(self) -> None:
-        self.products = PeeweeProducts()
-        self.orders = PeeweeOrders()
-        self.events = PeeweeEvents()
-        self.memberships = PeeweeMemberships()
-        self.refunds = PeeweeRefunds()
-        self.outbox = PeeweeOutbox()
-
-
-def unit_of_work_factory(db: pw.Database) -> Any:
-    # SQLite has one writer at a time. Queueing writers on a process lock is fair and cheap;
-    # leaving them to SQLite's busy handler lets unlucky threads starve past the busy timeout.
-    writers: AbstractContextManager[Any] = (
-        threading.Lock() if isinstance(db, pw.SqliteDatabase) else nullcontext()
-    )
-
-    @contextmanager
-    def unit_of_work() -> Iterator[PeeweeUnitOfWork]:
-        with writers, db.connection_context(), db.atomic():
-            yield PeeweeUnitOfWork()
-
-    return unit_of_work
-
-
-def read_only_factory(db: pw.Database) -> Any:
-    """Reads of committed data: no transaction and no writer queue (WAL readers never block)."""
-
-    @contextmanager
-    def read() -> Iterator[PeeweeUnitOfWork]:
-        with db.connection_context():
-            yield PeeweeUnitOfWork()
-
-    return read

@@ -8,7 +8,9 @@ with and counts in metrics.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from server.domain.provider import RefundReport, TransactionReport
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class Notification:
     create_time: str
     resource_type: str
     summary: str
-    resource: dict[str, Any]
+    report: TransactionReport | RefundReport | None  # None: an event type we do not handle
 
 
 class NotificationRejected(Exception):  # noqa: N818 - the name other layers code against

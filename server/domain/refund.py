@@ -38,3 +38,27 @@ class Refund:
     refund_id: str | None = None
     succeeded_at: datetime | None = None
     poll_attempts: int = 0
+
+
+@dataclass(frozen=True)
+class PlannedRefund:
+    """A refund to record: its number (the idempotency key at WeChat), order, amount and reason."""
+
+    out_refund_no: str
+    order_id: str
+    amount: int
+    reason: str
+
+    def new_refund(self, order_total: int, now: datetime) -> Refund:
+        return Refund(
+            out_refund_no=self.out_refund_no,
+            order_id=self.order_id,
+            amount=self.amount,
+            order_total=order_total,
+            status=RefundStatus.PROCESSING,
+            reason=self.reason,
+            submitted=False,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )

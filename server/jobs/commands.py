@@ -23,8 +23,7 @@ def _purge(args: argparse.Namespace) -> int:
         print(f"purge: {exc}")
         return 2
     from server.adapters.db import bind, make_database  # noqa: PLC0415
-    from server.adapters.job_queries import JobQueries  # noqa: PLC0415
-    from server.adapters.repositories import unit_of_work_factory  # noqa: PLC0415
+    from server.adapters.unit_of_work import unit_of_work_factory  # noqa: PLC0415
     from server.config import load_settings  # noqa: PLC0415
     from server.domain.clock import utc_now  # noqa: PLC0415
     from server.jobs.purge import purge_closed_unpaid  # noqa: PLC0415
@@ -32,7 +31,7 @@ def _purge(args: argparse.Namespace) -> int:
     db = make_database(load_settings().database_url, pool_size=2)
     bind(db)
     cutoff = utc_now() - age
-    report = purge_closed_unpaid(unit_of_work_factory(db), JobQueries(db), cutoff, dry_run=args.dry_run)
+    report = purge_closed_unpaid(unit_of_work_factory(db), cutoff, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     closed_before = f"{cutoff:%Y-%m-%dT%H:%M:%SZ}"
     print(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from server.adapters.job_queries import JobQueries, PurgeReport
-from server.service.ports import UnitOfWorkFactory
+from server.service.ports import PurgeReport, UnitOfWorkFactory
 
 _DURATION_PART = re.compile(r"(\d+)([dhms])")
 _UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
@@ -21,14 +20,13 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
 
 
-def purge_closed_unpaid(
-    uow: UnitOfWorkFactory, queries: JobQueries, cutoff: datetime, *, dry_run: bool = False
-) -> PurgeReport:
+def purge_closed_unpaid(uow: UnitOfWorkFactory, cutoff: datetime, *, dry_run: bool = False) -> PurgeReport:
     """Batch by batch, each batch its own transaction, so a large purge never holds long locks."""
     orders = events = 0
     after_seq = 0
     while True:
-        with uow():
+        with uow() as work:
+            queries = work.purges
             batch = queries.purgeable_orders(cutoff, after_seq)
             if not batch:
                 break

@@ -3,18 +3,18 @@ per row with no transaction open, so a slow WeChat Pay call never holds a lock."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 import structlog
 
-from server.adapters.job_queries import JobQueries
 from server.domain.clock import Clock
 from server.domain.errors import InvalidStateTransitionError, ProviderUnavailableError, VersionConflictError
+from server.domain.events import Event
 from server.jobs.runner import JobResult
 from server.service.context import Caller
-from server.service.ports import UnitOfWorkFactory
+from server.service.ports import Publish, UnitOfWorkFactory
 
 log = structlog.get_logger("orderpay.jobs")
 
@@ -39,9 +39,15 @@ class NotificationReprocessor(Protocol):
     def reprocess_pending(self, older_than_s: float, limit: int) -> int: ...
 
 
+class FulfilmentBatch(Protocol):
+    @property
+    def claimed(self) -> int: ...
+    @property
+    def events(self) -> Sequence[Event]: ...
+
+
 class FulfilmentRunner(Protocol):
-    def run_due(self, limit: int = 50) -> int: ...
-    def compensate_due(self, limit: int = 50) -> int: ...
+    def run_due(self, limit: int = 50) -> FulfilmentBatch: ...
     def oldest_due(self) -> datetime | None: ...
 
 
@@ -67,14 +73,15 @@ def _each(
 class FulfilmentTask:
     name = "fulfilment"
 
-    def __init__(self, worker: FulfilmentRunner, limit: int = 50) -> None:
+    def __init__(self, worker: FulfilmentRunner, publish: Publish, limit: int = 50) -> None:
         self._worker = worker
+        self._publish = publish
         self._limit = limit
 
     def run_once(self) -> JobResult:
-        claimed = self._worker.run_due(self._limit)
-        compensated = self._worker.compensate_due(self._limit)
-        return JobResult(items=claimed + compensated, more=claimed >= self._limit)
+        batch = self._worker.run_due(self._limit)
+        self._publish(batch.events)
+        return JobResult(items=batch.claimed, more=batch.claimed >= self._limit)
 
     def oldest_due(self) -> datetime | None:
         return self._worker.oldest_due()
@@ -90,18 +97,17 @@ class ExpiryTask:
         self,
         uow: UnitOfWorkFactory,
         clock: Clock,
-        queries: JobQueries,
         orders: OrderCloser,
         *,
         limit: int = 100,
         lease: timedelta = DEFAULT_LEASE,
     ) -> None:
-        self._uow, self._clock, self._queries, self._orders = uow, clock, queries, orders
+        self._uow, self._clock, self._orders = uow, clock, orders
         self._limit, self._lease = limit, lease
 
     def run_once(self) -> JobResult:
-        with self._uow():
-            order_ids = self._queries.claim_overdue_unpaid(self._clock(), self._limit, self._lease)
+        with self._uow() as uow:
+            order_ids = uow.claims.claim_overdue_unpaid(self._clock(), self._limit, self._lease)
         # InvalidStateTransition: paid at WeChat, or closed meanwhile. VersionConflict: changed under us.
         errors = _each(
             self.name,
@@ -112,8 +118,8 @@ class ExpiryTask:
         return JobResult(len(order_ids), errors, more=len(order_ids) >= self._limit)
 
     def oldest_due(self) -> datetime | None:
-        with self._uow():
-            return self._queries.oldest_overdue_unpaid(self._clock())
+        with self._uow() as uow:
+            return uow.claims.oldest_overdue_unpaid(self._clock())
 
 
 class ReconcileTask:
@@ -126,18 +132,17 @@ class ReconcileTask:
         self,
         uow: UnitOfWorkFactory,
         clock: Clock,
-        queries: JobQueries,
         payments: PaymentSyncer,
         *,
         limit: int = 100,
         lease: timedelta = DEFAULT_LEASE,
     ) -> None:
-        self._uow, self._clock, self._queries, self._payments = uow, clock, queries, payments
+        self._uow, self._clock, self._payments = uow, clock, payments
         self._limit, self._lease = limit, lease
 
     def run_once(self) -> JobResult:
-        with self._uow():
-            order_ids = self._queries.claim_due_syncs(self._clock(), self._limit, self._lease)
+        with self._uow() as uow:
+            order_ids = uow.claims.claim_due_syncs(self._clock(), self._limit, self._lease)
         errors = _each(self.name, order_ids, self._sync)
         return JobResult(len(order_ids), errors, more=len(order_ids) >= self._limit)
 
@@ -148,8 +153,8 @@ class ReconcileTask:
             self._payments.schedule_next_sync(order_id)
 
     def oldest_due(self) -> datetime | None:
-        with self._uow():
-            return self._queries.oldest_due_sync(self._clock())
+        with self._uow() as uow:
+            return uow.claims.oldest_due_sync(self._clock())
 
 
 class RefundPollTask:
@@ -162,24 +167,23 @@ class RefundPollTask:
         self,
         uow: UnitOfWorkFactory,
         clock: Clock,
-        queries: JobQueries,
         refunds: RefundSyncer,
         *,
         limit: int = 100,
         lease: timedelta = DEFAULT_LEASE,
     ) -> None:
-        self._uow, self._clock, self._queries, self._refunds = uow, clock, queries, refunds
+        self._uow, self._clock, self._refunds = uow, clock, refunds
         self._limit, self._lease = limit, lease
 
     def run_once(self) -> JobResult:
-        with self._uow():
-            refund_nos = self._queries.claim_due_refund_polls(self._clock(), self._limit, self._lease)
+        with self._uow() as uow:
+            refund_nos = uow.claims.claim_due_refund_polls(self._clock(), self._limit, self._lease)
         errors = _each(self.name, refund_nos, lambda no: self._refunds.sync_refund(no, self.caller))
         return JobResult(len(refund_nos), errors, more=len(refund_nos) >= self._limit)
 
     def oldest_due(self) -> datetime | None:
-        with self._uow():
-            return self._queries.oldest_due_refund_poll(self._clock())
+        with self._uow() as uow:
+            return uow.claims.oldest_due_refund_poll(self._clock())
 
 
 class NotificationTask:

@@ -13,8 +13,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from server.metrics import REGISTRY
 from server.notify.keys import CONFIG, EXECUTOR, READY_CHECK, RECORD, SERVICE, RequestRecord
 from server.notify.responses import acknowledged, fail
-from server.service.notifications import Receipt
+from server.service.notifications import Disposition, Receipt
 
+# The HTTP answer for each disposition (WeChat retries anything but 2xx; 4xx marks it as refused).
+HTTP_STATUS = {
+    Disposition.ACK: 204,
+    Disposition.REJECT_AUTH: 401,
+    Disposition.REJECT_MALFORMED: 400,
+    Disposition.RETRY: 503,
+    Disposition.FAIL: 500,
+}
 TOO_LARGE = "too_large"
 TIMEOUT = "timeout"
 _CHUNK = 16 * 1024
@@ -41,7 +49,7 @@ async def notify(request: web.Request) -> web.Response:
         record.outcome = TIMEOUT
         return fail(503, "processing is taking too long; retry later")
     _note(record, receipt)
-    return acknowledged() if receipt.acknowledged else fail(receipt.status_code, receipt.message)
+    return acknowledged() if receipt.acknowledged else fail(HTTP_STATUS[receipt.disposition], receipt.message)
 
 
 async def healthz(_request: web.Request) -> web.Response:

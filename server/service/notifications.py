@@ -1,33 +1,45 @@
-"""Inbound WeChat Pay notifications: verify, store, apply, answer (SPEC §4).
+"""Inbound WeChat Pay notifications: verify, then store, apply and mark processed in ONE transaction.
 
-`receive` runs the checks in SPEC §4's order (`parse_notification`), then stores the raw notification
-(unique on its id) before anything is applied, so a crash after the store loses nothing:
-`reprocess_pending` picks up what was stored but never finished. Application is delegated to the
-payment and refund services, whose `apply_*` are idempotent; a duplicate is therefore harmless even
-when two deliveries race past the PROCESSED check.
+`receive` runs the checks in SPEC §4's order (`parse_notification`). A verified notification is then
+inserted (unique on its id), applied by the payment or refund service and marked PROCESSED in one
+unit of work: a failed apply rolls all of it back and the answer asks WeChat to retry, so WeChat's
+retry carries it; a redelivery of a processed notification is answered from a read, with no write.
+The apply is idempotent, so a duplicate is harmless even when two deliveries race.
 
+The answer is a `Disposition`; the sidecar (server.notify.views) maps it to HTTP.
 This module never logs the body, the signature or the decrypted resource.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Final, Protocol
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
 
 import structlog
 
 from server.domain.clock import Clock
 from server.domain.errors import DomainError
+from server.domain.events import Event
 from server.domain.notification import MalformedError, Notification, NotificationRejected
+from server.domain.outcomes import ApplyOutcome
+from server.domain.provider import RefundReport, TransactionReport
 from server.service.errors import TransientError
-from server.service.ports import NotificationParser
+from server.service.ports import (
+    NotificationParser,
+    Publish,
+    RefundApplier,
+    StoredNotification,
+    TransactionApplier,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from server.service.retry import retry_on_conflict
 
 SOURCE: Final = "notify"
-TRANSACTION_SUCCESS: Final = "TRANSACTION.SUCCESS"
-REFUND_PREFIX: Final = "REFUND."
 UNHANDLED_EVENT: Final = "unhandled_event"
 DUPLICATE: Final = "duplicate"
 TRANSIENT: Final = "transient"
@@ -39,69 +51,31 @@ MAX_EVENT_TYPE_LENGTH: Final = 32
 RECEIVED: Final = "RECEIVED"
 PROCESSED: Final = "PROCESSED"
 FAILED: Final = "FAILED"
-# Rejections answer 4xx; signature-class failures say "not authenticated", the rest "bad request".
-_REJECTION_STATUS: Final = {"stale": 401, "unknown_serial": 401, "bad_signature": 401}
+# A row that still fails after this many attempts stays for a person to look at, not for the job.
+MAX_ATTEMPTS: Final = 20
+# Signature-class rejections say "not authenticated"; the rest "malformed".
+_AUTH_REJECTIONS: Final = frozenset({"stale", "unknown_serial", "bad_signature"})
 # Acknowledged outcomes that need a person's attention.
-ALARMING_OUTCOMES: Final = frozenset(
-    {"unknown_order", "identity_mismatch", "amount_mismatch", "refund_unknown", "paid_after_close"}
-)
+ALARMING_OUTCOMES: Final = frozenset(o.value for o in ApplyOutcome if o.alarming)
 
 log = structlog.get_logger("orderpay.notify")
 
 
-@dataclass(frozen=True)
-class StoredNotification:
-    notification_id: str
-    event_type: str
-    headers: dict[str, str]
-    body: str
-    status: str  # RECEIVED | PROCESSED | FAILED
-    outcome: str
-    attempts: int
-    received_at: datetime
-    version: int
+class Disposition(StrEnum):
+    """What to tell WeChat Pay about one delivery."""
 
-
-@dataclass(frozen=True)
-class StoreResult:
-    """What storing found: `created` is False when the id was already there (in `status`)."""
-
-    created: bool
-    status: str
-    outcome: str
-
-
-class NotificationLog(Protocol):
-    """The raw-notification table (server.adapters.notification_store.NotificationStore)."""
-
-    def store(
-        self, notification_id: str, event_type: str, headers: Mapping[str, str], body: str, now: datetime
-    ) -> StoreResult: ...
-    def get(self, notification_id: str) -> StoredNotification | None: ...
-    def mark_processed(self, notification_id: str, outcome: str, now: datetime) -> None: ...
-    def mark_failed(self, notification_id: str, outcome: str, now: datetime) -> None: ...
-    def record_attempt(self, notification_id: str, now: datetime) -> None: ...
-    def claim_due(self, now: datetime, older_than_s: float, limit: int) -> list[StoredNotification]: ...
-
-
-class ApplyOutcome(Protocol):
-    @property
-    def outcome(self) -> str: ...
-
-
-class TransactionApplier(Protocol):
-    def apply_transaction(self, resource: dict[str, Any], *, source: str) -> ApplyOutcome: ...
-
-
-class RefundApplier(Protocol):
-    def apply_refund(self, resource: dict[str, Any], *, source: str) -> ApplyOutcome: ...
+    ACK = "ack"  # applied, known, or deliberately ignored: do not send it again
+    REJECT_AUTH = "reject_auth"  # failed signature-class checks
+    REJECT_MALFORMED = "reject_malformed"  # verified (or not) but not a notification we accept
+    RETRY = "retry"  # cannot decide now (database busy, state not ready): send it again
+    FAIL = "fail"  # a bug: send it again; the row is kept FAILED for the re-processing job
 
 
 @dataclass(frozen=True)
 class Receipt:
     """The answer to one delivery, plus the fields of its canonical log line (no secrets)."""
 
-    status_code: int
+    disposition: Disposition
     outcome: str
     message: str = ""
     notification_id: str = ""
@@ -110,59 +84,65 @@ class Receipt:
 
     @property
     def acknowledged(self) -> bool:
-        return self.status_code < 300
+        return self.disposition is Disposition.ACK
 
 
 class NotificationService:
     def __init__(
         self,
         *,
-        store: NotificationLog,
+        uow: UnitOfWorkFactory,
         clock: Clock,
         parse: NotificationParser,
         payments: TransactionApplier,
         refunds: RefundApplier,
+        publish: Publish,
+        read: UnitOfWorkFactory | None = None,
         transient_faults: tuple[type[Exception], ...] = (),
     ) -> None:
         """`transient_faults`: infrastructure errors (database down or busy) that, like TransientError,
-        answer 5xx so WeChat retries, and leave the row due for `reprocess_pending`."""
+        answer "retry" so WeChat sends the notification again."""
         self._transient: tuple[type[Exception], ...] = (TransientError, *transient_faults)
-        self._store = store
+        self._uow = uow
+        self._read = read or uow
         self._clock = clock
         self._parse_signed = parse
         self._payments = payments
         self._refunds = refunds
+        self._publish = publish
 
     def receive(self, headers: Mapping[str, str], body: bytes) -> Receipt:
-        """One delivery of `POST /wxpay/notify`: 204 when applied or known, 4xx rejected, 5xx retry."""
+        """One delivery of `POST /wxpay/notify`."""
         now = self._clock()
         try:
             note = self._parse(headers, body, now)
         except NotificationRejected as exc:
-            return Receipt(_REJECTION_STATUS.get(exc.outcome, 400), exc.outcome, exc.message)
+            rejected = (
+                Disposition.REJECT_AUTH if exc.outcome in _AUTH_REJECTIONS else Disposition.REJECT_MALFORMED
+            )
+            return Receipt(rejected, exc.outcome, exc.message)
         receipt = Receipt(
-            204,
+            Disposition.ACK,
             "",
             notification_id=note.id,
             event_type=note.event_type,
-            out_trade_no=_text(note.resource.get("out_trade_no")),
+            out_trade_no=note.report.out_trade_no[:64] if note.report is not None else "",
         )
         try:
-            return _with_outcome(receipt, self._store_and_apply(note, headers, body, now))
+            return _with(receipt, Disposition.ACK, self._store_and_apply(note, headers, body, now))
         except self._transient as exc:
-            self._record_attempt(note.id, now)
-            return _with_outcome(
-                receipt, TRANSIENT, 503, f"temporarily unable to process: {type(exc).__name__}"
+            return _with(
+                receipt, Disposition.RETRY, TRANSIENT, f"temporarily unable to process: {type(exc).__name__}"
             )
         except DomainError as exc:  # signed, but the resource itself is refused (e.g. lacks amount)
-            self._mark_processed(note.id, now, INVALID_RESOURCE)
-            return _with_outcome(receipt, INVALID_RESOURCE, 400, f"resource refused: {exc.reason}")
-        except Exception as exc:  # any bug must still be answered (5xx) and the row kept
-            log.exception(
-                "notification processing failed", notification_id=note.id, error_type=type(exc).__name__
+            self._keep(note, headers, body, now, PROCESSED, INVALID_RESOURCE)
+            return _with(
+                receipt, Disposition.REJECT_MALFORMED, INVALID_RESOURCE, f"resource refused: {exc.reason}"
             )
-            self._mark_failed(note.id, now)
-            return _with_outcome(receipt, ERROR, 500, "internal error")
+        except Exception as exc:  # any bug must still be answered, and the row kept for the job
+            log.exception("notification.failed", notification_id=note.id, error_type=type(exc).__name__)
+            self._keep(note, headers, body, now, FAILED, ERROR)
+            return _with(receipt, Disposition.FAIL, ERROR, "internal error")
 
     def reprocess_pending(self, older_than_s: float, limit: int) -> int:
         """Finish stored notifications left RECEIVED/FAILED; returns how many are now PROCESSED.
@@ -170,9 +150,14 @@ class NotificationService:
         Safe with several processes: each row is claimed by compare-and-set before it is applied.
         """
         now = self._clock()
+        with self._uow() as uow:
+            due = uow.notifications.due(now - timedelta(seconds=older_than_s), limit, MAX_ATTEMPTS)
         finished = 0
-        for row in self._store.claim_due(now, older_than_s, limit):
-            finished += self._reprocess(row, now)
+        for row in due:
+            with self._uow() as uow:
+                won = uow.notifications.claim(row, now)
+            if won:
+                finished += self._reprocess(row, now)
         return finished
 
     def _parse(self, headers: Mapping[str, str], body: bytes, now: datetime) -> Notification:
@@ -186,21 +171,30 @@ class NotificationService:
     def _store_and_apply(
         self, note: Notification, headers: Mapping[str, str], body: bytes, now: datetime
     ) -> str:
-        known = self._store.get(note.id)  # a redelivery of a finished notification costs no write
+        with self._read() as reader:  # a redelivery of a finished notification costs no write
+            known = reader.notifications.get(note.id)
         if known is not None and known.status == PROCESSED:
             return DUPLICATE
-        stored = self._store.store(note.id, note.event_type, headers, body.decode("utf-8"), now)
-        if not stored.created and stored.status == PROCESSED:
-            return DUPLICATE
-        outcome = self._apply(note)
-        self._store.mark_processed(note.id, outcome, self._clock())
+
+        def attempt() -> tuple[str, Sequence[Event]]:
+            with self._uow() as uow:
+                if not uow.notifications.insert(note.id, note.event_type, headers, body.decode("utf-8"), now):
+                    stored = uow.notifications.get(note.id)
+                    if stored is not None and stored.status == PROCESSED:
+                        return DUPLICATE, ()
+                outcome = self._apply(uow, note)
+                uow.notifications.finish(note.id, PROCESSED, outcome, self._clock())
+            return outcome, uow.new_events
+
+        outcome, events = retry_on_conflict(attempt, "applying the notification")
+        self._publish(events)
         return outcome
 
-    def _apply(self, note: Notification) -> str:
-        if note.event_type == TRANSACTION_SUCCESS:
-            return self._payments.apply_transaction(note.resource, source=SOURCE).outcome
-        if note.event_type.startswith(REFUND_PREFIX):
-            return self._refunds.apply_refund(note.resource, source=SOURCE).outcome
+    def _apply(self, uow: UnitOfWork, note: Notification) -> str:
+        if isinstance(note.report, TransactionReport):
+            return str(self._payments.apply_in(uow, note.report, source=SOURCE).outcome)
+        if isinstance(note.report, RefundReport):
+            return str(self._refunds.apply_in(uow, note.report, source=SOURCE).outcome)
         return UNHANDLED_EVENT
 
     def _reprocess(self, row: StoredNotification, now: datetime) -> int:
@@ -209,45 +203,57 @@ class NotificationService:
             # Verified when stored; checking again "as of receipt" costs one RSA verify and means a
             # tampered row can never be applied.
             note = self._parse(row.headers, row.body.encode("utf-8"), row.received_at)
-            outcome = self._apply(note)
-            self._store.mark_processed(row.notification_id, outcome, self._clock())
+
+            def attempt() -> tuple[str, Sequence[Event]]:
+                with self._uow() as uow:
+                    outcome = self._apply(uow, note)
+                    uow.notifications.finish(row.notification_id, PROCESSED, outcome, self._clock())
+                return outcome, uow.new_events
+
+            outcome, events = retry_on_conflict(attempt, "re-processing the notification")
+            self._publish(events)
         except self._transient as exc:
-            log.warning("notification re-processing deferred", error_type=type(exc).__name__, **fields)
+            log.warning("notification.reprocess_deferred", error_type=type(exc).__name__, **fields)
             return 0
         except DomainError as exc:
-            log.error("stored notification refused", reason=exc.reason, **fields)  # noqa: TRY400
-            self._mark_processed(row.notification_id, now, INVALID_RESOURCE)
+            log.error("notification.stored_refused", reason=exc.reason, **fields)  # noqa: TRY400
+            self._finish(row.notification_id, now, PROCESSED, INVALID_RESOURCE)
             return 1
         except NotificationRejected as exc:
             # An expected rejection (e.g. the key was rotated out): its traceback says nothing.
-            log.error("stored notification no longer verifies", outcome=exc.outcome, **fields)  # noqa: TRY400
-            self._mark_failed(row.notification_id, now, exc.outcome)
+            log.error("notification.stored_unverifiable", outcome=exc.outcome, **fields)  # noqa: TRY400
+            self._finish(row.notification_id, now, FAILED, exc.outcome)
             return 0
         except Exception as exc:  # one bad row must not stop the batch
-            log.exception("notification re-processing failed", error_type=type(exc).__name__, **fields)
-            self._mark_failed(row.notification_id, now)
+            log.exception("notification.reprocess_failed", error_type=type(exc).__name__, **fields)
+            self._finish(row.notification_id, now, FAILED, ERROR)
             return 0
-        log.info("notification re-processed", outcome=outcome, **fields)
+        log.info("notification.reprocessed", outcome=outcome, **fields)
         return 1
 
-    def _record_attempt(self, notification_id: str, now: datetime) -> None:
-        # The database is the fault; the row (if stored) is RECEIVED and due anyway.
-        with suppress(*self._transient):
-            self._store.record_attempt(notification_id, now)
+    def _keep(
+        self,
+        note: Notification,
+        headers: Mapping[str, str],
+        body: bytes,
+        now: datetime,
+        status: str,
+        outcome: str,
+    ) -> None:
+        """After a rolled-back apply: keep the raw notification with its verdict (best effort)."""
+        with suppress(*self._transient), self._uow() as uow:
+            uow.notifications.insert(note.id, note.event_type, headers, body.decode("utf-8"), now)
+            uow.notifications.finish(note.id, status, outcome, now)
 
-    def _mark_processed(self, notification_id: str, now: datetime, outcome: str) -> None:
-        with suppress(*self._transient):
-            self._store.mark_processed(notification_id, outcome, now)
-
-    def _mark_failed(self, notification_id: str, now: datetime, outcome: str = ERROR) -> None:
-        # If even this fails the row stays RECEIVED, which the re-processing job retries the same.
-        with suppress(*self._transient):
-            self._store.mark_failed(notification_id, outcome, now)
+    def _finish(self, notification_id: str, now: datetime, status: str, outcome: str) -> None:
+        # If even this fails the row stays as it was, which the re-processing job retries the same.
+        with suppress(*self._transient), self._uow() as uow:
+            uow.notifications.finish(notification_id, status, outcome, now)
 
 
-def _with_outcome(receipt: Receipt, outcome: str, status_code: int = 204, message: str = "") -> Receipt:
+def _with(receipt: Receipt, disposition: Disposition, outcome: str, message: str = "") -> Receipt:
     return Receipt(
-        status_code,
+        disposition,
         outcome,
         message,
         notification_id=receipt.notification_id,
@@ -262,7 +268,3 @@ def _is_utf8(body: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _text(value: object) -> str:
-    return value[:64] if isinstance(value, str) else ""

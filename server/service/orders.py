@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from server.domain.catalogue import Product
 from server.domain.clock import Clock
 from server.domain.errors import (
-    FieldViolation,
     IdempotencyKeyReusedError,
-    InvalidArgumentError,
     InvalidStateTransitionError,
     OutOfStockError,
     ProductNotFoundError,
@@ -35,7 +30,8 @@ from server.domain.validation import MAX_PAGE_SIZE, MAX_QUANTITY, MAX_WAIT_MS, V
 from server.service.audit import audit
 from server.service.context import Caller, replace_actor
 from server.service.lookups import require_order
-from server.service.ports import Cursor, OrderInsertConflict, UnitOfWork, UnitOfWorkFactory
+from server.service.paging import decode_page_token, encode_page_token
+from server.service.ports import OrderInsertConflict, UnitOfWork, UnitOfWorkFactory
 
 DEFAULT_PAGE_SIZE = 20
 
@@ -64,11 +60,8 @@ def validate_create(cmd: CreateOrder) -> None:
     v.raise_if_any()
 
 
+# Closes the order at WeChat Pay first, when a prepay exists (PaymentService.close_at_provider).
 PrepayCloser = Callable[[Order, Caller], None]
-
-
-def _no_prepay_closer(order: Order, caller: Caller) -> None:
-    del order, caller
 
 
 class OrderService:
@@ -77,15 +70,15 @@ class OrderService:
         uow: UnitOfWorkFactory,
         clock: Clock,
         order_ttl: timedelta,
-        prepay_closer: PrepayCloser = _no_prepay_closer,
+        prepay_closer: PrepayCloser | None = None,
         read: UnitOfWorkFactory | None = None,
     ) -> None:
+        """`prepay_closer`: None only where no payment provider is configured (no prepay can exist)."""
         self._uow = uow
         self._read = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._ttl = order_ttl
-        # Closes the order at WeChat Pay before the local close, when a prepay exists (payments wires it).
-        self.prepay_closer = prepay_closer
+        self._prepay_closer = prepay_closer
 
     # --- create -----------------------------------------------------------------------------
     def create_order(self, cmd: CreateOrder, caller: Caller) -> CreateOrderResult:
@@ -110,7 +103,7 @@ class OrderService:
                     f"product {product.product_id!r} is out of stock",
                     metadata={"product_id": product.product_id},
                 )
-            uow.events.record(audit(order, "status", None, order.status, "created", caller), order.created_at)
+            uow.audit.record(audit(order, "status", None, order.status, "created", caller), order.created_at)
         return CreateOrderResult(order)
 
     def _new_order(self, cmd: CreateOrder, fingerprint: str, product: Product) -> Order:
@@ -200,8 +193,8 @@ class OrderService:
         """Close at WeChat Pay first (when a prepay exists), then locally."""
         order = self.get_order(order_id)
         _check_version(order, expected_version)
-        if order.status is OrderStatus.UNPAID and order.prepay_id:
-            self.prepay_closer(order, caller)  # no transaction is open across this network call
+        if order.status is OrderStatus.UNPAID and order.prepay_id and self._prepay_closer is not None:
+            self._prepay_closer(order, caller)  # no transaction is open across this network call
         return self.close_local(order_id, caller, expected_version)
 
     def close_local(self, order_id: str, caller: Caller, expected_version: int | None = None) -> Order:
@@ -211,15 +204,12 @@ class OrderService:
             if order.status is OrderStatus.CLOSED and expected_version is None:
                 return order  # closing is re-entrant, like WeChat's close
             _check_version(order, expected_version)
-            check_transition(order.status, OrderStatus.CLOSED)
             now = self._clock()
-            closed = uow.orders.compare_and_set(
-                order, order.version, status=OrderStatus.CLOSED, closed_at=now, updated_at=now
-            )
+            closed = uow.orders.save(order, order.close(now))
             if closed is None:
                 raise _conflict(uow, order_id)
             uow.products.release_stock(order.product_id, order.quantity)
-            uow.events.record(audit(order, "status", order.status, closed.status, "closed", caller), now)
+            uow.audit.record(audit(order, "status", order.status, closed.status, "closed", caller), now)
         return closed
 
     def attach_article(self, order_id: str, article_id: str, expected_version: int, caller: Caller) -> Order:
@@ -237,12 +227,10 @@ class OrderService:
                     metadata={"from": order.status.value},
                 )
             now = self._clock()
-            updated = uow.orders.compare_and_set(
-                order, expected_version, article_id=article_id, updated_at=now
-            )
+            updated = uow.orders.save(order, replace(order, article_id=article_id, updated_at=now))
             if updated is None:
                 raise _conflict(uow, order_id)
-            uow.events.record(
+            uow.audit.record(
                 audit(order, "article", order.article_id, article_id, "article attached", caller), now
             )
         return updated
@@ -297,21 +285,3 @@ def _conflict(uow: UnitOfWork, order_id: str) -> VersionConflictError:
     current = uow.orders.get(order_id)
     version = str(current.version) if current else "unknown"
     return VersionConflictError("order changed concurrently", metadata={"current_version": version})
-
-
-def encode_page_token(cursor: Cursor, user_id: str, status: OrderStatus | None) -> str:
-    payload = {"t": cursor.created_at.isoformat(), "s": cursor.seq, "u": user_id, "f": status or ""}
-    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str, user_id: str, status: OrderStatus | None) -> Cursor:
-    bad = InvalidArgumentError([FieldViolation("page_token", "is not a token this server issued")])
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        cursor = Cursor(datetime.fromisoformat(raw["t"]), int(raw["s"]))
-        same_query = raw["u"] == user_id and raw["f"] == (status or "")
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise bad from exc
-    if not same_query or cursor.created_at.tzinfo is None:
-        raise bad
-    return cursor

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -16,23 +14,24 @@ from server.domain.errors import (
     InvalidArgumentError,
     InvalidStateTransitionError,
     OrderNotPayableError,
-    ProviderRejectedError,
 )
+from server.domain.events import Event
 from server.domain.order import Fulfilment, Order, OrderStatus
+from server.domain.outcomes import ApplyOutcome
+from server.domain.provider import CloseOutcome, PrepayRequest, TransactionReport
 from server.domain.validation import Violations
 from server.service.audit import audit
 from server.service.context import Caller
-from server.service.errors import TransientError
 from server.service.lookups import require_order
-from server.service.ports import MerchantIdentity, PaymentGateway, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import MerchantIdentity, PaymentGateway, Publish, UnitOfWork, UnitOfWorkFactory
+from server.service.retry import Conflict, retry_on_conflict
 
 log = structlog.get_logger("orderpay.payments")
 
+# Channels that share one prepay (a mini-program pays like JSAPI): the same family reuses it.
 CHANNEL_ENDPOINT = {"JSAPI": "jsapi", "MINIPROGRAM": "jsapi", "APP": "app", "NATIVE": "native", "H5": "h5"}
 PREPAY_VALIDITY = {"h5": timedelta(minutes=5)}  # everything else: 2 h (research §3.3)
 DEFAULT_PREPAY_VALIDITY = timedelta(hours=2)
-CST = ZoneInfo("Asia/Shanghai")
-CAS_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -48,18 +47,8 @@ class PaymentView:
 
 @dataclass(frozen=True)
 class ApplyResult:
-    outcome: (
-        str  # applied | duplicate | amount_mismatch | identity_mismatch | unknown_order | not_success | ...
-    )
+    outcome: ApplyOutcome
     order: Order | None = None
-
-
-def rfc3339(value: datetime) -> str:
-    return value.astimezone(CST).replace(microsecond=0).isoformat()
-
-
-def _noop(order_id: str) -> None:
-    del order_id
 
 
 class PaymentService:
@@ -71,6 +60,7 @@ class PaymentService:
         merchant: MerchantIdentity,
         notify_url: str,
         reconcile_schedule_s: tuple[float, ...],
+        publish: Publish,
         read: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow = uow
@@ -80,8 +70,7 @@ class PaymentService:
         self._merchant = merchant
         self._notify_url = notify_url
         self._schedule = reconcile_schedule_s or (60.0,)
-        self.on_paid: Callable[[str], None] = _noop  # prompt fulfilment; the worker is the safety net
-        self.refund_late_payment: Callable[[Order], object] = _noop_refund
+        self._publish = publish  # after-commit reactions (server.service.handlers)
 
     # --- prepay -------------------------------------------------------------------------------
     def create_payment(
@@ -94,38 +83,33 @@ class PaymentService:
         if reusable is not None:
             return reusable
         _check_payable(order, endpoint, now)
-        answer = self._gateway.prepay(endpoint, self._prepay_body(order, endpoint, payer_openid, client_ip))
-        prepay_id = str(answer.get("prepay_id") or _prepay_id_from_url(answer))
-        payload = str(answer.get("code_url") or answer.get("h5_url") or "")
-        order = self._record_prepay(order_id, channel, endpoint, prepay_id, payload, now, caller)
+        prepay = self._gateway.prepay(
+            PrepayRequest(
+                channel=channel,
+                out_trade_no=order.out_trade_no,
+                description=order.description,
+                attach=order.attach,
+                total_fee=order.total_fee,
+                expires_at=order.expires_at,
+                notify_url=self._notify_url,
+                payer_openid=payer_openid,
+                client_ip=client_ip,
+            )
+        )
+        prepay_id, payload = prepay.prepay_id, prepay.payload
+        order = retry_on_conflict(
+            lambda: self._record_prepay(order_id, channel, endpoint, prepay_id, payload, now, caller),
+            "recording the prepay",
+        )
         return self._view(order, channel, endpoint, prepay_id, payload, now)
-
-    def _prepay_body(
-        self, order: Order, endpoint: str, openid: str | None, client_ip: str | None
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "description": order.description,
-            "out_trade_no": order.out_trade_no,
-            "time_expire": rfc3339(order.expires_at),
-            "notify_url": self._notify_url,
-            "amount": {"total": order.total_fee, "currency": "CNY"},
-        }
-        if order.attach:
-            body["attach"] = order.attach
-        if endpoint == "jsapi":
-            body["payer"] = {"openid": openid}
-        if endpoint == "h5":
-            body["scene_info"] = {"payer_client_ip": client_ip, "h5_info": {"type": "Wap"}}
-        return body
 
     def _reusable_prepay(self, order: Order, endpoint: str, now: datetime) -> PaymentView | None:
         if not order.prepay_id or order.prepay_at is None or order.status is not OrderStatus.UNPAID:
             return None
         if CHANNEL_ENDPOINT.get(order.pay_channel or "") != endpoint:
             return None
-        if order.prepay_at + PREPAY_VALIDITY.get(endpoint, DEFAULT_PREPAY_VALIDITY) <= now + timedelta(
-            minutes=1
-        ):
+        validity = PREPAY_VALIDITY.get(endpoint, DEFAULT_PREPAY_VALIDITY)
+        if order.prepay_at + validity <= now + timedelta(minutes=1):
             return None  # expired or about to: ask WeChat again with the same parameters
         channel = order.pay_channel or ""
         return self._view(
@@ -141,24 +125,25 @@ class PaymentService:
         payload: str,
         now: datetime,
         caller: Caller,
-    ) -> Order:
-        for _ in range(CAS_ATTEMPTS):
-            with self._uow() as uow:
-                order = require_order(uow, order_id)
-                changes = {"pay_channel": channel, "prepay_id": prepay_id, "prepay_payload": payload}
-                updated = uow.orders.compare_and_set(
+    ) -> Order | None:
+        with self._uow() as uow:
+            order = require_order(uow, order_id)
+            updated = uow.orders.save(
+                order,
+                replace(
                     order,
-                    order.version,
-                    **changes,
+                    pay_channel=channel,
+                    prepay_id=prepay_id,
+                    prepay_payload=payload,
                     prepay_at=now,
                     updated_at=now,
                     next_sync_at=now + timedelta(seconds=self._schedule[0]),
                     sync_attempts=0,
-                )
-                if updated is not None:
-                    uow.events.record(audit(order, "prepay", None, endpoint, "prepay created", caller), now)
-                    return updated
-        raise TransientError("order kept changing while recording the prepay")
+                ),
+            )
+            if updated is not None:
+                uow.audit.record(audit(order, "prepay", None, endpoint, "prepay created", caller), now)
+            return updated
 
     def _view(
         self, order: Order, channel: str, endpoint: str, prepay_id: str, payload: str, prepay_at: datetime
@@ -179,109 +164,69 @@ class PaymentService:
             h5_url=payload if endpoint == "h5" else "",
         )
 
-    # --- applying WeChat's word ---------------------------------------------------------------
-    def apply_transaction(self, resource: Mapping[str, Any], *, source: str) -> ApplyResult:
-        """Idempotent: notifications, queries and the reconciler all come through here."""
-        if resource.get("mchid") != self._merchant.mchid or resource.get("appid", self._merchant.appid) != (
-            self._merchant.appid
-        ):
-            log.error("payment.identity_mismatch", source=source, out_trade_no=resource.get("out_trade_no"))
-            return ApplyResult("identity_mismatch")
-        if resource.get("trade_state") != "SUCCESS":
-            return ApplyResult("not_success")
-        paid = _PaidTransaction.parse(resource)
-        for _ in range(CAS_ATTEMPTS):
-            with self._uow() as uow:
-                order = uow.orders.get_by_out_trade_no(paid.out_trade_no)
-                if order is None:
-                    log.error("payment.unknown_order", source=source, out_trade_no=paid.out_trade_no)
-                    return ApplyResult("unknown_order")
-                result = self._apply(uow, order, paid, source)
-            if result is not None:
-                self._after_apply(result)
-                return result
-        raise TransientError("order kept changing while applying the payment")
+    # --- applying the provider's word ---------------------------------------------------------
+    def apply_transaction(self, report: TransactionReport, *, source: str) -> ApplyResult:
+        """Idempotent: queries and the reconciler come through here (notifications: `apply_in`)."""
+        result, events = retry_on_conflict(lambda: self._apply_once(report, source), "applying the payment")
+        self._publish(events)
+        return result
 
-    def _apply(
-        self, uow: UnitOfWork, order: Order, paid: _PaidTransaction, source: str
-    ) -> ApplyResult | None:
-        if order.transaction_id:
-            return ApplyResult("duplicate", order)
+    def _apply_once(self, report: TransactionReport, source: str) -> tuple[ApplyResult, Sequence[Event]]:
+        with self._uow() as uow:
+            result = self.apply_in(uow, report, source=source)
+        return result, uow.new_events
+
+    def apply_in(self, uow: UnitOfWork, report: TransactionReport, *, source: str) -> ApplyResult:
+        """Apply inside the caller's transaction; raises `Conflict` when the order moved under us."""
+        merchant = self._merchant
+        if report.merchant_id != merchant.merchant_id or report.app_id not in (None, merchant.app_id):
+            log.error("payment.identity_mismatch", source=source, out_trade_no=report.out_trade_no)
+            return ApplyResult(ApplyOutcome.IDENTITY_MISMATCH)
+        if report.problem:
+            raise InvalidArgumentError([FieldViolation("resource", f"not a transaction: {report.problem}")])
+        if report.payment is None:
+            return ApplyResult(ApplyOutcome.NOT_SUCCESS)
+        paid = report.payment
+        order = uow.orders.get_by_out_trade_no(paid.out_trade_no)
+        if order is None:
+            log.error("payment.unknown_order", source=source, out_trade_no=paid.out_trade_no)
+            return ApplyResult(ApplyOutcome.UNKNOWN_ORDER)
         now = self._clock()
-        caller = Caller(f"system:{source}")
-        changes: dict[str, Any] = {
-            "transaction_id": paid.transaction_id,
-            "paid_fee": paid.total,
-            "paid_at": paid.success_time or now,
-            "updated_at": now,
-            "next_sync_at": None,
-        }
-        if order.status is OrderStatus.CLOSED:
-            outcome, fulfilment, reason = "paid_after_close", Fulfilment.HELD, "PAID_AFTER_CLOSE"
-        elif paid.total != order.total_fee:
-            outcome, fulfilment, reason = "amount_mismatch", Fulfilment.HELD, "AMOUNT_MISMATCH"
-            changes["status"] = OrderStatus.PAID
-        else:
-            outcome, fulfilment, reason = "applied", Fulfilment.PENDING, ""
-            changes["status"] = OrderStatus.PAID
-        if fulfilment is Fulfilment.HELD:
-            changes.update(
-                fulfilment=fulfilment, fulfilment_reason=f"{reason}: paid {paid.total}, due {order.total_fee}"
-            )
-        updated = uow.orders.compare_and_set(order, order.version, **changes)
+        transition = order.apply_payment(paid, now)
+        if not transition.changed:
+            return ApplyResult(transition.outcome, order)
+        updated = uow.orders.save(order, transition.order)
         if updated is None:
-            return None
+            raise Conflict
+        caller = Caller(f"system:{source}")
         # A payment on a CLOSED order changes no status; its record is the transaction itself.
         field, before, after = (
             ("status", order.status, updated.status)
             if updated.status is not order.status
             else ("payment", None, paid.transaction_id)
         )
-        uow.events.record(audit(order, field, before, after, f"payment {outcome}", caller), now)
-        if fulfilment is Fulfilment.HELD:
-            uow.events.record(audit(order, "fulfilment", order.fulfilment, fulfilment, reason, caller), now)
-            log.error(
-                "payment.held", reason=reason, order_id=order.order_id, paid=paid.total, due=order.total_fee
+        outcome = transition.outcome
+        uow.audit.record(audit(order, field, before, after, f"payment {outcome}", caller), now)
+        if updated.fulfilment is Fulfilment.HELD:
+            reason = outcome.value.upper()
+            uow.audit.record(
+                audit(order, "fulfilment", order.fulfilment, Fulfilment.HELD, reason, caller), now
             )
-        else:
-            uow.outbox.add_fulfilment(updated, now)
+        uow.record(*transition.events)
         return ApplyResult(outcome, updated)
-
-    def _after_apply(self, result: ApplyResult) -> None:
-        if result.order is None:
-            return
-        if result.outcome == "applied":
-            self._safely(self.on_paid, result.order.order_id)
-        elif result.outcome == "paid_after_close":
-            self._safely(self.refund_late_payment, result.order)
-
-    @staticmethod
-    def _safely(hook: Callable[[Any], object], arg: Any) -> None:
-        try:
-            hook(arg)
-        except Exception:  # the jobs retry; the payment is already recorded
-            log.exception("payment.after_apply_hook_failed")
 
     # --- active sync and close ----------------------------------------------------------------
     def sync_payment(self, order_id: str, caller: Caller) -> Order:
-        """Ask WeChat Pay, and repair local state (uni-pay's getOrder only reports)."""
+        """Ask the provider, and repair local state (uni-pay's getOrder only reports)."""
         order = self._load(order_id)
         if order.status is not OrderStatus.UNPAID and order.transaction_id:
             return order
-        try:
-            transaction = self._gateway.query_by_out_trade_no(order.out_trade_no)
-        except ProviderRejectedError as error:
-            if error.metadata.get("provider_code") == "ORDER_NOT_EXIST":
-                return order  # WeChat never saw a prepay for it
-            raise
-        if transaction.get("trade_state") == "SUCCESS":
-            self.apply_transaction(transaction, source="sync")
-        log.info(
-            "payment.synced",
-            order_id=order_id,
-            trade_state=transaction.get("trade_state"),
-            actor=caller.actor,
-        )
+        report = self._gateway.query_transaction(order.out_trade_no)
+        if report is None:
+            return order  # the provider never saw a prepay for it
+        if report.payment is not None:
+            self.apply_transaction(report, source="sync")
+        log.info("payment.synced", order_id=order_id, state=report.state, actor=caller.actor)
         return self._load(order_id)
 
     def schedule_next_sync(self, order_id: str) -> None:
@@ -293,53 +238,21 @@ class PaymentService:
             attempts = order.sync_attempts + 1
             delay = self._schedule[attempts] if attempts < len(self._schedule) else None
             next_at = None if delay is None else self._clock() + timedelta(seconds=delay)
-            uow.orders.compare_and_set(order, order.version, next_sync_at=next_at, sync_attempts=attempts)
+            uow.orders.save(order, replace(order, next_sync_at=next_at, sync_attempts=attempts))
 
     def close_at_provider(self, order: Order, caller: Caller) -> None:
-        """The prepay closer: WeChat first. If WeChat already took the money, apply PAID instead."""
-        try:
-            self._gateway.close(order.out_trade_no)
-        except ProviderRejectedError as error:
-            code = error.metadata.get("provider_code")
-            if code in {"ORDER_NOT_EXIST", "ORDER_CLOSED"}:
-                return
-            if code != "ORDERPAID":
-                raise
-            paid = self.sync_payment(order.order_id, caller)
-            raise InvalidStateTransitionError(
-                "WeChat Pay already took the payment; the order is now PAID",
-                metadata={"from": paid.status.value, "to": OrderStatus.CLOSED.value},
-            ) from error
+        """The prepay closer: the provider first. If it already took the money, apply PAID instead."""
+        if self._gateway.close(order.out_trade_no) is not CloseOutcome.ALREADY_PAID:
+            return  # closed now, closed before, or never seen there
+        paid = self.sync_payment(order.order_id, caller)
+        raise InvalidStateTransitionError(
+            "WeChat Pay already took the payment; the order is now PAID",
+            metadata={"from": paid.status.value, "to": OrderStatus.CLOSED.value},
+        )
 
     def _load(self, order_id: str) -> Order:
         with self._read() as uow:
             return require_order(uow, order_id)
-
-
-@dataclass(frozen=True)
-class _PaidTransaction:
-    out_trade_no: str
-    transaction_id: str
-    total: int
-    success_time: datetime | None
-
-    @classmethod
-    def parse(cls, resource: Mapping[str, Any]) -> _PaidTransaction:
-        try:
-            amount = resource["amount"]
-            success = resource.get("success_time")
-            return cls(
-                out_trade_no=str(resource["out_trade_no"]),
-                transaction_id=str(resource["transaction_id"]),
-                total=int(amount["total"]),
-                success_time=datetime.fromisoformat(success) if success else None,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidArgumentError([FieldViolation("resource", f"not a transaction: {exc}")]) from exc
-
-
-def _noop_refund(order: Order) -> None:
-    del order
 
 
 def _validate_payment(order_id: str, channel: str, openid: str | None, client_ip: str | None) -> str:
@@ -367,9 +280,3 @@ def _check_payable(order: Order, endpoint: str, now: datetime) -> None:
             "order already has a prepay on another channel; create a new order to switch",
             metadata={"channel": order.pay_channel or ""},
         )
-
-
-def _prepay_id_from_url(answer: Mapping[str, Any]) -> str:
-    """NATIVE and H5 answer with a URL; keep a stable id for the record."""
-    url = str(answer.get("code_url") or answer.get("h5_url") or "")
-    return url.rsplit("=", 1)[-1][:64] if url else ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,32 +11,27 @@ import structlog
 from server.domain.clock import Clock
 from server.domain.errors import (
     IdempotencyKeyReusedError,
-    InvalidStateTransitionError,
     ProviderRejectedError,
     ProviderUnavailableError,
-    RefundExceedsPaidError,
     RefundNotFoundError,
 )
 from server.domain.order import Order, OrderStatus
-from server.domain.refund import Refund, RefundStatus
+from server.domain.outcomes import ApplyOutcome
+from server.domain.provider import RefundReport, RefundRequest
+from server.domain.refund import PlannedRefund, Refund, RefundStatus
 from server.domain.validation import OUT_REFUND_NO, Violations
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.errors import TransientError
 from server.service.lookups import require_order
-from server.service.payments import CAS_ATTEMPTS, ApplyResult
+from server.service.payments import ApplyResult
 from server.service.ports import PaymentGateway, UnitOfWork, UnitOfWorkFactory
+from server.service.retry import Conflict, retry_on_conflict
 
 log = structlog.get_logger("orderpay.refunds")
+# The caller submits right after recording; the refund job takes over if that never happens.
 RETRY_SUBMIT_AFTER = timedelta(seconds=5)
-REFUNDABLE = {OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED}
-
-RevokeGrants = Callable[[str, datetime], None]
 REFUND_SETTLER = Caller("system:refund")
-
-
-def _no_revoke(order_id: str, now: datetime) -> None:
-    del order_id, now
 
 
 class RefundService:
@@ -55,82 +50,52 @@ class RefundService:
         self._gateway = gateway
         self._notify_url = notify_url
         self._schedule = poll_schedule_s or (60.0,)
-        # Takes back what a fully refunded order granted; runs inside the settlement transaction.
-        self.revoke_grants: RevokeGrants = _no_revoke
 
     # --- create -------------------------------------------------------------------------------
     def refund_order(
         self, order_id: str, out_refund_no: str, amount: int, reason: str, caller: Caller
     ) -> Refund:
         _validate(order_id, out_refund_no, amount, reason)
-        for _ in range(CAS_ATTEMPTS):
-            refund = self._record(order_id, out_refund_no, amount, reason, caller)
-            if refund is not None:
-                return refund if refund.submitted or refund.status.final else self._submit(refund)
-        raise TransientError("order kept changing while recording the refund")
+        request = PlannedRefund(out_refund_no, order_id, amount, reason)
+        refund = retry_on_conflict(lambda: self._record(request, caller), "recording the refund")
+        return refund if refund.submitted or refund.status.final else self._submit(refund)
 
-    def _record(
-        self, order_id: str, out_refund_no: str, amount: int, reason: str, caller: Caller
-    ) -> Refund | None:
+    def _record(self, request: PlannedRefund, caller: Caller) -> Refund | None:
         with self._uow() as uow:
-            existing = uow.refunds.get(out_refund_no)
+            existing = uow.refunds.get(request.out_refund_no)
             if existing is not None:
-                if (existing.order_id, existing.amount) != (order_id, amount):
+                if (existing.order_id, existing.amount) != (request.order_id, request.amount):
                     raise IdempotencyKeyReusedError(
                         "out_refund_no was already used for a different refund",
                         metadata={"order_id": existing.order_id},
                     )
                 return existing
-            order = require_order(uow, order_id)
-            refundable = order.status in REFUNDABLE or (
-                order.status is OrderStatus.CLOSED and order.paid_fee > 0
-            )
-            if not refundable:
-                raise InvalidStateTransitionError(
-                    f"a {order.status} order cannot be refunded", metadata={"from": order.status.value}
-                )
-            committed = uow.refunds.committed_amount(order_id)
-            if committed + amount > order.paid_fee:
-                raise RefundExceedsPaidError(
-                    "refunds would exceed the amount paid",
-                    metadata={"refundable": str(order.paid_fee - committed), "paid_fee": str(order.paid_fee)},
-                )
+            order = require_order(uow, request.order_id)
+            order.check_refund(request.amount, uow.refunds.committed_amount(order.order_id))
             now = self._clock()
             # Bumping the order's version serialises concurrent refunds of one order.
-            if uow.orders.compare_and_set(order, order.version, updated_at=now) is None:
+            if uow.orders.save(order, _touched(order, now)) is None:
                 return None
-            refund = Refund(
-                out_refund_no=out_refund_no,
-                order_id=order_id,
-                amount=amount,
-                order_total=order.total_fee,
-                status=RefundStatus.PROCESSING,
-                reason=reason,
-                submitted=False,
-                version=1,
-                created_at=now,
-                updated_at=now,
-            )
-            uow.refunds.insert(refund)
-            uow.events.record(
-                audit(order, "refund", None, out_refund_no, f"refund {amount} requested", caller), now
-            )
+            refund = request.new_refund(order.total_fee, now)
+            uow.refunds.insert(refund, due_at=now + RETRY_SUBMIT_AFTER)
+            cause = f"refund {request.amount} requested"
+            uow.audit.record(audit(order, "refund", None, request.out_refund_no, cause, caller), now)
             return refund
 
     def _submit(self, refund: Refund) -> Refund:
         """Send (or re-send: same out_refund_no, so WeChat refunds once) and record the answer."""
         with self._read() as uow:
             order = require_order(uow, refund.order_id)
-        body = {
-            "out_trade_no": order.out_trade_no,
-            "out_refund_no": refund.out_refund_no,
-            "notify_url": self._notify_url,
-            "amount": {"refund": refund.amount, "total": refund.order_total, "currency": "CNY"},
-        }
-        if refund.reason:
-            body["reason"] = refund.reason
+        request = RefundRequest(
+            out_trade_no=order.out_trade_no,
+            out_refund_no=refund.out_refund_no,
+            amount=refund.amount,
+            order_total=refund.order_total,
+            reason=refund.reason,
+            notify_url=self._notify_url,
+        )
         try:
-            answer = self._gateway.refund(body)
+            report = self._gateway.refund(request)
         except ProviderUnavailableError:
             log.warning("refund.submit_deferred", out_refund_no=refund.out_refund_no)
             return self._update(refund.out_refund_no, next_poll_at=self._clock() + RETRY_SUBMIT_AFTER)
@@ -141,54 +106,58 @@ class RefundService:
             code = error.metadata.get("provider_code")
             log.warning("refund.rejected", out_refund_no=refund.out_refund_no, code=code)
             raise
-        status = str(answer.get("status", "PROCESSING"))
         updated = self._update(
             refund.out_refund_no,
             submitted=True,
-            refund_id=str(answer.get("refund_id") or "") or None,
+            refund_id=report.refund_id,
             next_poll_at=self._clock() + timedelta(seconds=self._schedule[0]),
         )
-        if status != RefundStatus.PROCESSING.value:
-            return self._settle(refund.out_refund_no, status, answer, source="refund-api").refund or updated
+        status = report.status or RefundStatus.PROCESSING
+        if status is not RefundStatus.PROCESSING:
+            return self._settle(refund.out_refund_no, status, report, source="refund-api").refund or updated
         return updated
 
     # --- settle -------------------------------------------------------------------------------
-    def apply_refund(self, resource: Mapping[str, Any], *, source: str) -> ApplyResult:
-        out_refund_no = str(resource.get("out_refund_no", ""))
-        status = str(resource.get("refund_status") or resource.get("status") or "")
-        if status not in {s.value for s in RefundStatus} or status == RefundStatus.PROCESSING.value:
-            return ApplyResult("not_success")
-        result = self._settle(out_refund_no, status, resource, source=source)
-        return ApplyResult(result.outcome, result.order)
+    def apply_refund(self, report: RefundReport, *, source: str) -> ApplyResult:
+        return retry_on_conflict(lambda: self._apply_once(report, source), "settling the refund")
+
+    def _apply_once(self, report: RefundReport, source: str) -> ApplyResult:
+        with self._uow() as uow:
+            return self.apply_in(uow, report, source=source)
+
+    def apply_in(self, uow: UnitOfWork, report: RefundReport, *, source: str) -> ApplyResult:
+        """Settle inside the caller's transaction; raises `Conflict` when a row moved under us."""
+        if report.status is None or report.status is RefundStatus.PROCESSING:
+            return ApplyResult(ApplyOutcome.NOT_SUCCESS)
+        settled = self._settle_once(uow, report.out_refund_no, report.status, report, source)
+        if settled is None:
+            raise Conflict
+        return ApplyResult(settled.outcome, settled.order)
 
     def _settle(
-        self, out_refund_no: str, status: str, resource: Mapping[str, Any], *, source: str
+        self, out_refund_no: str, status: RefundStatus, report: RefundReport, *, source: str
     ) -> _Settled:
-        for _ in range(CAS_ATTEMPTS):
-            try:
-                with self._uow() as uow:
-                    settled = self._settle_once(uow, out_refund_no, RefundStatus(status), resource, source)
-            except _RetrySettlement:
-                continue  # the order moved under us: the whole settlement rolled back
-            if settled is not None:
-                return settled
-        raise TransientError("refund kept changing while settling")
+        def attempt() -> _Settled | None:
+            with self._uow() as uow:
+                return self._settle_once(uow, out_refund_no, status, report, source)
+
+        return retry_on_conflict(attempt, "settling the refund")
 
     def _settle_once(
         self,
         uow: UnitOfWork,
         out_refund_no: str,
         status: RefundStatus,
-        resource: Mapping[str, Any],
+        report: RefundReport,
         source: str,
     ) -> _Settled | None:
         refund = uow.refunds.get(out_refund_no)
         if refund is None:
             log.error("refund.unknown", out_refund_no=out_refund_no, source=source)
-            return _Settled("refund_unknown", None, None)
+            return _Settled(ApplyOutcome.REFUND_UNKNOWN, None, None)
         order = require_order(uow, refund.order_id)
         if refund.status.final:
-            return _Settled("duplicate", refund, order)
+            return _Settled(ApplyOutcome.DUPLICATE, refund, order)
         if order.status is OrderStatus.UNPAID:
             raise TransientError("refund settled before the payment was applied; retry later")
         now = self._clock()
@@ -198,36 +167,31 @@ class RefundService:
             "updated_at": now,
             "next_poll_at": None,
         }
-        if resource.get("refund_id"):
-            changes["refund_id"] = str(resource["refund_id"])
+        if report.refund_id:
+            changes["refund_id"] = report.refund_id
         if status is RefundStatus.SUCCESS:
-            changes["succeeded_at"] = _time(resource.get("success_time")) or now
+            changes["succeeded_at"] = report.success_time or now
         settled = uow.refunds.compare_and_set(refund, **changes)
         if settled is None:
             return None
         if status is RefundStatus.SUCCESS:
             order = self._credit(uow, order, refund, now)
         caller = Caller(f"system:{source}")
-        uow.events.record(
+        uow.audit.record(
             audit(order, "refund", refund.status, f"{out_refund_no}:{status}", "refund settled", caller), now
         )
-        return _Settled("applied", settled, order)
+        return _Settled(ApplyOutcome.APPLIED, settled, order)
 
-    def _credit(self, uow: UnitOfWork, order: Order, refund: Refund, now: datetime) -> Order:
-        refunded = order.refunded_fee + refund.amount
-        target = order.status
-        if order.status in REFUNDABLE:
-            target = OrderStatus.REFUNDED if refunded >= order.paid_fee else OrderStatus.PARTIALLY_REFUNDED
-        updated = uow.orders.compare_and_set(
-            order, order.version, refunded_fee=refunded, status=target, updated_at=now
-        )
+    @staticmethod
+    def _credit(uow: UnitOfWork, order: Order, refund: Refund, now: datetime) -> Order:
+        transition = order.credit_refund(refund.amount, now)
+        updated = uow.orders.save(order, transition.order)
         if updated is None:
-            raise _RetrySettlement
-        if target is not order.status:
+            raise Conflict  # the order moved under us: the whole settlement rolls back
+        if updated.status is not order.status:
             cause = f"refund {refund.out_refund_no} settled"
-            uow.events.record(audit(order, "status", order.status, target, cause, REFUND_SETTLER), now)
-        if target is OrderStatus.REFUNDED:
-            self.revoke_grants(order.order_id, now)
+            uow.audit.record(audit(order, "status", order.status, updated.status, cause, REFUND_SETTLER), now)
+        uow.record(*transition.events)
         return updated
 
     # --- sync ---------------------------------------------------------------------------------
@@ -246,10 +210,10 @@ class RefundService:
             return refund
         if not refund.submitted:
             return self._submit(refund)
-        answer = self._gateway.query_refund(out_refund_no)
-        status = str(answer.get("status", "PROCESSING"))
-        if status != RefundStatus.PROCESSING.value:
-            return self._settle(out_refund_no, status, answer, source="poll").refund or refund
+        report = self._gateway.query_refund(out_refund_no)
+        status = report.status or RefundStatus.PROCESSING
+        if status is not RefundStatus.PROCESSING:
+            return self._settle(out_refund_no, status, report, source="poll").refund or refund
         attempts = refund.poll_attempts + 1
         delay = self._schedule[min(attempts, len(self._schedule) - 1)]
         return self._update(
@@ -257,30 +221,25 @@ class RefundService:
         )
 
     def _update(self, out_refund_no: str, **changes: Any) -> Refund:
-        for _ in range(CAS_ATTEMPTS):
+        def attempt() -> Refund | None:
             with self._uow() as uow:
                 refund = uow.refunds.get(out_refund_no)
                 if refund is None:
                     raise RefundNotFoundError(f"refund {out_refund_no!r} not found")
-                updated = uow.refunds.compare_and_set(refund, updated_at=self._clock(), **changes)
-            if updated is not None:
-                return updated
-        raise TransientError("refund kept changing")
+                return uow.refunds.compare_and_set(refund, updated_at=self._clock(), **changes)
+
+        return retry_on_conflict(attempt, "updating the refund")
 
 
-class _RetrySettlement(Exception):  # noqa: N818 - internal: roll the settlement back and try again
-    pass
-
-
+@dataclass(frozen=True)
 class _Settled:
-    def __init__(self, outcome: str, refund: Refund | None, order: Order | None) -> None:
-        self.outcome = outcome
-        self.refund = refund
-        self.order = order
+    outcome: ApplyOutcome
+    refund: Refund | None
+    order: Order | None
 
 
-def _time(value: object) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+def _touched(order: Order, now: datetime) -> Order:
+    return replace(order, updated_at=now)
 
 
 def _validate(order_id: str, out_refund_no: str, amount: int, reason: str) -> None:

@@ -17,6 +17,7 @@ from server.wxpay.credentials import MerchantCredentials
 from server.wxpay.crypto import ALGORITHM, decrypt_resource
 from server.wxpay.errors import MalformedError, UndecryptableError
 from server.wxpay.signing import MAX_CLOCK_SKEW_S, VerifierKeys, verify_signed_message
+from server.wxpay.wire import notification_report
 
 ENCRYPT_RESOURCE = "encrypt-resource"
 
@@ -50,7 +51,7 @@ def parse_notification(
         create_time=_text(envelope.get("create_time")),
         resource_type=resource_type,
         summary=_text(envelope.get("summary")),
-        resource=_json_object(plaintext, "decrypted resource"),
+        report=notification_report(event_type, _json_object(plaintext, "decrypted resource")),
     )
 
 

@@ -35,10 +35,8 @@ def jobs_app(
         wxpay_connect_timeout_s=0.5,
         job_interval_s=0.05,
     )
-    application = build_app(settings, clock=clock)
-    application.catalogue.load_file()
-    assert application.payments is not None
     # These tests drive the worker themselves: no prompt fulfilment on payment.
-    application.payments.on_paid = lambda _order_id: None
+    application = build_app(settings, clock=clock, prompt_fulfilment=False)
+    application.catalogue.load_file()
     yield application
     application.close()

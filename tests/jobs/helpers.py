@@ -7,14 +7,16 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from server.adapters.fulfilment_store import PeeweeFulfilmentStore
-from server.adapters.repositories import from_db_time
 from server.adapters.tables import FulfilmentRow, GrantRow, MembershipRow, RefundRow
+from server.adapters.times import from_db_time
 from server.app import App
+from server.bootstrap import retry_policy
 from server.domain.catalogue import Product, ProductKind
+from server.domain.fulfilment import Handler
 from server.domain.order import CreateOrder, Order
 from server.service.context import Caller
-from server.service.fulfilment import FulfilmentWorker, Handler, RetryPolicy
+from server.service.fulfilment import FulfilmentWorker
+from server.wxpay.wire import transaction_report
 from tests.notify.wechat import FACTS
 
 BFF = Caller("bff", "test")
@@ -71,17 +73,18 @@ def transaction_for(order: Order, total: int | None = None) -> dict[str, Any]:
 
 def paid_order(app: App, user_id: str, product_id: str, quantity: int = 1) -> Order:
     """An order paid through the real payment path (which writes the PENDING fulfilment row)."""
-    assert app.payments is not None
     order = unpaid_order(app, user_id, product_id, quantity)
-    result = app.payments.apply_transaction(transaction_for(order), source="test")
+    result = app.payments.payments.apply_transaction(
+        transaction_report(transaction_for(order)), source="test"
+    )
     assert result.outcome == "applied", result
     assert result.order is not None
     return result.order
 
 
 def make_worker(app: App, *, handlers: dict[str, Handler] | None = None, **kwargs: Any) -> FulfilmentWorker:
-    kwargs.setdefault("policy", RetryPolicy.from_settings(app.settings))
-    return FulfilmentWorker(app.uow, app.clock, PeeweeFulfilmentStore(app.db), handlers=handlers, **kwargs)
+    kwargs.setdefault("policy", retry_policy(app.settings))
+    return FulfilmentWorker(app.uow, app.clock, handlers=handlers, **kwargs)
 
 
 def ledger_row(app: App, order_id: str) -> FulfilmentRow:

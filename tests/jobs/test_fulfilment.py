@@ -8,20 +8,18 @@ from datetime import timedelta
 
 import pytest
 
-from server.adapters.repositories import from_db_time
 from server.adapters.tables import OrderEventRow
+from server.adapters.times import from_db_time
+from server.adapters.unit_of_work import unit_of_work_factory
 from server.app import App
+from server.bootstrap import retry_policy
 from server.domain.catalogue import ProductKind
-from server.domain.order import Fulfilment
+from server.domain.fulfilment import FulfilmentContext, GrantState, LedgerStatus, Outcome, RetryPolicy
+from server.domain.order import Fulfilment, compensation_refund_no
 from server.service.context import Caller
-from server.service.fulfilment import (
-    FulfilmentContext,
-    GrantState,
-    LedgerStatus,
-    Outcome,
-    RetryPolicy,
-    compensation_refund_no,
-)
+from server.service.fulfilment import FulfilmentWorker
+from server.service.handlers import Policy, transactional
+from server.wxpay.wire import refund_report
 from tests.jobs.helpers import (
     MovableClock,
     add_product,
@@ -38,7 +36,7 @@ def test_vip_extends_by_plan_days_times_quantity(jobs_app: App, clock: MovableCl
     user = f"u-{rid}"
     order = paid_order(jobs_app, user, "vip-month", quantity=2)
     before = clock()
-    assert make_worker(jobs_app).run_for_order(order.order_id) is Outcome.SUCCEEDED
+    assert make_worker(jobs_app).run_for_order(order.order_id).outcome is Outcome.SUCCEEDED
     expires = membership_expiry(jobs_app, user)
     assert expires is not None
     assert before + timedelta(days=60) <= expires <= clock() + timedelta(days=60)
@@ -67,7 +65,7 @@ def test_article_and_goods_grants(jobs_app: App, rid: str) -> None:
     worker = make_worker(jobs_app)
     article = paid_order(jobs_app, f"u-{rid}", "article-deep-dive")
     shipped = paid_order(jobs_app, f"u-{rid}", goods)
-    assert worker.run_due(100) >= 2
+    assert worker.run_due(100).claimed >= 2
     [access] = grants_for(jobs_app, article.order_id)
     assert (access.article_id, access.state) == ("article-deep-dive", "GRANTED")
     [parcel] = grants_for(jobs_app, shipped.order_id)
@@ -87,7 +85,7 @@ def test_eight_threads_grant_exactly_once(jobs_app: App, rid: str) -> None:
     worker = make_worker(jobs_app)
     calls = [order.order_id for order in orders for _ in range(8)]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        outcomes = list(pool.map(worker.run_for_order, calls))
+        outcomes = [p.outcome for p in pool.map(worker.run_for_order, calls)]
     assert outcomes.count(Outcome.SUCCEEDED) == len(orders)
     assert set(outcomes) <= {Outcome.SUCCEEDED, Outcome.NOT_DUE, Outcome.LOST}
     for order in orders:
@@ -112,25 +110,6 @@ def test_run_due_from_threads_claims_each_row_once(jobs_app: App, rid: str) -> N
         assert len(grants_for(jobs_app, order.order_id)) == 1
 
 
-class RecordingRefunder:
-    """The real RefundService, with a record of every request (and optionally a first-call failure)."""
-
-    def __init__(self, app: App, fail_first: bool = False) -> None:
-        assert app.refunds is not None
-        self._refunds = app.refunds
-        self.calls: list[tuple[str, str, int]] = []
-        self._fail_next = fail_first
-
-    def refund_order(
-        self, order_id: str, out_refund_no: str, amount: int, reason: str, caller: Caller
-    ) -> object:
-        self.calls.append((order_id, out_refund_no, amount))
-        if self._fail_next:
-            self._fail_next = False
-            raise ConnectionError("database went away")
-        return self._refunds.refund_order(order_id, out_refund_no, amount, reason, caller)
-
-
 def failing_handler(ctx: FulfilmentContext) -> str:
     raise RuntimeError(f"membership backend down for {ctx.order.user_id}")
 
@@ -139,14 +118,11 @@ def test_failing_handler_backs_off_then_fails_and_refunds_once(
     jobs_app: App, clock: MovableClock, rid: str
 ) -> None:
     order = paid_order(jobs_app, f"u-{rid}", "vip-month")
-    refunder = RecordingRefunder(jobs_app)
-    policy = RetryPolicy.from_settings(jobs_app.settings)
-    worker = make_worker(
-        jobs_app, handlers={"VIP_PLAN": failing_handler}, refunder=refunder, unit_random=lambda: 0.5
-    )
+    policy = retry_policy(jobs_app.settings)
+    worker = make_worker(jobs_app, handlers={"VIP_PLAN": failing_handler}, unit_random=lambda: 0.5)
     waits = []
     for attempt in range(1, policy.max_attempts):
-        assert worker.run_for_order(order.order_id) is Outcome.RETRY
+        assert worker.run_for_order(order.order_id).outcome is Outcome.RETRY
         row = ledger_row(jobs_app, order.order_id)
         assert (row.attempts, row.status) == (attempt, "PENDING")
         assert "membership backend down" in row.last_error
@@ -155,66 +131,44 @@ def test_failing_handler_backs_off_then_fails_and_refunds_once(
         wait = due - clock()
         expected = min(30 * 2 ** (attempt - 1), 1800) * 1.05
         assert abs(wait.total_seconds() - expected) < 5
-        assert worker.run_for_order(order.order_id) is Outcome.NOT_DUE  # not before its time
+        assert worker.run_for_order(order.order_id).outcome is Outcome.NOT_DUE  # not before its time
         waits.append(wait)
         clock.move_to(due)
     assert sum(waits, timedelta()) >= timedelta(hours=1)
-    assert worker.run_for_order(order.order_id) is Outcome.FAILED
+    assert worker.run_for_order(order.order_id).outcome is Outcome.FAILED
     failed = jobs_app.orders.get_order(order.order_id)
     assert failed.fulfilment is Fulfilment.FAILED
     assert "membership backend down" in failed.fulfilment_reason
     assert grants_for(jobs_app, order.order_id) == []
     assert membership_expiry(jobs_app, order.user_id) is None
-    assert refunder.calls == [(order.order_id, compensation_refund_no(order.order_id), order.total_fee)]
-    # Later passes (worker, sweep) never ask again: one refund row, with the deterministic number.
-    clock.advance(timedelta(minutes=5))
-    assert worker.run_due(100) == 0 or worker.run_for_order(order.order_id) is Outcome.NOT_DUE
-    worker.compensate_due(100)
+    # FulfilmentFailed's reaction wrote the refund in the same transaction, for the refund job.
     [refund] = refunds_for(jobs_app, order.order_id)
     assert (refund.out_refund_no, refund.amount) == (compensation_refund_no(order.order_id), order.total_fee)
-    assert len(refunder.calls) == 1
-
-
-def test_a_lost_refund_request_is_swept_up(jobs_app: App, clock: MovableClock, rid: str) -> None:
-    order = paid_order(jobs_app, f"u-{rid}", "vip-month")
-    refunder = RecordingRefunder(jobs_app, fail_first=True)
-    worker = make_worker(
-        jobs_app,
-        handlers={"VIP_PLAN": failing_handler},
-        refunder=refunder,
-        policy=RetryPolicy(max_attempts=1),
-    )
-    assert worker.run_for_order(order.order_id) is Outcome.FAILED
-    assert refunds_for(jobs_app, order.order_id) == []  # the request died before the row was written
-    worker.compensate_due(100)
-    assert len(refunder.calls) == 1  # a fresh failure is left to the worker that failed it
-    clock.advance(timedelta(minutes=2))
-    worker.compensate_due(100)
-    worker.compensate_due(100)
-    assert len(refunder.calls) == 2
-    assert [r.out_refund_no for r in refunds_for(jobs_app, order.order_id)] == [
-        compensation_refund_no(order.order_id)
-    ]
+    assert (refund.status, refund.submitted) == ("PROCESSING", False)
+    due = from_db_time(refund.next_poll_at)
+    assert due is not None
+    assert due <= clock()
+    # Later passes never ask again: one refund row, with the deterministic number.
+    clock.advance(timedelta(minutes=5))
+    assert worker.run_due(100).claimed == 0 or worker.run_for_order(order.order_id).outcome is Outcome.NOT_DUE
+    assert len(refunds_for(jobs_app, order.order_id)) == 1
 
 
 def test_no_refund_when_auto_refund_is_off(jobs_app: App, rid: str) -> None:
     order = paid_order(jobs_app, f"u-{rid}", "vip-month")
-    refunder = RecordingRefunder(jobs_app)
-    worker = make_worker(
-        jobs_app,
+    no_refunds = Policy(auto_refund_on_fulfilment_failure=False)
+    worker = FulfilmentWorker(
+        transactional(unit_of_work_factory(jobs_app.db), jobs_app.clock, no_refunds),
+        jobs_app.clock,
         handlers={"VIP_PLAN": failing_handler},
-        refunder=refunder,
         policy=RetryPolicy(max_attempts=1),
-        auto_refund=False,
     )
-    assert worker.run_for_order(order.order_id) is Outcome.FAILED
-    assert worker.compensate_due(100) == 0
-    assert refunder.calls == []
+    assert worker.run_for_order(order.order_id).outcome is Outcome.FAILED
+    assert refunds_for(jobs_app, order.order_id) == []
     assert jobs_app.orders.get_order(order.order_id).fulfilment is Fulfilment.FAILED
 
 
 def test_full_refund_takes_the_vip_days_back(jobs_app: App, rid: str) -> None:
-    assert jobs_app.refunds is not None
     user = f"u-{rid}"
     worker = make_worker(jobs_app)
     keep = paid_order(jobs_app, user, "vip-month")
@@ -222,16 +176,11 @@ def test_full_refund_takes_the_vip_days_back(jobs_app: App, rid: str) -> None:
     kept_until = membership_expiry(jobs_app, user)
     order = paid_order(jobs_app, user, "vip-year")
     worker.run_for_order(order.order_id)
-    original, jobs_app.refunds.revoke_grants = jobs_app.refunds.revoke_grants, worker.revoke_grants
-    try:
-        out_refund_no = f"R{rid}"
-        jobs_app.refunds.refund_order(order.order_id, out_refund_no, order.total_fee, "test", Caller("admin"))
-        result = jobs_app.refunds.apply_refund(
-            {"out_refund_no": out_refund_no, "refund_status": "SUCCESS", "refund_id": f"50{rid}"},
-            source="test",
-        )
-    finally:
-        jobs_app.refunds.revoke_grants = original
+    out_refund_no = f"R{rid}"
+    refunds = jobs_app.payments.refunds
+    refunds.refund_order(order.order_id, out_refund_no, order.total_fee, "test", Caller("admin"))
+    settled = {"out_refund_no": out_refund_no, "refund_status": "SUCCESS", "refund_id": f"50{rid}"}
+    result = refunds.apply_refund(refund_report(settled), source="test")
     assert result.outcome == "applied"
     assert membership_expiry(jobs_app, user) == kept_until
     [grant] = grants_for(jobs_app, order.order_id)
@@ -240,17 +189,18 @@ def test_full_refund_takes_the_vip_days_back(jobs_app: App, rid: str) -> None:
 
 
 def test_an_order_refunded_before_fulfilment_is_not_granted(jobs_app: App, rid: str) -> None:
-    assert jobs_app.refunds is not None
     order = paid_order(jobs_app, f"u-{rid}", "vip-month")
     out_refund_no = f"R{rid}"
-    jobs_app.refunds.refund_order(order.order_id, out_refund_no, order.total_fee, "test", Caller("admin"))
-    jobs_app.refunds.apply_refund({"out_refund_no": out_refund_no, "refund_status": "SUCCESS"}, source="test")
-    refunder = RecordingRefunder(jobs_app)
-    assert make_worker(jobs_app, refunder=refunder).run_for_order(order.order_id) is Outcome.ABANDONED
+    refunds = jobs_app.payments.refunds
+    refunds.refund_order(order.order_id, out_refund_no, order.total_fee, "test", Caller("admin"))
+    refunds.apply_refund(
+        refund_report({"out_refund_no": out_refund_no, "refund_status": "SUCCESS"}), source="test"
+    )
+    assert make_worker(jobs_app).run_for_order(order.order_id).outcome is Outcome.ABANDONED
     assert grants_for(jobs_app, order.order_id) == []
     assert membership_expiry(jobs_app, order.user_id) is None
     assert jobs_app.orders.get_order(order.order_id).fulfilment is Fulfilment.FAILED
-    assert refunder.calls == []
+    assert [r.out_refund_no for r in refunds_for(jobs_app, order.order_id)] == [out_refund_no]
 
 
 def test_retry_policy_defaults_cover_an_hour() -> None:

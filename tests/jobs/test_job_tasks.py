@@ -7,9 +7,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from server.adapters.job_queries import JobQueries
-from server.adapters.repositories import from_db_time, to_db_time
 from server.adapters.tables import OrderEventRow, OrderRow, ProductRow, RefundRow
+from server.adapters.times import from_db_time, to_db_time
 from server.app import App
 from server.domain.catalogue import ProductKind
 from server.domain.order import OrderStatus
@@ -31,7 +30,7 @@ def test_expiry_closes_overdue_orders_once_and_releases_stock(
     overdue = [unpaid_order(jobs_app, f"u-{rid}-{i}", product, 2) for i in range(3)]
     clock.advance(timedelta(seconds=jobs_app.settings.order_ttl_s + 60))
     fresh = unpaid_order(jobs_app, f"v-{rid}", product, 1)
-    task = ExpiryTask(jobs_app.uow, jobs_app.clock, JobQueries(jobs_app.db), jobs_app.orders)
+    task = ExpiryTask(jobs_app.uow, jobs_app.clock, jobs_app.orders)
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda _: task.run_once(), range(4)))
     assert sum(r.errors for r in results) == 0
@@ -50,7 +49,7 @@ def test_expiry_closes_overdue_orders_once_and_releases_stock(
 def test_expiry_skips_orders_paid_in_the_meantime(jobs_app: App, clock: MovableClock, rid: str) -> None:
     order = paid_order(jobs_app, f"u-{rid}", "vip-month")
     clock.advance(timedelta(seconds=jobs_app.settings.order_ttl_s + 60))
-    task = ExpiryTask(jobs_app.uow, jobs_app.clock, JobQueries(jobs_app.db), jobs_app.orders)
+    task = ExpiryTask(jobs_app.uow, jobs_app.clock, jobs_app.orders)
     task.run_once()
     assert jobs_app.orders.get_order(order.order_id).status is OrderStatus.PAID
 
@@ -66,11 +65,10 @@ def test_sync_claims_are_disjoint_across_threads(jobs_app: App, rid: str) -> Non
     orders = [unpaid_order(jobs_app, f"u-{rid}-{i}", "vip-month") for i in range(30)]
     for order in orders:
         _with_prepay(jobs_app, order.order_id, timedelta(seconds=-1))
-    queries = JobQueries(jobs_app.db)
 
     def claim(_: int) -> list[str]:
-        with jobs_app.uow():
-            return queries.claim_due_syncs(jobs_app.clock(), 4, timedelta(seconds=60))
+        with jobs_app.uow() as uow:
+            return uow.claims.claim_due_syncs(jobs_app.clock(), 4, timedelta(seconds=60))
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         claimed = [order_id for batch in pool.map(claim, range(16)) for order_id in batch]
@@ -82,8 +80,7 @@ def test_sync_claims_are_disjoint_across_threads(jobs_app: App, rid: str) -> Non
 def test_reconciler_queries_then_backs_off(jobs_app: App, rid: str) -> None:
     order = unpaid_order(jobs_app, f"u-{rid}", "vip-quarter")
     _with_prepay(jobs_app, order.order_id, timedelta(seconds=-1))
-    assert jobs_app.payments is not None
-    task = ReconcileTask(jobs_app.uow, jobs_app.clock, JobQueries(jobs_app.db), jobs_app.payments)
+    task = ReconcileTask(jobs_app.uow, jobs_app.clock, jobs_app.payments.payments)
     result = task.run_once()
     assert result.items >= 1
     assert result.errors >= 1  # WeChat Pay is unreachable: deferred, not lost
@@ -98,12 +95,12 @@ def test_reconciler_queries_then_backs_off(jobs_app: App, rid: str) -> None:
 
 
 def test_refund_poller_claims_each_refund_once(jobs_app: App, clock: MovableClock, rid: str) -> None:
-    assert jobs_app.refunds is not None
+    refunds = jobs_app.payments.refunds
     refund_nos = []
     for i in range(4):
         order = paid_order(jobs_app, f"u-{rid}-{i}", "vip-month")
         out_refund_no = f"R{rid}{i}"
-        jobs_app.refunds.refund_order(order.order_id, out_refund_no, order.total_fee, "test", Caller("admin"))
+        refunds.refund_order(order.order_id, out_refund_no, order.total_fee, "test", Caller("admin"))
         refund_nos.append(out_refund_no)
     clock.advance(timedelta(seconds=30))
     synced: list[str] = []
@@ -111,10 +108,9 @@ def test_refund_poller_claims_each_refund_once(jobs_app: App, clock: MovableCloc
     class Recorder:
         def sync_refund(self, out_refund_no: str, caller: Caller) -> object:
             synced.append(out_refund_no)
-            assert jobs_app.refunds is not None
-            return jobs_app.refunds.sync_refund(out_refund_no, caller)
+            return refunds.sync_refund(out_refund_no, caller)
 
-    task = RefundPollTask(jobs_app.uow, jobs_app.clock, JobQueries(jobs_app.db), Recorder())
+    task = RefundPollTask(jobs_app.uow, jobs_app.clock, Recorder())
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda _: task.run_once(), range(4)))
     assert sorted(no for no in synced if no in refund_nos) == sorted(refund_nos)
@@ -147,7 +143,7 @@ def test_expiry_keeps_an_order_open_while_wechat_cannot_be_asked(
     order = unpaid_order(jobs_app, f"u-{rid}", product, 2)
     _with_prepay(jobs_app, order.order_id, timedelta(hours=5))
     clock.advance(timedelta(seconds=jobs_app.settings.order_ttl_s + 60))
-    task = ExpiryTask(jobs_app.uow, jobs_app.clock, JobQueries(jobs_app.db), jobs_app.orders)
+    task = ExpiryTask(jobs_app.uow, jobs_app.clock, jobs_app.orders)
     assert task.oldest_due() is not None
     first = task.run_once()  # (earlier tests left overdue orders with prepays too)
     assert first.items >= 1

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from server.adapters.job_queries import JobQueries
 from server.adapters.repositories import to_db_time
 from server.adapters.tables import OrderEventRow, OrderRow
 from server.app import App
@@ -41,21 +40,20 @@ def test_purge_deletes_only_old_never_paid_closed_orders(
     cutoff = clock() - timedelta(days=3)
     recent_closed = unpaid_order(jobs_app, f"u-{rid}-4", "vip-month")
     jobs_app.orders.close_order(recent_closed.order_id, BFF)
-    queries = JobQueries(jobs_app.db)
 
-    dry = purge_closed_unpaid(jobs_app.uow, queries, cutoff, dry_run=True)
+    dry = purge_closed_unpaid(jobs_app.uow, cutoff, dry_run=True)
     assert dry.orders >= 1
     assert dry.events >= 2  # created + closed
     assert exists(jobs_app, old_closed.order_id)
 
-    report = purge_closed_unpaid(jobs_app.uow, queries, cutoff)
+    report = purge_closed_unpaid(jobs_app.uow, cutoff)
     assert (report.orders, report.events) == (dry.orders, dry.events)
     assert not exists(jobs_app, old_closed.order_id)
     assert event_count(jobs_app, old_closed.order_id) == 0
     for kept in (old_paid, old_unpaid, recent_closed):
         assert exists(jobs_app, kept.order_id)
         assert event_count(jobs_app, kept.order_id) >= 1
-    assert purge_closed_unpaid(jobs_app.uow, queries, cutoff).orders == 0
+    assert purge_closed_unpaid(jobs_app.uow, cutoff).orders == 0
 
 
 def test_purge_command_in_a_real_process(jobs_app: App, rid: str) -> None:

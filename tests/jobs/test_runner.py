@@ -7,10 +7,12 @@ import time
 from datetime import datetime
 
 from server.app import App
+from server.domain.events import OrderPaid
 from server.domain.order import Fulfilment
 from server.jobs.runner import JobResult, JobRunner
-from server.jobs.wiring import build_jobs, wire_fulfilment
+from server.jobs.standard import build_jobs
 from server.metrics import REGISTRY
+from server.service.handlers import EventBus, Reactors
 from tests.jobs.helpers import paid_order
 from tests.support.waiting import wait_until
 
@@ -54,15 +56,12 @@ def test_standard_jobs_fulfil_a_paid_order_and_stop_cleanly(jobs_app: App, rid: 
     assert runner.alive() == []
 
 
-def test_paying_fulfils_at_once_once_wired(jobs_app: App, rid: str) -> None:
-    assert jobs_app.payments is not None
-    # What bootstrap wires in every process (the conftest unhooks it for the other tests).
-    jobs_app.payments.on_paid = wire_fulfilment(jobs_app).fulfil_now
-    try:
-        order = paid_order(jobs_app, f"u-{rid}", "vip-year")
-        assert jobs_app.orders.get_order(order.order_id).fulfilment is Fulfilment.SUCCEEDED
-    finally:
-        jobs_app.payments.on_paid = lambda _order_id: None
+def test_order_paid_reaction_fulfils_at_once(jobs_app: App, rid: str) -> None:
+    order = paid_order(jobs_app, f"u-{rid}", "vip-year")  # the conftest's App leaves it to the job
+    assert jobs_app.orders.get_order(order.order_id).fulfilment is Fulfilment.PENDING
+    bus = EventBus(Reactors(fulfilment=jobs_app.payments.fulfilment))  # what bootstrap builds by default
+    bus.publish([OrderPaid(order.order_id, order.kind.value)])
+    assert jobs_app.orders.get_order(order.order_id).fulfilment is Fulfilment.SUCCEEDED
 
 
 def test_a_crashing_job_keeps_running_and_is_counted(jobs_app: App) -> None:

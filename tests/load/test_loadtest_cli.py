@@ -31,8 +31,8 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("loadtest")
     database = workdir / "orderpay.db"
-    # No credentials bundle: payments stay unwired, which order-only scenarios never touch.
-    spec = ServerSpec(f"sqlite:///{database}", workdir / "no-keys")
+    # `serve` needs a credentials bundle; WeChat Pay is unreachable, which order-only scenarios never touch.
+    spec = ServerSpec(f"sqlite:///{database}", init_keys(workdir / "keys"))
     server = start_server(workdir, spec)
     try:
         yield Stack(server.endpoints["target"], f"sqlite:///{database}", database)

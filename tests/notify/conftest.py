@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
-from server.adapters.notification_store import NotificationStore
 from server.app import App
 from server.bootstrap import build_app
 from server.service.notifications import NotificationService
+from server.service.ports import UnitOfWorkFactory
 from server.wxpay.credentials import load_credentials
 from server.wxpay.notification import notification_parser
 from tests.conftest import settings_for
 from tests.notify.fakes import FakeLedger
+from tests.notify.rows import NotificationRows
 from tests.notify.wechat import WeChatNotifier, make_bundle
 
 MAX_SKEW_S = 300
@@ -40,8 +41,8 @@ def notifier() -> WeChatNotifier:
 
 
 @pytest.fixture
-def store(notify_app: App) -> NotificationStore:
-    return NotificationStore(notify_app.db, notify_app.uow)
+def store(notify_app: App) -> NotificationRows:
+    return NotificationRows(notify_app.db, notify_app.uow)
 
 
 @pytest.fixture
@@ -50,21 +51,21 @@ def ledger() -> FakeLedger:
 
 
 def service_with(
-    store: NotificationStore, ledger: FakeLedger, bundle_dir: Path, app: App
+    uow: UnitOfWorkFactory, ledger: FakeLedger, bundle_dir: Path, app: App
 ) -> NotificationService:
+    """The real service over `uow`, with the fake ledger in place of the payment and refund services."""
     credentials = load_credentials(bundle_dir)
     return NotificationService(
-        store=store,
+        uow=uow,
         clock=app.clock,
         parse=notification_parser(credentials, credentials.verifier_keys(), MAX_SKEW_S),
         payments=ledger,
         refunds=ledger,
+        publish=ledger.publish,
         transient_faults=TRANSIENT_DATABASE_ERRORS,
     )
 
 
 @pytest.fixture
-def service(
-    store: NotificationStore, ledger: FakeLedger, bundle_dir: Path, notify_app: App
-) -> NotificationService:
-    return service_with(store, ledger, bundle_dir, notify_app)
+def service(ledger: FakeLedger, bundle_dir: Path, notify_app: App) -> NotificationService:
+    return service_with(notify_app.uow, ledger, bundle_dir, notify_app)

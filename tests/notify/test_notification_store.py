@@ -1,13 +1,14 @@
-"""The raw-notification store on a real database: insert-first, terminal PROCESSED, claims that race."""
+"""The notifications repository on a real database: insert-first, terminal PROCESSED, claims that race."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from server.adapters.notification_store import NotificationStore, signed_headers_only
+from server.adapters.notification_store import signed_headers_only
 from server.app import App
 from server.service.notifications import FAILED, PROCESSED, RECEIVED
+from tests.notify.rows import NotificationRows
 
 HEADERS = {"Wechatpay-Serial": "S", "Wechatpay-Signature": "sig", "Host": "x", "User-Agent": "ua"}
 
@@ -17,7 +18,7 @@ def test_only_wechatpay_headers_are_kept() -> None:
 
 
 def test_second_store_reports_the_first_rows_status(
-    store: NotificationStore, notify_app: App, rid: str
+    store: NotificationRows, notify_app: App, rid: str
 ) -> None:
     now = notify_app.clock()
     first = store.store(f"N{rid}", "TRANSACTION.SUCCESS", HEADERS, "{}", now)
@@ -27,7 +28,7 @@ def test_second_store_reports_the_first_rows_status(
     assert (again.created, again.status, again.outcome) == (False, PROCESSED, "applied")
 
 
-def test_processed_is_terminal(store: NotificationStore, notify_app: App, rid: str) -> None:
+def test_processed_is_terminal(store: NotificationRows, notify_app: App, rid: str) -> None:
     now = notify_app.clock()
     store.store(f"N{rid}", "TRANSACTION.SUCCESS", HEADERS, "{}", now)
     store.mark_processed(f"N{rid}", "applied", now)
@@ -39,7 +40,7 @@ def test_processed_is_terminal(store: NotificationStore, notify_app: App, rid: s
 
 
 def test_due_rows_are_claimed_by_exactly_one_of_two_racing_stores(notify_app: App, rid: str) -> None:
-    first, second = NotificationStore(notify_app.db, notify_app.uow), NotificationStore(notify_app.db)
+    first, second = (NotificationRows(notify_app.db, notify_app.uow) for _ in range(2))
     received = notify_app.clock() - timedelta(hours=1)
     ids = [f"N{rid}-{i}" for i in range(20)]
     for notification_id in ids:
@@ -47,7 +48,7 @@ def test_due_rows_are_claimed_by_exactly_one_of_two_racing_stores(notify_app: Ap
     first.mark_failed(ids[0], "error", received)
     later = notify_app.clock()
 
-    def claim(store: NotificationStore) -> set[str]:
+    def claim(store: NotificationRows) -> set[str]:
         return {
             row.notification_id for row in store.claim_due(later, 60, 10_000) if row.notification_id in ids
         }
@@ -59,9 +60,7 @@ def test_due_rows_are_claimed_by_exactly_one_of_two_racing_stores(notify_app: Ap
     assert not claim(first)  # a claimed row is not due again until `older_than_s` has passed
 
 
-def test_rows_past_the_attempt_cap_are_left_alone(
-    store: NotificationStore, notify_app: App, rid: str
-) -> None:
+def test_rows_past_the_attempt_cap_are_left_alone(store: NotificationRows, notify_app: App, rid: str) -> None:
     received = notify_app.clock() - timedelta(hours=1)
     store.store(f"N{rid}", "TRANSACTION.SUCCESS", HEADERS, "{}", received)
     store.mark_failed(f"N{rid}", "error", received)
@@ -73,5 +72,5 @@ def test_rows_past_the_attempt_cap_are_left_alone(
     assert row.status == FAILED
 
 
-def test_ping_answers_true_for_a_live_database(store: NotificationStore) -> None:
+def test_ping_answers_true_for_a_live_database(store: NotificationRows) -> None:
     assert store.ping()

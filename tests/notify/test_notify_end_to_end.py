@@ -11,7 +11,7 @@ import pytest
 from server.adapters.tables import FulfilmentRow
 from server.app import App
 from server.domain.order import CreateOrder, Order, OrderStatus
-from server.notify.wiring import start_notify
+from server.notify.sidecar import start_notify
 from server.service.context import Caller
 from tests.notify.wechat import Delivery, WeChatNotifier, paid_resource
 

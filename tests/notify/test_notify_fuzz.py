@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from typing import Any
 
+import peewee as pw
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from server.adapters.db import make_database
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
-from server.adapters.notification_store import NotificationStore
 from server.domain.clock import utc_now
-from server.service.notifications import NotificationService
+from server.service.notifications import Disposition, NotificationService
+from server.service.ports import UnitOfWork
 from server.wxpay.credentials import load_credentials
 from server.wxpay.notification import notification_parser
 from tests.notify.fakes import FakeLedger
 from tests.notify.wechat import Delivery, WeChatNotifier, make_bundle, paid_resource
+
+
+def _no_database() -> AbstractContextManager[UnitOfWork]:
+    raise pw.OperationalError("this test has no database")
+
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NOTIFIER = WeChatNotifier()  # loading the RSA key is the slow part: once per module
@@ -31,15 +37,16 @@ json_values = st.recursive(
 
 @pytest.fixture(scope="module")
 def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> tuple[NotificationService, FakeLedger, Delivery]:
-    # No database work is expected: a store over an empty database turns anything accepted into a 503.
+    # No database work is expected: one would fail as "database down", turning an acceptance into a retry.
     credentials = load_credentials(make_bundle(tmp_path_factory.mktemp("keys")))
     ledger = FakeLedger()
     service = NotificationService(
-        store=NotificationStore(make_database("sqlite:///:memory:", pool_size=1)),
+        uow=_no_database,
         clock=utc_now,
         parse=notification_parser(credentials, credentials.verifier_keys(), 300),
         payments=ledger,
         refunds=ledger,
+        publish=ledger.publish,
         transient_faults=TRANSIENT_DATABASE_ERRORS,
     )
     genuine = NOTIFIER.deliver(paid_resource("T-fuzz-never", 100))
@@ -50,7 +57,7 @@ def assert_rejected(
     service: NotificationService, ledger: FakeLedger, headers: dict[str, str], body: bytes
 ) -> None:
     receipt = service.receive(headers, body)
-    assert 400 <= receipt.status_code < 500, receipt
+    assert receipt.disposition in {Disposition.REJECT_AUTH, Disposition.REJECT_MALFORMED}, receipt
     assert not ledger.calls
 
 

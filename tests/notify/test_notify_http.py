@@ -16,14 +16,15 @@ from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
 from server.adapters.db import make_database
-from server.adapters.notification_store import NotificationStore
+from server.adapters.unit_of_work import unit_of_work_factory
 from server.app import App
 from server.metrics import REGISTRY
 from server.notify.app import make_metrics_app, make_notify_app
 from server.service.errors import TransientError
-from server.service.notifications import PROCESSED, RECEIVED, NotificationService
+from server.service.notifications import PROCESSED, NotificationService
 from tests.notify.conftest import service_with
 from tests.notify.fakes import FakeLedger
+from tests.notify.rows import NotificationRows
 from tests.notify.wechat import Delivery, WeChatNotifier, paid_resource, refund_resource
 
 Client = TestClient[web.Request, web.Application]
@@ -32,9 +33,7 @@ MAX_BODY = 16 * 1024
 
 
 @pytest.fixture
-async def client(
-    aiohttp_client: MakeClient, service: NotificationService, store: NotificationStore
-) -> Client:
+async def client(aiohttp_client: MakeClient, service: NotificationService, store: NotificationRows) -> Client:
     return await aiohttp_client(make_notify_app(service, max_body_bytes=MAX_BODY, ready_check=store.ping))
 
 
@@ -49,7 +48,7 @@ def counted(outcome: str) -> float:
 
 
 async def test_valid_notification_is_applied_once_and_acknowledged(
-    client: Client, notifier: WeChatNotifier, ledger: FakeLedger, store: NotificationStore, rid: str
+    client: Client, notifier: WeChatNotifier, ledger: FakeLedger, store: NotificationRows, rid: str
 ) -> None:
     before = counted("applied")
     delivery = notifier.deliver(paid_resource(f"T{rid}", 100))
@@ -96,7 +95,7 @@ async def test_refund_events_go_to_the_refund_service(
 
 
 async def test_unknown_event_types_are_stored_and_acknowledged(
-    client: Client, notifier: WeChatNotifier, ledger: FakeLedger, store: NotificationStore, rid: str
+    client: Client, notifier: WeChatNotifier, ledger: FakeLedger, store: NotificationRows, rid: str
 ) -> None:
     delivery = notifier.deliver(paid_resource(f"T{rid}", 100), event_type="PROFITSHARING.OK")
     assert (await post(client, delivery))[0] == 204
@@ -111,7 +110,7 @@ async def test_recorded_business_outcomes_are_acknowledged(
     client: Client,
     notifier: WeChatNotifier,
     ledger: FakeLedger,
-    store: NotificationStore,
+    store: NotificationRows,
     rid: str,
     outcome: str,
 ) -> None:
@@ -183,7 +182,7 @@ async def test_rejected_notifications_answer_fail_and_apply_nothing(
     client: Client,
     notifier: WeChatNotifier,
     ledger: FakeLedger,
-    store: NotificationStore,
+    store: NotificationRows,
     rid: str,
     tamper: Callable[[WeChatNotifier, Delivery], Delivery],
     status: int,
@@ -222,12 +221,11 @@ async def test_oversized_chunked_body_is_413(client: Client, notifier: WeChatNot
 
 
 @pytest.mark.parametrize("fault", [pw.OperationalError("database is locked"), TransientError("not ready")])
-async def test_transient_fault_answers_5xx_then_reprocessing_applies_it(
+async def test_transient_fault_answers_5xx_rolls_back_and_the_retry_applies_it(
     client: Client,
     notifier: WeChatNotifier,
     ledger: FakeLedger,
-    store: NotificationStore,
-    service: NotificationService,
+    store: NotificationRows,
     rid: str,
     fault: Exception,
 ) -> None:
@@ -238,10 +236,29 @@ async def test_transient_fault_answers_5xx_then_reprocessing_applies_it(
     assert answer == 503
     assert body is not None
     assert body["code"] == "FAIL"
+    assert (
+        store.get(notification_id) is None
+    )  # stored, applied and marked in one transaction: all rolled back
+    assert (await post(client, delivery))[0] == 204  # WeChat's retry carries it
     row = store.get(notification_id)
     assert row is not None
-    assert row.status == RECEIVED
-    assert row.attempts == 1
+    assert (row.status, row.outcome) == (PROCESSED, "applied")
+    assert ledger.applied[f"T{rid}"] == 1
+
+
+async def test_a_row_left_received_is_finished_by_reprocessing(
+    notifier: WeChatNotifier,
+    ledger: FakeLedger,
+    store: NotificationRows,
+    service: NotificationService,
+    notify_app: App,
+    rid: str,
+) -> None:
+    delivery = notifier.deliver(paid_resource(f"T{rid}", 100))
+    notification_id = json.loads(delivery.body)["id"]
+    store.store(
+        notification_id, "TRANSACTION.SUCCESS", delivery.headers, delivery.body.decode(), notify_app.clock()
+    )
     assert service.reprocess_pending(older_than_s=0, limit=1000) >= 1
     row = store.get(notification_id)
     assert row is not None
@@ -250,7 +267,7 @@ async def test_transient_fault_answers_5xx_then_reprocessing_applies_it(
 
 
 async def test_unexpected_error_is_500_fail_without_traceback(
-    client: Client, notifier: WeChatNotifier, ledger: FakeLedger, store: NotificationStore, rid: str
+    client: Client, notifier: WeChatNotifier, ledger: FakeLedger, store: NotificationRows, rid: str
 ) -> None:
     ledger.faults.append(KeyError("secret-looking-detail"))
     delivery = notifier.deliver(paid_resource(f"T{rid}", 100))
@@ -270,8 +287,8 @@ async def test_database_down_answers_503_and_readyz_says_unavailable(
     notify_app: App,
 ) -> None:
     unreachable = make_database("postgresql://postgres@127.0.0.1:1/none", pool_size=2)
-    down = NotificationStore(unreachable)
-    service = service_with(down, ledger, bundle_dir, notify_app)
+    down = NotificationRows(unreachable, unit_of_work_factory(unreachable))
+    service = service_with(unit_of_work_factory(unreachable), ledger, bundle_dir, notify_app)
     client = await aiohttp_client(make_notify_app(service, max_body_bytes=MAX_BODY, ready_check=down.ping))
     answer, body = await post(client, notifier.deliver(paid_resource("T-down", 100)))
     assert answer == 503
@@ -284,14 +301,14 @@ async def test_database_down_answers_503_and_readyz_says_unavailable(
 async def test_slow_processing_answers_503_in_time_and_finishes_anyway(
     aiohttp_client: MakeClient,
     notifier: WeChatNotifier,
-    store: NotificationStore,
+    store: NotificationRows,
     bundle_dir: Path,
     notify_app: App,
     rid: str,
 ) -> None:
     release = threading.Event()
     slow = _BlockingLedger(release)
-    service = service_with(store, slow, bundle_dir, notify_app)
+    service = service_with(notify_app.uow, slow, bundle_dir, notify_app)
     app = make_notify_app(service, max_body_bytes=MAX_BODY, ready_check=store.ping, answer_within_s=0.2)
     client = await aiohttp_client(app)
     delivery = notifier.deliver(paid_resource(f"T{rid}", 100))

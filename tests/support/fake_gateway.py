@@ -1,4 +1,8 @@
-"""A fake WeChat Pay gateway for service tests: scripted answers, and a record of every call."""
+"""A fake WeChat Pay APIv3 client for service tests: scripted answers, and a record of every call.
+
+It speaks WeChat's wire format; wrap it in server.wxpay.wire.WeChatPayGateway (as bootstrap wraps the
+real client) so the service tests exercise the real translation too.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from server.domain.errors import ProviderRejectedError, ProviderUnavailableError
 
 
 class FakeGateway:
-    def __init__(self) -> None:
+    def __init__(self, mchid: str = "1900000109", appid: str = "wxapp") -> None:
+        self.mchid, self.appid = mchid, appid
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.trades: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
@@ -26,7 +31,7 @@ class FakeGateway:
     def count(self, name: str) -> int:
         return sum(1 for call, _ in self.calls if call == name)
 
-    # --- the PaymentGateway port ----------------------------------------------------------------
+    # --- the raw operations (server.wxpay.wire.WeChatPayOperations) ----------------------------
     def prepay(self, channel: str, body: Mapping[str, Any]) -> dict[str, Any]:
         self._record("prepay", {"channel": channel, **body})
         no = str(body["out_trade_no"])
@@ -87,12 +92,15 @@ class FakeGateway:
             "sign": "sig",
         }
 
+    def shutdown(self) -> None:
+        pass
+
     # --- what WeChat would do -------------------------------------------------------------------
     def pay(self, out_trade_no: str, total: int | None = None) -> dict[str, Any]:
         trade = self.trades[out_trade_no]
         trade.update(
-            mchid="1900000109",
-            appid="wxapp",
+            mchid=self.mchid,
+            appid=self.appid,
             trade_state="SUCCESS",
             transaction_id="42" + str(abs(hash(out_trade_no)))[:26].zfill(26),
             success_time="2026-11-23T20:00:00+08:00",

@@ -15,7 +15,8 @@ from server.domain.membership import Membership, extended
 from server.domain.order import TRANSITIONS, CreateOrder, OrderStatus, check_transition, new_out_trade_no
 from server.domain.refund import RefundStatus
 from server.domain.validation import OUT_TRADE_NO
-from server.service.orders import decode_page_token, encode_page_token, validate_create
+from server.service.orders import validate_create
+from server.service.paging import decode_page_token, encode_page_token
 from server.service.ports import Cursor
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

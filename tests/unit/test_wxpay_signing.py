@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from server.domain.provider import TransactionReport
 from server.wxpay.credentials import MerchantCredentials, load_credentials
 from server.wxpay.crypto import decrypt_resource, encrypt_resource
 from server.wxpay.errors import (
@@ -40,6 +41,7 @@ from server.wxpay.signing import (
     sign,
     verify_signed_message,
 )
+from server.wxpay.wire import transaction_report
 
 VECTORS_DIR = Path(__file__).resolve().parents[1] / "vectors"
 VECTORS: dict[str, Any] = json.loads((VECTORS_DIR / "wechatpay_v3.json").read_text(encoding="utf-8"))
@@ -317,7 +319,9 @@ def test_notification_parses_and_decrypts(credentials: MerchantCredentials, keys
     assert notification.id == "e86681ba-58b8-5574-a01e-7ebe22e4e8bf"
     assert notification.event_type == "TRANSACTION.SUCCESS"
     assert notification.summary == "支付成功"
-    assert notification.resource == json.loads(VECTORS["resources"][0]["plaintext"])
+    assert notification.report == transaction_report(json.loads(VECTORS["resources"][0]["plaintext"]))
+    assert isinstance(notification.report, TransactionReport)
+    assert notification.report.payment is not None  # the vector is a paid transaction
 
 
 def _reject(

@@ -1,0 +1,32 @@
+"""What applying the provider's word did: one enum for payments, refunds and notifications."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ApplyOutcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # already applied: nothing written
+    AMOUNT_MISMATCH = "amount_mismatch"  # recorded and HELD
+    PAID_AFTER_CLOSE = "paid_after_close"  # recorded, HELD, refunded
+    IDENTITY_MISMATCH = "identity_mismatch"  # another merchant's or app's transaction
+    UNKNOWN_ORDER = "unknown_order"
+    NOT_SUCCESS = "not_success"  # not a final state worth recording
+    REFUND_UNKNOWN = "refund_unknown"
+
+    @property
+    def alarming(self) -> bool:
+        """Acknowledged, but a person should look."""
+        return self in _ALARMING
+
+
+_ALARMING = frozenset(
+    {
+        ApplyOutcome.UNKNOWN_ORDER,
+        ApplyOutcome.IDENTITY_MISMATCH,
+        ApplyOutcome.AMOUNT_MISMATCH,
+        ApplyOutcome.REFUND_UNKNOWN,
+        ApplyOutcome.PAID_AFTER_CLOSE,
+    }
+)

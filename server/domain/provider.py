@@ -1,0 +1,71 @@
+"""What we ask the payment provider and what it reports, in our terms (server.wxpay.wire translates).
+
+Reports are total: a report the provider garbled carries a `problem` instead of raising, so the
+use case decides what a garbled report means (a refused resource) where it decides everything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from server.domain.order import ReceivedPayment
+from server.domain.refund import RefundStatus
+
+
+@dataclass(frozen=True)
+class PrepayRequest:
+    channel: str  # JSAPI | MINIPROGRAM | APP | NATIVE | H5
+    out_trade_no: str
+    description: str
+    attach: str
+    total_fee: int
+    expires_at: datetime
+    notify_url: str
+    payer_openid: str | None = None
+    client_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class Prepay:
+    prepay_id: str
+    payload: str = ""  # the QR code URL (NATIVE) or the H5 page URL
+
+
+@dataclass(frozen=True)
+class TransactionReport:
+    """The provider's word on one payment: paid (with `payment`) or not (yet)."""
+
+    out_trade_no: str
+    merchant_id: str
+    app_id: str | None  # None when the provider left it out
+    state: str  # the provider's own state name, for logs only
+    payment: ReceivedPayment | None = None  # set when, and only when, the money was taken
+    problem: str = ""  # a paid report that does not parse: what is wrong with it
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    out_trade_no: str
+    out_refund_no: str
+    amount: int
+    order_total: int
+    reason: str
+    notify_url: str
+
+
+@dataclass(frozen=True)
+class RefundReport:
+    out_refund_no: str
+    status: RefundStatus | None  # None: a state we do not know
+    out_trade_no: str = ""
+    refund_id: str | None = None
+    success_time: datetime | None = None
+
+
+class CloseOutcome(StrEnum):
+    CLOSED = "closed"
+    ALREADY_CLOSED = "already_closed"
+    NOT_AT_PROVIDER = "not_at_provider"  # the provider never saw the order: nothing to close
+    ALREADY_PAID = "already_paid"  # too late: the provider took the money

@@ -1,0 +1,30 @@
+"""The standard jobs of `orderpay serve`, built from the App (see server.runner)."""
+
+from __future__ import annotations
+
+from server.app import App
+from server.jobs.runner import JobRunner, Task
+from server.jobs.tasks import ExpiryTask, FulfilmentTask, NotificationTask, ReconcileTask, RefundPollTask
+
+
+def standard_tasks(app: App) -> list[Task]:
+    part = app.payments
+    if part is None:
+        raise RuntimeError("the jobs need the payments part (a credentials bundle)")
+    return [
+        FulfilmentTask(part.fulfilment, part.events.publish),
+        ExpiryTask(app.uow, app.clock, app.orders),
+        ReconcileTask(app.uow, app.clock, part.payments),
+        RefundPollTask(app.uow, app.clock, part.refunds),
+        NotificationTask(part.notifications),
+    ]
+
+
+def build_jobs(app: App) -> JobRunner:
+    return JobRunner(standard_tasks(app), app.clock, app.settings.job_interval_s)
+
+
+def start_jobs(app: App) -> JobRunner:
+    runner = build_jobs(app)
+    runner.start()
+    return runner

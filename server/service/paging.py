@@ -1,0 +1,30 @@
+"""ListOrders page tokens: an opaque, unsigned keyset cursor bound to the query that issued it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+
+from server.domain.errors import FieldViolation, InvalidArgumentError
+from server.domain.order import OrderStatus
+from server.service.ports import Cursor
+
+
+def encode_page_token(cursor: Cursor, user_id: str, status: OrderStatus | None) -> str:
+    payload = {"t": cursor.created_at.isoformat(), "s": cursor.seq, "u": user_id, "f": status or ""}
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, user_id: str, status: OrderStatus | None) -> Cursor:
+    bad = InvalidArgumentError([FieldViolation("page_token", "is not a token this server issued")])
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        cursor = Cursor(datetime.fromisoformat(raw["t"]), int(raw["s"]))
+        same_query = raw["u"] == user_id and raw["f"] == (status or "")
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise bad from exc
+    if not same_query or cursor.created_at.tzinfo is None:
+        raise bad
+    return cursor

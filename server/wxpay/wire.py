@@ -1,0 +1,205 @@
+"""The anti-corruption layer: WeChat Pay's wire format in, our typed shapes out (and back).
+
+Everything that knows a WeChat field name, state or error code for the use cases lives here:
+`WeChatPayGateway` is the service layer's PaymentGateway over the raw WeChatPayClient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final, Protocol
+from zoneinfo import ZoneInfo
+
+from server.domain.errors import ProviderRejectedError
+from server.domain.order import ReceivedPayment
+from server.domain.provider import (
+    CloseOutcome,
+    Prepay,
+    PrepayRequest,
+    RefundReport,
+    RefundRequest,
+    TransactionReport,
+)
+from server.domain.refund import RefundStatus
+
+CST: Final = ZoneInfo("Asia/Shanghai")  # WeChat's times are RFC 3339 in China Standard Time
+CURRENCY: Final = "CNY"
+PAID: Final = "SUCCESS"  # trade_state of a transaction that took the money
+TRANSACTION_EVENT: Final = "TRANSACTION.SUCCESS"
+REFUND_EVENT_PREFIX: Final = "REFUND."
+# Our channel -> the prepay endpoint (mini-programs pay through the JSAPI one).
+ENDPOINTS: Final = {"JSAPI": "jsapi", "MINIPROGRAM": "jsapi", "APP": "app", "NATIVE": "native", "H5": "h5"}
+_CLOSE_CODES: Final = {
+    "ORDER_NOT_EXIST": CloseOutcome.NOT_AT_PROVIDER,
+    "ORDER_CLOSED": CloseOutcome.ALREADY_CLOSED,
+}
+
+
+def rfc3339(value: datetime) -> str:
+    return value.astimezone(CST).replace(microsecond=0).isoformat()
+
+
+# --- requests ---------------------------------------------------------------------------------------
+def prepay_body(request: PrepayRequest) -> tuple[str, dict[str, Any]]:
+    """The endpoint and body of a prepay (research §3)."""
+    endpoint = ENDPOINTS[request.channel]
+    body: dict[str, Any] = {
+        "description": request.description,
+        "out_trade_no": request.out_trade_no,
+        "time_expire": rfc3339(request.expires_at),
+        "notify_url": request.notify_url,
+        "amount": {"total": request.total_fee, "currency": CURRENCY},
+    }
+    if request.attach:
+        body["attach"] = request.attach
+    if endpoint == "jsapi":
+        body["payer"] = {"openid": request.payer_openid}
+    if endpoint == "h5":
+        body["scene_info"] = {"payer_client_ip": request.client_ip, "h5_info": {"type": "Wap"}}
+    return endpoint, body
+
+
+def prepay_answer(answer: Mapping[str, Any]) -> Prepay:
+    """JSAPI/APP answer with a prepay_id; NATIVE and H5 with a URL (keep a stable id from it)."""
+    payload = str(answer.get("code_url") or answer.get("h5_url") or "")
+    prepay_id = str(answer.get("prepay_id") or (payload.rsplit("=", 1)[-1][:64] if payload else ""))
+    return Prepay(prepay_id, payload)
+
+
+def refund_body(request: RefundRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "out_trade_no": request.out_trade_no,
+        "out_refund_no": request.out_refund_no,
+        "notify_url": request.notify_url,
+        "amount": {"refund": request.amount, "total": request.order_total, "currency": CURRENCY},
+    }
+    if request.reason:
+        body["reason"] = request.reason
+    return body
+
+
+# --- reports ----------------------------------------------------------------------------------------
+def transaction_report(resource: Mapping[str, Any]) -> TransactionReport:
+    """A transaction (a notification's decrypted resource or a query's answer). Never raises."""
+    state = _text(resource.get("trade_state"))
+    appid = resource.get("appid")
+    report = TransactionReport(
+        out_trade_no=_text(resource.get("out_trade_no")),
+        merchant_id=_text(resource.get("mchid")),
+        app_id=appid if isinstance(appid, str) else None,
+        state=state,
+    )
+    if state != PAID:
+        return report
+    try:
+        success = resource.get("success_time")
+        payment = ReceivedPayment(
+            out_trade_no=str(resource["out_trade_no"]),
+            transaction_id=str(resource["transaction_id"]),
+            total=int(resource["amount"]["total"]),
+            success_time=datetime.fromisoformat(success) if success else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        return TransactionReport(
+            report.out_trade_no, report.merchant_id, report.app_id, state, problem=f"{exc!r}"
+        )
+    return TransactionReport(report.out_trade_no, report.merchant_id, report.app_id, state, payment)
+
+
+def refund_report(resource: Mapping[str, Any]) -> RefundReport:
+    """A refund (notification resource: `refund_status`; API answers: `status`). Never raises."""
+    status = _text(resource.get("refund_status") or resource.get("status"))
+    refund_id = resource.get("refund_id")
+    return RefundReport(
+        out_refund_no=_text(resource.get("out_refund_no")),
+        out_trade_no=_text(resource.get("out_trade_no")),
+        status=RefundStatus(status) if status in RefundStatus.__members__ else None,
+        refund_id=str(refund_id) if refund_id else None,
+        success_time=_time(resource.get("success_time")),
+    )
+
+
+def notification_report(
+    event_type: str, resource: Mapping[str, Any]
+) -> TransactionReport | RefundReport | None:
+    """What a notification reports, by its event type; None for events we do not handle."""
+    if event_type == TRANSACTION_EVENT:
+        return transaction_report(resource)
+    if event_type.startswith(REFUND_EVENT_PREFIX):
+        return refund_report(resource)
+    return None
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+# --- the gateway ------------------------------------------------------------------------------------
+class WeChatPayOperations(Protocol):
+    """The raw APIv3 operations (server.wxpay.client.WeChatPayClient; a fake one in service tests)."""
+
+    def prepay(self, channel: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    def query_by_out_trade_no(self, out_trade_no: str) -> dict[str, Any]: ...
+    def close(self, out_trade_no: str) -> None: ...
+    def refund(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    def query_refund(self, out_refund_no: str) -> dict[str, Any]: ...
+    def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]: ...
+    def app_pay_params(self, prepay_id: str) -> dict[str, str]: ...
+    def shutdown(self) -> None: ...
+
+
+class WeChatPayGateway:
+    """server.service.ports.PaymentGateway over WeChat Pay APIv3."""
+
+    def __init__(self, client: WeChatPayOperations) -> None:
+        self._client = client
+
+    def prepay(self, request: PrepayRequest) -> Prepay:
+        endpoint, body = prepay_body(request)
+        return prepay_answer(self._client.prepay(endpoint, body))
+
+    def query_transaction(self, out_trade_no: str) -> TransactionReport | None:
+        """None: WeChat never saw a prepay for it."""
+        try:
+            return transaction_report(self._client.query_by_out_trade_no(out_trade_no))
+        except ProviderRejectedError as error:
+            if error.metadata.get("provider_code") == "ORDER_NOT_EXIST":
+                return None
+            raise
+
+    def close(self, out_trade_no: str) -> CloseOutcome:
+        try:
+            self._client.close(out_trade_no)
+        except ProviderRejectedError as error:
+            code = error.metadata.get("provider_code", "")
+            if code == "ORDERPAID":
+                return CloseOutcome.ALREADY_PAID
+            if code in _CLOSE_CODES:
+                return _CLOSE_CODES[code]
+            raise
+        return CloseOutcome.CLOSED
+
+    def refund(self, request: RefundRequest) -> RefundReport:
+        return refund_report(self._client.refund(refund_body(request)))
+
+    def query_refund(self, out_refund_no: str) -> RefundReport:
+        return refund_report(self._client.query_refund(out_refund_no))
+
+    def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]:
+        return self._client.jsapi_pay_params(prepay_id)
+
+    def app_pay_params(self, prepay_id: str) -> dict[str, str]:
+        return self._client.app_pay_params(prepay_id)
+
+    def shutdown(self) -> None:
+        self._client.shutdown()

@@ -1,0 +1,227 @@
+"""An in-memory unit of work: the repositories the payment and refund rules need, no database.
+
+Each unit of work works on a copy of the shared state and swaps it in on commit, so a block that
+raises leaves nothing behind, as a rolled-back transaction would.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from server.domain.catalogue import Product
+from server.domain.events import Event
+from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
+from server.domain.membership import Membership, extended
+from server.domain.order import Order, OrderStatus
+from server.domain.refund import Refund
+from server.service.ports import (
+    AuditEvent,
+    Cursor,
+    Grant,
+    OrderInsertConflict,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+
+
+@dataclass
+class State:
+    products: dict[str, Product] = field(default_factory=dict)
+    orders: dict[str, Order] = field(default_factory=dict)
+    audit: list[AuditEvent] = field(default_factory=list)
+    refunds: dict[str, Refund] = field(default_factory=dict)
+    due_at: dict[str, datetime] = field(default_factory=dict)
+    ledger: dict[str, str] = field(default_factory=dict)  # order_id -> status
+    grants: dict[str, Grant] = field(default_factory=dict)
+    memberships: dict[str, Membership] = field(default_factory=dict)
+    commits: int = 0
+
+
+class _Orders:
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    def get(self, order_id: str) -> Order | None:
+        return self.s.orders.get(order_id)
+
+    def get_by_key(self, user_id: str, request_id: str) -> Order | None:
+        return next(
+            (o for o in self.s.orders.values() if (o.user_id, o.request_id) == (user_id, request_id)), None
+        )
+
+    def get_by_out_trade_no(self, out_trade_no: str) -> Order | None:
+        return next((o for o in self.s.orders.values() if o.out_trade_no == out_trade_no), None)
+
+    def get_unpaid(self, user_id: str, product_id: str) -> Order | None:
+        return next(
+            (
+                o
+                for o in self.s.orders.values()
+                if (o.user_id, o.product_id, o.status) == (user_id, product_id, OrderStatus.UNPAID)
+            ),
+            None,
+        )
+
+    def insert(self, order: Order) -> None:
+        if order.order_id in self.s.orders or self.get_by_key(order.user_id, order.request_id):
+            raise OrderInsertConflict(order.order_id)
+        self.s.orders[order.order_id] = order
+
+    def save(self, before: Order, after: Order) -> Order | None:
+        current = self.s.orders.get(before.order_id)
+        if current is None or current.version != before.version:
+            return None
+        saved = replace(after, version=before.version + 1)
+        self.s.orders[before.order_id] = saved
+        return saved
+
+    def list_for_user(
+        self, user_id: str, status: OrderStatus | None, after: Cursor | None, limit: int
+    ) -> Sequence[tuple[Order, Cursor]]:
+        raise NotImplementedError
+
+
+class _Audit:
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    def record(self, event: AuditEvent, now: datetime) -> None:
+        self.s.audit.append(event)
+
+
+class _Refunds:
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    def get(self, out_refund_no: str) -> Refund | None:
+        return self.s.refunds.get(out_refund_no)
+
+    def insert(self, refund: Refund, due_at: datetime) -> None:
+        assert refund.out_refund_no not in self.s.refunds  # the unique index
+        self.s.refunds[refund.out_refund_no] = refund
+        self.s.due_at[refund.out_refund_no] = due_at
+
+    def compare_and_set(self, refund: Refund, **changes: Any) -> Refund | None:
+        current = self.s.refunds.get(refund.out_refund_no)
+        if current is None or current.version != refund.version:
+            return None
+        due = changes.pop("next_poll_at", None)
+        if due is not None:
+            self.s.due_at[refund.out_refund_no] = due
+        updated = replace(current, version=current.version + 1, **changes)
+        self.s.refunds[refund.out_refund_no] = updated
+        return updated
+
+    def committed_amount(self, order_id: str) -> int:
+        return sum(
+            r.amount
+            for r in self.s.refunds.values()
+            if r.order_id == order_id and r.status.counts_against_paid
+        )
+
+
+class _Ledger:
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    def add(self, order_id: str, kind: str, now: datetime) -> None:
+        self.s.ledger.setdefault(order_id, LedgerStatus.PENDING.value)
+
+    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[FulfilmentClaim]:
+        return []
+
+    def claim_order(self, order_id: str, now: datetime, lease: timedelta) -> FulfilmentClaim | None:
+        return None
+
+    def settle(self, claim: FulfilmentClaim, now: datetime, **kwargs: Any) -> bool:
+        return False
+
+    def oldest_due(self, now: datetime) -> datetime | None:
+        return None
+
+
+class _Grants:
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    def record(
+        self, order: Order, state: GrantState, now: datetime, *, article_id: str | None, days: int
+    ) -> None:
+        self.s.grants[order.order_id] = Grant(order.order_id, order.user_id, state, days)
+
+    def revoke(self, order_id: str, now: datetime) -> Grant | None:
+        grant = self.s.grants.get(order_id)
+        if grant is None or grant.state is GrantState.REVOKED:
+            return None
+        self.s.grants[order_id] = replace(grant, state=GrantState.REVOKED)
+        return grant
+
+
+class _Memberships:
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    def get(self, user_id: str) -> Membership | None:
+        return self.s.memberships.get(user_id)
+
+    def extend(self, user_id: str, days: int, now: datetime) -> datetime:
+        current = self.s.memberships.get(user_id)
+        expires = extended(current.expires_at if current else None, now, days)
+        self.s.memberships[user_id] = Membership(user_id, expires)
+        return expires
+
+    def shorten(self, user_id: str, days: int, now: datetime) -> None:
+        current = self.s.memberships.get(user_id)
+        if current is not None and current.expires_at is not None:
+            shortened = max(now, current.expires_at - timedelta(days=days))
+            self.s.memberships[user_id] = Membership(user_id, shortened)
+
+
+class _Unused:
+    """Repositories the rules under test never touch."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise NotImplementedError(f"the fake unit of work has no {name}")
+
+
+class FakeUnitOfWork:
+    def __init__(self, state: State) -> None:
+        self.products: Any = _Unused()
+        self.orders = _Orders(state)
+        self.audit = _Audit(state)
+        self.refunds = _Refunds(state)
+        self.ledger = _Ledger(state)
+        self.grants = _Grants(state)
+        self.memberships = _Memberships(state)
+        self.claims: Any = _Unused()
+        self.notifications: Any = _Unused()
+        self.purges: Any = _Unused()
+        self.new_events: list[Event] = []
+
+    def record(self, *events: Event) -> None:
+        self.new_events.extend(events)
+
+
+class FakeDatabase:
+    """The shared state and the factory that hands out units of work over it."""
+
+    def __init__(self) -> None:
+        self.state = State()
+
+    def factory(self) -> UnitOfWorkFactory:
+        @contextmanager
+        def unit_of_work() -> Iterator[UnitOfWork]:
+            working = copy.deepcopy(self.state)
+            yield FakeUnitOfWork(working)
+            working.commits += 1
+            self.state = working  # commit; an exception above leaves self.state untouched
+
+        return unit_of_work
+
+    def audit_fields(self, order_id: str) -> list[tuple[str, str | None, str]]:
+        return [(a.field, a.from_value, a.to_value) for a in self.state.audit if a.order_id == order_id]

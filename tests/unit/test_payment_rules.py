@@ -1,0 +1,230 @@
+"""The rules of money without a database: the domain's transitions, and the payment and refund use
+cases over an in-memory unit of work, with the real handler table reacting to their events."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from server.domain.catalogue import ProductKind
+from server.domain.errors import InvalidStateTransitionError, RefundExceedsPaidError
+from server.domain.events import AmountMismatch, Event, OrderFullyRefunded, OrderPaid, PaidAfterClose
+from server.domain.fulfilment import GrantState
+from server.domain.membership import Membership
+from server.domain.order import Fulfilment, Order, OrderStatus, ReceivedPayment
+from server.domain.outcomes import ApplyOutcome
+from server.service.context import Caller
+from server.service.handlers import Policy, transactional
+from server.service.payments import PaymentService
+from server.service.ports import Grant, MerchantIdentity
+from server.service.refunds import RefundService
+from server.wxpay.wire import WeChatPayGateway, refund_report, transaction_report
+from tests.support.fake_gateway import FakeGateway
+from tests.support.fake_uow import FakeDatabase
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+MERCHANT = MerchantIdentity(merchant_id="1900000109", app_id="wxapp")
+ADMIN = Caller("admin", "t")
+
+
+def clock() -> datetime:
+    return NOW
+
+
+def an_order(status: OrderStatus = OrderStatus.UNPAID, total_fee: int = 1800, **fields: object) -> Order:
+    order_id = "ord_" + secrets.token_hex(6)
+    values: dict[str, object] = {
+        "order_id": order_id,
+        "out_trade_no": "OP" + secrets.token_hex(8),
+        "user_id": "u-" + order_id,
+        "request_id": "r",
+        "fingerprint": "f",
+        "product_id": "vip-month",
+        "kind": ProductKind.VIP_PLAN,
+        "quantity": 1,
+        "total_fee": total_fee,
+        "description": "VIP",
+        "attach": "",
+        "article_id": None,
+        "status": status,
+        "fulfilment": Fulfilment.PENDING,
+        "fulfilment_reason": "",
+        "version": 1,
+        "expires_at": NOW + timedelta(minutes=30),
+        "created_at": NOW,
+        "updated_at": NOW,
+        **fields,
+    }
+    return Order(**values)  # type: ignore[arg-type]
+
+
+def payment(order: Order, total: int | None = None) -> ReceivedPayment:
+    return ReceivedPayment(
+        order.out_trade_no, "4200" + order.order_id, order.total_fee if total is None else total
+    )
+
+
+# --- the domain alone -------------------------------------------------------------------------------
+def test_a_payment_of_the_amount_due_pays_the_order() -> None:
+    order = an_order()
+    paid = order.apply_payment(payment(order), NOW)
+    assert paid.outcome is ApplyOutcome.APPLIED
+    assert (paid.order.status, paid.order.paid_fee, paid.order.fulfilment) == (
+        OrderStatus.PAID,
+        1800,
+        Fulfilment.PENDING,
+    )
+    assert paid.events == (OrderPaid(order.order_id, "VIP_PLAN"),)
+    again = paid.order.apply_payment(payment(order), NOW)
+    assert (again.outcome, again.events, again.changed) == (ApplyOutcome.DUPLICATE, (), False)
+
+
+def test_a_payment_after_close_is_held_and_raises_paid_after_close() -> None:
+    closed = an_order().close(NOW)
+    late = closed.apply_payment(payment(closed), NOW)
+    assert late.outcome is ApplyOutcome.PAID_AFTER_CLOSE
+    assert (late.order.status, late.order.fulfilment) == (OrderStatus.CLOSED, Fulfilment.HELD)
+    assert late.events == (PaidAfterClose(closed.order_id),)
+    refund = late.order.late_payment_refund()
+    assert (refund.out_refund_no, refund.amount) == (f"PC{closed.order_id}", 1800)
+
+
+def test_a_wrong_amount_is_held_and_never_fulfilled() -> None:
+    order = an_order()
+    short = order.apply_payment(payment(order, total=1), NOW)
+    assert short.outcome is ApplyOutcome.AMOUNT_MISMATCH
+    assert (short.order.status, short.order.fulfilment, short.order.paid_fee) == (
+        OrderStatus.PAID,
+        Fulfilment.HELD,
+        1,
+    )
+    assert short.events == (AmountMismatch(order.order_id, 1, 1800),)
+
+
+def test_refunds_credit_partly_then_fully_and_never_over_the_paid_amount() -> None:
+    paid = an_order().apply_payment(payment(an_order()), NOW).order
+    paid.check_refund(800, committed=0)
+    part = paid.credit_refund(800, NOW)
+    assert (part.order.status, part.order.refunded_fee, part.events) == (
+        OrderStatus.PARTIALLY_REFUNDED,
+        800,
+        (),
+    )
+    full = part.order.credit_refund(1000, NOW)
+    assert (full.order.status, full.events) == (OrderStatus.REFUNDED, (OrderFullyRefunded(paid.order_id),))
+    with pytest.raises(RefundExceedsPaidError):
+        paid.check_refund(1001, committed=800)
+    with pytest.raises(InvalidStateTransitionError):
+        an_order().check_refund(1, committed=0)  # UNPAID: nothing to give back
+
+
+# --- the use cases over a fake unit of work -----------------------------------------------------------
+class Stack:
+    def __init__(self) -> None:
+        self.db = FakeDatabase()
+        self.gateway = FakeGateway(MERCHANT.merchant_id, MERCHANT.app_id)
+        self.published: list[Event] = []
+        uow = transactional(self.db.factory(), clock, Policy())
+        self.payments = PaymentService(
+            uow,
+            clock,
+            WeChatPayGateway(self.gateway),
+            MERCHANT,
+            "http://n/notify",
+            (60.0,),
+            publish=self.published.extend,
+        )
+        self.refunds = RefundService(uow, clock, WeChatPayGateway(self.gateway), "http://n/notify", (60.0,))
+
+    def add(self, order: Order) -> Order:
+        self.db.state.orders[order.order_id] = order
+        return order
+
+    def pay(self, order: Order, total: int | None = None) -> ApplyOutcome:
+        self.gateway.trades[order.out_trade_no] = {
+            "out_trade_no": order.out_trade_no,
+            "amount": {"total": order.total_fee},
+        }
+        resource = self.gateway.pay(order.out_trade_no, total=total)
+        return self.payments.apply_transaction(transaction_report(resource), source="test").outcome
+
+    def order(self, order_id: str) -> Order:
+        return self.db.state.orders[order_id]
+
+
+@pytest.fixture
+def stack() -> Stack:
+    return Stack()
+
+
+def test_duplicate_payments_write_once_and_fulfil_once(stack: Stack) -> None:
+    order = stack.add(an_order())
+    assert stack.pay(order) is ApplyOutcome.APPLIED
+    assert stack.pay(order) is ApplyOutcome.DUPLICATE
+    assert stack.order(order.order_id).version == 2  # one write
+    assert stack.db.state.ledger == {order.order_id: "PENDING"}  # OrderPaid's in-transaction reaction
+    assert stack.published == [OrderPaid(order.order_id, "VIP_PLAN")]  # after commit, once
+
+
+def test_paid_after_close_records_the_refund_without_calling_wechat(stack: Stack) -> None:
+    order = stack.add(an_order(OrderStatus.CLOSED))
+    assert stack.pay(order) is ApplyOutcome.PAID_AFTER_CLOSE
+    held = stack.order(order.order_id)
+    assert (held.status, held.fulfilment, held.paid_fee) == (OrderStatus.CLOSED, Fulfilment.HELD, 1800)
+    refund = stack.db.state.refunds[f"PC{order.order_id}"]
+    assert (refund.amount, refund.submitted, refund.reason) == (1800, False, "paid after close")
+    assert stack.db.state.due_at[refund.out_refund_no] == NOW  # the refund job submits it
+    assert stack.gateway.count("refund") == 0
+    assert stack.db.state.ledger == {}  # nothing to fulfil
+
+
+def test_amount_mismatch_is_held_without_a_ledger_row(stack: Stack) -> None:
+    order = stack.add(an_order())
+    assert stack.pay(order, total=1) is ApplyOutcome.AMOUNT_MISMATCH
+    assert stack.order(order.order_id).fulfilment is Fulfilment.HELD
+    assert stack.db.state.ledger == {}
+    assert ("fulfilment", "PENDING", "HELD") in stack.db.audit_fields(order.order_id)
+
+
+def test_partial_then_full_refund_and_the_grant_taken_back(stack: Stack) -> None:
+    order = stack.add(an_order())
+    stack.pay(order)
+    stack.db.state.grants[order.order_id] = Grant(order.order_id, order.user_id, GrantState.GRANTED, 30)
+    stack.db.state.memberships[order.user_id] = Membership(order.user_id, NOW + timedelta(days=30))
+    stack.refunds.refund_order(order.order_id, "RA", 800, "part", ADMIN)
+    stack.refunds.refund_order(order.order_id, "RB", 1000, "rest", ADMIN)
+    settle = {"refund_status": "SUCCESS"}
+    assert (
+        stack.refunds.apply_refund(refund_report({"out_refund_no": "RA", **settle}), source="t").outcome
+        is ApplyOutcome.APPLIED
+    )
+    assert stack.order(order.order_id).status is OrderStatus.PARTIALLY_REFUNDED
+    assert stack.db.state.grants[order.order_id].state is GrantState.GRANTED
+    stack.refunds.apply_refund(refund_report({"out_refund_no": "RB", **settle}), source="t")
+    final = stack.order(order.order_id)
+    assert (final.status, final.refunded_fee) == (OrderStatus.REFUNDED, 1800)
+    # OrderFullyRefunded's reaction, in the settling transaction:
+    assert stack.db.state.grants[order.order_id].state is GrantState.REVOKED
+    assert stack.db.state.memberships[order.user_id].expires_at == NOW
+    settled_again = stack.refunds.apply_refund(refund_report({"out_refund_no": "RB", **settle}), source="t")
+    assert settled_again.outcome is ApplyOutcome.DUPLICATE
+
+
+def test_over_refund_is_refused_and_writes_nothing(stack: Stack) -> None:
+    order = stack.add(an_order())
+    stack.pay(order)
+    stack.refunds.refund_order(order.order_id, "R1", 1800, "all", ADMIN)
+    before = stack.db.state.commits
+    with pytest.raises(RefundExceedsPaidError):
+        stack.refunds.refund_order(order.order_id, "R2", 1, "one more", ADMIN)
+    assert stack.db.state.commits == before
+    assert set(stack.db.state.refunds) == {"R1"}
+
+
+def test_another_merchants_transaction_is_not_applied(stack: Stack) -> None:
+    order = stack.add(an_order())
+    stack.gateway.mchid = "1999999999"
+    assert stack.pay(order) is ApplyOutcome.IDENTITY_MISMATCH
+    assert stack.order(order.order_id).status is OrderStatus.UNPAID
