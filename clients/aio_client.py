@@ -21,6 +21,7 @@ import grpc
 
 from clients import requests
 from clients.calls import (
+    AbnormalRouteArg,
     CreateOrderResult,
     Deadline,
     OrderStatusArg,
@@ -221,6 +222,24 @@ class AsyncOrderPayClient:
         timeout: float | None = None,
     ) -> pay_service_pb2.Refund:
         return await self._invoke(requests.get_refund(out_refund_no, sync), trace_id, timeout)
+
+    async def resolve_abnormal_refund(
+        self,
+        out_refund_no: str,
+        route: AbnormalRouteArg,
+        reason: str,
+        bank_type: str = "",
+        bank_account: str = "",
+        real_name: str = "",
+        *,
+        trace_id: str | None = None,
+        timeout: float | None = None,
+    ) -> pay_service_pb2.Refund:
+        """Admin: re-route an ABNORMAL refund's money (payer's card or merchant's account)."""
+        call = requests.resolve_abnormal_refund(
+            out_refund_no, route, reason, bank_type, bank_account, real_name
+        )
+        return await self._invoke(call, trace_id, timeout)
 
     # VipService
 

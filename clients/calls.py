@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 import grpc
 
@@ -28,6 +28,8 @@ Metadata: TypeAlias = tuple[tuple[str, str], ...]
 # Enum arguments accept the protobuf value or its short name ("PAID", "JSAPI").
 OrderStatusArg: TypeAlias = order_pb2.OrderStatus.ValueType | str
 PayChannelArg: TypeAlias = pay_service_pb2.PayChannel.ValueType | str
+# Where an ABNORMAL refund's money goes instead: the payer's debit card or the merchant's bank account.
+AbnormalRouteArg: TypeAlias = Literal["USER_BANK_CARD", "MERCHANT_BANK_CARD"]
 
 
 def new_id() -> str:

@@ -15,6 +15,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
 from clients.calls import (
+    AbnormalRouteArg,
     CreateOrderResult,
     OrderStatusArg,
     PayChannelArg,
@@ -180,6 +181,30 @@ def get_refund(
     return Call(*_GET_REFUND, request, lambda response, _: response.refund)
 
 
+def resolve_abnormal_refund(
+    out_refund_no: str,
+    route: AbnormalRouteArg,
+    reason: str,
+    bank_type: str = "",
+    bank_account: str = "",
+    real_name: str = "",
+) -> Call[
+    pay_service_pb2.ResolveAbnormalRefundRequest,
+    pay_service_pb2.ResolveAbnormalRefundResponse,
+    pay_service_pb2.Refund,
+]:
+    """Admin: WeChat Pay's follow-up for an ABNORMAL refund; the refund is PROCESSING again."""
+    request = pay_service_pb2.ResolveAbnormalRefundRequest(
+        out_refund_no=out_refund_no,
+        route=pay_service_pb2.AbnormalRefundRoute.Value(f"ABNORMAL_REFUND_ROUTE_{route}"),
+        reason=reason,
+        bank_type=bank_type,
+        bank_account=bank_account,
+        real_name=real_name,
+    )
+    return Call(*_RESOLVE_ABNORMAL_REFUND, request, lambda response, _: response.refund, retry_aborted=False)
+
+
 # VipService
 
 
@@ -208,5 +233,6 @@ _CREATE_PAYMENT = _rpc(PAY_SERVICE, "CreatePayment")
 _SYNC_PAYMENT = _rpc(PAY_SERVICE, "SyncPayment")
 _REFUND_ORDER = _rpc(PAY_SERVICE, "RefundOrder")
 _GET_REFUND = _rpc(PAY_SERVICE, "GetRefund")
+_RESOLVE_ABNORMAL_REFUND = _rpc(PAY_SERVICE, "ResolveAbnormalRefund")
 _LIST_PLANS = _rpc(VIP_SERVICE, "ListPlans")
 _GET_MEMBERSHIP = _rpc(VIP_SERVICE, "GetMembership")

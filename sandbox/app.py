@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sandbox import cashier, control, key_control, routes
+from sandbox import abnormal_refund, cashier, control, key_control, routes
 from sandbox.config import SandboxConfig
 from sandbox.state import SANDBOX, Clock, Sandbox, utc_now
 
@@ -19,6 +19,7 @@ def make_app(config: SandboxConfig, clock: Clock = utc_now) -> web.Application:
     app[SANDBOX] = Sandbox.build(config, clock)
     app.cleanup_ctx.append(_background)
     routes.add_routes(app)
+    abnormal_refund.add_routes(app)
     control.add_routes(app)
     key_control.add_routes(app)
     cashier.add_routes(app)

@@ -174,7 +174,8 @@ class Backend:
         held = sum(
             self._refunds[no].refund
             for no in trade.refund_nos
-            if self._refunds[no].status in {"PROCESSING", "SUCCESS"}
+            # ABNORMAL money left the merchant and awaits re-routing: it is not refundable twice.
+            if self._refunds[no].status in {"PROCESSING", "SUCCESS", "ABNORMAL"}
         )
         return trade.total - held
 
@@ -199,6 +200,19 @@ class Backend:
             refund = self._refunds.get(out_refund_no)
             if refund is None:
                 raise errors.resource_not_exists("退款单不存在")
+            return refund
+
+    def reroute_abnormal(self, refund_id: str, out_refund_no: str) -> Refund:
+        """apply-abnormal-refund: an ABNORMAL refund is PROCESSING again, towards its new account."""
+        with self._lock:
+            refund = next((r for r in self._refunds.values() if r.refund_id == refund_id), None)
+            if refund is None:
+                raise errors.resource_not_exists("退款单不存在")
+            if refund.out_refund_no != out_refund_no:
+                raise errors.invalid_request("out_refund_no 与 refund_id 不匹配")
+            if refund.status != "ABNORMAL":
+                raise errors.invalid_request("退款单状态不是退款异常，无法发起异常退款")
+            refund.status = "PROCESSING"
             return refund
 
     def settle_refund(self, out_refund_no: str, status: str) -> tuple[Refund, bool]:

@@ -88,6 +88,13 @@ class Simulator:
             self._later(delay, lambda: self.settle_refund(refund.out_refund_no, status))
         return refund
 
+    def reroute_abnormal(self, refund_id: str, out_refund_no: str) -> Refund:
+        refund = self.backend.reroute_abnormal(refund_id, out_refund_no)
+        delay = self.config.refund_settle_delay_s
+        if delay is not None:  # the new account takes the money (a second ABNORMAL is not emulated)
+            self._later(delay, lambda: self.settle_refund(refund.out_refund_no, "SUCCESS"))
+        return refund
+
     def settle_refund(self, out_refund_no: str, status: str) -> Refund:
         refund, changed = self.backend.settle_refund(out_refund_no, status)
         if changed:

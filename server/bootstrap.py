@@ -124,7 +124,7 @@ def _payments_part(
         read=read,
     )
     refunds = RefundService(
-        uow, clock, gateway, settings.notify_url, settings.refund_poll_schedule_s, read=read
+        uow, clock, gateway, merchant, settings.notify_url, settings.refund_poll_schedule_s, read=read
     )
     notifications = NotificationService(
         uow=uow,

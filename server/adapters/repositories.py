@@ -223,7 +223,7 @@ class PeeweeRefunds:
         return self.get(refund.out_refund_no)
 
     def committed_amount(self, order_id: str) -> int:
-        """Refunds that are, or may still become, money back: everything but CLOSED and ABNORMAL."""
+        """Refunds that are, or may still become, money back: everything but CLOSED."""
         total = (
             RefundRow.select(pw.fn.COALESCE(pw.fn.SUM(RefundRow.amount), 0))
             .where((RefundRow.order_id == order_id) & RefundRow.status.in_(_COMMITTED_REFUND_STATUSES))

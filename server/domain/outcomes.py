@@ -14,6 +14,8 @@ class ApplyOutcome(StrEnum):
     UNKNOWN_ORDER = "unknown_order"
     NOT_SUCCESS = "not_success"  # not a final state worth recording
     REFUND_UNKNOWN = "refund_unknown"
+    REFUND_MISMATCH = "refund_mismatch"  # another merchant's, order's or amount's refund: never credited
+    REFUND_ABNORMAL = "refund_abnormal"  # the money did not reach the payer: an operator must act
 
     @property
     def alarming(self) -> bool:
@@ -27,6 +29,8 @@ _ALARMING = frozenset(
         ApplyOutcome.IDENTITY_MISMATCH,
         ApplyOutcome.AMOUNT_MISMATCH,
         ApplyOutcome.REFUND_UNKNOWN,
+        ApplyOutcome.REFUND_MISMATCH,
+        ApplyOutcome.REFUND_ABNORMAL,
         ApplyOutcome.PAID_AFTER_CLOSE,
     }
 )

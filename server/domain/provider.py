@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Final
 
 from server.domain.order import ReceivedPayment
-from server.domain.refund import RefundStatus
+from server.domain.refund import Refund, RefundStatus
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,31 @@ class RefundReport:
     out_trade_no: str = ""
     refund_id: str | None = None
     success_time: datetime | None = None
+    merchant_id: str | None = None  # notifications name the merchant; API answers do not
+    amount: int | None = None  # what the provider refunds; None when it left it out
+
+
+class AbnormalRefundRoute(StrEnum):
+    """Where the money of an ABNORMAL refund goes instead (WeChat's apply-abnormal-refund `type`)."""
+
+    USER_BANK_CARD = "USER_BANK_CARD"
+    MERCHANT_BANK_CARD = "MERCHANT_BANK_CARD"
+
+
+@dataclass(frozen=True)
+class AbnormalRefundRequest:
+    refund_id: str
+    out_refund_no: str
+    route: AbnormalRefundRoute
+    # USER_BANK_CARD only: the payer's debit card (sent encrypted)
+    bank_type: str = ""
+    bank_account: str = ""
+    real_name: str = ""
+
+
+# The `source` of reports that arrive as notifications (complete by WeChat's contract), as opposed to
+# answers of our own calls (create, query, poll).
+NOTIFY_SOURCE: Final = "notify"
 
 
 class CloseOutcome(StrEnum):
@@ -69,3 +95,22 @@ class CloseOutcome(StrEnum):
     ALREADY_CLOSED = "already_closed"
     NOT_AT_PROVIDER = "not_at_provider"  # the provider never saw the order: nothing to close
     ALREADY_PAID = "already_paid"  # too late: the provider took the money
+
+
+def refund_report_mismatch(
+    report: RefundReport, refund: Refund, out_trade_no: str, merchant_id: str, *, complete: bool
+) -> str:
+    """Why this report may not settle `refund` ("" when it may). A notification (`complete`) must name
+    the merchant, the order and the amount; an API answer is checked on what it carries."""
+    checks = (
+        ("mchid", report.merchant_id, merchant_id),
+        ("out_trade_no", report.out_trade_no or None, out_trade_no),
+        ("amount", report.amount, refund.amount),
+    )
+    for name, reported, ours in checks:
+        if reported is None:
+            if complete:
+                return f"{name} missing"
+        elif reported != ours:
+            return f"{name} differs"
+    return ""

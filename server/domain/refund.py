@@ -15,12 +15,21 @@ class RefundStatus(StrEnum):
 
     @property
     def counts_against_paid(self) -> bool:
-        """Money that is, or may still be, on its way back to the payer."""
-        return self in {RefundStatus.PROCESSING, RefundStatus.SUCCESS}
+        """Money that is, or may still be, on its way back to the payer. An ABNORMAL refund left the
+        merchant's account but did not reach the payer (a closed card): it is still owed to the payer
+        and completes once the merchant applies WeChat's abnormal-refund follow-up."""
+        return self in {RefundStatus.PROCESSING, RefundStatus.SUCCESS, RefundStatus.ABNORMAL}
 
     @property
     def final(self) -> bool:
-        return self is not RefundStatus.PROCESSING
+        """No later report changes it. ABNORMAL is not final: a later SUCCESS (or CLOSED) applies."""
+        return self in {RefundStatus.SUCCESS, RefundStatus.CLOSED}
+
+    def may_become(self, reported: RefundStatus) -> bool:
+        """The provider's report moves a refund only forward: PROCESSING to any end, ABNORMAL out of it."""
+        if self.final or reported is self:
+            return False
+        return reported is not RefundStatus.PROCESSING
 
 
 @dataclass(frozen=True)

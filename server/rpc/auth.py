@@ -11,6 +11,7 @@ ADMIN_ONLY = frozenset(
     {
         "/orderpay.v1.OrderService/UpdateOrderStatus",
         "/orderpay.v1.PayService/RefundOrder",
+        "/orderpay.v1.PayService/ResolveAbnormalRefund",
     }
 )
 PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")

@@ -8,10 +8,12 @@ import grpc
 
 from orderpay.v1 import pay_service_pb2 as pb
 from orderpay.v1 import pay_service_pb2_grpc
+from server.domain.errors import FieldViolation, InvalidArgumentError
+from server.domain.provider import AbnormalRefundRoute
 from server.rpc.call_context import current_caller
 from server.rpc.mapping import order_to_pb, payment_to_pb, refund_to_pb
 from server.service.payments import PaymentService
-from server.service.refunds import RefundService
+from server.service.refunds import RefundService, ResolveAbnormal
 
 
 class PayServicer(pay_service_pb2_grpc.PayServiceServicer):
@@ -51,6 +53,31 @@ class PayServicer(pay_service_pb2_grpc.PayServiceServicer):
         refund = self._refunds.get_refund(request.out_refund_no, request.sync, current_caller())
         return pb.GetRefundResponse(refund=refund_to_pb(refund))
 
+    def ResolveAbnormalRefund(
+        self, request: pb.ResolveAbnormalRefundRequest, context: grpc.ServicerContext
+    ) -> pb.ResolveAbnormalRefundResponse:
+        route = _ROUTES.get(request.route)
+        if route is None:
+            raise InvalidArgumentError(
+                [FieldViolation("route", "must be USER_BANK_CARD or MERCHANT_BANK_CARD")]
+            )
+        command = ResolveAbnormal(
+            request.out_refund_no,
+            route,
+            request.reason,
+            request.bank_type,
+            request.bank_account,
+            request.real_name,
+        )
+        refund = self._refunds.resolve_abnormal(command, current_caller())
+        return pb.ResolveAbnormalRefundResponse(refund=refund_to_pb(refund))
+
+
+_ROUTES = {
+    pb.ABNORMAL_REFUND_ROUTE_USER_BANK_CARD: AbnormalRefundRoute.USER_BANK_CARD,
+    pb.ABNORMAL_REFUND_ROUTE_MERCHANT_BANK_CARD: AbnormalRefundRoute.MERCHANT_BANK_CARD,
+}
+
 
 def _unimplemented(context: grpc.ServicerContext) -> NoReturn:
     context.abort(grpc.StatusCode.UNIMPLEMENTED, "payments are not configured (no credentials bundle)")
@@ -68,4 +95,7 @@ class UnimplementedPayServicer(pay_service_pb2_grpc.PayServiceServicer):
         _unimplemented(context)
 
     def GetRefund(self, request: Any, context: grpc.ServicerContext) -> Any:
+        _unimplemented(context)
+
+    def ResolveAbnormalRefund(self, request: Any, context: grpc.ServicerContext) -> Any:
         _unimplemented(context)

@@ -26,7 +26,7 @@ from server.domain.errors import DomainError
 from server.domain.events import Event
 from server.domain.notification import MalformedError, Notification, NotificationRejected
 from server.domain.outcomes import ApplyOutcome
-from server.domain.provider import RefundReport, TransactionReport
+from server.domain.provider import NOTIFY_SOURCE, RefundReport, TransactionReport
 from server.service.errors import TransientError
 from server.service.ports import (
     NotificationParser,
@@ -39,7 +39,7 @@ from server.service.ports import (
 )
 from server.service.retry import retry_on_conflict
 
-SOURCE: Final = "notify"
+SOURCE: Final = NOTIFY_SOURCE
 UNHANDLED_EVENT: Final = "unhandled_event"
 DUPLICATE: Final = "duplicate"
 TRANSIENT: Final = "transient"

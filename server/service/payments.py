@@ -179,7 +179,8 @@ class PaymentService:
     def apply_in(self, uow: UnitOfWork, report: TransactionReport, *, source: str) -> ApplyResult:
         """Apply inside the caller's transaction; raises `Conflict` when the order moved under us."""
         merchant = self._merchant
-        if report.merchant_id != merchant.merchant_id or report.app_id not in (None, merchant.app_id):
+        # Both are in every transaction WeChat reports; one left out is a mismatch, never "ours".
+        if report.merchant_id != merchant.merchant_id or report.app_id != merchant.app_id:
             log.error("payment.identity_mismatch", source=source, out_trade_no=report.out_trade_no)
             return ApplyResult(ApplyOutcome.IDENTITY_MISMATCH)
         if report.problem:

@@ -11,13 +11,21 @@ import structlog
 from server.domain.clock import Clock
 from server.domain.errors import (
     IdempotencyKeyReusedError,
+    InvalidStateTransitionError,
     ProviderRejectedError,
     ProviderUnavailableError,
     RefundNotFoundError,
 )
 from server.domain.order import Order, OrderStatus
 from server.domain.outcomes import ApplyOutcome
-from server.domain.provider import RefundReport, RefundRequest
+from server.domain.provider import (
+    NOTIFY_SOURCE,
+    AbnormalRefundRequest,
+    AbnormalRefundRoute,
+    RefundReport,
+    RefundRequest,
+    refund_report_mismatch,
+)
 from server.domain.refund import PlannedRefund, Refund, RefundStatus
 from server.domain.validation import OUT_REFUND_NO, Violations
 from server.service.audit import audit
@@ -25,7 +33,7 @@ from server.service.context import Caller
 from server.service.errors import TransientError
 from server.service.lookups import require_order
 from server.service.payments import ApplyResult
-from server.service.ports import PaymentGateway, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import MerchantIdentity, PaymentGateway, UnitOfWork, UnitOfWorkFactory
 from server.service.retry import Conflict, retry_on_conflict
 
 log = structlog.get_logger("orderpay.refunds")
@@ -40,11 +48,13 @@ class RefundService:
         uow: UnitOfWorkFactory,
         clock: Clock,
         gateway: PaymentGateway,
+        merchant: MerchantIdentity,
         notify_url: str,
         poll_schedule_s: tuple[float, ...],
         read: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow = uow
+        self._merchant = merchant
         self._read = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._gateway = gateway
@@ -100,9 +110,8 @@ class RefundService:
             log.warning("refund.submit_deferred", out_refund_no=refund.out_refund_no)
             return self._update(refund.out_refund_no, next_poll_at=self._clock() + RETRY_SUBMIT_AFTER)
         except ProviderRejectedError as error:
-            self._update(
-                refund.out_refund_no, status=RefundStatus.ABNORMAL, submitted=True, next_poll_at=None
-            )
+            # WeChat refused the request itself: no refund exists there, so none counts here.
+            self._update(refund.out_refund_no, status=RefundStatus.CLOSED, submitted=True, next_poll_at=None)
             code = error.metadata.get("provider_code")
             log.warning("refund.rejected", out_refund_no=refund.out_refund_no, code=code)
             raise
@@ -156,11 +165,23 @@ class RefundService:
             log.error("refund.unknown", out_refund_no=out_refund_no, source=source)
             return _Settled(ApplyOutcome.REFUND_UNKNOWN, None, None)
         order = require_order(uow, refund.order_id)
-        if refund.status.final:
+        now = self._clock()
+        caller = Caller(f"system:{source}")
+        problem = refund_report_mismatch(
+            report, refund, order.out_trade_no, self._merchant.merchant_id, complete=source == NOTIFY_SOURCE
+        )
+        if problem:
+            # Recorded (the notification row keeps its outcome, the order its audit line), never credited.
+            log.error("refund.report_mismatch", out_refund_no=out_refund_no, problem=problem, source=source)
+            cause = f"refund report refused: {problem}"
+            uow.audit.record(
+                audit(order, "refund", refund.status, f"{out_refund_no}:HELD", cause, caller), now
+            )
+            return _Settled(ApplyOutcome.REFUND_MISMATCH, refund, order)
+        if not refund.status.may_become(status):
             return _Settled(ApplyOutcome.DUPLICATE, refund, order)
         if order.status is OrderStatus.UNPAID:
             raise TransientError("refund settled before the payment was applied; retry later")
-        now = self._clock()
         changes: dict[str, Any] = {
             "status": status,
             "submitted": True,
@@ -176,10 +197,17 @@ class RefundService:
             return None
         if status is RefundStatus.SUCCESS:
             order = self._credit(uow, order, refund, now)
-        caller = Caller(f"system:{source}")
         uow.audit.record(
             audit(order, "refund", refund.status, f"{out_refund_no}:{status}", "refund settled", caller), now
         )
+        if status is RefundStatus.ABNORMAL:
+            log.error(
+                "refund.abnormal",
+                out_refund_no=out_refund_no,
+                order_id=order.order_id,
+                action="the payer's account refused the money: resolve it (ResolveAbnormalRefund)",
+            )
+            return _Settled(ApplyOutcome.REFUND_ABNORMAL, settled, order)
         return _Settled(ApplyOutcome.APPLIED, settled, order)
 
     @staticmethod
@@ -220,6 +248,51 @@ class RefundService:
             out_refund_no, poll_attempts=attempts, next_poll_at=self._clock() + timedelta(seconds=delay)
         )
 
+    # --- abnormal refunds -----------------------------------------------------------------------
+    def resolve_abnormal(self, command: ResolveAbnormal, caller: Caller) -> Refund:
+        """WeChat's follow-up for an ABNORMAL refund: re-route the money to the payer's card or to the
+        merchant's bank account. The refund is PROCESSING again until WeChat settles it."""
+        command.validate()
+        refund = self.get_refund(command.out_refund_no, False, caller)
+        if refund.status is not RefundStatus.ABNORMAL or not refund.refund_id:
+            raise InvalidStateTransitionError(
+                f"refund {refund.out_refund_no} is {refund.status}, not ABNORMAL at WeChat Pay",
+                metadata={"status": str(refund.status)},
+            )
+        report = self._gateway.apply_abnormal_refund(command.request(refund.refund_id))
+        status = report.status or RefundStatus.PROCESSING
+        if status is not RefundStatus.PROCESSING:  # settled at once (e.g. to the merchant's account)
+            settled = self._reopen(refund.out_refund_no, command, caller)
+            return (
+                self._settle(refund.out_refund_no, status, report, source="abnormal-refund").refund or settled
+            )
+        return self._reopen(refund.out_refund_no, command, caller)
+
+    def _reopen(self, out_refund_no: str, command: ResolveAbnormal, caller: Caller) -> Refund:
+        def attempt() -> Refund | None:
+            with self._uow() as uow:
+                refund = uow.refunds.get(out_refund_no)
+                if refund is None:
+                    raise RefundNotFoundError(f"refund {out_refund_no!r} not found")
+                if refund.status is not RefundStatus.ABNORMAL:
+                    return refund  # another resolution (or WeChat's own notification) came first
+                order = require_order(uow, refund.order_id)
+                now = self._clock()
+                reopened = uow.refunds.compare_and_set(
+                    refund,
+                    status=RefundStatus.PROCESSING,
+                    updated_at=now,
+                    poll_attempts=0,
+                    next_poll_at=now + timedelta(seconds=self._schedule[0]),
+                )
+                if reopened is not None:
+                    cause = f"abnormal refund sent to {command.route}: {command.reason}"
+                    after = f"{out_refund_no}:{RefundStatus.PROCESSING}"
+                    uow.audit.record(audit(order, "refund", refund.status, after, cause, caller), now)
+                return reopened
+
+        return retry_on_conflict(attempt, "re-opening the abnormal refund")
+
     def _update(self, out_refund_no: str, **changes: Any) -> Refund:
         def attempt() -> Refund | None:
             with self._uow() as uow:
@@ -229,6 +302,36 @@ class RefundService:
                 return uow.refunds.compare_and_set(refund, updated_at=self._clock(), **changes)
 
         return retry_on_conflict(attempt, "updating the refund")
+
+
+@dataclass(frozen=True)
+class ResolveAbnormal:
+    out_refund_no: str
+    route: AbnormalRefundRoute
+    reason: str
+    bank_type: str = ""
+    bank_account: str = ""
+    real_name: str = ""
+
+    def validate(self) -> None:
+        v = Violations()
+        v.pattern(
+            "out_refund_no", self.out_refund_no, OUT_REFUND_NO, "must be 1-64 characters of [0-9A-Za-z_-|*@]"
+        )
+        if not self.reason.strip():
+            v.add("reason", "must say why (it goes into the audit trail)")
+        v.text("reason", self.reason, 200)
+        if self.route is AbnormalRefundRoute.USER_BANK_CARD:
+            for name in ("bank_type", "bank_account", "real_name"):
+                if not getattr(self, name):
+                    v.add(name, "is required to send the money to the payer's card")
+                v.text(name, getattr(self, name), 64)
+        v.raise_if_any()
+
+    def request(self, refund_id: str) -> AbnormalRefundRequest:
+        return AbnormalRefundRequest(
+            refund_id, self.out_refund_no, self.route, self.bank_type, self.bank_account, self.real_name
+        )
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from server.domain.errors import DomainError, ProviderRejectedError, ProviderUna
 from server.wxpay.breaker import ProviderBreaker
 from server.wxpay.certificates import KeyStore, PlatformCertificate
 from server.wxpay.credentials import MerchantCredentials, certificate_serial
-from server.wxpay.crypto import decrypt_resource
+from server.wxpay.crypto import decrypt_resource, encrypt_sensitive
 from server.wxpay.errors import NotificationRejected
 from server.wxpay.provider_errors import error_for_status, is_retryable_status, parse_error_body, unavailable
 from server.wxpay.signing import (
@@ -186,6 +186,20 @@ class WeChatPayClient:
 
     def query_refund(self, out_refund_no: str) -> dict[str, Any]:
         return self._call("query_refund", "GET", f"/v3/refund/domestic/refunds/{_segment(out_refund_no)}")
+
+    def apply_abnormal_refund(self, refund_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Route an ABNORMAL refund's money to the payer's card or the merchant's bank account."""
+        path = f"/v3/refund/domestic/refunds/{_segment(refund_id)}/apply-abnormal-refund"
+        return self._call("apply_abnormal_refund", "POST", path, dict(body))
+
+    def encrypt_sensitive(self, plaintext: str) -> str:
+        """RSA-OAEP under the WeChat Pay key named by our requests' `Wechatpay-Serial` header."""
+        key = self._key_store.keys().get(self._preferred_serial())
+        if key is None:
+            raise ProviderUnavailableError(
+                "no WeChat Pay key to encrypt with", metadata={"provider_code": "NO_ENCRYPTION_KEY"}
+            )
+        return encrypt_sensitive(key, plaintext)
 
     def download_certificates(self) -> list[PlatformCertificate]:
         """GET /v3/certificates, decrypt each entry, and verify the response with the certs it carries."""

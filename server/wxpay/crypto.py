@@ -10,6 +10,8 @@ import base64
 import binascii
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from server.wxpay.errors import UndecryptableError
@@ -29,4 +31,13 @@ def decrypt_resource(apiv3_key: str, *, nonce: str, associated_data: str, cipher
 def encrypt_resource(apiv3_key: str, *, nonce: str, associated_data: str, plaintext: bytes) -> str:
     """The inverse, for tests and fakes: base64(AES-256-GCM(plaintext) || tag)."""
     sealed = AESGCM(apiv3_key.encode()).encrypt(nonce.encode(), plaintext, associated_data.encode())
+    return base64.b64encode(sealed).decode("ascii")
+
+
+def encrypt_sensitive(public_key: rsa.RSAPublicKey, plaintext: str) -> str:
+    """敏感信息加密: RSAES-OAEP (SHA-1, MGF1-SHA-1) under a WeChat Pay key, base64 (research §7)."""
+    sealed = public_key.encrypt(
+        plaintext.encode(),
+        padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None),  # noqa: S303 - WeChat's scheme
+    )
     return base64.b64encode(sealed).decode("ascii")

@@ -6,7 +6,7 @@ Everything that knows a WeChat field name, state or error code for the use cases
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 from server.domain.errors import ProviderRejectedError
 from server.domain.order import ReceivedPayment
 from server.domain.provider import (
+    AbnormalRefundRequest,
+    AbnormalRefundRoute,
     CloseOutcome,
     Prepay,
     PrepayRequest,
@@ -79,6 +81,16 @@ def refund_body(request: RefundRequest) -> dict[str, Any]:
     return body
 
 
+def abnormal_refund_body(request: AbnormalRefundRequest, encrypt: Callable[[str], str]) -> dict[str, Any]:
+    """apply-abnormal-refund: the payer's card details travel encrypted (敏感信息加密)."""
+    body: dict[str, Any] = {"out_refund_no": request.out_refund_no, "type": request.route.value}
+    if request.route is AbnormalRefundRoute.USER_BANK_CARD:
+        body["bank_type"] = request.bank_type
+        body["bank_account"] = encrypt(request.bank_account)
+        body["real_name"] = encrypt(request.real_name)
+    return body
+
+
 # --- reports ----------------------------------------------------------------------------------------
 def transaction_report(resource: Mapping[str, Any]) -> TransactionReport:
     """A transaction (a notification's decrypted resource or a query's answer). Never raises."""
@@ -111,12 +123,17 @@ def refund_report(resource: Mapping[str, Any]) -> RefundReport:
     """A refund (notification resource: `refund_status`; API answers: `status`). Never raises."""
     status = _text(resource.get("refund_status") or resource.get("status"))
     refund_id = resource.get("refund_id")
+    amount = resource.get("amount")
+    refunded = amount.get("refund") if isinstance(amount, Mapping) else None
+    mchid = resource.get("mchid")
     return RefundReport(
         out_refund_no=_text(resource.get("out_refund_no")),
         out_trade_no=_text(resource.get("out_trade_no")),
         status=RefundStatus(status) if status in RefundStatus.__members__ else None,
         refund_id=str(refund_id) if refund_id else None,
         success_time=_time(resource.get("success_time")),
+        merchant_id=mchid if isinstance(mchid, str) else None,
+        amount=refunded if isinstance(refunded, int) and not isinstance(refunded, bool) else None,
     )
 
 
@@ -153,6 +170,8 @@ class WeChatPayOperations(Protocol):
     def close(self, out_trade_no: str) -> None: ...
     def refund(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
     def query_refund(self, out_refund_no: str) -> dict[str, Any]: ...
+    def apply_abnormal_refund(self, refund_id: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    def encrypt_sensitive(self, plaintext: str) -> str: ...
     def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]: ...
     def app_pay_params(self, prepay_id: str) -> dict[str, str]: ...
     def shutdown(self) -> None: ...
@@ -194,6 +213,10 @@ class WeChatPayGateway:
 
     def query_refund(self, out_refund_no: str) -> RefundReport:
         return refund_report(self._client.query_refund(out_refund_no))
+
+    def apply_abnormal_refund(self, request: AbnormalRefundRequest) -> RefundReport:
+        body = abnormal_refund_body(request, self._client.encrypt_sensitive)
+        return refund_report(self._client.apply_abnormal_refund(request.refund_id, body))
 
     def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]:
         return self._client.jsapi_pay_params(prepay_id)

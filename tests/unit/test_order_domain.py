@@ -111,7 +111,20 @@ def test_arbitrary_page_tokens_never_crash(token: str) -> None:
 
 
 def test_refunds_that_count_against_the_paid_amount() -> None:
+    # ABNORMAL money left the merchant and still belongs to the payer: it is not refundable twice.
     assert {s for s in RefundStatus if s.counts_against_paid} == {
         RefundStatus.PROCESSING,
         RefundStatus.SUCCESS,
+        RefundStatus.ABNORMAL,
     }
+
+
+def test_abnormal_is_not_final_and_reports_only_move_forward() -> None:
+    assert {s for s in RefundStatus if s.final} == {RefundStatus.SUCCESS, RefundStatus.CLOSED}
+    abnormal, processing = RefundStatus.ABNORMAL, RefundStatus.PROCESSING
+    assert abnormal.may_become(RefundStatus.SUCCESS)
+    assert abnormal.may_become(RefundStatus.CLOSED)
+    assert not abnormal.may_become(abnormal)
+    assert not abnormal.may_become(processing)  # only an operator's follow-up re-opens it
+    assert processing.may_become(abnormal)
+    assert not RefundStatus.SUCCESS.may_become(RefundStatus.CLOSED)

@@ -136,7 +136,9 @@ class Stack:
             (60.0,),
             publish=self.published.extend,
         )
-        self.refunds = RefundService(uow, clock, WeChatPayGateway(self.gateway), "http://n/notify", (60.0,))
+        self.refunds = RefundService(
+            uow, clock, WeChatPayGateway(self.gateway), MERCHANT, "http://n/notify", (60.0,)
+        )
 
     def add(self, order: Order) -> Order:
         self.db.state.orders[order.order_id] = order

@@ -63,6 +63,27 @@ REFUND_STATUS_CLOSED: RefundStatus.ValueType  # 3
 REFUND_STATUS_ABNORMAL: RefundStatus.ValueType  # 4
 Global___RefundStatus: _TypeAlias = RefundStatus  # noqa: Y015
 
+class _AbnormalRefundRoute:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AbnormalRefundRouteEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AbnormalRefundRoute.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ABNORMAL_REFUND_ROUTE_UNSPECIFIED: _AbnormalRefundRoute.ValueType  # 0
+    ABNORMAL_REFUND_ROUTE_USER_BANK_CARD: _AbnormalRefundRoute.ValueType  # 1
+    """To the payer's debit card: bank_type, bank_account and real_name are required."""
+    ABNORMAL_REFUND_ROUTE_MERCHANT_BANK_CARD: _AbnormalRefundRoute.ValueType  # 2
+    """To the merchant's own bank account (the merchant then pays the payer back offline)."""
+
+class AbnormalRefundRoute(_AbnormalRefundRoute, metaclass=_AbnormalRefundRouteEnumTypeWrapper): ...
+
+ABNORMAL_REFUND_ROUTE_UNSPECIFIED: AbnormalRefundRoute.ValueType  # 0
+ABNORMAL_REFUND_ROUTE_USER_BANK_CARD: AbnormalRefundRoute.ValueType  # 1
+"""To the payer's debit card: bank_type, bank_account and real_name are required."""
+ABNORMAL_REFUND_ROUTE_MERCHANT_BANK_CARD: AbnormalRefundRoute.ValueType  # 2
+"""To the merchant's own bank account (the merchant then pays the payer back offline)."""
+Global___AbnormalRefundRoute: _TypeAlias = AbnormalRefundRoute  # noqa: Y015
+
 @_typing.final
 class CreatePaymentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -425,3 +446,60 @@ class GetRefundResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetRefundResponse: _TypeAlias = GetRefundResponse  # noqa: Y015
+
+@_typing.final
+class ResolveAbnormalRefundRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUT_REFUND_NO_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    BANK_TYPE_FIELD_NUMBER: _builtins.int
+    BANK_ACCOUNT_FIELD_NUMBER: _builtins.int
+    REAL_NAME_FIELD_NUMBER: _builtins.int
+    out_refund_no: _builtins.str
+    route: Global___AbnormalRefundRoute.ValueType
+    reason: _builtins.str
+    """Why, for the audit trail."""
+    bank_type: _builtins.str
+    """WeChat Pay's bank code (e.g. ICBC_DEBIT); USER_BANK_CARD only."""
+    bank_account: _builtins.str
+    """Sent to WeChat Pay encrypted; never stored or logged by orderpay. USER_BANK_CARD only."""
+    real_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        out_refund_no: _builtins.str = ...,
+        route: Global___AbnormalRefundRoute.ValueType = ...,
+        reason: _builtins.str = ...,
+        bank_type: _builtins.str = ...,
+        bank_account: _builtins.str = ...,
+        real_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank_account", b"bank_account", "bank_type", b"bank_type", "out_refund_no", b"out_refund_no", "real_name", b"real_name", "reason", b"reason", "route", b"route"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveAbnormalRefundRequest: _TypeAlias = ResolveAbnormalRefundRequest  # noqa: Y015
+
+@_typing.final
+class ResolveAbnormalRefundResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def refund(self) -> Global___Refund: ...
+    def __init__(
+        self,
+        *,
+        refund: Global___Refund | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["refund", b"refund"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refund", b"refund"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveAbnormalRefundResponse: _TypeAlias = ResolveAbnormalRefundResponse  # noqa: Y015

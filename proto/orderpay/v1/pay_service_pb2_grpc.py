@@ -55,6 +55,11 @@ class PayServiceStub:
                 request_serializer=orderpay_dot_v1_dot_pay__service__pb2.GetRefundRequest.SerializeToString,
                 response_deserializer=orderpay_dot_v1_dot_pay__service__pb2.GetRefundResponse.FromString,
                 _registered_method=True)
+        self.ResolveAbnormalRefund = channel.unary_unary(
+                '/orderpay.v1.PayService/ResolveAbnormalRefund',
+                request_serializer=orderpay_dot_v1_dot_pay__service__pb2.ResolveAbnormalRefundRequest.SerializeToString,
+                response_deserializer=orderpay_dot_v1_dot_pay__service__pb2.ResolveAbnormalRefundResponse.FromString,
+                _registered_method=True)
 
 
 class PayServiceServicer:
@@ -89,6 +94,14 @@ class PayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveAbnormalRefund(self, request, context):
+        """Admin: WeChat Pay's follow-up for an ABNORMAL refund (apply-abnormal-refund): the money goes to
+        the payer's debit card or the merchant's bank account instead; the refund is PROCESSING again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +124,11 @@ def add_PayServiceServicer_to_server(servicer, server):
                     servicer.GetRefund,
                     request_deserializer=orderpay_dot_v1_dot_pay__service__pb2.GetRefundRequest.FromString,
                     response_serializer=orderpay_dot_v1_dot_pay__service__pb2.GetRefundResponse.SerializeToString,
+            ),
+            'ResolveAbnormalRefund': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveAbnormalRefund,
+                    request_deserializer=orderpay_dot_v1_dot_pay__service__pb2.ResolveAbnormalRefundRequest.FromString,
+                    response_serializer=orderpay_dot_v1_dot_pay__service__pb2.ResolveAbnormalRefundResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +240,33 @@ class PayService:
             '/orderpay.v1.PayService/GetRefund',
             orderpay_dot_v1_dot_pay__service__pb2.GetRefundRequest.SerializeToString,
             orderpay_dot_v1_dot_pay__service__pb2.GetRefundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveAbnormalRefund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderpay.v1.PayService/ResolveAbnormalRefund',
+            orderpay_dot_v1_dot_pay__service__pb2.ResolveAbnormalRefundRequest.SerializeToString,
+            orderpay_dot_v1_dot_pay__service__pb2.ResolveAbnormalRefundResponse.FromString,
             options,
             channel_credentials,
             insecure,

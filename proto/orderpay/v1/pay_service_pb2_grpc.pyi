@@ -41,6 +41,10 @@ class PayServiceStub:
     """Admin: refunds part or all of a paid order; idempotent on out_refund_no."""
     GetRefund: _grpc.UnaryUnaryMultiCallable[_pay_service_pb2.GetRefundRequest, _pay_service_pb2.GetRefundResponse]
     """Reads a refund, optionally querying WeChat Pay first."""
+    ResolveAbnormalRefund: _grpc.UnaryUnaryMultiCallable[_pay_service_pb2.ResolveAbnormalRefundRequest, _pay_service_pb2.ResolveAbnormalRefundResponse]
+    """Admin: WeChat Pay's follow-up for an ABNORMAL refund (apply-abnormal-refund): the money goes to
+    the payer's debit card or the merchant's bank account instead; the refund is PROCESSING again.
+    """
 
 @_typing.type_check_only
 class PayServiceAsyncStub(PayServiceStub):
@@ -55,6 +59,10 @@ class PayServiceAsyncStub(PayServiceStub):
     """Admin: refunds part or all of a paid order; idempotent on out_refund_no."""
     GetRefund: _aio.UnaryUnaryMultiCallable[_pay_service_pb2.GetRefundRequest, _pay_service_pb2.GetRefundResponse]  # type: ignore[assignment]
     """Reads a refund, optionally querying WeChat Pay first."""
+    ResolveAbnormalRefund: _aio.UnaryUnaryMultiCallable[_pay_service_pb2.ResolveAbnormalRefundRequest, _pay_service_pb2.ResolveAbnormalRefundResponse]  # type: ignore[assignment]
+    """Admin: WeChat Pay's follow-up for an ABNORMAL refund (apply-abnormal-refund): the money goes to
+    the payer's debit card or the merchant's bank account instead; the refund is PROCESSING again.
+    """
 
 class PayServiceServicer(metaclass=_abc_1.ABCMeta):
     """Payments at WeChat Pay: prepay, active sync, refunds."""
@@ -90,5 +98,15 @@ class PayServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_pay_service_pb2.GetRefundResponse, _abc.Awaitable[_pay_service_pb2.GetRefundResponse]]:
         """Reads a refund, optionally querying WeChat Pay first."""
+
+    @_abc_1.abstractmethod
+    def ResolveAbnormalRefund(
+        self,
+        request: _pay_service_pb2.ResolveAbnormalRefundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pay_service_pb2.ResolveAbnormalRefundResponse, _abc.Awaitable[_pay_service_pb2.ResolveAbnormalRefundResponse]]:
+        """Admin: WeChat Pay's follow-up for an ABNORMAL refund (apply-abnormal-refund): the money goes to
+        the payer's debit card or the merchant's bank account instead; the refund is PROCESSING again.
+        """
 
 def add_PayServiceServicer_to_server(servicer: PayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
