@@ -9,18 +9,20 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sandbox import cashier, control, routes
+from sandbox import bill_routes, cashier, control, routes
+from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
 from sandbox.state import SANDBOX, Clock, Sandbox, utc_now
 
 
-def make_app(config: SandboxConfig, clock: Clock = utc_now) -> web.Application:
+def make_app(config: SandboxConfig, clock: Clock | SandboxClock = utc_now) -> web.Application:
     app = web.Application(middlewares=[routes.emulated_api, control.control_errors])
     app[SANDBOX] = Sandbox.build(config, clock)
     app.cleanup_ctx.append(_background)
     routes.add_routes(app)
     control.add_routes(app)
     cashier.add_routes(app)
+    bill_routes.add_routes(app)  # bills and the clock (issue 12)
     return app
 
 

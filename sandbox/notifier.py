@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from sandbox import signing
+from sandbox.clock import SandboxClock
 from sandbox.config import RETRY_SCHEDULE_S, Faults, SandboxConfig
 from sandbox.faults import Dice
 from sandbox.keys import Credentials
@@ -82,7 +83,7 @@ class Notifier:
         config: Callable[[], SandboxConfig],
         faults_for: Callable[[str | None], Faults],
         dice: Dice,
-        clock: Clock,
+        clock: SandboxClock,
     ) -> None:
         self._credentials = credentials
         self._config = config
@@ -270,7 +271,7 @@ class Notifier:
         creds = self._credentials
         cert_mode = self._config().notify_sign_mode == "cert"
         serial = creds.platform_cert_serial_no if cert_mode else creds.wechatpay_public_key_id
-        timestamp = str(int(self._clock().timestamp()) - faults.stale_timestamp_s)
+        timestamp = str(int(self._clock.wall().timestamp()) - faults.stale_timestamp_s)  # wall: see clock.py
         nonce = secrets.token_hex(16)
         headers = signing.signed_headers(
             creds.wechatpay_private_key, serial, body, timestamp=timestamp, nonce=nonce

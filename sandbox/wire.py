@@ -37,7 +37,7 @@ def signed(
     """Every emulated answer but a failed-authentication 401 is signed, 204 (empty body) included."""
     raw = b"" if body is None else dumps(body)
     nonce = secrets.token_hex(16)
-    timestamp = str(int(sandbox.clock().timestamp()))
+    timestamp = str(int(sandbox.clock.wall().timestamp()))  # wall: see sandbox/clock.py
     headers = signing.signed_headers(
         sandbox.credentials.wechatpay_private_key,
         response_serial(sandbox, request),
