@@ -41,6 +41,8 @@ class Faults:
     api_error_after_processing: bool = False  # the call takes effect, but the answer is the error
     hang_rate: float = 0.0  # share of emulated API calls that never answer (until hang_timeout_s)
     hang_timeout_s: float = 600.0
+    bill_omit: bool = False  # the order's payment is left out of the bills (sandbox/bills.py)
+    bill_amount_delta_fen: int = 0  # added to the payment row's 订单金额 in the bills
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class SandboxConfig:
     notify_timeout_s: float = 5.0  # WeChat waits 5 s for the merchant's answer
     certificates_available: bool = True  # False = a public-key-only merchant (404 on /v3/certificates)
     seed: int | None = None
+    bill_hash_mismatch: bool = False  # the bill apply answer carries a wrong hash_value
+    bill_bom: bool = False  # bill files start with a UTF-8 BOM
+    bill_crlf: bool = False  # bill files end lines with CRLF
     faults: Faults = field(default_factory=Faults)
 
 
