@@ -34,3 +34,11 @@ PROVIDER_CIRCUIT = Gauge(
 )
 JOB_LAG = Gauge("orderpay_job_lag_seconds", "Age of the oldest due item per job", ["job"], registry=REGISTRY)
 JOB_RUNS = Counter("orderpay_job_runs", "Job runs by outcome", ["job", "outcome"], registry=REGISTRY)
+RECON_EXCEPTIONS = Gauge(
+    "orderpay_recon_exceptions", "Open reconciliation exceptions by kind", ["kind"], registry=REGISTRY
+)
+RECON_LAST_DAY = Gauge(
+    "orderpay_recon_last_reconciled_day",
+    "The last Beijing day reconciled against WeChat Pay's bills (unix time of its 00:00 +08:00)",
+    registry=REGISTRY,
+)

@@ -1,0 +1,436 @@
+"""Reconciliation persistence: runs, raw bill files, parsed lines, exceptions (migration 0003).
+
+No method opens a transaction: the service calls them inside its unit of work (writes) or its read
+factory (reads), so one transaction owns each change. Uniqueness lives in the database: one run row per
+day (the claim), one file per day and kind, one exception per (day, kind, out_trade_no, out_refund_no).
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import peewee as pw
+
+from server.adapters.repositories import from_db_time, to_db_time
+from server.adapters.tables import BaseModel, OrderRow, RefundRow
+from server.domain.reconciliation import (
+    BillRow,
+    Difference,
+    ExceptionKind,
+    ExceptionStatus,
+    LocalPayment,
+    LocalRefund,
+    RowKind,
+    Window,
+)
+from server.service.reconciliation import Claim, DayTotals, ReconException, RunSummary
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # stands in for a NULL that cannot happen
+CHUNK = 400  # keys per IN (...) query: well under SQLite's variable limit
+
+
+class ReconRunRow(BaseModel):
+    bill_date = pw.CharField(max_length=10, unique=True)
+    status = pw.CharField(max_length=16)  # RUNNING | DONE | EMPTY
+    trade_sha1 = pw.CharField(max_length=40, null=True)
+    fund_sha1 = pw.CharField(max_length=40, null=True)
+    bill_rows = pw.IntegerField(default=0)
+    matched = pw.IntegerField(default=0)
+    deferred = pw.IntegerField(default=0)
+    payments_fen = pw.BigIntegerField(default=0)
+    refunds_fen = pw.BigIntegerField(default=0)
+    fees_fen = pw.BigIntegerField(default=0)
+    fund_income_fen = pw.BigIntegerField(null=True)
+    fund_expense_fen = pw.BigIntegerField(null=True)
+    error = pw.TextField(default="")
+    claim_token = pw.CharField(max_length=32)
+    version = pw.BigIntegerField(default=1)
+    claimed_at = pw.DateTimeField()
+    finished_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "recon_runs"
+
+
+class ReconFileRow(BaseModel):
+    bill_date = pw.CharField(max_length=10)
+    kind = pw.CharField(max_length=8)  # TRADE | FUND
+    sha1 = pw.CharField(max_length=40)
+    size = pw.BigIntegerField()
+    content = pw.BlobField()  # gzip of the file exactly as WeChat generated it
+    stored_at = pw.DateTimeField()
+
+    class Meta:
+        table_name = "recon_files"
+        indexes = ((("bill_date", "kind"), True),)
+
+
+class ReconLineRow(BaseModel):
+    id = pw.AutoField()
+    bill_date = pw.CharField(max_length=10, index=True)
+    kind = pw.CharField(max_length=8)
+    row_time = pw.DateTimeField()
+    out_trade_no = pw.CharField(max_length=32, index=True)
+    transaction_id = pw.CharField(max_length=32)
+    out_refund_no = pw.CharField(max_length=64, default="")
+    refund_id = pw.CharField(max_length=64, default="")
+    amount_fen = pw.BigIntegerField()
+    fee_fen = pw.BigIntegerField()
+    status = pw.CharField(max_length=16)
+
+    class Meta:
+        table_name = "recon_lines"
+
+
+class ReconExceptionRow(BaseModel):
+    id = pw.AutoField()
+    bill_date = pw.CharField(max_length=10)
+    kind = pw.CharField(max_length=32)
+    out_trade_no = pw.CharField(max_length=32, default="")
+    out_refund_no = pw.CharField(max_length=64, default="")
+    local_fen = pw.BigIntegerField(default=0)
+    remote_fen = pw.BigIntegerField(default=0)
+    status = pw.CharField(max_length=16, index=True)
+    detail = pw.TextField(default="")
+    resolution = pw.TextField(default="")
+    resolved_by = pw.CharField(max_length=64, default="")
+    version = pw.BigIntegerField(default=1)
+    created_at = pw.DateTimeField()
+    updated_at = pw.DateTimeField()
+
+    class Meta:
+        table_name = "recon_exceptions"
+        indexes = ((("bill_date", "kind", "out_trade_no", "out_refund_no"), True),)
+
+
+def _dicts(query: pw.ModelSelect[Any]) -> Iterable[dict[str, Any]]:
+    """Rows as column → value (peewee's `.dicts()`; its stubs type the rows as models)."""
+    rows: Iterable[dict[str, Any]] = query.dicts()
+    return rows
+
+
+def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+class PeeweeReconStore:
+    # --- runs -------------------------------------------------------------------------------------
+
+    def claim(self, day: date, token: str, now: datetime, stale_after: timedelta) -> Claim | None:
+        """Insert first, then read the winner: the claim is ours when the row carries our token. A day
+        RUNNING under another token is left alone unless that claim went stale (its process died)."""
+        key = day.isoformat()
+        ReconRunRow.insert(
+            bill_date=key, status="RUNNING", claim_token=token, claimed_at=to_db_time(now)
+        ).on_conflict_ignore().execute()
+        row = ReconRunRow.get(ReconRunRow.bill_date == key)
+        if row.claim_token == token and row.version == 1:
+            return Claim(token, previous_status=None)
+        claimed_at = from_db_time(row.claimed_at)
+        if row.status == "RUNNING" and claimed_at is not None and claimed_at > now - stale_after:
+            return None
+        updated = (
+            ReconRunRow.update(
+                status="RUNNING",
+                claim_token=token,
+                claimed_at=to_db_time(now),
+                version=ReconRunRow.version + 1,
+            )
+            .where(ReconRunRow.bill_date == key, ReconRunRow.version == row.version)
+            .execute()
+        )
+        previous = None if row.finished_at is None else str(row.status)
+        return Claim(token, previous_status=previous) if updated else None
+
+    def release(self, day: date, claim: Claim, error: str) -> None:
+        """A run that could not finish (bill not ready, provider down): the day is as before, for a retry."""
+        mine = (ReconRunRow.bill_date == day.isoformat()) & (ReconRunRow.claim_token == claim.token)
+        if claim.previous_status is None:
+            ReconRunRow.delete().where(mine).execute()
+        else:
+            ReconRunRow.update(status=claim.previous_status, error=error[:500]).where(mine).execute()
+
+    def finish(self, day: date, summary: RunSummary, now: datetime) -> None:
+        ReconRunRow.update(
+            status=summary.status,
+            trade_sha1=summary.trade_sha1,
+            fund_sha1=summary.fund_sha1,
+            bill_rows=summary.bill_rows,
+            matched=summary.matched,
+            deferred=summary.deferred,
+            payments_fen=summary.totals.payments_fen,
+            refunds_fen=summary.totals.refunds_fen,
+            fees_fen=summary.totals.fees_fen,
+            fund_income_fen=summary.totals.fund_income_fen,
+            fund_expense_fen=summary.totals.fund_expense_fen,
+            error="",
+            finished_at=to_db_time(now),
+        ).where(ReconRunRow.bill_date == day.isoformat()).execute()
+
+    def summary(self, day: date) -> RunSummary | None:
+        row = ReconRunRow.get_or_none(ReconRunRow.bill_date == day.isoformat())
+        if row is None:
+            return None
+        totals = DayTotals(
+            row.payments_fen, row.refunds_fen, row.fees_fen, row.fund_income_fen, row.fund_expense_fen
+        )
+        finished = from_db_time(row.finished_at)
+        return RunSummary(
+            row.status,
+            row.trade_sha1,
+            row.fund_sha1,
+            row.bill_rows,
+            row.matched,
+            row.deferred,
+            totals,
+            finished,
+        )
+
+    def last_finished_day(self) -> date | None:
+        row = (
+            ReconRunRow.select(ReconRunRow.bill_date)
+            .where(ReconRunRow.status.in_(["DONE", "EMPTY"]))
+            .order_by(ReconRunRow.bill_date.desc())
+            .first()
+        )
+        return None if row is None else date.fromisoformat(row.bill_date)
+
+    # --- files and lines --------------------------------------------------------------------------
+
+    def stored_sha1(self, day: date, kind: str) -> str | None:
+        row = ReconFileRow.get_or_none(ReconFileRow.bill_date == day.isoformat(), ReconFileRow.kind == kind)
+        return None if row is None else str(row.sha1)
+
+    def save_file(self, day: date, kind: str, content: bytes, sha1: str, now: datetime) -> None:
+        key = day.isoformat()
+        ReconFileRow.delete().where(ReconFileRow.bill_date == key, ReconFileRow.kind == kind).execute()
+        ReconFileRow.insert(
+            bill_date=key,
+            kind=kind,
+            sha1=sha1,
+            size=len(content),
+            content=gzip.compress(content, mtime=0),
+            stored_at=to_db_time(now),
+        ).execute()
+
+    def file(self, day: date, kind: str) -> bytes | None:
+        row = ReconFileRow.get_or_none(ReconFileRow.bill_date == day.isoformat(), ReconFileRow.kind == kind)
+        return None if row is None else gzip.decompress(bytes(row.content))
+
+    def replace_lines(self, day: date, rows: Sequence[BillRow]) -> None:
+        key = day.isoformat()
+        ReconLineRow.delete().where(ReconLineRow.bill_date == key).execute()
+        values = [
+            {
+                "bill_date": key,
+                "kind": row.kind.value,
+                "row_time": to_db_time(row.at),
+                "out_trade_no": row.out_trade_no,
+                "transaction_id": row.transaction_id,
+                "out_refund_no": row.out_refund_no,
+                "refund_id": row.refund_id,
+                "amount_fen": row.amount_fen,
+                "fee_fen": row.fee_fen,
+                "status": row.status,
+            }
+            for row in rows
+        ]
+        for start in range(0, len(values), 500):
+            ReconLineRow.insert_many(values[start : start + 500]).execute()
+
+    def lines(self, day: date) -> list[BillRow]:
+        query = (
+            ReconLineRow.select().where(ReconLineRow.bill_date == day.isoformat()).order_by(ReconLineRow.id)
+        )
+        return [
+            BillRow(
+                kind=RowKind(row.kind),
+                at=from_db_time(row.row_time) or EPOCH,
+                out_trade_no=row.out_trade_no,
+                transaction_id=row.transaction_id,
+                amount_fen=row.amount_fen,
+                fee_fen=row.fee_fen,
+                status=row.status,
+                out_refund_no=row.out_refund_no,
+                refund_id=row.refund_id,
+            )
+            for row in query
+        ]
+
+    def line_keys(self, day: date) -> set[str]:
+        """out_trade_no of payment lines and out_refund_no of refund lines in that day's stored bill."""
+        query = ReconLineRow.select(
+            ReconLineRow.kind, ReconLineRow.out_trade_no, ReconLineRow.out_refund_no
+        ).where(ReconLineRow.bill_date == day.isoformat())
+        return {row.out_refund_no if row.kind == RowKind.REFUND else row.out_trade_no for row in query}
+
+    # --- exceptions -------------------------------------------------------------------------------
+
+    def record(
+        self, day: date, found: Sequence[tuple[Difference, ExceptionStatus]], now: datetime
+    ) -> list[Difference]:
+        """Each difference is stored once per day; an OPEN one now repaired moves on. Returns the new ones.
+
+        Runs under the day's claim, so reading the day's keys first is race-free; the unique index
+        still guards against anything else."""
+        existing = {
+            (row.kind, row.out_trade_no, row.out_refund_no): row
+            for row in ReconExceptionRow.select().where(ReconExceptionRow.bill_date == day.isoformat())
+        }
+        created = []
+        for difference, status in found:
+            row = existing.get((difference.kind.value, difference.out_trade_no, difference.out_refund_no))
+            if row is None:
+                ReconExceptionRow.insert(
+                    bill_date=day.isoformat(),
+                    kind=difference.kind.value,
+                    out_trade_no=difference.out_trade_no,
+                    out_refund_no=difference.out_refund_no,
+                    local_fen=difference.local_fen,
+                    remote_fen=difference.remote_fen,
+                    status=status.value,
+                    detail=difference.detail[:500],
+                    created_at=to_db_time(now),
+                    updated_at=to_db_time(now),
+                ).on_conflict_ignore().execute()
+                created.append(difference)
+            elif status is ExceptionStatus.REPAIRED and row.status == ExceptionStatus.OPEN.value:
+                ReconExceptionRow.update(
+                    status=status.value, updated_at=to_db_time(now), version=ReconExceptionRow.version + 1
+                ).where(ReconExceptionRow.id == row.id, ReconExceptionRow.version == row.version).execute()
+        return created
+
+    def exceptions(
+        self, day: date | None, status: ExceptionStatus | None = None, limit: int = 1000
+    ) -> list[ReconException]:
+        query = ReconExceptionRow.select()
+        if day is not None:
+            query = query.where(ReconExceptionRow.bill_date == day.isoformat())
+        if status is not None:
+            query = query.where(ReconExceptionRow.status == status.value)
+        return [_exception(row) for row in query.order_by(ReconExceptionRow.id).limit(limit)]
+
+    def get_exception(self, exception_id: int) -> ReconException | None:
+        row = ReconExceptionRow.get_or_none(ReconExceptionRow.id == exception_id)
+        return None if row is None else _exception(row)
+
+    def resolve(self, exception: ReconException, reason: str, actor: str, now: datetime) -> bool:
+        """Compare-and-set on version: two operators resolving at once leave one resolution."""
+        updated = (
+            ReconExceptionRow.update(
+                status=ExceptionStatus.RESOLVED.value,
+                resolution=reason[:500],
+                resolved_by=actor[:64],
+                updated_at=to_db_time(now),
+                version=ReconExceptionRow.version + 1,
+            )
+            .where(ReconExceptionRow.id == exception.id, ReconExceptionRow.version == exception.version)
+            .execute()
+        )
+        return bool(updated)
+
+    def open_counts(self) -> dict[ExceptionKind, int]:
+        query = (
+            ReconExceptionRow.select(ReconExceptionRow.kind, pw.fn.COUNT(ReconExceptionRow.id).alias("n"))
+            .where(ReconExceptionRow.status == ExceptionStatus.OPEN.value)
+            .group_by(ReconExceptionRow.kind)
+        )
+        return {ExceptionKind(row["kind"]): int(row["n"]) for row in _dicts(query)}
+
+    # --- local records ----------------------------------------------------------------------------
+
+    def local_payments(
+        self, out_trade_nos: Sequence[str], transaction_ids: Sequence[str], window: Window
+    ) -> list[LocalPayment]:
+        found: dict[str, LocalPayment] = {}
+        fields = (
+            OrderRow.order_id,
+            OrderRow.out_trade_no,
+            OrderRow.transaction_id,
+            OrderRow.paid_fee,
+            OrderRow.paid_at,
+        )
+        queries = [
+            OrderRow.select(*fields).where(OrderRow.out_trade_no.in_(list(c))) for c in _chunks(out_trade_nos)
+        ]
+        queries += [
+            OrderRow.select(*fields).where(OrderRow.transaction_id.in_(list(c)))
+            for c in _chunks(transaction_ids)
+        ]
+        queries.append(
+            OrderRow.select(*fields).where(
+                OrderRow.paid_at >= to_db_time(window.start),
+                OrderRow.paid_at < to_db_time(window.end),
+                OrderRow.transaction_id.is_null(False),
+            )
+        )
+        for query in queries:
+            for row in _dicts(query):
+                found[row["out_trade_no"]] = LocalPayment(
+                    order_id=row["order_id"],
+                    out_trade_no=row["out_trade_no"],
+                    transaction_id=row["transaction_id"],
+                    paid_fen=row["paid_fee"] if row["transaction_id"] else 0,
+                    paid_at=from_db_time(row["paid_at"]),
+                )
+        return list(found.values())
+
+    def local_refunds(
+        self, out_refund_nos: Sequence[str], refund_ids: Sequence[str], window: Window
+    ) -> list[LocalRefund]:
+        found: dict[str, LocalRefund] = {}
+        fields = (
+            RefundRow.out_refund_no,
+            RefundRow.refund_id,
+            OrderRow.out_trade_no,
+            RefundRow.amount,
+            RefundRow.status,
+            RefundRow.created_at,
+        )
+        base = RefundRow.select(*fields).join(OrderRow, on=(RefundRow.order_id == OrderRow.order_id))
+        queries = [base.where(RefundRow.out_refund_no.in_(list(c))) for c in _chunks(out_refund_nos)]
+        queries += [base.where(RefundRow.refund_id.in_(list(c))) for c in _chunks(refund_ids)]
+        queries.append(
+            base.where(
+                RefundRow.created_at >= to_db_time(window.start),
+                RefundRow.created_at < to_db_time(window.end),
+            )
+        )
+        for query in queries:
+            for row in _dicts(query):
+                found[row["out_refund_no"]] = LocalRefund(
+                    out_refund_no=row["out_refund_no"],
+                    refund_id=row["refund_id"],
+                    out_trade_no=row["out_trade_no"],
+                    amount_fen=row["amount"],
+                    status=row["status"],
+                    created_at=from_db_time(row["created_at"]) or EPOCH,
+                )
+        return list(found.values())
+
+    def order_id_of(self, out_trade_no: str) -> str | None:
+        row = OrderRow.select(OrderRow.order_id).where(OrderRow.out_trade_no == out_trade_no).first()
+        return None if row is None else str(row.order_id)
+
+
+def _exception(row: ReconExceptionRow) -> ReconException:
+    return ReconException(
+        id=row.id,
+        bill_date=date.fromisoformat(row.bill_date),
+        kind=ExceptionKind(row.kind),
+        out_trade_no=row.out_trade_no,
+        out_refund_no=row.out_refund_no,
+        local_fen=row.local_fen,
+        remote_fen=row.remote_fen,
+        status=ExceptionStatus(row.status),
+        detail=row.detail,
+        resolution=row.resolution,
+        resolved_by=row.resolved_by,
+        version=row.version,
+        created_at=from_db_time(row.created_at) or EPOCH,
+        updated_at=from_db_time(row.updated_at) or EPOCH,
+    )
