@@ -5,6 +5,7 @@ from __future__ import annotations
 from server.adapters.fulfilment_store import PeeweeFulfilmentStore
 from server.adapters.job_queries import JobQueries
 from server.app import App
+from server.jobs.recon_task import ReconTask  # issue 12
 from server.jobs.runner import JobRunner, Task
 from server.jobs.tasks import (
     ExpiryTask,
@@ -14,6 +15,7 @@ from server.jobs.tasks import (
     ReconcileTask,
     RefundPollTask,
 )
+from server.recon_wiring import wire_reconciliation  # issue 12
 from server.service.fulfilment import FulfilmentWorker, RetryPolicy
 
 
@@ -50,6 +52,9 @@ def standard_tasks(app: App, notifications: NotificationReprocessor | None = Non
         tasks.append(RefundPollTask(app.uow, app.clock, queries, app.refunds))
     if notifications is not None:
         tasks.append(NotificationTask(notifications))
+    recon = wire_reconciliation(app)  # issue 12: the daily bill reconciliation
+    if recon is not None:  # issue 12
+        tasks.append(ReconTask(recon, app.clock))  # issue 12
     return tasks
 
 
