@@ -12,8 +12,10 @@ from server.config import Settings
 from server.domain.clock import Clock, utc_now
 from server.jobs.wiring import wire_fulfilment
 from server.metrics import PROVIDER_CALLS, PROVIDER_CIRCUIT, PROVIDER_LATENCY
+from server.recon_wiring import wire_reconciliation  # issue 12
 from server.rpc.order_servicer import OrderServicer
 from server.rpc.pay_servicer import PayServicer, UnimplementedPayServicer
+from server.rpc.recon_servicer import ReconServicer  # issue 12
 from server.rpc.server import Servicers
 from server.rpc.vip_servicer import VipServicer
 from server.service.catalogue import CatalogueService
@@ -32,7 +34,13 @@ def servicers_for(app: App) -> Servicers:
         if app.payments is not None and app.refunds is not None
         else UnimplementedPayServicer()
     )
-    return Servicers(order=OrderServicer(app.orders), pay=pay, vip=VipServicer(app.catalogue))
+    recon = wire_reconciliation(app)  # issue 12
+    return Servicers(
+        order=OrderServicer(app.orders),
+        pay=pay,
+        vip=VipServicer(app.catalogue),
+        recon=ReconServicer(recon) if recon is not None else None,  # issue 12
+    )
 
 
 def observe_provider(operation: str, outcome: str, seconds: float) -> None:

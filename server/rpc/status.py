@@ -20,6 +20,7 @@ REASON_TO_CODE: dict[str, grpc.StatusCode] = {
     "ORDER_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
     "PRODUCT_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
     "REFUND_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "RECON_EXCEPTION_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
     "IDEMPOTENCY_KEY_REUSED": grpc.StatusCode.ALREADY_EXISTS,
     "UNPAID_ORDER_EXISTS": grpc.StatusCode.FAILED_PRECONDITION,
     "OUT_OF_STOCK": grpc.StatusCode.FAILED_PRECONDITION,

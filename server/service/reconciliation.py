@@ -26,6 +26,7 @@ from server.domain.errors import (
     InvalidArgumentError,
     InvalidStateTransitionError,
     ProviderRejectedError,
+    ReconExceptionNotFoundError,
 )
 from server.domain.reconciliation import (
     DAY_CUT_TOLERANCE,
@@ -51,10 +52,6 @@ log = structlog.get_logger("orderpay.recon")
 
 STALE_CLAIM = timedelta(minutes=15)  # a run that has not finished by then died with its process
 TRADE, FUND = "TRADE", "FUND"
-
-
-class ReconExceptionNotFoundError(DomainError):
-    reason = "RECON_EXCEPTION_NOT_FOUND"
 
 
 class BillNotReadyError(TransientError):
