@@ -34,9 +34,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _service() -> Any:
     from server.bootstrap import build_app  # noqa: PLC0415 - keep `orderpay --help` light
     from server.config import load_settings  # noqa: PLC0415
+    from server.log_setup import configure_logging  # noqa: PLC0415
     from server.recon_wiring import wire_reconciliation  # noqa: PLC0415
 
-    service = wire_reconciliation(build_app(load_settings()))
+    settings = load_settings()
+    configure_logging(settings.log_format, "warning")  # logs on stderr; stdout is the report
+    service = wire_reconciliation(build_app(settings))
     if service is None:
         raise SystemExit(
             "orderpay: reconciliation needs the WeChat Pay credentials (ORDERPAY_CREDENTIALS_DIR)"

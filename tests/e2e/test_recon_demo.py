@@ -56,13 +56,15 @@ def test_demo_ends_with_a_reconciled_day(tmp_path: Path) -> None:
         assert "reconciled, nothing open" in demo.stdout
         day = next(line for line in demo.stdout.splitlines() if "recon run" in line).split("--date ")[1][:10]
 
-        shown = orderpay(
-            "recon", "show", "--date", day, "--json", extra={"ORDERPAY_WXPAY_BASE_URL": sandbox_url}
-        )
+        gateway = {"ORDERPAY_WXPAY_BASE_URL": sandbox_url}
+        shown = orderpay("recon", "show", "--date", day, "--json", extra=gateway)
         assert shown.returncode == 0, shown.stderr
         report = json.loads(shown.stdout)
         assert (report["date"], report["status"], report["exceptions"]) == (day, "DONE", [])
         assert report["bill_rows"] == report["matched"] == 2  # the payment and the partial refund
+        again = orderpay("recon", "run", "--date", day, "--json", extra=gateway)  # the same day twice
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout) == report
 
         clock = orderpay("sandbox", "clock", "advance", "26h", "--url", sandbox_url)
         assert clock.returncode == 0, clock.stderr
