@@ -30,6 +30,12 @@ from server.service.reconciliation import Claim, DayTotals, ReconException, RunS
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # stands in for a NULL that cannot happen
 CHUNK = 400  # keys per IN (...) query: well under SQLite's variable limit
+LINES_PER_INSERT = 90  # x 10 columns: under SQLite's oldest limit of 999 parameters per statement
+_LINE_COLUMNS = (
+    "bill_date", "kind", "row_time", "out_trade_no", "transaction_id", "out_refund_no", "refund_id",
+    "amount_fen", "fee_fen", "status",
+)  # fmt: skip
+_LINE_LIST = ", ".join(_LINE_COLUMNS)
 
 
 class ReconRunRow(BaseModel):
@@ -213,7 +219,7 @@ class PeeweeReconStore:
             kind=kind,
             sha1=sha1,
             size=len(content),
-            content=gzip.compress(content, mtime=0),
+            content=gzip.compress(content, compresslevel=6, mtime=0),
             stored_at=to_db_time(now),
         ).execute()
 
@@ -222,25 +228,28 @@ class PeeweeReconStore:
         return None if row is None else gzip.decompress(bytes(row.content))
 
     def replace_lines(self, day: date, rows: Sequence[BillRow]) -> None:
+        """Multi-row INSERTs written by hand: a busy day has tens of thousands of lines, and peewee's
+        query building cost more than the database's work (2.4 s of 6 s for 11,000 lines), while a plain
+        executemany is one round trip per row on PostgreSQL."""
         key = day.isoformat()
         ReconLineRow.delete().where(ReconLineRow.bill_date == key).execute()
-        values = [
-            {
-                "bill_date": key,
-                "kind": row.kind.value,
-                "row_time": to_db_time(row.at),
-                "out_trade_no": row.out_trade_no,
-                "transaction_id": row.transaction_id,
-                "out_refund_no": row.out_refund_no,
-                "refund_id": row.refund_id,
-                "amount_fen": row.amount_fen,
-                "fee_fen": row.fee_fen,
-                "status": row.status,
-            }
-            for row in rows
-        ]
-        for start in range(0, len(values), 500):
-            ReconLineRow.insert_many(values[start : start + 500]).execute()
+        db = ReconLineRow._meta.database
+        one = "(" + ", ".join([db.param] * len(_LINE_COLUMNS)) + ")"
+        cursor = db.cursor()
+        for start in range(0, len(rows), LINES_PER_INSERT):
+            batch = rows[start : start + LINES_PER_INSERT]
+            values = [
+                value
+                for row in batch
+                for value in (
+                    key, row.kind.value, to_db_time(row.at), row.out_trade_no, row.transaction_id,
+                    row.out_refund_no, row.refund_id, row.amount_fen, row.fee_fen, row.status,
+                )
+            ]  # fmt: skip
+            placeholders = ", ".join([one] * len(batch))
+            # Column names are constants and every value is a parameter: nothing is interpolated.
+            statement = f"INSERT INTO recon_lines ({_LINE_LIST}) VALUES {placeholders}"  # noqa: S608
+            cursor.execute(statement, values)
 
     def lines(self, day: date) -> list[BillRow]:
         query = (
@@ -346,7 +355,8 @@ class PeeweeReconStore:
     def local_payments(
         self, out_trade_nos: Sequence[str], transaction_ids: Sequence[str], window: Window
     ) -> list[LocalPayment]:
-        found: dict[str, LocalPayment] = {}
+        """The window's paid orders, then the bill's keys not among them (by out_trade_no, then by
+        transaction_id); the two key lists are aligned, one pair per payment row."""
         fields = (
             OrderRow.order_id,
             OrderRow.out_trade_no,
@@ -354,21 +364,9 @@ class PeeweeReconStore:
             OrderRow.paid_fee,
             OrderRow.paid_at,
         )
-        queries = [
-            OrderRow.select(*fields).where(OrderRow.out_trade_no.in_(list(c))) for c in _chunks(out_trade_nos)
-        ]
-        queries += [
-            OrderRow.select(*fields).where(OrderRow.transaction_id.in_(list(c)))
-            for c in _chunks(transaction_ids)
-        ]
-        queries.append(
-            OrderRow.select(*fields).where(
-                OrderRow.paid_at >= to_db_time(window.start),
-                OrderRow.paid_at < to_db_time(window.end),
-                OrderRow.transaction_id.is_null(False),
-            )
-        )
-        for query in queries:
+        found: dict[str, LocalPayment] = {}
+
+        def take(query: pw.ModelSelect[Any]) -> None:
             for row in _dicts(query):
                 found[row["out_trade_no"]] = LocalPayment(
                     order_id=row["order_id"],
@@ -377,12 +375,30 @@ class PeeweeReconStore:
                     paid_fen=row["paid_fee"] if row["transaction_id"] else 0,
                     paid_at=from_db_time(row["paid_at"]),
                 )
+
+        take(
+            OrderRow.select(*fields).where(
+                OrderRow.paid_at >= to_db_time(window.start),
+                OrderRow.paid_at < to_db_time(window.end),
+                OrderRow.transaction_id.is_null(False),
+            )
+        )
+        for chunk in _chunks([no for no in dict.fromkeys(out_trade_nos) if no not in found]):
+            take(OrderRow.select(*fields).where(OrderRow.out_trade_no.in_(list(chunk))))
+        known = {p.transaction_id for p in found.values()}
+        unmatched = [
+            t
+            for no, t in zip(out_trade_nos, transaction_ids, strict=True)
+            if no not in found and t not in known
+        ]
+        for chunk in _chunks(list(dict.fromkeys(t for t in unmatched if t))):
+            take(OrderRow.select(*fields).where(OrderRow.transaction_id.in_(list(chunk))))
         return list(found.values())
 
     def local_refunds(
         self, out_refund_nos: Sequence[str], refund_ids: Sequence[str], window: Window
     ) -> list[LocalRefund]:
-        found: dict[str, LocalRefund] = {}
+        """Like `local_payments`: the window's refunds, then the bill's keys not among them."""
         fields = (
             RefundRow.out_refund_no,
             RefundRow.refund_id,
@@ -392,15 +408,9 @@ class PeeweeReconStore:
             RefundRow.created_at,
         )
         base = RefundRow.select(*fields).join(OrderRow, on=(RefundRow.order_id == OrderRow.order_id))
-        queries = [base.where(RefundRow.out_refund_no.in_(list(c))) for c in _chunks(out_refund_nos)]
-        queries += [base.where(RefundRow.refund_id.in_(list(c))) for c in _chunks(refund_ids)]
-        queries.append(
-            base.where(
-                RefundRow.created_at >= to_db_time(window.start),
-                RefundRow.created_at < to_db_time(window.end),
-            )
-        )
-        for query in queries:
+        found: dict[str, LocalRefund] = {}
+
+        def take(query: pw.ModelSelect[Any]) -> None:
             for row in _dicts(query):
                 found[row["out_refund_no"]] = LocalRefund(
                     out_refund_no=row["out_refund_no"],
@@ -410,6 +420,21 @@ class PeeweeReconStore:
                     status=row["status"],
                     created_at=from_db_time(row["created_at"]) or EPOCH,
                 )
+
+        take(
+            base.where(
+                RefundRow.created_at >= to_db_time(window.start),
+                RefundRow.created_at < to_db_time(window.end),
+            )
+        )
+        for chunk in _chunks([no for no in dict.fromkeys(out_refund_nos) if no not in found]):
+            take(base.where(RefundRow.out_refund_no.in_(list(chunk))))
+        known = {r.refund_id for r in found.values()}
+        unmatched = [
+            i for no, i in zip(out_refund_nos, refund_ids, strict=True) if no not in found and i not in known
+        ]
+        for chunk in _chunks(list(dict.fromkeys(i for i in unmatched if i))):
+            take(base.where(RefundRow.refund_id.in_(list(chunk))))
         return list(found.values())
 
     def order_id_of(self, out_trade_no: str) -> str | None:

@@ -27,7 +27,6 @@ log = structlog.get_logger("orderpay.bills")
 
 MAX_BILL_BYTES = 256 << 20  # a day of a very busy merchant; the download is streamed up to this
 FETCH_ATTEMPTS = 2  # a bad hash or an expired URL: apply once more, then give up for this run
-ROW_TIME = "%Y-%m-%d %H:%M:%S"
 # The first name is today's header; the others are the legacy v2 spellings of the same column.
 TRADE_COLUMNS: dict[str, tuple[str, ...]] = {
     "time": ("交易时间",),
@@ -155,6 +154,14 @@ def yuan_to_fen(text: str) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def _row_time(text: str) -> datetime:
+    """'2024-01-16 22:43:59', Beijing time (fromisoformat: ten times faster than strptime here)."""
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=BEIJING)
+    except ValueError as exc:
+        raise MalformedBillError(f"not a time: {text!r}") from exc
+
+
 def _is_refund(row: dict[str, str]) -> bool:
     return row["state"] == "REFUND" or row["out_refund_no"] not in {"", "0"}
 
@@ -167,7 +174,7 @@ def _bill_row(row: dict[str, str]) -> BillRow:
     refund = _is_refund(row)
     return BillRow(
         kind=RowKind.REFUND if refund else RowKind.PAYMENT,
-        at=datetime.strptime(row["time"], ROW_TIME).replace(tzinfo=BEIJING),
+        at=_row_time(row["time"]),
         out_trade_no=row["out_trade_no"],
         transaction_id=row["transaction_id"],
         amount_fen=yuan_to_fen(row["refund_amount" if refund else "order_amount"]),
