@@ -8,28 +8,18 @@ day (the claim), one file per day and kind, one exception per (day, kind, out_tr
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
 
 import peewee as pw
 
+from server.adapters.recon_locals import EPOCH, PeeweeLocalRecords, dicts
+from server.adapters.recon_tables import ReconExceptionRow, ReconFileRow, ReconLineRow, ReconRunRow
 from server.adapters.repositories import from_db_time, to_db_time
-from server.adapters.tables import BaseModel, OrderRow, RefundRow
-from server.domain.reconciliation import (
-    BillRow,
-    Difference,
-    ExceptionKind,
-    ExceptionStatus,
-    LocalPayment,
-    LocalRefund,
-    RowKind,
-    Window,
-)
-from server.service.reconciliation import Claim, DayTotals, ReconException, RunSummary
+from server.domain.recon_records import BillRow, RowKind
+from server.domain.reconciliation import Difference, ExceptionKind, ExceptionStatus
+from server.service.recon_ports import Claim, DayTotals, ReconException, RunSummary
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # stands in for a NULL that cannot happen
-CHUNK = 400  # keys per IN (...) query: well under SQLite's variable limit
 LINES_PER_INSERT = 90  # x 10 columns: under SQLite's oldest limit of 999 parameters per statement
 _LINE_COLUMNS = (
     "bill_date", "kind", "row_time", "out_trade_no", "transaction_id", "out_refund_no", "refund_id",
@@ -38,92 +28,9 @@ _LINE_COLUMNS = (
 _LINE_LIST = ", ".join(_LINE_COLUMNS)
 
 
-class ReconRunRow(BaseModel):
-    bill_date = pw.CharField(max_length=10, unique=True)
-    status = pw.CharField(max_length=16)  # RUNNING | DONE | EMPTY
-    trade_sha1 = pw.CharField(max_length=40, null=True)
-    fund_sha1 = pw.CharField(max_length=40, null=True)
-    bill_rows = pw.IntegerField(default=0)
-    matched = pw.IntegerField(default=0)
-    deferred = pw.IntegerField(default=0)
-    payments_fen = pw.BigIntegerField(default=0)
-    refunds_fen = pw.BigIntegerField(default=0)
-    fees_fen = pw.BigIntegerField(default=0)
-    fund_income_fen = pw.BigIntegerField(null=True)
-    fund_expense_fen = pw.BigIntegerField(null=True)
-    error = pw.TextField(default="")
-    claim_token = pw.CharField(max_length=32)
-    version = pw.BigIntegerField(default=1)
-    claimed_at = pw.DateTimeField()
-    finished_at = pw.DateTimeField(null=True)
+class PeeweeReconStore(PeeweeLocalRecords):
+    """Runs, files, lines and exceptions; the local-record reads come from `PeeweeLocalRecords`."""
 
-    class Meta:
-        table_name = "recon_runs"
-
-
-class ReconFileRow(BaseModel):
-    bill_date = pw.CharField(max_length=10)
-    kind = pw.CharField(max_length=8)  # TRADE | FUND
-    sha1 = pw.CharField(max_length=40)
-    size = pw.BigIntegerField()
-    content = pw.BlobField()  # gzip of the file exactly as WeChat generated it
-    stored_at = pw.DateTimeField()
-
-    class Meta:
-        table_name = "recon_files"
-        indexes = ((("bill_date", "kind"), True),)
-
-
-class ReconLineRow(BaseModel):
-    id = pw.AutoField()
-    bill_date = pw.CharField(max_length=10, index=True)
-    kind = pw.CharField(max_length=8)
-    row_time = pw.DateTimeField()
-    out_trade_no = pw.CharField(max_length=32, index=True)
-    transaction_id = pw.CharField(max_length=32)
-    out_refund_no = pw.CharField(max_length=64, default="")
-    refund_id = pw.CharField(max_length=64, default="")
-    amount_fen = pw.BigIntegerField()
-    fee_fen = pw.BigIntegerField()
-    status = pw.CharField(max_length=16)
-
-    class Meta:
-        table_name = "recon_lines"
-
-
-class ReconExceptionRow(BaseModel):
-    id = pw.AutoField()
-    bill_date = pw.CharField(max_length=10)
-    kind = pw.CharField(max_length=32)
-    out_trade_no = pw.CharField(max_length=32, default="")
-    out_refund_no = pw.CharField(max_length=64, default="")
-    local_fen = pw.BigIntegerField(default=0)
-    remote_fen = pw.BigIntegerField(default=0)
-    status = pw.CharField(max_length=16, index=True)
-    detail = pw.TextField(default="")
-    resolution = pw.TextField(default="")
-    resolved_by = pw.CharField(max_length=64, default="")
-    version = pw.BigIntegerField(default=1)
-    created_at = pw.DateTimeField()
-    updated_at = pw.DateTimeField()
-
-    class Meta:
-        table_name = "recon_exceptions"
-        indexes = ((("bill_date", "kind", "out_trade_no", "out_refund_no"), True),)
-
-
-def _dicts(query: pw.ModelSelect[Any]) -> Iterable[dict[str, Any]]:
-    """Rows as column → value (peewee's `.dicts()`; its stubs type the rows as models)."""
-    rows: Iterable[dict[str, Any]] = query.dicts()
-    return rows
-
-
-def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]
-
-
-class PeeweeReconStore:
     # --- runs -------------------------------------------------------------------------------------
 
     def claim(self, day: date, token: str, now: datetime, stale_after: timedelta) -> Claim | None:
@@ -348,98 +255,7 @@ class PeeweeReconStore:
             .where(ReconExceptionRow.status == ExceptionStatus.OPEN.value)
             .group_by(ReconExceptionRow.kind)
         )
-        return {ExceptionKind(row["kind"]): int(row["n"]) for row in _dicts(query)}
-
-    # --- local records ----------------------------------------------------------------------------
-
-    def local_payments(
-        self, out_trade_nos: Sequence[str], transaction_ids: Sequence[str], window: Window
-    ) -> list[LocalPayment]:
-        """The window's paid orders, then the bill's keys not among them (by out_trade_no, then by
-        transaction_id); the two key lists are aligned, one pair per payment row."""
-        fields = (
-            OrderRow.order_id,
-            OrderRow.out_trade_no,
-            OrderRow.transaction_id,
-            OrderRow.paid_fee,
-            OrderRow.paid_at,
-        )
-        found: dict[str, LocalPayment] = {}
-
-        def take(query: pw.ModelSelect[Any]) -> None:
-            for row in _dicts(query):
-                found[row["out_trade_no"]] = LocalPayment(
-                    order_id=row["order_id"],
-                    out_trade_no=row["out_trade_no"],
-                    transaction_id=row["transaction_id"],
-                    paid_fen=row["paid_fee"] if row["transaction_id"] else 0,
-                    paid_at=from_db_time(row["paid_at"]),
-                )
-
-        take(
-            OrderRow.select(*fields).where(
-                OrderRow.paid_at >= to_db_time(window.start),
-                OrderRow.paid_at < to_db_time(window.end),
-                OrderRow.transaction_id.is_null(False),
-            )
-        )
-        for chunk in _chunks([no for no in dict.fromkeys(out_trade_nos) if no not in found]):
-            take(OrderRow.select(*fields).where(OrderRow.out_trade_no.in_(list(chunk))))
-        known = {p.transaction_id for p in found.values()}
-        unmatched = [
-            t
-            for no, t in zip(out_trade_nos, transaction_ids, strict=True)
-            if no not in found and t not in known
-        ]
-        for chunk in _chunks(list(dict.fromkeys(t for t in unmatched if t))):
-            take(OrderRow.select(*fields).where(OrderRow.transaction_id.in_(list(chunk))))
-        return list(found.values())
-
-    def local_refunds(
-        self, out_refund_nos: Sequence[str], refund_ids: Sequence[str], window: Window
-    ) -> list[LocalRefund]:
-        """Like `local_payments`: the window's refunds, then the bill's keys not among them."""
-        fields = (
-            RefundRow.out_refund_no,
-            RefundRow.refund_id,
-            OrderRow.out_trade_no,
-            RefundRow.amount,
-            RefundRow.status,
-            RefundRow.created_at,
-        )
-        base = RefundRow.select(*fields).join(OrderRow, on=(RefundRow.order_id == OrderRow.order_id))
-        found: dict[str, LocalRefund] = {}
-
-        def take(query: pw.ModelSelect[Any]) -> None:
-            for row in _dicts(query):
-                found[row["out_refund_no"]] = LocalRefund(
-                    out_refund_no=row["out_refund_no"],
-                    refund_id=row["refund_id"],
-                    out_trade_no=row["out_trade_no"],
-                    amount_fen=row["amount"],
-                    status=row["status"],
-                    created_at=from_db_time(row["created_at"]) or EPOCH,
-                )
-
-        take(
-            base.where(
-                RefundRow.created_at >= to_db_time(window.start),
-                RefundRow.created_at < to_db_time(window.end),
-            )
-        )
-        for chunk in _chunks([no for no in dict.fromkeys(out_refund_nos) if no not in found]):
-            take(base.where(RefundRow.out_refund_no.in_(list(chunk))))
-        known = {r.refund_id for r in found.values()}
-        unmatched = [
-            i for no, i in zip(out_refund_nos, refund_ids, strict=True) if no not in found and i not in known
-        ]
-        for chunk in _chunks(list(dict.fromkeys(i for i in unmatched if i))):
-            take(base.where(RefundRow.refund_id.in_(list(chunk))))
-        return list(found.values())
-
-    def order_id_of(self, out_trade_no: str) -> str | None:
-        row = OrderRow.select(OrderRow.order_id).where(OrderRow.out_trade_no == out_trade_no).first()
-        return None if row is None else str(row.order_id)
+        return {ExceptionKind(row["kind"]): int(row["n"]) for row in dicts(query)}
 
 
 def _exception(row: ReconExceptionRow) -> ReconException:

@@ -16,7 +16,8 @@ from server.domain.clock import Clock
 from server.domain.errors import InvalidStateTransitionError, ProviderUnavailableError
 from server.domain.reconciliation import BEIJING
 from server.jobs.runner import JobResult
-from server.service.reconciliation import BillNotReadyError, DayReport
+from server.service.recon_ports import DayReport
+from server.service.reconciliation import BillNotReadyError
 
 log = structlog.get_logger("orderpay.jobs")
 

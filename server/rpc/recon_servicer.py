@@ -14,7 +14,8 @@ from clients.gen.orderpay.v1 import recon_service_pb2_grpc
 from server.domain.errors import FieldViolation, InvalidArgumentError
 from server.rpc.call_context import current_caller
 from server.rpc.mapping import timestamp
-from server.service.reconciliation import DayReport, ReconciliationService, ReconException
+from server.service.recon_ports import DayReport, ReconException
+from server.service.reconciliation import ReconciliationService
 
 MAX_PAGE = 1000
 

@@ -19,7 +19,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 import structlog
 
 from server.domain.errors import ProviderRejectedError
-from server.domain.reconciliation import BEIJING, BillRow, FundBill, FundFlow, RowKind, TradeBill
+from server.domain.recon_records import BillRow, FundBill, FundFlow, RowKind, TradeBill
+from server.domain.reconciliation import BEIJING
 from server.wxpay.client import WeChatPayClient
 from server.wxpay.provider_errors import unavailable
 

@@ -6,7 +6,8 @@ from datetime import date, datetime, time, timedelta
 
 from server.domain.reconciliation import BEIJING
 from server.jobs.recon_task import CATCH_UP_DAYS, ReconTask
-from server.service.reconciliation import BillNotReadyError, DayReport, RunSummary
+from server.service.recon_ports import DayReport, RunSummary
+from server.service.reconciliation import BillNotReadyError
 
 
 class FakeReconciler:

@@ -7,13 +7,14 @@ from datetime import timedelta
 
 import pytest
 
-from server.adapters.recon_store import ReconExceptionRow, ReconFileRow, ReconLineRow, ReconRunRow
+from server.adapters.recon_tables import ReconExceptionRow, ReconFileRow, ReconLineRow, ReconRunRow
 from server.adapters.tables import OrderEventRow
 from server.domain.errors import ProviderUnavailableError
 from server.domain.order import OrderStatus
 from server.domain.reconciliation import ExceptionKind, ExceptionStatus
 from server.service.context import Caller
-from server.service.reconciliation import BillNotReadyError, DayReport
+from server.service.recon_ports import DayReport
+from server.service.reconciliation import BillNotReadyError
 from tests.recon.conftest import World
 
 MakeWorld = Callable[..., World]

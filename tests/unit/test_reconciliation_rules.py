@@ -6,18 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from server.domain.reconciliation import (
-    BEIJING,
-    BillRow,
-    ExceptionKind,
-    FundFlow,
-    LocalPayment,
-    LocalRefund,
-    RowKind,
-    Window,
-    check_fund_flow,
-    reconcile,
-)
+from server.domain.recon_records import BillRow, FundFlow, LocalPayment, LocalRefund, RowKind
+from server.domain.reconciliation import BEIJING, ExceptionKind, Window, check_fund_flow, reconcile
 from server.wxpay.bills import MalformedBillError, parse_fund_flow_bill, parse_trade_bill, yuan_to_fen
 
 DAY = date(2026, 3, 9)
