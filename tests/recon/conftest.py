@@ -28,6 +28,7 @@ from server.bootstrap import build_app
 from server.domain.order import CreateOrder, Order
 from server.domain.reconciliation import BEIJING
 from server.domain.refund import Refund, RefundStatus
+from server.recon_wiring import observe_recon
 from server.service.context import Caller
 from server.service.payments import PaymentService
 from server.service.ports import MerchantIdentity
@@ -179,8 +180,9 @@ def make_world(base_app: App, keys: Path, clock: FollowingClock) -> Iterator[Cal
         )
         base_app.orders.prepay_closer = payments.close_at_provider
         store = PeeweeReconStore()
+        bills = WeChatBills(client)
         recon = ReconciliationService(
-            base_app.uow, base_app.read, clock, WeChatBills(client), store, payments
+            base_app.uow, base_app.read, clock, bills, store, payments, observer=observe_recon
         )
         return World(base_app, RunningSandbox(server), sandbox_clock, payments, refunds, recon, store, day)
 

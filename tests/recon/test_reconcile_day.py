@@ -6,12 +6,14 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from structlog.testing import capture_logs
 
 from server.adapters.recon_tables import ReconExceptionRow, ReconFileRow, ReconLineRow, ReconRunRow
 from server.adapters.tables import OrderEventRow
 from server.domain.errors import ProviderUnavailableError
 from server.domain.order import OrderStatus
 from server.domain.reconciliation import ExceptionKind, ExceptionStatus
+from server.metrics import REGISTRY
 from server.service.context import Caller
 from server.service.recon_ports import DayReport
 from server.service.reconciliation import BillNotReadyError
@@ -19,6 +21,10 @@ from tests.recon.conftest import World
 
 MakeWorld = Callable[..., World]
 ADMIN = Caller("admin", "req-1")
+
+
+def metric(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
 
 
 def kinds(report: DayReport) -> list[tuple[str, str]]:
@@ -66,7 +72,16 @@ def test_bill_omit_is_missing_remote(make_world: MakeWorld) -> None:
     kept, omitted = world.paid(), world.paid()
     world.control("POST", f"orders/{omitted.out_trade_no}/faults", {"bill_omit": True})
     world.open_bills(world.day)
-    report = world.recon.run_day(world.day)
+    with capture_logs() as logs:
+        report = world.recon.run_day(world.day)
+    critical = [line for line in logs if line["event"] == "recon.critical"]
+    assert [(c["log_level"], c["kind"], c["out_trade_no"]) for c in critical] == [
+        ("error", "MISSING_REMOTE", omitted.out_trade_no)
+    ]
+    with world.app.read():
+        open_now = world.store.open_counts()[ExceptionKind.MISSING_REMOTE]
+    assert metric("orderpay_recon_exceptions", kind="MISSING_REMOTE") == open_now >= 1
+    assert metric("orderpay_recon_last_reconciled_day") is not None
     assert kinds(report) == [("MISSING_REMOTE", "OPEN")]
     (exception,) = report.exceptions
     assert (exception.out_trade_no, exception.local_fen, exception.remote_fen) == (
