@@ -25,11 +25,13 @@ READY_AT = time(10, 5)  # WeChat: fetch day D's bills after 10:00 on D+1; a few 
 RETRY_AFTER = timedelta(minutes=10)  # STATEMENT_CREATING or WeChat down: ask again this much later
 CATCH_UP_DAYS = 3  # days before yesterday a fresh start still reconciles, if they never finished
 FINISHED = {"DONE", "EMPTY"}
+OBSERVE_EVERY = timedelta(seconds=30)  # refresh the gauges from the database this often
 
 
 class DayReconciler(Protocol):
     def run_day(self, day: date) -> DayReport: ...
     def report(self, day: date) -> DayReport: ...
+    def observe(self) -> None: ...
 
 
 class ReconTask:
@@ -40,6 +42,7 @@ class ReconTask:
         self._clock = clock
         self._finished: set[date] = set()
         self._next_try: dict[date, datetime] = {}
+        self._observed_at: datetime | None = None
 
     def due_days(self, now: datetime) -> list[date]:
         local = now.astimezone(BEIJING)
@@ -51,6 +54,9 @@ class ReconTask:
 
     def run_once(self) -> JobResult:
         now = self._clock()
+        if self._observed_at is None or now - self._observed_at >= OBSERVE_EVERY:
+            self._observed_at = now
+            self._service.observe()
         items = errors = 0
         for day in self.due_days(now):
             if self._service.report(day).summary.status in FINISHED:

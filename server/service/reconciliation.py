@@ -111,7 +111,7 @@ class ReconciliationService:
                 self._store.release(day, claim, str(exc))
             raise
         report = self.report(day)
-        self._observe()
+        self.observe()
         return report
 
     def _run_claimed(self, day: date, caller: Caller) -> None:
@@ -271,12 +271,14 @@ class ReconciliationService:
                 ),
                 now,
             )
-        self._observe()
+        self.observe()
         return replace(
             exception, status=ExceptionStatus.RESOLVED, resolution=reason, resolved_by=caller.actor
         )
 
-    def _observe(self) -> None:
+    def observe(self) -> None:
+        """Publish the open exceptions and the last reconciled day (the job calls it now and then, so
+        every process's gauges follow runs made elsewhere, by the CLI or another process)."""
         try:
             with self._read():
                 counts, last_day = self._store.open_counts(), self._store.last_finished_day()

@@ -15,6 +15,10 @@ class FakeReconciler:
         self.finished: dict[date, str] = {}
         self.not_ready: set[date] = set()
         self.runs: list[date] = []
+        self.observed = 0
+
+    def observe(self) -> None:
+        self.observed += 1
 
     def report(self, day: date) -> DayReport:
         status = self.finished.get(day, "NOT_RUN")
@@ -65,6 +69,7 @@ def test_each_day_runs_once_and_statement_creating_is_retried_later() -> None:
     assert service.runs.count(yesterday) == 2
     assert task.run_once().items == 0
     assert task.oldest_due() is None
+    assert service.observed == 3  # at most once per 30 s: the gauges follow runs made elsewhere
 
 
 def test_a_day_finished_by_another_process_is_not_run_again() -> None:
