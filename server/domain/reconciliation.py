@@ -179,6 +179,7 @@ def _payment_difference(
             local.out_trade_no,
             local_fen=local.paid_fen,
             remote_fen=row.amount_fen,
+            detail="paid amount differs from the bill's 订单金额",
         )
     if local.transaction_id != row.transaction_id:
         detail = f"transaction_id {local.transaction_id} locally, {row.transaction_id} in the bill"
@@ -206,6 +207,7 @@ def _refund_difference(
             local.out_refund_no,
             local_fen=local.amount_fen,
             remote_fen=row.amount_fen,
+            detail="refund amount differs from the bill's 申请退款金额",
         )
     # The bill is a snapshot: PROCESSING on either side may have settled since. Two different final
     # statuses cannot both be true.
