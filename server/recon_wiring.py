@@ -37,6 +37,7 @@ def wire_reconciliation(app: App) -> ReconciliationService | None:
         WeChatBills(app.wxpay),
         PeeweeReconStore(),
         app.payments,
+        app.refunds,
         observer=observe_recon,
     )
     app.extras[EXTRAS_KEY] = service

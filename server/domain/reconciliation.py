@@ -69,6 +69,8 @@ class Outcome:
     payments_fen: int = 0
     live_refunds_fen: int = 0
     fees_fen: int = 0  # payment fees minus the fees returned on live refunds
+    # Matched refunds still PROCESSING here that the bill shows settled: worth a refund query now.
+    settled_remotely: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -110,12 +112,17 @@ def reconcile(
     differences: list[Difference] = []
     seen_payments: set[str] = set()
     seen_refunds: set[str] = set()
+    settled: list[str] = []
     matched = 0
     for row in rows:
         if row.kind is RowKind.PAYMENT:
             found = _payment_difference(row, by_no, by_txn, seen_payments)
         else:
             found = _refund_difference(row, refund_by_no, refund_by_id, seen_refunds)
+            local = refund_by_no.get(row.out_refund_no) or refund_by_id.get(row.refund_id)
+            settled_there = row.status in FINAL_REFUND_STATUSES
+            if found is None and local is not None and local.status == "PROCESSING" and settled_there:
+                settled.append(local.out_refund_no)
         if found is None:
             matched += 1
         else:
@@ -124,7 +131,8 @@ def reconcile(
         by_no.values(), refund_by_no.values(), seen_payments, seen_refunds, window, set(earlier_bill)
     )
     differences.extend(missing)
-    return Outcome(matched, differences, deferred, *_sums(rows))
+    payments_fen, refunds_fen, fees_fen = _sums(rows)
+    return Outcome(matched, differences, deferred, payments_fen, refunds_fen, fees_fen, settled)
 
 
 def _unaccounted(

@@ -117,6 +117,12 @@ class ReconStore(Protocol):
     def order_id_of(self, out_trade_no: str) -> str | None: ...
 
 
+class RefundSyncer(Protocol):
+    """RefundService fits: queries WeChat for one refund and settles it locally."""
+
+    def sync_refund(self, out_refund_no: str, caller: Caller) -> Any: ...
+
+
 class PaymentRepairer(Protocol):
     """PaymentService fits: queries WeChat and applies a payment through the idempotent path."""
 

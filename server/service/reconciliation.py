@@ -48,6 +48,7 @@ from server.service.recon_ports import (
     PaymentRepairer,
     ReconException,
     ReconStore,
+    RefundSyncer,
     RunSummary,
 )
 
@@ -81,6 +82,7 @@ class ReconciliationService:
         bills: BillSource,
         store: ReconStore,
         payments: PaymentRepairer | None,
+        refunds: RefundSyncer | None = None,
         *,
         tolerance: timedelta = DAY_CUT_TOLERANCE,
         observer: Observer = _no_observer,
@@ -91,6 +93,7 @@ class ReconciliationService:
         self._bills = bills
         self._store = store
         self._payments = payments
+        self._refunds = refunds
         self._tolerance = tolerance
         self._observer = observer
 
@@ -186,6 +189,7 @@ class ReconciliationService:
     ) -> tuple[Outcome, list[tuple[Difference, ExceptionStatus]]]:
         payments, refunds, earlier = self._locals(day, rows, window)
         outcome = reconcile(rows, payments, refunds, window, earlier)
+        self._settle_refunds(outcome.settled_remotely, caller)
         repairable = [d for d in outcome.differences if d.repairable]
         if not repairable or self._payments is None:
             return outcome, [(d, ExceptionStatus.OPEN) for d in outcome.differences]
@@ -197,6 +201,17 @@ class ReconciliationService:
         found = [(d, ExceptionStatus.OPEN) for d in rematched.differences]
         found += [(d, ExceptionStatus.REPAIRED) for d in repairable if (d.kind, d.out_trade_no) not in still]
         return rematched, found
+
+    def _settle_refunds(self, out_refund_nos: list[str], caller: Caller) -> None:
+        """The bill shows these refunds settled while they are PROCESSING here: query them now (the same
+        path as the refund poller), instead of waiting for the poller's next turn."""
+        if self._refunds is None:
+            return
+        for out_refund_no in out_refund_nos:
+            try:
+                self._refunds.sync_refund(out_refund_no, caller)
+            except DomainError as error:
+                log.warning("recon.refund_sync_failed", out_refund_no=out_refund_no, error=error.message)
 
     def _locals(
         self, day: date, rows: list[BillRow], window: Window

@@ -182,7 +182,7 @@ def make_world(base_app: App, keys: Path, clock: FollowingClock) -> Iterator[Cal
         store = PeeweeReconStore()
         bills = WeChatBills(client)
         recon = ReconciliationService(
-            base_app.uow, base_app.read, clock, bills, store, payments, observer=observe_recon
+            base_app.uow, base_app.read, clock, bills, store, payments, refunds, observer=observe_recon
         )
         return World(base_app, RunningSandbox(server), sandbox_clock, payments, refunds, recon, store, day)
 

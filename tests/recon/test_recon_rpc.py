@@ -58,6 +58,8 @@ def test_recon_service(make_world: Callable[..., World]) -> None:
                 pb.ListReconExceptionsRequest(bill_date=day), metadata=ADMIN
             ).exceptions
             assert (open_one.out_trade_no, open_one.local_fen) == (omitted.out_trade_no, omitted.paid_fee)
+            every_day = stub.ListReconExceptions(pb.ListReconExceptionsRequest(), metadata=ADMIN).exceptions
+            assert open_one.exception_id in {e.exception_id for e in every_day}
 
             resolved = stub.ResolveReconException(
                 pb.ResolveReconExceptionRequest(exception_id=open_one.exception_id, reason="ticket 7"),

@@ -13,6 +13,7 @@ from server.adapters.tables import OrderEventRow
 from server.domain.errors import ProviderUnavailableError
 from server.domain.order import OrderStatus
 from server.domain.reconciliation import ExceptionKind, ExceptionStatus
+from server.domain.refund import RefundStatus
 from server.metrics import REGISTRY
 from server.service.context import Caller
 from server.service.recon_ports import DayReport
@@ -115,6 +116,18 @@ def test_a_payment_nobody_told_orderpay_about_is_repaired(make_world: MakeWorld)
     assert report.clean
     assert report.summary.matched == 1
     assert world.app.orders.get_order(silent.order_id).status is OrderStatus.PAID
+
+
+def test_a_refund_settled_at_wechat_is_settled_here_too(make_world: MakeWorld) -> None:
+    world = make_world(refund_settle_delay_s=None)  # refunds stay PROCESSING until a control call
+    order = world.paid()
+    refund = world.refunds.refund_order(order.order_id, "RS" + order.order_id[-12:], 300, "test", ADMIN)
+    world.control("POST", f"refunds/{refund.out_refund_no}/settle", {"status": "SUCCESS"})  # not notified
+    assert world.refunds.get_refund(refund.out_refund_no, False, ADMIN).status is RefundStatus.PROCESSING
+    world.open_bills(world.day)
+    report = world.recon.run_day(world.day)
+    assert (report.summary.matched, report.exceptions) == (2, [])
+    assert world.refunds.get_refund(refund.out_refund_no, False, ADMIN).status is RefundStatus.SUCCESS
 
 
 def test_the_same_day_twice_changes_nothing(make_world: MakeWorld) -> None:

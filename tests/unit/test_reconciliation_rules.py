@@ -75,6 +75,14 @@ def test_each_difference_has_one_kind(
     assert kinds(rows, payments, refunds) == expected
 
 
+def test_a_refund_the_bill_shows_settled_is_worth_a_query() -> None:
+    processing = refund("A", "RA", 40, "PROCESSING")
+    outcome = reconcile([refund_row("A", "RA", 40, "SUCCESS")], [], [processing], WINDOW)
+    assert (outcome.differences, outcome.settled_remotely) == ([], ["RA"])
+    still = reconcile([refund_row("A", "RA", 40, "PROCESSING")], [], [processing], WINDOW)
+    assert still.settled_remotely == []
+
+
 def test_only_a_missing_local_with_an_order_is_repairable() -> None:
     no_order = reconcile([pay_row("A", 100)], [], [], WINDOW).differences
     unpaid = reconcile([pay_row("A", 100)], [paid("A", 100, txn=None)], [], WINDOW).differences
