@@ -59,11 +59,11 @@ def _guarded(action: Any) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return _guarded(lambda: _print(_service().run_day(args.date), as_json=args.json))
+    return _guarded(lambda: print_report(_service().run_day(args.date), as_json=args.json))
 
 
 def _show(args: argparse.Namespace) -> int:
-    return _guarded(lambda: _print(_service().report(args.date), as_json=args.json))
+    return _guarded(lambda: print_report(_service().report(args.date), as_json=args.json))
 
 
 def _resolve(args: argparse.Namespace) -> int:
@@ -110,7 +110,7 @@ def report_json(report: Any) -> dict[str, Any]:
     }
 
 
-def _print(report: Any, *, as_json: bool) -> int:
+def print_report(report: Any, *, as_json: bool) -> int:
     data = report_json(report)
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
