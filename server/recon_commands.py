@@ -10,7 +10,11 @@ import argparse
 import json
 import sys
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported lazily at run time: `orderpay --help` stays fast
+    from server.service.recon_ports import DayReport
+    from server.service.reconciliation import ReconciliationService
 
 EXIT_OPEN_EXCEPTIONS = 3
 
@@ -31,7 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     resolve.set_defaults(func=_resolve)
 
 
-def _service() -> Any:
+def _service() -> ReconciliationService:
     from server.bootstrap import build_app  # noqa: PLC0415 - keep `orderpay --help` light
     from server.config import load_settings  # noqa: PLC0415
     from server.log_setup import configure_logging  # noqa: PLC0415
@@ -77,7 +81,7 @@ def _resolve(args: argparse.Namespace) -> int:
     return _guarded(resolve)
 
 
-def report_json(report: Any) -> dict[str, Any]:
+def report_json(report: DayReport) -> dict[str, Any]:
     summary = report.summary
     totals = summary.totals
     return {
@@ -110,7 +114,7 @@ def report_json(report: Any) -> dict[str, Any]:
     }
 
 
-def print_report(report: Any, *, as_json: bool) -> int:
+def print_report(report: DayReport, *, as_json: bool) -> int:
     data = report_json(report)
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
