@@ -12,6 +12,8 @@ moments of day D may be in D+1's bill. Rules:
   is matched, not reported);
 - a local record of the last `tolerance` of D that D's bill lacks is *deferred* to D+1, not reported;
 - D's local set therefore also holds the records of D-1's last `tolerance` that D-1's bill lacked.
+  (When D-1 was never reconciled, its stored bill is empty and such a record counts as D's: a day is
+  reconciled after the day before it, as the job does, for the cut to be exact.)
 """
 
 from __future__ import annotations
