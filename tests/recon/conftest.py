@@ -22,6 +22,7 @@ from sandbox.app import RunningSandbox, RunningServer, make_app, serve_in_thread
 from sandbox.clock import SandboxClock
 from sandbox.config import Faults, SandboxConfig
 from sandbox.keys import init_bundle, load_credentials
+from sandbox.testing import MerchantCaller
 from server.adapters.recon_store import PeeweeReconStore
 from server.app import App
 from server.bootstrap import build_app
@@ -86,6 +87,7 @@ class World:
     recon: ReconciliationService
     store: PeeweeReconStore
     day: date
+    merchant: MerchantCaller  # calls WeChat directly, as a person at the merchant portal would
 
     def control(self, method: str, path: str, body: Any = None) -> Any:
         response = httpx.request(method, f"{self.sandbox.base_url}/sandbox/v1/{path}", json=body, timeout=10)
@@ -141,12 +143,11 @@ class World:
 @pytest.fixture
 def make_world(base_app: App, keys: Path, clock: FollowingClock) -> Iterator[Callable[..., World]]:
     started: list[tuple[RunningServer, WeChatPayClient]] = []
+    callers: list[MerchantCaller] = []
 
     def make(hh: int = 12, mm: int = 0, **sandbox_settings: Any) -> World:
         # Each world starts on a Beijing day no other test of the module uses.
-        day = datetime.now(UTC).astimezone(BEIJING).date() + timedelta(
-            days=3 * next(_DAYS) + secrets.randbelow(5) * 1000
-        )
+        day = datetime.now(UTC).astimezone(BEIJING).date() + timedelta(days=3 * next(_DAYS))
         sandbox_clock = SandboxClock(start=datetime.combine(day, time(hh, mm), tzinfo=BEIJING))
         config = SandboxConfig(
             credentials=load_credentials(keys),
@@ -184,9 +185,23 @@ def make_world(base_app: App, keys: Path, clock: FollowingClock) -> Iterator[Cal
         recon = ReconciliationService(
             base_app.uow, base_app.read, clock, bills, store, payments, refunds, observer=observe_recon
         )
-        return World(base_app, RunningSandbox(server), sandbox_clock, payments, refunds, recon, store, day)
+        merchant_caller = MerchantCaller(server.base_url, load_credentials(keys))
+        callers.append(merchant_caller)
+        return World(
+            base_app,
+            RunningSandbox(server),
+            sandbox_clock,
+            payments,
+            refunds,
+            recon,
+            store,
+            day,
+            merchant_caller,
+        )
 
     yield make
+    for caller in callers:
+        caller.close()
     for server, client in started:
         client.shutdown()
         server.stop()

@@ -118,6 +118,22 @@ def test_a_payment_nobody_told_orderpay_about_is_repaired(make_world: MakeWorld)
     assert world.app.orders.get_order(silent.order_id).status is OrderStatus.PAID
 
 
+def test_a_refund_made_outside_orderpay_is_refund_missing_local(make_world: MakeWorld) -> None:
+    world = make_world()
+    order = world.paid()
+    body = {
+        "out_trade_no": order.out_trade_no,
+        "out_refund_no": "PORTAL" + order.order_id[-10:],
+        "amount": {"refund": 100, "total": order.total_fee, "currency": "CNY"},
+    }
+    assert world.merchant.call("POST", "/v3/refund/domestic/refunds", body).status == 200
+    world.open_bills(world.day)
+    report = world.recon.run_day(world.day)
+    assert kinds(report) == [("REFUND_MISSING_LOCAL", "OPEN")]
+    (exception,) = report.exceptions
+    assert (exception.out_refund_no, exception.remote_fen) == (body["out_refund_no"], 100)
+
+
 def test_a_refund_settled_at_wechat_is_settled_here_too(make_world: MakeWorld) -> None:
     world = make_world(refund_settle_delay_s=None)  # refunds stay PROCESSING until a control call
     order = world.paid()
