@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -51,11 +52,11 @@ def _service() -> ReconciliationService:
     return service
 
 
-def _guarded(action: Any) -> int:
+def _guarded(action: Callable[[], int]) -> int:
     from server.domain.errors import DomainError  # noqa: PLC0415
 
     try:
-        return int(action())
+        return action()
     except DomainError as exc:
         detail = exc.metadata.get("provider_code", exc.reason)
         print(f"orderpay: {exc.message} ({detail})", file=sys.stderr)
