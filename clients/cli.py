@@ -12,7 +12,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("server.commands", "server.jobs.commands", "sandbox.commands", "clients.commands")
+COMMAND_MODULES = (
+    "server.commands",
+    "server.jobs.commands",
+    "server.recon_commands",  # issue 12: orderpay recon run|show|resolve
+    "sandbox.commands",
+    "clients.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,6 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.add_argument("--user-id", default="demo-user")
     demo.add_argument("--plan", default="vip-month")
     demo.add_argument("--manual", action="store_true", help="pay on the cashier page yourself")
+    demo.add_argument("--recon", action="store_true", help="then refund, move to the next day, reconcile")
     demo.set_defaults(func=_demo)
 
 
@@ -108,6 +109,10 @@ def _demo(args: argparse.Namespace) -> int:
     target = args.target or os.environ.get("ORDERPAY_GRPC_TARGET") or DEFAULT_TARGET
     token = args.token or os.environ.get("ORDERPAY_TOKEN") or DEV_ADMIN_TOKEN
     try:
+        if args.recon:  # issue 12
+            from clients.recon_demo import run_recon_demo
+
+            return run_recon_demo(target, token, args.sandbox_url.rstrip("/"), args.user_id, args.plan)
         return run_demo(target, token, args.sandbox_url.rstrip("/"), args.user_id, args.plan, args.manual)
     except OrderPayError as err:
         return _report(err)

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sandbox import abnormal_refund, cashier, control, key_control, routes
+from sandbox import abnormal_refund, bill_routes, cashier, control, key_control, routes
+from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
 from sandbox.state import SANDBOX, Clock, Sandbox, utc_now
 
 
-def make_app(config: SandboxConfig, clock: Clock = utc_now) -> web.Application:
+def make_app(config: SandboxConfig, clock: Clock | SandboxClock = utc_now) -> web.Application:
     app = web.Application(middlewares=[routes.emulated_api, control.control_errors])
     app[SANDBOX] = Sandbox.build(config, clock)
     app.cleanup_ctx.append(_background)
@@ -23,6 +24,7 @@ def make_app(config: SandboxConfig, clock: Clock = utc_now) -> web.Application:
     control.add_routes(app)
     key_control.add_routes(app)
     cashier.add_routes(app)
+    bill_routes.add_routes(app)  # bills and the clock (issue 12)
     return app
 
 

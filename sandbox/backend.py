@@ -6,6 +6,7 @@ A lock makes each operation atomic, so the threaded runner, the loop and control
 
 from __future__ import annotations
 
+import copy
 import secrets
 import threading
 from collections.abc import Callable
@@ -227,6 +228,12 @@ class Backend:
             return refund, True
 
     # --- inspection -------------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[list[Trade], list[Refund]]:
+        """Copies of every trade and refund, taken atomically (the bills are rendered from these)."""
+        with self._lock:
+            trades = [copy.copy(t) for t in self._trades.values()]
+            return trades, [copy.copy(r) for r in self._refunds.values()]
 
     def dump(self) -> dict[str, Any]:
         with self._lock:

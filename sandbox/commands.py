@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from sandbox.clock_commands import register_clock
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this part's sub-commands to the root parser."""
@@ -23,7 +25,7 @@ def register_keys(keys_sub: argparse._SubParsersAction[argparse.ArgumentParser])
 def _register_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("sandbox", help="run the fake WeChat Pay APIv3 gateway")
     parser.add_argument("--listen", default="127.0.0.1:8090", help="HOST:PORT (port 0 = ephemeral)")
-    parser.add_argument("--credentials-dir", type=Path, required=True, help="bundle from `keys init`")
+    parser.add_argument("--credentials-dir", type=Path, help="bundle from `keys init` (required to run)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiplies retry/fault delays")
     parser.add_argument("--auto-pay-delay", type=float, default=None, help="pay every prepay after S seconds")
     parser.add_argument("--seed", type=int, default=None, help="seed for fault injection")
@@ -43,6 +45,7 @@ def _register_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
     parser.add_argument("--verbose", action="store_true", help="log requests and notification attempts")
     parser.set_defaults(func=_sandbox)
+    register_clock(parser)  # issue 12: `orderpay sandbox clock show|advance|set`
 
 
 def _keys_init(args: argparse.Namespace) -> int:
@@ -58,6 +61,9 @@ def _keys_init(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    if args.credentials_dir is None:
+        print("orderpay sandbox: --credentials-dir is required", file=sys.stderr)
+        return 2
     from sandbox.runner import run_cli  # noqa: PLC0415 - keep `--help` fast
 
     host, _, port = args.listen.rpartition(":")

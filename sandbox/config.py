@@ -45,6 +45,8 @@ class Faults:
     notify_wrong_apiv3_key: bool = False  # the resource is sealed with another APIv3 key
     notify_wrong_associated_data: bool = False  # the envelope names another associated_data than sealed
     raw_body_traps: bool = False  # non-ASCII, escaped and literal newlines in the bodies' field values
+    bill_omit: bool = False  # the order's payment is left out of the bills (sandbox/bills.py)
+    bill_amount_delta_fen: int = 0  # added to the payment row's 订单金额 in the bills
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ class SandboxConfig:
     key_mode: str | None = None
     migration_ramp_s: float = 7 * 24 * 3600.0  # key_mode migrating: notifications reach 100 % after this
     seed: int | None = None
+    bill_hash_mismatch: bool = False  # the bill apply answer carries a wrong hash_value
+    bill_bom: bool = False  # bill files start with a UTF-8 BOM
+    bill_crlf: bool = False  # bill files end lines with CRLF
     faults: Faults = field(default_factory=Faults)
 
 

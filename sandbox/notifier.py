@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from sandbox import signing, traps
+from sandbox.clock import SandboxClock
 from sandbox.config import RETRY_SCHEDULE_S, Faults, SandboxConfig
 from sandbox.faults import Dice
 from sandbox.key_modes import Signer
@@ -84,7 +85,7 @@ class Notifier:
         config: Callable[[], SandboxConfig],
         faults_for: Callable[[str | None], Faults],
         dice: Dice,
-        clock: Clock,
+        clock: SandboxClock,
         signer: Callable[[], Signer],
     ) -> None:
         self._credentials = credentials
@@ -267,7 +268,7 @@ class Notifier:
 
     def _headers(self, body: bytes, faults: Faults, *, probe: bool) -> dict[str, str]:
         signer = self._signer()
-        timestamp = str(int(self._clock().timestamp()) - faults.stale_timestamp_s)
+        timestamp = str(int(self._clock.wall().timestamp()) - faults.stale_timestamp_s)  # wall: see clock.py
         nonce = secrets.token_hex(16)
         headers = signing.signed_headers(
             signer.private_key, signer.serial, body, timestamp=timestamp, nonce=nonce

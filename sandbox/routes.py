@@ -60,7 +60,7 @@ async def _authenticate(sandbox: Sandbox, request: web.Request) -> signing.Autho
         method=request.method,
         target=request.raw_path,
         body=await request.read(),
-        now=int(sandbox.clock().timestamp()),
+        now=int(sandbox.clock.wall().timestamp()),  # wall: see sandbox/clock.py
     )
     return auth
 

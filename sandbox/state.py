@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from sandbox.backend import Backend
+from sandbox.clock import SandboxClock, as_sandbox_clock
 from sandbox.config import SandboxConfig
 from sandbox.faults import Dice, Settings
 from sandbox.key_modes import KeyLifecycle
@@ -31,11 +32,12 @@ class Sandbox:
     notifier: Notifier
     simulator: Simulator
     dice: Dice
-    clock: Clock  # the sandbox's one "now"; the key life cycle reads it through KeyLifecycle.now()
+    clock: SandboxClock  # the one source of now (sandbox/clock.py); the key life cycle reads it too
     keys: KeyLifecycle
 
     @classmethod
-    def build(cls, config: SandboxConfig, clock: Clock = utc_now) -> Sandbox:
+    def build(cls, config: SandboxConfig, clock: Clock | SandboxClock = utc_now) -> Sandbox:
+        clock = as_sandbox_clock(clock)
         settings = Settings(config)
         dice = Dice(config.seed)
         backend = Backend(clock)

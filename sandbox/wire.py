@@ -36,7 +36,7 @@ def signed(
     """Every emulated answer but a failed-authentication 401 is signed, 204 (empty body) included."""
     raw = b"" if body is None else dumps(body)
     nonce = secrets.token_hex(16)
-    timestamp = str(int(sandbox.clock().timestamp()))
+    timestamp = str(int(sandbox.clock.wall().timestamp()))  # wall: see sandbox/clock.py
     signer = response_signer(sandbox, request)
     headers = signing.signed_headers(
         signer.private_key,

@@ -15,6 +15,7 @@ from server.service.notifications import NotificationService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
 from server.service.ports import PaymentGateway, UnitOfWorkFactory
+from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
 from server.wxpay.credentials import MerchantCredentials
 
@@ -30,6 +31,7 @@ class PaymentsPart:
     notifications: NotificationService
     fulfilment: FulfilmentWorker
     events: EventBus  # the after-commit reactions (server.service.handlers)
+    reconciliation: ReconciliationService  # 对账 against WeChat Pay's daily bills
 
 
 @dataclass(frozen=True)

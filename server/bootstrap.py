@@ -6,20 +6,24 @@ What reacts to what is not wired here: that is the handler table, server.service
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from server.adapters.db import bind, make_database, migrate
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
+from server.adapters.recon_store import PeeweeReconStore
 from server.adapters.unit_of_work import read_only_factory, unit_of_work_factory
 from server.app import App, PaymentsPart
 from server.config import ConfigError, Settings
 from server.domain.clock import Clock, utc_now
+from server.domain.errors import ProviderUnavailableError
 from server.domain.events import Event
 from server.domain.fulfilment import RetryPolicy
-from server.metrics import PROVIDER_CALLS, PROVIDER_CIRCUIT, PROVIDER_LATENCY
+from server.domain.recon_records import FundBill, TradeBill
+from server.observers import observe_provider, observe_recon
 from server.rpc.order_servicer import OrderServicer
 from server.rpc.pay_servicer import PayServicer, UnimplementedPayServicer
+from server.rpc.recon_servicer import ReconServicer
 from server.rpc.server import Servicers
 from server.rpc.vip_servicer import VipServicer
 from server.service.catalogue import CatalogueService
@@ -29,7 +33,10 @@ from server.service.notifications import NotificationService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
 from server.service.ports import MerchantIdentity, PaymentGateway, UnitOfWorkFactory
+from server.service.recon_ports import BillSource
+from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
+from server.wxpay.bills import WeChatBills
 from server.wxpay.certificates import KeyStore
 from server.wxpay.client import from_settings
 from server.wxpay.credentials import load_credentials
@@ -40,14 +47,16 @@ from server.wxpay.wire import WeChatPayGateway
 
 def servicers_for(app: App) -> Servicers:
     part = app.payments
-    pay = PayServicer(part.payments, part.refunds) if part is not None else UnimplementedPayServicer()
-    return Servicers(order=OrderServicer(app.orders), pay=pay, vip=VipServicer(app.catalogue))
-
-
-def observe_provider(operation: str, outcome: str, seconds: float) -> None:
-    PROVIDER_CALLS.labels(operation, outcome).inc()
-    PROVIDER_LATENCY.labels(operation).observe(seconds)
-    PROVIDER_CIRCUIT.set(1 if outcome == "circuit_open" else 0)
+    if part is None:
+        return Servicers(
+            order=OrderServicer(app.orders), pay=UnimplementedPayServicer(), vip=VipServicer(app.catalogue)
+        )
+    return Servicers(
+        order=OrderServicer(app.orders),
+        pay=PayServicer(part.payments, part.refunds),
+        vip=VipServicer(app.catalogue),
+        recon=ReconServicer(part.reconciliation),
+    )
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -65,6 +74,7 @@ def build_app(
     run_migrations: bool = True,
     payments_required: bool = True,
     gateway: PaymentGateway | None = None,
+    bills: BillSource | None = None,
     prompt_fulfilment: bool = True,
 ) -> App:
     """Everything, once. `payments_required=False`: no credentials bundle means no payments part
@@ -79,7 +89,9 @@ def build_app(
         migrate(db)
     policy = Policy(auto_refund_on_fulfilment_failure=settings.auto_refund_on_fulfilment_failure)
     uow, read = transactional(unit_of_work_factory(db), clock, policy), read_only_factory(db)
-    payments = _payments_part(settings, uow, read, clock, gateway, payments_required, prompt_fulfilment)
+    payments = _payments_part(
+        settings, uow, read, clock, gateway, bills, payments_required, prompt_fulfilment
+    )
     closer = payments.payments.close_at_provider if payments is not None else None
     orders = OrderService(
         uow, clock, timedelta(seconds=settings.order_ttl_s), prepay_closer=closer, read=read
@@ -94,6 +106,7 @@ def _payments_part(
     read: UnitOfWorkFactory,
     clock: Clock,
     gateway: PaymentGateway | None,
+    bills: BillSource | None,
     required: bool,
     prompt_fulfilment: bool,
 ) -> PaymentsPart | None:
@@ -110,6 +123,7 @@ def _payments_part(
     if gateway is None:
         client = from_settings(settings, credentials, observer=observe_provider)
         gateway, keys = WeChatPayGateway(client), client.key_store  # one key store: client and sidecar
+        bills = bills or WeChatBills(client)
     worker = FulfilmentWorker(uow, clock, policy=retry_policy(settings))
     events = EventBus(Reactors(fulfilment=worker if prompt_fulfilment else _LeaveToTheJob()))
     merchant = MerchantIdentity(merchant_id=credentials.mchid, app_id=credentials.appid)
@@ -136,7 +150,33 @@ def _payments_part(
         publish=events.publish,
         transient_faults=TRANSIENT_DATABASE_ERRORS,  # incl. an exhausted connection pool
     )
-    return PaymentsPart(credentials, gateway, payments, refunds, notifications, worker, events)
+    reconciliation = ReconciliationService(
+        uow,
+        read,
+        clock,
+        bills or _NoBills(),
+        PeeweeReconStore(),
+        payments,
+        refunds,
+        observer=observe_recon,
+    )
+    return PaymentsPart(
+        credentials, gateway, payments, refunds, notifications, worker, events, reconciliation
+    )
+
+
+class _NoBills:
+    """A replaced gateway (tests) without a bill source: reconciliation says so when it runs."""
+
+    def trade_bill(self, _day: date) -> TradeBill | None:
+        raise _no_bills()
+
+    def fund_flow_bill(self, _day: date) -> FundBill | None:
+        raise _no_bills()
+
+
+def _no_bills() -> ProviderUnavailableError:
+    return ProviderUnavailableError("no bill source configured", metadata={"provider_code": "NO_BILLS"})
 
 
 class _LeaveToTheJob:

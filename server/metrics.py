@@ -57,3 +57,11 @@ CERTIFICATES_EXPIRING = Gauge(
     "Known WeChat Pay platform certificates expiring within 10 days",
     registry=REGISTRY,
 )
+RECON_EXCEPTIONS = Gauge(
+    "orderpay_recon_exceptions", "Open reconciliation exceptions by kind", ["kind"], registry=REGISTRY
+)
+RECON_LAST_DAY = Gauge(
+    "orderpay_recon_last_reconciled_day",
+    "The last Beijing day reconciled against WeChat Pay's bills (unix time of its 00:00 +08:00)",
+    registry=REGISTRY,
+)

@@ -55,6 +55,10 @@ class RefundNotFoundError(DomainError):
     reason = "REFUND_NOT_FOUND"
 
 
+class ReconExceptionNotFoundError(DomainError):
+    reason = "RECON_EXCEPTION_NOT_FOUND"
+
+
 class IdempotencyKeyReusedError(DomainError):
     reason = "IDEMPOTENCY_KEY_REUSED"
 

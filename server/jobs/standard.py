@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from server.app import App
+from server.jobs.recon_task import ReconTask
 from server.jobs.runner import JobRunner, Task
 from server.jobs.tasks import ExpiryTask, FulfilmentTask, NotificationTask, ReconcileTask, RefundPollTask
 
@@ -17,6 +18,7 @@ def standard_tasks(app: App) -> list[Task]:
         ReconcileTask(app.uow, app.clock, part.payments),
         RefundPollTask(app.uow, app.clock, part.refunds),
         NotificationTask(part.notifications),
+        ReconTask(part.reconciliation, app.clock),
     ]
 
 

@@ -14,6 +14,7 @@ ADMIN_ONLY = frozenset(
         "/orderpay.v1.PayService/ResolveAbnormalRefund",
     }
 )
+ADMIN_SERVICES = ("/orderpay.v1.ReconService/",)  # every method of these needs the admin role
 PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
@@ -40,6 +41,6 @@ class TokenAuthenticator:
 
     def authorize(self, method: str, authorization: str | None) -> str:
         role = self.role_for(authorization)
-        if method in ADMIN_ONLY and role != "admin":
+        if (method in ADMIN_ONLY or method.startswith(ADMIN_SERVICES)) and role != "admin":
             raise PermissionDeniedError(f"{method.rsplit('/', 1)[-1]} needs the admin role")
         return role

@@ -15,6 +15,8 @@ from orderpay.v1 import (
     order_service_pb2_grpc,
     pay_service_pb2,
     pay_service_pb2_grpc,
+    recon_service_pb2,
+    recon_service_pb2_grpc,
     vip_service_pb2,
     vip_service_pb2_grpc,
 )
@@ -26,6 +28,7 @@ SERVICE_NAMES = (
     order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name,
     pay_service_pb2.DESCRIPTOR.services_by_name["PayService"].full_name,
     vip_service_pb2.DESCRIPTOR.services_by_name["VipService"].full_name,
+    recon_service_pb2.DESCRIPTOR.services_by_name["ReconService"].full_name,  # issue 12
 )
 
 
@@ -34,6 +37,7 @@ class Servicers:
     order: order_service_pb2_grpc.OrderServiceServicer
     pay: pay_service_pb2_grpc.PayServiceServicer
     vip: vip_service_pb2_grpc.VipServiceServicer
+    recon: recon_service_pb2_grpc.ReconServiceServicer | None = None  # issue 12: None without credentials
 
 
 @dataclass
@@ -58,6 +62,8 @@ def create_grpc_server(settings: Settings, servicers: Servicers, *, reuse_port: 
     order_service_pb2_grpc.add_OrderServiceServicer_to_server(servicers.order, server)
     pay_service_pb2_grpc.add_PayServiceServicer_to_server(servicers.pay, server)
     vip_service_pb2_grpc.add_VipServiceServicer_to_server(servicers.vip, server)
+    if servicers.recon is not None:  # issue 12
+        recon_service_pb2_grpc.add_ReconServiceServicer_to_server(servicers.recon, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

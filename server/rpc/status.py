@@ -16,6 +16,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
 from server.domain import errors as e
 from server.service.errors import TransientError
+from server.service.reconciliation import BillNotReadyError
 
 DOMAIN = "orderpay"
 GENERIC_INTERNAL_MESSAGE = "internal error; quote the request id when reporting it"
@@ -29,6 +30,7 @@ STATUS_BY_CLASS: dict[type[e.DomainError], grpc.StatusCode] = {
     e.OrderNotFoundError: Code.NOT_FOUND,
     e.ProductNotFoundError: Code.NOT_FOUND,
     e.RefundNotFoundError: Code.NOT_FOUND,
+    e.ReconExceptionNotFoundError: Code.NOT_FOUND,
     e.IdempotencyKeyReusedError: Code.ALREADY_EXISTS,
     e.UnpaidOrderExistsError: Code.FAILED_PRECONDITION,
     e.OutOfStockError: Code.FAILED_PRECONDITION,
@@ -43,6 +45,7 @@ STATUS_BY_CLASS: dict[type[e.DomainError], grpc.StatusCode] = {
     # UNAVAILABLE, not ABORTED: clients retry UNAVAILABLE on every RPC, while ABORTED means "your
     # compare-and-set lost, decide again" (VERSION_CONFLICT).
     TransientError: Code.UNAVAILABLE,
+    BillNotReadyError: Code.UNAVAILABLE,  # WeChat is still writing the day's bill
 }
 
 

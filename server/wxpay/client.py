@@ -214,6 +214,40 @@ class WeChatPayClient:
         self._call("download_certificates", "GET", "/v3/certificates", verify=verify)
         return decoded
 
+    def signed_get(self, operation: str, path: str) -> dict[str, Any]:
+        """A GET answered with signed JSON (server/wxpay/bills.py applies for bills through it)."""
+        return self._call(operation, "GET", path)
+
+    def download(self, url: str, max_bytes: int) -> bytes:
+        """GET a bill file. The request is signed; WeChat signs no answer on this path, so the caller
+        checks the bytes against the hash it applied for. Only the URL's path and query are used: our
+        Authorization never goes to a host other than the configured gateway."""
+        path = httpx.URL(url).raw_path.decode()
+        request = self._http.build_request(
+            "GET", path, headers=self._request_headers(), timeout=httpx.Timeout(self._timeout)
+        )
+        request.headers["Authorization"] = self._authorization("GET", request.url.raw_path.decode(), b"")
+        started, outcome = time.monotonic(), "error"
+        try:
+            response = self._http.send(request, stream=True)
+            try:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body.extend(chunk)
+                    if len(body) > max_bytes or time.monotonic() - started > self._timeout:
+                        raise unavailable("bill download too large or too slow", provider_code="TOO_LARGE")
+            finally:
+                response.close()
+            if response.status_code != 200:
+                request_id = str(response.headers.get("Request-ID", ""))
+                raise error_for_status(response.status_code, bytes(body), request_id=request_id)
+            outcome = "ok"
+            return bytes(body)
+        except httpx.TransportError as exc:
+            raise unavailable("WeChat Pay unreachable", provider_code="CONNECTION_ERROR") from exc
+        finally:
+            self._observer("download_bill", outcome, time.monotonic() - started)
+
     def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]:
         return jsapi_pay_params(
             appid=self._credentials.appid,

@@ -43,7 +43,9 @@ class CountingTask:
 def test_standard_jobs_fulfil_a_paid_order_and_stop_cleanly(jobs_app: App, rid: str) -> None:
     order = paid_order(jobs_app, f"u-{rid}", "vip-month")  # paid before the hook is wired: the job must do it
     runner = build_jobs(jobs_app)
-    assert {"fulfilment", "expiry", "reconcile", "refunds", "notifications"} <= set(runner.task_names)
+    assert {"fulfilment", "expiry", "reconcile", "refunds", "notifications", "recon"} <= set(
+        runner.task_names
+    )
     before = job_runs("fulfilment", "ok")
     runner.start()
     try:

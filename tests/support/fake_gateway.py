@@ -71,6 +71,17 @@ class FakeGateway:
         self._record("query_refund", {"out_refund_no": out_refund_no})
         return dict(self.refunds[out_refund_no])
 
+    def apply_abnormal_refund(self, refund_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        self._record("apply_abnormal_refund", body)
+        refund = next(r for r in self.refunds.values() if r["refund_id"] == refund_id)
+        if refund["status"] != "ABNORMAL":
+            raise ProviderRejectedError("not abnormal", metadata={"provider_code": "INVALID_REQUEST"})
+        refund["status"] = "PROCESSING"
+        return dict(refund)
+
+    def encrypt_sensitive(self, plaintext: str) -> str:
+        return f"enc({plaintext})"  # the real client seals it with WeChat Pay's key (RSA-OAEP)
+
     def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]:
         return {
             "app_id": "wxapp",

@@ -225,3 +225,6 @@ class FakeDatabase:
 
     def audit_fields(self, order_id: str) -> list[tuple[str, str | None, str]]:
         return [(a.field, a.from_value, a.to_value) for a in self.state.audit if a.order_id == order_id]
+
+    def audit_causes(self, order_id: str) -> list[str]:
+        return [a.cause for a in self.state.audit if a.order_id == order_id]

@@ -9,17 +9,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from server.domain.catalogue import ProductKind
-from server.domain.errors import InvalidStateTransitionError, RefundExceedsPaidError
+from server.domain.errors import InvalidArgumentError, InvalidStateTransitionError, RefundExceedsPaidError
 from server.domain.events import AmountMismatch, Event, OrderFullyRefunded, OrderPaid, PaidAfterClose
 from server.domain.fulfilment import GrantState
 from server.domain.membership import Membership
 from server.domain.order import Fulfilment, Order, OrderStatus, ReceivedPayment
 from server.domain.outcomes import ApplyOutcome
+from server.domain.provider import AbnormalRefundRoute
+from server.domain.refund import RefundStatus
 from server.service.context import Caller
 from server.service.handlers import Policy, transactional
 from server.service.payments import PaymentService
 from server.service.ports import Grant, MerchantIdentity
-from server.service.refunds import RefundService
+from server.service.refunds import RefundService, ResolveAbnormal
 from server.wxpay.wire import WeChatPayGateway, refund_report, transaction_report
 from tests.support.fake_gateway import FakeGateway
 from tests.support.fake_uow import FakeDatabase
@@ -230,3 +232,109 @@ def test_another_merchants_transaction_is_not_applied(stack: Stack) -> None:
     stack.gateway.mchid = "1999999999"
     assert stack.pay(order) is ApplyOutcome.IDENTITY_MISMATCH
     assert stack.order(order.order_id).status is OrderStatus.UNPAID
+
+
+def test_a_transaction_without_appid_is_a_mismatch_not_ours(stack: Stack) -> None:
+    order = stack.add(an_order())
+    stack.gateway.trades[order.out_trade_no] = {"out_trade_no": order.out_trade_no, "amount": {"total": 1800}}
+    resource = stack.gateway.pay(order.out_trade_no)
+    del resource["appid"]
+    result = stack.payments.apply_transaction(transaction_report(resource), source="notify")
+    assert result.outcome is ApplyOutcome.IDENTITY_MISMATCH
+    assert stack.order(order.order_id).status is OrderStatus.UNPAID
+
+
+def _refunded(stack: Stack, amount: int = 1800) -> Order:
+    order = stack.add(an_order())
+    stack.pay(order)
+    stack.refunds.refund_order(order.order_id, "R1", amount, "back", ADMIN)
+    return stack.order(order.order_id)
+
+
+def _notified(order: Order, **changes: object) -> dict[str, object]:
+    """A REFUND.SUCCESS notification resource as WeChat sends it, then `changes`."""
+    resource: dict[str, object] = {
+        "mchid": MERCHANT.merchant_id,
+        "out_trade_no": order.out_trade_no,
+        "out_refund_no": "R1",
+        "refund_id": "50R1",
+        "refund_status": "SUCCESS",
+        "amount": {"total": 1800, "refund": 1800, "payer_total": 1800, "payer_refund": 1800},
+    }
+    resource.update(changes)
+    return {k: v for k, v in resource.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"mchid": "1999999999"},
+        {"out_trade_no": "OP_SOMEONE_ELSE_0001"},
+        {"amount": {"total": 1800, "refund": 1}},
+        {"mchid": None},  # a notification must name the merchant
+        {"amount": None},  # ... and the amount
+    ],
+    ids=["other-merchant", "other-order", "other-amount", "no-mchid", "no-amount"],
+)
+def test_a_refund_notification_that_does_not_match_is_recorded_and_never_credited(
+    stack: Stack, changes: dict[str, object]
+) -> None:
+    order = _refunded(stack)
+    report = refund_report(_notified(order, **changes))
+    assert stack.refunds.apply_refund(report, source="notify").outcome is ApplyOutcome.REFUND_MISMATCH
+    assert ApplyOutcome.REFUND_MISMATCH.alarming
+    unchanged = stack.order(order.order_id)
+    assert (unchanged.status, unchanged.refunded_fee) == (OrderStatus.PAID, 0)
+    assert stack.db.state.refunds["R1"].status is RefundStatus.PROCESSING
+    assert any("refund report refused" in cause for cause in stack.db.audit_causes(order.order_id))
+    # the genuine notification still settles it
+    genuine = refund_report(_notified(order))
+    assert stack.refunds.apply_refund(genuine, source="notify").outcome is ApplyOutcome.APPLIED
+    assert stack.order(order.order_id).refunded_fee == 1800
+
+
+def test_an_abnormal_refund_still_counts_and_a_later_success_applies(stack: Stack) -> None:
+    order = _refunded(stack)
+    abnormal = refund_report(_notified(order, refund_status="ABNORMAL"))
+    assert stack.refunds.apply_refund(abnormal, source="notify").outcome is ApplyOutcome.REFUND_ABNORMAL
+    assert stack.db.state.refunds["R1"].status is RefundStatus.ABNORMAL
+    with pytest.raises(RefundExceedsPaidError):  # the money is still the payer's: no second full refund
+        stack.refunds.refund_order(order.order_id, "R2", 1800, "again", ADMIN)
+    success = refund_report(_notified(order))
+    assert stack.refunds.apply_refund(success, source="notify").outcome is ApplyOutcome.APPLIED
+    final = stack.order(order.order_id)
+    assert (final.status, final.refunded_fee) == (OrderStatus.REFUNDED, 1800)
+    assert stack.refunds.apply_refund(success, source="notify").outcome is ApplyOutcome.DUPLICATE
+
+
+def test_resolving_an_abnormal_refund_reopens_it_and_audits_the_reason(stack: Stack) -> None:
+    order = _refunded(stack)
+    stack.refunds.apply_refund(refund_report(_notified(order, refund_status="ABNORMAL")), source="notify")
+    stack.gateway.refunds["R1"]["status"] = "ABNORMAL"
+    command = ResolveAbnormal("R1", AbnormalRefundRoute.MERCHANT_BANK_CARD, "card closed, ticket 12")
+    reopened = stack.refunds.resolve_abnormal(command, ADMIN)
+    assert reopened.status is RefundStatus.PROCESSING
+    assert stack.gateway.calls[-1] == (
+        "apply_abnormal_refund",
+        {"out_refund_no": "R1", "type": "MERCHANT_BANK_CARD"},
+    )
+    assert any("ticket 12" in cause for cause in stack.db.audit_causes(order.order_id))
+    with pytest.raises(InvalidStateTransitionError):  # no longer ABNORMAL: nothing to resolve
+        stack.refunds.resolve_abnormal(command, ADMIN)
+
+
+def test_a_payers_card_needs_the_card_details_and_they_travel_encrypted(stack: Stack) -> None:
+    order = _refunded(stack)
+    stack.refunds.apply_refund(refund_report(_notified(order, refund_status="ABNORMAL")), source="notify")
+    stack.gateway.refunds["R1"]["status"] = "ABNORMAL"
+    with pytest.raises(InvalidArgumentError) as missing:
+        stack.refunds.resolve_abnormal(
+            ResolveAbnormal("R1", AbnormalRefundRoute.USER_BANK_CARD, "why"), ADMIN
+        )
+    assert {v.field for v in missing.value.violations} == {"bank_type", "bank_account", "real_name"}
+    command = ResolveAbnormal("R1", AbnormalRefundRoute.USER_BANK_CARD, "why", "ICBC_DEBIT", "6222", "张三")
+    stack.refunds.resolve_abnormal(command, ADMIN)
+    sent = stack.gateway.calls[-1][1]
+    assert sent["bank_type"] == "ICBC_DEBIT"
+    assert sent["bank_account"] == "enc(6222)"
+    assert sent["real_name"] == "enc(张三)"

@@ -1,0 +1,277 @@
+"""Reconciliation persistence: runs, raw bill files, parsed lines, exceptions (migration 0003).
+
+No method opens a transaction: the service calls them inside its unit of work (writes) or its read
+factory (reads), so one transaction owns each change. Uniqueness lives in the database: one run row per
+day (the claim), one file per day and kind, one exception per (day, kind, out_trade_no, out_refund_no).
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+
+import peewee as pw
+
+from server.adapters.recon_locals import EPOCH, PeeweeLocalRecords, dicts
+from server.adapters.recon_tables import ReconExceptionRow, ReconFileRow, ReconLineRow, ReconRunRow
+from server.adapters.times import from_db_time, to_db_time
+from server.domain.recon_records import BillRow, RowKind
+from server.domain.reconciliation import Difference, ExceptionKind, ExceptionStatus
+from server.service.recon_ports import Claim, DayTotals, ReconException, RunSummary
+
+LINES_PER_INSERT = 90  # x 10 columns: under SQLite's oldest limit of 999 parameters per statement
+_LINE_COLUMNS = (
+    "bill_date", "kind", "row_time", "out_trade_no", "transaction_id", "out_refund_no", "refund_id",
+    "amount_fen", "fee_fen", "status",
+)  # fmt: skip
+_LINE_LIST = ", ".join(_LINE_COLUMNS)
+
+
+class PeeweeReconStore(PeeweeLocalRecords):
+    """Runs, files, lines and exceptions; the local-record reads come from `PeeweeLocalRecords`."""
+
+    # --- runs -------------------------------------------------------------------------------------
+
+    def claim(self, day: date, token: str, now: datetime, stale_after: timedelta) -> Claim | None:
+        """Insert first, then read the winner: the claim is ours when the row carries our token. A day
+        RUNNING under another token is left alone unless that claim went stale (its process died)."""
+        key = day.isoformat()
+        ReconRunRow.insert(
+            bill_date=key, status="RUNNING", claim_token=token, claimed_at=to_db_time(now)
+        ).on_conflict_ignore().execute()
+        row = ReconRunRow.get(ReconRunRow.bill_date == key)
+        if row.claim_token == token and row.version == 1:
+            return Claim(token, previous_status=None)
+        claimed_at = from_db_time(row.claimed_at)
+        if row.status == "RUNNING" and claimed_at is not None and claimed_at > now - stale_after:
+            return None
+        updated = (
+            ReconRunRow.update(
+                status="RUNNING",
+                claim_token=token,
+                claimed_at=to_db_time(now),
+                version=ReconRunRow.version + 1,
+            )
+            .where(ReconRunRow.bill_date == key, ReconRunRow.version == row.version)
+            .execute()
+        )
+        previous = None if row.finished_at is None else str(row.status)
+        return Claim(token, previous_status=previous) if updated else None
+
+    def release(self, day: date, claim: Claim, error: str) -> None:
+        """A run that could not finish (bill not ready, provider down): the day is as before, for a retry."""
+        mine = (ReconRunRow.bill_date == day.isoformat()) & (ReconRunRow.claim_token == claim.token)
+        if claim.previous_status is None:
+            ReconRunRow.delete().where(mine).execute()
+        else:
+            ReconRunRow.update(status=claim.previous_status, error=error[:500]).where(mine).execute()
+
+    def finish(self, day: date, summary: RunSummary, now: datetime) -> None:
+        ReconRunRow.update(
+            status=summary.status,
+            trade_sha1=summary.trade_sha1,
+            fund_sha1=summary.fund_sha1,
+            bill_rows=summary.bill_rows,
+            matched=summary.matched,
+            deferred=summary.deferred,
+            payments_fen=summary.totals.payments_fen,
+            refunds_fen=summary.totals.refunds_fen,
+            fees_fen=summary.totals.fees_fen,
+            fund_income_fen=summary.totals.fund_income_fen,
+            fund_expense_fen=summary.totals.fund_expense_fen,
+            error="",
+            finished_at=to_db_time(now),
+        ).where(ReconRunRow.bill_date == day.isoformat()).execute()
+
+    def summary(self, day: date) -> RunSummary | None:
+        row = ReconRunRow.get_or_none(ReconRunRow.bill_date == day.isoformat())
+        if row is None:
+            return None
+        totals = DayTotals(
+            row.payments_fen, row.refunds_fen, row.fees_fen, row.fund_income_fen, row.fund_expense_fen
+        )
+        finished = from_db_time(row.finished_at)
+        return RunSummary(
+            row.status,
+            row.trade_sha1,
+            row.fund_sha1,
+            row.bill_rows,
+            row.matched,
+            row.deferred,
+            totals,
+            finished,
+        )
+
+    def last_finished_day(self) -> date | None:
+        row = (
+            ReconRunRow.select(ReconRunRow.bill_date)
+            .where(ReconRunRow.status.in_(["DONE", "EMPTY"]))
+            .order_by(ReconRunRow.bill_date.desc())
+            .first()
+        )
+        return None if row is None else date.fromisoformat(row.bill_date)
+
+    # --- files and lines --------------------------------------------------------------------------
+
+    def stored_sha1(self, day: date, kind: str) -> str | None:
+        row = ReconFileRow.get_or_none(ReconFileRow.bill_date == day.isoformat(), ReconFileRow.kind == kind)
+        return None if row is None else str(row.sha1)
+
+    def save_file(self, day: date, kind: str, content: bytes, sha1: str, now: datetime) -> None:
+        key = day.isoformat()
+        ReconFileRow.delete().where(ReconFileRow.bill_date == key, ReconFileRow.kind == kind).execute()
+        ReconFileRow.insert(
+            bill_date=key,
+            kind=kind,
+            sha1=sha1,
+            size=len(content),
+            content=gzip.compress(content, compresslevel=6, mtime=0),
+            stored_at=to_db_time(now),
+        ).execute()
+
+    def file(self, day: date, kind: str) -> bytes | None:
+        row = ReconFileRow.get_or_none(ReconFileRow.bill_date == day.isoformat(), ReconFileRow.kind == kind)
+        return None if row is None else gzip.decompress(bytes(row.content))
+
+    def replace_lines(self, day: date, rows: Sequence[BillRow]) -> None:
+        """Multi-row INSERTs written by hand: a busy day has tens of thousands of lines, and peewee's
+        query building cost more than the database's work (2.4 s of 6 s for 11,000 lines), while a plain
+        executemany is one round trip per row on PostgreSQL."""
+        key = day.isoformat()
+        ReconLineRow.delete().where(ReconLineRow.bill_date == key).execute()
+        db = ReconLineRow._meta.database
+        one = "(" + ", ".join([db.param] * len(_LINE_COLUMNS)) + ")"
+        cursor = db.cursor()
+        for start in range(0, len(rows), LINES_PER_INSERT):
+            batch = rows[start : start + LINES_PER_INSERT]
+            values = [
+                value
+                for row in batch
+                for value in (
+                    key, row.kind.value, to_db_time(row.at), row.out_trade_no, row.transaction_id,
+                    row.out_refund_no, row.refund_id, row.amount_fen, row.fee_fen, row.status,
+                )
+            ]  # fmt: skip
+            placeholders = ", ".join([one] * len(batch))
+            # Column names are constants and every value is a parameter: nothing is interpolated.
+            statement = f"INSERT INTO recon_lines ({_LINE_LIST}) VALUES {placeholders}"  # noqa: S608
+            cursor.execute(statement, values)
+
+    def lines(self, day: date) -> list[BillRow]:
+        query = (
+            ReconLineRow.select().where(ReconLineRow.bill_date == day.isoformat()).order_by(ReconLineRow.id)
+        )
+        return [
+            BillRow(
+                kind=RowKind(row.kind),
+                at=from_db_time(row.row_time) or EPOCH,
+                out_trade_no=row.out_trade_no,
+                transaction_id=row.transaction_id,
+                amount_fen=row.amount_fen,
+                fee_fen=row.fee_fen,
+                status=row.status,
+                out_refund_no=row.out_refund_no,
+                refund_id=row.refund_id,
+            )
+            for row in query
+        ]
+
+    def line_keys(self, day: date) -> set[str]:
+        """out_trade_no of payment lines and out_refund_no of refund lines in that day's stored bill."""
+        query = ReconLineRow.select(
+            ReconLineRow.kind, ReconLineRow.out_trade_no, ReconLineRow.out_refund_no
+        ).where(ReconLineRow.bill_date == day.isoformat())
+        return {row.out_refund_no if row.kind == RowKind.REFUND else row.out_trade_no for row in query}
+
+    # --- exceptions -------------------------------------------------------------------------------
+
+    def record(
+        self, day: date, found: Sequence[tuple[Difference, ExceptionStatus]], now: datetime
+    ) -> list[Difference]:
+        """Each difference is stored once per day; an OPEN one now repaired moves on. Returns the new ones.
+
+        Runs under the day's claim, so reading the day's keys first is race-free; the unique index
+        still guards against anything else."""
+        existing = {
+            (row.kind, row.out_trade_no, row.out_refund_no): row
+            for row in ReconExceptionRow.select().where(ReconExceptionRow.bill_date == day.isoformat())
+        }
+        created = []
+        for difference, status in found:
+            row = existing.get((difference.kind.value, difference.out_trade_no, difference.out_refund_no))
+            if row is None:
+                ReconExceptionRow.insert(
+                    bill_date=day.isoformat(),
+                    kind=difference.kind.value,
+                    out_trade_no=difference.out_trade_no,
+                    out_refund_no=difference.out_refund_no,
+                    local_fen=difference.local_fen,
+                    remote_fen=difference.remote_fen,
+                    status=status.value,
+                    detail=difference.detail[:500],
+                    created_at=to_db_time(now),
+                    updated_at=to_db_time(now),
+                ).on_conflict_ignore().execute()
+                created.append(difference)
+            elif status is ExceptionStatus.REPAIRED and row.status == ExceptionStatus.OPEN.value:
+                ReconExceptionRow.update(
+                    status=status.value, updated_at=to_db_time(now), version=ReconExceptionRow.version + 1
+                ).where(ReconExceptionRow.id == row.id, ReconExceptionRow.version == row.version).execute()
+        return created
+
+    def exceptions(
+        self, day: date | None, status: ExceptionStatus | None = None, limit: int = 1000
+    ) -> list[ReconException]:
+        query = ReconExceptionRow.select()
+        if day is not None:
+            query = query.where(ReconExceptionRow.bill_date == day.isoformat())
+        if status is not None:
+            query = query.where(ReconExceptionRow.status == status.value)
+        return [_exception(row) for row in query.order_by(ReconExceptionRow.id).limit(limit)]
+
+    def get_exception(self, exception_id: int) -> ReconException | None:
+        row = ReconExceptionRow.get_or_none(ReconExceptionRow.id == exception_id)
+        return None if row is None else _exception(row)
+
+    def resolve(self, exception: ReconException, reason: str, actor: str, now: datetime) -> bool:
+        """Compare-and-set on version: two operators resolving at once leave one resolution."""
+        updated = (
+            ReconExceptionRow.update(
+                status=ExceptionStatus.RESOLVED.value,
+                resolution=reason[:500],
+                resolved_by=actor[:64],
+                updated_at=to_db_time(now),
+                version=ReconExceptionRow.version + 1,
+            )
+            .where(ReconExceptionRow.id == exception.id, ReconExceptionRow.version == exception.version)
+            .execute()
+        )
+        return bool(updated)
+
+    def open_counts(self) -> dict[ExceptionKind, int]:
+        query = (
+            ReconExceptionRow.select(ReconExceptionRow.kind, pw.fn.COUNT(ReconExceptionRow.id).alias("n"))
+            .where(ReconExceptionRow.status == ExceptionStatus.OPEN.value)
+            .group_by(ReconExceptionRow.kind)
+        )
+        return {ExceptionKind(row["kind"]): int(row["n"]) for row in dicts(query)}
+
+
+def _exception(row: ReconExceptionRow) -> ReconException:
+    return ReconException(
+        id=row.id,
+        bill_date=date.fromisoformat(row.bill_date),
+        kind=ExceptionKind(row.kind),
+        out_trade_no=row.out_trade_no,
+        out_refund_no=row.out_refund_no,
+        local_fen=row.local_fen,
+        remote_fen=row.remote_fen,
+        status=ExceptionStatus(row.status),
+        detail=row.detail,
+        resolution=row.resolution,
+        resolved_by=row.resolved_by,
+        version=row.version,
+        created_at=from_db_time(row.created_at) or EPOCH,
+        updated_at=from_db_time(row.updated_at) or EPOCH,
+    )

@@ -1,0 +1,150 @@
+"""`orderpay recon run|show|resolve`: reconcile a Beijing day against WeChat Pay's bills from a shell.
+
+Exit codes: 0 when nothing but matched rows and repaired (or resolved) exceptions remain, 3 when an
+exception is open, 2 when the day could not be reconciled (bill not ready, WeChat down, bad input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported lazily at run time: `orderpay --help` stays fast
+    from server.service.recon_ports import DayReport
+    from server.service.reconciliation import ReconciliationService
+
+EXIT_OPEN_EXCEPTIONS = 3
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    recon = sub.add_parser("recon", help="reconcile a day against WeChat Pay's bills (对账)")
+    actions = recon.add_subparsers(dest="recon_command", required=True, metavar="ACTION")
+    run = actions.add_parser("run", help="download, match and store a day (idempotent)")
+    show = actions.add_parser("show", help="print a day's stored report")
+    for parser in (run, show):
+        parser.add_argument("--date", type=date.fromisoformat, required=True, help="Beijing day, YYYY-MM-DD")
+        parser.add_argument("--json", action="store_true", help="machine-readable report")
+    run.set_defaults(func=_run)
+    show.set_defaults(func=_show)
+    resolve = actions.add_parser("resolve", help="close an open exception with a reason (audited)")
+    resolve.add_argument("exception_id", type=int)
+    resolve.add_argument("--reason", required=True)
+    resolve.set_defaults(func=_resolve)
+
+
+def _service() -> ReconciliationService:
+    from server.bootstrap import build_app  # noqa: PLC0415 - keep `orderpay --help` light
+    from server.config import load_settings  # noqa: PLC0415
+    from server.log_setup import configure_logging  # noqa: PLC0415
+
+    settings = load_settings()
+    configure_logging(settings.log_format, "warning")  # logs on stderr; stdout is the report
+    # A missing credentials bundle is a one-line ConfigError from the composition root.
+    part = build_app(settings).payments
+    if part is None:  # unreachable: payments_required (the default) raises first
+        raise SystemExit(
+            "orderpay: reconciliation needs the WeChat Pay credentials (ORDERPAY_CREDENTIALS_DIR)"
+        )
+    return part.reconciliation
+
+
+def _guarded(action: Callable[[], int]) -> int:
+    from server.domain.errors import DomainError  # noqa: PLC0415
+
+    try:
+        return action()
+    except DomainError as exc:
+        detail = exc.metadata.get("provider_code", exc.reason)
+        print(f"orderpay: {exc.message} ({detail})", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    return _guarded(lambda: print_report(_service().run_day(args.date), as_json=args.json))
+
+
+def _show(args: argparse.Namespace) -> int:
+    return _guarded(lambda: print_report(_service().report(args.date), as_json=args.json))
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    from server.service.context import Caller  # noqa: PLC0415
+
+    def resolve() -> int:
+        exception = _service().resolve(args.exception_id, args.reason, Caller("cli:admin"))
+        print(f"exception #{exception.id} {exception.kind.value} resolved: {args.reason}")
+        return 0
+
+    return _guarded(resolve)
+
+
+def report_json(report: DayReport) -> dict[str, Any]:
+    summary = report.summary
+    totals = summary.totals
+    return {
+        "date": report.bill_date.isoformat(),
+        "status": summary.status,
+        "bill_rows": summary.bill_rows,
+        "matched": summary.matched,
+        "repaired": report.repaired,
+        "deferred": summary.deferred,
+        "fund_flow": {
+            "payments_fen": totals.payments_fen,
+            "refunds_fen": totals.refunds_fen,
+            "fees_fen": totals.fees_fen,
+            "income_fen": totals.fund_income_fen,
+            "expense_fen": totals.fund_expense_fen,
+        },
+        "exceptions": [
+            {
+                "id": e.id,
+                "kind": e.kind.value,
+                "status": e.status.value,
+                "out_trade_no": e.out_trade_no,
+                "out_refund_no": e.out_refund_no,
+                "local_fen": e.local_fen,
+                "remote_fen": e.remote_fen,
+                "detail": e.detail,
+            }
+            for e in report.exceptions
+        ],
+    }
+
+
+def print_report(report: DayReport, *, as_json: bool) -> int:
+    data = report_json(report)
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        print(render(data))
+    return 0 if report.clean else EXIT_OPEN_EXCEPTIONS
+
+
+def _yuan(fen: int | None) -> str:
+    return "-" if fen is None else f"{fen / 100:,.2f}"
+
+
+def render(data: dict[str, Any]) -> str:
+    flow = data["fund_flow"]
+    opened = sum(1 for e in data["exceptions"] if e["status"] == "OPEN")
+    lines = [
+        f"reconciliation of {data['date']} (Beijing day): {data['status']}",
+        f"  bill rows {data['bill_rows']} · matched {data['matched']} · repaired {data['repaired']}"
+        f" · deferred to the next day {data['deferred']} · open {opened}",
+        f"  trade bill: payments {_yuan(flow['payments_fen'])} · refunds {_yuan(flow['refunds_fen'])}"
+        f" · fees {_yuan(flow['fees_fen'])} 元; fund flow: in {_yuan(flow['income_fen'])}"
+        f" · out {_yuan(flow['expense_fen'])} 元",
+    ]
+    if data["exceptions"]:
+        lines.append("  exceptions:")
+    for e in data["exceptions"]:
+        key = e["out_refund_no"] or e["out_trade_no"] or "-"
+        lines.append(
+            f"    #{e['id']:<5} {e['kind']:<22} {e['status']:<9} {key:<34}"
+            f" local {_yuan(e['local_fen'])} · WeChat {_yuan(e['remote_fen'])}  {e['detail']}"
+        )
+    return "\n".join(lines)
