@@ -22,7 +22,7 @@ from clients.loadtest.defaults import (
     DEV_BFF_TOKEN,
 )
 from clients.loadtest.harness import Plan
-from clients.loadtest.invariants import InvariantReport, check_invariants
+from clients.loadtest.invariants import DatabaseUnusableError, InvariantReport, check_invariants, probe
 from clients.loadtest.report import errors_table, invariants_table, progress_bar, summary_view
 from clients.loadtest.scenarios import LoadConfig, ScenarioResult, SetupError, run_scenario
 from clients.loadtest.verdict import run_failures
@@ -38,6 +38,12 @@ def run_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         database_url = bounds.require_loopback_url(
             args.database_url or env.get("ORDERPAY_DATABASE_URL") or DEFAULT_DATABASE_URL, "database"
         )
+        if not args.no_check:  # before the load, not after it: a run whose check cannot read is wasted
+            probe(database_url)
+    except DatabaseUnusableError as exc:
+        message = f"[bold red]error:[/] cannot check the invariants: {escape(str(exc))}"
+        errors.print(message, highlight=False, soft_wrap=True)  # one line, whatever the width
+        return EXIT_UNUSABLE
     except ValueError as exc:
         errors.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_UNUSABLE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 from clients.bench.procs import BFF_TOKEN, free_port
 from clients.bench.stack import ServerSpec, init_keys, start_server
+from tests.support.stack import ROOT
 from tests.support.terminal import run_in_terminal
 
 CLI_TIMEOUT_S = 60
@@ -208,3 +210,41 @@ def test_tables_fit_an_80_column_terminal(stack: Stack) -> None:
     assert max(len(line) for line in screen.splitlines()) <= 80
     for figure in ("elapsed s", "ok/s", "p50 ms", "p99 ms", "max ms", "one_order_per_key"):
         assert figure in screen
+
+
+def test_outside_the_repository_the_check_is_refused_before_any_load(stack: Stack, tmp_path: Path) -> None:
+    # The default database URL is relative: from another directory it names a file that is not there.
+    orders_before = _load_orders(stack)
+    done = subprocess.run(
+        [sys.executable, "-m", "clients.cli", "loadtest", "create-unique", "--count", "5",
+         "--target", stack.target, "--token", BFF_TOKEN],
+        capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()  # one line: what, where, and how to point at it
+    missing = tmp_path.resolve() / ".orderpay" / "orderpay.db"
+    assert line.startswith(f"error: cannot check the invariants: no database file at {missing}")
+    assert "--database-url" in line
+    assert "ORDERPAY_DATABASE_URL" in line
+    assert "--no-check" in line
+    assert done.stdout == ""  # no progress bar, no table: the load never started
+    assert _load_orders(stack) == orders_before
+
+
+def test_a_database_without_the_schema_is_refused_before_any_load(stack: Stack, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+
+    done = _loadtest("create-unique", "--count", "5", "--target", stack.target, "--database-url",
+                     f"sqlite:///{empty}")  # fmt: skip
+
+    assert done.returncode == 2
+    assert "no such table: orders" in done.stderr
+    assert "--database-url" in done.stderr
+
+
+def _load_orders(stack: Stack) -> int:
+    with sqlite3.connect(stack.database_path) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM orders WHERE user_id LIKE 'lt-%'").fetchone()[0])
