@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from clients.loadtest.bounds import MAX_CONCURRENCY, MAX_COUNT, MAX_DUPLICATES, MAX_DURATION_S
 from clients.loadtest.defaults import (
@@ -73,7 +74,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="fail (exit 1) when more than PCT %% of calls fail, or none succeeds (default %(default)g)",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the database invariant checks")
-    parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document instead of tables (with the latency histogram and the timeline)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE.html",
+        help="also write a self-contained HTML report: latency histogram, throughput over time (inline SVG)",
+    )
     parser.set_defaults(func=_loadtest)
 
 
