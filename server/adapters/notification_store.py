@@ -1,4 +1,4 @@
-"""Raw WeChat Pay notifications, stored before they are processed (SPEC §4).
+"""Raw WeChat Pay notifications, stored before they are processed.
 
 Lifecycle of a row: `RECEIVED` on insert; `PROCESSED` (terminal, with the outcome) once applied or
 decided; `FAILED` when processing broke unexpectedly. RECEIVED and FAILED rows are re-processed by a job.

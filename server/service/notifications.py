@@ -1,6 +1,6 @@
-"""Inbound WeChat Pay notifications: verify, store, apply, answer (SPEC §4).
+"""Inbound WeChat Pay notifications: verify, store, apply, answer.
 
-`receive` runs the checks in SPEC §4's order (`parse_notification`), then stores the raw notification
+`receive` runs the checks in their fixed order (`parse_notification`), then stores the raw notification
 (unique on its id) before anything is applied, so a crash after the store loses nothing:
 `reprocess_pending` picks up what was stored but never finished. Application is delegated to the
 payment and refund services, whose `apply_*` are idempotent; a duplicate is therefore harmless even
