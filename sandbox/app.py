@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sandbox import cashier, control, key_control, routes
+from sandbox import cashier, control, index, key_control, routes
 from sandbox.config import SandboxConfig
 from sandbox.state import SANDBOX, Clock, Sandbox, utc_now
 
@@ -22,6 +22,7 @@ def make_app(config: SandboxConfig, clock: Clock = utc_now) -> web.Application:
     control.add_routes(app)
     key_control.add_routes(app)
     cashier.add_routes(app)
+    index.add_routes(app)
     return app
 
 
