@@ -67,7 +67,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     log = workdir / "dev.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "clients.cli", "dev", "--sandbox-listen", "127.0.0.1:0"],
+            [sys.executable, "-m", "clients.cli", "dev", "--sandbox-listen", ":0"],  # `:PORT` = loopback
             cwd=workdir,
             env=env,
             stdout=out,
