@@ -38,6 +38,11 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 .pass { background: #e6f6ec; color: #05712f; } .fail { background: #fdecea; color: #a50e0e; }
 svg { max-width: 100%; height: auto; } svg text { font-size: 11px; fill: #444; }
 .muted { color: #777; font-size: 13px; }
+.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(84px, 1fr)); gap: 8px; }
+.figures div { background: #f6f6f6; border-radius: 6px; padding: 6px 8px; }
+.figures span { display: block; font-size: 12px; color: #666; }
+.figures b { font-size: 17px; font-variant-numeric: tabular-nums; }
+.scroll { overflow-x: auto; } td { overflow-wrap: anywhere; }
 """
 
 
@@ -75,9 +80,11 @@ def render_report(run: Mapping[str, Any]) -> str:
 
 
 def _figures_table(summary: Mapping[str, Any]) -> str:
-    heads = "".join(f'<th class="n">{escape(label)}</th>' for _, label in FIGURES)
-    cells = "".join(f'<td class="n">{_figure(summary, key)}</td>' for key, _ in FIGURES)
-    return f"<table><tr>{heads}</tr><tr>{cells}</tr></table>"
+    # Tiles rather than one wide row: they wrap on a phone instead of scrolling sideways.
+    tiles = "".join(
+        f"<div><span>{escape(label)}</span><b>{_figure(summary, key)}</b></div>" for key, label in FIGURES
+    )
+    return f'<div class="figures">{tiles}</div>'
 
 
 def _figure(summary: Mapping[str, Any], key: str) -> str:
@@ -91,7 +98,8 @@ def _errors_table(errors: Mapping[str, int]) -> str:
     if not errors:
         return "<h2>Errors</h2><p>none</p>"
     rows = "".join(f'<tr><td>{escape(r)}</td><td class="n">{n:,}</td></tr>' for r, n in errors.items())
-    return f'<h2>Errors</h2><table><tr><th>reason</th><th class="n">count</th></tr>{rows}</table>'
+    head = '<tr><th>reason</th><th class="n">count</th></tr>'
+    return f'<h2>Errors</h2><div class="scroll"><table>{head}{rows}</table></div>'
 
 
 def _invariants_table(invariants: Mapping[str, Any] | None) -> str:
@@ -107,9 +115,8 @@ def _invariants_table(invariants: Mapping[str, Any] | None) -> str:
             f"<td>{escape(detail)}</td></tr>"
         )
     return (
-        "<h2>Database invariants</h2><table><tr><th>check</th><th>verdict</th><th>rule / examples</th></tr>"
-        + "".join(rows)
-        + "</table>"
+        '<h2>Database invariants</h2><div class="scroll"><table>'
+        "<tr><th>check</th><th>verdict</th><th>rule / examples</th></tr>" + "".join(rows) + "</table></div>"
     )
 
 
