@@ -50,5 +50,12 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html", charset="utf-8")
 
 
+async def readme(_request: web.Request) -> web.Response:
+    """The sandbox's own README (how to drive it), as plain text: the index links here."""
+    text = resources.files("sandbox").joinpath("README.md").read_text(encoding="utf-8")
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
+    app.router.add_get("/README.md", readme)

@@ -118,7 +118,10 @@ def test_the_sandbox_index_says_what_it_is(dev: Dev) -> None:
     for link in ("/sandbox/v1/config", "/sandbox/v1/state", "/sandbox/v1/notifications", "/sandbox/v1/keys"):
         assert f'href="{link}"' in index.text
         assert httpx.get(f"{dev.sandbox}{link}").status_code == 200
-    assert "sandbox/README.md" in index.text
+    assert 'href="/README.md"' in index.text
+    readme = httpx.get(f"{dev.sandbox}/README.md")
+    assert readme.status_code == 200
+    assert readme.text.startswith("# orderpay sandbox")
 
 
 def test_the_sidecar_index_says_what_it_is_and_keeps_metrics_off_it(dev: Dev) -> None:
