@@ -7,15 +7,23 @@ PY := $(BIN)/python
 GEN_DIR := proto
 PROTOS := $(wildcard proto/orderpay/v1/*.proto)
 
-.PHONY: all run test gen gen-check lint fmt typecheck pytest test-pg test-sqlite chromium bench clean
+.PHONY: all run test venv venv-runtime gen gen-check lint fmt typecheck pytest test-pg test-sqlite chromium bench clean
 
 all: test
 
-$(VENV)/.installed: pyproject.toml requirements.lock
+# One virtualenv, two sets: `make run` needs only the runtime dependencies (.runtime); `make test` and
+# the tools add the dev/test set on top (.installed: pytest, playwright, mypy, ruff, buf, codegen, ...).
+$(VENV)/.runtime: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
+
+venv-runtime: $(VENV)/.runtime
 
 venv: $(VENV)/.installed
 
@@ -51,16 +59,18 @@ fmt: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# The cashier-page test drives Debian's Chromium headless; install it where missing.
+# The cashier-page test drives Debian's Chromium headless; install it where missing, with a CJK font
+# (the page is bilingual: without one every Chinese glyph is a box, and the test says so).
 chromium:
 	@command -v chromium >/dev/null || { apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }; }
+	@fc-list :lang=zh family 2>/dev/null | grep -q . || { apt-get install -y -q fonts-noto-cjk >/dev/null || { apt-get update -q && apt-get install -y -q fonts-noto-cjk; }; }
 
 pytest: venv chromium
 	$(BIN)/pytest
 
 test: gen-check lint typecheck pytest
 
-run: venv
+run: venv-runtime
 	$(BIN)/orderpay dev
 
 bench: venv

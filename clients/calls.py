@@ -89,7 +89,7 @@ class Deadline:
 
 @dataclass(frozen=True)
 class ResponseHeaders:
-    """The response metadata the API defines (SPEC §2-§3)."""
+    """The response metadata the API defines (x-request-id, x-idempotent-replayed, x-deduplicated)."""
 
     trace_id: str
     replayed: bool = False

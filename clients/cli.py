@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 COMMAND_MODULES = (
     "server.commands",
@@ -21,11 +22,20 @@ COMMAND_MODULES = (
 )
 
 
+def version() -> str:
+    """The installed package's version (pyproject.toml), or "unknown" from a never-installed tree."""
+    try:
+        return metadata.version("orderpay")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderpay", description="Orders and WeChat Pay payments.")
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback of a start-up failure instead of one line"
     )
+    parser.add_argument("--version", action="version", version=f"orderpay {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     keys = sub.add_parser("keys", help="credentials and WeChat Pay keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

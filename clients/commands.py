@@ -42,14 +42,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing = actions.add_parser(
         "list", parents=[connection, output], help="one page of a user's orders, newest first"
     )
-    listing.add_argument("--user-id", required=True)
-    listing.add_argument("--status", choices=STATUS_CHOICES, type=str.lower)
-    listing.add_argument("--page-size", type=int, default=20)
+    listing.add_argument("--user-id", required=True, help="whose orders")
+    listing.add_argument(
+        "--status", choices=STATUS_CHOICES, type=str.lower, help="only orders in this status (default: all)"
+    )
+    listing.add_argument("--page-size", type=int, default=20, help="orders per page (default %(default)s)")
     listing.add_argument("--page-token", default="", help="from the previous page's footer")
     listing.set_defaults(func=_list_orders)
 
     show = actions.add_parser("show", parents=[connection, output], help="every field of one order")
-    show.add_argument("order_id", metavar="ORDER_ID")
+    show.add_argument("order_id", metavar="ORDER_ID", help="e.g. ord_f627ef806fd5a8b11e385dc7")
     show.add_argument("--wait-ms", type=int, help="wait up to this long for fulfilment to leave PENDING")
     show.set_defaults(func=_show_order)
 
@@ -57,9 +59,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     clients.bench.commands.register(sub)
 
     demo = sub.add_parser("demo", parents=[connection], help="a scripted VIP purchase against `orderpay dev`")
-    demo.add_argument("--sandbox-url", default="http://127.0.0.1:8090")
-    demo.add_argument("--user-id", default="demo-user")
-    demo.add_argument("--plan", default="vip-month")
+    demo.add_argument(
+        "--sandbox-url", default="http://127.0.0.1:8090", help="the sandbox's base URL (default %(default)s)"
+    )
+    demo.add_argument("--user-id", default="demo-user", help="who buys (default %(default)s)")
+    demo.add_argument(
+        "--plan",
+        default="vip-month",
+        help="VIP plan to buy: vip-month, vip-quarter, ... (default %(default)s)",
+    )
     demo.add_argument("--manual", action="store_true", help="pay on the cashier page yourself")
     demo.add_argument("--recon", action="store_true", help="then refund, move to the next day, reconcile")
     demo.set_defaults(func=_demo)

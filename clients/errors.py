@@ -1,4 +1,4 @@
-"""Typed exceptions for the orderpay gRPC API, chosen by `google.rpc.ErrorInfo.reason` (SPEC §3).
+"""Typed exceptions for the orderpay gRPC API, chosen by `google.rpc.ErrorInfo.reason` (README § Errors).
 
 The server sends rich status: a gRPC code plus `ErrorInfo{reason, domain: "orderpay", metadata}` and,
 for validation, `BadRequest` field violations, packed in the `grpc-status-details-bin` trailer.
@@ -133,7 +133,7 @@ class Internal(OrderPayError):
     default_reason = "INTERNAL"
 
 
-# One class per reason of SPEC §3.
+# One class per reason of server/rpc/status.py.
 
 
 class OrderNotFound(NotFound):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sandbox import abnormal_refund, bill_routes, cashier, control, key_control, routes
+from sandbox import abnormal_refund, bill_routes, cashier, control, index, key_control, routes
 from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
 from sandbox.state import SANDBOX, Clock, Sandbox, utc_now
@@ -25,6 +25,7 @@ def make_app(config: SandboxConfig, clock: Clock | SandboxClock = utc_now) -> we
     key_control.add_routes(app)
     cashier.add_routes(app)
     bill_routes.add_routes(app)  # bills and the clock (issue 12)
+    index.add_routes(app)
     return app
 
 

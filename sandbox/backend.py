@@ -95,6 +95,15 @@ class Backend:
             self._expire_if_due(trade, self._clock())
             return trade
 
+    def recent_trades(self, limit: int) -> list[Trade]:
+        """The newest `limit` trades, newest first (for the index page)."""
+        with self._lock:
+            newest = list(self._trades.values())[-limit:][::-1]
+            now = self._clock()
+            for trade in newest:
+                self._expire_if_due(trade, now)
+            return newest
+
     def trade_by_transaction_id(self, transaction_id: str) -> Trade:
         with self._lock:
             out_trade_no = self._by_transaction.get(transaction_id)

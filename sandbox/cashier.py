@@ -1,22 +1,58 @@
-"""The cashier page: what a payer sees after scanning `code_url` or opening `h5_url` (SPEC §6).
+"""The cashier page: what a payer sees after scanning `code_url` or opening `h5_url`.
 
 `weixin://wxpay/bizpayurl?pr=<token>` (NATIVE) maps to `GET /sandbox/cashier/<token>`; H5's `h5_url`
 points there directly. Pay settles the order exactly like the control API; Cancel leaves it unpaid.
+
+Post-redirect-get: Pay and Cancel answer 303 to the page itself, so a refresh shows the state again
+instead of resubmitting the form. Each state looks different (awaiting, paid, refunded, closed,
+expired); once the order is final both buttons are disabled. A NATIVE page carries a QR code of its
+own URL, so a phone on the same network can open it, as a payer would scan the merchant's code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
+from datetime import datetime
 from importlib import resources
 from string import Template
 
+import segno
 from aiohttp import web
 
 from sandbox.errors import ApiError
-from sandbox.models import TRADE_STATE_DESC, TRADE_TYPES, Trade
+from sandbox.models import CHINA, TRADE_TYPES, Trade
 from sandbox.state import SANDBOX
 
-_STATE_TEXT = {**TRADE_STATE_DESC, "SUCCESS": "支付成功 Paid", "NOTPAY": "待支付 Awaiting payment"}
+# state -> (css class, label). Chinese first, as WeChat's own page; English for everyone else.
+STATE_LABELS = {
+    "awaiting": ("awaiting", "待支付 Awaiting payment"),
+    "paid": ("paid", "支付成功 Paid"),
+    "refunded": ("refunded", "已转入退款 Paid, then refunded"),
+    "closed": ("closed", "订单已关闭 Closed by the merchant"),
+    "expired": ("expired", "订单已过期 Expired"),
+}
+CANCELLED = "已取消支付 Cancelled — the order stays unpaid; you can still pay"
+CHANNELS = {
+    "NATIVE": "扫码支付 QR code (NATIVE)",
+    "JSAPI": "公众号支付 In WeChat (JSAPI)",
+    "MWEB": "H5 支付 Mobile browser (H5)",
+    "APP": "App 支付 In an app (APP)",
+}
+NOTES = {"cancelled": CANCELLED}
+
+
+def state_of(trade: Trade) -> str:
+    """awaiting | paid | refunded | closed | expired: what the payer needs to know, not the wire code."""
+    if trade.trade_state == "SUCCESS":
+        return "paid"
+    if trade.trade_state == "REFUND":
+        return "refunded"
+    if trade.trade_state == "CLOSED":
+        # The backend closes an unpaid trade at exactly its expiry time; a merchant's close is another time.
+        expired = trade.closed_at is not None and trade.closed_at >= trade.expires_at
+        return "expired" if expired else "closed"
+    return "awaiting"
 
 
 def _template() -> Template:
@@ -28,20 +64,51 @@ def yuan(fen: int) -> str:
     return f"{fen // 100}.{fen % 100:02d}"
 
 
-def render(trade: Trade, merchant: str, *, note: str | None = None) -> str:
+def china_time(when: datetime) -> str:
+    return when.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") + " (UTC+8)"
+
+
+def qr_svg(url: str) -> str:
+    """The URL as an inline SVG QR code (segno: pure Python, no image files, nothing fetched)."""
+    code = segno.make(url, error="m", micro=False)
+    return str(code.svg_inline(scale=4, border=2, dark="#111", light="#fff", title=url, omitsize=True))
+
+
+def render(trade: Trade, merchant: str, page_url: str, *, note: str | None = None) -> str:
+    state = state_of(trade)
+    css, label = STATE_LABELS[state]
     token = trade.cashier_token
+    trade_type = TRADE_TYPES[trade.request.channel]
+    final = state != "awaiting"
+    if state == "paid" and trade.success_time is not None:
+        detail = f"{china_time(trade.success_time)} · {trade.transaction_id}"
+    elif state == "expired":
+        detail = f"the pay window ended {china_time(trade.expires_at)}"
+    elif state == "awaiting":
+        detail = f"pay by {china_time(trade.expires_at)}"
+    else:
+        detail = ""
     values = {
         "merchant": merchant,
         "amount_yuan": yuan(trade.total),
         "description": trade.request.description,
         "out_trade_no": trade.out_trade_no,
-        "trade_type": TRADE_TYPES[trade.request.channel],
-        "state_text": note or _STATE_TEXT[trade.trade_state],
+        "trade_type": CHANNELS.get(trade_type, trade_type),
+        "state_text": label,
+        "state_detail": detail,
+        "note": note or "",
         "pay_action": f"/sandbox/cashier/{token}/pay",
         "cancel_action": f"/sandbox/cashier/{token}/cancel",
+        "page_url": page_url,
     }
     escaped = {name: html.escape(value) for name, value in values.items()}
-    escaped["actions_hidden"] = "" if trade.trade_state == "NOTPAY" and note is None else "hidden"
+    escaped["state_class"] = css
+    escaped["note_hidden"] = "" if note else "hidden"
+    escaped["pay_disabled"] = "disabled" if final else ""
+    escaped["cancel_disabled"] = "disabled" if final or note == CANCELLED else ""
+    show_qr = trade_type == "NATIVE" and not final
+    escaped["qr_hidden"] = "" if show_qr else "hidden"
+    escaped["qr_svg"] = qr_svg(page_url) if show_qr else ""
     return _template().substitute(escaped)
 
 
@@ -57,26 +124,35 @@ def _trade(request: web.Request) -> Trade:
 
 
 def _merchant(request: web.Request) -> str:
-    return f"Sandbox merchant {request.app[SANDBOX].credentials.mchid}"
+    return f"Sandbox merchant 沙箱商户 {request.app[SANDBOX].credentials.mchid}"
+
+
+def _page_url(request: web.Request) -> str:
+    # As the browser asked for it (its Host header), so a phone on the same network gets a URL it can open.
+    return str(request.url.with_query(None).with_fragment(None))
 
 
 async def show(request: web.Request) -> web.Response:
-    return _page(render(_trade(request), _merchant(request)))
+    trade = _trade(request)
+    note = NOTES.get(request.query.get("note", "")) if state_of(trade) == "awaiting" else None
+    return _page(render(trade, _merchant(request), _page_url(request), note=note))
+
+
+def _back_to_page(request: web.Request, note: str | None = None) -> web.HTTPSeeOther:
+    target = request.url.with_path(f"/sandbox/cashier/{request.match_info['token']}").with_query(None)
+    return web.HTTPSeeOther(str(target.with_query({"note": note}) if note else target))
 
 
 async def pay(request: web.Request) -> web.Response:
     trade = _trade(request)
-    try:
-        trade, _ = request.app[SANDBOX].simulator.pay(trade.out_trade_no)
-    except ApiError as exc:
-        return _page(render(trade, _merchant(request), note=exc.message), status=409)
-    return _page(render(trade, _merchant(request)))
+    with contextlib.suppress(ApiError):  # closed or expired: the page says so, with the buttons disabled
+        request.app[SANDBOX].simulator.pay(trade.out_trade_no)
+    raise _back_to_page(request)
 
 
 async def cancel(request: web.Request) -> web.Response:
-    trade = _trade(request)
-    note = "已取消支付 Cancelled (the order stays unpaid)" if trade.trade_state == "NOTPAY" else None
-    return _page(render(trade, _merchant(request), note=note))
+    _trade(request)
+    raise _back_to_page(request, "cancelled")
 
 
 def add_routes(app: web.Application) -> None:

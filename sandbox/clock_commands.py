@@ -29,10 +29,10 @@ def register_clock(sandbox_parser: argparse.ArgumentParser) -> None:
     show = moves.add_parser("show", help="print the sandbox's now")
     show.set_defaults(func=_show)
     advance = moves.add_parser("advance", help="move forward, e.g. 26h")
-    advance.add_argument("duration", type=parse_duration)
+    advance.add_argument("duration", type=parse_duration, help="how far: 90s, 15m, 26h or 2d")
     advance.set_defaults(func=_advance)
     to = moves.add_parser("set", help="jump forward to an RFC 3339 time")
-    to.add_argument("when")
+    to.add_argument("when", help="the new now, RFC 3339 (e.g. 2026-11-26T10:00:00+08:00)")
     to.set_defaults(func=_set)
     for action in (show, advance, to):
         action.add_argument(

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def register_keys(keys_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`orderpay keys init`: the dev credentials bundle (throwaway keys)."""
-    init = keys_sub.add_parser("init", help="write a fresh dev credentials bundle (SPEC §6)")
+    init = keys_sub.add_parser("init", help="write a fresh dev credentials bundle (sandbox/README.md)")
     init.add_argument("--dir", type=Path, required=True, help="directory to write the bundle into")
     init.add_argument("--force", action="store_true", help="replace an existing bundle")
     init.set_defaults(func=_keys_init)
@@ -24,12 +24,22 @@ def register_keys(keys_sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def _register_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("sandbox", help="run the fake WeChat Pay APIv3 gateway")
-    parser.add_argument("--listen", default="127.0.0.1:8090", help="HOST:PORT (port 0 = ephemeral)")
+    parser.add_argument(
+        "--listen", default="127.0.0.1:8090", help="HOST:PORT (default %(default)s; port 0 = ephemeral)"
+    )
     parser.add_argument("--credentials-dir", type=Path, help="bundle from `keys init` (required to run)")
-    parser.add_argument("--time-scale", type=float, default=1.0, help="multiplies retry/fault delays")
+    parser.add_argument(
+        "--time-scale", type=float, default=1.0, help="multiplies retry/fault delays (default %(default)g)"
+    )
     parser.add_argument("--auto-pay-delay", type=float, default=None, help="pay every prepay after S seconds")
     parser.add_argument("--seed", type=int, default=None, help="seed for fault injection")
-    parser.add_argument("--notify-sign-mode", choices=("pubkey", "cert"), default="pubkey")
+    parser.add_argument(
+        "--notify-sign-mode",
+        choices=("pubkey", "cert"),
+        default="pubkey",
+        help="sign notifications with the WeChat Pay public key or a platform certificate"
+        " (default %(default)s)",
+    )
     parser.add_argument(
         "--key-mode",
         choices=("certificate", "migrating", "public_key", "public_key_only"),
@@ -40,7 +50,8 @@ def _register_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--migration-ramp",
         type=float,
         default=7 * 24 * 3600.0,
-        help="with --key-mode migrating: seconds until every notification uses the public key",
+        help="with --key-mode migrating: seconds until every notification uses the public key"
+        " (default %(default)g, a week)",
     )
     parser.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
     parser.add_argument("--verbose", action="store_true", help="log requests and notification attempts")

@@ -1,4 +1,4 @@
-"""The dev credentials bundle (SPEC §6): throwaway keys both the merchant side and the sandbox read.
+"""The dev credentials bundle: throwaway keys both the merchant side and the sandbox read.
 
 `init_bundle` writes it; `load_credentials` reads it back. Nothing here is ever a real credential.
 """

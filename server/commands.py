@@ -18,20 +18,41 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=("grpc", "notify", "jobs"),
         help="run only these parts (repeatable); default: all three",
     )
-    serve.add_argument("--workers", type=int, default=1, help="processes sharing the ports (PostgreSQL only)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the ports (PostgreSQL only; default 1)"
+    )
     serve.set_defaults(func=_serve)
 
-    dev = sub.add_parser("dev", help="the whole stack on SQLite: keys, sandbox, server, sidecar, jobs")
-    dev.add_argument("--sandbox-listen", default="127.0.0.1:8090")
+    dev = sub.add_parser(
+        "dev",
+        help="the whole stack on SQLite: keys, sandbox, server, sidecar, jobs",
+        description="What `make run` runs: writes a throwaway credentials bundle under .orderpay/ (once),"
+        " migrates and loads the catalogue into .orderpay/orderpay.db, starts the sandbox (fake WeChat"
+        " Pay), the gRPC server, the notify sidecar and the jobs, and prints where each listens."
+        " Every ORDERPAY_* variable applies; a port of 0 means any free port, and the banner shows the"
+        " one bound. Ctrl-C stops everything.",
+    )
+    dev.add_argument(
+        "--sandbox-listen",
+        default="127.0.0.1:8090",
+        metavar="HOST:PORT",
+        help="where the sandbox listens (default %(default)s; port 0 = any free port)",
+    )
     dev.set_defaults(func=_dev)
 
     mig = sub.add_parser("migrate", help="apply pending schema migrations")
     mig.set_defaults(func=_migrate)
 
     cat = sub.add_parser("catalogue", help="catalogue operations")
-    cat_sub = cat.add_subparsers(dest="catalogue_command", required=True)
+    cat_sub = cat.add_subparsers(dest="catalogue_command", required=True, metavar="ACTION")
     load = cat_sub.add_parser("load", help="load products from a JSON file (default: the shipped one)")
-    load.add_argument("file", nargs="?", type=Path)
+    load.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        metavar="FILE",
+        help="catalogue JSON (default: server/data/catalogue.json)",
+    )
     load.set_defaults(func=_catalogue_load)
 
 

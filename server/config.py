@@ -1,7 +1,7 @@
 """Settings, read once from `ORDERPAY_*` variables and an optional TOML file into a frozen object.
 
 This is the only module that reads the environment. Precedence: environment > TOML file > defaults.
-Secrets are never values here: the credentials bundle is a directory of files (SPEC §6).
+Secrets are never values here: the credentials bundle is a directory of files (`orderpay keys init`).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +12,14 @@ from pathlib import Path
 import httpx
 import structlog
 
-from server.config import DEV_TOKENS, STATE_DIR, Settings, StartupError, describe_database, load_settings
+from server.config import (
+    DEV_TOKENS,
+    STATE_DIR,
+    Settings,
+    StartupError,
+    describe_database,
+    load_settings,
+)
 from server.log_setup import configure_logging
 from server.ports import Binding, ensure_free, stack_bindings
 from server.runner import start_stack, wait_for_signal
@@ -28,6 +36,7 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
     # Every port before anything starts: a second `orderpay dev` must not half-start against the
     # first one's sandbox (whose keys differ, so every payment would fail SIGN_ERROR).
     ensure_free([*stack_bindings(settings, {"grpc", "notify"}), sandbox_at])
+    settings = with_concrete_ports(settings)
     if not (keys / "merchant.json").exists():
         _orderpay("keys", "init", "--dir", str(keys))
     configure_logging(settings.log_format, settings.log_level)
@@ -53,6 +62,8 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
         if "ORDERPAY_WXPAY_BASE_URL" not in os.environ:
             settings = settings.with_overrides(wxpay_base_url=sandbox_url)
         stack = start_stack(settings)
+        if stack.grpc is not None:  # the port gRPC really bound (ORDERPAY_GRPC_LISTEN=...:0 = any free one)
+            settings = settings.with_overrides(grpc_listen=_with_port(settings.grpc_listen, stack.grpc.port))
         _print_banner(settings, sandbox_url)
         wait_for_signal()
         stack.stop(settings.shutdown_grace_s)
@@ -61,6 +72,33 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
         sandbox.wait(timeout=10)
         port_file.unlink(missing_ok=True)
     return 0
+
+
+def with_concrete_ports(settings: Settings) -> Settings:
+    """Port 0 ("any free port") for the sidecar and the metrics listener, made concrete before they
+    start: the sidecar's port is part of the notify URL the sandbox posts to, so it must be known first.
+    The notify URL follows the sidecar's address unless it was set on purpose."""
+    notify = _with_port(settings.notify_listen, _free_port_if_zero(settings.notify_listen))
+    metrics = settings.metrics_listen
+    if metrics:
+        metrics = _with_port(metrics, _free_port_if_zero(metrics))
+    changes: dict[str, str] = {"notify_listen": notify, "metrics_listen": metrics}
+    if settings.notify_url == Settings().notify_url:  # the default, not chosen: follow the sidecar
+        changes["notify_url"] = f"http://{notify}/wxpay/notify"
+    return settings.with_overrides(**changes)
+
+
+def _with_port(address: str, port: int) -> str:
+    return f"{address.rpartition(':')[0]}:{port}"
+
+
+def _free_port_if_zero(address: str) -> int:
+    host, _, port = address.rpartition(":")
+    if int(port) != 0:
+        return int(port)
+    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as probe:
+        probe.bind((host.strip("[]") or "127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _wait_sandbox(process: subprocess.Popen[bytes], port_file: Path) -> int:
@@ -102,20 +140,24 @@ def _print_banner(settings: Settings, sandbox_url: str) -> None:
     grpc, notify, tokens = settings.grpc_listen, settings.notify_listen, settings.api_tokens
     metrics = f"http://{settings.metrics_listen}/metrics" if settings.metrics_listen else "(not served)"
     dev_note = " (dev tokens)" if tokens == DEV_TOKENS else ""
+    # The hints work as printed: the client defaults are the default ports, anything else is spelled out.
+    target = "" if grpc == "127.0.0.1:50051" else f" --target {grpc}"
+    cashier = "" if sandbox_url == "http://127.0.0.1:8090" else f" --sandbox-url {sandbox_url}"
     print(
         f"""
 orderpay dev stack is up
   gRPC           {grpc}   (OrderService, PayService, VipService, health, reflection)
-  notify sidecar http://{notify}/wxpay/notify   (/healthz /readyz)
+  notify sidecar http://{notify}/wxpay/notify   (/ /healthz /readyz)
   metrics        {metrics}
-  sandbox        {sandbox_url}   (fake WeChat Pay; control API under /sandbox/v1/)
+  sandbox        {sandbox_url}/   (fake WeChat Pay: payments and cashier pages; control API /sandbox/v1/)
   tokens         {tokens}{dev_note}   (gRPC metadata `authorization: Bearer <token>`)
   database       {describe_database(settings.database_url)}
 
 Try it (in another terminal):
-  .venv/bin/orderpay demo                 # a VIP purchase, each step printed
-  .venv/bin/orderpay demo --manual        # ... and you pay on the cashier page yourself
-  .venv/bin/orderpay orders list --user-id demo-user
+  .venv/bin/orderpay demo{target}{cashier}                 # a VIP purchase, each step printed
+  .venv/bin/orderpay demo{target}{cashier} --manual        # ... and you pay on the cashier page yourself
+  .venv/bin/orderpay orders list{target} --user-id demo-user
+  grpcurl: README.md § Calling it with grpcurl
 Ctrl-C stops everything.
 """,
         flush=True,

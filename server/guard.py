@@ -1,4 +1,4 @@
-"""The production guard: configurations `orderpay serve` refuses to run with (SPEC §13).
+"""The production guard: configurations `orderpay serve` refuses to run with (SECURITY.md).
 
 A deployment is treated as production as soon as the WeChat Pay gateway is not a loopback sandbox.
 Each problem names the setting and never echoes a secret. `orderpay dev` and the tests run against a

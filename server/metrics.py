@@ -1,10 +1,38 @@
-"""Prometheus metrics, one registry per process (scraped from the sidecar's /metrics)."""
+"""Prometheus metrics, one registry per process (scraped from the metrics listener's /metrics).
+
+Counters carry no `_created` series: `orderpay_orders_created{outcome="created"} 1.79e+09` is a Unix
+timestamp that reads like billions of orders. The process's own CPU, memory and open file descriptors
+(`process_*`) are in the same registry, so one scrape has both.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from importlib import metadata
 
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide; read at every scrape
 REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+
+
+def _version() -> str:
+    try:
+        return metadata.version("orderpay")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+BUILD = Info("orderpay_build", "The orderpay version this process runs", registry=REGISTRY)
+BUILD.info({"version": _version()})
 
 RPC_REQUESTS = Counter(
     "orderpay_rpc_requests", "gRPC calls by method and code", ["method", "code"], registry=REGISTRY

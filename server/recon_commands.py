@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.set_defaults(func=_run)
     show.set_defaults(func=_show)
     resolve = actions.add_parser("resolve", help="close an open exception with a reason (audited)")
-    resolve.add_argument("exception_id", type=int)
-    resolve.add_argument("--reason", required=True)
+    resolve.add_argument("exception_id", type=int, help="the exception's id (`recon show --date D`)")
+    resolve.add_argument("--reason", required=True, help="why it is closed; goes into the audit trail")
     resolve.set_defaults(func=_resolve)
 
 

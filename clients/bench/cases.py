@@ -1,5 +1,5 @@
-"""B1–B6 of SPEC §9. Each case drives orderpay with the load tester's scenarios and, in the same run
-and with the same harness and plan, a bare server; the verdict combines the bar with the database
+"""B1–B6 (README § Benchmarks). Each case drives orderpay with the load tester's scenarios and, in the
+same run and with the same harness and plan, a bare server; the verdict combines the bar with the database
 invariants of the run.
 """
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from clients.loadtest.bounds import MAX_CONCURRENCY, MAX_COUNT, MAX_DUPLICATES, MAX_DURATION_S
 from clients.loadtest.defaults import (
+    DEFAULT_DUPLICATES,
     DEFAULT_NOTIFY_URL,
     DEFAULT_SANDBOX_URL,
     DEFAULT_TARGET,
@@ -39,7 +41,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         f" (env ORDERPAY_GRPC_TARGET, else {DEFAULT_TARGET})",
     )
     parser.add_argument("--token", help="bearer token (env ORDERPAY_TOKEN, else the dev bff token)")
-    parser.add_argument("--sandbox-url", default=DEFAULT_SANDBOX_URL, help="sandbox base URL (full-flow)")
+    parser.add_argument(
+        "--sandbox-url", default=DEFAULT_SANDBOX_URL, help="sandbox base URL (full-flow; default %(default)s)"
+    )
     parser.add_argument(
         "--notify-url",
         help=f"sidecar notify URL (notify-storm; env ORDERPAY_NOTIFY_URL, else {DEFAULT_NOTIFY_URL})",
@@ -50,20 +54,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--database-url", help="database to check (env ORDERPAY_DATABASE_URL)")
     parser.add_argument("--product", default="vip-month", help="product to order (default vip-month)")
     parser.add_argument(
-        "--concurrency", type=int, default=64, help=f"calls in flight (max {MAX_CONCURRENCY})"
+        "--concurrency",
+        type=int,
+        default=64,
+        help=f"calls in flight (default %(default)s, max {MAX_CONCURRENCY})",
     )
     parser.add_argument(
-        "--count", type=int, default=1000, help=f"orders / keys / notifications (max {MAX_COUNT})"
+        "--count",
+        type=int,
+        default=1000,
+        help=f"orders / keys / notifications (default %(default)s, max {MAX_COUNT})",
     )
     parser.add_argument(
-        "--duplicates", type=int, help=f"copies per key or notification (max {MAX_DUPLICATES})"
+        "--duplicates",
+        type=int,
+        help=f"copies per key or notification (default {_per_scenario(DEFAULT_DUPLICATES)}, else 1;"
+        f" max {MAX_DUPLICATES})",
     )
     parser.add_argument("--duration", type=float, help=f"stop after S seconds (max {MAX_DURATION_S:g})")
     parser.add_argument(
-        "--auto-pay-delay", type=float, default=0.05, help="sandbox auto-pay delay (full-flow)"
+        "--auto-pay-delay",
+        type=float,
+        default=0.05,
+        help="seconds before the sandbox pays (full-flow; default %(default)g)",
     )
     parser.add_argument(
-        "--fulfil-timeout", type=float, default=30.0, help="seconds an order may take to fulfil"
+        "--fulfil-timeout",
+        type=float,
+        default=30.0,
+        help="seconds an order may take to fulfil (default %(default)g)",
     )
     parser.add_argument(
         "--max-error-rate",
@@ -73,8 +92,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="fail (exit 1) when more than PCT %% of calls fail, or none succeeds (default %(default)g)",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the database invariant checks")
-    parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document instead of tables (with the latency histogram and the timeline)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE.html",
+        help="also write a self-contained HTML report: latency histogram, throughput over time (inline SVG)",
+    )
     parser.set_defaults(func=_loadtest)
+
+
+def _per_scenario(defaults: dict[str, int]) -> str:
+    return ", ".join(f"{value} for {scenario}" for scenario, value in defaults.items())
 
 
 def _loadtest(args: argparse.Namespace) -> int:

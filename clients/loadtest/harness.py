@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
+from clients.loadtest.distribution import Bucket, Interval, histogram, timeline
+
 T = TypeVar("T")
 Work = Callable[[int, "Recorder"], Awaitable[None]]
 ProgressHook = Callable[[int], None]  # called with the number of finished work items
@@ -29,11 +31,14 @@ def reason_of(exc: BaseException) -> str:
 
 
 class Recorder:
-    """Latencies of successful calls and failures by reason, for one run."""
+    """Latencies of successful calls and failures by reason, for one run; and when each call ended
+    (perf_counter), for throughput over time."""
 
     def __init__(self) -> None:
         self.latencies_s: list[float] = []
         self.errors: Counter[str] = Counter()
+        self.ok_at: list[float] = []
+        self.failed_at: list[float] = []
         self.items_done = 0
         self.extra: dict[str, Any] = {}
 
@@ -43,17 +48,19 @@ class Recorder:
         try:
             result = await call
         except Exception as exc:  # noqa: BLE001 - a load run counts failures by reason, never stops on one
-            self.errors[reason_of(exc)] += 1
+            self.fail(reason_of(exc))
             return None
-        self.latencies_s.append(time.perf_counter() - started)
+        self.observe(time.perf_counter() - started)
         return result
 
     def observe(self, seconds: float) -> None:
-        """Record a latency measured elsewhere (e.g. pay → fulfilled)."""
+        """Record a latency measured elsewhere (e.g. pay → fulfilled), ending now."""
         self.latencies_s.append(seconds)
+        self.ok_at.append(time.perf_counter())
 
     def fail(self, reason: str) -> None:
         self.errors[reason] += 1
+        self.failed_at.append(time.perf_counter())
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class Summary:
     p99_ms: float
     max_ms: float
     extra: dict[str, Any] = field(default_factory=dict)
+    latency_histogram: list[Bucket] = field(default_factory=list)
+    timeline: list[Interval] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,7 +94,8 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[rank - 1]
 
 
-def summarise(name: str, recorder: Recorder, elapsed_s: float) -> Summary:
+def summarise(name: str, recorder: Recorder, elapsed_s: float, started_at: float) -> Summary:
+    """The figures of a run that started at `started_at` (perf_counter) and took `elapsed_s`."""
     ordered = sorted(recorder.latencies_s)
     ok = len(ordered)
     failed = sum(recorder.errors.values())
@@ -102,6 +112,10 @@ def summarise(name: str, recorder: Recorder, elapsed_s: float) -> Summary:
         p99_ms=round(percentile(ordered, 0.99) * 1000, 2),
         max_ms=round((ordered[-1] if ordered else 0.0) * 1000, 2),
         extra=dict(recorder.extra),
+        latency_histogram=histogram(ordered),
+        timeline=timeline(
+            [t - started_at for t in recorder.ok_at], [t - started_at for t in recorder.failed_at], elapsed_s
+        ),
     )
 
 
@@ -145,7 +159,7 @@ async def drive(
     elapsed = time.perf_counter() - started
     if progress:
         progress(recorder.items_done)
-    return summarise(name, recorder, elapsed)
+    return summarise(name, recorder, elapsed, started)
 
 
 async def _tick(recorder: Recorder, progress: ProgressHook) -> None:

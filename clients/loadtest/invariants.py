@@ -14,6 +14,7 @@ Usable from tests: `check_invariants("sqlite:///path.db")` returns an `Invariant
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -21,7 +22,7 @@ import peewee as pw
 
 SAMPLE_ROWS = 5
 PAID_STATUSES = "('PAID', 'PARTIALLY_REFUNDED', 'REFUNDED')"
-# Refunds that hold money: not CLOSED / ABNORMAL (SPEC §2).
+# Refunds that hold money: not CLOSED / ABNORMAL (proto/orderpay/v1/pay_service.proto, RefundStatus).
 LIVE_REFUND_STATUSES = "('PROCESSING', 'SUCCESS')"
 
 
@@ -151,6 +152,44 @@ def open_readonly(database_url: str) -> pw.Database:
             options="-c default_transaction_read_only=on",
         )
     raise ValueError(f"unsupported database url {database_url!r} (want sqlite:/// or postgresql://)")
+
+
+class DatabaseUnusableError(ValueError):
+    """The invariant check could not read the database it was pointed at."""
+
+
+POINT_IT = (
+    "point --database-url (or ORDERPAY_DATABASE_URL) at the server's database, e.g."
+    " sqlite:////ABSOLUTE/PATH/.orderpay/orderpay.db, or skip the check with --no-check"
+)
+
+
+def probe(database_url: str) -> None:
+    """Fail before a load run, not after it, when the invariant check could not read the database.
+
+    One sentence: which database (for SQLite, the file it resolves to from here: the default URL is
+    relative to the working directory), what is wrong, and how to point the check at the right one.
+    """
+    where = _describe(database_url)
+    parsed = urlparse(database_url)
+    if parsed.scheme == "sqlite" and not Path(database_url.removeprefix("sqlite:///")).is_file():
+        raise DatabaseUnusableError(f"no database file at {where}; {POINT_IT}")
+    db = open_readonly(database_url)
+    try:
+        with db.connection_context():
+            _rows(db, "SELECT 1 FROM orders LIMIT 1")
+    except (pw.OperationalError, pw.ProgrammingError, pw.InterfaceError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DatabaseUnusableError(f"cannot read orders from {where} ({first}); {POINT_IT}") from exc
+
+
+def _describe(database_url: str) -> str:
+    parsed = urlparse(database_url)
+    if parsed.scheme == "sqlite":
+        return f"{Path(database_url.removeprefix('sqlite:///')).resolve()} ({database_url})"
+    if parsed.password is not None:  # never print a password
+        return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)).geturl()
+    return database_url
 
 
 def check_invariants(database_url: str, expected: Expected | None = None) -> InvariantReport:

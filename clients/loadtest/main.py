@@ -22,7 +22,8 @@ from clients.loadtest.defaults import (
     DEV_BFF_TOKEN,
 )
 from clients.loadtest.harness import Plan
-from clients.loadtest.invariants import InvariantReport, check_invariants
+from clients.loadtest.html_report import render_report
+from clients.loadtest.invariants import DatabaseUnusableError, InvariantReport, check_invariants, probe
 from clients.loadtest.report import errors_table, invariants_table, progress_bar, summary_view
 from clients.loadtest.scenarios import LoadConfig, ScenarioResult, SetupError, run_scenario
 from clients.loadtest.verdict import run_failures
@@ -38,6 +39,13 @@ def run_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         database_url = bounds.require_loopback_url(
             args.database_url or env.get("ORDERPAY_DATABASE_URL") or DEFAULT_DATABASE_URL, "database"
         )
+        _check_report_path(args.report)
+        if not args.no_check:  # before the load, not after it: a run whose check cannot read is wasted
+            probe(database_url)
+    except DatabaseUnusableError as exc:
+        message = f"[bold red]error:[/] cannot check the invariants: {escape(str(exc))}"
+        errors.print(message, highlight=False, soft_wrap=True)  # one line, whatever the width
+        return EXIT_UNUSABLE
     except ValueError as exc:
         errors.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_UNUSABLE
@@ -48,9 +56,19 @@ def run_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         errors.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_UNUSABLE
     failures = [*run_failures(result.summary, max_error_rate), *result.problems]
-    _print(args, config, result, report, failures)
+    document = result_json(config, result, report, failures)
+    _print(args, config, result, report, failures, document)
+    if args.report is not None:
+        args.report.write_text(render_report(document), encoding="utf-8")
+        if not args.json:
+            errors.print(f"report: {escape(str(args.report))}", highlight=False, soft_wrap=True)
     healthy = not failures and (report is None or report.ok)
     return EXIT_OK if healthy else EXIT_FAILED
+
+
+def _check_report_path(path: Path | None) -> None:
+    if path is not None and not path.resolve().parent.is_dir():
+        raise ValueError(f"--report: directory {path.resolve().parent} does not exist")
 
 
 def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> LoadConfig:
@@ -112,9 +130,10 @@ def _print(
     result: ScenarioResult,
     report: InvariantReport | None,
     failures: list[str],
+    document: dict[str, Any],
 ) -> None:
     if args.json:
-        print_json(result_json(config, result, report, failures))
+        print_json(document)
         return
     console = stdout_console()
     console.print(summary_view(result.summary, console))

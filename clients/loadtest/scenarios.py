@@ -168,7 +168,7 @@ async def notify_storm(config: LoadConfig, clients: Clients, progress: ProgressH
 
 
 async def notify_fuzz(config: LoadConfig, clients: Clients, progress: ProgressHook | None) -> ScenarioResult:
-    """The drill of SPEC §9: hostile notifications for real unpaid orders; none may be accepted."""
+    """The notify-fuzz drill: hostile notifications for real unpaid orders; none may be accepted."""
     orders = await _create_orders(replace(config, plan=Plan(FUZZ_ORDERS, config.plan.concurrency)), clients)
     signer = NotificationSigner.from_dir(config.credentials_dir)
     variants = hostile_variants(signer, [(o.out_trade_no, o.total_fee) for o in orders], config.plan.count)

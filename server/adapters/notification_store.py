@@ -1,4 +1,4 @@
-"""Raw WeChat Pay notifications, stored in the transaction that applies them (SPEC §4).
+"""Raw WeChat Pay notifications, stored in the transaction that applies them.
 
 Lifecycle of a row: `PROCESSED` (terminal, with the outcome) once applied or decided, in the same
 transaction as the insert; `RECEIVED`/`FAILED` rows (from before one-transaction processing, or

@@ -64,7 +64,7 @@ class UndecryptableError(_FixedOutcome):
 
 
 # What an operator does about a rejection that is WeChat's or our configuration's fault, not an
-# attacker's: such outcomes are logged as errors with this hint (SPEC §7; issue 11).
+# attacker's: such outcomes are logged as errors with this hint (issue 11).
 OPERATOR_ACTIONS: dict[str, str] = {
     UndecryptableError.OUTCOME: (
         "signed by WeChat Pay but does not decrypt: compare apiv3_key in merchant.json with the APIv3 key "

@@ -1,1 +1,1 @@
-"""The notify sidecar (SPEC §4): aiohttp in front of NotificationService, database work off the loop."""
+"""The notify sidecar: aiohttp in front of NotificationService, database work off the loop."""

@@ -1,4 +1,4 @@
-"""`make_notify_app`: the sidecar as an aiohttp Application (SPEC §4)."""
+"""`make_notify_app`: the sidecar as an aiohttp Application."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def make_notify_app(
     else:
         app[EXECUTOR] = executor
     app.router.add_post(NOTIFY_PATH, views.notify)
+    app.router.add_get("/", views.index)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
     return app

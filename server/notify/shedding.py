@@ -1,4 +1,4 @@
-"""Shedding hostile clients on the internet-facing sidecar listener (SPEC §9 slowloris drill, §13).
+"""Shedding hostile clients on the internet-facing sidecar listener (the slowloris drill).
 
 aiohttp has no header or body read deadline: a client that dribbles one byte at a time holds its
 connection forever. `GuardedSite` wraps each connection's protocol and closes it when

@@ -52,6 +52,35 @@ async def notify(request: web.Request) -> web.Response:
     return acknowledged() if receipt.acknowledged else fail(HTTP_STATUS[receipt.disposition], receipt.message)
 
 
+INDEX_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>orderpay notify sidecar</title>
+<style>body{font-family:system-ui,sans-serif;max-width:640px;margin:32px auto;padding:0 16px;color:#222}
+code{background:#f2f2f2;padding:1px 4px;border-radius:3px}li{margin:6px 0}</style></head><body>
+<h1>orderpay notify sidecar</h1>
+<p>This listener receives WeChat Pay's signed payment and refund notifications for orderpay and hands
+them to its order service. Every notification is verified (timestamp window, platform key serial, RSA
+signature over the raw body) before it is decrypted; anything else is answered with a 4xx
+<code>FAIL</code>.</p>
+<ul>
+<li><code>POST /wxpay/notify</code>: where WeChat Pay delivers notifications
+(the <code>notify_url</code>)</li>
+<li><a href="/healthz">/healthz</a>: liveness, <code>{"status": "ok"}</code></li>
+<li><a href="/readyz">/readyz</a>: readiness, the database answers</li>
+</ul>
+<p>Metrics are not served on this listener: they have their own, on loopback
+(<code>ORDERPAY_METRICS_LISTEN</code>, <code>GET /metrics</code>).</p>
+<p>More: <code>README.md</code> of the orderpay repository, sections Operations and Configuration.</p>
+</body></html>
+"""
+
+
+async def index(_request: web.Request) -> web.Response:
+    """What this listener is, instead of a bare 404 for someone who opens it in a browser."""
+    return web.Response(text=INDEX_PAGE, content_type="text/html", charset="utf-8")
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 

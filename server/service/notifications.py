@@ -1,6 +1,6 @@
 """Inbound WeChat Pay notifications: verify, then store, apply and mark processed in ONE transaction.
 
-`receive` runs the checks in SPEC §4's order (`parse_notification`). A verified notification is then
+`receive` runs the checks in their fixed order (`parse_notification`). A verified notification is then
 inserted (unique on its id), applied by the payment or refund service and marked PROCESSED in one
 unit of work: a failed apply rolls all of it back and the answer asks WeChat to retry, so WeChat's
 retry carries it; a redelivery of a processed notification is answered from a read, with no write.

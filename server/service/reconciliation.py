@@ -1,5 +1,5 @@
 """Reconciling a Beijing day against WeChat Pay's bills: the use case behind the job, the CLI and the
-admin API (SPEC §11, issue 12).
+admin API (issue 12).
 
 A run claims the day, downloads the trade and fund-flow bills (no transaction open), stores the files
 and their lines, matches them against local orders and refunds (`server.domain.reconciliation`),

@@ -1,4 +1,4 @@
-"""The merchant's WeChat Pay APIv3 client (SPEC §5): signed requests, verified responses, safe retries.
+"""The merchant's WeChat Pay APIv3 client: signed requests, verified responses, safe retries.
 
 One instance is shared by every gRPC worker thread and job: the pooled `httpx.Client`, the breaker and
 the certificate cache are all thread-safe. Works against the sandbox or `https://api.mch.weixin.qq.com`

@@ -1,4 +1,4 @@
-"""The merchant credentials bundle (SPEC §6), loaded once into a frozen object that never prints secrets.
+"""The merchant credentials bundle, loaded once into a frozen object that never prints secrets.
 
 Bundle layout: `merchant.json` (`mchid`, `appid`, `merchant_serial_no`, `apiv3_key`,
 `wechatpay_public_key_id`, `platform_cert_serial_no`), `merchant_private_key.pem`, and at least one of

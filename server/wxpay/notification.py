@@ -1,8 +1,8 @@
-"""Inbound payment and refund notifications: verify, then decrypt (SPEC §4, research §9–§10).
+"""Inbound payment and refund notifications: verify, then decrypt.
 
-`parse_notification` runs the checks in the order SPEC §4 fixes, and stops at the first failure with a
-`NotificationRejected` whose `outcome` the sidecar answers and counts. Nothing is decrypted before the
-signature over the raw bytes has verified.
+`parse_notification` runs the checks in a fixed order (cheapest and most telling first), and stops at
+the first failure with a `NotificationRejected` whose `outcome` the sidecar answers and counts. Nothing
+is decrypted before the signature over the raw bytes has verified.
 """
 
 from __future__ import annotations

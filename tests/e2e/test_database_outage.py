@@ -1,4 +1,4 @@
-"""Drill: PostgreSQL is SIGKILLed mid-load and restarted (SPEC §9; security audit, the database going away).
+"""Drill: PostgreSQL is SIGKILLed mid-load and restarted (the database going away).
 
 The stack runs on a throwaway cluster of this test's own. While the database is gone, gRPC answers a
 retryable code (never INTERNAL), `/readyz` says unavailable and the sidecar answers 5xx so WeChat Pay

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ import pytest
 
 from clients.bench.procs import BFF_TOKEN, free_port
 from clients.bench.stack import ServerSpec, init_keys, start_server
+from tests.support.stack import ROOT
 from tests.support.terminal import run_in_terminal
 
 CLI_TIMEOUT_S = 60
@@ -208,3 +213,113 @@ def test_tables_fit_an_80_column_terminal(stack: Stack) -> None:
     assert max(len(line) for line in screen.splitlines()) <= 80
     for figure in ("elapsed s", "ok/s", "p50 ms", "p99 ms", "max ms", "one_order_per_key"):
         assert figure in screen
+
+
+def test_outside_the_repository_the_check_is_refused_before_any_load(stack: Stack, tmp_path: Path) -> None:
+    # The default database URL is relative: from another directory it names a file that is not there.
+    orders_before = _load_orders(stack)
+    done = subprocess.run(
+        [sys.executable, "-m", "clients.cli", "loadtest", "create-unique", "--count", "5",
+         "--target", stack.target, "--token", BFF_TOKEN],
+        capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()  # one line: what, where, and how to point at it
+    missing = tmp_path.resolve() / ".orderpay" / "orderpay.db"
+    assert line.startswith(f"error: cannot check the invariants: no database file at {missing}")
+    assert "--database-url" in line
+    assert "ORDERPAY_DATABASE_URL" in line
+    assert "--no-check" in line
+    assert done.stdout == ""  # no progress bar, no table: the load never started
+    assert _load_orders(stack) == orders_before
+
+
+def test_a_database_without_the_schema_is_refused_before_any_load(stack: Stack, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+
+    done = _loadtest("create-unique", "--count", "5", "--target", stack.target, "--database-url",
+                     f"sqlite:///{empty}")  # fmt: skip
+
+    assert done.returncode == 2
+    assert "no such table: orders" in done.stderr
+    assert "--database-url" in done.stderr
+
+
+def _load_orders(stack: Stack) -> int:
+    with sqlite3.connect(stack.database_path) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM orders WHERE user_id LIKE 'lt-%'").fetchone()[0])
+
+
+def test_json_carries_the_latency_histogram_and_the_timeline(stack: Stack) -> None:
+    code, result = _run_json(stack, "create-unique", "--count", "40", "--concurrency", "4")
+
+    assert code == 0, result
+    summary = result["summary"]
+    buckets = summary["latency_histogram"]
+    assert sum(bucket["count"] for bucket in buckets) == summary["ok"] == 40
+    assert all(bucket["ge_ms"] < bucket["lt_ms"] for bucket in buckets)
+    assert all(a["lt_ms"] == b["ge_ms"] for a, b in itertools.pairwise(buckets))  # contiguous
+    holding_max = next(b for b in buckets if b["ge_ms"] <= summary["max_ms"] < b["lt_ms"])
+    assert holding_max is buckets[-1]
+    timeline = summary["timeline"]
+    assert sum(interval["ok"] for interval in timeline) == 40
+    assert sum(interval["errors"] for interval in timeline) == 0
+    assert timeline[-1]["t_s"] < summary["elapsed_s"] <= timeline[-1]["t_s"] + timeline[-1]["width_s"] + 1e-6
+
+
+def test_report_is_one_self_contained_html_file(stack: Stack, tmp_path: Path) -> None:
+    half_dead = f"{stack.target},127.0.0.1:{free_port()}"  # failures too, so the red bars show
+    report = tmp_path / "run.html"
+
+    done = _loadtest(
+        "create-unique", "--count", "30", "--concurrency", "4", "--target", half_dead, "--token", BFF_TOKEN,
+        "--database-url", stack.database_url, "--report", str(report), "--max-error-rate", "60",
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"report: {report}" in done.stderr
+    page = report.read_text(encoding="utf-8")
+    parsed = _Page()
+    parsed.feed(page)
+    assert parsed.svgs == ["latency histogram", "throughput over time"]
+    assert parsed.fetches == []  # no script, stylesheet, image or font from anywhere
+    assert "http://" not in page
+    assert "https://" not in page
+    assert parsed.bars["#07c160"] > 0  # ok bars in both charts
+    assert parsed.bars["#d93025"] > 0  # failed calls, stacked in red
+    for text in ("p50", "p95", "p99", "UNAVAILABLE", "one_order_per_key", "create-unique"):
+        assert text in page
+
+
+def test_report_to_a_missing_directory_is_refused_before_the_load(stack: Stack, tmp_path: Path) -> None:
+    done = _loadtest(
+        "create-unique", "--count", "5", "--target", stack.target, "--database-url", stack.database_url,
+        "--report", str(tmp_path / "nope" / "run.html"),
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert "--report: directory" in done.stderr
+    assert done.stdout == ""
+
+
+class _Page(HTMLParser):
+    """What a browser would fetch for this page, its SVG charts, and its bars by colour."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.svgs: list[str] = []
+        self.fetches: list[str] = []
+        self.bars: Counter[str] = Counter()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "svg":
+            self.svgs.append(values.get("aria-label") or "")
+        if tag == "rect":
+            self.bars[values.get("fill") or ""] += 1
+        if tag in {"script", "img", "link", "iframe", "object", "embed", "source", "image", "use"}:
+            self.fetches.append(tag)
+        self.fetches += [f"{tag}[{name}]" for name in ("src", "href", "xlink:href") if values.get(name)]

@@ -191,7 +191,7 @@ def _order(order_id: str | None = None, **fields: Any) -> order_pb2.Order:
     return order_pb2.Order(order_id=order_id or uuid.uuid4().hex, **fields)
 
 
-# Every reason of SPEC §3: (reason, code, class, metadata the server attaches).
+# Every ErrorInfo reason (server/rpc/status.py): (reason, code, class, metadata the server attaches).
 REASONS: list[tuple[str, grpc.StatusCode, type[errors.OrderPayError], dict[str, str]]] = [
     ("INVALID_ARGUMENT", grpc.StatusCode.INVALID_ARGUMENT, errors.InvalidArgument, {}),
     ("UNAUTHENTICATED", grpc.StatusCode.UNAUTHENTICATED, errors.Unauthenticated, {}),

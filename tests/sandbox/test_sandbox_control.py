@@ -184,8 +184,11 @@ def test_h5_url_opens_the_cashier_and_pay_settles_the_order(
     assert out_trade_no in page.text
     action = re.search(r'action="([^"]+/pay)"', page.text)
     assert action is not None
-    paid = httpx.post(caller.base_url + action.group(1))
+    paid = httpx.post(caller.base_url + action.group(1), follow_redirects=True)
+    # Post-redirect-get: 303 back to the page itself, which now says paid, its buttons disabled.
+    assert [(r.status_code, r.headers["location"]) for r in paid.history] == [(303, h5_url.split("?")[0])]
     assert "支付成功" in paid.text
+    assert len(re.findall(r"<button[^>]* disabled>", paid.text)) == 2
     assert receiver.wait_for(lambda r: len(r) == 1)[0].event_type == "TRANSACTION.SUCCESS"
 
 
@@ -199,6 +202,31 @@ def test_cashier_escapes_merchant_text(
     assert "<script>x" not in page
     assert "&lt;script&gt;x" in page
     assert httpx.get(f"{caller.base_url}/sandbox/cashier/unknown-token").status_code == 404
+    index = httpx.get(f"{caller.base_url}/").text  # the index lists the payment, escaped too
+    assert "<script>x" not in index
+    assert "&lt;script&gt;x" in index
+
+
+def test_cashier_cancel_and_late_pay_redirect_back_to_the_page(
+    caller: MerchantCaller, credentials: Credentials, out_trade_no: str
+) -> None:
+    caller.call("POST", JSAPI, prepay_body(credentials, out_trade_no, "https://m.example.com/n"))
+    token = caller.control("GET", f"orders/{out_trade_no}")["cashier_token"]
+    page = f"{caller.base_url}/sandbox/cashier/{token}"
+
+    cancelled = httpx.post(f"{page}/cancel")
+    assert (cancelled.status_code, cancelled.headers["location"]) == (303, f"{page}?note=cancelled")
+    assert "已取消支付 Cancelled" in httpx.get(cancelled.headers["location"]).text
+
+    caller.call(
+        "POST", f"/v3/pay/transactions/out-trade-no/{out_trade_no}/close", {"mchid": credentials.mchid}
+    )
+    late = httpx.post(f"{page}/pay", follow_redirects=True)
+    assert late.history[0].status_code == 303
+    assert 'data-state="closed"' in late.text
+    assert "订单已关闭 Closed" in late.text
+    assert len(re.findall(r"<button[^>]* disabled>", late.text)) == 2
+    assert caller.control("GET", f"orders/{out_trade_no}")["trade_state"] == "CLOSED"
 
 
 def test_an_int_for_a_float_knob_does_not_narrow_later_updates(caller: MerchantCaller) -> None:
