@@ -148,6 +148,10 @@ class RefundNotFound(NotFound):
     default_reason = "REFUND_NOT_FOUND"
 
 
+class NotificationNotFound(NotFound):
+    default_reason = "NOTIFICATION_NOT_FOUND"
+
+
 class IdempotencyKeyReused(AlreadyExists):
     """The request_id was used before with different parameters."""
 
@@ -237,6 +241,7 @@ REASON_CLASSES: tuple[type[OrderPayError], ...] = (
     OrderNotFound,
     ProductNotFound,
     RefundNotFound,
+    NotificationNotFound,
     IdempotencyKeyReused,
     UnpaidOrderExists,
     OutOfStock,

@@ -22,6 +22,7 @@ import structlog
 from server.domain.clock import Clock
 from server.domain.errors import DomainError
 from server.domain.notification import MalformedError, Notification, NotificationRejected
+from server.domain.operations import NotificationNotFoundError
 from server.service.errors import TransientError
 from server.service.ports import NotificationParser
 
@@ -174,6 +175,23 @@ class NotificationService:
         for row in self._store.claim_due(now, older_than_s, limit):
             finished += self._reprocess(row, now)
         return finished
+
+    # --- issue 13: an operator re-runs one stored notification (server.service.operations) ---------
+    def replay(self, notification_id: str) -> Receipt:
+        """The stored raw delivery through the same verify-and-apply path, as of its receipt: idempotent
+        (applying is), so a second replay answers `duplicate` and changes nothing."""
+        row = self._store.get(notification_id)
+        if row is None:
+            raise NotificationNotFoundError(f"notification {notification_id!r} not found")
+        try:
+            note = self._parse(row.headers, row.body.encode("utf-8"), row.received_at)
+        except NotificationRejected as exc:
+            return Receipt(_REJECTION_STATUS.get(exc.outcome, 400), exc.outcome, exc.message, notification_id)
+        outcome = self._apply(note)
+        if row.status != PROCESSED:
+            self._store.mark_processed(notification_id, outcome, self._clock())
+        out_trade_no = _text(note.resource.get("out_trade_no"))
+        return Receipt(204, outcome, "", note.id, note.event_type, out_trade_no)
 
     def _parse(self, headers: Mapping[str, str], body: bytes, now: datetime) -> Notification:
         note = self._parse_signed(headers, body, now.timestamp())

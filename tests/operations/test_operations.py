@@ -1,0 +1,273 @@
+"""The operator's use cases on a real database (SQLite and PostgreSQL) with a fake gateway: HELD
+resolutions, fulfilment retries, background work, and concurrent resolutions with real threads."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from server.adapters.admin_queries import AdminQueries, OrderFilter, decode_token
+from server.adapters.operations_store import PeeweeLedgerControl
+from server.adapters.tables import FulfilmentRow, OrderEventRow
+from server.app import App
+from server.bootstrap import build_app
+from server.domain.errors import (
+    DomainError,
+    InvalidArgumentError,
+    InvalidStateTransitionError,
+    VersionConflictError,
+)
+from server.domain.operations import Resolution, operations_refund_no
+from server.domain.order import CreateOrder, Fulfilment, Order, OrderStatus
+from server.jobs.wiring import wire_fulfilment
+from server.service.context import Caller
+from server.service.operations import JobKind, OperationsService
+from server.service.payments import PaymentService
+from server.service.ports import MerchantIdentity
+from server.service.refunds import RefundService
+from tests.conftest import settings_for
+from tests.support.fake_gateway import FakeGateway
+
+BFF = Caller("bff", "t")
+OPERATOR = Caller("admin", "req-ops-1")
+
+
+@pytest.fixture(scope="module")
+def base_app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    application = build_app(settings_for(database_url, credentials_dir=str(tmp_path_factory.mktemp("none"))))
+    application.catalogue.load_file()
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def gateway() -> FakeGateway:
+    return FakeGateway()
+
+
+@pytest.fixture
+def app(base_app: App, gateway: FakeGateway) -> App:
+    merchant = MerchantIdentity("1900000109", "wxapp")
+    payments = PaymentService(base_app.uow, base_app.clock, gateway, merchant, "http://n/notify", (60.0,))
+    refunds = RefundService(base_app.uow, base_app.clock, gateway, "http://n/notify", (60.0,))
+    base_app.payments, base_app.refunds = payments, refunds
+    base_app.extras.pop("fulfilment", None)
+    wire_fulfilment(base_app)
+    return base_app
+
+
+@pytest.fixture
+def ops(app: App) -> OperationsService:
+    worker = wire_fulfilment(app)
+    return OperationsService(
+        app.uow,
+        app.clock,
+        PeeweeLedgerControl(),
+        refunds=app.refunds,
+        fulfil_now=worker.run_for_order,
+        read=app.read,
+    )
+
+
+def held(app: App, gateway: FakeGateway, user: str) -> Order:
+    """A VIP order paid 1 fen short: kept, HELD / AMOUNT_MISMATCH."""
+    order = app.orders.create_order(CreateOrder("k", user, "vip-month", 1), BFF).order
+    assert app.payments is not None
+    app.payments.create_payment(order.order_id, "NATIVE", None, None, BFF)
+    result = app.payments.apply_transaction(
+        gateway.pay(order.out_trade_no, order.total_fee - 1), source="test"
+    )
+    assert result.outcome == "amount_mismatch"
+    assert result.order is not None
+    return result.order
+
+
+def operations_rows(app: App, order_id: str) -> list[OrderEventRow]:
+    with app.db.connection_context():
+        return list(
+            OrderEventRow.select().where(
+                (OrderEventRow.order_id == order_id) & (OrderEventRow.field == "operation")
+            )
+        )
+
+
+def test_refunding_a_held_order_refunds_what_was_paid_and_audits_who_and_why(
+    app: App, gateway: FakeGateway, ops: OperationsService, rid: str
+) -> None:
+    order = held(app, gateway, f"u-{rid}")
+    result = ops.resolve_held(
+        order.order_id, Resolution.REFUND, "customer paid the wrong amount", order.version, OPERATOR
+    )
+    assert result.outcome == "done"
+    assert result.refund is not None
+    assert (result.refund.out_refund_no, result.refund.amount) == (
+        operations_refund_no(order.order_id),
+        order.paid_fee,
+    )
+    assert result.order is not None
+    assert result.order.fulfilment is Fulfilment.FAILED
+    (row,) = operations_rows(app, order.order_id)
+    assert (row.actor, row.request_id, row.from_value, row.to_value) == (
+        "admin",
+        "req-ops-1",
+        "HELD",
+        "REFUND",
+    )
+    assert "customer paid the wrong amount" in row.cause
+    # Repeating it (a double click, a retry after a timeout) finds the same refund and adds nothing.
+    again = ops.resolve_held(order.order_id, Resolution.REFUND, "again", 0, OPERATOR)
+    assert again.outcome == "already_done"
+    assert again.refund is not None
+    assert again.refund.out_refund_no == result.refund.out_refund_no
+    assert gateway.count("refund") == 1
+    assert len(operations_rows(app, order.order_id)) == 1
+
+
+def test_accepting_a_held_order_fulfils_it(
+    app: App, gateway: FakeGateway, ops: OperationsService, rid: str
+) -> None:
+    order = held(app, gateway, f"u-{rid}")
+    result = ops.resolve_held(
+        order.order_id, Resolution.ACCEPT, "1 fen short, goodwill", order.version, OPERATOR
+    )
+    assert result.order is not None
+    assert result.order.fulfilment is Fulfilment.SUCCEEDED
+    assert app.catalogue.get_membership(f"u-{rid}").active
+    with pytest.raises(InvalidStateTransitionError):
+        ops.resolve_held(order.order_id, Resolution.REFUND, "changed my mind", 0, OPERATOR)
+
+
+def test_a_stale_version_or_a_missing_reason_is_refused(
+    app: App, gateway: FakeGateway, ops: OperationsService, rid: str
+) -> None:
+    order = held(app, gateway, f"u-{rid}")
+    with pytest.raises(VersionConflictError) as conflict:
+        ops.resolve_held(order.order_id, Resolution.ACCEPT, "why", order.version - 1, OPERATOR)
+    assert conflict.value.metadata["current_version"] == str(order.version)
+    with pytest.raises(InvalidArgumentError):
+        ops.resolve_held(order.order_id, Resolution.ACCEPT, "   ", order.version, OPERATOR)
+    assert operations_rows(app, order.order_id) == []
+
+
+@pytest.mark.parametrize("mix", ["same", "opposite"])
+def test_concurrent_resolutions_leave_exactly_one_outcome(
+    app: App, gateway: FakeGateway, ops: OperationsService, rid: str, mix: str
+) -> None:
+    order = held(app, gateway, f"u-{rid}-{mix}")
+    threads = 8
+    start = threading.Barrier(threads)
+
+    def resolve(i: int) -> str:
+        resolution = Resolution.REFUND if mix == "same" or i % 2 else Resolution.ACCEPT
+        start.wait()
+        try:
+            return ops.resolve_held(
+                order.order_id, resolution, f"op {i}", order.version, Caller("admin", f"r{i}")
+            ).action
+        except DomainError as error:
+            return error.reason
+
+    with ThreadPoolExecutor(threads) as pool:
+        outcomes = Counter(pool.map(resolve, range(threads)))
+    decided = [row.to_value for row in operations_rows(app, order.order_id)]
+    assert len(decided) == 1  # one audited decision, whatever the interleaving
+    refunds = {body["out_refund_no"] for name, body in gateway.calls if name == "refund"}
+    if decided == ["ACCEPTED"]:
+        assert refunds == set()
+        assert outcomes["resolve_accept"] == 1
+    else:
+        assert refunds == {operations_refund_no(order.order_id)}
+        assert outcomes["resolve_accept"] == 0
+    assert set(outcomes) <= {
+        "resolve_refund",
+        "resolve_accept",
+        "VERSION_CONFLICT",
+        "INVALID_STATE_TRANSITION",
+    }
+
+
+def test_retrying_a_failed_fulfilment_runs_it_again(
+    app: App, gateway: FakeGateway, ops: OperationsService, rid: str
+) -> None:
+    order = held(app, gateway, f"u-{rid}")
+    idle = OperationsService(app.uow, app.clock, PeeweeLedgerControl(), refunds=app.refunds)  # nobody fulfils
+    idle.resolve_held(order.order_id, Resolution.ACCEPT, "accept", order.version, OPERATOR)
+    # Make it FAILED as the worker would after its last attempt, without the automatic refund.
+    with app.uow() as uow:
+        current = uow.orders.get(order.order_id)
+        assert current is not None
+        uow.orders.compare_and_set(
+            current, current.version, fulfilment=Fulfilment.FAILED, fulfilment_reason="boom"
+        )
+        FulfilmentRow.update(status="FAILED").where(FulfilmentRow.order_id == order.order_id).execute()
+    failed = app.orders.get_order(order.order_id)
+    result = ops.retry_fulfilment(order.order_id, "handler fixed", failed.version, OPERATOR)
+    assert result.order is not None
+    assert result.order.fulfilment is Fulfilment.SUCCEEDED
+    with pytest.raises(InvalidStateTransitionError):
+        ops.retry_fulfilment(order.order_id, "twice", 0, OPERATOR)
+
+
+def test_a_failed_fulfilment_being_refunded_cannot_be_retried(
+    app: App, gateway: FakeGateway, ops: OperationsService, rid: str
+) -> None:
+    order = held(app, gateway, f"u-{rid}")
+    ops.resolve_held(order.order_id, Resolution.REFUND, "refund", order.version, OPERATOR)
+    with pytest.raises(InvalidStateTransitionError):
+        ops.retry_fulfilment(order.order_id, "no", 0, OPERATOR)
+
+
+def test_refund_polls_are_retried_now_and_revoked(
+    app: App, gateway: FakeGateway, ops: OperationsService, rid: str
+) -> None:
+    order = held(app, gateway, f"u-{rid}")
+    refund = ops.resolve_held(order.order_id, Resolution.REFUND, "refund", order.version, OPERATOR).refund
+    assert refund is not None
+    polled = ops.retry_job(JobKind.REFUND_POLL, refund.out_refund_no, "check now", OPERATOR)
+    assert gateway.count("query_refund") == 1
+    assert polled.refund is not None
+    assert polled.refund.status.value == "PROCESSING"
+    stopped = ops.revoke_job(
+        JobKind.REFUND_POLL, refund.out_refund_no, "WeChat support ticket open", OPERATOR
+    )
+    assert stopped.outcome == "done"
+    assert (
+        ops.revoke_job(JobKind.REFUND_POLL, refund.out_refund_no, "again", OPERATOR).outcome == "already_done"
+    )
+    queries = AdminQueries(app.db)
+    assert refund.out_refund_no in {
+        r.out_refund_no for r in queries.list_refunds(stuck=True, now=app.clock())
+    }
+    actions = [row.to_value for row in operations_rows(app, order.order_id)]
+    assert actions == ["REFUND", "RETRY_REFUND_POLL", "REVOKE_REFUND_POLL"]
+
+
+def test_admin_queries_filter_and_page_across_users(app: App, gateway: FakeGateway, rid: str) -> None:
+    orders = [held(app, gateway, f"u-{rid}-{i}") for i in range(5)]
+    queries = AdminQueries(app.db)
+    mine = {o.order_id for o in orders}
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = queries.list_orders(OrderFilter(fulfilment="HELD", product_id="vip-month"), 2, token)
+        seen += [o.order_id for o in page.orders if o.order_id in mine]
+        assert all(o.fulfilment is Fulfilment.HELD for o in page.orders)
+        if not page.next_page_token:
+            break
+        decode_token(page.next_page_token)
+        token = page.next_page_token
+    assert seen == [o.order_id for o in reversed(orders)]  # newest first, each exactly once
+    by_text = queries.list_orders(OrderFilter(text=orders[0].out_trade_no), 10)
+    assert [o.order_id for o in by_text.orders] == [orders[0].order_id]
+    attention = queries.needs_attention(app.clock(), limit=200)
+    assert mine <= {o.order_id for o in attention.held}
+    story = queries.order_story(orders[0].order_id)
+    assert story is not None
+    assert [e.field for e in story.events][:4] == ["status", "prepay", "status", "fulfilment"]
+    assert story.order.status is OrderStatus.PAID
+    with pytest.raises(InvalidArgumentError):
+        queries.list_orders(OrderFilter(), 10, "not-a-token!")
