@@ -12,6 +12,8 @@ from server.config import Settings
 from server.domain.clock import Clock, utc_now
 from server.jobs.wiring import wire_fulfilment
 from server.metrics import PROVIDER_CALLS, PROVIDER_CIRCUIT, PROVIDER_LATENCY
+from server.operations_wiring import admin_queries, operations
+from server.rpc.admin_servicer import AdminServicer
 from server.rpc.order_servicer import OrderServicer
 from server.rpc.pay_servicer import PayServicer, UnimplementedPayServicer
 from server.rpc.server import Servicers
@@ -32,7 +34,9 @@ def servicers_for(app: App) -> Servicers:
         if app.payments is not None and app.refunds is not None
         else UnimplementedPayServicer()
     )
-    return Servicers(order=OrderServicer(app.orders), pay=pay, vip=VipServicer(app.catalogue))
+    # issue 13 HOOK: the admin servicer; build it in bootstrap() with the others.
+    admin = AdminServicer(admin_queries(app), operations(app), app.clock)
+    return Servicers(order=OrderServicer(app.orders), pay=pay, vip=VipServicer(app.catalogue), admin=admin)
 
 
 def observe_provider(operation: str, outcome: str, seconds: float) -> None:

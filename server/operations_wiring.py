@@ -36,7 +36,8 @@ def operations(app: App) -> OperationsService:
         from server.notify.wiring import notification_service  # noqa: PLC0415
 
         fulfil_now = wire_fulfilment(app).run_for_order
-        replayer = notification_service(app)
+        if app.credentials is not None and app.refunds is not None:
+            replayer = notification_service(app)
     service = OperationsService(
         app.uow,
         app.clock,

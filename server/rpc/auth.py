@@ -14,6 +14,7 @@ ADMIN_ONLY = frozenset(
     }
 )
 PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+ADMIN_SERVICE_PREFIX = "/orderpay.v1.AdminService/"  # issue 13: every operations RPC is admin only
 
 
 def is_public(method: str) -> bool:
@@ -39,6 +40,6 @@ class TokenAuthenticator:
 
     def authorize(self, method: str, authorization: str | None) -> str:
         role = self.role_for(authorization)
-        if method in ADMIN_ONLY and role != "admin":
+        if (method in ADMIN_ONLY or method.startswith(ADMIN_SERVICE_PREFIX)) and role != "admin":
             raise PermissionDeniedError(f"{method.rsplit('/', 1)[-1]} needs the admin role")
         return role

@@ -11,6 +11,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from orderpay.v1 import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
     order_service_pb2,
     order_service_pb2_grpc,
     pay_service_pb2,
@@ -26,6 +28,7 @@ SERVICE_NAMES = (
     order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name,
     pay_service_pb2.DESCRIPTOR.services_by_name["PayService"].full_name,
     vip_service_pb2.DESCRIPTOR.services_by_name["VipService"].full_name,
+    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,  # issue 13
 )
 
 
@@ -34,6 +37,7 @@ class Servicers:
     order: order_service_pb2_grpc.OrderServiceServicer
     pay: pay_service_pb2_grpc.PayServiceServicer
     vip: vip_service_pb2_grpc.VipServiceServicer
+    admin: admin_service_pb2_grpc.AdminServiceServicer | None = None  # issue 13: operations
 
 
 @dataclass
@@ -58,6 +62,8 @@ def create_grpc_server(settings: Settings, servicers: Servicers, *, reuse_port: 
     order_service_pb2_grpc.add_OrderServiceServicer_to_server(servicers.order, server)
     pay_service_pb2_grpc.add_PayServiceServicer_to_server(servicers.pay, server)
     vip_service_pb2_grpc.add_VipServiceServicer_to_server(servicers.vip, server)
+    if servicers.admin is not None:
+        admin_service_pb2_grpc.add_AdminServiceServicer_to_server(servicers.admin, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

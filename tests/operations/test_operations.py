@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from server.adapters.admin_queries import AdminQueries, OrderFilter, decode_token
 from server.adapters.operations_store import PeeweeLedgerControl
-from server.adapters.tables import FulfilmentRow, OrderEventRow
+from server.adapters.tables import FulfilmentRow
 from server.app import App
-from server.bootstrap import build_app
 from server.domain.errors import (
     DomainError,
     InvalidArgumentError,
@@ -22,42 +20,15 @@ from server.domain.errors import (
     VersionConflictError,
 )
 from server.domain.operations import Resolution, operations_refund_no
-from server.domain.order import CreateOrder, Fulfilment, Order, OrderStatus
+from server.domain.order import Fulfilment, OrderStatus
 from server.jobs.wiring import wire_fulfilment
 from server.service.context import Caller
 from server.service.operations import JobKind, OperationsService
-from server.service.payments import PaymentService
-from server.service.ports import MerchantIdentity
-from server.service.refunds import RefundService
-from tests.conftest import settings_for
+from tests.operations.helpers import held, operations_rows
 from tests.support.fake_gateway import FakeGateway
 
 BFF = Caller("bff", "t")
 OPERATOR = Caller("admin", "req-ops-1")
-
-
-@pytest.fixture(scope="module")
-def base_app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    application = build_app(settings_for(database_url, credentials_dir=str(tmp_path_factory.mktemp("none"))))
-    application.catalogue.load_file()
-    yield application
-    application.close()
-
-
-@pytest.fixture
-def gateway() -> FakeGateway:
-    return FakeGateway()
-
-
-@pytest.fixture
-def app(base_app: App, gateway: FakeGateway) -> App:
-    merchant = MerchantIdentity("1900000109", "wxapp")
-    payments = PaymentService(base_app.uow, base_app.clock, gateway, merchant, "http://n/notify", (60.0,))
-    refunds = RefundService(base_app.uow, base_app.clock, gateway, "http://n/notify", (60.0,))
-    base_app.payments, base_app.refunds = payments, refunds
-    base_app.extras.pop("fulfilment", None)
-    wire_fulfilment(base_app)
-    return base_app
 
 
 @pytest.fixture
@@ -71,28 +42,6 @@ def ops(app: App) -> OperationsService:
         fulfil_now=worker.run_for_order,
         read=app.read,
     )
-
-
-def held(app: App, gateway: FakeGateway, user: str) -> Order:
-    """A VIP order paid 1 fen short: kept, HELD / AMOUNT_MISMATCH."""
-    order = app.orders.create_order(CreateOrder("k", user, "vip-month", 1), BFF).order
-    assert app.payments is not None
-    app.payments.create_payment(order.order_id, "NATIVE", None, None, BFF)
-    result = app.payments.apply_transaction(
-        gateway.pay(order.out_trade_no, order.total_fee - 1), source="test"
-    )
-    assert result.outcome == "amount_mismatch"
-    assert result.order is not None
-    return result.order
-
-
-def operations_rows(app: App, order_id: str) -> list[OrderEventRow]:
-    with app.db.connection_context():
-        return list(
-            OrderEventRow.select().where(
-                (OrderEventRow.order_id == order_id) & (OrderEventRow.field == "operation")
-            )
-        )
 
 
 def test_refunding_a_held_order_refunds_what_was_paid_and_audits_who_and_why(
