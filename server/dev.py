@@ -17,6 +17,7 @@ from server.runner import start_stack, wait_for_signal
 
 log = structlog.get_logger("orderpay.dev")
 STATE_DIR = Path(".orderpay")
+DEV_CONSOLE_LISTEN = "127.0.0.1:8081"
 
 
 def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
@@ -25,6 +26,7 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
         _orderpay("keys", "init", "--dir", str(keys))
     os.environ.setdefault("ORDERPAY_CREDENTIALS_DIR", str(keys))
     os.environ.setdefault("ORDERPAY_WXPAY_BASE_URL", f"http://{sandbox_listen}")
+    os.environ.setdefault("ORDERPAY_CONSOLE_LISTEN", DEV_CONSOLE_LISTEN)  # issue 13: console on in dev
     settings = load_settings()
     configure_logging(settings.log_format, "warning")
     sandbox = subprocess.Popen(  # noqa: S603 - our own CLI
@@ -42,7 +44,13 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
     try:
         _wait_http(f"http://{sandbox_listen}/sandbox/v1/config", sandbox)
         stack = start_stack(settings)
-        _print_banner(settings.grpc_listen, settings.notify_listen, sandbox_listen, settings.api_tokens)
+        _print_banner(
+            settings.grpc_listen,
+            settings.notify_listen,
+            sandbox_listen,
+            settings.api_tokens,
+            stack.console_url,
+        )
         wait_for_signal()
         stack.stop(settings.shutdown_grace_s)
     finally:
@@ -69,14 +77,18 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 20
     raise RuntimeError(f"{url} did not answer within {timeout_s} s")
 
 
-def _print_banner(grpc: str, notify: str, sandbox: str, tokens: str) -> None:
+def _print_banner(grpc: str, notify: str, sandbox: str, tokens: str, console: str | None = None) -> None:
     dev_note = " (dev tokens)" if tokens == DEV_TOKENS else ""
+    # issue 13: the operations console's address
+    console_line = (
+        f"\n  console        {console}   (operations; sign in with the admin token)" if console else ""
+    )
     print(
         f"""
 orderpay dev stack is up
   gRPC           {grpc}   (OrderService, PayService, VipService, health, reflection)
   notify sidecar http://{notify}/wxpay/notify   (/healthz /readyz /metrics)
-  sandbox        http://{sandbox}   (fake WeChat Pay; control API under /sandbox/v1/)
+  sandbox        http://{sandbox}   (fake WeChat Pay; control API under /sandbox/v1/){console_line}
   tokens         {tokens}{dev_note}
 
 Try it (in another terminal):

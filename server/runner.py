@@ -19,6 +19,7 @@ import structlog
 from server.app import App
 from server.bootstrap import build_app, servicers_for
 from server.config import Settings, load_settings
+from server.console.listener import check_console_listener
 from server.log_setup import configure_logging
 from server.rpc.server import GrpcServer, create_grpc_server
 
@@ -35,6 +36,7 @@ class Stack:
     grpc: GrpcServer | None = None
     parts: list[Stoppable] = field(default_factory=list)
     notify_port: int | None = None
+    console_url: str | None = None  # issue 13
 
     def stop(self, grace: float) -> None:
         if self.grpc is not None:
@@ -48,6 +50,7 @@ def start_stack(
     settings: Settings, *, grpc: bool = True, notify: bool = True, jobs: bool = True, reuse_port: bool = False
 ) -> Stack:
     """Build the app and start the parts asked for; every part binds per Settings (port 0 = ephemeral)."""
+    check_console_listener(settings)  # issue 13: refuse an unsafe console address before binding anything
     app = build_app(settings)
     app.catalogue.load_file()
     stack = Stack(app)
@@ -63,6 +66,14 @@ def start_stack(
         stack.parts.append(start_jobs(app))
     if grpc:
         stack.grpc = create_grpc_server(settings, servicers_for(app), reuse_port=reuse_port)
+    # --- issue 13 HOOK (lead: move into the composition root): the operations console, first worker only.
+    if os.environ.get("ORDERPAY_WORKER_INDEX", "0") == "0":
+        from server.console.runner import start_console  # noqa: PLC0415 - optional part
+
+        console = start_console(app)
+        if console is not None:
+            stack.parts.append(console[0])
+            stack.console_url = console[1].url()
     return stack
 
 
@@ -93,6 +104,7 @@ def serve(*, listen: str | None = None, parts: set[str] | None = None, workers: 
         "serve.ready",
         grpc=f"{host}:{stack.grpc.port}" if stack.grpc else None,
         notify_port=stack.notify_port,
+        console=stack.console_url,
         pid=os.getpid(),
     )
     wait_for_signal()
