@@ -17,6 +17,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from clients import sandbox_trigger
+
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
@@ -43,6 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verbs = ops.add_subparsers(dest="ops_command", required=True, metavar="VERB")
     _register_reads(verbs, common)
     _register_actions(verbs, action)
+    sandbox_trigger.register(sub)  # `orderpay sandbox trigger EVENT`
 
 
 def _register_reads(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sandbox import cashier, control, routes
+from sandbox import cashier, control, dev_triggers, routes
 from sandbox.config import SandboxConfig
 from sandbox.state import SANDBOX, Clock, Sandbox, utc_now
 
@@ -21,6 +21,7 @@ def make_app(config: SandboxConfig, clock: Clock = utc_now) -> web.Application:
     routes.add_routes(app)
     control.add_routes(app)
     cashier.add_routes(app)
+    dev_triggers.add_routes(app)  # issue 13: scenarios for `orderpay sandbox trigger`
     return app
 
 

@@ -25,7 +25,8 @@ def _register_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def _register_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("sandbox", help="run the fake WeChat Pay APIv3 gateway")
     parser.add_argument("--listen", default="127.0.0.1:8090", help="HOST:PORT (port 0 = ephemeral)")
-    parser.add_argument("--credentials-dir", type=Path, required=True, help="bundle from `keys init`")
+    # Required to serve; checked in the handler so that `orderpay sandbox trigger …` (issue 13) parses.
+    parser.add_argument("--credentials-dir", type=Path, help="bundle from `keys init` (required to serve)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiplies retry/fault delays")
     parser.add_argument("--auto-pay-delay", type=float, default=None, help="pay every prepay after S seconds")
     parser.add_argument("--seed", type=int, default=None, help="seed for fault injection")
@@ -50,6 +51,9 @@ def _keys_init(args: argparse.Namespace) -> int:
 def _sandbox(args: argparse.Namespace) -> int:
     from sandbox.runner import run_cli  # noqa: PLC0415 - keep `--help` fast
 
+    if args.credentials_dir is None:
+        print("error: orderpay sandbox: --credentials-dir is required", file=sys.stderr)
+        return 2
     host, _, port = args.listen.rpartition(":")
     return run_cli(
         host=host or "127.0.0.1",

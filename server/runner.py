@@ -16,6 +16,7 @@ from typing import Protocol
 
 import structlog
 
+from server.adapters.sandbox_clock import SandboxClock, clock_for
 from server.app import App
 from server.bootstrap import build_app, servicers_for
 from server.config import Settings, load_settings
@@ -51,9 +52,12 @@ def start_stack(
 ) -> Stack:
     """Build the app and start the parts asked for; every part binds per Settings (port 0 = ephemeral)."""
     check_console_listener(settings)  # issue 13: refuse an unsafe console address before binding anything
-    app = build_app(settings)
+    clock = clock_for(settings)  # issue 13 HOOK: ORDERPAY_CLOCK=sandbox (dev); lead: into bootstrap()
+    app = build_app(settings, clock=clock)
     app.catalogue.load_file()
     stack = Stack(app)
+    if isinstance(clock, SandboxClock):
+        stack.parts.append(clock)  # stopped last (parts stop in reverse)
     # With --workers, the first worker alone serves the sidecar (the gRPC port is the shared one).
     if notify and app.payments is not None and os.environ.get("ORDERPAY_WORKER_INDEX", "0") == "0":
         from server.notify.wiring import start_notify  # noqa: PLC0415 - optional part

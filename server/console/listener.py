@@ -6,13 +6,11 @@ HOOK for the lead: `check_console_listener` belongs with server/guard.py's other
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from dataclasses import dataclass
 
 from server.config import ConfigError, Settings
-
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+from server.loopback import is_loopback
 
 
 @dataclass(frozen=True)
@@ -28,15 +26,6 @@ class ConsoleListener:
     def url(self, port: int | None = None) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port if port is None else port}/"
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_console_listener(settings: Settings) -> ConsoleListener | None:

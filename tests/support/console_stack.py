@@ -4,7 +4,7 @@ console on 127.0.0.1:0 (SQLite), and a way to make a HELD order through the real
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +12,9 @@ from pathlib import Path
 import httpx
 
 from clients.bench.procs import free_port
-from sandbox.app import RunningSandbox, run_in_thread
+from aiohttp import web
+
+from sandbox.app import RunningSandbox, make_app, serve_in_thread
 from sandbox.config import SandboxConfig
 from sandbox.keys import init_bundle, load_credentials
 from server.domain.order import CreateOrder, Fulfilment, Order
@@ -29,6 +31,11 @@ ADMIN_TOKEN, BFF_TOKEN = "test-admin-token", "test-bff-token"
 class LiveStack:
     stack: Stack
     sandbox: RunningSandbox
+
+    @property
+    def grpc_target(self) -> str:
+        assert self.stack.grpc is not None
+        return f"127.0.0.1:{self.stack.grpc.port}"
 
     @property
     def console_url(self) -> str:
@@ -58,10 +65,16 @@ class LiveStack:
 
 
 @contextmanager
-def live_stack(tmp_path: Path) -> Iterator[LiveStack]:
+def live_stack(
+    tmp_path: Path, *, extend_sandbox: Callable[[web.Application], None] | None = None, **overrides: object
+) -> Iterator[LiveStack]:
+    """`extend_sandbox` may add routes to the sandbox app before it starts (e.g. a fake clock)."""
     keys = tmp_path / "keys"
     init_bundle(keys)
-    sandbox = run_in_thread(SandboxConfig(credentials=load_credentials(keys), time_scale=0.01))
+    app = make_app(SandboxConfig(credentials=load_credentials(keys), time_scale=0.01))
+    if extend_sandbox is not None:
+        extend_sandbox(app)
+    sandbox = RunningSandbox(serve_in_thread(app))
     notify_port = free_port()
     settings = settings_for(
         sqlite_url(tmp_path),
@@ -72,7 +85,7 @@ def live_stack(tmp_path: Path) -> Iterator[LiveStack]:
         console_listen="127.0.0.1:0",
         job_interval_s=0.2,
         refund_poll_schedule_s=(1.0,),
-    )
+    ).with_overrides(**overrides)
     stack = start_stack(settings)
     try:
         yield LiveStack(stack, sandbox)
