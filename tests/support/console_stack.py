@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
-from clients.bench.procs import free_port
 from aiohttp import web
 
+from clients.bench.procs import free_port
 from sandbox.app import RunningSandbox, make_app, serve_in_thread
 from sandbox.config import SandboxConfig
 from sandbox.keys import init_bundle, load_credentials
