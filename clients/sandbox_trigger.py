@@ -87,6 +87,10 @@ class Trigger:
         from clients.views import enum_label
 
         order = self.client.get_order(order_id)
+        self.wait(
+            lambda: all(d["status"] or d["kind"] == "dropped" for d in self.deliveries(order.out_trade_no)),
+            "the answers",
+        )
         return {
             "order_id": order.order_id,
             "out_trade_no": order.out_trade_no,

@@ -33,7 +33,11 @@ class SandboxClock:
         self._offset = timedelta(0)
         self._stopped = threading.Event()
         self._http = httpx.Client(timeout=2.0)
-        self.refresh()  # fail fast: a sandbox without the endpoint is a configuration error
+        try:
+            self.refresh()  # fail fast: a sandbox without the endpoint is a configuration error
+        except BaseException:
+            self._http.close()
+            raise
         self._thread = threading.Thread(target=self._run, name="sandbox-clock", daemon=True)
         self._thread.start()
 

@@ -21,6 +21,7 @@ from server.domain.clock import Clock
 from server.domain.errors import (
     FieldViolation,
     InvalidArgumentError,
+    RefundExceedsPaidError,
     RefundNotFoundError,
     VersionConflictError,
 )
@@ -127,13 +128,21 @@ class OperationsService:
                 order = self._move(uow, order, move, f"resolve {resolution.value.lower()}", why, caller)
                 if resolution is Resolution.ACCEPT:
                     self._ledger.restart(order, self._clock())
+            mine = uow.refunds.get(operations_refund_no(order_id))
+            # What is not already coming back (e.g. the automatic refund of a payment after close).
+            amount = (
+                mine.amount if mine is not None else order.paid_fee - uow.refunds.committed_amount(order_id)
+            )
         if resolution is Resolution.ACCEPT:
             self._fulfil_now(order_id)  # the fulfilment worker is the safety net
             return OperationResult(
                 "resolve_accept", "done", "accepted; fulfilment is running", self._reload(order_id)
             )
-        refund = self._refund_everything(order, why, caller)
         outcome = "already_done" if repeated else "done"
+        if amount <= 0:
+            message = "everything paid is already being refunded; nothing more to send"
+            return OperationResult("resolve_refund", outcome, message, self._reload(order_id))
+        refund = self._refund(order, amount, why, caller)
         return OperationResult(
             "resolve_refund",
             outcome,
@@ -142,13 +151,20 @@ class OperationsService:
             refund,
         )
 
-    def _refund_everything(self, order: Order, reason: str, caller: Caller) -> Refund:
+    def _refund(self, order: Order, amount: int, reason: str, caller: Caller) -> Refund:
         if self._refunds is None:
             raise InvalidArgumentError([FieldViolation("resolution", "refunds need a credentials bundle")])
         # Idempotent on the deterministic out_refund_no: repeating the resolution re-sends, never doubles.
-        return self._refunds.refund_order(
-            order.order_id, operations_refund_no(order.order_id), order.refundable_fee, reason[:80], caller
-        )
+        out_refund_no = operations_refund_no(order.order_id)
+        try:
+            return self._refunds.refund_order(order.order_id, out_refund_no, amount, reason[:80], caller)
+        except RefundExceedsPaidError:
+            # A concurrent repeat of this resolution recorded the same refund between our reads.
+            with self._read() as uow:
+                mine = uow.refunds.get(out_refund_no)
+            if mine is None:
+                raise
+            return mine
 
     # --- FAILED fulfilment ------------------------------------------------------------------------
     def retry_fulfilment(

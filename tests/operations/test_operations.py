@@ -20,7 +20,7 @@ from server.domain.errors import (
     VersionConflictError,
 )
 from server.domain.operations import Resolution, operations_refund_no
-from server.domain.order import Fulfilment, OrderStatus
+from server.domain.order import CreateOrder, Fulfilment, OrderStatus
 from server.jobs.wiring import wire_fulfilment
 from server.service.context import Caller
 from server.service.operations import JobKind, OperationsService
@@ -131,11 +131,13 @@ def test_concurrent_resolutions_leave_exactly_one_outcome(
     else:
         assert refunds == {operations_refund_no(order.order_id)}
         assert outcomes["resolve_accept"] == 0
+    # A loser learns why (or, past the refund's bounded retry under this contention, TRANSIENT: retry).
     assert set(outcomes) <= {
         "resolve_refund",
         "resolve_accept",
         "VERSION_CONFLICT",
         "INVALID_STATE_TRANSITION",
+        "TRANSIENT",
     }
 
 
@@ -220,3 +222,48 @@ def test_admin_queries_filter_and_page_across_users(app: App, gateway: FakeGatew
     assert story.order.status is OrderStatus.PAID
     with pytest.raises(InvalidArgumentError):
         queries.list_orders(OrderFilter(), 10, "not-a-token!")
+
+
+def test_a_payment_after_close_already_refunded_is_resolved_without_a_second_refund(
+    app: App, gateway: FakeGateway, ops: OperationsService, rid: str
+) -> None:
+    order = app.orders.create_order(CreateOrder("k", f"late-{rid}", "vip-month", 1), BFF).order
+    assert app.payments is not None
+    assert app.refunds is not None
+    app.payments.create_payment(order.order_id, "NATIVE", None, None, BFF)
+    app.orders.close_order(order.order_id, BFF)
+    late = app.payments.apply_transaction(gateway.pay(order.out_trade_no), source="test").order
+    assert late is not None
+    assert (late.status, late.fulfilment) == (OrderStatus.CLOSED, Fulfilment.HELD)
+    app.refunds.refund_order(order.order_id, f"PC{order.order_id}", late.paid_fee, "paid after close", BFF)
+    with pytest.raises(InvalidStateTransitionError):
+        ops.resolve_held(order.order_id, Resolution.ACCEPT, "no", 0, OPERATOR)
+    current = app.orders.get_order(order.order_id)  # the automatic refund moved its version on
+    result = ops.resolve_held(
+        order.order_id, Resolution.REFUND, "already refunded", current.version, OPERATOR
+    )
+    assert result.refund is None
+    assert "already being refunded" in result.message
+    assert {body["out_refund_no"] for name, body in gateway.calls if name == "refund"} == {
+        f"PC{order.order_id}"
+    }
+
+
+def test_recon_exceptions_show_when_the_table_exists(app: App) -> None:
+    queries = AdminQueries(app.db)
+    assert queries.recon_exceptions() is None
+    with app.db.connection_context():
+        app.db.execute_sql(
+            "CREATE TABLE recon_exceptions (id INTEGER PRIMARY KEY, kind VARCHAR(32), resolved_at TIMESTAMP NULL)"
+        )
+        app.db.execute_sql(
+            "INSERT INTO recon_exceptions VALUES (1, 'MISSING_LOCAL', NULL), (2, 'MISSING_REMOTE', '2026-01-01')"
+        )
+    try:
+        rows = queries.recon_exceptions()
+        assert rows is not None
+        assert [(r["id"], r["kind"]) for r in rows] == [(1, "MISSING_LOCAL")]
+        assert queries.needs_attention(app.clock()).counts["recon"] == 1
+    finally:
+        with app.db.connection_context():
+            app.db.execute_sql("DROP TABLE recon_exceptions")
