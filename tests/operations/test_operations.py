@@ -256,7 +256,7 @@ def test_recon_exceptions_show_when_the_table_exists(app: App) -> None:
         columns = "id INTEGER PRIMARY KEY, kind VARCHAR(32), resolved_at TIMESTAMP NULL"
         app.db.execute_sql(f"CREATE TABLE recon_exceptions ({columns})")
         rows = "(1, 'MISSING_LOCAL', NULL), (2, 'MISSING_REMOTE', '2026-01-01')"
-        app.db.execute_sql(f"INSERT INTO recon_exceptions VALUES {rows}")
+        app.db.execute_sql(f"INSERT INTO recon_exceptions VALUES {rows}")  # noqa: S608 - constants
     try:
         rows = queries.recon_exceptions()
         assert rows is not None
