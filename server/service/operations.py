@@ -135,9 +135,9 @@ class OperationsService:
             )
         if resolution is Resolution.ACCEPT:
             self._fulfil_now(order_id)  # the fulfilment worker is the safety net
-            return OperationResult(
-                "resolve_accept", "done", "accepted; fulfilment is running", self._reload(order_id)
-            )
+            order = self._reload(order_id)
+            message = f"accepted; fulfilment is {order.fulfilment.value}"
+            return OperationResult("resolve_accept", "done", message, order)
         outcome = "already_done" if repeated else "done"
         if amount <= 0:
             message = "everything paid is already being refunded; nothing more to send"
@@ -178,9 +178,9 @@ class OperationsService:
             order = self._move(uow, order, move, "retry fulfilment", why, caller)
             self._ledger.restart(order, self._clock())
         self._fulfil_now(order_id)
-        return OperationResult(
-            "retry_fulfilment", "done", "fulfilment is running again", self._reload(order_id)
-        )
+        order = self._reload(order_id)
+        message = f"fulfilment ran again: {order.fulfilment.value}"
+        return OperationResult("retry_fulfilment", "done", message, order)
 
     # --- stored notifications ---------------------------------------------------------------------
     def replay_notification(self, notification_id: str, reason: str, caller: Caller) -> OperationResult:

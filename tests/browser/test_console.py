@@ -187,6 +187,9 @@ def test_every_page_at_1280_and_390_px_without_missing_glyphs(page: Page, live: 
             assert found["missing"] == [], f"{name}@{width}: no glyph for {found['missing']}"
             assert found["overflow_px"] <= 0, f"{name}@{width}: wider than the viewport"
     assert pages["order"]["1280"]["checked"] > 10  # Chinese labels were there to check
+    # The check itself finds a box: a code point no font covers is reported, a covered one is not.
+    page.evaluate(r"() => { document.body.innerText = '\u4e2d\u{10FFFB}'; }")
+    assert page.evaluate(GLYPH_CHECK)["missing"] == ["\U0010fffb"]
     assert sorted(p.name for p in ARTIFACTS.glob("*.png")) == sorted(
         f"{name}-{width}.png" for name in pages for width in WIDTHS
     )
