@@ -12,8 +12,8 @@ import grpc
 
 from orderpay.v1 import admin_service_pb2 as pb
 from orderpay.v1 import admin_service_pb2_grpc, order_pb2, pay_service_pb2
-from server.adapters.admin_queries import (
-    AdminQueries,
+from server.adapters.admin_queries import AdminQueries
+from server.adapters.admin_shapes import (
     EventView,
     FulfilmentView,
     GrantView,

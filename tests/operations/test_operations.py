@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from server.adapters.admin_queries import AdminQueries, OrderFilter, decode_token
+from server.adapters.admin_queries import AdminQueries
+from server.adapters.admin_shapes import OrderFilter, decode_token
 from server.adapters.operations_store import PeeweeLedgerControl
 from server.adapters.tables import FulfilmentRow
 from server.app import App
