@@ -266,3 +266,24 @@ def test_recon_exceptions_show_when_the_table_exists(app: App) -> None:
     finally:
         with app.db.connection_context():
             app.db.execute_sql("DROP TABLE recon_exceptions")
+
+
+def test_fulfilment_jobs_are_made_due_revoked_and_retried(
+    app: App, gateway: FakeGateway, ops: OperationsService, rid: str
+) -> None:
+    order = held(app, gateway, f"job-{rid}")
+    idle = OperationsService(app.uow, app.clock, PeeweeLedgerControl(), refunds=app.refunds)  # nobody fulfils
+    idle.resolve_held(order.order_id, Resolution.ACCEPT, "accept", order.version, OPERATOR)
+    assert idle.retry_job(JobKind.FULFILMENT, order.order_id, "now please", OPERATOR).outcome == "done"
+    revoked = ops.revoke_job(JobKind.FULFILMENT, order.order_id, "customer cancelled", OPERATOR)
+    assert revoked.order is not None
+    assert (revoked.order.fulfilment, revoked.order.fulfilment_reason) == (
+        Fulfilment.FAILED,
+        "REVOKED: customer cancelled",
+    )
+    assert ops.revoke_job(JobKind.FULFILMENT, order.order_id, "again", OPERATOR).outcome == "already_done"
+    retried = ops.retry_job(JobKind.FULFILMENT, order.order_id, "changed their mind", OPERATOR)
+    assert retried.order is not None
+    assert retried.order.fulfilment is Fulfilment.SUCCEEDED
+    actions = [row.to_value for row in operations_rows(app, order.order_id)]
+    assert actions == ["ACCEPTED", "RETRY_FULFILMENT_JOB", "REVOKE", "RETRY"]
