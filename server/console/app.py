@@ -3,6 +3,7 @@ CSRF on every form, security headers. Blocking use cases run on worker threads (
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import jinja2
+import structlog
 from aiohttp import web
 
 from server.adapters.admin_queries import AdminQueries
@@ -20,6 +22,7 @@ from server.console.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Sessi
 from server.domain.clock import Clock
 from server.service.operations import OperationsService
 
+log = structlog.get_logger("orderpay.console")
 HERE = Path(__file__).parent
 CST = ZoneInfo("Asia/Shanghai")
 PUBLIC_PATHS = ("/sign-in", "/static/", "/healthz")
@@ -76,6 +79,31 @@ def page(template: str) -> Callable[[Callable[[web.Request], Awaitable[dict[str,
         return run
 
     return wrap
+
+
+@web.middleware
+async def log_line(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One canonical line per console request (never the form body: it may hold a token)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    else:
+        status = response.status
+        return response
+    finally:
+        session = request.get(SESSION)
+        log.info(
+            "console",
+            method=request.method,
+            path=request.path,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            actor=session.actor if isinstance(session, Session) else None,
+        )
 
 
 @web.middleware
@@ -159,7 +187,7 @@ def fmt_age(value: datetime | None, now: datetime) -> str:
 def make_console_app(console: ConsoleDeps) -> web.Application:
     from server.console import actions, views  # noqa: PLC0415 - they import this module's helpers
 
-    app = web.Application(middlewares=[security_headers, signed_in], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[log_line, security_headers, signed_in], client_max_size=64 * 1024)
     app[DEPS] = console
     env = aiohttp_jinja2.setup(
         app,
