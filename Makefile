@@ -59,11 +59,11 @@ fmt: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# The cashier-page test drives Debian's Chromium headless; install it where missing, with a CJK font
-# (the page is bilingual: without one every Chinese glyph is a box, and the test says so).
+# The cashier-page and console tests (bilingual pages) drive Debian's Chromium headless; install it where missing, and a
+# CJK font (the console's Chinese labels are checked for missing-glyph boxes).
 chromium:
 	@command -v chromium >/dev/null || { apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }; }
-	@fc-list :lang=zh family 2>/dev/null | grep -q . || { apt-get install -y -q fonts-noto-cjk >/dev/null || { apt-get update -q && apt-get install -y -q fonts-noto-cjk; }; }
+	@fc-list :lang=zh | grep -q . || { apt-get install -y -q fonts-noto-cjk >/dev/null || { apt-get update -q && apt-get install -y -q fonts-noto-cjk; }; }
 
 pytest: venv chromium
 	$(BIN)/pytest

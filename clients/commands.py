@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import clients.bench.commands
 import clients.loadtest.commands
+import clients.ops_commands
 
 if TYPE_CHECKING:
     from clients.client import OrderPayClient
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     clients.loadtest.commands.register(sub)
     clients.bench.commands.register(sub)
+    clients.ops_commands.register(sub)  # issue 13: `orderpay ops …`
 
     demo = sub.add_parser("demo", parents=[connection], help="a scripted VIP purchase against `orderpay dev`")
     demo.add_argument(

@@ -152,6 +152,10 @@ class ReconExceptionNotFound(NotFound):
     default_reason = "RECON_EXCEPTION_NOT_FOUND"
 
 
+class NotificationNotFound(NotFound):
+    default_reason = "NOTIFICATION_NOT_FOUND"
+
+
 class IdempotencyKeyReused(AlreadyExists):
     """The request_id was used before with different parameters."""
 
@@ -242,6 +246,7 @@ REASON_CLASSES: tuple[type[OrderPayError], ...] = (
     ProductNotFound,
     RefundNotFound,
     ReconExceptionNotFound,
+    NotificationNotFound,
     IdempotencyKeyReused,
     UnpaidOrderExists,
     OutOfStock,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sandbox import abnormal_refund, bill_routes, cashier, control, index, key_control, routes
+from sandbox import abnormal_refund, bill_routes, cashier, control, dev_triggers, index, key_control, routes
 from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
 from sandbox.state import SANDBOX, Clock, Sandbox, utc_now
@@ -26,6 +26,7 @@ def make_app(config: SandboxConfig, clock: Clock | SandboxClock = utc_now) -> we
     cashier.add_routes(app)
     bill_routes.add_routes(app)  # bills and the clock (issue 12)
     index.add_routes(app)
+    dev_triggers.add_routes(app)  # issue 13: scenarios for `orderpay sandbox trigger`
     return app
 
 

@@ -77,6 +77,9 @@ def _sandbox(args: argparse.Namespace) -> int:
         return 2
     from sandbox.runner import run_cli  # noqa: PLC0415 - keep `--help` fast
 
+    if args.credentials_dir is None:
+        print("error: orderpay sandbox: --credentials-dir is required", file=sys.stderr)
+        return 2
     host, _, port = args.listen.rpartition(":")
     return run_cli(
         host=host or "127.0.0.1",

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 import peewee as pw
 
+from server.adapters.admin_queries import AdminQueries
 from server.config import Settings
 from server.domain.clock import Clock
 from server.service.catalogue import CatalogueService
 from server.service.fulfilment import FulfilmentWorker
 from server.service.handlers import EventBus
 from server.service.notifications import NotificationService
+from server.service.operations import OperationsService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
 from server.service.ports import PaymentGateway, UnitOfWorkFactory
@@ -44,6 +46,8 @@ class App:
     orders: OrderService
     catalogue: CatalogueService
     payments: PaymentsPart | None  # None only when built with payments_required=False
+    admin: AdminQueries  # the operator's read side (admin API, console)
+    operations: OperationsService  # the operator's actions
 
     def close(self) -> None:
         shutdown = getattr(self.payments.gateway, "shutdown", None) if self.payments else None

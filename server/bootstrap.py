@@ -21,6 +21,8 @@ from server.domain.events import Event
 from server.domain.fulfilment import RetryPolicy
 from server.domain.recon_records import FundBill, TradeBill
 from server.observers import observe_provider, observe_recon
+from server.operations_wiring import build_operations
+from server.rpc.admin_servicer import AdminServicer
 from server.rpc.order_servicer import OrderServicer
 from server.rpc.pay_servicer import PayServicer, UnimplementedPayServicer
 from server.rpc.recon_servicer import ReconServicer
@@ -47,15 +49,20 @@ from server.wxpay.wire import WeChatPayGateway
 
 def servicers_for(app: App) -> Servicers:
     part = app.payments
+    admin = AdminServicer(app.admin, app.operations, app.clock)
     if part is None:
         return Servicers(
-            order=OrderServicer(app.orders), pay=UnimplementedPayServicer(), vip=VipServicer(app.catalogue)
+            order=OrderServicer(app.orders),
+            pay=UnimplementedPayServicer(),
+            vip=VipServicer(app.catalogue),
+            admin=admin,
         )
     return Servicers(
         order=OrderServicer(app.orders),
         pay=PayServicer(part.payments, part.refunds),
         vip=VipServicer(app.catalogue),
         recon=ReconServicer(part.reconciliation),
+        admin=admin,
     )
 
 
@@ -97,7 +104,8 @@ def build_app(
         uow, clock, timedelta(seconds=settings.order_ttl_s), prepay_closer=closer, read=read
     )
     catalogue = CatalogueService(uow, clock, read=read)
-    return App(settings, db, uow, read, clock, orders, catalogue, payments)
+    admin, operations = build_operations(db, uow, read, clock, payments)
+    return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations)
 
 
 def _payments_part(

@@ -83,6 +83,16 @@ class Settings:
     refund_poll_schedule_s: tuple[float, ...] = (60.0, 300.0, 900.0, 3600.0)
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
+    # --- issue 13: operations console and dev clock -------------------------------------------------
+    # The console's own listener: "" = off (`orderpay dev` turns it on at 127.0.0.1:8081); a bare
+    # ":PORT" means loopback. A non-loopback address needs TLS, or the explicit opt-out below.
+    console_listen: str = ""
+    console_tls_cert: str = ""
+    console_tls_key: str = ""
+    console_allow_public_plaintext: bool = False
+    console_session_ttl_s: int = 8 * 3600
+    # "system", or "sandbox" (dev only: follow GET /sandbox/v1/clock of a loopback gateway).
+    clock: str = "system"
 
     @property
     def tokens(self) -> dict[str, str]:

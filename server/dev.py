@@ -26,10 +26,12 @@ from server.runner import start_stack, wait_for_signal
 
 log = structlog.get_logger("orderpay.dev")
 SANDBOX_START_S = 20.0
+DEV_CONSOLE_LISTEN = "127.0.0.1:8081"  # the operations console, on in dev
 
 
 def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
     os.environ.setdefault("ORDERPAY_CREDENTIALS_DIR", str(STATE_DIR / "keys"))
+    os.environ.setdefault("ORDERPAY_CONSOLE_LISTEN", DEV_CONSOLE_LISTEN)
     settings = load_settings()
     keys = Path(settings.credentials_dir)  # the server's and the sandbox's: one bundle, matching keys
     sandbox_at = Binding.parse("sandbox", "--sandbox-listen", sandbox_listen)
@@ -64,7 +66,7 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
         stack = start_stack(settings)
         if stack.grpc is not None:  # the port gRPC really bound (ORDERPAY_GRPC_LISTEN=...:0 = any free one)
             settings = settings.with_overrides(grpc_listen=_with_port(settings.grpc_listen, stack.grpc.port))
-        _print_banner(settings, sandbox_url)
+        _print_banner(settings, sandbox_url, stack.console_url)
         wait_for_signal()
         stack.stop(settings.shutdown_grace_s)
     finally:
@@ -136,20 +138,23 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], deadline: float) -> N
     raise StartupError(f"the sandbox ({url}) did not answer within {SANDBOX_START_S:g} s")
 
 
-def _print_banner(settings: Settings, sandbox_url: str) -> None:
+def _print_banner(settings: Settings, sandbox_url: str, console: str | None = None) -> None:
     grpc, notify, tokens = settings.grpc_listen, settings.notify_listen, settings.api_tokens
     metrics = f"http://{settings.metrics_listen}/metrics" if settings.metrics_listen else "(not served)"
     dev_note = " (dev tokens)" if tokens == DEV_TOKENS else ""
     # The hints work as printed: the client defaults are the default ports, anything else is spelled out.
     target = "" if grpc == "127.0.0.1:50051" else f" --target {grpc}"
     cashier = "" if sandbox_url == "http://127.0.0.1:8090" else f" --sandbox-url {sandbox_url}"
+    console_line = (
+        f"\n  console        {console}   (operations; sign in with the admin token)" if console else ""
+    )
     print(
         f"""
 orderpay dev stack is up
   gRPC           {grpc}   (OrderService, PayService, VipService, health, reflection)
   notify sidecar http://{notify}/wxpay/notify   (/ /healthz /readyz)
   metrics        {metrics}
-  sandbox        {sandbox_url}/   (fake WeChat Pay: payments and cashier pages; control API /sandbox/v1/)
+  sandbox        {sandbox_url}/   (fake WeChat Pay; control API /sandbox/v1/){console_line}
   tokens         {tokens}{dev_note}   (gRPC metadata `authorization: Bearer <token>`)
   database       {describe_database(settings.database_url)}
 

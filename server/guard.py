@@ -7,11 +7,12 @@ loopback sandbox on loopback listeners, so nothing here stops them.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from server.config import DEV_TOKENS, ConfigError, Settings
+from server.console.listener import check_console_listener
+from server.loopback import is_loopback
 
 MIN_TOKEN_CHARS = 32
 _DEV_TOKEN_VALUES = frozenset(pair.partition(":")[2] for pair in DEV_TOKENS.split(","))
@@ -28,16 +29,6 @@ class GuardReport:
     waivers: tuple[str, ...]
 
 
-def is_loopback_host(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def listen_host(address: str) -> str:
     return address.rpartition(":")[0]
 
@@ -46,7 +37,7 @@ def check(settings: Settings) -> GuardReport:
     problems: list[str] = []
     waivers: list[str] = []
     gateway = urlsplit(settings.wxpay_base_url)
-    production = not is_loopback_host(gateway.hostname or "")
+    production = not is_loopback(gateway.hostname or "")
     if production:
         if gateway.scheme != "https":
             problems.append("ORDERPAY_WXPAY_BASE_URL must be https:// when the gateway is not on loopback")
@@ -55,13 +46,24 @@ def check(settings: Settings) -> GuardReport:
         if notify.scheme != "https":
             problems.append("ORDERPAY_NOTIFY_URL must be https:// (WeChat Pay only calls https notify URLs)")
     tls = bool(settings.grpc_tls_cert and settings.grpc_tls_key)
-    if not tls and not is_loopback_host(listen_host(settings.grpc_listen)):
+    if not tls and not is_loopback(listen_host(settings.grpc_listen)):
         message = (
             f"ORDERPAY_GRPC_LISTEN={settings.grpc_listen} serves plaintext gRPC on a non-loopback address: "
             "set ORDERPAY_GRPC_TLS_CERT/ORDERPAY_GRPC_TLS_KEY, or ORDERPAY_ALLOW_PLAINTEXT_GRPC=true "
             "when TLS ends in front of it"
         )
         (waivers if settings.allow_plaintext_grpc else problems).append(message)
+    try:
+        console = check_console_listener(settings)
+    except ConfigError as unsafe:
+        problems.append(str(unsafe))
+    else:
+        if console is not None and not console.tls and not is_loopback(console.host):
+            waivers.append(
+                f"ORDERPAY_CONSOLE_LISTEN={settings.console_listen} serves the console in plaintext"
+            )
+    if production and settings.clock != "system":
+        problems.append("ORDERPAY_CLOCK=sandbox follows the sandbox's clock: development only")
     return GuardReport(tuple(problems), tuple(waivers))
 
 

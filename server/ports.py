@@ -56,6 +56,8 @@ def stack_bindings(settings: Settings, parts: Set[str], grpc_listen: str | None 
         bindings.append(Binding.parse("notify sidecar", "ORDERPAY_NOTIFY_LISTEN", settings.notify_listen))
         if settings.metrics_listen:
             bindings.append(Binding.parse("metrics", "ORDERPAY_METRICS_LISTEN", settings.metrics_listen))
+    if settings.console_listen:
+        bindings.append(Binding.parse("console", "ORDERPAY_CONSOLE_LISTEN", settings.console_listen))
     return bindings
 
 

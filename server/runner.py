@@ -17,9 +17,11 @@ from typing import Protocol
 import structlog
 
 from server import guard
+from server.adapters.sandbox_clock import SandboxClock, clock_for
 from server.app import App
 from server.bootstrap import build_app, servicers_for
 from server.config import Settings, load_settings
+from server.console.listener import check_console_listener
 from server.jobs.standard import start_jobs
 from server.log_setup import configure_logging
 from server.notify.sidecar import start_notify
@@ -38,6 +40,7 @@ class Stack:
     grpc: GrpcServer | None = None
     parts: list[Stoppable] = field(default_factory=list)
     notify_port: int | None = None
+    console_url: str | None = None  # issue 13
 
     def stop(self, grace: float) -> None:
         if self.grpc is not None:
@@ -51,9 +54,13 @@ def start_stack(
     settings: Settings, *, grpc: bool = True, notify: bool = True, jobs: bool = True, reuse_port: bool = False
 ) -> Stack:
     """Build the app and start the parts asked for; every part binds per Settings (port 0 = ephemeral)."""
-    app = build_app(settings)
+    check_console_listener(settings)  # issue 13: refuse an unsafe console address before binding anything
+    clock = clock_for(settings)  # issue 13 HOOK: ORDERPAY_CLOCK=sandbox (dev); lead: into bootstrap()
+    app = build_app(settings, clock=clock)
     app.catalogue.load_file()
     stack = Stack(app)
+    if isinstance(clock, SandboxClock):
+        stack.parts.append(clock)  # stopped last (parts stop in reverse)
     # With --workers, the first worker alone serves the sidecar (the gRPC port is the shared one).
     if notify and os.environ.get("ORDERPAY_WORKER_INDEX", "0") == "0":
         server, stack.notify_port = start_notify(app)
@@ -62,6 +69,14 @@ def start_stack(
         stack.parts.append(start_jobs(app))
     if grpc:
         stack.grpc = create_grpc_server(settings, servicers_for(app), reuse_port=reuse_port)
+    # --- issue 13 HOOK (lead: move into the composition root): the operations console, first worker only.
+    if os.environ.get("ORDERPAY_WORKER_INDEX", "0") == "0":
+        from server.console.runner import start_console  # noqa: PLC0415 - optional part
+
+        console = start_console(app)
+        if console is not None:
+            stack.parts.append(console[0])
+            stack.console_url = console[1].url()
     return stack
 
 
@@ -94,6 +109,7 @@ def serve(*, listen: str | None = None, parts: set[str] | None = None, workers: 
         "serve.ready",
         grpc=f"{host}:{stack.grpc.port}" if stack.grpc else None,
         notify_port=stack.notify_port,
+        console=stack.console_url,
         pid=os.getpid(),
     )
     wait_for_signal()

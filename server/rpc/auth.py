@@ -14,7 +14,10 @@ ADMIN_ONLY = frozenset(
         "/orderpay.v1.PayService/ResolveAbnormalRefund",
     }
 )
-ADMIN_SERVICES = ("/orderpay.v1.ReconService/",)  # every method of these needs the admin role
+ADMIN_SERVICES = (  # every method of these needs the admin role
+    "/orderpay.v1.ReconService/",
+    "/orderpay.v1.AdminService/",
+)
 PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 

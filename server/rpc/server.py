@@ -11,6 +11,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from orderpay.v1 import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
     order_service_pb2,
     order_service_pb2_grpc,
     pay_service_pb2,
@@ -29,6 +31,7 @@ SERVICE_NAMES = (
     pay_service_pb2.DESCRIPTOR.services_by_name["PayService"].full_name,
     vip_service_pb2.DESCRIPTOR.services_by_name["VipService"].full_name,
     recon_service_pb2.DESCRIPTOR.services_by_name["ReconService"].full_name,  # issue 12
+    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,  # issue 13
 )
 
 
@@ -38,6 +41,7 @@ class Servicers:
     pay: pay_service_pb2_grpc.PayServiceServicer
     vip: vip_service_pb2_grpc.VipServiceServicer
     recon: recon_service_pb2_grpc.ReconServiceServicer | None = None  # issue 12: None without credentials
+    admin: admin_service_pb2_grpc.AdminServiceServicer | None = None  # issue 13: operations
 
 
 @dataclass
@@ -64,6 +68,8 @@ def create_grpc_server(settings: Settings, servicers: Servicers, *, reuse_port: 
     vip_service_pb2_grpc.add_VipServiceServicer_to_server(servicers.vip, server)
     if servicers.recon is not None:  # issue 12
         recon_service_pb2_grpc.add_ReconServiceServicer_to_server(servicers.recon, server)
+    if servicers.admin is not None:
+        admin_service_pb2_grpc.add_AdminServiceServicer_to_server(servicers.admin, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

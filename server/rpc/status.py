@@ -15,6 +15,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
 from server.domain import errors as e
+from server.domain.operations import NotificationNotFoundError
 from server.service.errors import TransientError
 from server.service.reconciliation import BillNotReadyError
 
@@ -31,6 +32,7 @@ STATUS_BY_CLASS: dict[type[e.DomainError], grpc.StatusCode] = {
     e.ProductNotFoundError: Code.NOT_FOUND,
     e.RefundNotFoundError: Code.NOT_FOUND,
     e.ReconExceptionNotFoundError: Code.NOT_FOUND,
+    NotificationNotFoundError: Code.NOT_FOUND,  # issue 13: operator replay
     e.IdempotencyKeyReusedError: Code.ALREADY_EXISTS,
     e.UnpaidOrderExistsError: Code.FAILED_PRECONDITION,
     e.OutOfStockError: Code.FAILED_PRECONDITION,

@@ -25,6 +25,7 @@ from server.domain.clock import Clock
 from server.domain.errors import DomainError
 from server.domain.events import Event
 from server.domain.notification import MalformedError, Notification, NotificationRejected
+from server.domain.operations import NotificationNotFoundError
 from server.domain.outcomes import ApplyOutcome
 from server.domain.provider import NOTIFY_SOURCE, RefundReport, TransactionReport
 from server.service.errors import TransientError
@@ -159,6 +160,58 @@ class NotificationService:
             if won:
                 finished += self._reprocess(row, now)
         return finished
+
+    # --- issue 13: an operator re-runs one stored notification (server.service.operations) ---------
+    def replay(self, notification_id: str) -> Receipt:
+        """The stored raw delivery through the same verify-and-apply path, as of its receipt: idempotent
+        (applying is), so a second replay answers `duplicate` and changes nothing."""
+        with self._read() as reader:
+            row = reader.notifications.get(notification_id)
+        if row is None:
+            raise NotificationNotFoundError(f"notification {notification_id!r} not found")
+        try:
+            note = self._parse(row.headers, row.body.encode("utf-8"), row.received_at)
+        except NotificationRejected as exc:
+            rejected = (
+                Disposition.REJECT_AUTH if exc.outcome in _AUTH_REJECTIONS else Disposition.REJECT_MALFORMED
+            )
+            return Receipt(rejected, exc.outcome, exc.message, notification_id)
+
+        def attempt() -> tuple[str, Sequence[Event]]:
+            with self._uow() as uow:
+                outcome = self._apply(uow, note)
+                if row.status != PROCESSED:
+                    uow.notifications.finish(notification_id, PROCESSED, outcome, self._clock())
+            return outcome, uow.new_events
+
+        outcome, events = retry_on_conflict(attempt, "replaying the notification")
+        self._publish(events)
+        out_trade_no = note.report.out_trade_no[:64] if note.report is not None else ""
+        return Receipt(Disposition.ACK, outcome, "", note.id, note.event_type, out_trade_no)
+
+    def describe(self, headers: Mapping[str, str], body: str, received_at: datetime) -> dict[str, str] | None:
+        """Which order and refund a stored notification is about (the operator's timeline), or None when
+        it no longer verifies. Decrypted here, so the keys stay behind the parser."""
+        try:
+            note = self._parse(headers, body.encode("utf-8"), received_at)
+        except (NotificationRejected, ValueError):
+            return None
+        report = note.report
+        if isinstance(report, TransactionReport):
+            paid = report.payment
+            transaction_id = paid.transaction_id if paid is not None else ""
+            return {
+                "out_trade_no": report.out_trade_no,
+                "out_refund_no": "",
+                "transaction_id": transaction_id,
+            }
+        if isinstance(report, RefundReport):
+            return {
+                "out_trade_no": report.out_trade_no,
+                "out_refund_no": report.out_refund_no,
+                "transaction_id": "",
+            }
+        return None
 
     def _parse(self, headers: Mapping[str, str], body: bytes, now: datetime) -> Notification:
         note = self._parse_signed(headers, body, now.timestamp())

@@ -15,13 +15,14 @@ from tests.support.waiting import wait_until
 
 
 def test_dev_stack_and_demo(tmp_path: Path) -> None:
-    grpc_port, notify_port, sandbox_port = free_port(), free_port(), free_port()
+    grpc_port, notify_port, sandbox_port, console_port = free_port(), free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "ORDERPAY_GRPC_LISTEN": f"127.0.0.1:{grpc_port}",
         "ORDERPAY_NOTIFY_LISTEN": f"127.0.0.1:{notify_port}",
         "ORDERPAY_METRICS_LISTEN": "127.0.0.1:0",
         "ORDERPAY_NOTIFY_URL": f"http://127.0.0.1:{notify_port}/wxpay/notify",
+        "ORDERPAY_CONSOLE_LISTEN": f"127.0.0.1:{console_port}",  # issue 13
         "PYTHONPATH": str(ROOT),
     }
     log = tmp_path / "dev.log"
@@ -59,6 +60,7 @@ def test_dev_stack_and_demo(tmp_path: Path) -> None:
         assert "FULFILMENT_SUCCEEDED" in demo.stdout
         assert "TRANSACTION.SUCCESS -> HTTP 204" in demo.stdout
         assert (tmp_path / ".orderpay" / "keys" / "merchant.json").exists()
+        assert f"console        http://127.0.0.1:{console_port}/" in log.read_text()  # what `make run` prints
     finally:
         dev.send_signal(signal.SIGINT)
         code = dev.wait(timeout=30)

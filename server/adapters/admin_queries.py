@@ -1,0 +1,285 @@
+"""The operator's read side: orders across users, one order's whole story, what needs a human.
+
+Read-only queries over the existing tables, run on committed data outside the writers' queue. Orders
+page newest first by keyset (created_at, id) like ListOrders; the page token is that position, opaque.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import peewee as pw
+
+from server.adapters.admin_shapes import (
+    Attention,
+    EventView,
+    FulfilmentView,
+    GrantView,
+    NotificationView,
+    OrderFilter,
+    OrdersPage,
+    OrderStory,
+    decode_token,
+    encode_token,
+)
+from server.adapters.recon_tables import ReconExceptionRow
+from server.adapters.repositories import PeeweeRefunds, order_from_row
+from server.adapters.tables import (
+    FulfilmentRow,
+    GrantRow,
+    NotificationRow,
+    OrderEventRow,
+    OrderRow,
+    RefundRow,
+)
+from server.adapters.times import from_db_time, to_db_time
+from server.domain.order import Order
+from server.domain.reconciliation import ExceptionStatus
+from server.domain.refund import Refund
+
+MAX_PAGE = 200
+LIVE_REFUNDS = ("PROCESSING", "SUCCESS")
+# Outcomes a person must look at that no HELD order already shows (amount_mismatch and paid_after_close do).
+FAILING_OUTCOMES = ("unknown_order", "identity_mismatch", "refund_unknown", "invalid_resource", "error")
+
+# (headers, raw body, received_at) -> {"out_trade_no", "out_refund_no", ...} of the decrypted resource,
+# or None when it no longer verifies. Supplied by the composition root (server.wxpay owns the keys).
+DescribeNotification = Callable[[dict[str, str], str, datetime], dict[str, str] | None]
+
+
+class AdminQueries:
+    def __init__(self, db: pw.Database, describe: DescribeNotification | None = None) -> None:
+        self._db = db
+        self._describe = describe
+
+    # --- orders ----------------------------------------------------------------------------------
+    def list_orders(self, where: OrderFilter, page_size: int, page_token: str = "") -> OrdersPage:
+        size = min(max(page_size, 1), MAX_PAGE)
+        query = OrderRow.select().where(_order_filter(where))
+        if page_token:
+            at, seq = decode_token(page_token)
+            db_at = to_db_time(at)
+            query = query.where(
+                (OrderRow.created_at < db_at) | ((OrderRow.created_at == db_at) & (OrderRow.id < seq))
+            )
+        with self._db.connection_context():
+            rows = list(query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(size + 1))
+        orders = [order_from_row(r.__data__) for r in rows[:size]]
+        token = ""
+        if len(rows) > size:
+            last = rows[size - 1]
+            token = encode_token(orders[-1].created_at, last.id)
+        return OrdersPage(orders, token)
+
+    def get_order(self, order_id: str) -> Order | None:
+        with self._db.connection_context():
+            row = OrderRow.get_or_none(OrderRow.order_id == order_id)
+        return None if row is None else order_from_row(row.__data__)
+
+    def order_story(self, order_id: str, scan_limit: int = 500) -> OrderStory | None:
+        with self._db.connection_context():
+            row = OrderRow.get_or_none(OrderRow.order_id == order_id)
+            if row is None:
+                return None
+            order = order_from_row(row.__data__)
+            events = [
+                _event(e)
+                for e in OrderEventRow.select()
+                .where(OrderEventRow.order_id == order_id)
+                .order_by(OrderEventRow.created_at, OrderEventRow._meta.primary_key)
+            ]
+            refund_rows = (
+                RefundRow.select().where(RefundRow.order_id == order_id).order_by(RefundRow.created_at)
+            )
+            refunds = [r for r in map(PeeweeRefunds().get, (x.out_refund_no for x in refund_rows)) if r]
+            ledger = FulfilmentRow.get_or_none(FulfilmentRow.order_id == order_id)
+            grants = [_grant(g) for g in GrantRow.select().where(GrantRow.order_id == order_id)]
+            candidates = list(
+                NotificationRow.select()
+                .where(NotificationRow.received_at >= to_db_time(order.created_at - timedelta(minutes=5)))
+                .order_by(NotificationRow.received_at)
+                .limit(scan_limit)
+            )
+        refund_nos = {r.out_refund_no for r in refunds}
+        notes = [
+            n
+            for n in map(self._notification, candidates)
+            if n.out_trade_no == order.out_trade_no or (n.out_refund_no and n.out_refund_no in refund_nos)
+        ]
+        return OrderStory(order, events, refunds, notes, None if ledger is None else _ledger(ledger), grants)
+
+    # --- notifications, refunds, background work ---------------------------------------------------
+    def list_notifications(
+        self, *, status: str | None = None, outcome: str | None = None, failing: bool = False, limit: int = 50
+    ) -> list[NotificationView]:
+        query = NotificationRow.select()
+        if status:
+            query = query.where(NotificationRow.status == status)
+        if outcome:
+            query = query.where(NotificationRow.outcome == outcome)
+        if failing:
+            query = query.where(_failing_notification())
+        with self._db.connection_context():
+            rows = list(query.order_by(NotificationRow.received_at.desc()).limit(min(limit, MAX_PAGE)))
+        return [self._notification(r) for r in rows]
+
+    def list_refunds(
+        self, *, status: str | None = None, stuck: bool = False, limit: int = 50, now: datetime | None = None
+    ) -> list[Refund]:
+        query = RefundRow.select(RefundRow.out_refund_no)
+        if status:
+            query = query.where(RefundRow.status == status)
+        if stuck:
+            query = query.where(_stuck_refund(now))
+        with self._db.connection_context():
+            nos = [
+                r.out_refund_no
+                for r in query.order_by(RefundRow.created_at.desc()).limit(min(limit, MAX_PAGE))
+            ]
+            return [r for r in map(PeeweeRefunds().get, nos) if r is not None]
+
+    def list_fulfilment_jobs(self, *, status: str | None = None, limit: int = 50) -> list[FulfilmentView]:
+        query = FulfilmentRow.select().where(
+            FulfilmentRow.status.in_([status] if status else ["PENDING", "FAILED"])
+        )
+        with self._db.connection_context():
+            return [
+                _ledger(r) for r in query.order_by(FulfilmentRow.next_attempt_at).limit(min(limit, MAX_PAGE))
+            ]
+
+    def needs_attention(self, now: datetime, limit: int = 50) -> Attention:
+        held = self.list_orders(OrderFilter(fulfilment="HELD"), limit).orders
+        failed = self.list_orders(OrderFilter(fulfilment="FAILED", needs_attention=True), limit).orders
+        refunds = self.list_refunds(stuck=True, limit=limit, now=now)
+        notes = self.list_notifications(failing=True, limit=limit)
+        recon = self.recon_exceptions(limit)
+        counts = {
+            "held": len(held),
+            "failed": len(failed),
+            "refunds": len(refunds),
+            "notifications": len(notes),
+        }
+        if recon is not None:
+            counts["recon"] = len(recon)
+        return Attention(held, failed, refunds, notes, recon, counts)
+
+    def recon_exceptions(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Open reconciliation exceptions (server.service.reconciliation), newest first."""
+        with self._db.connection_context():
+            rows = (
+                ReconExceptionRow.select()
+                .where(ReconExceptionRow.status == ExceptionStatus.OPEN.value)
+                .order_by(ReconExceptionRow.id.desc())
+                .limit(limit)
+            )
+            return [
+                {
+                    "id": row.id,
+                    "day": row.bill_date,
+                    "kind": row.kind,
+                    "商户订单号 out_trade_no": row.out_trade_no,
+                    "out_refund_no": row.out_refund_no,
+                    "local_fen": row.local_fen,
+                    "remote_fen": row.remote_fen,
+                }
+                for row in rows
+            ]
+
+    def _notification(self, row: NotificationRow) -> NotificationView:
+        received = from_db_time(row.received_at)
+        assert received is not None  # noqa: S101 - NOT NULL column
+        described: dict[str, str] | None = None
+        if self._describe is not None:
+            described = self._describe(json.loads(row.headers), row.body, received)
+        return NotificationView(
+            notification_id=row.notification_id,
+            event_type=row.event_type,
+            status=row.status,
+            outcome=row.outcome,
+            attempts=row.attempts,
+            received_at=received,
+            processed_at=from_db_time(row.processed_at),
+            out_trade_no=(described or {}).get("out_trade_no", ""),
+            out_refund_no=(described or {}).get("out_refund_no", ""),
+        )
+
+
+def _order_filter(where: OrderFilter) -> pw.Expression:
+    clauses: list[pw.Expression] = [OrderRow.id > 0]
+    for column, value in (
+        (OrderRow.status, where.status),
+        (OrderRow.fulfilment, where.fulfilment),
+        (OrderRow.product_id, where.product_id),
+        (OrderRow.user_id, where.user_id),
+    ):
+        if value:
+            clauses.append(column == value)
+    if where.created_from is not None:
+        clauses.append(OrderRow.created_at >= to_db_time(where.created_from))
+    if where.created_to is not None:
+        clauses.append(OrderRow.created_at < to_db_time(where.created_to))
+    if where.text:
+        text = where.text.strip()
+        clauses.append(
+            (OrderRow.order_id == text) | (OrderRow.out_trade_no == text) | (OrderRow.transaction_id == text)
+        )
+    if where.needs_attention:
+        live_refund = pw.fn.EXISTS(
+            RefundRow.select(RefundRow.out_refund_no).where(
+                (RefundRow.order_id == OrderRow.order_id) & RefundRow.status.in_(LIVE_REFUNDS)
+            )
+        )
+        failed_unrefunded = (OrderRow.fulfilment == "FAILED") & (OrderRow.status == "PAID") & ~live_refund
+        clauses.append((OrderRow.fulfilment == "HELD") | failed_unrefunded)
+    expression = clauses[0]
+    for clause in clauses[1:]:
+        expression = expression & clause
+    return expression
+
+
+def _stuck_refund(now: datetime | None, after: timedelta = timedelta(minutes=10)) -> pw.Expression:
+    stuck = RefundRow.status == "ABNORMAL"
+    processing = RefundRow.status == "PROCESSING"
+    stalled = RefundRow.next_poll_at.is_null()  # polling revoked or never scheduled
+    if now is not None:
+        stalled = stalled | (RefundRow.created_at <= to_db_time(now - after))
+    return stuck | (processing & stalled)
+
+
+def _failing_notification() -> pw.Expression:
+    return (NotificationRow.status == "FAILED") | (
+        (NotificationRow.status == "PROCESSED") & NotificationRow.outcome.in_(FAILING_OUTCOMES)
+    )
+
+
+def _event(row: OrderEventRow) -> EventView:
+    at = from_db_time(row.created_at)
+    assert at is not None  # noqa: S101 - NOT NULL column
+    return EventView(at, row.field, row.from_value, row.to_value, row.cause, row.actor, row.request_id)
+
+
+def _ledger(row: FulfilmentRow) -> FulfilmentView:
+    return FulfilmentView(
+        row.order_id,
+        row.kind,
+        row.status,
+        row.attempts,
+        from_db_time(row.next_attempt_at),
+        row.last_error,
+        from_db_time(row.created_at),
+        from_db_time(row.updated_at),
+    )
+
+
+def _grant(row: GrantRow) -> GrantView:
+    return GrantView(
+        row.kind,
+        row.state,
+        row.days,
+        row.article_id,
+        from_db_time(row.created_at),
+        from_db_time(row.revoked_at),
+    )

@@ -1,0 +1,44 @@
+"""The operator's side of the composition root: admin queries and the operations use cases, built once
+by `server.bootstrap.build_app` from the parts it already made."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import peewee as pw
+
+from server.adapters.admin_queries import AdminQueries
+from server.adapters.operations_store import PeeweeLedgerControl
+from server.app import PaymentsPart
+from server.domain.clock import Clock
+from server.domain.events import Event
+from server.service.operations import OperationsService
+from server.service.ports import UnitOfWorkFactory
+
+
+def build_operations(
+    db: pw.Database,
+    uow: UnitOfWorkFactory,
+    read: UnitOfWorkFactory,
+    clock: Clock,
+    payments: PaymentsPart | None,
+) -> tuple[AdminQueries, OperationsService]:
+    if payments is None:  # orders only: nothing can be HELD, refunded or replayed
+        return AdminQueries(db), OperationsService(uow, clock, PeeweeLedgerControl(), read=read)
+    part = payments
+
+    def fulfil_now(order_id: str) -> Sequence[Event]:
+        events = part.fulfilment.fulfil(order_id)
+        part.events.publish(events)  # e.g. FulfilmentDecided wakes long-poll waiters
+        return events
+
+    service = OperationsService(
+        uow,
+        clock,
+        PeeweeLedgerControl(),
+        refunds=part.refunds,
+        fulfil_now=fulfil_now,
+        notifications=part.notifications,
+        read=read,
+    )
+    return AdminQueries(db, part.notifications.describe), service

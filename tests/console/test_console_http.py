@@ -1,0 +1,103 @@
+"""The console over plain HTTP (no browser): sign-in rules, CSRF, headers, and the listener guard."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.config import ConfigError, Settings
+from server.console.listener import check_console_listener
+from tests.support.console_stack import ADMIN_TOKEN, BFF_TOKEN, LiveStack, live_stack
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    with live_stack(tmp_path_factory.mktemp("console")) as running:
+        yield running
+
+
+def sign_in(client: httpx.Client, token: str) -> httpx.Response:
+    form = client.get("/sign-in")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    return client.post("/sign-in", data={"csrf": csrf.group(1), "token": token})
+
+
+def test_admin_signs_in_with_a_strict_httponly_cookie_and_out_again(live: LiveStack) -> None:
+    with httpx.Client(base_url=live.console_url) as client:
+        assert client.get("/attention").status_code == 302  # not signed in: to the sign-in page
+        answer = sign_in(client, ADMIN_TOKEN)
+        assert answer.status_code == 302
+        cookie = answer.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        page = client.get("/attention")
+        assert page.status_code == 200
+        assert "Needs attention" in page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        assert client.post("/sign-out", data={"csrf": csrf.group(1)}).status_code == 302
+        assert client.get("/attention").status_code == 302
+
+
+def test_a_bff_token_cannot_sign_in(live: LiveStack) -> None:
+    with httpx.Client(base_url=live.console_url) as client:
+        answer = sign_in(client, BFF_TOKEN)
+        assert answer.status_code == 403
+        assert "admin token" in answer.text
+        assert "orderpay_console=" not in answer.headers.get("set-cookie", "")
+
+
+def test_posts_without_the_csrf_token_are_refused(live: LiveStack) -> None:
+    order = live.held_order()
+    with httpx.Client(base_url=live.console_url) as client:
+        assert client.post("/sign-in", data={"token": ADMIN_TOKEN}).status_code == 403  # login form too
+        sign_in(client, ADMIN_TOKEN)
+        form = {"order_id": order.order_id, "resolution": "REFUND", "reason": "r", "confirm": "yes"}
+        refused = client.post("/actions/resolve", data=form)
+        assert refused.status_code == 403
+        assert "CSRF" in refused.text
+        assert client.post("/actions/resolve", data={**form, "csrf": "forged"}).status_code == 403
+    assert live.order(order.order_id).version == order.version
+
+
+@pytest.mark.parametrize(
+    ("listen", "changes", "ok"),
+    [
+        ("", {}, True),
+        (":8081", {}, True),
+        ("127.0.0.1:8081", {}, True),
+        ("[::1]:8081", {}, True),
+        ("0.0.0.0:8081", {}, False),
+        ("10.0.0.5:8081", {"console_allow_public_plaintext": True}, True),
+        ("10.0.0.5:8081", {"console_tls_cert": "c.pem", "console_tls_key": "k.pem"}, True),
+        ("10.0.0.5:8081", {"console_tls_cert": "c.pem"}, False),
+        ("nonsense", {}, False),
+    ],
+)
+def test_the_listener_is_loopback_unless_tls_or_an_explicit_opt_out(
+    listen: str, changes: dict[str, object], ok: bool
+) -> None:
+    settings = Settings(console_listen=listen).with_overrides(**changes)
+    if ok:
+        listener = check_console_listener(settings)
+        assert listener is None if not listen else listener.port == 8081
+        if listen.startswith(":"):
+            assert listener is not None
+            assert listener.host == "127.0.0.1"
+    else:
+        with pytest.raises(ConfigError, match="ORDERPAY_CONSOLE"):
+            check_console_listener(settings)
+
+
+def test_serve_refuses_a_public_plaintext_console(tmp_path: Path) -> None:
+    from server.runner import start_stack
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/db.sqlite", console_listen="0.0.0.0:0")
+    with pytest.raises(ConfigError, match="not loopback"):
+        start_stack(settings)

@@ -1,0 +1,93 @@
+"""The whole stack in one process for console tests: sandbox thread, gRPC, notify sidecar, jobs and the
+console on 127.0.0.1:0 (SQLite), and a way to make a HELD order through the real payment path."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from aiohttp import web
+
+from clients.bench.procs import free_port
+from sandbox.app import RunningSandbox, make_app, serve_in_thread
+from sandbox.config import SandboxConfig
+from sandbox.keys import init_bundle, load_credentials
+from server.domain.order import CreateOrder, Fulfilment, Order
+from server.runner import Stack, start_stack
+from server.service.context import Caller
+from tests.conftest import settings_for
+from tests.support.databases import sqlite_url
+from tests.support.waiting import wait_until
+
+ADMIN_TOKEN, BFF_TOKEN = "test-admin-token", "test-bff-token"
+
+
+@dataclass
+class LiveStack:
+    stack: Stack
+    sandbox: RunningSandbox
+
+    @property
+    def grpc_target(self) -> str:
+        assert self.stack.grpc is not None
+        return f"127.0.0.1:{self.stack.grpc.port}"
+
+    @property
+    def console_url(self) -> str:
+        assert self.stack.console_url is not None
+        return self.stack.console_url.rstrip("/")
+
+    def control(self, path: str, body: dict[str, object] | None = None) -> None:
+        response = httpx.post(f"{self.sandbox.base_url}/sandbox/v1/{path}", json=body or {}, timeout=10)
+        response.raise_for_status()
+
+    def order(self, order_id: str) -> Order:
+        return self.stack.app.orders.get_order(order_id)
+
+    def held_order(self, user: str | None = None) -> Order:
+        """A VIP order the sandbox pays 1 fen short: the notification leaves it HELD / AMOUNT_MISMATCH."""
+        app = self.stack.app
+        caller = Caller("bff", "test")
+        order = app.orders.create_order(
+            CreateOrder("k", user or f"u-{secrets.token_hex(4)}", "vip-month", 1), caller
+        ).order
+        assert app.payments is not None
+        app.payments.payments.create_payment(order.order_id, "NATIVE", None, None, caller)
+        self.control(f"orders/{order.out_trade_no}/faults", {"wrong_amount_delta": -1})
+        self.control(f"orders/{order.out_trade_no}/pay")
+        wait_until(lambda: self.order(order.order_id).fulfilment is Fulfilment.HELD, 20, "a HELD order")
+        return self.order(order.order_id)
+
+
+@contextmanager
+def live_stack(
+    tmp_path: Path, *, extend_sandbox: Callable[[web.Application], None] | None = None, **overrides: object
+) -> Iterator[LiveStack]:
+    """`extend_sandbox` may add routes to the sandbox app before it starts (e.g. a fake clock)."""
+    keys = tmp_path / "keys"
+    init_bundle(keys)
+    app = make_app(SandboxConfig(credentials=load_credentials(keys), time_scale=0.01))
+    if extend_sandbox is not None:
+        extend_sandbox(app)
+    sandbox = RunningSandbox(serve_in_thread(app))
+    notify_port = free_port()
+    settings = settings_for(
+        sqlite_url(tmp_path),
+        credentials_dir=str(keys),
+        wxpay_base_url=sandbox.base_url,
+        notify_listen=f"127.0.0.1:{notify_port}",
+        notify_url=f"http://127.0.0.1:{notify_port}/wxpay/notify",
+        console_listen="127.0.0.1:0",
+        job_interval_s=0.2,
+        refund_poll_schedule_s=(1.0,),
+    ).with_overrides(**overrides)
+    stack = start_stack(settings)
+    try:
+        yield LiveStack(stack, sandbox)
+    finally:
+        stack.stop(2)
+        sandbox.stop()
