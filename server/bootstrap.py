@@ -12,10 +12,6 @@ from server.config import Settings
 from server.domain.clock import Clock, utc_now
 from server.jobs.wiring import wire_fulfilment
 from server.metrics import PROVIDER_CALLS, PROVIDER_CIRCUIT, PROVIDER_LATENCY
-from server.rpc.order_servicer import OrderServicer
-from server.rpc.pay_servicer import PayServicer, UnimplementedPayServicer
-from server.rpc.server import Servicers
-from server.rpc.vip_servicer import VipServicer
 from server.service.catalogue import CatalogueService
 from server.service.context import Caller
 from server.service.orders import OrderService
@@ -24,15 +20,6 @@ from server.service.ports import MerchantIdentity
 from server.service.refunds import RefundService
 from server.wxpay.client import from_settings
 from server.wxpay.credentials import load_credentials
-
-
-def servicers_for(app: App) -> Servicers:
-    pay = (
-        PayServicer(app.payments, app.refunds)
-        if app.payments is not None and app.refunds is not None
-        else UnimplementedPayServicer()
-    )
-    return Servicers(order=OrderServicer(app.orders), pay=pay, vip=VipServicer(app.catalogue))
 
 
 def observe_provider(operation: str, outcome: str, seconds: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import structlog
 
 from server.config import DEV_TOKENS, load_settings
 from server.log_setup import configure_logging
-from server.runner import start_stack, wait_for_signal
+from server.runner import run_until_signal
 
 log = structlog.get_logger("orderpay.dev")
 STATE_DIR = Path(".orderpay")
@@ -41,10 +42,15 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
     )
     try:
         _wait_http(f"http://{sandbox_listen}/sandbox/v1/config", sandbox)
-        stack = start_stack(settings)
-        _print_banner(settings.grpc_listen, settings.notify_listen, sandbox_listen, settings.api_tokens)
-        wait_for_signal()
-        stack.stop(settings.shutdown_grace_s)
+        asyncio.run(
+            run_until_signal(
+                settings,
+                {"grpc", "notify", "jobs"},
+                on_ready=lambda _stack: _print_banner(
+                    settings.grpc_listen, settings.notify_listen, sandbox_listen, settings.api_tokens
+                ),
+            )
+        )
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)

@@ -1,76 +1,128 @@
-"""Process lifecycle for `orderpay serve`: gRPC server, notify sidecar and jobs; graceful stop.
+"""Process lifecycle for `orderpay serve`: one event loop runs gRPC, the notify sidecar and the
+long-poll waiters; the jobs keep their own threads (they sleep between runs and call WeChat Pay).
 
-Shutdown order (SIGTERM): health NOT_SERVING -> stop accepting and finish in-flight RPCs and
-notification acks within the grace period -> stop jobs -> close the pool.
+Shutdown order (SIGTERM): health NOT_SERVING -> wake every waiter with its current order -> stop
+accepting and finish in-flight RPCs and notification acks within the grace period -> stop jobs ->
+close the offload pool, the listener and the database pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
-import threading
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
 
+import peewee as pw
 import structlog
+from aiohttp import web
 
 from server.app import App
-from server.bootstrap import build_app, servicers_for
+from server.bootstrap import build_app
 from server.config import Settings, load_settings
+from server.jobs.runner import JobRunner
 from server.log_setup import configure_logging
-from server.rpc.server import GrpcServer, create_grpc_server
+from server.rpc.server import GrpcServer, servicers_for, start_grpc_server
+from server.serving.admission import Admission
+from server.serving.offload import Offload
+from server.serving.signals import FulfilmentSignals, PostgresListener, install_fulfilment_signal
+from server.serving.waiters import Waiters
 
 log = structlog.get_logger("orderpay.serve")
 
 
-class Stoppable(Protocol):
-    def stop(self, grace: float) -> None: ...
-
-
 @dataclass
 class Stack:
+    """Everything one process serves, on its event loop."""
+
     app: App
+    waiters: Waiters
+    admission: Admission
+    offload: Offload
+    signals: FulfilmentSignals
+    listener: PostgresListener | None = None
     grpc: GrpcServer | None = None
-    parts: list[Stoppable] = field(default_factory=list)
+    notify: web.AppRunner | None = None
     notify_port: int | None = None
+    jobs: JobRunner | None = None
 
-    def stop(self, grace: float) -> None:
+    async def stop(self, grace: float) -> None:
         if self.grpc is not None:
-            self.grpc.stop(grace)
-        for part in reversed(self.parts):
-            part.stop(grace)
-        self.app.close()
+            await self.grpc.not_serving()
+        self.waiters.close()  # parked long-polls answer now, with the order as it is
+        draining = []
+        if self.grpc is not None:
+            draining.append(self.grpc.stop(grace))
+        if self.notify is not None:
+            draining.append(self.notify.cleanup())
+        await asyncio.gather(*draining)
+        if self.jobs is not None:
+            await asyncio.to_thread(self.jobs.stop, grace)
+        if self.listener is not None:
+            self.listener.close()
+        await asyncio.to_thread(self.offload.shutdown)
 
 
-def start_stack(
-    settings: Settings, *, grpc: bool = True, notify: bool = True, jobs: bool = True, reuse_port: bool = False
+async def start_parts(
+    app: App, *, grpc: bool = True, notify: bool = True, jobs: bool = True, reuse_port: bool = False
 ) -> Stack:
-    """Build the app and start the parts asked for; every part binds per Settings (port 0 = ephemeral)."""
-    app = build_app(settings)
-    app.catalogue.load_file()
-    stack = Stack(app)
+    """Start the parts asked for on the running loop; every part binds per Settings (port 0 = ephemeral)."""
+    settings = app.settings
+    waiters = Waiters(asyncio.get_running_loop())
+    signals = FulfilmentSignals(waiters, app.db)
+    install_fulfilment_signal(app, signals)  # LEAD: replace with the FulfilmentDecided handler
+    stack = Stack(app, waiters, Admission(settings.max_inflight), Offload(settings.offload_workers), signals)
+    if isinstance(app.db, pw.PostgresqlDatabase):
+        stack.listener = PostgresListener(app.db, waiters)
+        await stack.listener.start()
     # With --workers, the first worker alone serves the sidecar (the gRPC port is the shared one).
     if notify and app.payments is not None and os.environ.get("ORDERPAY_WORKER_INDEX", "0") == "0":
-        from server.notify.wiring import start_notify  # noqa: PLC0415 - optional part
+        from server.notify.wiring import serve_notify  # noqa: PLC0415 - optional part
 
-        server, stack.notify_port = start_notify(app)
-        stack.parts.append(server)
+        stack.notify, stack.notify_port = await serve_notify(app)
     if jobs and settings.jobs_enabled and app.payments is not None:
         from server.jobs.wiring import start_jobs  # noqa: PLC0415 - optional part
 
-        stack.parts.append(start_jobs(app))
+        stack.jobs = start_jobs(app)
     if grpc:
-        stack.grpc = create_grpc_server(settings, servicers_for(app), reuse_port=reuse_port)
+        servicers = servicers_for(app, stack.waiters, stack.offload)
+        stack.grpc = await start_grpc_server(settings, servicers, stack.admission, reuse_port=reuse_port)
     return stack
 
 
-def wait_for_signal() -> None:
-    stop = threading.Event()
+async def run_until_signal(
+    settings: Settings,
+    parts: set[str],
+    *,
+    reuse_port: bool = False,
+    on_ready: Callable[[Stack], None] | None = None,
+) -> None:
+    app = build_app(settings)
+    app.catalogue.load_file()
+    stack = await start_parts(
+        app, grpc="grpc" in parts, notify="notify" in parts, jobs="jobs" in parts, reuse_port=reuse_port
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+        loop.add_signal_handler(sig, stop.set)
+    host = settings.grpc_listen.rsplit(":", 1)[0]
+    log.info(
+        "serve.ready",
+        grpc=f"{host}:{stack.grpc.port}" if stack.grpc else None,
+        notify_port=stack.notify_port,
+        pid=os.getpid(),
+    )
+    if on_ready is not None:
+        on_ready(stack)
+    await stop.wait()
+    log.info("shutdown.begin", grace_s=settings.shutdown_grace_s, waiters=len(stack.waiters))
+    await stack.stop(settings.shutdown_grace_s)
+    app.close()
+    log.info("shutdown.done")
 
 
 def serve(*, listen: str | None = None, parts: set[str] | None = None, workers: int = 1) -> int:
@@ -80,25 +132,8 @@ def serve(*, listen: str | None = None, parts: set[str] | None = None, workers: 
     configure_logging(settings.log_format, settings.log_level)
     if workers > 1:
         return _supervise(workers, settings)
-    wanted = parts or {"grpc", "notify", "jobs"}
-    stack = start_stack(
-        settings,
-        grpc="grpc" in wanted,
-        notify="notify" in wanted,
-        jobs="jobs" in wanted,
-        reuse_port=os.environ.get("ORDERPAY_REUSE_PORT") == "1",
-    )
-    host = settings.grpc_listen.rsplit(":", 1)[0]
-    log.info(
-        "serve.ready",
-        grpc=f"{host}:{stack.grpc.port}" if stack.grpc else None,
-        notify_port=stack.notify_port,
-        pid=os.getpid(),
-    )
-    wait_for_signal()
-    log.info("shutdown.begin", grace_s=settings.shutdown_grace_s)
-    stack.stop(settings.shutdown_grace_s)
-    log.info("shutdown.done")
+    reuse_port = os.environ.get("ORDERPAY_REUSE_PORT") == "1"
+    asyncio.run(run_until_signal(settings, parts or {"grpc", "notify", "jobs"}, reuse_port=reuse_port))
     return 0
 
 
@@ -118,8 +153,16 @@ def _supervise(workers: int, settings: Settings) -> int:
         for i in range(workers)
     ]
     log.info("serve.supervising", workers=[c.pid for c in children])
-    wait_for_signal()
+    asyncio.run(_wait_for_signal())
     for child in children:
         child.send_signal(signal.SIGTERM)
     codes = [child.wait(timeout=settings.shutdown_grace_s + 5) for child in children]
     return max(codes, default=0)
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,12 +1,16 @@
-"""Build the notify sidecar for an App and start it on its own thread (what `orderpay serve` runs)."""
+"""Build the notify sidecar for an App: on the process's event loop (`serve_notify`, what
+`orderpay serve` runs) or on its own thread (`start_notify`, for tests)."""
 
 from __future__ import annotations
+
+from aiohttp import web
 
 from server.adapters.notification_store import TRANSIENT_DATABASE_ERRORS, NotificationStore
 from server.app import App
 from server.notify.app import make_notify_app
-from server.notify.runner import NotifyServerThread
+from server.notify.runner import NotifyServerThread, start_notify_server
 from server.service.notifications import NotificationService
+from server.serving.offload import InlineExecutor
 from server.wxpay.notification import notification_parser
 
 
@@ -39,10 +43,28 @@ def start_notify(app: App) -> tuple[NotifyServerThread, int]:
             service,
             max_body_bytes=app.settings.notify_max_body_bytes,
             ready_check=store.ping,
-            workers=app.settings.notify_workers,
+            executor=InlineExecutor() if app.settings.notify_workers == 0 else None,
+            workers=max(1, app.settings.notify_workers),
         ),
         host,
         int(port),
         grace_s=app.settings.shutdown_grace_s,
     )
     return server, server.start()
+
+
+async def serve_notify(app: App) -> tuple[web.AppRunner, int]:
+    """The sidecar on the running event loop (what `orderpay serve` runs). With `notify_workers=0`
+    a notification is verified and applied inline on the loop (DB-only work, no thread hand-off)."""
+    service = notification_service(app)
+    store = NotificationStore(app.db, app.uow)
+    host, _, port = app.settings.notify_listen.rpartition(":")
+    workers = app.settings.notify_workers
+    notify_app = make_notify_app(
+        service,
+        max_body_bytes=app.settings.notify_max_body_bytes,
+        ready_check=store.ping,
+        executor=InlineExecutor() if workers == 0 else None,
+        workers=max(1, workers),
+    )
+    return await start_notify_server(notify_app, host, int(port), grace_s=app.settings.shutdown_grace_s)

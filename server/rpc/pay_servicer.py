@@ -1,4 +1,8 @@
-"""PayService: proto in, one use case, proto out. UNIMPLEMENTED when no credentials are configured."""
+"""PayService: proto in, one use case, proto out. UNIMPLEMENTED when no credentials are configured.
+
+Every use case here may call WeChat Pay (sync HTTP, seconds at worst), so each runs on the offload
+pool, never on the event loop.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +16,23 @@ from server.rpc.call_context import current_caller
 from server.rpc.mapping import order_to_pb, payment_to_pb, refund_to_pb
 from server.service.payments import PaymentService
 from server.service.refunds import RefundService
+from server.serving.offload import Offload
+
+Context = Any  # grpc.aio.ServicerContext
 
 
 class PayServicer(pay_service_pb2_grpc.PayServiceServicer):
-    def __init__(self, payments: PaymentService, refunds: RefundService) -> None:
+    def __init__(self, payments: PaymentService, refunds: RefundService, offload: Offload) -> None:
         self._payments = payments
         self._refunds = refunds
+        self._offload = offload
 
-    def CreatePayment(
-        self, request: pb.CreatePaymentRequest, context: grpc.ServicerContext
+    async def CreatePayment(
+        self, request: pb.CreatePaymentRequest, context: Context
     ) -> pb.CreatePaymentResponse:
         channel = pb.PayChannel.Name(request.channel).removeprefix("PAY_CHANNEL_")
-        view = self._payments.create_payment(
+        view = await self._offload.run(
+            self._payments.create_payment,
             request.order_id,
             channel,
             request.payer_openid if request.HasField("payer_openid") else None,
@@ -32,40 +41,44 @@ class PayServicer(pay_service_pb2_grpc.PayServiceServicer):
         )
         return pb.CreatePaymentResponse(payment=payment_to_pb(view))
 
-    def SyncPayment(
-        self, request: pb.SyncPaymentRequest, context: grpc.ServicerContext
-    ) -> pb.SyncPaymentResponse:
-        return pb.SyncPaymentResponse(
-            order=order_to_pb(self._payments.sync_payment(request.order_id, current_caller()))
-        )
+    async def SyncPayment(self, request: pb.SyncPaymentRequest, context: Context) -> pb.SyncPaymentResponse:
+        order = await self._offload.run(self._payments.sync_payment, request.order_id, current_caller())
+        return pb.SyncPaymentResponse(order=order_to_pb(order))
 
-    def RefundOrder(
-        self, request: pb.RefundOrderRequest, context: grpc.ServicerContext
-    ) -> pb.RefundOrderResponse:
-        refund = self._refunds.refund_order(
-            request.order_id, request.out_refund_no, request.amount, request.reason, current_caller()
+    async def RefundOrder(self, request: pb.RefundOrderRequest, context: Context) -> pb.RefundOrderResponse:
+        refund = await self._offload.run(
+            self._refunds.refund_order,
+            request.order_id,
+            request.out_refund_no,
+            request.amount,
+            request.reason,
+            current_caller(),
         )
         return pb.RefundOrderResponse(refund=refund_to_pb(refund))
 
-    def GetRefund(self, request: pb.GetRefundRequest, context: grpc.ServicerContext) -> pb.GetRefundResponse:
-        refund = self._refunds.get_refund(request.out_refund_no, request.sync, current_caller())
+    async def GetRefund(self, request: pb.GetRefundRequest, context: Context) -> pb.GetRefundResponse:
+        if request.sync:  # asks WeChat Pay
+            refund = await self._offload.run(
+                self._refunds.get_refund, request.out_refund_no, True, current_caller()
+            )
+        else:
+            refund = self._refunds.get_refund(request.out_refund_no, False, current_caller())
         return pb.GetRefundResponse(refund=refund_to_pb(refund))
 
 
-def _unimplemented(context: grpc.ServicerContext) -> NoReturn:
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, "payments are not configured (no credentials bundle)")
-    raise AssertionError  # abort raises
+async def _unimplemented(context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "payments are not configured (no credentials bundle)")
 
 
 class UnimplementedPayServicer(pay_service_pb2_grpc.PayServiceServicer):
-    def CreatePayment(self, request: Any, context: grpc.ServicerContext) -> Any:
-        _unimplemented(context)
+    async def CreatePayment(self, request: Any, context: Context) -> Any:
+        await _unimplemented(context)
 
-    def SyncPayment(self, request: Any, context: grpc.ServicerContext) -> Any:
-        _unimplemented(context)
+    async def SyncPayment(self, request: Any, context: Context) -> Any:
+        await _unimplemented(context)
 
-    def RefundOrder(self, request: Any, context: grpc.ServicerContext) -> Any:
-        _unimplemented(context)
+    async def RefundOrder(self, request: Any, context: Context) -> Any:
+        await _unimplemented(context)
 
-    def GetRefund(self, request: Any, context: grpc.ServicerContext) -> Any:
-        _unimplemented(context)
+    async def GetRefund(self, request: Any, context: Context) -> Any:
+        await _unimplemented(context)

@@ -1,12 +1,15 @@
-"""The gRPC server factory: servicers, interceptor, health, reflection; bind; graceful stop."""
+"""The gRPC server factory on grpc.aio: servicers, interceptor, health, reflection; bind; graceful stop.
+
+It runs on the process's one event loop (see server/serving/process.py).
+"""
 
 from __future__ import annotations
 
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import _async as aio_health
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -18,9 +21,16 @@ from clients.gen.orderpay.v1 import (
     vip_service_pb2,
     vip_service_pb2_grpc,
 )
+from server.app import App
 from server.config import Settings
 from server.rpc.auth import TokenAuthenticator
 from server.rpc.interceptors import ServerInterceptor
+from server.rpc.order_servicer import OrderServicer
+from server.rpc.pay_servicer import PayServicer, UnimplementedPayServicer
+from server.rpc.vip_servicer import VipServicer
+from server.serving.admission import Admission
+from server.serving.offload import Offload
+from server.serving.waiters import Waiters
 
 SERVICE_NAMES = (
     order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name,
@@ -36,41 +46,57 @@ class Servicers:
     vip: vip_service_pb2_grpc.VipServiceServicer
 
 
+def servicers_for(app: App, waiters: Waiters, offload: Offload) -> Servicers:
+    pay: pay_service_pb2_grpc.PayServiceServicer = (
+        PayServicer(app.payments, app.refunds, offload)
+        if app.payments is not None and app.refunds is not None
+        else UnimplementedPayServicer()
+    )
+    return Servicers(
+        order=OrderServicer(app.orders, waiters, offload), pay=pay, vip=VipServicer(app.catalogue)
+    )
+
+
 @dataclass
 class GrpcServer:
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
-    health: health.HealthServicer
+    health: aio_health.HealthServicer
 
-    def stop(self, grace: float) -> None:
+    async def stop(self, grace: float) -> None:
         """NOT_SERVING first, so balancers drain us; then finish in-flight calls within `grace`."""
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+    async def not_serving(self) -> None:
+        await self.health.enter_graceful_shutdown()
 
 
-def create_grpc_server(settings: Settings, servicers: Servicers, *, reuse_port: bool = False) -> GrpcServer:
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
-        interceptors=[ServerInterceptor(TokenAuthenticator(settings.tokens))],
+async def start_grpc_server(
+    settings: Settings, servicers: Servicers, admission: Admission, *, reuse_port: bool = False
+) -> GrpcServer:
+    server = grpc.aio.server(
+        interceptors=[ServerInterceptor(TokenAuthenticator(settings.tokens), admission)],
+        # A memory cap only: parked long-polls are calls too. Work is bounded by `admission`.
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
     )
     order_service_pb2_grpc.add_OrderServiceServicer_to_server(servicers.order, server)
     pay_service_pb2_grpc.add_PayServiceServicer_to_server(servicers.pay, server)
     vip_service_pb2_grpc.add_VipServiceServicer_to_server(servicers.vip, server)
-    health_servicer = health.HealthServicer()
+    health_servicer = aio_health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     port = _bind(server, settings)
-    server.start()
+    await server.start()
     for name in (*SERVICE_NAMES, ""):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return GrpcServer(server, port, health_servicer)
 
 
-def _bind(server: grpc.Server, settings: Settings) -> int:
+def _bind(server: grpc.aio.Server, settings: Settings) -> int:
     if not settings.grpc_tls_cert:
         return server.add_insecure_port(settings.grpc_listen)
     key = Path(settings.grpc_tls_key).read_bytes()

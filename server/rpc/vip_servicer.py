@@ -1,24 +1,26 @@
-"""VipService: plans and memberships."""
+"""VipService: plans and memberships (database reads, inline on the event loop)."""
 
 from __future__ import annotations
 
-import grpc
+from typing import Any
 
 from clients.gen.orderpay.v1 import vip_service_pb2 as pb
 from clients.gen.orderpay.v1 import vip_service_pb2_grpc
 from server.rpc.mapping import membership_to_pb, plan_to_pb
 from server.service.catalogue import CatalogueService
 
+Context = Any  # grpc.aio.ServicerContext; unused
+
 
 class VipServicer(vip_service_pb2_grpc.VipServiceServicer):
     def __init__(self, catalogue: CatalogueService) -> None:
         self._catalogue = catalogue
 
-    def ListPlans(self, request: pb.ListPlansRequest, context: grpc.ServicerContext) -> pb.ListPlansResponse:
+    async def ListPlans(self, request: pb.ListPlansRequest, context: Context) -> pb.ListPlansResponse:
         return pb.ListPlansResponse(plans=[plan_to_pb(p) for p in self._catalogue.list_plans()])
 
-    def GetMembership(
-        self, request: pb.GetMembershipRequest, context: grpc.ServicerContext
+    async def GetMembership(
+        self, request: pb.GetMembershipRequest, context: Context
     ) -> pb.GetMembershipResponse:
         return pb.GetMembershipResponse(
             membership=membership_to_pb(self._catalogue.get_membership(request.user_id))
