@@ -34,3 +34,6 @@ PROVIDER_CIRCUIT = Gauge(
 )
 JOB_LAG = Gauge("orderpay_job_lag_seconds", "Age of the oldest due item per job", ["job"], registry=REGISTRY)
 JOB_RUNS = Counter("orderpay_job_runs", "Job runs by outcome", ["job", "outcome"], registry=REGISTRY)
+WAITERS = Gauge("orderpay_waiters_parked", "GetOrder(wait_ms) calls parked right now", registry=REGISTRY)
+IN_FLIGHT = Gauge("orderpay_rpc_in_flight", "Calls holding an admission slot", registry=REGISTRY)
+OVERLOADED = Counter("orderpay_rpc_overloaded", "Calls refused by admission control", registry=REGISTRY)

@@ -25,6 +25,7 @@ from server.bootstrap import build_app
 from server.config import Settings, load_settings
 from server.jobs.runner import JobRunner
 from server.log_setup import configure_logging
+from server.metrics import IN_FLIGHT, WAITERS
 from server.rpc.server import GrpcServer, servicers_for, start_grpc_server
 from server.serving.admission import Admission
 from server.serving.offload import Offload
@@ -75,6 +76,8 @@ async def start_parts(
     signals = FulfilmentSignals(waiters, app.db)
     install_fulfilment_signal(app, signals)  # LEAD: replace with the FulfilmentDecided handler
     stack = Stack(app, waiters, Admission(settings.max_inflight), Offload(settings.offload_workers), signals)
+    WAITERS.set_function(lambda: len(waiters))  # read on the loop (the sidecar's /metrics)
+    IN_FLIGHT.set_function(lambda: stack.admission.in_flight)
     if isinstance(app.db, pw.PostgresqlDatabase):
         stack.listener = PostgresListener(app.db, waiters)
         await stack.listener.start()

@@ -9,6 +9,7 @@ All of it runs on the event loop thread, so plain integers suffice.
 from __future__ import annotations
 
 from server.domain.errors import OverloadedError
+from server.metrics import OVERLOADED
 
 # Never refused: probes, and reads that cost one indexed query (GetOrder parks without a slot).
 EXEMPT_METHODS = frozenset(
@@ -48,7 +49,6 @@ class Admission:
             raise ValueError("the in-flight limit must be at least 1")
         self.limit = limit
         self._in_flight = 0
-        self.refused = 0
 
     @property
     def in_flight(self) -> int:
@@ -59,7 +59,7 @@ class Admission:
         if is_exempt(method):
             return FREE
         if self._in_flight >= self.limit:
-            self.refused += 1
+            OVERLOADED.inc()
             raise OverloadedError(
                 f"server is at its limit of {self.limit} calls in flight; retry with backoff",
                 metadata={"limit": str(self.limit)},
