@@ -1,4 +1,4 @@
-"""`orderpay bench [--quick] [--json-out PATH]`: what `make bench` runs (SPEC §9, B1–B6)."""
+"""`orderpay bench [--quick] [--json-out PATH]`: what `make bench` runs (SPEC §9, B1–B7)."""
 
 # Heavy imports happen inside the handler so `orderpay --help` stays fast (see clients/cli.py).
 # ruff: noqa: PLC0415
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bench` to the root parser."""
     parser = sub.add_parser(
         "bench",
-        help="run SPEC §9's benchmarks B1–B6 on local processes, next to bare echo servers",
+        help="run SPEC §9's benchmarks B1–B7 on local processes, next to bare echo servers",
         description="Starts its own sandbox, server(s) and echo servers on loopback (temp dirs, fresh "
         "SQLite; a fresh PostgreSQL database for B5 when one answers on 127.0.0.1:5432).",
     )
