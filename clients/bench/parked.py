@@ -43,6 +43,7 @@ class ParkResult:
     probes: dict[str, Summary]
     wake_after_ack_ms: list[float] = field(default_factory=list)  # waiter returned − notification acked
     wake_after_send_ms: list[float] = field(default_factory=list)  # waiter returned − notification sent
+    ack_ms: list[float] = field(default_factory=list)  # notification sent → acknowledged
     not_succeeded: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -106,6 +107,7 @@ async def park_and_wake(
         if order_id in returned and order_id in acked:
             result.wake_after_ack_ms.append(max(0.0, (returned[order_id] - acked[order_id]) * 1000))
             result.wake_after_send_ms.append((returned[order_id] - sent[order_id]) * 1000)
+            result.ack_ms.append((acked[order_id] - sent[order_id]) * 1000)
     result.not_succeeded = count - outcomes.get("SUCCEEDED", 0)
     return result
 
@@ -220,7 +222,9 @@ def verdict(result: ParkResult, notes: list[str], label: str) -> bool:
     wake = result.p99(result.wake_after_send_ms)
     notes.append(
         f"{label}: wake p99 {result.p99(result.wake_after_ack_ms)} ms after the notification was acked "
-        f"(commit ≤ ack), {wake} ms after it was sent (send ≤ commit): the commit lies between"
+        f"(commit ≤ ack), {wake} ms after it was sent (send ≤ commit): the commit lies between; "
+        f"notifications answered in p50 {round(percentile(sorted(result.ack_ms), 0.5), 1)} / "
+        f"p99 {result.p99(result.ack_ms)} ms at {PAY_RATE:.0f}/s"
     )
     return (
         probes_ok
