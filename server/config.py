@@ -32,6 +32,7 @@ class Settings:
     # gRPC serving: one event loop per process (scale out with `serve --workers N`, not threads)
     max_inflight: int = 64  # calls doing work at once; beyond it RESOURCE_EXHAUSTED / OVERLOADED
     offload_workers: int = 8  # threads for the calls that talk to WeChat Pay (sync HTTP)
+    db_threads: int = 4  # PostgreSQL: threads overlapping round trips (0, and SQLite: inline on the loop)
     grpc_max_concurrent_rpcs: int = 10_000  # a memory cap only: parked long-polls count here
     grpc_tls_cert: str = ""
     grpc_tls_key: str = ""
@@ -51,8 +52,8 @@ class Settings:
     wxpay_breaker_reset_s: float = 10.0
     # notify sidecar
     notify_max_body_bytes: int = 64 * 1024
-    # Threads applying notifications; 0 = inline on the event loop (a DB-only apply is cheaper than
-    # the hand-off; measured in README § Benchmarks). More threads only contend for the GIL.
+    # Threads applying notifications; 0 = where database work runs (inline on the loop for SQLite, the
+    # db_threads pool for PostgreSQL; measured in README § Benchmarks). More only contend for the GIL.
     notify_workers: int = 0
     notify_clock_skew_s: int = 300
     # fulfilment and jobs

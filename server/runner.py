@@ -3,7 +3,7 @@ long-poll waiters; the jobs keep their own threads (they sleep between runs and 
 
 Shutdown order (SIGTERM): health NOT_SERVING -> wake every waiter with its current order -> stop
 accepting and finish in-flight RPCs and notification acks within the grace period -> stop jobs ->
-close the offload pool, the listener and the database pool.
+close the thread pools, the listener and the database pool.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from server.log_setup import configure_logging
 from server.metrics import IN_FLIGHT, WAITERS
 from server.rpc.server import GrpcServer, servicers_for, start_grpc_server
 from server.serving.admission import Admission
-from server.serving.offload import Offload
+from server.serving.offload import Inline, Offload, Runner
 from server.serving.signals import FulfilmentSignals, PostgresListener, install_fulfilment_signal
 from server.serving.waiters import Waiters
 
@@ -42,7 +42,8 @@ class Stack:
     app: App
     waiters: Waiters
     admission: Admission
-    offload: Offload
+    db: Runner  # database work: inline on the loop (SQLite) or a few threads (PostgreSQL)
+    provider: Offload  # calls to WeChat Pay
     signals: FulfilmentSignals
     listener: PostgresListener | None = None
     grpc: GrpcServer | None = None
@@ -64,7 +65,8 @@ class Stack:
             await asyncio.to_thread(self.jobs.stop, grace)
         if self.listener is not None:
             self.listener.close()
-        await asyncio.to_thread(self.offload.shutdown)
+        await asyncio.to_thread(self.provider.shutdown)
+        await asyncio.to_thread(self.db.shutdown)
 
 
 async def start_parts(
@@ -75,8 +77,11 @@ async def start_parts(
     waiters = Waiters(asyncio.get_running_loop())
     signals = FulfilmentSignals(waiters, app.db)
     install_fulfilment_signal(app, signals)  # LEAD: replace with the FulfilmentDecided handler
-    stack = Stack(app, waiters, Admission(settings.max_inflight), Offload(settings.offload_workers), signals)
-    WAITERS.set_function(lambda: len(waiters))  # read on the loop (the sidecar's /metrics)
+    postgres = isinstance(app.db, pw.PostgresqlDatabase)
+    db: Runner = Offload(settings.db_threads, "db") if postgres and settings.db_threads else Inline()
+    provider = Offload(settings.offload_workers, "provider")
+    stack = Stack(app, waiters, Admission(settings.max_inflight), db, provider, signals)
+    WAITERS.set_function(lambda: waiters.waiting)  # read on the loop (the sidecar's /metrics)
     IN_FLIGHT.set_function(lambda: stack.admission.in_flight)
     if isinstance(app.db, pw.PostgresqlDatabase):
         stack.listener = PostgresListener(app.db, waiters)
@@ -85,13 +90,13 @@ async def start_parts(
     if notify and app.payments is not None and os.environ.get("ORDERPAY_WORKER_INDEX", "0") == "0":
         from server.notify.wiring import serve_notify  # noqa: PLC0415 - optional part
 
-        stack.notify, stack.notify_port = await serve_notify(app)
+        stack.notify, stack.notify_port = await serve_notify(app, db.executor)
     if jobs and settings.jobs_enabled and app.payments is not None:
         from server.jobs.wiring import start_jobs  # noqa: PLC0415 - optional part
 
         stack.jobs = start_jobs(app)
     if grpc:
-        servicers = servicers_for(app, stack.waiters, stack.offload)
+        servicers = servicers_for(app, stack.waiters, stack.db, stack.provider)
         stack.grpc = await start_grpc_server(settings, servicers, stack.admission, reuse_port=reuse_port)
     return stack
 

@@ -18,7 +18,7 @@ class Sizes:
     b3_notifications: int = 2_000
     b3_copies: int = 3
     b4_orders: int = 1_000
-    b4_concurrency: int = 16  # each flow holds a server thread in GetOrder(wait_ms)
+    b4_concurrency: int = 16  # buyers mid-checkout at once (a parked GetOrder costs the server nothing)
     b5_keys: int = 1_000  # duplicate storm on two processes
     b5_duplicates: int = 20
     b5_count: int = 5_000  # unique keys on two processes, for CPU per order

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 from aiohttp import web
 
 from server.adapters.notification_store import TRANSIENT_DATABASE_ERRORS, NotificationStore
@@ -53,9 +55,10 @@ def start_notify(app: App) -> tuple[NotifyServerThread, int]:
     return server, server.start()
 
 
-async def serve_notify(app: App) -> tuple[web.AppRunner, int]:
+async def serve_notify(app: App, db_executor: Executor) -> tuple[web.AppRunner, int]:
     """The sidecar on the running event loop (what `orderpay serve` runs). With `notify_workers=0`
-    a notification is verified and applied inline on the loop (DB-only work, no thread hand-off)."""
+    a notification is verified and applied where database work runs (`db_executor`: inline on the
+    loop for SQLite, the database threads for PostgreSQL); otherwise on a pool of its own."""
     service = notification_service(app)
     store = NotificationStore(app.db, app.uow)
     host, _, port = app.settings.notify_listen.rpartition(":")
@@ -64,7 +67,7 @@ async def serve_notify(app: App) -> tuple[web.AppRunner, int]:
         service,
         max_body_bytes=app.settings.notify_max_body_bytes,
         ready_check=store.ping,
-        executor=InlineExecutor() if workers == 0 else None,
+        executor=db_executor if workers == 0 else None,
         workers=max(1, workers),
     )
     return await start_notify_server(notify_app, host, int(port), grace_s=app.settings.shutdown_grace_s)

@@ -16,22 +16,25 @@ from server.rpc.call_context import current_caller
 from server.rpc.mapping import order_to_pb, payment_to_pb, refund_to_pb
 from server.service.payments import PaymentService
 from server.service.refunds import RefundService
-from server.serving.offload import Offload
+from server.serving.offload import Runner
 
 Context = Any  # grpc.aio.ServicerContext
 
 
 class PayServicer(pay_service_pb2_grpc.PayServiceServicer):
-    def __init__(self, payments: PaymentService, refunds: RefundService, offload: Offload) -> None:
+    def __init__(
+        self, payments: PaymentService, refunds: RefundService, db: Runner, provider: Runner
+    ) -> None:
         self._payments = payments
         self._refunds = refunds
-        self._offload = offload
+        self._db = db
+        self._provider = provider
 
     async def CreatePayment(
         self, request: pb.CreatePaymentRequest, context: Context
     ) -> pb.CreatePaymentResponse:
         channel = pb.PayChannel.Name(request.channel).removeprefix("PAY_CHANNEL_")
-        view = await self._offload.run(
+        view = await self._provider.run(
             self._payments.create_payment,
             request.order_id,
             channel,
@@ -42,11 +45,11 @@ class PayServicer(pay_service_pb2_grpc.PayServiceServicer):
         return pb.CreatePaymentResponse(payment=payment_to_pb(view))
 
     async def SyncPayment(self, request: pb.SyncPaymentRequest, context: Context) -> pb.SyncPaymentResponse:
-        order = await self._offload.run(self._payments.sync_payment, request.order_id, current_caller())
+        order = await self._provider.run(self._payments.sync_payment, request.order_id, current_caller())
         return pb.SyncPaymentResponse(order=order_to_pb(order))
 
     async def RefundOrder(self, request: pb.RefundOrderRequest, context: Context) -> pb.RefundOrderResponse:
-        refund = await self._offload.run(
+        refund = await self._provider.run(
             self._refunds.refund_order,
             request.order_id,
             request.out_refund_no,
@@ -58,11 +61,13 @@ class PayServicer(pay_service_pb2_grpc.PayServiceServicer):
 
     async def GetRefund(self, request: pb.GetRefundRequest, context: Context) -> pb.GetRefundResponse:
         if request.sync:  # asks WeChat Pay
-            refund = await self._offload.run(
+            refund = await self._provider.run(
                 self._refunds.get_refund, request.out_refund_no, True, current_caller()
             )
         else:
-            refund = self._refunds.get_refund(request.out_refund_no, False, current_caller())
+            refund = await self._db.run(
+                self._refunds.get_refund, request.out_refund_no, False, current_caller()
+            )
         return pb.GetRefundResponse(refund=refund_to_pb(refund))
 
 

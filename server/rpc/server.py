@@ -29,7 +29,7 @@ from server.rpc.order_servicer import OrderServicer
 from server.rpc.pay_servicer import PayServicer, UnimplementedPayServicer
 from server.rpc.vip_servicer import VipServicer
 from server.serving.admission import Admission
-from server.serving.offload import Offload
+from server.serving.offload import Runner
 from server.serving.waiters import Waiters
 
 SERVICE_NAMES = (
@@ -46,14 +46,15 @@ class Servicers:
     vip: vip_service_pb2_grpc.VipServiceServicer
 
 
-def servicers_for(app: App, waiters: Waiters, offload: Offload) -> Servicers:
+def servicers_for(app: App, waiters: Waiters, db: Runner, provider: Runner) -> Servicers:
+    """`db` runs database-only use cases, `provider` the ones that may call WeChat Pay."""
     pay: pay_service_pb2_grpc.PayServiceServicer = (
-        PayServicer(app.payments, app.refunds, offload)
+        PayServicer(app.payments, app.refunds, db, provider)
         if app.payments is not None and app.refunds is not None
         else UnimplementedPayServicer()
     )
     return Servicers(
-        order=OrderServicer(app.orders, waiters, offload), pay=pay, vip=VipServicer(app.catalogue)
+        order=OrderServicer(app.orders, waiters, db, provider), pay=pay, vip=VipServicer(app.catalogue, db)
     )
 
 

@@ -8,7 +8,7 @@ A wake is a hint: the woken call re-reads the order and parks again if nothing w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 _T = TypeVar("_T")
@@ -19,6 +19,7 @@ class Waiters:
         self._loop = loop
         self._parked: dict[str, set[asyncio.Future[None]]] = {}
         self._closing = False
+        self._waiting = 0
 
     @property
     def closing(self) -> bool:
@@ -26,27 +27,42 @@ class Waiters:
         return self._closing
 
     def __len__(self) -> int:
+        """Registered waiters (including those reading the order before they wait)."""
         return sum(len(futures) for futures in self._parked.values())
 
+    @property
+    def waiting(self) -> int:
+        """Waiters parked right now: read done, nothing decided, awaiting a wake or their timeout."""
+        return self._waiting
+
     async def until(
-        self, order_id: str, read: Callable[[], _T], decided: Callable[[_T], bool], timeout_s: float
+        self,
+        order_id: str,
+        read: Callable[[], Awaitable[_T]],
+        decided: Callable[[_T], bool],
+        timeout_s: float,
     ) -> _T:
-        """`read()` until `decided` holds, the timeout passes or the server closes; returns the last read.
+        """`await read()` until `decided` holds, the timeout passes or the server closes; returns the
+        last value read.
 
         Registering before each read closes the gap where a commit lands between the read and the
-        park: its wake then finds this waiter. Runs on the loop; `read` runs inline (a short query).
+        park: its wake then finds this waiter (already woken, it reads again at once).
         """
         deadline = self._loop.time() + timeout_s
         while True:
             future = self._park(order_id)
             try:
-                value = read()
+                value = await read()
                 remaining = deadline - self._loop.time()
                 if decided(value) or remaining <= 0 or self._closing:
                     return value
-                done, _ = await asyncio.wait({future}, timeout=remaining)
+                self._waiting += 1
+                try:
+                    done, _ = await asyncio.wait({future}, timeout=remaining)
+                finally:
+                    self._waiting -= 1
                 if not done:  # timed out: one last read below answers with the current state
-                    return read()
+                    return await read()
             finally:  # also on cancellation: a cancelled call leaves nothing behind
                 self._unpark(order_id, future)
 

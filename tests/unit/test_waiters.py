@@ -15,7 +15,7 @@ class Box:
         self.value = "PENDING"
         self.reads = 0
 
-    def read(self) -> str:
+    async def read(self) -> str:
         self.reads += 1
         return self.value
 
@@ -27,7 +27,7 @@ def decided(value: str) -> bool:
 async def parked(waiters: Waiters, count: int = 1) -> None:
     """One loop turn: every task created so far runs up to its first suspension, i.e. its park."""
     await asyncio.sleep(0)
-    assert len(waiters) == count
+    assert len(waiters) == waiters.waiting == count
 
 
 async def test_a_wake_after_the_commit_returns_the_decided_value() -> None:
