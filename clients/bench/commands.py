@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run, ~1 minute)")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON_OUT, help=f"default {DEFAULT_JSON_OUT}")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a bar is missed")
+    parser.add_argument(
+        "--only", help="comma-separated case ids to run, e.g. B5,B7 (B7's cross-process half runs with B5)"
+    )
     parser.set_defaults(func=_bench)
 
 
@@ -36,6 +39,7 @@ def _bench(args: argparse.Namespace) -> int:
     # Off a terminal (CI logs, README), rich would wrap the table at 80 columns; give it room.
     console = Console(width=None if sys.stdout.isatty() else WIDE_OUTPUT)
     sizes = QUICK if args.quick else FULL
-    results = run_bench(sizes, quick=args.quick, json_out=args.json_out, console=console)
+    only = {case.strip().upper() for case in args.only.split(",")} if args.only else None
+    results = run_bench(sizes, quick=args.quick, json_out=args.json_out, console=console, only=only)
     missed = [case.case_id for case in results if case.passed is False]
     return 1 if args.strict and missed else 0

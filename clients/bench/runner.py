@@ -25,12 +25,15 @@ AUTO_PAY_DELAY_S = 0.05
 CaseRun = Callable[[Bench], Awaitable[CaseResult]]
 
 
-def run_bench(sizes: Sizes, *, quick: bool, json_out: Path, console: Console) -> list[CaseResult]:
+def run_bench(
+    sizes: Sizes, *, quick: bool, json_out: Path, console: Console, only: set[str] | None = None
+) -> list[CaseResult]:
     started, wall = datetime.now(UTC), time.monotonic()
     with tempfile.TemporaryDirectory(prefix="orderpay-bench-") as tmp:
-        results = _with_stack(Path(tmp), sizes, console)
+        results = _with_stack(Path(tmp), sizes, console, only)
     results.sort(key=lambda case: case.case_id)
-    title = f"orderpay bench{' --quick' if quick else ''} · {machine()['cpu']} · {machine()['cores']} cores"
+    flags = (" --quick" if quick else "") + (f" --only {','.join(sorted(only))}" if only else "")
+    title = f"orderpay bench{flags} · {machine()['cpu']} · {machine()['cores']} cores"
     console.print(bench_table(results, title))
     for line in notes_lines(results):
         console.print(line, highlight=False, markup=False)
@@ -47,7 +50,7 @@ def run_bench(sizes: Sizes, *, quick: bool, json_out: Path, console: Console) ->
     return results
 
 
-def _with_stack(workdir: Path, sizes: Sizes, console: Console) -> list[CaseResult]:
+def _with_stack(workdir: Path, sizes: Sizes, console: Console, only: set[str] | None) -> list[CaseResult]:
     procs: list[Proc] = []
     try:
         keys = init_keys(workdir / "keys")
@@ -59,7 +62,7 @@ def _with_stack(workdir: Path, sizes: Sizes, console: Console) -> list[CaseResul
         echo_aio = _started(procs, start_echo(workdir, "grpc-aio"))
         echo_http = _started(procs, start_echo(workdir, "http", keys_dir=keys))
         bench = Bench(workdir, keys, sizes, database_url, sandbox, server, echo_grpc, echo_aio, echo_http)
-        return asyncio.run(_run_cases(bench, console))
+        return asyncio.run(_run_cases(bench, console, only))
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -70,7 +73,7 @@ def _started(procs: list[Proc], proc: Proc) -> Proc:
     return proc
 
 
-async def _run_cases(bench: Bench, console: Console) -> list[CaseResult]:
+async def _run_cases(bench: Bench, console: Console, only: set[str] | None) -> list[CaseResult]:
     # B6 reads the server's memory after B1–B4 and while B7's waiters are parked; B5 adds B7's
     # cross-process half on its PostgreSQL pair.
     rss_after_b1_b4: list[float] = []
@@ -96,6 +99,8 @@ async def _run_cases(bench: Bench, console: Console) -> list[CaseResult]:
     for case_id, run in order:
         if case_id == "-":
             await run(bench)
+            continue
+        if only is not None and case_id not in only:
             continue
         console.log(f"{case_id} running")
         result = await _guarded(case_id, run, bench)
