@@ -68,6 +68,7 @@ class PostgresListener:
         self._waiters = waiters
         self._loop = asyncio.get_running_loop()
         self._conn: Any = None
+        self._fd: int | None = None  # kept: a broken connection cannot tell its fd any more
         self._closed = False
         self._reconnecting: asyncio.Task[None] | None = None
 
@@ -88,19 +89,22 @@ class PostgresListener:
         return conn
 
     async def _attach(self, conn: Any) -> None:
-        self._conn = conn
-        self._loop.add_reader(conn.fileno(), self._readable)
+        self._conn, self._fd = conn, conn.fileno()
+        self._loop.add_reader(self._fd, self._readable)
+        self._readable()  # anything that arrived while LISTEN was being set up
 
     def _detach(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, fd, self._conn, self._fd = self._conn, self._fd, None, None
+        if fd is not None:
+            self._loop.remove_reader(fd)
         if conn is not None:
-            with contextlib.suppress(Exception):
-                self._loop.remove_reader(conn.fileno())
             with contextlib.suppress(Exception):
                 conn.close()
 
     def _readable(self) -> None:
         conn = self._conn
+        if conn is None:
+            return
         try:
             conn.poll()
         except psycopg2.Error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+import psycopg2
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -12,6 +13,7 @@ from clients.gen.orderpay.v1 import order_pb2, order_service_pb2, vip_service_pb
 from server.app import App
 from server.domain.order import Fulfilment, OrderStatus
 from server.serving.admission import Slot
+from server.serving.signals import CHANNEL
 from tests.rpc.conftest import BFF
 from tests.rpc.test_order_rpc import create, refused
 from tests.support.serving import ServingThread
@@ -88,3 +90,34 @@ def test_health_and_cheap_reads_answer_while_the_admission_limit_is_reached(
 
 def _create_request(rid: str) -> order_service_pb2.CreateOrderRequest:
     return pb.CreateOrderRequest(request_id="k2", user_id=f"u2-{rid}", product_id="vip-month", quantity=1)
+
+
+@pytest.mark.postgres
+def test_the_listener_comes_back_after_its_connection_is_killed(
+    app: App, database_url: str, grpc_server: ServingThread, orders: Any, rid: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    first = _listener_pid(database_url)
+    with psycopg2.connect(database_url) as admin:
+        admin.cursor().execute("SELECT pg_terminate_backend(%s)", (first,))
+    wait_until(lambda: _listener_pid(database_url) not in {None, first}, 20, "the listener to reconnect")
+    order_id = create(orders, f"u-{rid}", "k").order.order_id
+    waiting = orders.GetOrder.future(
+        pb.GetOrderRequest(order_id=order_id, wait_ms=LONG_WAIT_MS), metadata=BFF, timeout=DEADLINE_S
+    )
+    wait_until(lambda: grpc_server.on_loop(lambda: grpc_server.stack.waiters.waiting) == 1, what="a park")
+    fulfil_in_db(app, order_id)
+    with psycopg2.connect(database_url) as other_process:  # the commit's NOTIFY, as another process sends it
+        other_process.cursor().execute("SELECT pg_notify(%s, %s)", (CHANNEL, order_id))
+    assert waiting.result().order.fulfilment == order_pb2.FULFILMENT_SUCCEEDED
+
+
+def _listener_pid(database_url: str) -> int | None:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
+            (f"LISTEN {CHANNEL}",),
+        )
+        row = cur.fetchone()
+    return None if row is None else int(row[0])
