@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import peewee as pw
 
 from server.adapters.admin_queries import AdminQueries
+from server.adapters.decisions import FulfilmentDecisions
 from server.config import Settings
 from server.domain.clock import Clock
 from server.service.catalogue import CatalogueService
@@ -34,6 +35,7 @@ class PaymentsPart:
     fulfilment: FulfilmentWorker
     events: EventBus  # the after-commit reactions (server.service.handlers)
     reconciliation: ReconciliationService  # 对账 against WeChat Pay's daily bills
+    decisions: FulfilmentDecisions  # "fulfilment decided" announcements: the server's long-polls subscribe
 
 
 @dataclass(frozen=True)

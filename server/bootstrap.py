@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from server.adapters.db import bind, make_database, migrate
+from server.adapters.decisions import FulfilmentDecisions
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
 from server.adapters.recon_store import PeeweeReconStore
 from server.adapters.unit_of_work import read_only_factory, unit_of_work_factory
@@ -22,12 +23,6 @@ from server.domain.fulfilment import RetryPolicy
 from server.domain.recon_records import FundBill, TradeBill
 from server.observers import observe_provider, observe_recon
 from server.operations_wiring import build_operations
-from server.rpc.admin_servicer import AdminServicer
-from server.rpc.order_servicer import OrderServicer
-from server.rpc.pay_servicer import PayServicer, UnimplementedPayServicer
-from server.rpc.recon_servicer import ReconServicer
-from server.rpc.server import Servicers
-from server.rpc.vip_servicer import VipServicer
 from server.service.catalogue import CatalogueService
 from server.service.fulfilment import FulfilmentWorker
 from server.service.handlers import EventBus, Policy, Reactors, transactional
@@ -45,25 +40,6 @@ from server.wxpay.credentials import load_credentials
 from server.wxpay.notification import notification_parser
 from server.wxpay.signing import VerifierKeys
 from server.wxpay.wire import WeChatPayGateway
-
-
-def servicers_for(app: App) -> Servicers:
-    part = app.payments
-    admin = AdminServicer(app.admin, app.operations, app.clock)
-    if part is None:
-        return Servicers(
-            order=OrderServicer(app.orders),
-            pay=UnimplementedPayServicer(),
-            vip=VipServicer(app.catalogue),
-            admin=admin,
-        )
-    return Servicers(
-        order=OrderServicer(app.orders),
-        pay=PayServicer(part.payments, part.refunds),
-        vip=VipServicer(app.catalogue),
-        recon=ReconServicer(part.reconciliation),
-        admin=admin,
-    )
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -96,8 +72,9 @@ def build_app(
         migrate(db)
     policy = Policy(auto_refund_on_fulfilment_failure=settings.auto_refund_on_fulfilment_failure)
     uow, read = transactional(unit_of_work_factory(db), clock, policy), read_only_factory(db)
+    decisions = FulfilmentDecisions(db)
     payments = _payments_part(
-        settings, uow, read, clock, gateway, bills, payments_required, prompt_fulfilment
+        settings, uow, read, clock, gateway, bills, decisions, payments_required, prompt_fulfilment
     )
     closer = payments.payments.close_at_provider if payments is not None else None
     orders = OrderService(
@@ -115,6 +92,7 @@ def _payments_part(
     clock: Clock,
     gateway: PaymentGateway | None,
     bills: BillSource | None,
+    decisions: FulfilmentDecisions,
     required: bool,
     prompt_fulfilment: bool,
 ) -> PaymentsPart | None:
@@ -133,7 +111,8 @@ def _payments_part(
         gateway, keys = WeChatPayGateway(client), client.key_store  # one key store: client and sidecar
         bills = bills or WeChatBills(client)
     worker = FulfilmentWorker(uow, clock, policy=retry_policy(settings))
-    events = EventBus(Reactors(fulfilment=worker if prompt_fulfilment else _LeaveToTheJob()))
+    fulfiller = worker if prompt_fulfilment else _LeaveToTheJob()
+    events = EventBus(Reactors(fulfilment=fulfiller, decisions=decisions))
     merchant = MerchantIdentity(merchant_id=credentials.mchid, app_id=credentials.appid)
     payments = PaymentService(
         uow,
@@ -169,7 +148,7 @@ def _payments_part(
         observer=observe_recon,
     )
     return PaymentsPart(
-        credentials, gateway, payments, refunds, notifications, worker, events, reconciliation
+        credentials, gateway, payments, refunds, notifications, worker, events, reconciliation, decisions
     )
 
 

@@ -38,9 +38,11 @@ class Settings:
     wxpay_base_url: str = "http://127.0.0.1:8090"
     credentials_dir: str = ".orderpay/keys"
     api_tokens: str = DEV_TOKENS
-    # gRPC serving
-    grpc_workers: int = 32
-    grpc_max_concurrent_rpcs: int = 256
+    # gRPC serving: one event loop per process (scale out with `serve --workers N`, not threads)
+    max_inflight: int = 64  # calls doing work at once; beyond it RESOURCE_EXHAUSTED / OVERLOADED
+    offload_workers: int = 8  # threads for the calls that talk to WeChat Pay (sync HTTP)
+    db_threads: int = 4  # PostgreSQL: threads overlapping round trips (0, and SQLite: inline on the loop)
+    grpc_max_concurrent_rpcs: int = 10_000  # a memory cap only: parked long-polls count here
     grpc_tls_cert: str = ""
     grpc_tls_key: str = ""
     grpc_tls_client_ca: str = ""
@@ -61,9 +63,9 @@ class Settings:
     wxpay_breaker_reset_s: float = 10.0
     # notify sidecar
     notify_max_body_bytes: int = 64 * 1024
-    # Threads applying notifications. Few on purpose: SQLite takes one writer at a time and more
-    # threads only contend for the GIL (measured: 4 threads ack ~20% more per second than 16).
-    notify_workers: int = 4
+    # Threads applying notifications; 0 = where database work runs (inline on the loop for SQLite, the
+    # db_threads pool for PostgreSQL; measured in README § Benchmarks). More only contend for the GIL.
+    notify_workers: int = 0
     notify_clock_skew_s: int = 300
     # shedding hostile clients on the internet-facing listener (server/notify/shedding.py)
     notify_max_connections: int = 512

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from server.config import (
 )
 from server.log_setup import configure_logging
 from server.ports import Binding, ensure_free, stack_bindings
-from server.runner import start_stack, wait_for_signal
+from server.runner import Stack, run_until_signal
 
 log = structlog.get_logger("orderpay.dev")
 SANDBOX_START_S = 20.0
@@ -63,12 +64,17 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
         sandbox_url = f"http://{sandbox_at.host}:{_wait_sandbox(sandbox, port_file)}"
         if "ORDERPAY_WXPAY_BASE_URL" not in os.environ:
             settings = settings.with_overrides(wxpay_base_url=sandbox_url)
-        stack = start_stack(settings)
-        if stack.grpc is not None:  # the port gRPC really bound (ORDERPAY_GRPC_LISTEN=...:0 = any free one)
-            settings = settings.with_overrides(grpc_listen=_with_port(settings.grpc_listen, stack.grpc.port))
-        _print_banner(settings, sandbox_url, stack.console_url)
-        wait_for_signal()
-        stack.stop(settings.shutdown_grace_s)
+        ready = settings
+
+        def banner(stack: Stack) -> None:
+            shown = ready
+            if (
+                stack.grpc is not None
+            ):  # the port gRPC really bound (ORDERPAY_GRPC_LISTEN=...:0 = any free one)
+                shown = shown.with_overrides(grpc_listen=_with_port(shown.grpc_listen, stack.grpc.port))
+            _print_banner(shown, sandbox_url, stack.console_url)
+
+        asyncio.run(run_until_signal(settings, {"grpc", "notify", "jobs"}, on_ready=banner))
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)

@@ -93,3 +93,6 @@ RECON_LAST_DAY = Gauge(
     "The last Beijing day reconciled against WeChat Pay's bills (unix time of its 00:00 +08:00)",
     registry=REGISTRY,
 )
+WAITERS = Gauge("orderpay_waiters_parked", "GetOrder(wait_ms) calls parked right now", registry=REGISTRY)
+IN_FLIGHT = Gauge("orderpay_rpc_in_flight", "Calls holding an admission slot", registry=REGISTRY)
+OVERLOADED = Counter("orderpay_rpc_overloaded", "Calls refused by admission control", registry=REGISTRY)

@@ -1,90 +1,167 @@
-"""Process lifecycle for `orderpay serve`: gRPC server, notify sidecar and jobs; graceful stop.
+"""Process lifecycle for `orderpay serve`: one event loop runs gRPC, the notify sidecar, the metrics
+listener and the long-poll waiters; the jobs keep their own threads (they sleep between runs and call
+WeChat Pay), and so does the operations console.
 
-Shutdown order (SIGTERM): health NOT_SERVING -> stop accepting and finish in-flight RPCs and
-notification acks within the grace period -> stop jobs -> close the pool.
+Shutdown order (SIGTERM): health NOT_SERVING -> wake every waiter with its current order -> stop
+accepting and finish in-flight RPCs and notification acks within the grace period -> stop the console
+and the jobs -> close the thread pools, the listener and the database pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
+import peewee as pw
 import structlog
+from aiohttp import web
 
 from server import guard
+from server.adapters.decisions import FulfilmentDecisions
 from server.adapters.sandbox_clock import SandboxClock, clock_for
 from server.app import App
-from server.bootstrap import build_app, servicers_for
+from server.bootstrap import build_app
 from server.config import Settings, load_settings
 from server.console.listener import check_console_listener
+from server.console.runner import ConsoleServerThread, start_console
+from server.jobs.runner import JobRunner
 from server.jobs.standard import start_jobs
 from server.log_setup import configure_logging
-from server.notify.sidecar import start_notify
-from server.rpc.server import GrpcServer, create_grpc_server
+from server.metrics import IN_FLIGHT, WAITERS
+from server.notify.sidecar import serve_metrics, serve_notify
+from server.rpc.server import GrpcServer, servicers_for, start_grpc_server
+from server.serving.admission import Admission
+from server.serving.offload import Inline, Offload, Runner
+from server.serving.signals import PostgresListener
+from server.serving.waiters import Waiters
 
 log = structlog.get_logger("orderpay.serve")
 
 
-class Stoppable(Protocol):
-    def stop(self, grace: float) -> None: ...
-
-
 @dataclass
 class Stack:
+    """Everything one process serves, on its event loop."""
+
     app: App
+    waiters: Waiters
+    admission: Admission
+    db: Runner  # database work: inline on the loop (SQLite) or a few threads (PostgreSQL)
+    provider: Offload  # calls to WeChat Pay
+    decisions: FulfilmentDecisions  # "fulfilment decided": the waiters subscribe
+    listener: PostgresListener | None = None
     grpc: GrpcServer | None = None
-    parts: list[Stoppable] = field(default_factory=list)
+    notify: web.AppRunner | None = None
     notify_port: int | None = None
-    console_url: str | None = None  # issue 13
+    metrics: web.AppRunner | None = None
+    metrics_port: int | None = None
+    jobs: JobRunner | None = None
+    console: ConsoleServerThread | None = None
+    console_url: str | None = None
+    threads: list[SandboxClock] = field(default_factory=list)  # stopped last
 
-    def stop(self, grace: float) -> None:
+    async def stop(self, grace: float) -> None:
         if self.grpc is not None:
-            self.grpc.stop(grace)
-        for part in reversed(self.parts):
-            part.stop(grace)
-        self.app.close()
+            await self.grpc.not_serving()
+        self.waiters.close()  # parked long-polls answer now, with the order as it is
+        draining = []
+        if self.grpc is not None:
+            draining.append(self.grpc.stop(grace))
+        if self.notify is not None:
+            draining.append(self.notify.cleanup())
+        await asyncio.gather(*draining)
+        if self.metrics is not None:
+            await self.metrics.cleanup()
+        if self.console is not None:
+            await asyncio.to_thread(self.console.stop, grace)
+        if self.jobs is not None:
+            await asyncio.to_thread(self.jobs.stop, grace)
+        if self.listener is not None:
+            self.listener.close()
+        await asyncio.to_thread(self.provider.shutdown)
+        await asyncio.to_thread(self.db.shutdown)
+        for thread in self.threads:
+            await asyncio.to_thread(thread.stop, grace)
 
 
-def start_stack(
-    settings: Settings, *, grpc: bool = True, notify: bool = True, jobs: bool = True, reuse_port: bool = False
+def _first_worker() -> bool:
+    """With --workers, the first worker alone serves the sidecar and the console (gRPC is shared)."""
+    return os.environ.get("ORDERPAY_WORKER_INDEX", "0") == "0"
+
+
+async def start_parts(
+    app: App, *, grpc: bool = True, notify: bool = True, jobs: bool = True, reuse_port: bool = False
 ) -> Stack:
-    """Build the app and start the parts asked for; every part binds per Settings (port 0 = ephemeral)."""
-    check_console_listener(settings)  # issue 13: refuse an unsafe console address before binding anything
-    clock = clock_for(settings)  # issue 13 HOOK: ORDERPAY_CLOCK=sandbox (dev); lead: into bootstrap()
-    app = build_app(settings, clock=clock)
-    app.catalogue.load_file()
-    stack = Stack(app)
-    if isinstance(clock, SandboxClock):
-        stack.parts.append(clock)  # stopped last (parts stop in reverse)
-    # With --workers, the first worker alone serves the sidecar (the gRPC port is the shared one).
-    if notify and os.environ.get("ORDERPAY_WORKER_INDEX", "0") == "0":
-        server, stack.notify_port = start_notify(app)
-        stack.parts.append(server)
-    if jobs and settings.jobs_enabled:
-        stack.parts.append(start_jobs(app))
+    """Start the parts asked for on the running loop; every part binds per Settings (port 0 = ephemeral)."""
+    settings = app.settings
+    waiters = Waiters(asyncio.get_running_loop())
+    decisions = app.payments.decisions if app.payments is not None else FulfilmentDecisions(app.db)
+    decisions.subscribe(waiters.wake)  # the FulfilmentDecided reaction (server.service.handlers)
+    postgres = isinstance(app.db, pw.PostgresqlDatabase)
+    db: Runner = Offload(settings.db_threads, "db") if postgres and settings.db_threads else Inline()
+    provider = Offload(settings.offload_workers, "provider")
+    stack = Stack(app, waiters, Admission(settings.max_inflight), db, provider, decisions)
+    WAITERS.set_function(lambda: waiters.waiting)
+    IN_FLIGHT.set_function(lambda: stack.admission.in_flight)
+    if postgres:
+        stack.listener = PostgresListener(app.db, waiters)  # type: ignore[arg-type]  # checked above
+        await stack.listener.start()
+    if notify and app.payments is not None and _first_worker():
+        stack.notify, stack.notify_port = await serve_notify(app, db.executor)
+        if settings.metrics_listen:
+            stack.metrics, stack.metrics_port = await serve_metrics(settings.metrics_listen)
+    if jobs and settings.jobs_enabled and app.payments is not None:
+        stack.jobs = start_jobs(app)
     if grpc:
-        stack.grpc = create_grpc_server(settings, servicers_for(app), reuse_port=reuse_port)
-    # --- issue 13 HOOK (lead: move into the composition root): the operations console, first worker only.
-    if os.environ.get("ORDERPAY_WORKER_INDEX", "0") == "0":
-        from server.console.runner import start_console  # noqa: PLC0415 - optional part
-
-        console = start_console(app)
+        servicers = servicers_for(app, stack.waiters, stack.db, stack.provider)
+        stack.grpc = await start_grpc_server(settings, servicers, stack.admission, reuse_port=reuse_port)
+    if _first_worker():
+        console = await asyncio.to_thread(start_console, app)
         if console is not None:
-            stack.parts.append(console[0])
-            stack.console_url = console[1].url()
+            stack.console, stack.console_url = console[0], console[1].url()
     return stack
 
 
-def wait_for_signal() -> None:
-    stop = threading.Event()
+async def run_until_signal(
+    settings: Settings,
+    parts: set[str],
+    *,
+    reuse_port: bool = False,
+    on_ready: Callable[[Stack], None] | None = None,
+) -> None:
+    check_console_listener(settings)  # an unsafe console address is refused before anything binds
+    clock = clock_for(settings)  # ORDERPAY_CLOCK=sandbox (dev only) follows the sandbox's clock
+    app = build_app(settings, clock=clock)
+    app.catalogue.load_file()
+    stack = await start_parts(
+        app, grpc="grpc" in parts, notify="notify" in parts, jobs="jobs" in parts, reuse_port=reuse_port
+    )
+    if isinstance(clock, SandboxClock):
+        stack.threads.append(clock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+        loop.add_signal_handler(sig, stop.set)
+    host = settings.grpc_listen.rsplit(":", 1)[0]
+    log.info(
+        "serve.ready",
+        grpc=f"{host}:{stack.grpc.port}" if stack.grpc else None,
+        notify_port=stack.notify_port,
+        metrics_port=stack.metrics_port,
+        console=stack.console_url,
+        pid=os.getpid(),
+    )
+    if on_ready is not None:
+        on_ready(stack)
+    await stop.wait()
+    log.info("shutdown.begin", grace_s=settings.shutdown_grace_s, waiters=len(stack.waiters))
+    await stack.stop(settings.shutdown_grace_s)
+    app.close()
+    log.info("shutdown.done")
 
 
 def serve(*, listen: str | None = None, parts: set[str] | None = None, workers: int = 1) -> int:
@@ -96,26 +173,8 @@ def serve(*, listen: str | None = None, parts: set[str] | None = None, workers: 
         log.warning("serve.unsafe_opt_out", setting=waiver)
     if workers > 1:
         return _supervise(workers, settings)
-    wanted = parts or {"grpc", "notify", "jobs"}
-    stack = start_stack(
-        settings,
-        grpc="grpc" in wanted,
-        notify="notify" in wanted,
-        jobs="jobs" in wanted,
-        reuse_port=os.environ.get("ORDERPAY_REUSE_PORT") == "1",
-    )
-    host = settings.grpc_listen.rsplit(":", 1)[0]
-    log.info(
-        "serve.ready",
-        grpc=f"{host}:{stack.grpc.port}" if stack.grpc else None,
-        notify_port=stack.notify_port,
-        console=stack.console_url,
-        pid=os.getpid(),
-    )
-    wait_for_signal()
-    log.info("shutdown.begin", grace_s=settings.shutdown_grace_s)
-    stack.stop(settings.shutdown_grace_s)
-    log.info("shutdown.done")
+    reuse_port = os.environ.get("ORDERPAY_REUSE_PORT") == "1"
+    asyncio.run(run_until_signal(settings, parts or {"grpc", "notify", "jobs"}, reuse_port=reuse_port))
     return 0
 
 
@@ -135,8 +194,16 @@ def _supervise(workers: int, settings: Settings) -> int:
         for i in range(workers)
     ]
     log.info("serve.supervising", workers=[c.pid for c in children])
-    wait_for_signal()
+    asyncio.run(_wait_for_signal())
     for child in children:
         child.send_signal(signal.SIGTERM)
     codes = [child.wait(timeout=settings.shutdown_grace_s + 5) for child in children]
     return max(codes, default=0)
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

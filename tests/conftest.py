@@ -41,7 +41,6 @@ def settings_for(database_url: str, **overrides: object) -> Settings:
         notify_listen="127.0.0.1:0",
         metrics_listen="127.0.0.1:0",
         api_tokens="bff:test-bff-token,admin:test-admin-token",
-        grpc_workers=64,
         db_pool_size=80,
         log_format="json",
         log_level="warning",

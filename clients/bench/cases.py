@@ -1,32 +1,45 @@
-"""B1–B6 (README § Benchmarks). Each case drives orderpay with the load tester's scenarios and, in the
-same run and with the same harness and plan, a bare server; the verdict combines the bar with the database
-invariants of the run.
+"""B1–B4 and B6 (README § Benchmarks). Each case drives orderpay and, in the same run with the same raw
+`grpc.aio` client and plan, the bare servers; every row carries the server's CPU per call (process
+CPU time over calls), and the verdict combines the bar with the database invariants of the run.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from clients.bench.drivers import drive_grpc_echo, drive_http_echo
+from clients.bench.drivers import (
+    CREATE_ORDER,
+    Cpu,
+    create_order_payload,
+    drive_grpc_echo,
+    drive_grpc_raw,
+    drive_http_posts,
+    metered,
+)
 from clients.bench.model import CaseResult, Row, Sizes, ratio
 from clients.bench.procs import BFF_TOKEN, Proc
 from clients.loadtest.harness import Plan, Summary
-from clients.loadtest.invariants import check_invariants
+from clients.loadtest.invariants import Expected, check_invariants
 from clients.loadtest.notifications import NotificationSigner
 from clients.loadtest.scenarios import LoadConfig, ScenarioResult, run_scenario
+from orderpay.v1 import order_service_pb2
 
 ECHO_NOTES = 64  # distinct signed bodies the bare HTTP handler is sent, round-robin
 MAX_P99_B1_MS = 50.0
-MAX_P99_B4_MS = 1_000.0
+MAX_CPU_VS_ECHO_B1 = 2.0
+MIN_RATIO_B1 = 0.5
+MIN_RATIO_B2 = 0.6
+MAX_P99_B4_MS = 200.0
 MIN_NOTIFY_RATE = 1_000.0
 MAX_RSS_MB = 250.0
 
 
 @dataclass
 class Bench:
-    """The processes B1–B4 and B6 share (B5 starts its own on PostgreSQL)."""
+    """The processes B1–B4, B6 and B7 share (B5 starts its own on PostgreSQL)."""
 
     workdir: Path
     keys_dir: Path
@@ -35,7 +48,10 @@ class Bench:
     sandbox: Proc
     server: Proc
     echo_grpc: Proc
+    echo_aio: Proc
     echo_http: Proc
+    rss_parked_mb: dict[str, float] = field(default_factory=dict)  # B7 fills it for B6
+    b7_case: CaseResult | None = None  # B5 adds B7's cross-process half to it
 
     def load_config(
         self, plan: Plan, targets: tuple[str, ...] | None = None, **changes: object
@@ -52,37 +68,102 @@ class Bench:
         return replace(config, **changes)  # type: ignore[arg-type]
 
     @property
-    def echo_target(self) -> str:
-        return self.echo_grpc.endpoints["target"]
+    def target(self) -> str:
+        return self.server.endpoints["target"]
+
+
+def invariants_clean(case: CaseResult, summary: Summary, database_url: str, expected: Expected) -> bool:
+    report = check_invariants(database_url, expected)
+    case.notes += [f"invariant {r.name} FAILED: {'; '.join(r.examples)}" for r in report.failed]
+    if summary.errors:
+        case.notes.append(f"errors: {summary.errors}")
+    return report.ok and not summary.errors
 
 
 def scenario_verdict(bench: Bench, result: ScenarioResult, case: CaseResult, database_url: str = "") -> bool:
     """Invariants and client-side problems go into the notes; True when all are clean."""
-    report = check_invariants(database_url or bench.database_url, result.expected)
     case.notes += result.problems
-    case.notes += [f"invariant {r.name} FAILED: {'; '.join(r.examples)}" for r in report.failed]
-    if result.summary.errors:
-        case.notes.append(f"errors: {result.summary.errors}")
-    return report.ok and not result.problems and not result.summary.errors
+    clean = invariants_clean(case, result.summary, database_url or bench.database_url, result.expected)
+    return clean and not result.problems
 
 
-def _pair(orderpay: Summary, echo: Summary, echo_subject: str = "bare gRPC echo") -> list[Row]:
-    return [Row("orderpay", orderpay, orderpay.throughput), Row(echo_subject, echo, echo.throughput)]
+def row(subject: str, summary: Summary, cpu: Cpu, rate: float | None = None, calls: int | None = None) -> Row:
+    return Row(
+        subject,
+        summary,
+        summary.throughput if rate is None else rate,
+        cpu_us=cpu.per_call_us(summary.calls if calls is None else calls),
+    )
+
+
+async def echo_rows(bench: Bench, plan: Plan, *, burst: int = 1, sequential: int = 1) -> list[Row]:
+    """The sync and the grpc.aio echo, each on its own, with the same plan and raw client."""
+    rows = []
+    for subject, proc in (("gRPC echo, sync", bench.echo_grpc), ("gRPC echo, grpc.aio", bench.echo_aio)):
+        target = proc.endpoints["target"]
+        run = drive_grpc_echo(subject, target, BFF_TOKEN, plan, burst=burst, sequential=sequential)
+        summary, cpu = await metered([proc], run)
+        rows.append(row(subject, summary, cpu))
+    return rows
+
+
+def cpu_vs(first: Row, second: Row) -> float | None:
+    return ratio(first.cpu_us, second.cpu_us)
 
 
 async def b1_create_unique(bench: Bench) -> CaseResult:
     s = bench.sizes
     case = CaseResult(
-        "B1", f"CreateOrder, unique keys, {s.concurrency} concurrent", "≥ 0.5 × echo; p99 ≤ 50 ms"
+        "B1",
+        f"CreateOrder, unique keys, {s.concurrency} concurrent",
+        f"CPU/call ≤ {MAX_CPU_VS_ECHO_B1} × sync echo; ≥ {MIN_RATIO_B1} × echo; p99 ≤ {MAX_P99_B1_MS:.0f} ms",
     )
     plan = Plan(s.b1_count, s.concurrency, s.b1_duration_s)
-    result = await run_scenario("create-unique", bench.load_config(plan))
-    echo = await drive_grpc_echo("echo", bench.echo_target, BFF_TOKEN, plan)
-    case.rows = _pair(result.summary, echo)
-    case.ratio, case.ratio_of = ratio(result.summary.throughput, echo.throughput), "orderpay / echo"
-    clean = scenario_verdict(bench, result, case)
-    case.passed = clean and (case.ratio or 0) >= 0.5 and result.summary.p99_ms <= MAX_P99_B1_MS
+    config = bench.load_config(plan)
+    run = drive_grpc_raw(
+        "orderpay", bench.target, BFF_TOKEN, plan, method=CREATE_ORDER, payload=create_order_payload(config)
+    )
+    summary, cpu = await metered([bench.server], run)
+    ours, *echoes = [row("orderpay", summary, cpu), *await echo_rows(bench, plan)]
+    case.rows = [ours, *echoes]
+    case.ratio, case.ratio_of = ratio(ours.rate, echoes[0].rate), "orderpay / sync echo"
+    cpu_ratio = cpu_vs(ours, echoes[0])
+    case.notes.append(
+        f"CPU per call {cpu_ratio} × the sync echo's, {cpu_vs(ours, echoes[1])} × the aio echo's"
+    )
+    clean = invariants_clean(
+        case, summary, bench.database_url, Expected(config.user_prefix, orders=summary.ok)
+    )
+    case.passed = (
+        clean
+        and (case.ratio or 0) >= MIN_RATIO_B1
+        and (cpu_ratio or 99) <= MAX_CPU_VS_ECHO_B1
+        and summary.p99_ms <= MAX_P99_B1_MS
+    )
     return case
+
+
+async def duplicate_storm(
+    name: str, targets: tuple[str, ...], config: LoadConfig, plan: Plan, duplicates: int
+) -> tuple[Summary, int]:
+    """`duplicates` concurrent CreateOrder copies per key; returns the summary and the split keys."""
+    answers: dict[int, set[str]] = defaultdict(set)
+
+    def on_answer(index: int, body: bytes) -> None:
+        answers[index].add(order_service_pb2.CreateOrderResponse.FromString(body).order.order_id)
+
+    run = drive_grpc_raw(
+        name,
+        targets,
+        BFF_TOKEN,
+        plan,
+        method=CREATE_ORDER,
+        payload=create_order_payload(config),
+        on_answer=on_answer,
+        burst=duplicates,
+    )
+    summary = await run
+    return summary, sum(1 for ids in answers.values() if len(ids) > 1)
 
 
 async def b2_duplicate_storm(bench: Bench) -> CaseResult:
@@ -90,18 +171,23 @@ async def b2_duplicate_storm(bench: Bench) -> CaseResult:
     case = CaseResult(
         "B2",
         f"duplicate storm: {s.b2_keys:,} keys × {s.b2_duplicates} concurrent duplicates",
-        f"exactly {s.b2_keys:,} orders; ≥ 0.7 × echo",
+        f"exactly {s.b2_keys:,} orders; ≥ {MIN_RATIO_B2} × echo",
     )
-    plan = Plan(s.b2_keys, s.concurrency)
-    result = await run_scenario("duplicate-storm", bench.load_config(plan, duplicates=s.b2_duplicates))
-    keys_in_flight = max(1, s.concurrency // s.b2_duplicates)
-    echo_plan = Plan(s.b2_keys, keys_in_flight)
-    echo = await drive_grpc_echo("echo", bench.echo_target, BFF_TOKEN, echo_plan, burst=s.b2_duplicates)
-    case.rows = _pair(result.summary, echo)
-    case.ratio, case.ratio_of = ratio(result.summary.throughput, echo.throughput), "orderpay / echo"
-    case.notes.append(f"split keys (one key, two order ids): {result.summary.extra.get('split_keys')}")
-    clean = scenario_verdict(bench, result, case)
-    case.passed = clean and (case.ratio or 0) >= 0.7
+    plan = Plan(s.b2_keys, max(1, s.concurrency // s.b2_duplicates))
+    config = bench.load_config(plan)
+    (summary, split), cpu = await metered(
+        [bench.server], duplicate_storm("orderpay", (bench.target,), config, plan, s.b2_duplicates)
+    )
+    ours = row("orderpay", summary, cpu)
+    echoes = await echo_rows(bench, plan, burst=s.b2_duplicates)
+    case.rows = [ours, *echoes]
+    case.ratio, case.ratio_of = ratio(ours.rate, echoes[0].rate), "orderpay / sync echo"
+    case.notes.append(
+        f"split keys (one key, two order ids): {split}; CPU/call {cpu_vs(ours, echoes[0])} × sync echo"
+    )
+    expected = Expected(config.user_prefix, orders=s.b2_keys)
+    clean = invariants_clean(case, summary, bench.database_url, expected) and not split
+    case.passed = clean and (case.ratio or 0) >= MIN_RATIO_B2
     return case
 
 
@@ -116,18 +202,43 @@ async def b3_notify_storm(bench: Bench) -> CaseResult:
         case.notes.append("skipped: the server's notify sidecar did not answer /healthz")
         return case
     plan = Plan(s.b3_notifications, s.concurrency)
-    result = await run_scenario("notify-storm", bench.load_config(plan, duplicates=s.b3_copies))
+    config = bench.load_config(plan)
+    orders = await create_orders(bench.target, config, plan)  # setup, not measured
     signer = NotificationSigner.from_dir(bench.keys_dir)
-    notes = [signer.transaction_success(f"BENCHECHO{i:08d}", 1800) for i in range(ECHO_NOTES)]
-    echo_plan = Plan(s.b3_notifications, max(1, s.concurrency // s.b3_copies))
-    echo = await drive_http_echo(
-        "echo", bench.echo_http.endpoints["url"], notes, echo_plan, burst=s.b3_copies
+    paid = [signer.transaction_success(out_trade_no, fee) for _, out_trade_no, fee in orders]
+    delivery_plan = Plan(len(paid), max(1, s.concurrency // s.b3_copies))
+    url = bench.server.endpoints["notify_url"]
+    summary, cpu = await metered(
+        [bench.server], drive_http_posts("orderpay", url, paid, delivery_plan, burst=s.b3_copies)
     )
-    case.rows = _pair(result.summary, echo, "bare aiohttp 204")
-    case.ratio, case.ratio_of = ratio(result.summary.throughput, echo.throughput), "orderpay / bare aiohttp"
-    clean = scenario_verdict(bench, result, case)
-    case.passed = clean and result.summary.throughput >= MIN_NOTIFY_RATE
+    notes = [signer.transaction_success(f"BENCHECHO{i:08d}", 1800) for i in range(ECHO_NOTES)]
+    echo, echo_cpu = await metered(
+        [bench.echo_http],
+        drive_http_posts("echo", bench.echo_http.endpoints["url"], notes, delivery_plan, burst=s.b3_copies),
+    )
+    case.rows = [row("orderpay sidecar", summary, cpu), row("aiohttp: verify + decrypt, 204", echo, echo_cpu)]
+    case.ratio, case.ratio_of = ratio(summary.throughput, echo.throughput), "orderpay / verifying aiohttp"
+    expected = Expected(config.user_prefix, orders=len(orders), paid=len(orders), fulfilled=len(orders))
+    clean = (
+        invariants_clean(case, summary, bench.database_url, expected) and len(orders) == s.b3_notifications
+    )
+    case.passed = clean and summary.throughput >= MIN_NOTIFY_RATE
     return case
+
+
+async def create_orders(target: str, config: LoadConfig, plan: Plan) -> list[tuple[str, str, int]]:
+    """One unpaid order per work item (order_id, out_trade_no, total_fee), through the raw client."""
+    created: list[tuple[str, str, int]] = []
+
+    def on_answer(_index: int, body: bytes) -> None:
+        order = order_service_pb2.CreateOrderResponse.FromString(body).order
+        created.append((order.order_id, order.out_trade_no, order.total_fee))
+
+    payload = create_order_payload(config)
+    await drive_grpc_raw(
+        "setup", target, BFF_TOKEN, plan, method=CREATE_ORDER, payload=payload, on_answer=on_answer
+    )
+    return created
 
 
 async def b4_full_flow(bench: Bench) -> CaseResult:
@@ -135,21 +246,25 @@ async def b4_full_flow(bench: Bench) -> CaseResult:
     case = CaseResult(
         "B4",
         f"full flow (create → prepay → sandbox pays → notify → fulfilled), {s.b4_orders:,} orders",
-        "0 lost; p99 pay→fulfilled ≤ 1 s",
+        f"0 lost; p99 pay→fulfilled ≤ {MAX_P99_B4_MS:.0f} ms",
     )
     if "notify_url" not in bench.server.endpoints:
         case.notes.append("skipped: the server's notify sidecar did not answer /healthz")
         return case
     plan = Plan(s.b4_orders, s.b4_concurrency)
-    result = await run_scenario("full-flow", bench.load_config(plan, fulfil_timeout_s=30.0))
-    # The echo makes the flow's three client calls (create, prepay, get) per item; compare items/s.
-    echo = await drive_grpc_echo("echo", bench.echo_target, BFF_TOKEN, plan, sequential=3)
-    flows, echo_flows = _items_rate(result.summary), _items_rate(echo)
+    result, cpu = await metered(
+        [bench.server], run_scenario("full-flow", bench.load_config(plan, fulfil_timeout_s=30.0))
+    )
+    flows = _items_rate(result.summary)
+    # CPU per flow: three calls and one notification (and the prepay's wait) per item.
     case.rows = [
-        Row("orderpay (latency: pay→fulfilled)", result.summary, flows),
-        Row("bare gRPC echo ×3", echo, echo_flows),
+        row("orderpay, per flow (latency: pay→fulfilled)", result.summary, cpu, flows, result.summary.items)
     ]
-    case.ratio, case.ratio_of = ratio(flows, echo_flows), "flows/s orderpay / echo"
+    for echo in await echo_rows(bench, plan, sequential=3):
+        echo.rate = _items_rate(echo.summary) if echo.summary else None
+        echo.subject += " ×3 per flow"
+        case.rows.append(echo)
+    case.ratio, case.ratio_of = ratio(flows, case.rows[1].rate), "flows/s orderpay / sync echo"
     lost = int(result.summary.extra.get("lost", 0))
     case.notes.append(f"lost: {lost}; outcomes: {result.summary.extra.get('outcomes')}")
     clean = scenario_verdict(bench, result, case)
@@ -157,17 +272,24 @@ async def b4_full_flow(bench: Bench) -> CaseResult:
     return case
 
 
-def b6_memory(bench: Bench) -> CaseResult:
-    case = CaseResult("B6", "memory: server RSS after B1–B4", f"≤ {MAX_RSS_MB:.0f} MB")
-    server_mb, echo_mb = bench.server.rss_mb(), bench.echo_grpc.rss_mb()
+def b6_memory(bench: Bench, after_b1_b4_mb: float) -> CaseResult:
+    waiters = bench.sizes.b7_waiters
+    case = CaseResult(
+        "B6",
+        f"memory: server RSS after B1–B4, and with {waiters:,} waiters parked (B7)",
+        f"≤ {MAX_RSS_MB:.0f} MB",
+    )
+    parked_mb = bench.rss_parked_mb.get("server")
     case.rows = [
-        Row("orderpay serve", value=f"{server_mb:.1f} MB"),
-        Row("bare gRPC echo", value=f"{echo_mb:.1f} MB"),
+        Row("orderpay serve, after B1–B4", value=f"{after_b1_b4_mb:.1f} MB"),
+        Row(f"orderpay serve, {waiters:,} waiters parked", value=f"{parked_mb:.1f} MB" if parked_mb else "-"),
+        Row("gRPC echo, sync", value=f"{bench.echo_grpc.rss_mb():.1f} MB"),
+        Row("gRPC echo, grpc.aio", value=f"{bench.echo_aio.rss_mb():.1f} MB"),
     ]
-    case.ratio, case.ratio_of = ratio(server_mb, echo_mb), "RSS orderpay / echo"
-    case.passed = server_mb <= MAX_RSS_MB
+    case.ratio, case.ratio_of = ratio(after_b1_b4_mb, bench.echo_grpc.rss_mb()), "RSS orderpay / sync echo"
+    case.passed = after_b1_b4_mb <= MAX_RSS_MB and (parked_mb or 0) <= MAX_RSS_MB and parked_mb is not None
     return case
 
 
-def _items_rate(summary: Summary) -> float:
-    return round(summary.items / summary.elapsed_s, 1) if summary.elapsed_s else 0.0
+def _items_rate(summary: Summary | None) -> float:
+    return round(summary.items / summary.elapsed_s, 1) if summary and summary.elapsed_s else 0.0

@@ -1,4 +1,4 @@
-"""`orderpay bench [--quick] [--json-out PATH]`: what `make bench` runs (B1–B6, README § Benchmarks)."""
+"""`orderpay bench [--quick] [--json-out PATH]`: what `make bench` runs (B1–B7, README § Benchmarks)."""
 
 # Heavy imports happen inside the handler so `orderpay --help` stays fast (see clients/cli.py).
 # ruff: noqa: PLC0415
@@ -15,13 +15,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bench` to the root parser."""
     parser = sub.add_parser(
         "bench",
-        help="run the benchmarks B1–B6 (README § Benchmarks) on local processes, next to bare echo servers",
+        help="run the benchmarks B1–B7 (README § Benchmarks) on local processes, next to bare echo servers",
         description="Starts its own sandbox, server(s) and echo servers on loopback (temp dirs, fresh "
         "SQLite; a fresh PostgreSQL database for B5 when one answers on 127.0.0.1:5432).",
     )
     parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run, ~1 minute)")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON_OUT, help=f"default {DEFAULT_JSON_OUT}")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a bar is missed")
+    parser.add_argument(
+        "--only", help="comma-separated case ids to run, e.g. B5,B7 (B7's cross-process half runs with B5)"
+    )
     parser.set_defaults(func=_bench)
 
 
@@ -33,6 +36,7 @@ def _bench(args: argparse.Namespace) -> int:
     # Off a terminal (CI logs, README) the width is unlimited, so no table is cut (clients.console).
     console = stdout_console()
     sizes = QUICK if args.quick else FULL
-    results = run_bench(sizes, quick=args.quick, json_out=args.json_out, console=console)
+    only = {case.strip().upper() for case in args.only.split(",")} if args.only else None
+    results = run_bench(sizes, quick=args.quick, json_out=args.json_out, console=console, only=only)
     missed = [case.case_id for case in results if case.passed is False]
     return 1 if args.strict and missed else 0

@@ -18,15 +18,20 @@ class Sizes:
     b3_notifications: int = 2_000
     b3_copies: int = 3
     b4_orders: int = 1_000
-    b4_concurrency: int = 16  # each flow holds a server thread in GetOrder(wait_ms)
-    b5_count: int = 5_000
+    b4_concurrency: int = 16  # buyers mid-checkout at once (a parked GetOrder costs the server nothing)
+    b5_keys: int = 1_000  # duplicate storm on two processes
+    b5_duplicates: int = 20
+    b5_count: int = 5_000  # unique keys on two processes, for CPU per order
     b5_duration_s: float = 10.0
+    b7_waiters: int = 1_000
+    b7_wait_ms: int = 20_000
+    b7_park_window_s: float = 3.0  # how long the parked-CPU figure is measured over
 
 
 FULL = Sizes()
 QUICK = Sizes(
-    b1_count=1_000, b1_duration_s=4.0, b2_keys=200, b3_notifications=300, b4_orders=100, b5_count=1_000,
-    b5_duration_s=4.0,
+    b1_count=1_000, b1_duration_s=4.0, b2_keys=200, b3_notifications=300, b4_orders=100, b5_keys=200,
+    b5_count=1_000, b5_duration_s=4.0, b7_waiters=200, b7_park_window_s=1.0,
 )  # fmt: skip
 
 
@@ -38,12 +43,14 @@ class Row:
     summary: Summary | None = None
     rate: float | None = None  # the figure compared (work items or calls per second)
     value: str = ""  # a figure that is not a rate (B6's megabytes)
+    cpu_us: float | None = None  # the server's CPU per call (process CPU time / calls), microseconds
 
     def to_json(self) -> dict[str, Any]:
         return {
             "subject": self.subject,
             "rate": self.rate,
             "value": self.value,
+            "cpu_us_per_call": self.cpu_us,
             "summary": None if self.summary is None else self.summary.to_json(),
         }
 

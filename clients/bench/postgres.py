@@ -1,25 +1,31 @@
-"""B5: B1 against one and then two `orderpay serve` processes sharing one fresh PostgreSQL database.
+"""B5: two `orderpay serve` processes sharing one fresh PostgreSQL database.
 
-The two processes listen on two ports and the harness spreads calls over them round-robin (one
-channel each). `orderpay serve --workers N` shares one port via SO_REUSEPORT, but the kernel then
-balances by connection, and a client with one HTTP/2 connection would land on one worker; separate
-ports make the split exact and the figure about the server, not about connection hashing.
+Proven correct under the duplicate storm (each key's copies alternate between the processes), then
+measured on unique keys: server CPU per call, PostgreSQL's CPU per order (every local `postgres`
+process), and from those a capacity table. Two processes on two shared cores cannot show scaling;
+CPU per call can, because throughput per process is bounded by one core ÷ CPU per call.
+
+The processes listen on two ports and the harness spreads calls over them (one channel each):
+`serve --workers N` shares one port via SO_REUSEPORT, but the kernel balances by connection.
+The same pair then runs B7 across processes: waiters on the first, payments through the second.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 
 import psycopg2
 from psycopg2 import sql
 
-from clients.bench.cases import Bench, scenario_verdict
-from clients.bench.drivers import drive_grpc_echo
-from clients.bench.model import CaseResult, Row, ratio
+from clients.bench.cases import Bench, duplicate_storm, invariants_clean, row
+from clients.bench.drivers import CREATE_ORDER, create_order_payload, drive_grpc_raw, metered
+from clients.bench.model import CaseResult, Row
+from clients.bench.parked import metrics_url, park_and_wake, verdict
 from clients.bench.procs import BFF_TOKEN, Proc
-from clients.bench.stack import ServerSpec, start_echo, start_server
+from clients.bench.stack import ServerSpec, start_server
 from clients.loadtest.harness import Plan
-from clients.loadtest.scenarios import run_scenario
+from clients.loadtest.invariants import Expected
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 MIN_SCALE = 1.6
@@ -47,11 +53,17 @@ def _admin(statement: sql.Composed) -> None:
         connection.close()
 
 
+UTILISATION = 0.7  # plan processes and cores to run at 70 %: headroom for p99 and for a failure
+TARGETS = (1_000, 5_000)  # orders per second
+
+
 async def b5_two_processes(bench: Bench) -> CaseResult:
+    s = bench.sizes
     case = CaseResult(
         "B5",
-        "B1 with 2 server processes on PostgreSQL (2 ports, round-robin)",
-        f"≥ {MIN_SCALE} × one process",
+        f"2 processes on PostgreSQL: {s.b5_keys:,} keys × {s.b5_duplicates} duplicates, then "
+        f"{s.b5_count:,} unique",
+        "exactly one order per key; CPU per call and PostgreSQL CPU per order reported",
     )
     try:
         database_url = create_database()
@@ -69,28 +81,78 @@ async def b5_two_processes(bench: Bench) -> CaseResult:
 
 
 async def _measure(bench: Bench, case: CaseResult, database_url: str, procs: list[Proc]) -> None:
-    sizes = bench.sizes
+    s = bench.sizes
     for number in (1, 2):
         spec = ServerSpec(
             database_url, bench.keys_dir, bench.sandbox.endpoints["url"], name=f"pg-server-{number}"
         )
-        procs.append(start_server(bench.workdir, spec))  # one after the other: the first one migrates
-    procs.append(start_echo(bench.workdir, "grpc", "echo-grpc-2"))
-    first, second, echo_two = (proc.endpoints["target"] for proc in procs)
-    plan = Plan(sizes.b5_count, sizes.concurrency, sizes.b5_duration_s)
-    one = await run_scenario("create-unique", bench.load_config(plan, targets=(first,)))
-    two = await run_scenario("create-unique", bench.load_config(plan, targets=(first, second)))
-    echo_one = await drive_grpc_echo("echo ×1", bench.echo_target, BFF_TOKEN, plan)
-    echo_both = await drive_grpc_echo("echo ×2", (bench.echo_target, echo_two), BFF_TOKEN, plan)
-    case.rows = [
-        Row("orderpay ×1 (PostgreSQL)", one.summary, one.summary.throughput),
-        Row("orderpay ×2 (PostgreSQL)", two.summary, two.summary.throughput),
-        Row("bare gRPC echo ×1", echo_one, echo_one.throughput),
-        Row("bare gRPC echo ×2", echo_both, echo_both.throughput),
-    ]
-    case.ratio, case.ratio_of = ratio(two.summary.throughput, one.summary.throughput), "×2 / ×1"
-    case.notes.append(f"echo scales ×{ratio(echo_both.throughput, echo_one.throughput)} on this machine")
-    clean = scenario_verdict(bench, one, case, database_url) and scenario_verdict(
-        bench, two, case, database_url
+        procs.append(start_server(bench.workdir, spec, need_sidecar=True))  # in turn: the first migrates
+    targets = tuple(proc.endpoints["target"] for proc in procs)
+    storm_plan = Plan(s.b5_keys, max(1, s.concurrency // s.b5_duplicates))
+    storm_config = bench.load_config(storm_plan)
+    (storm, split), storm_cpu = await metered(
+        procs,
+        duplicate_storm("orderpay ×2", targets, storm_config, storm_plan, s.b5_duplicates),
+        postgres=True,
     )
-    case.passed = clean and (case.ratio or 0) >= MIN_SCALE
+    unique_plan = Plan(s.b5_count, s.concurrency, s.b5_duration_s)
+    unique_config = bench.load_config(unique_plan)
+    run = drive_grpc_raw(
+        "orderpay ×2",
+        targets,
+        BFF_TOKEN,
+        unique_plan,
+        method=CREATE_ORDER,
+        payload=create_order_payload(unique_config),
+    )
+    unique, cpu = await metered(procs, run, postgres=True)
+    pg_per_order = cpu.postgres_per_call_us(unique.ok)
+    case.rows = [
+        row("duplicate storm, 2 processes", storm, storm_cpu),
+        row("unique keys, 2 processes", unique, cpu),
+        Row("PostgreSQL CPU per new order", value=f"{pg_per_order} µs" if pg_per_order else "not visible"),
+        Row("PostgreSQL CPU per duplicate call", value=f"{storm_cpu.postgres_per_call_us(storm.calls)} µs"),
+    ]
+    case.notes.append(f"split keys (one key, two order ids): {split}")
+    clean = invariants_clean(case, storm, database_url, Expected(storm_config.user_prefix, orders=s.b5_keys))
+    clean = (
+        invariants_clean(case, unique, database_url, Expected(unique_config.user_prefix, orders=unique.ok))
+        and clean
+    )
+    server_us = cpu.per_call_us(unique.calls)
+    case.notes += capacity_lines(server_us, pg_per_order)
+    case.passed = clean and not split
+    await _b7_across(bench, procs)
+
+
+def capacity_lines(server_us: float | None, postgres_us: float | None) -> list[str]:
+    """Processes (one core each: the GIL) and PostgreSQL cores for TARGETS at UTILISATION."""
+    if not server_us:
+        return []
+    per_order = f"{server_us:.0f} µs server + {postgres_us or 0:.0f} µs PostgreSQL CPU per order"
+    lines = [f"capacity at {UTILISATION:.0%} utilisation, from {per_order}:"]
+    for rate in TARGETS:
+        processes = math.ceil(rate * server_us / 1e6 / UTILISATION)
+        cores = math.ceil(rate * (postgres_us or 0) / 1e6 / UTILISATION * 10) / 10
+        lines.append(f"  {rate:,} orders/s: {processes} server processes, {cores} PostgreSQL cores")
+    return lines
+
+
+async def _b7_across(bench: Bench, procs: list[Proc]) -> None:
+    case = bench.b7_case
+    if case is None:
+        return
+    s = bench.sizes
+    waiter, notifier = procs
+    label = "PostgreSQL, waiters on process 1, payments via process 2"
+    result = await park_and_wake(
+        waiter=waiter,
+        waiter_metrics_url=metrics_url(waiter),
+        notifier_notify_url=notifier.endpoints["notify_url"],
+        config=bench.load_config(Plan(s.b7_waiters, 32)),
+        count=s.b7_waiters,
+        wait_ms=s.b7_wait_ms,
+        window_s=s.b7_park_window_s,
+    )
+    case.rows += result.rows(label)
+    case.passed = verdict(result, case.notes, label) and bool(case.passed)

@@ -64,6 +64,10 @@ class Proc:
                 return int(line.split()[1]) / 1024
         raise ProcessFailedError(f"{self.name}: no VmRSS in /proc/{self.pid}/status")
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the process has used so far."""
+        return process_cpu_s(self.pid)
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -130,3 +134,30 @@ def http_ok(url: str) -> bool:
             return 200 <= int(response.status) < 300
     except (urllib.error.URLError, OSError):
         return False
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of one process from /proc/PID/stat (all its threads), in seconds."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def postgres_cpu_s() -> float | None:
+    """CPU seconds used so far by every local process named `postgres` (the server and its backends);
+    None when none is visible (PostgreSQL on another host or in a container)."""
+    total, seen = 0.0, False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            total += process_cpu_s(int(entry.name))
+            seen = True
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+    return total if seen else None

@@ -51,7 +51,7 @@ def bench_table(cases: list[CaseResult], title: str) -> Table:
     table = Table(title=title, header_style="bold", show_lines=True)
     table.add_column("case", no_wrap=True)
     table.add_column("subject")
-    for column in ("ok/s", "p50 ms", "p95 ms", "p99 ms", "ratio"):
+    for column in ("ok/s", "p50 ms", "p99 ms", "CPU µs/call", "ratio"):
         table.add_column(column, justify="right")
     table.add_column("bar")
     table.add_column("verdict", no_wrap=True)
@@ -74,7 +74,8 @@ def _figures(row: Row) -> list[str]:
         return [row.value, "", "", ""]
     s = row.summary
     rate = row.rate if row.rate is not None else s.throughput
-    return [f"{rate:,.0f}", f"{s.p50_ms:.1f}", f"{s.p95_ms:.1f}", f"{s.p99_ms:.1f}"]
+    cpu = f"{row.cpu_us:,.0f}" if row.cpu_us is not None else ""
+    return [f"{rate:,.0f}", f"{s.p50_ms:.1f}", f"{s.p99_ms:.1f}", cpu]
 
 
 def _verdict(case: CaseResult) -> str:

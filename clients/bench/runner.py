@@ -1,4 +1,4 @@
-"""`orderpay bench`: start the stack and the bare servers, run B1–B6, print and write the results."""
+"""`orderpay bench`: start the stack and the bare servers, run B1–B7, print and write the results."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from rich.console import Console
 from clients.bench import cases
 from clients.bench.cases import Bench
 from clients.bench.model import CaseResult, Sizes
+from clients.bench.parked import b7_parked
 from clients.bench.postgres import b5_two_processes
 from clients.bench.procs import Proc
 from clients.bench.report import bench_table, machine, notes_lines, write_json
@@ -24,12 +25,15 @@ AUTO_PAY_DELAY_S = 0.05
 CaseRun = Callable[[Bench], Awaitable[CaseResult]]
 
 
-def run_bench(sizes: Sizes, *, quick: bool, json_out: Path, console: Console) -> list[CaseResult]:
+def run_bench(
+    sizes: Sizes, *, quick: bool, json_out: Path, console: Console, only: set[str] | None = None
+) -> list[CaseResult]:
     started, wall = datetime.now(UTC), time.monotonic()
     with tempfile.TemporaryDirectory(prefix="orderpay-bench-") as tmp:
-        results = _with_stack(Path(tmp), sizes, console)
+        results = _with_stack(Path(tmp), sizes, console, only)
     results.sort(key=lambda case: case.case_id)
-    title = f"orderpay bench{' --quick' if quick else ''} · {machine()['cpu']} · {machine()['cores']} cores"
+    flags = (" --quick" if quick else "") + (f" --only {','.join(sorted(only))}" if only else "")
+    title = f"orderpay bench{flags} · {machine()['cpu']} · {machine()['cores']} cores"
     console.print(bench_table(results, title))
     for line in notes_lines(results):
         console.print(line, highlight=False, markup=False)
@@ -46,7 +50,7 @@ def run_bench(sizes: Sizes, *, quick: bool, json_out: Path, console: Console) ->
     return results
 
 
-def _with_stack(workdir: Path, sizes: Sizes, console: Console) -> list[CaseResult]:
+def _with_stack(workdir: Path, sizes: Sizes, console: Console, only: set[str] | None) -> list[CaseResult]:
     procs: list[Proc] = []
     try:
         keys = init_keys(workdir / "keys")
@@ -55,9 +59,10 @@ def _with_stack(workdir: Path, sizes: Sizes, console: Console) -> list[CaseResul
         spec = ServerSpec(database_url, keys, sandbox.endpoints["url"])
         server = _started(procs, start_server(workdir, spec, need_sidecar=True))
         echo_grpc = _started(procs, start_echo(workdir, "grpc"))
-        echo_http = _started(procs, start_echo(workdir, "http"))
-        bench = Bench(workdir, keys, sizes, database_url, sandbox, server, echo_grpc, echo_http)
-        return asyncio.run(_run_cases(bench, console))
+        echo_aio = _started(procs, start_echo(workdir, "grpc-aio"))
+        echo_http = _started(procs, start_echo(workdir, "http", keys_dir=keys))
+        bench = Bench(workdir, keys, sizes, database_url, sandbox, server, echo_grpc, echo_aio, echo_http)
+        return asyncio.run(_run_cases(bench, console, only))
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -68,27 +73,40 @@ def _started(procs: list[Proc], proc: Proc) -> Proc:
     return proc
 
 
-async def _run_cases(bench: Bench, console: Console) -> list[CaseResult]:
-    # B6 reads the server's memory after B1–B4, before B5 starts processes of its own.
+async def _run_cases(bench: Bench, console: Console, only: set[str] | None) -> list[CaseResult]:
+    # B6 reads the server's memory after B1–B4 and while B7's waiters are parked; B5 adds B7's
+    # cross-process half on its PostgreSQL pair.
+    rss_after_b1_b4: list[float] = []
+
+    async def note_rss(bench: Bench) -> CaseResult:
+        rss_after_b1_b4.append(bench.server.rss_mb())
+        return CaseResult("-", "", "")
+
+    async def b6(bench: Bench) -> CaseResult:
+        return cases.b6_memory(bench, rss_after_b1_b4[0])
+
     order: list[tuple[str, CaseRun]] = [
         ("B1", cases.b1_create_unique),
         ("B2", cases.b2_duplicate_storm),
         ("B3", cases.b3_notify_storm),
         ("B4", cases.b4_full_flow),
-        ("B6", _b6),
+        ("-", note_rss),
+        ("B7", b7_parked),
+        ("B6", b6),
         ("B5", b5_two_processes),
     ]
     results = []
     for case_id, run in order:
+        if case_id == "-":
+            await run(bench)
+            continue
+        if only is not None and case_id not in only:
+            continue
         console.log(f"{case_id} running")
         result = await _guarded(case_id, run, bench)
         console.log(f"{case_id} {_short(result)}")
         results.append(result)
     return results
-
-
-async def _b6(bench: Bench) -> CaseResult:
-    return cases.b6_memory(bench)
 
 
 async def _guarded(case_id: str, run: CaseRun, bench: Bench) -> CaseResult:

@@ -61,10 +61,28 @@ class ServerSpec:
     keys_dir: Path
     wxpay_base_url: str = "http://127.0.0.1:9"  # nothing listens: fine for order-only runs
     name: str = "server"
+    settings: tuple[tuple[str, str], ...] = ()  # extra ORDERPAY_* for this server, e.g. a variant
+
+
+# Where the harness puts the server: these come from the ServerSpec and the free ports, never the caller.
+HARNESS_OWNED = frozenset(
+    {
+        "ORDERPAY_DATABASE_URL",
+        "ORDERPAY_GRPC_LISTEN",
+        "ORDERPAY_NOTIFY_LISTEN",
+        "ORDERPAY_NOTIFY_URL",
+        "ORDERPAY_WXPAY_BASE_URL",
+        "ORDERPAY_CREDENTIALS_DIR",
+        "ORDERPAY_API_TOKENS",
+    }
+)
 
 
 def server_env(spec: ServerSpec, grpc_port: int, notify_port: int) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ORDERPAY_")}
+    """The caller's environment, ORDERPAY_* tuning included (ORDERPAY_NOTIFY_WORKERS=1 make bench
+    measures that variant), with the harness's addresses, keys and tokens, then the ServerSpec's settings."""
+    env = {key: value for key, value in os.environ.items() if key not in HARNESS_OWNED}
+    env.setdefault("ORDERPAY_LOG_LEVEL", "warning")
     env.update(
         ORDERPAY_DATABASE_URL=spec.database_url,
         ORDERPAY_GRPC_LISTEN=f"127.0.0.1:{grpc_port}",
@@ -74,8 +92,8 @@ def server_env(spec: ServerSpec, grpc_port: int, notify_port: int) -> dict[str, 
         ORDERPAY_WXPAY_BASE_URL=spec.wxpay_base_url,
         ORDERPAY_CREDENTIALS_DIR=str(spec.keys_dir),
         ORDERPAY_API_TOKENS=TOKENS,
-        ORDERPAY_LOG_LEVEL="warning",
     )
+    env.update(spec.settings)
     return env
 
 
@@ -100,16 +118,17 @@ def start_server(workdir: Path, spec: ServerSpec, *, need_sidecar: bool = False)
     return proc
 
 
-def start_echo(workdir: Path, kind: str, name: str | None = None) -> Proc:
-    """`python -m clients.bench.echo grpc|http` on a free port."""
+def start_echo(workdir: Path, kind: str, name: str | None = None, keys_dir: Path | None = None) -> Proc:
+    """`python -m clients.bench.echo grpc|grpc-aio|http` on a free port."""
     name = name or f"echo-{kind}"
     port_file = workdir / f"{name}.port"
-    proc = spawn(
-        name, [sys.executable, "-m", "clients.bench.echo", kind, "--port-file", str(port_file)], workdir
-    )
+    argv = [sys.executable, "-m", "clients.bench.echo", kind, "--port-file", str(port_file)]
+    if keys_dir is not None:
+        argv += ["--keys-dir", str(keys_dir)]
+    proc = spawn(name, argv, workdir)
     wait_until(proc, lambda: read_port_file(port_file) is not None, "port file")
     port = read_port_file(port_file)
-    if kind == "grpc":
+    if kind.startswith("grpc"):
         proc.endpoints["target"] = f"127.0.0.1:{port}"
     else:
         proc.endpoints["url"] = f"http://127.0.0.1:{port}/echo"

@@ -1,14 +1,17 @@
-"""One interceptor: request id, auth, domain errors -> rich status, the canonical log line, metrics.
+"""One grpc.aio interceptor: request id, auth, admission, domain errors -> rich status, the canonical
+log line, metrics.
 
-Everything runs inside the handler invocation (on the worker thread), never on gRPC's polling
-thread, so contextvars and Peewee's thread-local connections belong to the call.
+It runs on the event loop inside each call's own task, so contextvars belong to the call. Public
+methods (health, reflection) skip auth; every other method, whatever its arity, is authenticated.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -20,9 +23,11 @@ from server.rpc import call_context
 from server.rpc.auth import TokenAuthenticator, is_public
 from server.rpc.status import status_for, status_for_exception
 from server.service.context import Caller
+from server.serving.admission import FREE, Admission
 
 log = structlog.get_logger("orderpay.rpc")
-Behaviour = Callable[[Any, grpc.ServicerContext], Any]
+Behaviour = Callable[..., Any]  # an async servicer method (grpc's stubs type handlers as sync)
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]]
 
 
 def _request_id(metadata: dict[str, str]) -> str:
@@ -30,84 +35,144 @@ def _request_id(metadata: dict[str, str]) -> str:
     return given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
 
 
-class ServerInterceptor(grpc.ServerInterceptor):
-    def __init__(self, authenticator: TokenAuthenticator) -> None:
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, authenticator: TokenAuthenticator, admission: Admission) -> None:
         self._auth = authenticator
+        self._admission = admission
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+        self._info = log.is_enabled_for(logging.INFO)
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or is_public(handler_call_details.method):
-            return handler
         method = handler_call_details.method
         wrapped = self._wrapped.get(method)
-        if wrapped is None:  # built once per method: this runs on gRPC's polling thread for every call
-            wrapped = self._wrapped[method] = grpc.unary_unary_rpc_method_handler(
-                self._wrap(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
+        if handler is None or is_public(method):
+            return handler
+        wrapped = self._wrapped[method] = self._wrap_handler(method, handler)  # once per method
         return wrapped
 
-    def _wrap(self, method: str, behaviour: Behaviour) -> Behaviour:
-        def invoke(request: Any, context: grpc.ServicerContext) -> Any:
-            started = time.perf_counter()
-            metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
-            request_id = _request_id(metadata)
-            trailers = [("x-request-id", request_id)]
-            structlog.contextvars.clear_contextvars()
-            structlog.contextvars.bind_contextvars(
-                request_id=request_id, rpc=method, **_business_ids(request)
+    def _wrap_handler(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        codec = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(self._wrap(method, handler.unary_unary), **codec)
+        # No streaming method is public API today; if one appears it is still authenticated.
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._authenticated_stream(method, handler.unary_stream), **codec
             )
-            code = grpc.StatusCode.OK
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._authenticated_call(method, handler.stream_unary), **codec
+            )
+        assert handler.stream_stream is not None  # noqa: S101 - one of the four is always set
+        return grpc.stream_stream_rpc_method_handler(
+            self._authenticated_stream(method, handler.stream_stream), **codec
+        )
+
+    def _wrap(self, method: str, behaviour: Behaviour) -> Behaviour:
+        latency, auth, admission, info = RPC_LATENCY.labels(method), self._auth, self._admission, self._info
+        counters: dict[grpc.StatusCode, Any] = {}
+
+        async def invoke(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: RET503
+            started = time.perf_counter()
+            metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+            request_id = _request_id(metadata)
+            if info:  # contextvars cost per call; they only matter when INFO lines are written
+                structlog.contextvars.clear_contextvars()
+                structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
+            slot = FREE
+
+            def done(code: grpc.StatusCode) -> None:  # before the status goes out: one line per call
+                slot.release()
+                elapsed = time.perf_counter() - started
+                latency.observe(elapsed)
+                counter = counters.get(code)
+                if counter is None:
+                    counter = counters[code] = RPC_REQUESTS.labels(method, code.name)
+                counter.inc()
+                if info:
+                    log.info("rpc", code=code.name, duration_ms=round(elapsed * 1000, 2), peer=context.peer())
+
             try:
-                role = self._auth.authorize(method, metadata.get("authorization"))
-                call_context.begin(Caller(actor=role, request_id=request_id))
-                response = behaviour(request, context)
-                order = getattr(response, "order", None)
-                if order is not None and order.order_id:
-                    structlog.contextvars.bind_contextvars(order_id=order.order_id)
-                context.send_initial_metadata(call_context.response_headers())
+                role = auth.authorize(method, metadata.get("authorization"))
+                if info:  # only an authenticated caller's ids reach the log, and only short ones
+                    structlog.contextvars.bind_contextvars(**_business_ids(request))
+                slot = admission.enter(method)
+                call_context.begin(Caller(actor=role, request_id=request_id), slot)
+                response = await behaviour(request, context)
+                await context.send_initial_metadata(call_context.response_headers())
             except DomainError as error:
-                status = status_for(error, trailers)
-                code = status.code
-                context.abort_with_status(status)
-            except Exception as error:
-                aborted = _code_of(context)
-                if aborted is not None:  # the servicer aborted on purpose (e.g. UNIMPLEMENTED)
-                    code = aborted
-                    raise
-                status = status_for_exception(error, trailers)  # transient database faults: UNAVAILABLE
-                log.exception("rpc.unhandled" if status.code is grpc.StatusCode.INTERNAL else "rpc.transient")
-                code = status.code
-                context.abort_with_status(status)
+                status = status_for(error, [("x-request-id", request_id)])
+            except asyncio.CancelledError:  # the caller went away: not an error of ours
+                done(grpc.StatusCode.CANCELLED)
+                raise
+            except grpc.aio.AbortError:  # the servicer aborted on purpose (e.g. UNIMPLEMENTED)
+                done(context.code())
+                raise
+            except Exception as error:  # a transient database fault is UNAVAILABLE (retryable), not a bug
+                status = status_for_exception(error, [("x-request-id", request_id)])
+                unhandled = status.code is grpc.StatusCode.INTERNAL
+                log.exception(
+                    "rpc.unhandled" if unhandled else "rpc.transient", rpc=method, request_id=request_id
+                )
             else:
+                if info:
+                    order = getattr(response, "order", None)
+                    if order is not None and order.order_id:
+                        structlog.contextvars.bind_contextvars(order_id=order.order_id)
+                done(grpc.StatusCode.OK)
                 return response
-            finally:
-                _log_line(method, code, started, context)
+            done(status.code)
+            await context.abort_with_status(status)  # raises: the call ends here
+
+        return invoke
+
+    def _authorize(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        return self._auth.authorize(method, metadata.get("authorization"))
+
+    def _authenticated_call(self, method: str, behaviour: Behaviour) -> Behaviour:
+        async def invoke(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                self._authorize(method, context)
+            except DomainError as error:
+                await context.abort_with_status(status_for(error))
+            return await behaviour(request, context)
+
+        return invoke
+
+    def _authenticated_stream(
+        self, method: str, behaviour: Callable[..., Any]
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def invoke(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            try:
+                self._authorize(method, context)
+            except DomainError as error:
+                await context.abort_with_status(status_for(error))
+            async for item in behaviour(request, context):
+                yield item
 
         return invoke
 
 
 _ID_FIELDS = ("order_id", "user_id", "out_refund_no")
+MAX_LOGGED_ID = 64  # ids are at most 64 characters; anything longer is cut, never logged whole
 
 
 def _business_ids(request: Any) -> dict[str, str]:
-    """The ids an operator greps for, from whichever of them this request carries."""
-    return {name: value for name in _ID_FIELDS if (value := getattr(request, name, ""))}
-
-
-def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:
-    code: grpc.StatusCode | None = context.code()  # type: ignore[attr-defined]  # grpcio >= 1.38, not in stubs
-    return code
-
-
-def _log_line(method: str, code: grpc.StatusCode, started: float, context: grpc.ServicerContext) -> None:
-    elapsed = time.perf_counter() - started
-    RPC_LATENCY.labels(method).observe(elapsed)
-    RPC_REQUESTS.labels(method, code.name).inc()
-    log.info("rpc", code=code.name, duration_ms=round(elapsed * 1000, 2), peer=context.peer())
+    """The ids an operator greps for, from whichever of them this request carries (capped)."""
+    ids = {}
+    for name in _ID_FIELDS:
+        value = getattr(request, name, "")
+        if isinstance(value, str) and value:
+            ids[name] = value[:MAX_LOGGED_ID] if value.isprintable() else repr(value[:MAX_LOGGED_ID])
+    return ids

@@ -1,4 +1,8 @@
-"""PayService: proto in, one use case, proto out. UNIMPLEMENTED when no credentials are configured."""
+"""PayService: proto in, one use case, proto out. UNIMPLEMENTED when no credentials are configured.
+
+Every use case here may call WeChat Pay (sync HTTP, seconds at worst), so each runs on the offload
+pool, never on the event loop.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +18,26 @@ from server.rpc.call_context import current_caller
 from server.rpc.mapping import order_to_pb, payment_to_pb, refund_to_pb
 from server.service.payments import PaymentService
 from server.service.refunds import RefundService, ResolveAbnormal
+from server.serving.offload import Runner
+
+Context = Any  # grpc.aio.ServicerContext
 
 
 class PayServicer(pay_service_pb2_grpc.PayServiceServicer):
-    def __init__(self, payments: PaymentService, refunds: RefundService) -> None:
+    def __init__(
+        self, payments: PaymentService, refunds: RefundService, db: Runner, provider: Runner
+    ) -> None:
         self._payments = payments
         self._refunds = refunds
+        self._db = db
+        self._provider = provider
 
-    def CreatePayment(
-        self, request: pb.CreatePaymentRequest, context: grpc.ServicerContext
+    async def CreatePayment(
+        self, request: pb.CreatePaymentRequest, context: Context
     ) -> pb.CreatePaymentResponse:
         channel = pb.PayChannel.Name(request.channel).removeprefix("PAY_CHANNEL_")
-        view = self._payments.create_payment(
+        view = await self._provider.run(
+            self._payments.create_payment,
             request.order_id,
             channel,
             request.payer_openid if request.HasField("payer_openid") else None,
@@ -34,33 +46,39 @@ class PayServicer(pay_service_pb2_grpc.PayServiceServicer):
         )
         return pb.CreatePaymentResponse(payment=payment_to_pb(view))
 
-    def SyncPayment(
-        self, request: pb.SyncPaymentRequest, context: grpc.ServicerContext
-    ) -> pb.SyncPaymentResponse:
-        return pb.SyncPaymentResponse(
-            order=order_to_pb(self._payments.sync_payment(request.order_id, current_caller()))
-        )
+    async def SyncPayment(self, request: pb.SyncPaymentRequest, context: Context) -> pb.SyncPaymentResponse:
+        order = await self._provider.run(self._payments.sync_payment, request.order_id, current_caller())
+        return pb.SyncPaymentResponse(order=order_to_pb(order))
 
-    def RefundOrder(
-        self, request: pb.RefundOrderRequest, context: grpc.ServicerContext
-    ) -> pb.RefundOrderResponse:
-        refund = self._refunds.refund_order(
-            request.order_id, request.out_refund_no, request.amount, request.reason, current_caller()
+    async def RefundOrder(self, request: pb.RefundOrderRequest, context: Context) -> pb.RefundOrderResponse:
+        refund = await self._provider.run(
+            self._refunds.refund_order,
+            request.order_id,
+            request.out_refund_no,
+            request.amount,
+            request.reason,
+            current_caller(),
         )
         return pb.RefundOrderResponse(refund=refund_to_pb(refund))
 
-    def GetRefund(self, request: pb.GetRefundRequest, context: grpc.ServicerContext) -> pb.GetRefundResponse:
-        refund = self._refunds.get_refund(request.out_refund_no, request.sync, current_caller())
+    async def GetRefund(self, request: pb.GetRefundRequest, context: Context) -> pb.GetRefundResponse:
+        if request.sync:  # asks WeChat Pay
+            refund = await self._provider.run(
+                self._refunds.get_refund, request.out_refund_no, True, current_caller()
+            )
+        else:
+            refund = await self._db.run(
+                self._refunds.get_refund, request.out_refund_no, False, current_caller()
+            )
         return pb.GetRefundResponse(refund=refund_to_pb(refund))
 
-    def ResolveAbnormalRefund(
-        self, request: pb.ResolveAbnormalRefundRequest, context: grpc.ServicerContext
+    async def ResolveAbnormalRefund(
+        self, request: pb.ResolveAbnormalRefundRequest, context: Context
     ) -> pb.ResolveAbnormalRefundResponse:
         route = _ROUTES.get(request.route)
         if route is None:
-            raise InvalidArgumentError(
-                [FieldViolation("route", "must be USER_BANK_CARD or MERCHANT_BANK_CARD")]
-            )
+            violation = FieldViolation("route", "must be USER_BANK_CARD or MERCHANT_BANK_CARD")
+            raise InvalidArgumentError([violation])
         command = ResolveAbnormal(
             request.out_refund_no,
             route,
@@ -69,7 +87,7 @@ class PayServicer(pay_service_pb2_grpc.PayServiceServicer):
             request.bank_account,
             request.real_name,
         )
-        refund = self._refunds.resolve_abnormal(command, current_caller())
+        refund = await self._provider.run(self._refunds.resolve_abnormal, command, current_caller())
         return pb.ResolveAbnormalRefundResponse(refund=refund_to_pb(refund))
 
 
@@ -79,23 +97,22 @@ _ROUTES = {
 }
 
 
-def _unimplemented(context: grpc.ServicerContext) -> NoReturn:
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, "payments are not configured (no credentials bundle)")
-    raise AssertionError  # abort raises
+async def _unimplemented(context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "payments are not configured (no credentials bundle)")
 
 
 class UnimplementedPayServicer(pay_service_pb2_grpc.PayServiceServicer):
-    def CreatePayment(self, request: Any, context: grpc.ServicerContext) -> Any:
-        _unimplemented(context)
+    async def CreatePayment(self, request: Any, context: Context) -> Any:
+        await _unimplemented(context)
 
-    def SyncPayment(self, request: Any, context: grpc.ServicerContext) -> Any:
-        _unimplemented(context)
+    async def SyncPayment(self, request: Any, context: Context) -> Any:
+        await _unimplemented(context)
 
-    def RefundOrder(self, request: Any, context: grpc.ServicerContext) -> Any:
-        _unimplemented(context)
+    async def RefundOrder(self, request: Any, context: Context) -> Any:
+        await _unimplemented(context)
 
-    def GetRefund(self, request: Any, context: grpc.ServicerContext) -> Any:
-        _unimplemented(context)
+    async def GetRefund(self, request: Any, context: Context) -> Any:
+        await _unimplemented(context)
 
-    def ResolveAbnormalRefund(self, request: Any, context: grpc.ServicerContext) -> Any:
-        _unimplemented(context)
+    async def ResolveAbnormalRefund(self, request: Any, context: Context) -> Any:
+        await _unimplemented(context)

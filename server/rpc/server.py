@@ -1,12 +1,17 @@
-"""The gRPC server factory: servicers, interceptor, health, reflection; bind; graceful stop."""
+"""The gRPC server factory on grpc.aio: servicers, interceptor, health, reflection; bind; graceful stop.
+
+It runs on the process's one event loop (see server/runner.py).
+"""
 
 from __future__ import annotations
 
-from concurrent import futures
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
+from grpc_health.v1 import _async as aio_health
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -22,16 +27,25 @@ from orderpay.v1 import (
     vip_service_pb2,
     vip_service_pb2_grpc,
 )
+from server.app import App
 from server.config import Settings
+from server.rpc.admin_servicer import AdminServicer
 from server.rpc.auth import TokenAuthenticator
 from server.rpc.interceptors import ServerInterceptor
+from server.rpc.order_servicer import OrderServicer
+from server.rpc.pay_servicer import PayServicer, UnimplementedPayServicer
+from server.rpc.recon_servicer import ReconServicer
+from server.rpc.vip_servicer import VipServicer
+from server.serving.admission import Admission
+from server.serving.offload import Runner
+from server.serving.waiters import Waiters
 
 SERVICE_NAMES = (
     order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name,
     pay_service_pb2.DESCRIPTOR.services_by_name["PayService"].full_name,
     vip_service_pb2.DESCRIPTOR.services_by_name["VipService"].full_name,
-    recon_service_pb2.DESCRIPTOR.services_by_name["ReconService"].full_name,  # issue 12
-    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,  # issue 13
+    recon_service_pb2.DESCRIPTOR.services_by_name["ReconService"].full_name,
+    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 
 
@@ -40,49 +54,88 @@ class Servicers:
     order: order_service_pb2_grpc.OrderServiceServicer
     pay: pay_service_pb2_grpc.PayServiceServicer
     vip: vip_service_pb2_grpc.VipServiceServicer
-    recon: recon_service_pb2_grpc.ReconServiceServicer | None = None  # issue 12: None without credentials
-    admin: admin_service_pb2_grpc.AdminServiceServicer | None = None  # issue 13: operations
+    admin: admin_service_pb2_grpc.AdminServiceServicer | None = None
+    recon: recon_service_pb2_grpc.ReconServiceServicer | None = None  # None without payments
+
+
+class Offloaded:
+    """A plain translate-and-delegate servicer (the operator's APIs: rare calls, some reaching WeChat
+    Pay) served on grpc.aio: each method runs on `runner`, with the call's contextvars."""
+
+    def __init__(self, servicer: object, runner: Runner) -> None:
+        self._servicer, self._runner = servicer, runner
+
+    def __getattr__(self, name: str) -> Callable[[Any, Any], Awaitable[Any]]:
+        method = getattr(self._servicer, name)
+
+        async def call(request: Any, context: Any) -> Any:
+            return await self._runner.run(method, request, context)
+
+        return call
+
+
+def servicers_for(app: App, waiters: Waiters, db: Runner, provider: Runner) -> Servicers:
+    """`db` runs database-only use cases, `provider` the ones that may call WeChat Pay."""
+    part = app.payments
+    admin = cast(
+        admin_service_pb2_grpc.AdminServiceServicer,
+        Offloaded(AdminServicer(app.admin, app.operations, app.clock), provider),
+    )
+    order = OrderServicer(app.orders, waiters, db, provider)
+    vip = VipServicer(app.catalogue, db)
+    if part is None:
+        return Servicers(order=order, pay=UnimplementedPayServicer(), vip=vip, admin=admin)
+    recon = cast(
+        recon_service_pb2_grpc.ReconServiceServicer, Offloaded(ReconServicer(part.reconciliation), provider)
+    )
+    pay = PayServicer(part.payments, part.refunds, db, provider)
+    return Servicers(order=order, pay=pay, vip=vip, admin=admin, recon=recon)
 
 
 @dataclass
 class GrpcServer:
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
-    health: health.HealthServicer
+    health: aio_health.HealthServicer
 
-    def stop(self, grace: float) -> None:
+    async def stop(self, grace: float) -> None:
         """NOT_SERVING first, so balancers drain us; then finish in-flight calls within `grace`."""
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+    async def not_serving(self) -> None:
+        await self.health.enter_graceful_shutdown()
 
 
-def create_grpc_server(settings: Settings, servicers: Servicers, *, reuse_port: bool = False) -> GrpcServer:
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
-        interceptors=[ServerInterceptor(TokenAuthenticator(settings.tokens))],
+async def start_grpc_server(
+    settings: Settings, servicers: Servicers, admission: Admission, *, reuse_port: bool = False
+) -> GrpcServer:
+    server = grpc.aio.server(
+        interceptors=[ServerInterceptor(TokenAuthenticator(settings.tokens), admission)],
+        # A memory cap only: parked long-polls are calls too. Work is bounded by `admission`.
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
     )
     order_service_pb2_grpc.add_OrderServiceServicer_to_server(servicers.order, server)
     pay_service_pb2_grpc.add_PayServiceServicer_to_server(servicers.pay, server)
     vip_service_pb2_grpc.add_VipServiceServicer_to_server(servicers.vip, server)
-    if servicers.recon is not None:  # issue 12
-        recon_service_pb2_grpc.add_ReconServiceServicer_to_server(servicers.recon, server)
     if servicers.admin is not None:
         admin_service_pb2_grpc.add_AdminServiceServicer_to_server(servicers.admin, server)
-    health_servicer = health.HealthServicer()
+    if servicers.recon is not None:
+        recon_service_pb2_grpc.add_ReconServiceServicer_to_server(servicers.recon, server)
+    health_servicer = aio_health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     port = _bind(server, settings)
-    server.start()
+    await server.start()
     for name in (*SERVICE_NAMES, ""):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return GrpcServer(server, port, health_servicer)
 
 
-def _bind(server: grpc.Server, settings: Settings) -> int:
+def _bind(server: grpc.aio.Server, settings: Settings) -> int:
     if not settings.grpc_tls_cert:
         return server.add_insecure_port(settings.grpc_listen)
     key = Path(settings.grpc_tls_key).read_bytes()

@@ -1,25 +1,29 @@
-"""VipService: plans and memberships."""
+"""VipService: plans and memberships (database reads, on the database runner)."""
 
 from __future__ import annotations
 
-import grpc
+from typing import Any
 
 from orderpay.v1 import vip_service_pb2 as pb
 from orderpay.v1 import vip_service_pb2_grpc
 from server.rpc.mapping import membership_to_pb, plan_to_pb
 from server.service.catalogue import CatalogueService
+from server.serving.offload import Runner
+
+Context = Any  # grpc.aio.ServicerContext; unused
 
 
 class VipServicer(vip_service_pb2_grpc.VipServiceServicer):
-    def __init__(self, catalogue: CatalogueService) -> None:
+    def __init__(self, catalogue: CatalogueService, db: Runner) -> None:
         self._catalogue = catalogue
+        self._db = db
 
-    def ListPlans(self, request: pb.ListPlansRequest, context: grpc.ServicerContext) -> pb.ListPlansResponse:
-        return pb.ListPlansResponse(plans=[plan_to_pb(p) for p in self._catalogue.list_plans()])
+    async def ListPlans(self, request: pb.ListPlansRequest, context: Context) -> pb.ListPlansResponse:
+        plans = await self._db.run(self._catalogue.list_plans)
+        return pb.ListPlansResponse(plans=[plan_to_pb(p) for p in plans])
 
-    def GetMembership(
-        self, request: pb.GetMembershipRequest, context: grpc.ServicerContext
+    async def GetMembership(
+        self, request: pb.GetMembershipRequest, context: Context
     ) -> pb.GetMembershipResponse:
-        return pb.GetMembershipResponse(
-            membership=membership_to_pb(self._catalogue.get_membership(request.user_id))
-        )
+        membership = await self._db.run(self._catalogue.get_membership, request.user_id)
+        return pb.GetMembershipResponse(membership=membership_to_pb(membership))

@@ -34,7 +34,7 @@ from server.domain.refund import PlannedRefund
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.lookups import require_order
-from server.service.ports import Fulfiller, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import DecisionAnnouncer, Fulfiller, UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("orderpay.events")
 LATE_PAYMENT = Caller("system:late-payment")
@@ -54,6 +54,7 @@ class Reactors:
     """What the after-commit reactions call (built by bootstrap; nothing here calls back into it)."""
 
     fulfilment: Fulfiller
+    decisions: DecisionAnnouncer | None = None  # long-poll waiters (server.adapters.decisions)
 
 
 # --- reactions inside the transaction -----------------------------------------------------------
@@ -119,6 +120,15 @@ def alarm_held_payment(event: AmountMismatch, reactors: Reactors) -> Sequence[Ev
     return ()
 
 
+def announce_decision(
+    event: FulfilmentDecided | AmountMismatch | PaidAfterClose, reactors: Reactors
+) -> Sequence[Event]:
+    """The order's fulfilment will not change on its own any more: wake whoever long-polls it."""
+    if reactors.decisions is not None:
+        reactors.decisions.publish(event.order_id)
+    return ()
+
+
 InTransaction = Callable[[UnitOfWork, Any, Policy, datetime], None]
 AfterCommit = Callable[[Any, Reactors], Sequence[Event]]
 
@@ -132,11 +142,11 @@ class Reactions:
 # --- THE TABLE ----------------------------------------------------------------------------------
 HANDLERS: Mapping[type[Event], Reactions] = {
     OrderPaid: Reactions(in_transaction=(open_fulfilment,), after_commit=(fulfil_promptly,)),
-    PaidAfterClose: Reactions(in_transaction=(refund_late_payment,)),
-    AmountMismatch: Reactions(after_commit=(alarm_held_payment,)),
+    PaidAfterClose: Reactions(in_transaction=(refund_late_payment,), after_commit=(announce_decision,)),
+    AmountMismatch: Reactions(after_commit=(alarm_held_payment, announce_decision)),
     OrderFullyRefunded: Reactions(in_transaction=(revoke_grants,)),
     FulfilmentFailed: Reactions(in_transaction=(refund_failed_fulfilment,)),
-    FulfilmentDecided: Reactions(),  # long-poll waiters: add an after_commit reaction here
+    FulfilmentDecided: Reactions(after_commit=(announce_decision,)),
 }
 
 

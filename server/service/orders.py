@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -135,25 +134,6 @@ class OrderService:
         with self._read() as uow:
             return _load(uow, order_id)
 
-    def wait_for_fulfilment(
-        self, order_id: str, wait_ms: int, sleep: Callable[[float], None] = time.sleep
-    ) -> Order:
-        """GetOrder(wait_ms): poll until fulfilment leaves PENDING or the wait runs out."""
-        v = Violations()
-        v.int_range("wait_ms", wait_ms, 0, MAX_WAIT_MS)
-        v.raise_if_any()
-        deadline = time.monotonic() + wait_ms / 1000
-        delay = 0.02
-        order = self.get_order(order_id)
-        while order.fulfilment is Fulfilment.PENDING and order.status is not OrderStatus.CLOSED:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            sleep(min(delay, remaining))
-            delay = min(delay * 1.5, 0.25)
-            order = self.get_order(order_id)
-        return order
-
     def list_orders(
         self, user_id: str, page_size: int, page_token: str, status: OrderStatus | None
     ) -> OrderPage:
@@ -234,6 +214,19 @@ class OrderService:
                 audit(order, "article", order.article_id, article_id, "article attached", caller), now
             )
         return updated
+
+
+# --- GetOrder(wait_ms): the rules; the waiting itself is the server's (server/serving/waiters.py)
+def validate_wait(order_id: str, wait_ms: int) -> None:
+    v = Violations()
+    v.identifier("order_id", order_id, max_len=40)
+    v.int_range("wait_ms", wait_ms, 0, MAX_WAIT_MS)
+    v.raise_if_any()
+
+
+def wait_is_over(order: Order) -> bool:
+    """A long-poll ends when fulfilment left PENDING, or when it never will (the order closed)."""
+    return order.fulfilment is not Fulfilment.PENDING or order.status is OrderStatus.CLOSED
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -217,6 +217,12 @@ UnitOfWorkFactory = Callable[[], AbstractContextManager[UnitOfWork]]
 Publish = Callable[[Sequence[Event]], None]  # after-commit reactions (server.service.handlers.EventBus)
 
 
+class DecisionAnnouncer(Protocol):
+    """Tells whoever waits on an order that its fulfilment was decided (after the commit)."""
+
+    def publish(self, order_id: str) -> None: ...
+
+
 class Fulfiller(Protocol):
     """Fulfil one paid order now; returns the events its transactions committed."""
 

@@ -12,6 +12,7 @@ import pytest
 from server.config import ConfigError, Settings
 from server.console.listener import check_console_listener
 from tests.support.console_stack import ADMIN_TOKEN, BFF_TOKEN, LiveStack, live_stack
+from tests.support.serving import whole_stack
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +97,10 @@ def test_the_listener_is_loopback_unless_tls_or_an_explicit_opt_out(
 
 
 def test_serve_refuses_a_public_plaintext_console(tmp_path: Path) -> None:
-    from server.runner import start_stack
+    from server.guard import UnsafeConfigurationError, enforce
 
     settings = Settings(database_url=f"sqlite:///{tmp_path}/db.sqlite", console_listen="0.0.0.0:0")
     with pytest.raises(ConfigError, match="not loopback"):
-        start_stack(settings)
+        whole_stack(settings)
+    with pytest.raises(UnsafeConfigurationError, match="ORDERPAY_CONSOLE_LISTEN"):
+        enforce(settings)

@@ -20,9 +20,9 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_bad_configuration_is_one_line_and_exit_2() -> None:
-    done = run("serve", ORDERPAY_GRPC_WORKERS="many")
+    done = run("serve", ORDERPAY_MAX_INFLIGHT="many")
     assert done.returncode == 2
-    assert done.stderr.strip() == "orderpay: ORDERPAY_GRPC_WORKERS: expected int, got 'many'"
+    assert done.stderr.strip() == "orderpay: ORDERPAY_MAX_INFLIGHT: expected int, got 'many'"
 
 
 def test_migrate_then_catalogue_load(tmp_path: Path) -> None:

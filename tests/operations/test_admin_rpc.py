@@ -14,24 +14,23 @@ from clients.cli import main
 from orderpay.v1 import admin_service_pb2 as pb
 from orderpay.v1 import admin_service_pb2_grpc
 from server.app import App
-from server.bootstrap import servicers_for
 from server.domain.order import Order
-from server.rpc.server import GrpcServer, create_grpc_server
 from tests.operations.helpers import held
 from tests.support.fake_gateway import FakeGateway
+from tests.support.serving import ServingThread
 
 ADMIN_TOKEN, BFF_TOKEN = "test-admin-token", "test-bff-token"
 
 
 @pytest.fixture
-def server(app: App) -> Iterator[GrpcServer]:
-    running = create_grpc_server(app.settings, servicers_for(app))
+def server(app: App) -> Iterator[ServingThread]:
+    running = ServingThread(app)  # gRPC only, as `orderpay serve` serves it
     yield running
     running.stop(1)
 
 
 @pytest.fixture
-def target(server: GrpcServer) -> str:
+def target(server: ServingThread) -> str:
     return f"127.0.0.1:{server.port}"
 
 

@@ -9,13 +9,9 @@ import pytest
 
 from orderpay.v1 import recon_service_pb2 as pb
 from orderpay.v1 import recon_service_pb2_grpc
-from server.rpc.order_servicer import OrderServicer
-from server.rpc.pay_servicer import UnimplementedPayServicer
-from server.rpc.recon_servicer import ReconServicer
-from server.rpc.server import Servicers, create_grpc_server
-from server.rpc.vip_servicer import VipServicer
 from tests.recon.conftest import World
 from tests.support.rich_status import failure_of
+from tests.support.serving import ServingThread
 
 BFF = (("authorization", "Bearer test-bff-token"),)
 ADMIN = (("authorization", "Bearer test-admin-token"),)
@@ -28,14 +24,7 @@ def test_recon_service(make_world: Callable[..., World]) -> None:
     world.control("POST", f"orders/{omitted.out_trade_no}/faults", {"bill_omit": True})
     world.open_bills(world.day)
     world.recon.run_day(world.day)
-    app = world.app
-    servicers = Servicers(
-        order=OrderServicer(app.orders),
-        pay=UnimplementedPayServicer(),
-        vip=VipServicer(app.catalogue),
-        recon=ReconServicer(world.recon),
-    )
-    server = create_grpc_server(app.settings, servicers)
+    server = ServingThread(world.app)  # gRPC only; ReconService over the world's reconciliation
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = recon_service_pb2_grpc.ReconServiceStub(channel)

@@ -1,4 +1,5 @@
-"""An in-process gRPC server on 127.0.0.1:0 per backend, over the real App."""
+"""An in-process gRPC server (the asyncio serving core on a thread) on 127.0.0.1:0 per backend,
+over the real App."""
 
 from __future__ import annotations
 
@@ -9,22 +10,21 @@ import pytest
 
 from orderpay.v1 import order_service_pb2_grpc, pay_service_pb2_grpc, vip_service_pb2_grpc
 from server.app import App
-from server.bootstrap import servicers_for
-from server.rpc.server import GrpcServer, create_grpc_server
+from tests.support.serving import ServingThread
 
 BFF = (("authorization", "Bearer test-bff-token"),)
 ADMIN = (("authorization", "Bearer test-admin-token"),)
 
 
 @pytest.fixture(scope="module")
-def grpc_server(app: App) -> Iterator[GrpcServer]:
-    server = create_grpc_server(app.settings, servicers_for(app))
+def grpc_server(app: App) -> Iterator[ServingThread]:
+    server = ServingThread(app)
     yield server
     server.stop(1)
 
 
 @pytest.fixture(scope="module")
-def channel(grpc_server: GrpcServer) -> Iterator[grpc.Channel]:
+def channel(grpc_server: ServingThread) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(f"127.0.0.1:{grpc_server.port}") as ch:
         yield ch
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import grpc
 import pytest
 
 from orderpay.v1 import vip_service_pb2, vip_service_pb2_grpc
 from server.app import App
-from server.bootstrap import servicers_for
-from server.rpc.server import GrpcServer, create_grpc_server
 from tests.rpc.conftest import BFF
+from tests.support.serving import ServingThread
 from tests.support.tls import Pki, make_pki
 
 
@@ -21,11 +21,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture(scope="module")
-def mtls_server(app: App, pki: Pki) -> Iterator[GrpcServer]:
+def mtls_server(app: App, pki: Pki) -> Iterator[ServingThread]:
     settings = app.settings.with_overrides(
         grpc_tls_cert=str(pki.server_cert), grpc_tls_key=str(pki.server_key), grpc_tls_client_ca=str(pki.ca)
     )
-    server = create_grpc_server(settings, servicers_for(app))
+    server = ServingThread(replace(app, settings=settings))
     yield server
     server.stop(1)
 
@@ -36,7 +36,7 @@ def list_plans(port: int, credentials: grpc.ChannelCredentials) -> int:
         return len(stub.ListPlans(vip_service_pb2.ListPlansRequest(), metadata=BFF, timeout=5).plans)
 
 
-def test_a_client_with_a_certificate_is_served(mtls_server: GrpcServer, pki: Pki) -> None:
+def test_a_client_with_a_certificate_is_served(mtls_server: ServingThread, pki: Pki) -> None:
     credentials = grpc.ssl_channel_credentials(
         root_certificates=pki.ca.read_bytes(),
         private_key=pki.client_key.read_bytes(),
@@ -45,14 +45,14 @@ def test_a_client_with_a_certificate_is_served(mtls_server: GrpcServer, pki: Pki
     assert list_plans(mtls_server.port, credentials) == 3
 
 
-def test_a_client_without_a_certificate_is_refused(mtls_server: GrpcServer, pki: Pki) -> None:
+def test_a_client_without_a_certificate_is_refused(mtls_server: ServingThread, pki: Pki) -> None:
     credentials = grpc.ssl_channel_credentials(root_certificates=pki.ca.read_bytes())
     with pytest.raises(grpc.RpcError) as refused:
         list_plans(mtls_server.port, credentials)
     assert refused.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
 
 
-def test_plaintext_is_refused(mtls_server: GrpcServer) -> None:
+def test_plaintext_is_refused(mtls_server: ServingThread) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{mtls_server.port}") as channel:
         stub = vip_service_pb2_grpc.VipServiceStub(channel)
         with pytest.raises(grpc.RpcError) as refused:

@@ -19,8 +19,9 @@ from orderpay.v1 import (
     vip_service_pb2,
     vip_service_pb2_grpc,
 )
-from server.rpc.server import GrpcServer, Servicers, create_grpc_server
+from server.rpc.server import Servicers
 from tests.conftest import settings_for
+from tests.support.serving import GrpcThread
 
 
 @dataclass
@@ -31,7 +32,7 @@ class FlakyVip(vip_service_pb2_grpc.VipServiceServicer):
     calls: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def ListPlans(self, request, context):  # noqa: N802 - gRPC method name
+    async def ListPlans(self, request, context):  # noqa: N802 - gRPC method name
         with self.lock:
             self.calls += 1
             fault = self.faults.pop(0) if self.faults else None
@@ -46,25 +47,25 @@ def vip() -> FlakyVip:
 
 
 @pytest.fixture
-def served(vip: FlakyVip, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServer]:
+def served(vip: FlakyVip, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcThread]:
     settings = settings_for(f"sqlite:///{tmp_path_factory.mktemp('unused')}/x.db")
     servicers = Servicers(
         order=order_service_pb2_grpc.OrderServiceServicer(),
         pay=pay_service_pb2_grpc.PayServiceServicer(),
         vip=vip,
     )
-    server = create_grpc_server(settings, servicers)
+    server = GrpcThread(settings, servicers)
     yield server
     server.stop(0)
 
 
-def _client(server: GrpcServer, attempts: int) -> OrderPayClient:
+def _client(server: GrpcThread, attempts: int) -> OrderPayClient:
     return OrderPayClient(
         f"127.0.0.1:{server.port}", token="test-bff-token", max_attempts=attempts, backoff_base=0.001
     )
 
 
-def test_a_locked_database_is_retried_by_the_client(served: GrpcServer, vip: FlakyVip) -> None:
+def test_a_locked_database_is_retried_by_the_client(served: GrpcThread, vip: FlakyVip) -> None:
     vip.faults += [pw.OperationalError("database is locked"), pw.InterfaceError("connection closed")]
 
     with _client(served, attempts=3) as client:
@@ -74,7 +75,7 @@ def test_a_locked_database_is_retried_by_the_client(served: GrpcServer, vip: Fla
     assert vip.calls == 3
 
 
-def test_a_fault_that_persists_raises_transient(served: GrpcServer, vip: FlakyVip) -> None:
+def test_a_fault_that_persists_raises_transient(served: GrpcThread, vip: FlakyVip) -> None:
     vip.faults.append(pw.OperationalError("could not connect to server"))
 
     with _client(served, attempts=1) as client, pytest.raises(errors.Transient) as caught:
@@ -85,7 +86,7 @@ def test_a_fault_that_persists_raises_transient(served: GrpcServer, vip: FlakyVi
     assert "could not connect" not in caught.value.message
 
 
-def test_a_bug_is_a_generic_internal(served: GrpcServer, vip: FlakyVip) -> None:
+def test_a_bug_is_a_generic_internal(served: GrpcThread, vip: FlakyVip) -> None:
     vip.faults.append(KeyError("secret"))
 
     with _client(served, attempts=3) as client, pytest.raises(errors.Internal) as caught:

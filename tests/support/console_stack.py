@@ -16,11 +16,13 @@ from clients.bench.procs import free_port
 from sandbox.app import RunningSandbox, make_app, serve_in_thread
 from sandbox.config import SandboxConfig
 from sandbox.keys import init_bundle, load_credentials
+from server.adapters.sandbox_clock import SandboxClock
 from server.domain.order import CreateOrder, Fulfilment, Order
-from server.runner import Stack, start_stack
+from server.runner import Stack
 from server.service.context import Caller
 from tests.conftest import settings_for
 from tests.support.databases import sqlite_url
+from tests.support.serving import whole_stack
 from tests.support.waiting import wait_until
 
 ADMIN_TOKEN, BFF_TOKEN = "test-admin-token", "test-bff-token"
@@ -85,9 +87,12 @@ def live_stack(
         job_interval_s=0.2,
         refund_poll_schedule_s=(1.0,),
     ).with_overrides(**overrides)
-    stack = start_stack(settings)
+    app, serving = whole_stack(settings)
     try:
-        yield LiveStack(stack, sandbox)
+        yield LiveStack(serving.stack, sandbox)
     finally:
-        stack.stop(2)
+        serving.stop(2)
+        if isinstance(app.clock, SandboxClock):
+            app.clock.stop()
+        app.close()
         sandbox.stop()

@@ -44,8 +44,8 @@ def test_unknown_file_settings_and_bad_numbers_fail(tmp_path: Path) -> None:
     toml.write_text('grpc_lisen = "typo"\n')
     with pytest.raises(ValueError, match="unknown settings"):
         load_settings({"ORDERPAY_CONFIG_FILE": str(toml)})
-    with pytest.raises(ValueError, match="ORDERPAY_GRPC_WORKERS: expected int, got 'many'"):
-        load_settings({"ORDERPAY_GRPC_WORKERS": "many"})
+    with pytest.raises(ValueError, match="ORDERPAY_MAX_INFLIGHT: expected int, got 'many'"):
+        load_settings({"ORDERPAY_MAX_INFLIGHT": "many"})
 
 
 def test_log_level_and_format_are_checked_at_start() -> None:

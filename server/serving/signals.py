@@ -1,0 +1,96 @@
+"""Fulfilment signals from other processes: wake the long-polls of an order when its fulfilment commits.
+
+In-process the signal is a direct `Waiters.wake` (the FulfilmentDecided reaction publishes through
+server.adapters.decisions). Across processes (PostgreSQL) it is `NOTIFY orderpay_fulfilment,
+'<order_id>'`, and every process LISTENs on one dedicated connection whose socket the event loop watches
+(`loop.add_reader`): no thread, no per-waiter polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import peewee as pw
+import psycopg2
+import psycopg2.extensions
+import structlog
+
+from server.adapters.decisions import CHANNEL
+from server.serving.waiters import Waiters
+
+log = structlog.get_logger("orderpay.signals")
+_RECONNECT_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+class PostgresListener:
+    """LISTEN on a dedicated autocommit connection registered with the loop; reconnects on failure
+    and then wakes every waiter (a notification may have been missed while it was down)."""
+
+    def __init__(self, db: pw.PostgresqlDatabase, waiters: Waiters) -> None:
+        self._connect_args: dict[str, Any] = {"database": db.database, **db.connect_params}
+        self._waiters = waiters
+        self._loop = asyncio.get_running_loop()
+        self._conn: Any = None
+        self._fd: int | None = None  # kept: a broken connection cannot tell its fd any more
+        self._closed = False
+        self._reconnecting: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._attach(await self._loop.run_in_executor(None, self._connect))
+
+    def close(self) -> None:
+        self._closed = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+        self._detach()
+
+    def _connect(self) -> Any:
+        conn = psycopg2.connect(**self._connect_args)
+        conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+        with conn.cursor() as cur:
+            cur.execute(f"LISTEN {CHANNEL}")
+        return conn
+
+    async def _attach(self, conn: Any) -> None:
+        self._conn, self._fd = conn, conn.fileno()
+        self._loop.add_reader(self._fd, self._readable)
+        self._readable()  # anything that arrived while LISTEN was being set up
+
+    def _detach(self) -> None:
+        conn, fd, self._conn, self._fd = self._conn, self._fd, None, None
+        if fd is not None:
+            self._loop.remove_reader(fd)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _readable(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.poll()
+        except psycopg2.Error:
+            log.warning("signals.listener_lost", exc_info=True)
+            self._detach()
+            if not self._closed:
+                self._reconnecting = self._loop.create_task(self._reconnect())
+            return
+        while conn.notifies:
+            self._waiters.wake(conn.notifies.pop(0).payload)
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        while not self._closed:
+            await asyncio.sleep(_RECONNECT_DELAYS_S[min(attempt, len(_RECONNECT_DELAYS_S) - 1)])
+            attempt += 1
+            try:
+                conn = await self._loop.run_in_executor(None, self._connect)
+            except psycopg2.Error:
+                continue
+            await self._attach(conn)
+            log.info("signals.listener_back", attempts=attempt)
+            self._waiters.wake_all()  # re-read: a commit may have landed while we were deaf
+            return
