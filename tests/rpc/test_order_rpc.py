@@ -324,3 +324,24 @@ def test_one_canonical_log_line_per_call_with_the_ids(orders: Any, rid: str) -> 
     assert ok["duration_ms"] >= 0
     assert (missing["code"], missing["request_id"], missing["order_id"]) == ("NOT_FOUND", rid, "ord_missing")
     assert not any("test-bff-token" in str(entry) for entry in capture.entries)
+
+
+def test_an_unauthenticated_caller_cannot_grow_the_log(orders: Any, rid: str) -> None:
+    """Ids from the request reach the log only after authentication, and never longer than 64."""
+    capture = LogCapture()
+    saved = structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    huge = f"u-{rid}-" + "x" * 1_000_000
+    try:
+        listing = pb.ListOrdersRequest(user_id=huge, page_size=1)
+        refused(orders.ListOrders, listing, metadata=(("x-request-id", "r" * 500),))  # no token
+        refused(orders.ListOrders, listing, metadata=BFF)  # authenticated, but an invalid id
+    finally:
+        structlog.configure(**saved)
+    lines = [entry for entry in capture.entries if entry["event"] == "rpc"]
+    assert [line["code"] for line in lines] == ["UNAUTHENTICATED", "INVALID_ARGUMENT"]
+    anonymous, invalid = lines
+    assert "user_id" not in anonymous
+    assert len(anonymous["request_id"]) <= 128  # an oversized caller id is replaced, not echoed
+    assert invalid["user_id"] == huge[:64]
+    assert sum(len(str(entry)) for entry in capture.entries) < 10_000
