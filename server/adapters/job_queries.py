@@ -155,9 +155,9 @@ class JobQueries:
     @staticmethod
     def delete_orders(order_ids: Sequence[str]) -> PurgeReport:
         ids = list(order_ids)
-        events = OrderEventRow.delete().where(OrderEventRow.order_id.in_(ids)).execute()
+        events = OrderEventRow.delete().where(OrderEventRow.order_id.in_(ids)).execute()  # type: ignore[misc]  # types-peewee: Model.delete is a generic classmethod
         orders = (
-            OrderRow.delete()
+            OrderRow.delete()  # type: ignore[misc]  # types-peewee: Model.delete is a generic classmethod
             .where(
                 OrderRow.order_id.in_(ids)
                 & (OrderRow.status == OrderStatus.CLOSED)
