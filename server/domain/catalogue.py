@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from server.domain.errors import FieldViolation, InvalidArgumentError
+from server.domain.validation import MAX_QUANTITY
+
+MAX_ORDER_FEN = 2**31 - 1  # WeChat Pay's amount.total (int32 fen)
 
 
 class ProductKind(StrEnum):
@@ -64,6 +67,9 @@ def _problems(p: Product) -> list[str]:
         problems.append("product_id must be 1-64 characters")
     if p.price_fen <= 0:
         problems.append("price_fen must be positive")
+    elif p.price_fen * MAX_QUANTITY > MAX_ORDER_FEN:
+        # WeChat Pay's amount.total is an int32 of fen: the largest order must still fit.
+        problems.append(f"price_fen × {MAX_QUANTITY} must not exceed {MAX_ORDER_FEN} fen")
     if p.stock is not None and p.stock < 0:
         problems.append("stock must be >= 0 or null")
     if p.kind is ProductKind.VIP_PLAN and not (p.duration_days and p.duration_days > 0):

@@ -25,6 +25,8 @@ def decode_page_token(token: str, user_id: str, status: OrderStatus | None) -> C
         same_query = raw["u"] == user_id and raw["f"] == (status or "")
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
         raise bad from exc
-    if not same_query or cursor.created_at.tzinfo is None:
+    # Forged values out of range would reach the database and come back as INTERNAL (an overflow).
+    in_range = 0 <= cursor.seq < 2**63 and 1970 <= cursor.created_at.year <= 9998
+    if not same_query or cursor.created_at.tzinfo is None or not in_range:
         raise bad
     return cursor
