@@ -13,6 +13,7 @@ from typing import Final
 
 from server.domain.order import ReceivedPayment
 from server.domain.refund import Refund, RefundStatus
+from server.domain.validation import OUT_REFUND_NO, Violations
 
 
 @dataclass(frozen=True)
@@ -114,3 +115,35 @@ def refund_report_mismatch(
         elif reported != ours:
             return f"{name} differs"
     return ""
+
+
+@dataclass(frozen=True)
+class ResolveAbnormal:
+    """An operator's follow-up for an ABNORMAL refund, and what it must carry."""
+
+    out_refund_no: str
+    route: AbnormalRefundRoute
+    reason: str
+    bank_type: str = ""
+    bank_account: str = ""
+    real_name: str = ""
+
+    def validate(self) -> None:
+        v = Violations()
+        v.pattern(
+            "out_refund_no", self.out_refund_no, OUT_REFUND_NO, "must be 1-64 characters of [0-9A-Za-z_-|*@]"
+        )
+        if not self.reason.strip():
+            v.add("reason", "must say why (it goes into the audit trail)")
+        v.text("reason", self.reason, 200)
+        if self.route is AbnormalRefundRoute.USER_BANK_CARD:
+            for name in ("bank_type", "bank_account", "real_name"):
+                if not getattr(self, name):
+                    v.add(name, "is required to send the money to the payer's card")
+                v.text(name, getattr(self, name), 64)
+        v.raise_if_any()
+
+    def request(self, refund_id: str) -> AbnormalRefundRequest:
+        return AbnormalRefundRequest(
+            refund_id, self.out_refund_no, self.route, self.bank_type, self.bank_account, self.real_name
+        )

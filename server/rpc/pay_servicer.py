@@ -13,11 +13,11 @@ import grpc
 from orderpay.v1 import pay_service_pb2 as pb
 from orderpay.v1 import pay_service_pb2_grpc
 from server.domain.errors import FieldViolation, InvalidArgumentError
-from server.domain.provider import AbnormalRefundRoute
+from server.domain.provider import AbnormalRefundRoute, ResolveAbnormal
 from server.rpc.call_context import current_caller
 from server.rpc.mapping import order_to_pb, payment_to_pb, refund_to_pb
 from server.service.payments import PaymentService
-from server.service.refunds import RefundService, ResolveAbnormal
+from server.service.refunds import RefundService
 from server.serving.offload import Runner
 
 Context = Any  # grpc.aio.ServicerContext

@@ -20,10 +20,9 @@ from server.domain.order import Order, OrderStatus
 from server.domain.outcomes import ApplyOutcome
 from server.domain.provider import (
     NOTIFY_SOURCE,
-    AbnormalRefundRequest,
-    AbnormalRefundRoute,
     RefundReport,
     RefundRequest,
+    ResolveAbnormal,
     refund_report_mismatch,
 )
 from server.domain.refund import PlannedRefund, Refund, RefundStatus
@@ -302,36 +301,6 @@ class RefundService:
                 return uow.refunds.compare_and_set(refund, updated_at=self._clock(), **changes)
 
         return retry_on_conflict(attempt, "updating the refund")
-
-
-@dataclass(frozen=True)
-class ResolveAbnormal:
-    out_refund_no: str
-    route: AbnormalRefundRoute
-    reason: str
-    bank_type: str = ""
-    bank_account: str = ""
-    real_name: str = ""
-
-    def validate(self) -> None:
-        v = Violations()
-        v.pattern(
-            "out_refund_no", self.out_refund_no, OUT_REFUND_NO, "must be 1-64 characters of [0-9A-Za-z_-|*@]"
-        )
-        if not self.reason.strip():
-            v.add("reason", "must say why (it goes into the audit trail)")
-        v.text("reason", self.reason, 200)
-        if self.route is AbnormalRefundRoute.USER_BANK_CARD:
-            for name in ("bank_type", "bank_account", "real_name"):
-                if not getattr(self, name):
-                    v.add(name, "is required to send the money to the payer's card")
-                v.text(name, getattr(self, name), 64)
-        v.raise_if_any()
-
-    def request(self, refund_id: str) -> AbnormalRefundRequest:
-        return AbnormalRefundRequest(
-            refund_id, self.out_refund_no, self.route, self.bank_type, self.bank_account, self.real_name
-        )
 
 
 @dataclass(frozen=True)

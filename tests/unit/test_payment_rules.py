@@ -15,13 +15,13 @@ from server.domain.fulfilment import GrantState
 from server.domain.membership import Membership
 from server.domain.order import Fulfilment, Order, OrderStatus, ReceivedPayment
 from server.domain.outcomes import ApplyOutcome
-from server.domain.provider import AbnormalRefundRoute
+from server.domain.provider import AbnormalRefundRoute, ResolveAbnormal
 from server.domain.refund import RefundStatus
 from server.service.context import Caller
 from server.service.handlers import Policy, transactional
 from server.service.payments import PaymentService
 from server.service.ports import Grant, MerchantIdentity
-from server.service.refunds import RefundService, ResolveAbnormal
+from server.service.refunds import RefundService
 from server.wxpay.wire import WeChatPayGateway, refund_report, transaction_report
 from tests.support.fake_gateway import FakeGateway
 from tests.support.fake_uow import FakeDatabase
