@@ -19,7 +19,6 @@ import clients.ops_commands
 
 if TYPE_CHECKING:
     from clients.client import OrderPayClient
-    from clients.errors import OrderPayError
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEV_ADMIN_TOKEN = "dev-admin-token"  # noqa: S105 - the public dev token of server/config.py
@@ -78,13 +77,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _list_orders(args: argparse.Namespace) -> int:
     from clients.console import print_json, stdout_console
     from clients.errors import OrderPayError
+    from clients.reporting import report_error
     from clients.views import order_json, orders_view
 
     try:
         with _client(args) as client:
             page = client.list_orders(args.user_id, args.page_size, args.page_token, args.status)
     except OrderPayError as err:
-        return _report(err)
+        return report_error(err)
     if args.json:
         print_json({"orders": [order_json(o) for o in page.orders], "next_page_token": page.next_page_token})
         return 0
@@ -98,13 +98,14 @@ def _list_orders(args: argparse.Namespace) -> int:
 def _show_order(args: argparse.Namespace) -> int:
     from clients.console import print_json, stdout_console
     from clients.errors import OrderPayError
+    from clients.reporting import report_error
     from clients.views import order_json, order_view
 
     try:
         with _client(args) as client:
             order = client.get_order(args.order_id, args.wait_ms)
     except OrderPayError as err:
-        return _report(err)
+        return report_error(err)
     if args.json:
         print_json(order_json(order))
         return 0
@@ -115,6 +116,7 @@ def _show_order(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from clients.demo import run_demo
     from clients.errors import OrderPayError
+    from clients.reporting import report_error
 
     target = args.target or os.environ.get("ORDERPAY_GRPC_TARGET") or DEFAULT_TARGET
     token = args.token or os.environ.get("ORDERPAY_TOKEN") or DEV_ADMIN_TOKEN
@@ -125,7 +127,7 @@ def _demo(args: argparse.Namespace) -> int:
             return run_recon_demo(target, token, args.sandbox_url.rstrip("/"), args.user_id, args.plan)
         return run_demo(target, token, args.sandbox_url.rstrip("/"), args.user_id, args.plan, args.manual)
     except OrderPayError as err:
-        return _report(err)
+        return report_error(err)
 
 
 def _client(args: argparse.Namespace) -> OrderPayClient:
@@ -134,16 +136,3 @@ def _client(args: argparse.Namespace) -> OrderPayClient:
     target = args.target or os.environ.get("ORDERPAY_GRPC_TARGET") or DEFAULT_TARGET
     token = args.token or os.environ.get("ORDERPAY_TOKEN") or DEV_ADMIN_TOKEN
     return OrderPayClient(target, token, default_timeout=args.timeout)
-
-
-def _report(err: OrderPayError) -> int:
-    """The reason first (what scripts grep for), then field violations and the id to find the logs."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    lines = [f"[bold red]error:[/] {escape(err.reason)}: {escape(err.message)}"]
-    lines += [f"  {escape(name)}: {escape(text)}" for name, text in err.field_violations]
-    if err.trace_id:
-        lines.append(f"  request id: {escape(err.trace_id)}")
-    Console(stderr=True).print("\n".join(lines), highlight=False)
-    return 1

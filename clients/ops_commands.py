@@ -238,8 +238,8 @@ def _revoke_job(args: argparse.Namespace) -> int:
 # --- plumbing ---------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace, call: Callable[[AdminClient], Any], render: Callable[[Any], None]) -> int:
     from clients.admin_client import AdminClient
-    from clients.commands import _report
     from clients.errors import OrderPayError
+    from clients.reporting import report_error
 
     target = args.target or os.environ.get("ORDERPAY_GRPC_TARGET") or DEFAULT_TARGET
     token = args.token or os.environ.get("ORDERPAY_TOKEN") or DEV_ADMIN_TOKEN
@@ -247,7 +247,7 @@ def _run(args: argparse.Namespace, call: Callable[[AdminClient], Any], render: C
         with AdminClient(target, token, timeout=args.timeout) as client:
             response = call(client)
     except OrderPayError as err:
-        return _report(err)
+        return report_error(err)
     if args.json:
         print(json.dumps(_to_dict(response), ensure_ascii=False, indent=2))
     else:

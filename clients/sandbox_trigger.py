@@ -194,8 +194,8 @@ def _refund_status(client: Any, out_refund_no: str) -> str:
 
 def _trigger(args: argparse.Namespace) -> int:
     from clients.client import OrderPayClient
-    from clients.commands import _report
     from clients.errors import OrderPayError
+    from clients.reporting import report_error
 
     target = args.target or os.environ.get("ORDERPAY_GRPC_TARGET") or DEFAULT_TARGET
     token = args.token or os.environ.get("ORDERPAY_TOKEN") or DEV_ADMIN_TOKEN
@@ -207,7 +207,7 @@ def _trigger(args: argparse.Namespace) -> int:
             finally:
                 trigger.http.close()
     except OrderPayError as err:
-        return _report(err)
+        return report_error(err)
     except (RuntimeError, TimeoutError) as exc:
         print(f"orderpay sandbox trigger: {exc}")
         return 1

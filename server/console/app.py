@@ -12,7 +12,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
-import jinja2
 import structlog
 from aiohttp import web
 
@@ -182,25 +181,6 @@ def fmt_age(value: datetime | None, now: datetime) -> str:
         if abs(seconds) >= size:
             return f"{seconds // size} {unit} ago"
     return f"{seconds} s ago"
-
-
-def make_console_app(console: ConsoleDeps) -> web.Application:
-    from server.console import actions, views  # noqa: PLC0415 - they import this module's helpers
-
-    app = web.Application(middlewares=[log_line, security_headers, signed_in], client_max_size=64 * 1024)
-    app[DEPS] = console
-    env = aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
-        autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters.update(time=fmt_time, yuan=fmt_yuan)
-    app[aiohttp_jinja2.static_root_key] = "/static"
-    app.router.add_static("/static/", HERE / "static")
-    views.add_routes(app)
-    actions.add_routes(app)
-    return app
 
 
 def session_cookie_options(console: ConsoleDeps, ttl: timedelta) -> dict[str, Any]:

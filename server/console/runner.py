@@ -14,9 +14,10 @@ from datetime import timedelta
 from aiohttp import web
 
 from server.app import App
-from server.console.app import ConsoleDeps, make_console_app
+from server.console.app import ConsoleDeps
 from server.console.listener import ConsoleListener, check_console_listener, ssl_context
 from server.console.sessions import Sessions
+from server.console.site import make_console_app
 from server.rpc.auth import TokenAuthenticator
 
 
