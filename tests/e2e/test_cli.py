@@ -88,3 +88,25 @@ def test_a_malformed_listen_address_is_one_line() -> None:
         2,
         "orderpay: ORDERPAY_GRPC_LISTEN: want HOST:PORT, got 'localhost'",
     )
+
+
+def test_serve_without_a_usable_credentials_bundle_refuses_in_one_line(tmp_path: Path) -> None:
+    """No silent orders-only server that answers CreatePayment UNIMPLEMENTED: it does not start."""
+    common = {
+        "ORDERPAY_DATABASE_URL": f"sqlite:///{tmp_path / 'o.db'}",
+        "ORDERPAY_GRPC_LISTEN": f"127.0.0.1:{free_port()}",
+        "ORDERPAY_NOTIFY_LISTEN": f"127.0.0.1:{free_port()}",
+        "ORDERPAY_METRICS_LISTEN": "",
+    }
+    missing = run("serve", ORDERPAY_CREDENTIALS_DIR=str(tmp_path / "nowhere"), **common)
+    assert missing.returncode == 2
+    (line,) = missing.stderr.strip().splitlines()
+    assert "ORDERPAY_CREDENTIALS_DIR" in line
+    assert "keys init" in line
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "merchant.json").write_text("{not json")
+    refused = run("serve", ORDERPAY_CREDENTIALS_DIR=str(broken), **common)
+    assert refused.returncode == 2
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in refused.stderr
