@@ -12,7 +12,6 @@ from pathlib import Path
 from server.adapters.db import bind, make_database, migrate
 from server.adapters.decisions import FulfilmentDecisions
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
-from server.adapters.recon_store import PeeweeReconStore
 from server.adapters.unit_of_work import read_only_factory, unit_of_work_factory
 from server.app import App, PaymentsPart
 from server.config import ConfigError, Settings
@@ -142,7 +141,6 @@ def _payments_part(
         read,
         clock,
         bills or _NoBills(),
-        PeeweeReconStore(),
         payments,
         refunds,
         observer=observe_recon,

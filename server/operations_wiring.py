@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import peewee as pw
 
 from server.adapters.admin_queries import AdminQueries
-from server.adapters.operations_store import PeeweeLedgerControl
 from server.app import PaymentsPart
 from server.domain.clock import Clock
 from server.domain.events import Event
@@ -24,7 +23,7 @@ def build_operations(
     payments: PaymentsPart | None,
 ) -> tuple[AdminQueries, OperationsService]:
     if payments is None:  # orders only: nothing can be HELD, refunded or replayed
-        return AdminQueries(db), OperationsService(uow, clock, PeeweeLedgerControl(), read=read)
+        return AdminQueries(db), OperationsService(uow, clock, read=read)
     part = payments
 
     def fulfil_now(order_id: str) -> Sequence[Event]:
@@ -35,7 +34,6 @@ def build_operations(
     service = OperationsService(
         uow,
         clock,
-        PeeweeLedgerControl(),
         refunds=part.refunds,
         fulfil_now=fulfil_now,
         notifications=part.notifications,

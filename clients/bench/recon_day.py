@@ -81,7 +81,6 @@ def run(orders: int, database_url: str, scratch: Path, *, trace: bool) -> dict[s
             read_only_factory(db),
             clock,
             WeChatBills(client),
-            PeeweeReconStore(),
             None,
         )
         render_s = _sandbox_render_seconds(server.app[SANDBOX], day)

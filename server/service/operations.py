@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -49,16 +48,6 @@ OPERATION = "operation"  # the audit field of every operator action
 class JobKind(StrEnum):
     FULFILMENT = "fulfilment"  # key: order_id (the outbox/ledger row)
     REFUND_POLL = "refund_poll"  # key: out_refund_no
-
-
-class LedgerControl(Protocol):
-    """The fulfilment ledger row, moved inside the caller's unit of work."""
-
-    def status(self, order_id: str) -> str | None: ...
-    def restart(self, order: Order, now: datetime) -> None: ...
-    def due_now(self, order_id: str, now: datetime) -> bool: ...
-    def stop(self, order_id: str, now: datetime, error: str) -> bool: ...
-    def stop_refund_poll(self, out_refund_no: str, now: datetime) -> bool: ...
 
 
 class OperationsRefunds(Protocol):
@@ -99,7 +88,6 @@ class OperationsService:
         self,
         uow: UnitOfWorkFactory,
         clock: Clock,
-        ledger: LedgerControl,
         *,
         refunds: OperationsRefunds | None = None,
         fulfil_now: Callable[[str], object] = _nothing,
@@ -109,7 +97,6 @@ class OperationsService:
         self._uow = uow
         self._read = read or uow
         self._clock = clock
-        self._ledger = ledger
         self._refunds = refunds
         self._fulfil_now = fulfil_now
         self._notifications = notifications
@@ -127,7 +114,7 @@ class OperationsService:
                 move = resolve_held(order, resolution, why)
                 order = self._move(uow, order, move, f"resolve {resolution.value.lower()}", why, caller)
                 if resolution is Resolution.ACCEPT:
-                    self._ledger.restart(order, self._clock())
+                    uow.ledger_control.restart(order, self._clock())
             mine = uow.refunds.get(operations_refund_no(order_id))
             # What is not already coming back (e.g. the automatic refund of a payment after close).
             amount = (
@@ -176,7 +163,7 @@ class OperationsService:
             check_version(order, expected_version)
             move = retry_fulfilment(order, uow.refunds.committed_amount(order_id))
             order = self._move(uow, order, move, "retry fulfilment", why, caller)
-            self._ledger.restart(order, self._clock())
+            uow.ledger_control.restart(order, self._clock())
         self._fulfil_now(order_id)
         order = self._reload(order_id)
         message = f"fulfilment ran again: {order.fulfilment.value}"
@@ -214,10 +201,10 @@ class OperationsService:
             )
         with self._uow() as uow:
             order = require_order(uow, key)
-            if self._ledger.status(key) == "FAILED":
+            if uow.ledger_control.status(key) == "FAILED":
                 pass  # a FAILED row is the fulfilment retry, with its own rule
             else:
-                if not self._ledger.due_now(key, self._clock()):
+                if not uow.ledger_control.due_now(key, self._clock()):
                     raise VersionConflictError("no pending fulfilment to retry for this order")
                 uow.audit.record(
                     audit(order, OPERATION, None, "RETRY_FULFILMENT_JOB", why, caller), self._clock()
@@ -233,7 +220,7 @@ class OperationsService:
                 refund = uow.refunds.get(key)
                 if refund is None:
                     raise RefundNotFoundError(f"refund {key!r} not found")
-                if not self._ledger.stop_refund_poll(key, now):
+                if not uow.ledger_control.stop_refund_poll(key, now):
                     return OperationResult(
                         "revoke_job", "already_done", "refund is not being polled", refund=refund
                     )
@@ -244,7 +231,7 @@ class OperationsService:
             return OperationResult("revoke_job", "done", f"stopped polling {key}", order, refund)
         with self._uow() as uow:
             order = require_order(uow, key)
-            if not self._ledger.stop(key, now, f"revoked by operator: {why}"):
+            if not uow.ledger_control.stop(key, now, f"revoked by operator: {why}"):
                 return OperationResult("revoke_job", "already_done", "no pending fulfilment", order)
             move = Move(Fulfilment.FAILED, f"REVOKED: {why}"[:255], "REVOKE")
             order = self._move(uow, order, move, "revoke fulfilment", why, caller)

@@ -47,7 +47,6 @@ from server.service.recon_ports import (
     DayTotals,
     PaymentRepairer,
     ReconException,
-    ReconStore,
     RefundSyncer,
     RunSummary,
 )
@@ -80,7 +79,6 @@ class ReconciliationService:
         read: Transaction,
         clock: Clock,
         bills: BillSource,
-        store: ReconStore,
         payments: PaymentRepairer | None,
         refunds: RefundSyncer | None = None,
         *,
@@ -91,7 +89,6 @@ class ReconciliationService:
         self._read = read
         self._clock = clock
         self._bills = bills
-        self._store = store
         self._payments = payments
         self._refunds = refunds
         self._tolerance = tolerance
@@ -101,8 +98,8 @@ class ReconciliationService:
 
     def run_day(self, day: date, caller: Caller = RECON) -> DayReport:
         token = secrets.token_hex(16)
-        with self._uow():
-            claim = self._store.claim(day, token, self._clock(), STALE_CLAIM)
+        with self._uow() as uow:
+            claim = uow.recon.claim(day, token, self._clock(), STALE_CLAIM)
         if claim is None:
             raise InvalidStateTransitionError(
                 f"{day} is being reconciled by another process", metadata={"bill_date": day.isoformat()}
@@ -110,8 +107,8 @@ class ReconciliationService:
         try:
             self._run_claimed(day, caller)
         except BaseException as exc:
-            with self._uow():
-                self._store.release(day, claim, str(exc))
+            with self._uow() as uow:
+                uow.recon.release(day, claim, str(exc))
             raise
         report = self.report(day)
         self.observe()
@@ -120,8 +117,8 @@ class ReconciliationService:
     def _run_claimed(self, day: date, caller: Caller) -> None:
         trade, fund = self._download(day)  # network, no transaction open
         now = self._clock()
-        with self._uow():
-            self._store_bill(day, trade, fund, now)
+        with self._uow() as uow:
+            self._store_bill(uow, day, trade, fund, now)
         rows = trade.rows if trade is not None else []
         window = Window.of(day, self._tolerance)
         outcome, found = self._match(day, rows, window, caller)
@@ -144,9 +141,9 @@ class ReconciliationService:
             ),
         )
         now = self._clock()
-        with self._uow():
-            created = self._store.record(day, found, now)
-            self._store.finish(day, summary, now)
+        with self._uow() as uow:
+            created = uow.recon.record(day, found, now)
+            uow.recon.finish(day, summary, now)
         for difference in created:
             if difference.kind.critical:
                 log.error(
@@ -177,12 +174,14 @@ class ReconciliationService:
                 ) from error
             raise
 
-    def _store_bill(self, day: date, trade: TradeBill | None, fund: FundBill | None, now: datetime) -> None:
-        if trade is not None and self._store.stored_sha1(day, TRADE) != trade.sha1:
-            self._store.save_file(day, TRADE, trade.content, trade.sha1, now)
-            self._store.replace_lines(day, trade.rows)
-        if fund is not None and self._store.stored_sha1(day, FUND) != fund.sha1:
-            self._store.save_file(day, FUND, fund.content, fund.sha1, now)
+    def _store_bill(
+        self, uow: UnitOfWork, day: date, trade: TradeBill | None, fund: FundBill | None, now: datetime
+    ) -> None:
+        if trade is not None and uow.recon.stored_sha1(day, TRADE) != trade.sha1:
+            uow.recon.save_file(day, TRADE, trade.content, trade.sha1, now)
+            uow.recon.replace_lines(day, trade.rows)
+        if fund is not None and uow.recon.stored_sha1(day, FUND) != fund.sha1:
+            uow.recon.save_file(day, FUND, fund.content, fund.sha1, now)
 
     def _match(
         self, day: date, rows: list[BillRow], window: Window, caller: Caller
@@ -218,14 +217,14 @@ class ReconciliationService:
     ) -> tuple[list[LocalPayment], list[LocalRefund], set[str]]:
         pay_rows = [r for r in rows if r.kind is RowKind.PAYMENT]
         refund_rows = [r for r in rows if r.kind is RowKind.REFUND]
-        with self._read():
-            payments = self._store.local_payments(
+        with self._read() as uow:
+            payments = uow.recon.local_payments(
                 [r.out_trade_no for r in pay_rows], [r.transaction_id for r in pay_rows], window
             )
-            refunds = self._store.local_refunds(
+            refunds = uow.recon.local_refunds(
                 [r.out_refund_no for r in refund_rows], [r.refund_id for r in refund_rows], window
             )
-            earlier = self._store.line_keys(day - timedelta(days=1))
+            earlier = uow.recon.line_keys(day - timedelta(days=1))
         return payments, refunds, earlier
 
     def _repair(self, repairable: list[Difference], payments: list[LocalPayment], caller: Caller) -> None:
@@ -243,16 +242,16 @@ class ReconciliationService:
     # --- reading and resolving --------------------------------------------------------------------
 
     def report(self, day: date) -> DayReport:
-        with self._read():
-            summary = self._store.summary(day)
-            exceptions = self._store.exceptions(day)
+        with self._read() as uow:
+            summary = uow.recon.summary(day)
+            exceptions = uow.recon.exceptions(day)
         if summary is None:
             summary = RunSummary("NOT_RUN", None, None, 0, 0, 0)
         return DayReport(day, summary, exceptions)
 
     def open_exceptions(self, day: date | None = None, limit: int = 100) -> list[ReconException]:
-        with self._read():
-            return self._store.exceptions(day, ExceptionStatus.OPEN, limit=limit)
+        with self._read() as uow:
+            return uow.recon.exceptions(day, ExceptionStatus.OPEN, limit=limit)
 
     def resolve(self, exception_id: int, reason: str, caller: Caller) -> ReconException:
         """A person closes an exception with a reason; the change is written to the audit trail."""
@@ -260,7 +259,7 @@ class ReconciliationService:
             raise InvalidArgumentError([FieldViolation("reason", "say why the exception is resolved")])
         now = self._clock()
         with self._uow() as uow:
-            exception = self._store.get_exception(exception_id)
+            exception = uow.recon.get_exception(exception_id)
             if exception is None:
                 raise ReconExceptionNotFoundError(
                     f"no reconciliation exception {exception_id}",
@@ -271,9 +270,9 @@ class ReconciliationService:
                     f"exception {exception_id} is already {exception.status}",
                     metadata={"from": exception.status.value, "to": ExceptionStatus.RESOLVED.value},
                 )
-            if not self._store.resolve(exception, reason, caller.actor, now):
+            if not uow.recon.resolve(exception, reason, caller.actor, now):
                 raise TransientError("the exception changed while resolving it; try again")
-            order_id = self._store.order_id_of(exception.out_trade_no) if exception.out_trade_no else None
+            order_id = uow.recon.order_id_of(exception.out_trade_no) if exception.out_trade_no else None
             uow.audit.record(
                 AuditEvent(
                     order_id=order_id or f"recon:{exception.bill_date.isoformat()}",
@@ -295,8 +294,8 @@ class ReconciliationService:
         """Publish the open exceptions and the last reconciled day (the job calls it now and then, so
         every process's gauges follow runs made elsewhere, by the CLI or another process)."""
         try:
-            with self._read():
-                counts, last_day = self._store.open_counts(), self._store.last_finished_day()
+            with self._read() as uow:
+                counts, last_day = uow.recon.open_counts(), uow.recon.last_finished_day()
             self._observer(counts, last_day)
         except Exception:  # metrics must never fail a run
             log.exception("recon.observe_failed")

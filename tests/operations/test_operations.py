@@ -12,7 +12,6 @@ import pytest
 
 from server.adapters.admin_queries import AdminQueries
 from server.adapters.admin_shapes import OrderFilter, decode_token
-from server.adapters.operations_store import PeeweeLedgerControl
 from server.adapters.recon_tables import ReconExceptionRow
 from server.adapters.tables import FulfilmentRow
 from server.app import App
@@ -140,7 +139,7 @@ def test_retrying_a_failed_fulfilment_runs_it_again(
     app: App, gateway: FakeGateway, ops: OperationsService, rid: str
 ) -> None:
     order = held(app, gateway, f"u-{rid}")
-    idle = OperationsService(app.uow, app.clock, PeeweeLedgerControl(), refunds=app.payments.refunds)  # type: ignore[union-attr]  # nobody fulfils
+    idle = OperationsService(app.uow, app.clock, refunds=app.payments.refunds)  # type: ignore[union-attr]  # nobody fulfils
     idle.resolve_held(order.order_id, Resolution.ACCEPT, "accept", order.version, OPERATOR)
     # Make it FAILED as the worker would after its last attempt, without the automatic refund.
     with app.uow() as uow:
@@ -267,7 +266,7 @@ def test_fulfilment_jobs_are_made_due_revoked_and_retried(
     app: App, gateway: FakeGateway, ops: OperationsService, rid: str
 ) -> None:
     order = held(app, gateway, f"job-{rid}")
-    idle = OperationsService(app.uow, app.clock, PeeweeLedgerControl(), refunds=app.payments.refunds)  # type: ignore[union-attr]  # nobody fulfils
+    idle = OperationsService(app.uow, app.clock, refunds=app.payments.refunds)  # type: ignore[union-attr]  # nobody fulfils
     idle.resolve_held(order.order_id, Resolution.ACCEPT, "accept", order.version, OPERATOR)
     assert idle.retry_job(JobKind.FULFILMENT, order.order_id, "now please", OPERATOR).outcome == "done"
     revoked = ops.revoke_job(JobKind.FULFILMENT, order.order_id, "customer cancelled", OPERATOR)
