@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+import os
 import subprocess
 import sys
 import tomllib
@@ -76,8 +77,16 @@ def test_shipped_code_imports_only_runtime_dependencies() -> None:
 
 
 def _dry_run(target: str) -> str:
+    # Run as a top-level make even under `make test`: a nested one prints "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     done = subprocess.run(
-        ["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+        ["make", "--no-print-directory", "-n", "-B", target],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return done.stdout
 
