@@ -5,8 +5,8 @@ one of theirs, never from the dev/test set that `make test` adds."""
 from __future__ import annotations
 
 import ast
-import re
 import os
+import re
 import subprocess
 import sys
 import tomllib
