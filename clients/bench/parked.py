@@ -212,7 +212,7 @@ MAX_WAKE_MS = 50.0
 
 
 def metrics_url(server: Proc) -> str:
-    return server.endpoints["notify_url"].replace("/wxpay/notify", "/metrics")
+    return server.endpoints["metrics_url"]
 
 
 def verdict(result: ParkResult, notes: list[str], label: str) -> bool:

@@ -78,7 +78,7 @@ HARNESS_OWNED = frozenset(
 )
 
 
-def server_env(spec: ServerSpec, grpc_port: int, notify_port: int) -> dict[str, str]:
+def server_env(spec: ServerSpec, grpc_port: int, notify_port: int, metrics_port: int = 0) -> dict[str, str]:
     """The caller's environment, ORDERPAY_* tuning included (ORDERPAY_NOTIFY_WORKERS=1 make bench
     measures that variant), with the harness's addresses, keys and tokens, then the ServerSpec's settings."""
     env = {key: value for key, value in os.environ.items() if key not in HARNESS_OWNED}
@@ -87,7 +87,7 @@ def server_env(spec: ServerSpec, grpc_port: int, notify_port: int) -> dict[str, 
         ORDERPAY_DATABASE_URL=spec.database_url,
         ORDERPAY_GRPC_LISTEN=f"127.0.0.1:{grpc_port}",
         ORDERPAY_NOTIFY_LISTEN=f"127.0.0.1:{notify_port}",
-        ORDERPAY_METRICS_LISTEN="127.0.0.1:0",
+        ORDERPAY_METRICS_LISTEN=f"127.0.0.1:{metrics_port}",
         ORDERPAY_NOTIFY_URL=f"http://127.0.0.1:{notify_port}/wxpay/notify",
         ORDERPAY_WXPAY_BASE_URL=spec.wxpay_base_url,
         ORDERPAY_CREDENTIALS_DIR=str(spec.keys_dir),
@@ -100,11 +100,12 @@ def server_env(spec: ServerSpec, grpc_port: int, notify_port: int) -> dict[str, 
 def start_server(workdir: Path, spec: ServerSpec, *, need_sidecar: bool = False) -> Proc:
     """`orderpay serve` on free ports; ready when gRPC health says SERVING (and the sidecar answers,
     if asked: when it does not come up, `endpoints` has no "notify_url" and callers skip notify work)."""
-    grpc_port, notify_port = free_port(), free_port()
-    proc = spawn(spec.name, cli("serve"), workdir, server_env(spec, grpc_port, notify_port))
+    grpc_port, notify_port, metrics_port = free_port(), free_port(), free_port()
+    proc = spawn(spec.name, cli("serve"), workdir, server_env(spec, grpc_port, notify_port, metrics_port))
     target = f"127.0.0.1:{grpc_port}"
     wait_until(proc, lambda: grpc_serving(target), "gRPC health SERVING")
     proc.endpoints["target"] = target
+    proc.endpoints["metrics_url"] = f"http://127.0.0.1:{metrics_port}/metrics"  # its own listener
     healthz = f"http://127.0.0.1:{notify_port}/healthz"
     try:
         wait_until(
