@@ -67,7 +67,7 @@ class Settings:
     # db_threads pool for PostgreSQL; measured in README § Benchmarks). More only contend for the GIL.
     notify_workers: int = 0
     notify_clock_skew_s: int = 300
-    # shedding hostile clients on the internet-facing listener (server/notify/shedding.py)
+    # shedding slow and surplus clients on every HTTP listener (server/serving/shedding.py)
     notify_max_connections: int = 512
     notify_header_timeout_s: float = 10.0
     notify_body_timeout_s: float = 10.0

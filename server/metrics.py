@@ -62,9 +62,9 @@ PROVIDER_CIRCUIT = Gauge(
 )
 JOB_LAG = Gauge("orderpay_job_lag_seconds", "Age of the oldest due item per job", ["job"], registry=REGISTRY)
 JOB_RUNS = Counter("orderpay_job_runs", "Job runs by outcome", ["job", "outcome"], registry=REGISTRY)
-NOTIFY_CONNECTIONS_SHED = Counter(
-    "orderpay_notify_connections_shed",
-    "Sidecar connections closed for being too slow or over the connection cap",
+CONNECTIONS_SHED = Counter(
+    "orderpay_http_connections_shed",
+    "HTTP connections (sidecar, metrics, console) closed for being too slow or over the cap",
     ["reason"],
     registry=REGISTRY,
 )

@@ -28,7 +28,7 @@ from server.app import App
 from server.bootstrap import build_app
 from server.config import Settings, load_settings
 from server.console.listener import check_console_listener
-from server.console.runner import ConsoleServerThread, start_console
+from server.console.runner import start_console
 from server.jobs.runner import JobRunner
 from server.jobs.standard import start_jobs
 from server.log_setup import configure_logging
@@ -36,6 +36,7 @@ from server.metrics import IN_FLIGHT, WAITERS
 from server.notify.sidecar import serve_metrics, serve_notify
 from server.rpc.server import GrpcServer, servicers_for, start_grpc_server
 from server.serving.admission import Admission
+from server.serving.http import AppThread
 from server.serving.offload import Inline, Offload, Runner
 from server.serving.signals import PostgresListener
 from server.serving.waiters import Waiters
@@ -60,7 +61,7 @@ class Stack:
     metrics: web.AppRunner | None = None
     metrics_port: int | None = None
     jobs: JobRunner | None = None
-    console: ConsoleServerThread | None = None
+    console: AppThread | None = None
     console_url: str | None = None
     threads: list[SandboxClock] = field(default_factory=list)  # stopped last
 
@@ -113,7 +114,7 @@ async def start_parts(
     if notify and app.payments is not None and _first_worker():
         stack.notify, stack.notify_port = await serve_notify(app, db.executor)
         if settings.metrics_listen:
-            stack.metrics, stack.metrics_port = await serve_metrics(settings.metrics_listen)
+            stack.metrics, stack.metrics_port = await serve_metrics(settings)
     if jobs and settings.jobs_enabled and app.payments is not None:
         stack.jobs = start_jobs(app)
     if grpc:

@@ -1,17 +1,9 @@
-"""Serving the console from a plain thread (what `orderpay serve` / `orderpay dev` start), TLS optional.
-
-HOOK for the lead: `start_console(app)` is the one call the composition root / async server makes.
-"""
+"""Serving the console from a thread of its own (started by `orderpay serve` and `dev`), TLS optional."""
 
 from __future__ import annotations
 
-import asyncio
-import ssl
-import threading
-from collections.abc import Callable
+import functools
 from datetime import timedelta
-
-from aiohttp import web
 
 from server.app import App
 from server.console.app import ConsoleDeps
@@ -19,58 +11,7 @@ from server.console.listener import ConsoleListener, check_console_listener, ssl
 from server.console.sessions import Sessions
 from server.console.site import make_console_app
 from server.rpc.auth import TokenAuthenticator
-
-
-class ConsoleServerThread:
-    """An aiohttp app on its own event loop in a daemon thread; `app_factory` runs on that loop."""
-
-    def __init__(
-        self,
-        app_factory: Callable[[], web.Application],
-        host: str,
-        port: int,
-        context: ssl.SSLContext | None = None,
-    ) -> None:
-        self._factory, self._host, self._port, self._ssl = app_factory, host, port, context
-        self._started = threading.Event()
-        self._failure: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._serve()), name="console", daemon=True
-        )
-
-    def start(self, timeout: float = 30.0) -> int:
-        self._thread.start()
-        if not self._started.wait(timeout) or self._failure is not None:
-            raise RuntimeError(f"console failed to start on {self._host}:{self._port}") from self._failure
-        return self._port
-
-    def stop(self, grace: float = 5.0) -> None:
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stop.set)
-        if self._thread.is_alive():
-            self._thread.join(grace + 5.0)
-
-    async def _serve(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        runner = web.AppRunner(self._factory(), handle_signals=False, shutdown_timeout=2.0, access_log=None)
-        try:
-            await runner.setup()
-            site = web.TCPSite(runner, self._host, self._port, ssl_context=self._ssl)
-            await site.start()
-            self._port = int(runner.addresses[0][1])
-        except Exception as exc:  # noqa: BLE001 - handed to start()'s caller, in its own thread
-            self._failure = exc
-            await runner.cleanup()
-            return
-        finally:
-            self._started.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
+from server.serving.http import AppThread, listener_limits
 
 
 def console_deps(app: App) -> ConsoleDeps:
@@ -91,14 +32,21 @@ def console_deps(app: App) -> ConsoleDeps:
     )
 
 
-def start_console(app: App) -> tuple[ConsoleServerThread, ConsoleListener] | None:
-    """Start the console when ORDERPAY_CONSOLE_LISTEN is set; refuses an unsafe listener (ConfigError)."""
+def start_console(app: App) -> tuple[AppThread, ConsoleListener] | None:
+    """Start the console when ORDERPAY_CONSOLE_LISTEN is set; refuses an unsafe listener (ConfigError).
+
+    On a thread of its own, not the serving loop: its actions call the use cases directly, and some of
+    those (a refund) call WeChat Pay."""
     listener = check_console_listener(app.settings)
     if listener is None:
         return None
     console = console_deps(app)
-    server = ConsoleServerThread(
-        lambda: make_console_app(console), listener.host, listener.port, ssl_context(app.settings)
+    app_factory = functools.partial(make_console_app, console)
+    server = AppThread(
+        "console",
+        [(app_factory, listener.host, listener.port, ssl_context(app.settings))],
+        grace_s=5.0,
+        limits=listener_limits(app.settings),
     )
-    port = server.start()
+    (port,) = server.start()
     return server, ConsoleListener(listener.host, port, listener.tls)

@@ -6,25 +6,16 @@ from __future__ import annotations
 
 import functools
 from concurrent.futures import Executor
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from server.adapters.notification_store import ping
 from server.app import App
 from server.config import Settings
-from server.notify.app import make_notify_app
-from server.notify.runner import NotifyServerThread, start_metrics_server, start_notify_server
-from server.notify.shedding import ConnectionLimits
+from server.notify.app import make_metrics_app, make_notify_app
+from server.serving.http import AppThread, listener_limits, serve_app
 from server.serving.offload import InlineExecutor
-
-
-def connection_limits(settings: Settings) -> ConnectionLimits:
-    return ConnectionLimits(
-        max_connections=settings.notify_max_connections,
-        header_timeout_s=settings.notify_header_timeout_s,
-        body_timeout_s=settings.notify_body_timeout_s,
-        idle_timeout_s=settings.notify_idle_timeout_s,
-    )
 
 
 def _notify_app(app: App, executor: Executor | None) -> web.Application:
@@ -45,30 +36,43 @@ async def serve_notify(app: App, db_executor: Executor) -> tuple[web.AppRunner, 
     database threads for PostgreSQL); otherwise on a pool of its own."""
     executor = db_executor if app.settings.notify_workers == 0 else None
     host, _, port = app.settings.notify_listen.rpartition(":")
-    return await start_notify_server(
+    return await serve_app(
         _notify_app(app, executor),
         host,
         int(port),
         grace_s=app.settings.shutdown_grace_s,
-        limits=connection_limits(app.settings),
+        limits=listener_limits(app.settings),
     )
 
 
-async def serve_metrics(listen: str) -> tuple[web.AppRunner, int]:
-    host, _, port = listen.rpartition(":")
-    return await start_metrics_server(host or "127.0.0.1", int(port))
-
-
-def start_notify(app: App) -> tuple[NotifyServerThread, int]:
-    """The sidecar (and the metrics listener) on a thread of their own: for tests."""
-    executor = InlineExecutor() if app.settings.notify_workers == 0 else None
-    host, _, port = app.settings.notify_listen.rpartition(":")
-    server = NotifyServerThread(
-        lambda: _notify_app(app, executor),
-        host,
-        int(port),
-        grace_s=app.settings.shutdown_grace_s,
-        limits=connection_limits(app.settings),
-        metrics_listen=app.settings.metrics_listen,
+async def serve_metrics(settings: Settings) -> tuple[web.AppRunner, int]:
+    host, _, port = settings.metrics_listen.rpartition(":")
+    return await serve_app(
+        make_metrics_app(), host or "127.0.0.1", int(port), limits=listener_limits(settings)
     )
-    return server, server.start()
+
+
+@dataclass
+class NotifyThread:
+    """The sidecar (and the metrics listener, when configured) on a thread: for tests."""
+
+    thread: AppThread
+    metrics_port: int | None
+
+    def stop(self, timeout: float | None = None) -> None:
+        self.thread.stop(timeout)
+
+
+def start_notify(app: App) -> tuple[NotifyThread, int]:
+    settings = app.settings
+    executor = InlineExecutor() if settings.notify_workers == 0 else None
+    host, _, port = settings.notify_listen.rpartition(":")
+    listeners = [(lambda: _notify_app(app, executor), host, int(port), None)]
+    if settings.metrics_listen:
+        metrics_host, _, metrics_port = settings.metrics_listen.rpartition(":")
+        listeners.append((make_metrics_app, metrics_host or "127.0.0.1", int(metrics_port), None))
+    thread = AppThread(
+        "notify-server", listeners, grace_s=settings.shutdown_grace_s, limits=listener_limits(settings)
+    )
+    ports = thread.start()
+    return NotifyThread(thread, ports[1] if len(ports) > 1 else None), ports[0]

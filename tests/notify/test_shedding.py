@@ -1,6 +1,6 @@
 """Hostile clients on the sidecar listener are shed (slowloris) while genuine requests are answered.
 
-Real sockets on loopback against the real listener (`start_notify_server`); the limits are shortened
+Real sockets on loopback against the real listener (`serve_app`); the limits are shortened
 so the drill takes seconds, and every wait is a deadline-bounded poll, never a timing assertion.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from server.notify.runner import start_notify_server
-from server.notify.shedding import ConnectionLimits
+from server.serving.http import serve_app
+from server.serving.shedding import ConnectionLimits
 
 LIMITS = ConnectionLimits(max_connections=150, header_timeout_s=1.0, body_timeout_s=1.0, idle_timeout_s=2.0)
 SLOW_CLIENTS = 100
@@ -28,7 +28,7 @@ async def _echo(request: web.Request) -> web.Response:
 async def listener() -> AsyncIterator[int]:
     app = web.Application()
     app.router.add_post("/wxpay/notify", _echo)
-    runner, port = await start_notify_server(app, "127.0.0.1", 0, grace_s=1.0, limits=LIMITS)
+    runner, port = await serve_app(app, "127.0.0.1", 0, grace_s=1.0, limits=LIMITS)
     yield port
     await runner.cleanup()
 
@@ -135,7 +135,7 @@ async def test_connections_over_the_cap_get_503_and_are_closed() -> None:
     app = web.Application()
     app.router.add_post("/wxpay/notify", _echo)
     limits = ConnectionLimits(max_connections=3, header_timeout_s=30.0)
-    runner, port = await start_notify_server(app, "127.0.0.1", 0, grace_s=1.0, limits=limits)
+    runner, port = await serve_app(app, "127.0.0.1", 0, grace_s=1.0, limits=limits)
     held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -1,4 +1,5 @@
-"""Shedding hostile clients on the internet-facing sidecar listener (the slowloris drill).
+"""Shedding hostile clients on every HTTP listener: the sidecar, metrics and the console (the slowloris
+drill).
 
 aiohttp has no header or body read deadline: a client that dribbles one byte at a time holds its
 connection forever. `GuardedSite` wraps each connection's protocol and closes it when
@@ -14,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import re
+import ssl
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from server.metrics import NOTIFY_CONNECTIONS_SHED
+from server.metrics import CONNECTIONS_SHED
 
 _HEAD_END = b"\r\n\r\n"
 _MAX_HEAD = 64 * 1024  # beyond this aiohttp rejects the request itself; stop buffering
@@ -71,7 +73,7 @@ class _GuardedProtocol(asyncio.Protocol):
             raise TypeError("the sidecar listens on TCP")
         self._transport = transport
         if self._guard.active >= self._guard.limits.max_connections:
-            NOTIFY_CONNECTIONS_SHED.labels("capacity").inc()
+            CONNECTIONS_SHED.labels("capacity").inc()
             transport.write(_BUSY)
             transport.close()
             return
@@ -165,7 +167,7 @@ class _GuardedProtocol(asyncio.Protocol):
     def _expire(self, phase: _Phase) -> None:
         self._timer = None
         if self._transport is not None and not self._transport.is_closing():
-            NOTIFY_CONNECTIONS_SHED.labels(phase.value).inc()
+            CONNECTIONS_SHED.labels(phase.value).inc()
             self._transport.abort()
 
 
@@ -180,8 +182,9 @@ class GuardedSite(web.TCPSite):
         limits: ConnectionLimits,
         *,
         reuse_port: bool | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(runner, host, port, reuse_port=reuse_port)
+        super().__init__(runner, host, port, reuse_port=reuse_port, ssl_context=ssl_context)
         self._limits = limits
         self.guard: ConnectionGuard | None = None
 
@@ -195,6 +198,7 @@ class GuardedSite(web.TCPSite):
             self.guard,
             self._host,
             self._port,
+            ssl=self._ssl_context,
             backlog=self._backlog,
             reuse_port=self._reuse_port,
         )
