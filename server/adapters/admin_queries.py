@@ -161,9 +161,8 @@ class AdminQueries:
             "failed": len(failed),
             "refunds": len(refunds),
             "notifications": len(notes),
+            "recon": len(recon),
         }
-        if recon is not None:
-            counts["recon"] = len(recon)
         return Attention(held, failed, refunds, notes, recon, counts)
 
     def recon_exceptions(self, limit: int = 50) -> list[dict[str, Any]]:

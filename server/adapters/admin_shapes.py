@@ -95,7 +95,7 @@ class Attention:
     failed: list[Order]
     refunds: list[Refund]
     notifications: list[NotificationView]
-    recon: list[dict[str, Any]] | None = None  # None: the reconciliation table does not exist here
+    recon: list[dict[str, Any]] = field(default_factory=list)  # open reconciliation exceptions
     counts: dict[str, int] = field(default_factory=dict)
 
 
