@@ -127,6 +127,15 @@ async def start_parts(
     return stack
 
 
+def app_for(settings: Settings) -> App:
+    """The App `orderpay serve` runs: an unsafe console address is refused before anything binds, and
+    ORDERPAY_CLOCK=sandbox (dev only) follows the sandbox's clock."""
+    check_console_listener(settings)
+    app = build_app(settings, clock=clock_for(settings))
+    app.catalogue.load_file()
+    return app
+
+
 async def run_until_signal(
     settings: Settings,
     parts: set[str],
@@ -134,15 +143,12 @@ async def run_until_signal(
     reuse_port: bool = False,
     on_ready: Callable[[Stack], None] | None = None,
 ) -> None:
-    check_console_listener(settings)  # an unsafe console address is refused before anything binds
-    clock = clock_for(settings)  # ORDERPAY_CLOCK=sandbox (dev only) follows the sandbox's clock
-    app = build_app(settings, clock=clock)
-    app.catalogue.load_file()
+    app = app_for(settings)
     stack = await start_parts(
         app, grpc="grpc" in parts, notify="notify" in parts, jobs="jobs" in parts, reuse_port=reuse_port
     )
-    if isinstance(clock, SandboxClock):
-        stack.threads.append(clock)
+    if isinstance(app.clock, SandboxClock):
+        stack.threads.append(app.clock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

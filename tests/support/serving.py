@@ -7,13 +7,10 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from server.adapters.sandbox_clock import clock_for
 from server.app import App
-from server.bootstrap import build_app
 from server.config import Settings
-from server.console.listener import check_console_listener
 from server.rpc.server import GrpcServer, Servicers, start_grpc_server
-from server.runner import Stack, start_parts
+from server.runner import Stack, app_for, start_parts
 from server.serving.admission import Admission
 
 _T = TypeVar("_T")
@@ -77,7 +74,5 @@ class GrpcThread:
 
 def whole_stack(settings: Settings) -> tuple[App, ServingThread]:
     """What `orderpay serve` runs, in this process: the App, then every part on a private loop."""
-    check_console_listener(settings)
-    app = build_app(settings, clock=clock_for(settings))
-    app.catalogue.load_file()
+    app = app_for(settings)
     return app, ServingThread(app, notify=True, jobs=True)
