@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from server.config import Settings
-from server.serving.shedding import ConnectionLimits, GuardedSite
+from server.serving.shedding import ConnectionGuard, ConnectionLimits, GuardedSite
 
 DEFAULT_GRACE_S = 10.0
 # aiohttp's default keep-alive is an hour; an idle connection is a held file descriptor.
@@ -26,6 +26,8 @@ def listener_limits(settings: Settings) -> ConnectionLimits:
         header_timeout_s=settings.notify_header_timeout_s,
         body_timeout_s=settings.notify_body_timeout_s,
         idle_timeout_s=settings.notify_idle_timeout_s,
+        max_body_bytes=settings.notify_max_body_bytes,
+        max_connections_per_peer=settings.notify_max_connections_per_peer,
     )
 
 
@@ -40,19 +42,21 @@ async def serve_app(
 ) -> tuple[web.AppRunner, int]:
     """Listen on host:port (0 = an ephemeral port); returns the runner and the bound port.
 
-    Every connection passes the `limits` (slow or surplus clients are shed). `await runner.cleanup()`
-    stops accepting, gives in-flight requests `grace_s`, then runs the app's cleanup.
+    Every connection and request passes the `limits` (slow, oversized or surplus clients are shed).
+    `await runner.cleanup()` stops accepting, gives in-flight requests `grace_s`, then runs the app's
+    cleanup.
     """
-    limits = limits or ConnectionLimits()
+    guard = ConnectionGuard(limits or ConnectionLimits())
+    app.middlewares.insert(0, guard.middleware)  # outermost: its deadline covers the others
     runner = web.AppRunner(
         app,
         handle_signals=False,
         shutdown_timeout=grace_s,
         access_log=None,
-        keepalive_timeout=min(KEEPALIVE_S, limits.idle_timeout_s),
+        keepalive_timeout=min(KEEPALIVE_S, guard.limits.idle_timeout_s),
     )
     await runner.setup()
-    site = GuardedSite(runner, host, port, limits, ssl_context=ssl_context)
+    site = GuardedSite(runner, host, port, guard, ssl_context=ssl_context)
     try:
         await site.start()
     except BaseException:

@@ -1,33 +1,35 @@
 """Shedding hostile clients on every HTTP listener: the sidecar, metrics and the console (the slowloris
-drill).
+drill, and the 2026-12 audit's H1: a chunk terminator inside a chunk, a 13-digit Content-Length).
 
-aiohttp has no header or body read deadline: a client that dribbles one byte at a time holds its
-connection forever. `GuardedSite` wraps each connection's protocol and closes it when
-- the listener already holds `max_connections` (answered 503 and closed at once),
-- a request's head is not complete `header_timeout_s` after its first byte (or after connecting),
-- a declared body has not fully arrived `body_timeout_s` after the head,
-- it sits idle between requests for longer than `idle_timeout_s`.
-Bytes are only counted here, never parsed for meaning: aiohttp still parses and limits every request.
+Request boundaries are never inferred from raw bytes here: aiohttp parses every request, and the
+guard only needs to know when one starts (the first byte after the previous one was answered) and
+when its handler is done (`ConnectionGuard.middleware`, around the body read and the handler). So:
+- every request has one absolute deadline, `request_timeout_s` from its first byte: a head not
+  complete by then closes the connection; a body still arriving (however it is framed) or a handler
+  still running gets 408 and the connection is closed;
+- a declared Content-Length above the listener's body cap is answered 413 before a byte is read;
+- a connection that says nothing, or sits idle between requests, is closed after the idle deadline;
+- the listener admits at most `max_connections`, at most `peer_cap` of them from one peer address,
+  and keeps `reserved_for_new_peers` of them for peers holding none (one peer, or a handful, cannot
+  fill it). Refused connections are answered 503 and closed at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import re
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from server.metrics import CONNECTIONS_SHED
 
-_HEAD_END = b"\r\n\r\n"
-_MAX_HEAD = 64 * 1024  # beyond this aiohttp rejects the request itself; stop buffering
-_CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d{1,12})[ \t]*\r?$", re.I | re.M)
-_CHUNKED = re.compile(rb"^transfer-encoding[ \t]*:.*chunked", re.IGNORECASE | re.MULTILINE)
-_LAST_CHUNK = b"0\r\n\r\n"
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+# After a 408 or 413 the rest of the body is not worth reading: close once the answer is flushed.
+_CLOSE_AFTER_ANSWER_S = 1.0
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -36,24 +38,92 @@ class ConnectionLimits:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 10.0
     idle_timeout_s: float = 15.0
+    max_body_bytes: int = 1024 * 1024
+    max_connections_per_peer: int = 0  # 0: an eighth of max_connections
+    reserve_for_new_peers: int = 0  # 0: an eighth of max_connections
+
+    @property
+    def request_timeout_s(self) -> float:
+        """From a request's first byte to its handler's answer: the head's and the body's budgets."""
+        return self.header_timeout_s + self.body_timeout_s
+
+    @property
+    def peer_cap(self) -> int:
+        return self.max_connections_per_peer or max(1, self.max_connections // 8)
+
+    @property
+    def reserved_for_new_peers(self) -> int:
+        return min(self.reserve_for_new_peers or self.max_connections // 8, self.max_connections - 1)
 
 
-class _Phase(enum.Enum):
-    IDLE = "idle"
-    HEAD = "header_timeout"
-    BODY = "body_timeout"
-    CHUNKED = "chunked_body_timeout"
+class _State(enum.Enum):
+    WAITING = "idle_timeout"  # between requests (or before the first): the idle deadline runs
+    READING = "header_timeout"  # a request's first byte arrived; aiohttp has not handed it over yet
+    HANDLING = "request_timeout"  # the middleware owns the request's deadline
 
 
 class ConnectionGuard:
-    """A protocol factory around aiohttp's: counts live connections and wraps each one."""
+    """Counts live connections (in total and per peer), wraps each one, and bounds each request."""
 
-    def __init__(self, inner: web.Server, limits: ConnectionLimits) -> None:
-        self._inner, self.limits = inner, limits
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
         self.active = 0
+        self._per_peer: dict[str, int] = {}
+        self._connections: dict[asyncio.BaseTransport, _GuardedProtocol] = {}
+        self._inner: web.Server | None = None
+
+    def serve(self, inner: web.Server) -> None:
+        self._inner = inner
 
     def __call__(self) -> asyncio.Protocol:
+        if self._inner is None:
+            raise RuntimeError("the guard serves nothing yet")
         return _GuardedProtocol(self, self._inner())
+
+    def admit(self, peer: str) -> str | None:
+        """None when a connection from `peer` may be served, else why not."""
+        limits, held = self.limits, self._per_peer.get(peer, 0)
+        if self.active >= limits.max_connections:
+            return "capacity"
+        if held >= limits.peer_cap:
+            return "peer_capacity"
+        if held and self.active >= limits.max_connections - limits.reserved_for_new_peers:
+            return "reserved_for_new_peers"
+        self.active += 1
+        self._per_peer[peer] = held + 1
+        return None
+
+    def release(self, peer: str) -> None:
+        self.active -= 1
+        held = self._per_peer.pop(peer, 1) - 1
+        if held:
+            self._per_peer[peer] = held
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        """The request's deadline around its body read and its handler; oversized bodies refused unread."""
+        connection = self._connections.get(request.transport) if request.transport is not None else None
+        if connection is None:
+            return await handler(request)
+        deadline = connection.handling()
+        closing = True
+        try:
+            if request.content_length is not None and request.content_length > self.limits.max_body_bytes:
+                CONNECTIONS_SHED.labels("body_too_large").inc()
+                return web.Response(status=413, text=f"body larger than {self.limits.max_body_bytes} bytes")
+            timer = asyncio.timeout_at(deadline)
+            try:
+                async with timer:
+                    response = await handler(request)
+            except TimeoutError:
+                if not timer.expired():
+                    raise
+                CONNECTIONS_SHED.labels("request_timeout").inc()
+                return web.Response(status=408, text="request not complete in time")
+            closing = not request.content.is_eof()  # a body the handler left unread: no lingering
+            return response
+        finally:
+            connection.handled(closing=closing)
 
 
 class _GuardedProtocol(asyncio.Protocol):
@@ -61,42 +131,47 @@ class _GuardedProtocol(asyncio.Protocol):
         self._guard, self._inner = guard, inner
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._phase = _Phase.HEAD
-        self._head = bytearray()
-        self._body_left = 0
-        self._tail = b""  # the last bytes of a chunked body, to find its terminator across reads
-        self._admitted = False
+        self._state = _State.WAITING
+        self._deadline = 0.0
+        self._peer: str | None = None
 
     # asyncio.Protocol, forwarded to aiohttp's RequestHandler
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not isinstance(transport, asyncio.Transport):
-            raise TypeError("the sidecar listens on TCP")
+            raise TypeError("HTTP listeners are TCP")
         self._transport = transport
-        if self._guard.active >= self._guard.limits.max_connections:
-            CONNECTIONS_SHED.labels("capacity").inc()
+        peername = transport.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
+        refused = self._guard.admit(peer)
+        if refused is not None:
+            CONNECTIONS_SHED.labels(refused).inc()
             transport.write(_BUSY)
             transport.close()
             return
-        self._admitted = True
-        self._guard.active += 1
-        self._arm(_Phase.HEAD)  # a client that connects and says nothing is a slow head too
+        self._peer = peer
+        self._guard._connections[transport] = self
+        # a client that connects and says nothing gets the time of a head, not of an idle keep-alive
+        self._arm(self._guard.limits.header_timeout_s)
         self._inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        if self._admitted:
-            self._admitted = False
-            self._guard.active -= 1
+        if self._peer is not None:
+            self._guard.release(self._peer)
+            self._peer = None
+            self._guard._connections.pop(self._transport, None)  # type: ignore[arg-type]
             self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self._admitted:
+        if self._peer is None:
             return
-        self._track(data)
+        if self._state is _State.WAITING:
+            self._start_request()
+            self._arm(self._guard.limits.request_timeout_s)
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received() if self._admitted else None
+        return self._inner.eof_received() if self._peer is not None else None
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()
@@ -104,71 +179,45 @@ class _GuardedProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._inner.resume_writing()
 
-    # request framing, only as far as deadlines need it
-    def _track(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            if self._phase is _Phase.IDLE:
-                self._arm(_Phase.HEAD)
-            if self._phase is _Phase.HEAD:
-                view = self._take_head(view)
-            elif self._phase is _Phase.BODY:
-                used = min(self._body_left, len(view))
-                self._body_left -= used
-                view = view[used:]
-                if self._body_left == 0:
-                    self._arm(_Phase.IDLE)
-            else:  # CHUNKED: the body ends with the zero-length chunk; pipelining after it is rare
-                joined = self._tail + bytes(view)
-                if _LAST_CHUNK in joined:
-                    self._arm(_Phase.IDLE)
-                self._tail = joined[-len(_LAST_CHUNK) :]
-                return
+    # the request's life, as far as its deadline needs it
+    def _start_request(self) -> None:
+        self._state = _State.READING
+        self._deadline = asyncio.get_running_loop().time() + self._guard.limits.request_timeout_s
 
-    def _take_head(self, view: memoryview) -> memoryview:
-        start = max(0, len(self._head) - len(_HEAD_END) + 1)
-        self._head += view
-        end = self._head.find(_HEAD_END, start)
-        if end < 0:
-            if len(self._head) > _MAX_HEAD:
-                self._head.clear()  # aiohttp answers 431/400 and closes; keep the deadline running
-            return view[len(view) :]
-        head = bytes(self._head[: end + len(_HEAD_END)])
-        rest = view[len(view) - (len(self._head) - len(head)) :]
-        self._head.clear()
-        length = _CONTENT_LENGTH.search(head)
-        if _CHUNKED.search(head):
-            self._tail = b""
-            self._arm(_Phase.CHUNKED)
-        elif length is not None and int(length.group(1)) > 0:
-            self._body_left = int(length.group(1))
-            self._arm(_Phase.BODY)
-        else:
-            self._arm(_Phase.IDLE)
-        return rest
-
-    def _arm(self, phase: _Phase) -> None:
+    def handling(self) -> float:
+        """aiohttp has parsed a head and calls the app: the middleware takes over the deadline."""
+        if self._state is _State.WAITING:  # a pipelined request, already buffered by aiohttp
+            self._start_request()
         self._disarm()
-        self._phase = phase
-        limits = self._guard.limits
-        delay = {
-            _Phase.IDLE: limits.idle_timeout_s,
-            _Phase.HEAD: limits.header_timeout_s,
-            _Phase.BODY: limits.body_timeout_s,
-            _Phase.CHUNKED: limits.body_timeout_s,
-        }[phase]
-        self._timer = asyncio.get_running_loop().call_later(delay, self._expire, phase)
+        self._state = _State.HANDLING
+        return self._deadline
+
+    def handled(self, *, closing: bool) -> None:
+        self._state = _State.WAITING
+        if closing:
+            self._arm(_CLOSE_AFTER_ANSWER_S, close=True)
+        else:
+            self._arm(self._guard.limits.idle_timeout_s)
+
+    def _arm(self, delay: float, *, close: bool = False) -> None:
+        self._disarm()
+        reason = "answered" if close else self._state.value
+        self._timer = asyncio.get_running_loop().call_later(delay, self._expire, reason, close)
 
     def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _expire(self, phase: _Phase) -> None:
+    def _expire(self, reason: str, close: bool) -> None:
         self._timer = None
-        if self._transport is not None and not self._transport.is_closing():
-            CONNECTIONS_SHED.labels(phase.value).inc()
-            self._transport.abort()
+        if self._transport is None or self._transport.is_closing():
+            return
+        if close:
+            self._transport.close()  # flushes the 408/413 first
+            return
+        CONNECTIONS_SHED.labels(reason).inc()
+        self._transport.abort()
 
 
 class GuardedSite(web.TCPSite):
@@ -179,21 +228,20 @@ class GuardedSite(web.TCPSite):
         runner: web.BaseRunner,
         host: str,
         port: int,
-        limits: ConnectionLimits,
+        guard: ConnectionGuard,
         *,
         reuse_port: bool | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(runner, host, port, reuse_port=reuse_port, ssl_context=ssl_context)
-        self._limits = limits
-        self.guard: ConnectionGuard | None = None
+        self.guard = guard
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with the runner, like TCPSite.start
         server = self._runner.server
         if server is None:
             raise RuntimeError("the runner must be set up before its site starts")
-        self.guard = ConnectionGuard(server, self._limits)
+        self.guard.serve(server)
         self._server = await asyncio.get_running_loop().create_server(
             self.guard,
             self._host,
@@ -201,5 +249,7 @@ class GuardedSite(web.TCPSite):
             ssl=self._ssl_context,
             backlog=self._backlog,
             reuse_port=self._reuse_port,
+            # asyncio's default is 60 s, during which a silent client holds a socket
+            ssl_handshake_timeout=self.guard.limits.header_timeout_s if self._ssl_context else None,
         )
         self._bound_port = int(self._server.sockets[0].getsockname()[1])
