@@ -88,6 +88,7 @@ def report_json(report: DayReport) -> dict[str, Any]:
     return {
         "date": report.bill_date.isoformat(),
         "status": summary.status,
+        "error": summary.error,
         "bill_rows": summary.bill_rows,
         "matched": summary.matched,
         "repaired": report.repaired,
@@ -139,6 +140,8 @@ def render(data: dict[str, Any]) -> str:
         f" · fees {_yuan(flow['fees_fen'])} 元; fund flow: in {_yuan(flow['income_fen'])}"
         f" · out {_yuan(flow['expense_fen'])} 元",
     ]
+    if data["error"]:
+        lines.append(f"  last run failed: {data['error']}")
     if data["exceptions"]:
         lines.append("  exceptions:")
     for e in data["exceptions"]:

@@ -59,10 +59,13 @@ class PeeweeReconStore(PeeweeLocalRecords):
         previous = None if row.finished_at is None else str(row.status)
         return Claim(token, previous_status=previous) if updated else None
 
-    def release(self, day: date, claim: Claim, error: str) -> None:
-        """A run that could not finish (bill not ready, provider down): the day is as before, for a retry."""
+    def release(self, day: date, claim: Claim, error: str, *, keep_as: str | None = None) -> None:
+        """A run that could not finish (bill not ready, provider down): the day is as before, for a retry;
+        or, `keep_as`, an outcome of its own (BILL_MALFORMED) with `error` saying why."""
         mine = (ReconRunRow.bill_date == day.isoformat()) & (ReconRunRow.claim_token == claim.token)
-        if claim.previous_status is None:
+        if keep_as is not None:
+            ReconRunRow.update(status=keep_as, error=error[:500]).where(mine).execute()
+        elif claim.previous_status is None:
             ReconRunRow.delete().where(mine).execute()  # type: ignore[misc]  # types-peewee: Model.delete is a generic classmethod
         else:
             ReconRunRow.update(status=claim.previous_status, error=error[:500]).where(mine).execute()
@@ -101,6 +104,7 @@ class PeeweeReconStore(PeeweeLocalRecords):
             row.deferred,
             totals,
             finished,
+            row.error or "",
         )
 
     def last_finished_day(self) -> date | None:

@@ -27,6 +27,8 @@ from server.domain.recon_records import BillRow, FundFlow, LocalPayment, LocalRe
 
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 DAY_CUT_TOLERANCE = timedelta(minutes=5)
+# A day whose bill does not parse: stored as the day's status, with where (line, column) as its error.
+BILL_MALFORMED = "BILL_MALFORMED"
 LIVE_REFUND_STATUSES = frozenset({"SUCCESS", "PROCESSING"})  # money left, or is leaving, the account
 FINAL_REFUND_STATUSES = frozenset({"SUCCESS", "CLOSED", "ABNORMAL"})
 

@@ -14,7 +14,7 @@ import structlog
 
 from server.domain.clock import Clock
 from server.domain.errors import InvalidStateTransitionError, ProviderUnavailableError
-from server.domain.reconciliation import BEIJING
+from server.domain.reconciliation import BEIJING, BILL_MALFORMED
 from server.jobs.runner import JobResult
 from server.service.recon_ports import DayReport
 from server.service.reconciliation import BillNotReadyError
@@ -42,6 +42,7 @@ class ReconTask:
         self._clock = clock
         self._finished: set[date] = set()
         self._next_try: dict[date, datetime] = {}
+        self._alarmed: set[date] = set()
         self._observed_at: datetime | None = None
 
     def due_days(self, now: datetime) -> list[date]:
@@ -70,12 +71,21 @@ class ReconTask:
             except (BillNotReadyError, ProviderUnavailableError) as error:
                 errors += 1
                 self._next_try[day] = now + RETRY_AFTER
-                log.warning("recon.deferred", bill_date=day.isoformat(), error=error.message)
+                self._alarm_once(day, error)
                 continue
             self._finished.add(day)
             if not report.clean:
                 log.warning("recon.open_exceptions", bill_date=day.isoformat(), open=len(report.open))
         return JobResult(items=items, errors=errors)
+
+    def _alarm_once(self, day: date, error: BillNotReadyError | ProviderUnavailableError) -> None:
+        """A malformed bill needs a person (WeChat changed the format, or the file is bad): one ERROR
+        per day and process, not one per retry; anything else is a deferral that fixes itself."""
+        if error.metadata.get("provider_code") != BILL_MALFORMED:
+            log.warning("recon.deferred", bill_date=day.isoformat(), error=error.message)
+        elif day not in self._alarmed:
+            self._alarmed.add(day)
+            log.error("recon.bill_malformed", bill_date=day.isoformat(), error=error.message)
 
     def oldest_due(self) -> datetime | None:
         days = self.due_days(self._clock())

@@ -31,7 +31,7 @@ class DayTotals:
 
 @dataclass(frozen=True)
 class RunSummary:
-    status: str  # DONE | EMPTY (WeChat had no statement for the day) | RUNNING
+    status: str  # DONE | EMPTY (WeChat had no statement for the day) | RUNNING | BILL_MALFORMED
     trade_sha1: str | None
     fund_sha1: str | None
     bill_rows: int
@@ -39,6 +39,7 @@ class RunSummary:
     deferred: int
     totals: DayTotals = field(default_factory=DayTotals)
     finished_at: datetime | None = None
+    error: str = ""  # why the last run did not finish (BILL_MALFORMED: the line and column)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class BillSource(Protocol):
 
 class ReconStore(Protocol):
     def claim(self, day: date, token: str, now: datetime, stale_after: timedelta) -> Claim | None: ...
-    def release(self, day: date, claim: Claim, error: str) -> None: ...
+    def release(self, day: date, claim: Claim, error: str, *, keep_as: str | None = None) -> None: ...
     def finish(self, day: date, summary: RunSummary, now: datetime) -> None: ...
     def summary(self, day: date) -> RunSummary | None: ...
     def last_finished_day(self) -> date | None: ...

@@ -25,10 +25,12 @@ from server.domain.errors import (
     InvalidArgumentError,
     InvalidStateTransitionError,
     ProviderRejectedError,
+    ProviderUnavailableError,
     ReconExceptionNotFoundError,
 )
 from server.domain.recon_records import BillRow, FundBill, LocalPayment, LocalRefund, RowKind, TradeBill
 from server.domain.reconciliation import (
+    BILL_MALFORMED,
     DAY_CUT_TOLERANCE,
     Difference,
     ExceptionKind,
@@ -107,8 +109,11 @@ class ReconciliationService:
         try:
             self._run_claimed(day, caller)
         except BaseException as exc:
-            with self._uow() as uow:
-                uow.recon.release(day, claim, str(exc))
+            malformed = isinstance(exc, ProviderUnavailableError) and (
+                exc.metadata.get("provider_code") == BILL_MALFORMED
+            )
+            with self._uow() as uow:  # a malformed bill is an outcome of its own, kept where it is shown
+                uow.recon.release(day, claim, str(exc), keep_as=BILL_MALFORMED if malformed else None)
             raise
         report = self.report(day)
         self.observe()

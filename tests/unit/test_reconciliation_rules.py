@@ -130,11 +130,32 @@ def test_fund_flow_check() -> None:
 
 
 def test_yuan_to_fen_is_exact() -> None:
-    assert [yuan_to_fen(v) for v in ("0.01", "12.34", "0.07000", "-0.01000", "100000.00", "")] == [
-        1, 1234, 7, -1, 10_000_000, 0,
-    ]  # fmt: skip
+    assert [yuan_to_fen(v) for v in ("0.01", "12.34", "100000.00", "7", "0.5")] == [
+        1,
+        1234,
+        10_000_000,
+        700,
+        50,
+    ]
+    assert [yuan_to_fen(v, places=5, signed=True) for v in ("0.07000", "-0.01000", "0.00000")] == [7, -1, 0]
     with pytest.raises(MalformedBillError):
         yuan_to_fen("1,00")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", " ", "NaN", "nan", "Infinity", "-Infinity", "1e30", "1E2", "1e999999", "abc", "1e18", "-18.00",
+     "18.001", "+18.00", "18.", ".5", "１８.00", "1_000.00", "1234567890123.00", "0x10"],
+)  # fmt: skip
+def test_amounts_wechat_never_writes_are_malformed_not_zero_or_a_guess(text: str) -> None:
+    with pytest.raises(MalformedBillError):
+        yuan_to_fen(text)
+
+
+def test_fees_allow_five_decimals_and_a_sign_and_no_more() -> None:
+    for text in ("0.000001", "NaN", "", "-1e2"):
+        with pytest.raises(MalformedBillError):
+            yuan_to_fen(text, places=5, signed=True)
 
 
 HEADER = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注"  # noqa: E501 - a bill line as WeChat writes it
