@@ -109,7 +109,7 @@ def transaction_report(resource: Mapping[str, Any]) -> TransactionReport:
         payment = ReceivedPayment(
             out_trade_no=str(resource["out_trade_no"]),
             transaction_id=str(resource["transaction_id"]),
-            total=int(resource["amount"]["total"]),
+            total=_fen(resource["amount"]),
             success_time=datetime.fromisoformat(success) if success else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -117,6 +117,22 @@ def transaction_report(resource: Mapping[str, Any]) -> TransactionReport:
             report.out_trade_no, report.merchant_id, report.app_id, state, problem=f"{exc!r}"
         )
     return TransactionReport(report.out_trade_no, report.merchant_id, report.app_id, state, payment)
+
+
+MAX_FEN: Final = 10**12  # far above any WeChat Pay order (its ceiling is a few million yuan); fits BIGINT
+
+
+def _fen(amount: Any) -> int:
+    """`amount.total` of a payment: whole fen in CNY, as WeChat writes it, or ValueError. Never a float
+    truncated, a string or a bool read as a number, a negative or absurd total, or another currency."""
+    if not isinstance(amount, Mapping):
+        raise TypeError("amount is not an object")
+    if amount.get("currency") != "CNY":
+        raise ValueError(f"amount.currency is {str(amount.get('currency'))[:8]!r}, not 'CNY'")
+    total = amount.get("total")
+    if type(total) is not int or not 0 < total <= MAX_FEN:
+        raise ValueError(f"amount.total is not a whole number of fen: {str(total)[:24]!r}")
+    return total
 
 
 def refund_report(resource: Mapping[str, Any]) -> RefundReport:

@@ -98,3 +98,38 @@ def test_thread_server_stops_and_frees_its_port(notify_app: App) -> None:
     server.stop()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [
+        {"currency": "USD"},
+        {"currency": None},
+        {"total": "TOTAL+0.9"},
+        {"total": "TOTAL_TEXT"},
+        {"total": True},
+        {"total": -1800},
+        {"total": 0},
+        {"total": 10**30},
+    ],
+    ids=["USD", "no-currency", "fractional", "text", "bool", "negative", "zero", "huge"],
+)
+def test_a_signed_payment_in_another_currency_or_with_a_non_integer_total_is_refused_4xx(
+    notify_app: App, sidecar: str, notifier: WeChatNotifier, rid: str, amount: dict[str, object]
+) -> None:
+    """The 2026-12 audit's L4: USD was fulfilled, 1800.9 truncated, -1800 and 10**30 a 500."""
+    order = new_order(notify_app, rid)
+    resource = paid_resource(order.out_trade_no, order.total_fee)
+    for key, value in amount.items():
+        if value == "TOTAL+0.9":
+            value = order.total_fee + 0.9
+        elif value == "TOTAL_TEXT":
+            value = str(order.total_fee)
+        if value is None:
+            del resource["amount"][key]
+        else:
+            resource["amount"][key] = value
+    response = deliver(sidecar, notifier.deliver(resource))
+    assert response.status_code == 400
+    assert json.loads(response.content)["code"] == "FAIL"
+    assert notify_app.orders.get_order(order.order_id).status is OrderStatus.UNPAID

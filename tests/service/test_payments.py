@@ -178,7 +178,10 @@ def test_close_waits_for_wechat(app: App, gateway: FakeGateway, rid: str) -> Non
 def test_payment_after_close_is_recorded_and_refunded(app: App, gateway: FakeGateway, rid: str) -> None:
     order = new_order(app, f"u-{rid}")
     app.orders.close_order(order.order_id, BFF)  # no prepay recorded locally: closed without WeChat
-    gateway.trades[order.out_trade_no] = {"out_trade_no": order.out_trade_no, "amount": {"total": 1800}}
+    gateway.trades[order.out_trade_no] = {
+        "out_trade_no": order.out_trade_no,
+        "amount": {"total": 1800, "currency": "CNY"},
+    }
     result = app.payments.payments.apply_transaction(
         transaction_report(gateway.pay(order.out_trade_no)), source="test"
     )

@@ -27,7 +27,7 @@ PAID = {
     "transaction_id": "4200",
     "trade_state": "SUCCESS",
     "success_time": "2026-11-23T20:00:00+08:00",
-    "amount": {"total": 1800},
+    "amount": {"total": 1800, "payer_total": 1800, "currency": "CNY", "payer_currency": "CNY"},
 }
 
 
@@ -45,7 +45,20 @@ def test_a_paid_transaction_carries_its_payment() -> None:
 
 
 @pytest.mark.parametrize(
-    "garbled", [{"amount": None}, {"amount": {"total": "x"}}, {"success_time": "yesterday"}]
+    "garbled",
+    [
+        {"amount": None},
+        {"amount": {"total": "x", "currency": "CNY"}},
+        {"success_time": "yesterday"},
+        {"amount": {"total": 1800, "currency": "USD"}},
+        {"amount": {"total": 1800}},
+        {"amount": {"total": 1800.9, "currency": "CNY"}},
+        {"amount": {"total": "1800", "currency": "CNY"}},
+        {"amount": {"total": True, "currency": "CNY"}},
+        {"amount": {"total": -1800, "currency": "CNY"}},
+        {"amount": {"total": 0, "currency": "CNY"}},
+        {"amount": {"total": 10**30, "currency": "CNY"}},
+    ],
 )
 def test_a_garbled_paid_transaction_is_a_problem_not_an_exception(garbled: dict[str, object]) -> None:
     report = transaction_report({**PAID, **garbled})
