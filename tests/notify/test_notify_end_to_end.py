@@ -120,15 +120,12 @@ def test_a_signed_payment_in_another_currency_or_with_a_non_integer_total_is_ref
     """The 2026-12 audit's L4: USD was fulfilled, 1800.9 truncated, -1800 and 10**30 a 500."""
     order = new_order(notify_app, rid)
     resource = paid_resource(order.out_trade_no, order.total_fee)
+    stand_ins = {"TOTAL+0.9": order.total_fee + 0.9, "TOTAL_TEXT": str(order.total_fee)}
     for key, value in amount.items():
-        if value == "TOTAL+0.9":
-            value = order.total_fee + 0.9
-        elif value == "TOTAL_TEXT":
-            value = str(order.total_fee)
         if value is None:
             del resource["amount"][key]
         else:
-            resource["amount"][key] = value
+            resource["amount"][key] = stand_ins.get(value, value) if isinstance(value, str) else value
     response = deliver(sidecar, notifier.deliver(resource))
     assert response.status_code == 400
     assert json.loads(response.content)["code"] == "FAIL"
