@@ -12,12 +12,15 @@ concurrent copies of one notification), late-payment (paid after the merchant cl
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 EVENTS = (
     "transaction.success",
@@ -192,6 +195,37 @@ def _refund_status(client: Any, out_refund_no: str) -> str:
     return name.removeprefix("REFUND_STATUS_")
 
 
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere, so it is not taken for loopback
+
+
+def refuse_non_dev(target: str, sandbox_url: str) -> str:
+    """Why this is not a loopback sandbox stack (the audit's M2: a trigger aimed at a production-
+    configured server made real orders), or "" when it is: gRPC and the sandbox on loopback, and a
+    sandbox answering its control API at --sandbox-url."""
+    host = target.removeprefix("dns:").removeprefix("ipv4:").removeprefix("ipv6:").rpartition(":")[0]
+    if not _is_loopback(host):
+        return f"--target {target} is not on loopback: trigger stages payments on a dev stack only"
+    if not _is_loopback(urlsplit(sandbox_url).hostname or ""):
+        return f"--sandbox-url {sandbox_url} is not on loopback: trigger drives a dev sandbox only"
+    import httpx
+
+    try:
+        answer = httpx.get(f"{sandbox_url.rstrip('/')}/sandbox/v1/clock", timeout=5, trust_env=False)
+        answered = answer.status_code == 200 and "now" in answer.json()
+    except (httpx.HTTPError, ValueError):
+        answered = False
+    if not answered:
+        return f"--sandbox-url {sandbox_url}: no sandbox answers there (start one with `orderpay dev`)"
+    return ""
+
+
 def _trigger(args: argparse.Namespace) -> int:
     from clients.client import OrderPayClient
     from clients.errors import OrderPayError
@@ -199,6 +233,10 @@ def _trigger(args: argparse.Namespace) -> int:
 
     target = args.target or os.environ.get("ORDERPAY_GRPC_TARGET") or DEFAULT_TARGET
     token = args.token or os.environ.get("ORDERPAY_TOKEN") or DEV_ADMIN_TOKEN
+    refusal = refuse_non_dev(target, args.sandbox_url)
+    if refusal:
+        print(f"orderpay sandbox trigger: {refusal}", file=sys.stderr)
+        return 2
     try:
         with OrderPayClient(target, token, default_timeout=10) as client:
             trigger = Trigger(client, args.sandbox_url, args.user_id, args.product)

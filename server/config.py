@@ -48,6 +48,10 @@ class Settings:
     grpc_tls_client_ca: str = ""
     # Plaintext gRPC on a non-loopback address is refused unless TLS ends in front of it and this says so.
     allow_plaintext_grpc: bool = False
+    # "production" applies the production guard's rules even with every listener on loopback
+    env: str = ""
+    # Prometheus metrics on a non-loopback address are refused unless this says so (logged at start)
+    allow_public_metrics: bool = False
     shutdown_grace_s: float = 10.0
     # database
     db_pool_size: int = 40

@@ -9,19 +9,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
 
+from server import guard
 from server.config import (
     DEV_TOKENS,
     STATE_DIR,
+    ConfigError,
     Settings,
     StartupError,
     describe_database,
     load_settings,
 )
 from server.log_setup import configure_logging
+from server.loopback import is_loopback
 from server.ports import Binding, ensure_free, stack_bindings
 from server.runner import Stack, run_until_signal
 
@@ -34,6 +38,7 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
     os.environ.setdefault("ORDERPAY_CREDENTIALS_DIR", str(STATE_DIR / "keys"))
     os.environ.setdefault("ORDERPAY_CONSOLE_LISTEN", DEV_CONSOLE_LISTEN)
     settings = load_settings()
+    refuse_unsafe_dev(settings)
     keys = Path(settings.credentials_dir)  # the server's and the sandbox's: one bundle, matching keys
     sandbox_at = Binding.parse("sandbox", "--sandbox-listen", sandbox_listen)
     # Every port before anything starts: a second `orderpay dev` must not half-start against the
@@ -80,6 +85,20 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
         sandbox.wait(timeout=10)
         port_file.unlink(missing_ok=True)
     return 0
+
+
+def refuse_unsafe_dev(settings: Settings) -> None:
+    """`dev` runs the public dev tokens against its own sandbox: never against a real gateway (the
+    audit's M2: `ORDERPAY_WXPAY_BASE_URL=https://...` brought a dev-token stack up on it), and under the
+    production guard like `serve` (a non-loopback listener with the dev tokens is refused)."""
+    if "ORDERPAY_WXPAY_BASE_URL" in os.environ:
+        host = urlsplit(settings.wxpay_base_url).hostname or ""
+        if not is_loopback(host):
+            raise ConfigError(
+                "ORDERPAY_WXPAY_BASE_URL: `orderpay dev` runs the public dev tokens against a sandbox "
+                "on loopback; use `orderpay serve` (and real tokens) for any other gateway"
+            )
+    guard.enforce(settings)
 
 
 def with_concrete_ports(settings: Settings) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,10 @@ from server.config import DEV_TOKENS, ConfigError, Settings, load_settings
 from server.guard import UnsafeConfigurationError, check, enforce
 
 ROOT = Path(__file__).resolve().parents[2]
-STRONG = "bff:" + "b" * 40 + ",admin:" + "a" * 40
+# Two tokens as `secrets.token_urlsafe(32)` writes them (fixed, so a failure is reproducible)
+BFF_TOKEN = "q3Vx8LcT2nRw0pZk7HfJ5sYb1mDg9AeUoWi4NtKl6Ch"
+ADMIN_TOKEN = "Zr5Pe8WnQ1xKv3TyBj7LmFs0HcDu2GaRo9Ni4Xk6Ev_"
+STRONG = f"bff:{BFF_TOKEN},admin:{ADMIN_TOKEN}"
 PRODUCTION = Settings(
     wxpay_base_url="https://api.mch.weixin.qq.com",
     notify_url="https://pay.example.com/wxpay/notify",
@@ -36,6 +40,8 @@ def test_dev_and_test_defaults_pass() -> None:
         ({"api_tokens": DEV_TOKENS}, "ORDERPAY_API_TOKENS"),
         ({"api_tokens": "bff:short,admin:" + "a" * 40}, "ORDERPAY_API_TOKENS"),
         ({"api_tokens": "bff:" + "s" * 40 + ",admin:" + "s" * 40}, "ORDERPAY_API_TOKENS"),
+        ({"api_tokens": f"bff:{BFF_TOKEN},admin:" + "a" * 40}, "ORDERPAY_API_TOKENS"),
+        ({"metrics_listen": "0.0.0.0:9464"}, "ORDERPAY_METRICS_LISTEN"),
         ({"api_tokens": ""}, "ORDERPAY_API_TOKENS"),
         ({"wxpay_base_url": "http://api.mch.weixin.qq.com"}, "ORDERPAY_WXPAY_BASE_URL"),
         ({"notify_url": "http://pay.example.com/wxpay/notify"}, "ORDERPAY_NOTIFY_URL"),
@@ -48,7 +54,7 @@ def test_each_unsafe_setting_is_refused_by_name(changes: dict[str, str], names: 
     message = str(refused.value)
     assert names in message
     assert "\n" not in message
-    for secret in ("dev-admin-token", "s" * 40, "a" * 40, "short"):
+    for secret in ("dev-admin-token", "s" * 40, "a" * 40, "short", BFF_TOKEN):
         assert secret not in message
 
 
@@ -97,3 +103,109 @@ def test_serve_refuses_to_start_in_one_line_with_exit_2(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "ORDERPAY_API_TOKENS" in lines[0]
     assert "dev-admin-token" not in done.stderr + done.stdout
+
+
+WEAK_TOKENS = [
+    "b" * 32,
+    "abababababababababababababababab",
+    "passwordpasswordpassword12345678",
+    "my-secret-admin-token-for-orderpay",
+    "0123456789abcdef0123456789abcdef",
+    "x7Kq" + "a" * 28,
+]
+
+
+@pytest.mark.parametrize("weak", WEAK_TOKENS)
+def test_a_long_token_without_entropy_is_refused_and_the_message_says_how_to_generate_one(weak: str) -> None:
+    report = check(PRODUCTION.with_overrides(api_tokens=f"bff:{BFF_TOKEN},admin:{weak}"))
+    assert any("entropy" in problem and "secrets.token_urlsafe" in problem for problem in report.problems)
+    assert not any(weak in problem for problem in report.problems)
+
+
+def test_generated_tokens_pass_the_entropy_rule() -> None:
+    for _ in range(300):
+        for token in (secrets.token_urlsafe(32), secrets.token_hex(16), secrets.token_hex(32)):
+            assert (
+                check(PRODUCTION.with_overrides(api_tokens=f"bff:{token},admin:{ADMIN_TOKEN}")).problems == ()
+            )
+
+
+@pytest.mark.parametrize(
+    "exposure",
+    [
+        {"env": "production"},
+        {"grpc_listen": "0.0.0.0:50051", "allow_plaintext_grpc": True},
+        {"notify_listen": "0.0.0.0:8080"},
+        {"console_listen": "10.0.0.5:8081", "console_tls_cert": "c.pem", "console_tls_key": "k.pem"},
+        {"metrics_listen": "0.0.0.0:9464", "allow_public_metrics": True},
+    ],
+)
+def test_token_rules_follow_exposure_not_the_gateway(exposure: dict[str, object]) -> None:
+    """The audit's M2: a loopback egress proxy as the gateway switched every token rule off."""
+    proxied = Settings(wxpay_base_url="http://127.0.0.1:15001", api_tokens=DEV_TOKENS, **exposure)  # type: ignore[arg-type]
+    assert any("ORDERPAY_API_TOKENS" in problem for problem in check(proxied).problems)
+    assert not any(
+        "ORDERPAY_WXPAY_BASE_URL" in p for p in check(proxied).problems
+    )  # a loopback proxy is fine
+
+
+def test_public_metrics_need_an_explicit_opt_out_which_is_a_logged_waiver() -> None:
+    public = PRODUCTION.with_overrides(metrics_listen="0.0.0.0:9464")
+    assert any("ORDERPAY_METRICS_LISTEN" in problem for problem in check(public).problems)
+    waived = check(public.with_overrides(allow_public_metrics=True))
+    assert waived.problems == ()
+    assert any("ORDERPAY_METRICS_LISTEN" in waiver for waiver in waived.waivers)
+
+
+def _cli(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    for name in ("ORDERPAY_API_TOKENS", "ORDERPAY_WXPAY_BASE_URL", "ORDERPAY_ENV", "ORDERPAY_GRPC_TARGET"):
+        if name not in env:
+            full.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "clients.cli", *args], env=full, cwd=cwd,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_serve_in_production_behind_a_loopback_egress_proxy_refuses_dev_tokens(tmp_path: Path) -> None:
+    done = _cli(
+        "serve",
+        ORDERPAY_ENV="production",
+        ORDERPAY_WXPAY_BASE_URL="http://127.0.0.1:15001",
+        ORDERPAY_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        ORDERPAY_CREDENTIALS_DIR=str(tmp_path / "no-keys"),
+        ORDERPAY_GRPC_LISTEN="127.0.0.1:0",
+        ORDERPAY_NOTIFY_LISTEN="127.0.0.1:0",
+        ORDERPAY_METRICS_LISTEN="127.0.0.1:0",
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "ORDERPAY_API_TOKENS" in line
+    assert "dev-admin-token" not in done.stderr + done.stdout
+
+
+def test_dev_refuses_a_gateway_that_is_not_on_loopback(tmp_path: Path) -> None:
+    done = _cli("dev", cwd=tmp_path, ORDERPAY_WXPAY_BASE_URL="https://api.mch.weixin.qq.com")
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "ORDERPAY_WXPAY_BASE_URL" in line
+    assert "loopback" in line
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (("--target", "10.0.0.5:50051"), "--target"),
+        (("--target", "pay.example.com:443"), "--target"),
+        (("--sandbox-url", "https://api.mch.weixin.qq.com"), "--sandbox-url"),
+        (("--sandbox-url", "http://127.0.0.1:9"), "--sandbox-url"),  # loopback, but no sandbox answers
+    ],
+)
+def test_sandbox_trigger_refuses_anything_but_a_loopback_sandbox_stack(
+    flags: tuple[str, ...], named: str
+) -> None:
+    done = _cli("sandbox", "trigger", "transaction.success", *flags)
+    assert done.returncode == 2
+    assert named in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
