@@ -21,7 +21,8 @@ from server.domain.errors import (
 from server.domain.order import CreateOrder, Fulfilment, Order, OrderStatus
 from server.domain.refund import RefundStatus
 from server.service.context import Caller
-from server.wxpay.wire import WeChatPayGateway, refund_report, transaction_report
+from server.wxpay.gateway import WeChatPayGateway
+from server.wxpay.wire import refund_report, transaction_report
 from tests.conftest import settings_for
 from tests.notify.wechat import FACTS, make_bundle
 from tests.support.fake_gateway import FakeGateway, unavailable

@@ -1,6 +1,6 @@
 """A fake WeChat Pay APIv3 client for service tests: scripted answers, and a record of every call.
 
-It speaks WeChat's wire format; wrap it in server.wxpay.wire.WeChatPayGateway (as bootstrap wraps the
+It speaks WeChat's wire format; wrap it in server.wxpay.gateway.WeChatPayGateway (as bootstrap wraps the
 real client) so the service tests exercise the real translation too.
 """
 
@@ -31,7 +31,7 @@ class FakeGateway:
     def count(self, name: str) -> int:
         return sum(1 for call, _ in self.calls if call == name)
 
-    # --- the raw operations (server.wxpay.wire.WeChatPayOperations) ----------------------------
+    # --- the raw operations (server.wxpay.gateway.WeChatPayOperations) ----------------------------
     def prepay(self, channel: str, body: Mapping[str, Any]) -> dict[str, Any]:
         self._record("prepay", {"channel": channel, **body})
         no = str(body["out_trade_no"])
