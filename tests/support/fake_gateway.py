@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from server.domain.errors import ProviderRejectedError, ProviderUnavailableError
+from server.domain.provider import MerchantIdentity
+from server.service.ports import PaymentGateway
+from server.wxpay.gateway import WeChatPayGateway
 
 
 class FakeGateway:
@@ -123,3 +126,16 @@ class FakeGateway:
 
 def unavailable() -> ProviderUnavailableError:
     return ProviderUnavailableError("down", metadata={"provider_code": "SYSTEM_ERROR"})
+
+
+class FakeGateways:
+    """server.service.ports.Gateways: one FakeGateway per merchant; records which merchant was asked for."""
+
+    def __init__(self, *merchants: MerchantIdentity) -> None:
+        self.raw = {m: FakeGateway(m.merchant_id, m.app_id) for m in merchants}
+        self._gateways = {m: WeChatPayGateway(fake) for m, fake in self.raw.items()}
+        self.asked: list[MerchantIdentity] = []
+
+    def gateway_for(self, merchant: MerchantIdentity) -> PaymentGateway:
+        self.asked.append(merchant)
+        return self._gateways[merchant]
