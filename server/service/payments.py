@@ -52,26 +52,6 @@ class PaymentView:
     channel: str
     pay: PayView  # how the client pays, and until when
 
-    @property
-    def prepay_id(self) -> str:
-        return self.pay.prepay_id
-
-    @property
-    def prepay_expires_at(self) -> datetime:
-        return self.pay.expires_at
-
-    @property
-    def params(self) -> dict[str, str]:
-        return self.pay.params
-
-    @property
-    def code_url(self) -> str:
-        return self.pay.code_url
-
-    @property
-    def h5_url(self) -> str:
-        return self.pay.h5_url
-
 
 @dataclass(frozen=True)
 class ApplyResult:

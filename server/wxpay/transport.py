@@ -27,7 +27,14 @@ from tenacity.stop import stop_base
 from server.domain.errors import DomainError, ProviderRejectedError, ProviderUnavailableError
 from server.wxpay.breaker import ProviderBreaker
 from server.wxpay.credentials import MerchantCredentials
-from server.wxpay.provider_errors import error_for_status, is_retryable_status, parse_error_body, unavailable
+from server.wxpay.provider_errors import (
+    error_for_status,
+    is_retryable_status,
+    json_object,
+    outcome_label,
+    parse_error_body,
+    unavailable,
+)
 from server.wxpay.signing import HEADER_SERIAL, authorization_header, new_nonce
 
 SignMode = Literal["pubkey", "cert"]
@@ -134,9 +141,9 @@ class SignedTransport:
         outcome = "error"
         try:
             response = self._with_retries(method, path, content, started + self._timeout, verify)
-            result = _json_body(response)
+            result = json_object(response.status, response.body)
         except DomainError as exc:
-            outcome = _outcome_label(exc)
+            outcome = outcome_label(exc)
             raise
         else:
             outcome = "ok"
@@ -290,29 +297,3 @@ class SignedTransport:
 def _encode(payload: Mapping[str, Any]) -> bytes:
     """The exact bytes signed and sent: compact JSON, UTF-8, no \\u escapes."""
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _json_body(response: Response) -> dict[str, Any]:
-    if not response.body.strip():
-        return {}
-    try:
-        parsed = json.loads(response.body)
-    except (ValueError, UnicodeDecodeError):
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise unavailable(
-            "WeChat Pay sent a non-object body",
-            provider_code="MALFORMED_RESPONSE",
-            http_status=response.status,
-        )
-    return parsed
-
-
-def _outcome_label(error: DomainError) -> str:
-    if isinstance(error, ProviderRejectedError):
-        return "rejected"
-    if error.metadata.get("circuit") == "open":
-        return "circuit_open"
-    if error.metadata.get("provider_code") == "INVALID_RESPONSE_SIGNATURE":
-        return "bad_signature"
-    return "unavailable"

@@ -76,8 +76,8 @@ def test_each_call_goes_to_the_gateway_of_the_merchant_acted_for(
     mine, theirs = gateways.raw[acting], gateways.raw[other]
     assert [name for name, _ in mine.calls] == ["prepay", "query", "close"]
     assert theirs.calls == []
-    assert view.code_url.endswith(order.out_trade_no)  # the pay view came from that gateway too
-    assert view.prepay_expires_at == NOW + timedelta(hours=2)  # its validity, not the service's
+    assert view.pay.code_url.endswith(order.out_trade_no)  # the pay view came from that gateway too
+    assert view.pay.expires_at == NOW + timedelta(hours=2)  # its validity, not the service's
 
 
 def test_the_pay_view_is_the_gateways_and_a_reused_prepay_asks_nobody() -> None:
@@ -90,8 +90,8 @@ def test_the_pay_view_is_the_gateways_and_a_reused_prepay_asks_nobody() -> None:
     again = payments.create_payment(order.order_id, "MINIPROGRAM", "openid-1", None, CALLER)
 
     assert gateways.raw[SHOP].count("prepay") == 1  # one family: the JSAPI prepay is reused
-    assert first.params["package"] == f"prepay_id={first.prepay_id}"
-    assert (again.prepay_id, again.channel) == (first.prepay_id, "JSAPI")
+    assert first.pay.params["package"] == f"prepay_id={first.pay.prepay_id}"
+    assert (again.pay.prepay_id, again.channel) == (first.pay.prepay_id, "JSAPI")
 
 
 def test_the_composition_roots_gateways_never_lend_a_merchants_keys_to_another() -> None:
