@@ -39,6 +39,7 @@ from server.adapters.times import from_db_time, to_db_time
 from server.domain.fulfilment import LedgerStatus
 from server.domain.operations import RESOLVED_BY_REFUND, RETRY_FULFILMENT_STATUSES
 from server.domain.order import Fulfilment, Order
+from server.domain.pages import clamp_page_size
 from server.domain.reconciliation import ExceptionStatus
 from server.domain.refund import LIVE_REFUND_STATUSES, Refund, RefundStatus
 
@@ -51,6 +52,10 @@ FAILING_OUTCOMES = ("unknown_order", "identity_mismatch", "refund_unknown", "inv
 DescribeNotification = Callable[[dict[str, str], str, datetime], dict[str, str] | None]
 
 
+def _page(limit: int) -> int:
+    return clamp_page_size(limit, default=50, maximum=MAX_PAGE)
+
+
 class AdminQueries:
     def __init__(self, db: pw.Database, describe: DescribeNotification | None = None) -> None:
         self._db = db
@@ -58,7 +63,7 @@ class AdminQueries:
 
     # --- orders ----------------------------------------------------------------------------------
     def list_orders(self, where: OrderFilter, page_size: int, page_token: str = "") -> OrdersPage:
-        size = min(max(page_size, 1), MAX_PAGE)
+        size = clamp_page_size(page_size, default=50, maximum=MAX_PAGE)
         query = OrderRow.select().where(_order_filter(where))
         if page_token:
             at, seq = decode_token(page_token)
@@ -124,7 +129,7 @@ class AdminQueries:
         if failing:
             query = query.where(_failing_notification())
         with self._db.connection_context():
-            rows = list(query.order_by(NotificationRow.received_at.desc()).limit(min(limit, MAX_PAGE)))
+            rows = list(query.order_by(NotificationRow.received_at.desc()).limit(_page(limit)))
         return [self._notification(r) for r in rows]
 
     def list_refunds(
@@ -136,10 +141,7 @@ class AdminQueries:
         if stuck:
             query = query.where(_stuck_refund(now))
         with self._db.connection_context():
-            nos = [
-                r.out_refund_no
-                for r in query.order_by(RefundRow.created_at.desc()).limit(min(limit, MAX_PAGE))
-            ]
+            nos = [r.out_refund_no for r in query.order_by(RefundRow.created_at.desc()).limit(_page(limit))]
             return [r for r in map(PeeweeRefunds().get, nos) if r is not None]
 
     def list_fulfilment_jobs(self, *, status: str | None = None, limit: int = 50) -> list[FulfilmentView]:
@@ -149,9 +151,7 @@ class AdminQueries:
             )
         )
         with self._db.connection_context():
-            return [
-                _ledger(r) for r in query.order_by(FulfilmentRow.next_attempt_at).limit(min(limit, MAX_PAGE))
-            ]
+            return [_ledger(r) for r in query.order_by(FulfilmentRow.next_attempt_at).limit(_page(limit))]
 
     def needs_attention(self, now: datetime, limit: int = 50) -> Attention:
         held = self.list_orders(OrderFilter(fulfilment=Fulfilment.HELD.value), limit).orders

@@ -11,6 +11,7 @@ from typing import Any
 
 from server.domain.errors import FieldViolation, InvalidArgumentError
 from server.domain.order import Order
+from server.domain.pages import valid_position
 from server.domain.refund import Refund
 
 
@@ -108,6 +109,9 @@ def decode_token(token: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         when, seq = json.loads(raw)
-        return datetime.fromisoformat(when), int(seq)
+        at = datetime.fromisoformat(when)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise InvalidArgumentError([FieldViolation("page_token", "not a token this server issued")]) from exc
+    if not valid_position(at, seq):
+        raise InvalidArgumentError([FieldViolation("page_token", "not a token this server issued")])
+    return at, seq

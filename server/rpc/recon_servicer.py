@@ -12,6 +12,7 @@ import grpc
 from orderpay.v1 import recon_service_pb2 as pb
 from orderpay.v1 import recon_service_pb2_grpc
 from server.domain.errors import FieldViolation, InvalidArgumentError
+from server.domain.pages import clamp_page_size
 from server.rpc.call_context import current_caller
 from server.rpc.mapping import timestamp
 from server.service.recon_ports import DayReport, ReconException
@@ -78,7 +79,7 @@ class ReconServicer(recon_service_pb2_grpc.ReconServiceServicer):
         self, request: pb.ListReconExceptionsRequest, context: grpc.ServicerContext
     ) -> pb.ListReconExceptionsResponse:
         day = _day(request.bill_date) if request.bill_date else None
-        limit = min(request.page_size or 100, MAX_PAGE)
+        limit = clamp_page_size(request.page_size, default=100, maximum=MAX_PAGE)
         found = self._recon.open_exceptions(day, limit=limit)
         return pb.ListReconExceptionsResponse(exceptions=[exception_to_pb(e) for e in found])
 
