@@ -243,9 +243,14 @@ class RefundService:
             return self._settle(out_refund_no, status, report, source="poll").refund or refund
         attempts = refund.poll_attempts + 1
         delay = self._schedule[min(attempts, len(self._schedule) - 1)]
-        return self._update(
-            out_refund_no, poll_attempts=attempts, next_poll_at=self._clock() + timedelta(seconds=delay)
-        )
+        now = self._clock()
+        # Compare-and-set on what was read before the call: a change committed meanwhile (an operator
+        # stopping the polls, a notification, another poll) stands, and is not overwritten here.
+        with self._uow() as uow:
+            rescheduled = uow.refunds.compare_and_set(
+                refund, updated_at=now, poll_attempts=attempts, next_poll_at=now + timedelta(seconds=delay)
+            )
+        return rescheduled or self.get_refund(out_refund_no, False, caller)
 
     # --- abnormal refunds -----------------------------------------------------------------------
     def resolve_abnormal(self, command: ResolveAbnormal, caller: Caller) -> Refund:

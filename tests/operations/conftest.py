@@ -39,6 +39,7 @@ def base_app(
 def gateway(module_gateway: FakeGateway) -> FakeGateway:
     module_gateway.calls.clear()
     module_gateway.fail_next.clear()
+    module_gateway.during_next.clear()
     return module_gateway
 
 

@@ -272,6 +272,28 @@ def test_open_recon_exceptions_need_attention(app: App, rid: str) -> None:
     assert queries.needs_attention(app.clock()).counts["recon"] >= 1
 
 
+def test_a_retry_in_flight_does_not_re_arm_polling_an_operator_revoked_meanwhile(
+    app: App, gateway: FakeGateway, ops: OperationsService, rid: str
+) -> None:
+    """The 2026-12 audit's L5: the retry's reschedule overwrote a revoke committed during its WeChat call."""
+    order = held(app, gateway, f"u-{rid}")
+    refund = ops.resolve_held(order.order_id, Resolution.REFUND, "refund", order.version, OPERATOR).refund
+    assert refund is not None
+    revoked: list[str] = []
+    gateway.during_next["query_refund"] = lambda: revoked.append(
+        ops.revoke_job(
+            JobKind.REFUND_POLL, refund.out_refund_no, "WeChat support ticket open", OPERATOR
+        ).outcome
+    )
+    ops.retry_job(JobKind.REFUND_POLL, refund.out_refund_no, "check now", OPERATOR)
+    assert revoked == ["done"]
+    stuck = AdminQueries(app.db).list_refunds(stuck=True, now=app.clock())
+    assert refund.out_refund_no in {r.out_refund_no for r in stuck}  # polling stays stopped
+    assert (
+        ops.revoke_job(JobKind.REFUND_POLL, refund.out_refund_no, "again", OPERATOR).outcome == "already_done"
+    )
+
+
 def test_fulfilment_jobs_are_made_due_revoked_and_retried(
     app: App, gateway: FakeGateway, ops: OperationsService, rid: str
 ) -> None:

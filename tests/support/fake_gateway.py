@@ -7,7 +7,7 @@ real client) so the service tests exercise the real translation too.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from server.domain.errors import ProviderRejectedError, ProviderUnavailableError
@@ -23,11 +23,17 @@ class FakeGateway:
         self.trades: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.fail_next: list[Exception] = []
+        # call name -> something to run once while that call is "on the network" (a race, made exact)
+        self.during_next: dict[str, Callable[[], object]] = {}
         self._lock = threading.Lock()
 
     def _record(self, name: str, payload: Mapping[str, Any]) -> None:
         with self._lock:
             self.calls.append((name, dict(payload)))
+            meanwhile = self.during_next.pop(name, None)
+        if meanwhile is not None:
+            meanwhile()
+        with self._lock:
             if self.fail_next:
                 raise self.fail_next.pop(0)
 
@@ -119,6 +125,7 @@ class FakeGateway:
             transaction_id="42" + str(abs(hash(out_trade_no)))[:26].zfill(26),
             success_time="2026-11-23T20:00:00+08:00",
         )
+        trade["amount"] = {"currency": "CNY", **trade["amount"]}  # WeChat's answers always carry it
         if total is not None:
             trade["amount"] = {**trade["amount"], "total": total}
         return dict(trade)
