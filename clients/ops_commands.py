@@ -295,9 +295,11 @@ def _print_rows(title: str, rows: Any, columns: tuple[str, ...]) -> None:
 
 
 def _cell(value: object) -> str:
+    from clients.views import printable
+
     if isinstance(value, str) and value.startswith("REFUND_STATUS_"):
         return value.removeprefix("REFUND_STATUS_")
-    return str(value)
+    return printable(str(value))
 
 
 def _print_story(story: Any) -> None:
@@ -314,7 +316,9 @@ def _print_story(story: Any) -> None:
 
 
 def _print_result(result: Any) -> None:
-    print(f"{result.action}: {result.outcome} — {result.message}")
+    from clients.views import printable
+
+    print(printable(f"{result.action}: {result.outcome} — {result.message}"))
     if result.HasField("order"):
         from clients.views import enum_label
 

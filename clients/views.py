@@ -17,6 +17,14 @@ from orderpay.v1 import order_pb2
 INTEGER_TYPES = (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64)
 
 
+def printable(text: str) -> str:
+    """Stored text may predate the server's control-character rule, or come from WeChat: anything not
+    printable is shown as its Python escape (`\\x1b`, `\\u202e`), never sent raw to the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def orders_view(orders: Sequence[order_pb2.Order], console: Console) -> Table:
     """The one-row-per-order table when it fits the console, else two columns per order that do."""
     table = orders_table(orders)
@@ -86,7 +94,7 @@ def order_fields(order: order_pb2.Order) -> list[tuple[str, str]]:
         elif name.endswith("_fee"):
             rows.append((name, yuan(getattr(order, name))))
         else:
-            rows.append((name, str(getattr(order, name))))
+            rows.append((name, printable(str(getattr(order, name)))))
     return rows
 
 

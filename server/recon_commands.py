@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from server.domain.text import escape_nonprintable
+
 if TYPE_CHECKING:  # imported lazily at run time: `orderpay --help` stays fast
     from server.service.recon_ports import DayReport
     from server.service.reconciliation import ReconciliationService
@@ -59,7 +61,7 @@ def _guarded(action: Callable[[], int]) -> int:
         return action()
     except DomainError as exc:
         detail = exc.metadata.get("provider_code", exc.reason)
-        print(f"orderpay: {exc.message} ({detail})", file=sys.stderr)
+        print(escape_nonprintable(f"orderpay: {exc.message} ({detail})"), file=sys.stderr)
         return 2
 
 
@@ -76,7 +78,9 @@ def _resolve(args: argparse.Namespace) -> int:
 
     def resolve() -> int:
         exception = _service().resolve(args.exception_id, args.reason, Caller("cli:admin"))
-        print(f"exception #{exception.id} {exception.kind.value} resolved: {args.reason}")
+        print(
+            escape_nonprintable(f"exception #{exception.id} {exception.kind.value} resolved: {args.reason}")
+        )
         return 0
 
     return _guarded(resolve)
@@ -150,4 +154,5 @@ def render(data: dict[str, Any]) -> str:
             f"    #{e['id']:<5} {e['kind']:<22} {e['status']:<9} {key:<34}"
             f" local {_yuan(e['local_fen'])} · WeChat {_yuan(e['remote_fen'])}  {e['detail']}"
         )
-    return "\n".join(lines)
+    # Ids and details come from bills and operators: never let one drive the operator's terminal.
+    return "\n".join(escape_nonprintable(line) for line in lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from server.domain.errors import FieldViolation, InvalidArgumentError
+from server.domain.text import has_control
 
 _ID = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces or control characters
 OUT_TRADE_NO = re.compile(r"[0-9A-Za-z_\-|*]{6,32}")
@@ -36,9 +37,10 @@ class Violations:
             return
         if len(value) > max_len:
             self.add(field, f"must be at most {max_len} characters")
-        elif any(ord(ch) < 0x20 or ord(ch) > 0xFFFF for ch in value):
-            # WeChat Pay accepts only 1-3 byte UTF-8: no control characters, no emoji.
-            self.add(field, "must not contain control characters or 4-byte characters")
+        elif has_control(value) or any(ord(ch) > 0xFFFF for ch in value):
+            # WeChat Pay accepts only 1-3 byte UTF-8 (no emoji); control and format characters reach
+            # terminals and pages (server/domain/text.py).
+            self.add(field, "must not contain control or format characters, or 4-byte characters")
 
     def int_range(self, field: str, value: int, low: int, high: int) -> None:
         if not low <= value <= high:

@@ -28,6 +28,7 @@ from server.domain.errors import (
     ProviderUnavailableError,
     ReconExceptionNotFoundError,
 )
+from server.domain.operations import require_reason
 from server.domain.recon_records import BillRow, FundBill, LocalPayment, LocalRefund, RowKind, TradeBill
 from server.domain.reconciliation import (
     BILL_MALFORMED,
@@ -262,6 +263,7 @@ class ReconciliationService:
         """A person closes an exception with a reason; the change is written to the audit trail."""
         if not reason.strip():
             raise InvalidArgumentError([FieldViolation("reason", "say why the exception is resolved")])
+        reason = require_reason(reason)  # the operator-reason rule every other action has (printable)
         now = self._clock()
         with self._uow() as uow:
             exception = uow.recon.get_exception(exception_id)

@@ -24,6 +24,8 @@ import structlog
 from server.domain.errors import ProviderRejectedError
 from server.domain.recon_records import BillRow, FundBill, FundFlow, RowKind, TradeBill
 from server.domain.reconciliation import BEIJING, BILL_MALFORMED
+from server.domain.text import escape_nonprintable
+from server.domain.validation import OUT_REFUND_NO, OUT_TRADE_NO
 from server.wxpay.client import WeChatPayClient
 from server.wxpay.provider_errors import unavailable
 
@@ -51,6 +53,7 @@ FUND_COLUMNS: dict[str, tuple[str, ...]] = {"direction": ("收支类型",), "amo
 # Yuan as WeChat writes them: digits, a point, at most `places` decimals; never an exponent, NaN or
 # Infinity (Decimal would take those). Twelve integer digits keep every amount inside a 64-bit fen.
 _AMOUNT = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]+))?")
+_WECHAT_ID = re.compile(r"[0-9A-Za-z_\-]{1,64}")  # transaction_id, refund_id: WeChat's own numbers
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 
@@ -206,6 +209,16 @@ class _Row:
         except MalformedBillError as exc:
             raise exc.at(self._line, column) from None
 
+    def ident(self, key: str, rule: re.Pattern[str], *, empty_ok: bool = False) -> str:
+        """An id WeChat writes in a known alphabet; anything else (ESC, markup, spaces) is malformed."""
+        value, column = self._fields[key]
+        if (value or not empty_ok) and rule.fullmatch(value) is None:
+            shown = escape_nonprintable(value[:40])
+            raise MalformedBillError(
+                f"not an id WeChat Pay writes: {shown!r}", line=self._line, column=column
+            )
+        return value
+
     def time(self, key: str) -> datetime:
         value, column = self._fields[key]
         try:
@@ -252,13 +265,13 @@ def _bill_row(row: _Row) -> BillRow:
     return BillRow(
         kind=RowKind.REFUND if refund else RowKind.PAYMENT,
         at=row.time("time"),
-        out_trade_no=row.text("out_trade_no"),
-        transaction_id=row.text("transaction_id"),
+        out_trade_no=row.ident("out_trade_no", OUT_TRADE_NO),
+        transaction_id=row.ident("transaction_id", _WECHAT_ID),
         amount_fen=row.fen("refund_amount" if refund else "order_amount"),
         fee_fen=row.fen("fee", places=5, signed=True),
         status=row.text("refund_status" if refund else "state"),
-        out_refund_no=row.text("out_refund_no") if refund else "",
-        refund_id=row.text("refund_id") if refund else "",
+        out_refund_no=row.ident("out_refund_no", OUT_REFUND_NO) if refund else "",
+        refund_id=row.ident("refund_id", _WECHAT_ID, empty_ok=True) if refund else "",
     )
 
 

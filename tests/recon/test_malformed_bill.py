@@ -147,3 +147,13 @@ def test_the_job_stores_the_malformed_day_alarms_once_backs_off_and_goes_on_with
     assert "line 2" in alarms[0]["error"]
     assert "订单金额" in alarms[0]["error"]
     assert not [entry for entry in logs if entry["event"] == "job.crashed"]
+
+
+def test_recon_resolve_refuses_a_reason_with_control_characters(
+    database_url: str, keys: Path, gateway: BillGateway
+) -> None:
+    """The audit's L6: recon reasons were only checked for non-empty and echoed raw."""
+    done = _recon(database_url, keys, gateway, "resolve", "1", "--reason", "ok\x1b[2J\x1b[31mFAKE")
+    assert done.returncode == 2
+    assert "reason" in done.stderr
+    assert "\x1b" not in done.stdout + done.stderr
