@@ -137,7 +137,7 @@ def _payments_part(
     if gateway is None:
         client = from_settings(settings, credentials, observer=observe_provider)
         gateway, keys = WeChatPayGateway(client), client.key_store  # one key store: client and sidecar
-        bills = bills or WeChatBills(client)
+        bills = bills or WeChatBills(client, download_timeout_s=settings.wxpay_bill_download_timeout_s)
     merchant = MerchantIdentity(merchant_id=credentials.mchid, app_id=credentials.appid)
     gateways = MerchantGateways.single(merchant, gateway)
     payments = PaymentService(

@@ -61,6 +61,7 @@ class Settings:
     # WeChat Pay client
     wxpay_connect_timeout_s: float = 2.0
     wxpay_timeout_s: float = 5.0
+    wxpay_bill_download_timeout_s: float = 60.0  # a bill file: its own budget, not an API call's
     wxpay_max_attempts: int = 3
     wxpay_backoff_base_s: float = 0.2
     wxpay_breaker_fail_max: int = 5

@@ -158,9 +158,9 @@ class WeChatPayClient:
         """A GET answered with signed JSON (server/wxpay/bills.py applies for bills through it)."""
         return self._call(operation, "GET", path)
 
-    def download(self, url: str, max_bytes: int) -> bytes:
+    def download(self, url: str, max_bytes: int, timeout_s: float | None = None) -> bytes:
         """GET a bill file, signed; its bytes are checked by the caller (server/wxpay/bills.py)."""
-        return self._transport.download(url, max_bytes)
+        return self._transport.download(url, max_bytes, timeout_s)
 
     def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]:
         return jsapi_pay_params(

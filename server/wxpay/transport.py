@@ -151,13 +151,14 @@ class SignedTransport:
         finally:
             self._observer(operation, outcome, time.monotonic() - started)
 
-    def download(self, url: str, max_bytes: int) -> bytes:
+    def download(self, url: str, max_bytes: int, timeout_s: float | None = None) -> bytes:
         """GET a bill file. The request is signed; WeChat signs no answer on this path, so the caller
         checks the bytes against the hash it applied for. Only the URL's path and query are used: our
         Authorization never goes to a host other than the configured gateway."""
         path = httpx.URL(url).raw_path.decode()
+        within = self._timeout if timeout_s is None else timeout_s  # a day's bill: its own, longer budget
         request = self._http.build_request(
-            "GET", path, headers=self._request_headers(), timeout=httpx.Timeout(self._timeout)
+            "GET", path, headers=self._request_headers(), timeout=httpx.Timeout(self._timeout, read=within)
         )
         request.headers["Authorization"] = self._authorization("GET", request.url.raw_path.decode(), b"")
         started, outcome = time.monotonic(), "error"
@@ -167,7 +168,7 @@ class SignedTransport:
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body.extend(chunk)
-                    if len(body) > max_bytes or time.monotonic() - started > self._timeout:
+                    if len(body) > max_bytes or time.monotonic() - started > within:
                         raise unavailable("bill download too large or too slow", provider_code="TOO_LARGE")
             finally:
                 response.close()

@@ -200,3 +200,27 @@ def test_fund_flow_sums() -> None:
         ]
     )
     assert parse_fund_flow_bill(text.encode()) == FundFlow(income_fen=10_000, expense_fen=1, rows=2)
+
+
+def test_a_gzip_bomb_is_refused_and_a_real_gzip_bill_inflates() -> None:
+    """The audit's L7: 300 KB of gzip inflating to 300 MB cost 588 MB before it was refused; it is now
+    refused from its inflation ratio, step by step (the figure is in the closing note, not asserted)."""
+    import gzip
+
+    from server.domain.errors import ProviderUnavailableError
+    from server.wxpay.bills import MAX_BILL_BYTES, _gunzip
+
+    with pytest.raises(ProviderUnavailableError) as refused:
+        _gunzip(gzip.compress(b"\0" * (64 << 20)), MAX_BILL_BYTES)
+    assert refused.value.metadata["provider_code"] == "BILL_CORRUPT"
+    bill = "\n".join([HEADER, PAYMENT, REFUND, *SUMMARY.split("\n")]).encode()
+    assert _gunzip(gzip.compress(bill), MAX_BILL_BYTES) == bill
+    with pytest.raises(ProviderUnavailableError):
+        _gunzip(gzip.compress(bill)[:-12], MAX_BILL_BYTES)  # truncated
+
+
+def test_a_bill_that_is_not_utf8_is_malformed_at_its_line() -> None:
+    text = "\n".join([HEADER, PAYMENT]).encode() + b"\n`\xff\xfe\n"
+    with pytest.raises(MalformedBillError) as bad:
+        parse_trade_bill(text)
+    assert bad.value.line == 3
