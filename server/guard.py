@@ -53,8 +53,6 @@ def check(settings: Settings) -> GuardReport:
     exposed = [name for name, address in _listeners(settings) if not is_loopback(listen_host(address))]
     if remote_gateway and gateway.scheme != "https":
         problems.append("ORDERPAY_WXPAY_BASE_URL must be https:// when the gateway is not on loopback")
-    if remote_gateway or declared or exposed:
-        problems.extend(_token_problems(settings.api_tokens))
     if remote_gateway or declared:
         notify = urlsplit(settings.notify_url)
         if notify.scheme != "https":
@@ -85,6 +83,8 @@ def check(settings: Settings) -> GuardReport:
             )
     if (remote_gateway or declared) and settings.clock != "system":
         problems.append("ORDERPAY_CLOCK=sandbox follows the sandbox's clock: development only")
+    if remote_gateway or declared or exposed:  # after the listeners' own problems, which say more
+        problems.extend(_token_problems(settings.api_tokens))
     return GuardReport(tuple(problems), tuple(waivers))
 
 

@@ -68,6 +68,11 @@ CONNECTIONS_SHED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+CONSOLE_SIGNIN_FAILED = Counter(
+    "orderpay_console_signin_failed",
+    "Console sign-ins refused (wrong token, or throttled)",
+    registry=REGISTRY,
+)
 VERIFICATIONS = Counter(
     "orderpay_wxpay_verifications",
     "WeChat Pay signature verifications (responses and notifications) by key kind and outcome",

@@ -18,6 +18,7 @@ from aiohttp import web
 from server.adapters.admin_queries import AdminQueries
 from server.adapters.admin_stats import Overview
 from server.console.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Sessions, same_token
+from server.console.throttle import SignInThrottle
 from server.domain.clock import Clock
 from server.service.operations import OperationsService
 
@@ -39,7 +40,8 @@ class ConsoleDeps:
     sessions: Sessions
     clock: Clock
     overview: Callable[[datetime], Overview]
-    secure_cookies: bool = False
+    secure_cookies: bool = False  # served over TLS: Secure cookies and HSTS
+    throttle: SignInThrottle | None = None
 
 
 DEPS = web.AppKey("deps", ConsoleDeps)
@@ -115,6 +117,8 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.app[DEPS].secure_cookies:  # over TLS: browsers must never fall back to plain http
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if not request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")
     if isinstance(response, web.HTTPException):

@@ -10,6 +10,7 @@ from server.console.app import ConsoleDeps
 from server.console.listener import ConsoleListener, check_console_listener, ssl_context
 from server.console.sessions import Sessions
 from server.console.site import make_console_app
+from server.console.throttle import SignInThrottle
 from server.rpc.auth import TokenAuthenticator
 from server.serving.http import AppThread, listener_limits
 
@@ -29,6 +30,7 @@ def console_deps(app: App) -> ConsoleDeps:
         clock=app.clock,
         overview=lambda now: overview(app.db, now),
         secure_cookies=bool(app.settings.console_tls_cert),
+        throttle=SignInThrottle(app.clock),
     )
 
 

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from math import ceil
 from typing import Any
 
 from aiohttp import web
@@ -31,7 +32,15 @@ async def sign_in_form(request: web.Request, error: str = "", status: int = 200)
     existing = request.cookies.get(LOGIN_COOKIE, "")
     token = existing if 20 <= len(existing) <= 64 and existing.isascii() else secrets.token_urlsafe(24)
     response = render(request, "sign_in.html", {"csrf": token, "error": error, "title": "Sign in"}, status)
-    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/sign-in", max_age=1800)
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        httponly=True,
+        samesite="Strict",
+        path="/sign-in",
+        max_age=1800,
+        secure=deps(request).secure_cookies,
+    )
     return response
 
 
@@ -39,10 +48,22 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     token = form.get("token")
     console = deps(request)
+    throttle, peer = console.throttle, request.remote or "?"
+    wait = throttle.locked_for(peer) if throttle is not None else 0.0
+    if wait > 0:  # locked out: not even the right token is looked at
+        refused_now = await sign_in_form(
+            request, f"too many failed sign-ins; try again in {ceil(wait)} s", 429
+        )
+        refused_now.headers["Retry-After"] = str(ceil(wait))
+        return refused_now
     try:
         session = console.sessions.sign_in(token if isinstance(token, str) else "")
     except SignInRefused as refused:
+        if throttle is not None:
+            throttle.failed(peer)
         return await sign_in_form(request, str(refused), status=403)
+    if throttle is not None:
+        throttle.succeeded(peer)
     response = web.HTTPFound("/attention")
     ttl = session.expires_at - console.clock()
     response.set_cookie(SESSION_COOKIE, session.session_id, **session_cookie_options(console, ttl))

@@ -46,7 +46,7 @@ async def serve_app(
     `await runner.cleanup()` stops accepting, gives in-flight requests `grace_s`, then runs the app's
     cleanup.
     """
-    guard = ConnectionGuard(limits or ConnectionLimits())
+    guard = ConnectionGuard(limits or ConnectionLimits(), ssl_context)
     app.middlewares.insert(0, guard.middleware)  # outermost: its deadline covers the others
     runner = web.AppRunner(
         app,

@@ -65,8 +65,8 @@ class _State(enum.Enum):
 class ConnectionGuard:
     """Counts live connections (in total and per peer), wraps each one, and bounds each request."""
 
-    def __init__(self, limits: ConnectionLimits) -> None:
-        self.limits = limits
+    def __init__(self, limits: ConnectionLimits, tls: ssl.SSLContext | None = None) -> None:
+        self.limits, self.tls = limits, tls
         self.active = 0
         self._per_peer: dict[str, int] = {}
         self._connections: dict[asyncio.BaseTransport, _GuardedProtocol] = {}
@@ -130,6 +130,9 @@ class _GuardedProtocol(asyncio.Protocol):
     def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
         self._guard, self._inner = guard, inner
         self._transport: asyncio.Transport | None = None
+        self._serving = False  # aiohttp's protocol has its transport (after the TLS handshake, if any)
+        self._upgrade: asyncio.Task[None] | None = None
+        self._early: list[bytes] = []  # plaintext that arrived between the handshake and start_tls' return
         self._timer: asyncio.TimerHandle | None = None
         self._state = _State.WAITING
         self._deadline = 0.0
@@ -145,14 +148,48 @@ class _GuardedProtocol(asyncio.Protocol):
         refused = self._guard.admit(peer)
         if refused is not None:
             CONNECTIONS_SHED.labels(refused).inc()
-            transport.write(_BUSY)
+            if self._guard.tls is None:  # a TLS client could not read a plaintext answer: just close
+                transport.write(_BUSY)
             transport.close()
             return
         self._peer = peer
-        self._guard._connections[transport] = self
-        # a client that connects and says nothing gets the time of a head, not of an idle keep-alive
+        # a client that connects and says nothing (no request, or no ClientHello) gets the time of a
+        # head, not of an idle keep-alive: counted and timed from the accept, handshake included
         self._arm(self._guard.limits.header_timeout_s)
+        if self._guard.tls is None:
+            self._serve(transport)
+        else:
+            transport.pause_reading()  # nothing reaches aiohttp before the handshake
+            self._upgrade = asyncio.get_running_loop().create_task(
+                self._handshake(transport, self._guard.tls)
+            )
+
+    async def _handshake(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        """TLS on top of the counted connection; this protocol stays between it and aiohttp's."""
+        try:
+            tls = await asyncio.get_running_loop().start_tls(
+                raw,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self._guard.limits.header_timeout_s,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
+            raw.abort()
+            return
+        if tls is None or self._peer is None:  # closed meanwhile
+            raw.abort()
+            return
+        self._serve(tls)
+
+    def _serve(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._guard._connections[transport] = self
+        self._serving = True
         self._inner.connection_made(transport)
+        early, self._early = self._early, []
+        for data in early:
+            self.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -160,10 +197,14 @@ class _GuardedProtocol(asyncio.Protocol):
             self._guard.release(self._peer)
             self._peer = None
             self._guard._connections.pop(self._transport, None)  # type: ignore[arg-type]
-            self._inner.connection_lost(exc)
+            if self._serving:
+                self._serving = False
+                self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._peer is None:
+        if not self._serving:
+            if self._peer is not None and self._upgrade is not None:
+                self._early.append(data)
             return
         if self._state is _State.WAITING:
             self._start_request()
@@ -171,13 +212,15 @@ class _GuardedProtocol(asyncio.Protocol):
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received() if self._peer is not None else None
+        return self._inner.eof_received() if self._serving else None
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        if self._serving:
+            self._inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        if self._serving:
+            self._inner.resume_writing()
 
     # the request's life, as far as its deadline needs it
     def _start_request(self) -> None:
@@ -242,14 +285,9 @@ class GuardedSite(web.TCPSite):
         if server is None:
             raise RuntimeError("the runner must be set up before its site starts")
         self.guard.serve(server)
+        # TLS is the guard's (ConnectionGuard.tls): asyncio's own would count a connection only after
+        # its handshake, which a silent client never finishes (60 s by default)
         self._server = await asyncio.get_running_loop().create_server(
-            self.guard,
-            self._host,
-            self._port,
-            ssl=self._ssl_context,
-            backlog=self._backlog,
-            reuse_port=self._reuse_port,
-            # asyncio's default is 60 s, during which a silent client holds a socket
-            ssl_handshake_timeout=self.guard.limits.header_timeout_s if self._ssl_context else None,
+            self.guard, self._host, self._port, backlog=self._backlog, reuse_port=self._reuse_port
         )
         self._bound_port = int(self._server.sockets[0].getsockname()[1])

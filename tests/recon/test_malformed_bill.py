@@ -79,7 +79,7 @@ def test_recon_run_on_a_malformed_bill_is_one_line_exit_2_and_a_stored_outcome(
 ) -> None:
     day = _a_day()
     gateway.trade[day] = trade_bill(
-        trade_row(day, "OP" + os.urandom(6).hex(), "18.00"), trade_row(day, "OPbad", amount)
+        trade_row(day, "OP" + os.urandom(6).hex(), "18.00"), trade_row(day, "OPbad1", amount)
     )
 
     done = _recon(database_url, keys, gateway, "run", "--date", day.isoformat())
@@ -119,7 +119,7 @@ def test_the_job_stores_the_malformed_day_alarms_once_backs_off_and_goes_on_with
     bad_day = days[1]
     for day in days:
         gateway.trade[day] = trade_bill(trade_row(day, "OP" + os.urandom(6).hex(), "18.00"))
-    gateway.trade[bad_day] = trade_bill(trade_row(bad_day, "OPbad", "Infinity"))
+    gateway.trade[bad_day] = trade_bill(trade_row(bad_day, "OPbad1", "Infinity"))
     now = datetime.combine(yesterday + timedelta(days=1), time(11, 0), tzinfo=BEIJING).astimezone(UTC)
     clock = [now]
     settings = settings_for(database_url, credentials_dir=str(keys), wxpay_base_url=gateway.base_url)
