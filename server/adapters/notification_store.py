@@ -19,7 +19,7 @@ import peewee as pw
 from server.adapters.tables import NotificationRow
 from server.adapters.times import from_db_time, to_db_time
 from server.service.notifications import FAILED, PROCESSED, RECEIVED
-from server.service.ports import StoredNotification
+from server.service.shapes import StoredNotification
 
 STORED_HEADER_PREFIX = "wechatpay-"
 

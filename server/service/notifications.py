@@ -31,12 +31,12 @@ from server.service.errors import TransientError
 from server.service.ports import (
     NotificationParser,
     RefundApplier,
-    StoredNotification,
     TransactionApplier,
     UnitOfWork,
     UnitOfWorkFactory,
 )
 from server.service.retry import retry_on_conflict
+from server.service.shapes import StoredNotification
 
 SOURCE: Final = NOTIFY_SOURCE
 UNHANDLED_EVENT: Final = "unhandled_event"

@@ -30,7 +30,8 @@ from server.service.audit import audit
 from server.service.context import Caller, replace_actor
 from server.service.lookups import require_order
 from server.service.paging import decode_page_token, encode_page_token
-from server.service.ports import OrderInsertConflict, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import UnitOfWork, UnitOfWorkFactory
+from server.service.shapes import OrderInsertConflict
 
 DEFAULT_PAGE_SIZE = 20
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from server.domain.catalogue import Product
 from server.domain.events import Event
@@ -26,58 +26,20 @@ from server.domain.provider import (
     RefundRequest,
     TransactionReport,
 )
+from server.domain.recon_records import BillRow, FundBill, LocalPayment, LocalRefund, TradeBill
+from server.domain.reconciliation import Difference, ExceptionKind, ExceptionStatus, Window
 from server.domain.refund import Refund
-from server.service.recon_ports import ReconStore
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Keyset position for ListOrders: strictly older than (created_at, seq)."""
-
-    created_at: datetime
-    seq: int
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    order_id: str
-    field: str
-    from_value: str | None
-    to_value: str
-    cause: str
-    actor: str
-    request_id: str
-
-
-@dataclass(frozen=True)
-class StoredNotification:
-    notification_id: str
-    event_type: str
-    headers: dict[str, str]
-    body: str
-    status: str  # RECEIVED | PROCESSED | FAILED
-    outcome: str
-    attempts: int
-    received_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class Grant:
-    order_id: str
-    user_id: str
-    state: GrantState
-    days: int
-
-
-@dataclass(frozen=True)
-class PurgeReport:
-    orders: int
-    events: int
-
-
-class OrderInsertConflict(Exception):  # noqa: N818 - a signal between adapter and service, not an error
-    """The insert hit a unique index; the service reads the winner."""
+from server.service.context import Caller
+from server.service.recon_ports import Claim, DayReport, ReconException, RunSummary
+from server.service.shapes import (
+    AuditEvent,
+    Batch,
+    Cursor,
+    Grant,
+    JobResult,
+    PurgeReport,
+    StoredNotification,
+)
 
 
 class Products(Protocol):
@@ -128,7 +90,10 @@ class Refunds(Protocol):
         """`due_at`: when the refund job should submit it if nobody has by then."""
         ...
 
-    def compare_and_set(self, refund: Refund, **changes: Any) -> Refund | None: ...
+    def save(self, before: Refund, after: Refund) -> Refund | None:
+        """Persist what changed from `before` if the row is still at `before.version`; else None."""
+        ...
+
     def committed_amount(self, order_id: str) -> int: ...
     def stop_polling(self, out_refund_no: str, now: datetime) -> bool:
         """An operator stops the poller for a PROCESSING refund; False when it was not being polled."""
@@ -188,6 +153,41 @@ class Notifications(Protocol):
     def record_attempt(self, notification_id: str, now: datetime) -> None: ...
     def claim(self, row: StoredNotification, now: datetime) -> bool: ...
     def due(self, cutoff: datetime, limit: int, max_attempts: int) -> list[StoredNotification]: ...
+
+
+class BillSource(Protocol):
+    """server.wxpay.bills.WeChatBills fits: None = WeChat has no statement for the day."""
+
+    def trade_bill(self, day: date) -> TradeBill | None: ...
+    def fund_flow_bill(self, day: date) -> FundBill | None: ...
+
+
+class ReconStore(Protocol):
+    def claim(self, day: date, token: str, now: datetime, stale_after: timedelta) -> Claim | None: ...
+    def release(self, day: date, claim: Claim, error: str) -> None: ...
+    def finish(self, day: date, summary: RunSummary, now: datetime) -> None: ...
+    def summary(self, day: date) -> RunSummary | None: ...
+    def last_finished_day(self) -> date | None: ...
+    def stored_sha1(self, day: date, kind: str) -> str | None: ...
+    def save_file(self, day: date, kind: str, content: bytes, sha1: str, now: datetime) -> None: ...
+    def replace_lines(self, day: date, rows: Sequence[BillRow]) -> None: ...
+    def line_keys(self, day: date) -> set[str]: ...
+    def record(
+        self, day: date, found: Sequence[tuple[Difference, ExceptionStatus]], now: datetime
+    ) -> list[Difference]: ...
+    def exceptions(
+        self, day: date | None, status: ExceptionStatus | None = None, limit: int = 1000
+    ) -> list[ReconException]: ...
+    def get_exception(self, exception_id: int) -> ReconException | None: ...
+    def resolve(self, exception: ReconException, reason: str, actor: str, now: datetime) -> bool: ...
+    def open_counts(self) -> dict[ExceptionKind, int]: ...
+    def local_payments(
+        self, out_trade_nos: Sequence[str], transaction_ids: Sequence[str], window: Window
+    ) -> list[LocalPayment]: ...
+    def local_refunds(
+        self, out_refund_nos: Sequence[str], refund_ids: Sequence[str], window: Window
+    ) -> list[LocalRefund]: ...
+    def order_id_of(self, out_trade_no: str) -> str | None: ...
 
 
 class UnitOfWork(Protocol):
@@ -277,3 +277,64 @@ class MerchantIdentity:
 # Verifies and decrypts a signed notification (headers, raw body, now as unix seconds), or raises
 # a server.domain.notification.NotificationRejected: the provider adapter supplies it.
 NotificationParser = Callable[[Mapping[str, str], bytes, float], Notification]
+
+
+# --- the sibling services, as the jobs and the operator's use cases need them ----------------------
+class OrderCloser(Protocol):
+    """OrderService: close an overdue order (at WeChat first)."""
+
+    def close_order(self, order_id: str, caller: Caller, expected_version: int | None = None) -> object: ...
+
+
+class PaymentSyncer(Protocol):
+    """PaymentService: ask WeChat about one payment and repair local state (the sync job, reconciliation)."""
+
+    def sync_payment(self, order_id: str, caller: Caller) -> Order: ...
+    def schedule_next_sync(self, order_id: str) -> None: ...
+
+
+class Refunder(Protocol):
+    """RefundService: record and send a refund, or ask WeChat about one (poll job, recon, operator)."""
+
+    def refund_order(
+        self, order_id: str, out_refund_no: str, amount: int, reason: str, caller: Caller
+    ) -> Refund: ...
+    def sync_refund(self, out_refund_no: str, caller: Caller) -> Refund: ...
+
+
+class ReplayReceipt(Protocol):
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def out_trade_no(self) -> str: ...
+
+
+class NotificationReplayer(Protocol):
+    """NotificationService: run stored notifications through the verify-and-apply path again."""
+
+    def reprocess_pending(self, older_than_s: float, limit: int) -> int: ...
+    def replay(self, notification_id: str) -> ReplayReceipt: ...
+
+
+class FulfilmentRunner(Protocol):
+    """FulfilmentWorker as the fulfilment job drives it."""
+
+    def run_due(self, limit: int = 50) -> Batch: ...
+    def oldest_due(self) -> datetime | None: ...
+
+
+class DayReconciler(Protocol):
+    """ReconciliationService as the daily job drives it."""
+
+    def run_day(self, day: date) -> DayReport: ...
+    def report(self, day: date) -> DayReport: ...
+    def observe(self) -> None: ...
+
+
+class Task(Protocol):
+    """A periodic job the runner (server.jobs.runner) runs."""
+
+    @property
+    def name(self) -> str: ...
+    def run_once(self) -> JobResult: ...
+    def oldest_due(self) -> datetime | None: ...

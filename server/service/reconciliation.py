@@ -40,16 +40,9 @@ from server.domain.reconciliation import (
 )
 from server.service.context import Caller
 from server.service.errors import TransientError
-from server.service.ports import AuditEvent, UnitOfWork
-from server.service.recon_ports import (
-    BillSource,
-    DayReport,
-    DayTotals,
-    PaymentRepairer,
-    ReconException,
-    RefundSyncer,
-    RunSummary,
-)
+from server.service.ports import BillSource, PaymentSyncer, Refunder, UnitOfWork
+from server.service.recon_ports import DayReport, DayTotals, ReconException, RunSummary
+from server.service.shapes import AuditEvent
 
 log = structlog.get_logger("orderpay.recon")
 
@@ -79,8 +72,8 @@ class ReconciliationService:
         read: Transaction,
         clock: Clock,
         bills: BillSource,
-        payments: PaymentRepairer | None,
-        refunds: RefundSyncer | None = None,
+        payments: PaymentSyncer | None,
+        refunds: Refunder | None = None,
         *,
         tolerance: timedelta = DAY_CUT_TOLERANCE,
         observer: Observer = _no_observer,

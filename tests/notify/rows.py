@@ -10,7 +10,8 @@ import peewee as pw
 
 from server.adapters.notification_store import ping
 from server.service.notifications import FAILED, MAX_ATTEMPTS, PROCESSED, RECEIVED
-from server.service.ports import StoredNotification, UnitOfWorkFactory
+from server.service.ports import UnitOfWorkFactory
+from server.service.shapes import StoredNotification
 
 
 @dataclass(frozen=True)

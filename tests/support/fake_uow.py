@@ -20,15 +20,8 @@ from server.domain.membership import Membership, extended
 from server.domain.order import Order, OrderStatus
 from server.domain.refund import Refund, RefundStatus
 from server.service.handlers import Reactions, Reactors
-from server.service.ports import (
-    AuditEvent,
-    Cursor,
-    Grant,
-    OrderInsertConflict,
-    StoredNotification,
-    UnitOfWork,
-    UnitOfWorkFactory,
-)
+from server.service.ports import UnitOfWork, UnitOfWorkFactory
+from server.service.shapes import AuditEvent, Cursor, Grant, OrderInsertConflict, StoredNotification
 
 
 @dataclass
@@ -106,19 +99,20 @@ class _Refunds:
 
     def insert(self, refund: Refund, due_at: datetime) -> None:
         assert refund.out_refund_no not in self.s.refunds  # the unique index
-        self.s.refunds[refund.out_refund_no] = refund
+        self.s.refunds[refund.out_refund_no] = replace(refund, next_poll_at=due_at)
         self.s.due_at[refund.out_refund_no] = due_at
 
-    def compare_and_set(self, refund: Refund, **changes: Any) -> Refund | None:
-        current = self.s.refunds.get(refund.out_refund_no)
-        if current is None or current.version != refund.version:
+    def save(self, before: Refund, after: Refund) -> Refund | None:
+        current = self.s.refunds.get(before.out_refund_no)
+        if current is None or current.version != before.version:
             return None
-        due = changes.pop("next_poll_at", None)
-        if due is not None:
-            self.s.due_at[refund.out_refund_no] = due
-        updated = replace(current, version=current.version + 1, **changes)
-        self.s.refunds[refund.out_refund_no] = updated
-        return updated
+        saved = replace(after, version=before.version + 1)
+        self.s.refunds[before.out_refund_no] = saved
+        if saved.next_poll_at is not None:
+            self.s.due_at[before.out_refund_no] = saved.next_poll_at
+        else:
+            self.s.due_at.pop(before.out_refund_no, None)
+        return saved
 
     def committed_amount(self, order_id: str) -> int:
         return sum(

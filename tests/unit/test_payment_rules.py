@@ -20,8 +20,9 @@ from server.domain.refund import RefundStatus
 from server.service.context import Caller
 from server.service.handlers import HANDLERS, Policy, transactional
 from server.service.payments import PaymentService
-from server.service.ports import Grant, MerchantIdentity
+from server.service.ports import MerchantIdentity
 from server.service.refunds import RefundService
+from server.service.shapes import Grant
 from server.wxpay.wire import WeChatPayGateway, refund_report, transaction_report
 from tests.support.fake_gateway import FakeGateway
 from tests.support.fake_uow import FakeDatabase, recording
