@@ -30,6 +30,7 @@ from server.domain.provider import NOTIFY_SOURCE, RefundReport, TransactionRepor
 from server.service.errors import TransientError
 from server.service.ports import (
     NotificationParser,
+    ReadFactory,
     RefundApplier,
     TransactionApplier,
     UnitOfWork,
@@ -95,14 +96,14 @@ class NotificationService:
         parse: NotificationParser,
         payments: TransactionApplier,
         refunds: RefundApplier,
-        read: UnitOfWorkFactory | None = None,
+        read: ReadFactory | None = None,
         transient_faults: tuple[type[Exception], ...] = (),
     ) -> None:
         """`transient_faults`: infrastructure errors (database down or busy) that, like TransientError,
         answer "retry" so WeChat sends the notification again."""
         self._transient: tuple[type[Exception], ...] = (TransientError, *transient_faults)
         self._uow = uow
-        self._read = read or uow
+        self._read: ReadFactory = read or uow
         self._clock = clock
         self._parse_signed = parse
         self._payments = payments

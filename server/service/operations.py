@@ -38,7 +38,7 @@ from server.domain.refund import Refund
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.lookups import require_order
-from server.service.ports import NotificationReplayer, Refunder, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import NotificationReplayer, ReadFactory, Refunder, UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("orderpay.operations")
 OPERATION = "operation"  # the audit field of every operator action
@@ -66,10 +66,10 @@ class OperationsService:
         *,
         refunds: Refunder | None = None,
         notifications: NotificationReplayer | None = None,
-        read: UnitOfWorkFactory | None = None,
+        read: ReadFactory | None = None,
     ) -> None:
         self._uow = uow
-        self._read = read or uow
+        self._read: ReadFactory = read or uow
         self._clock = clock
         self._refunds = refunds
         self._notifications = notifications

@@ -21,7 +21,7 @@ from server.domain.validation import Violations
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.lookups import require_order
-from server.service.ports import MerchantIdentity, PaymentGateway, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import MerchantIdentity, PaymentGateway, ReadFactory, UnitOfWork, UnitOfWorkFactory
 from server.service.retry import Conflict, retry_on_conflict
 
 log = structlog.get_logger("orderpay.payments")
@@ -58,10 +58,10 @@ class PaymentService:
         merchant: MerchantIdentity,
         notify_url: str,
         reconcile_schedule_s: tuple[float, ...],
-        read: UnitOfWorkFactory | None = None,
+        read: ReadFactory | None = None,
     ) -> None:
         self._uow = uow
-        self._read = read or uow  # committed-data reads, outside the writers' queue
+        self._read: ReadFactory = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._gateway = gateway
         self._merchant = merchant

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
@@ -40,7 +39,14 @@ from server.domain.reconciliation import (
 )
 from server.service.context import Caller
 from server.service.errors import TransientError
-from server.service.ports import BillSource, PaymentSyncer, Refunder, UnitOfWork
+from server.service.ports import (
+    BillSource,
+    PaymentSyncer,
+    ReadFactory,
+    Refunder,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from server.service.recon_ports import DayReport, DayTotals, ReconException, RunSummary
 from server.service.shapes import AuditEvent
 
@@ -54,7 +60,6 @@ class BillNotReadyError(TransientError):
     """WeChat is still generating the day's bill (`STATEMENT_CREATING`): try again later."""
 
 
-Transaction = Callable[[], AbstractContextManager[UnitOfWork]]
 Observer = Callable[[dict[ExceptionKind, int], date | None], None]
 
 
@@ -68,8 +73,8 @@ RECON = Caller("job:recon")
 class ReconciliationService:
     def __init__(
         self,
-        uow: Transaction,
-        read: Transaction,
+        uow: UnitOfWorkFactory,
+        read: ReadFactory,
         clock: Clock,
         bills: BillSource,
         payments: PaymentSyncer | None,

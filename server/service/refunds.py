@@ -32,7 +32,7 @@ from server.service.context import Caller
 from server.service.errors import TransientError
 from server.service.lookups import require_order
 from server.service.payments import ApplyResult
-from server.service.ports import MerchantIdentity, PaymentGateway, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import MerchantIdentity, PaymentGateway, ReadFactory, UnitOfWork, UnitOfWorkFactory
 from server.service.retry import Conflict, retry_on_conflict
 
 log = structlog.get_logger("orderpay.refunds")
@@ -50,11 +50,11 @@ class RefundService:
         merchant: MerchantIdentity,
         notify_url: str,
         poll_schedule_s: tuple[float, ...],
-        read: UnitOfWorkFactory | None = None,
+        read: ReadFactory | None = None,
     ) -> None:
         self._uow = uow
         self._merchant = merchant
-        self._read = read or uow  # committed-data reads, outside the writers' queue
+        self._read: ReadFactory = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._gateway = gateway
         self._notify_url = notify_url
