@@ -37,14 +37,25 @@ from server.adapters.tables import (
 )
 from server.adapters.times import from_db_time, to_db_time
 from server.domain.fulfilment import LedgerStatus
+from server.domain.notification import NotificationStatus
 from server.domain.operations import RESOLVED_BY_REFUND, RETRY_FULFILMENT_STATUSES
 from server.domain.order import Fulfilment, Order
+from server.domain.outcomes import ApplyOutcome, NotificationOutcome
 from server.domain.reconciliation import ExceptionStatus
 from server.domain.refund import LIVE_REFUND_STATUSES, Refund, RefundStatus
 
 MAX_PAGE = 200
 # Outcomes a person must look at that no HELD order already shows (amount_mismatch and paid_after_close do).
-FAILING_OUTCOMES = ("unknown_order", "identity_mismatch", "refund_unknown", "invalid_resource", "error")
+FAILING_OUTCOMES = tuple(
+    o.value
+    for o in (
+        ApplyOutcome.UNKNOWN_ORDER,
+        ApplyOutcome.IDENTITY_MISMATCH,
+        ApplyOutcome.REFUND_UNKNOWN,
+        NotificationOutcome.INVALID_RESOURCE,
+        NotificationOutcome.ERROR,
+    )
+)
 
 # (headers, raw body, received_at) -> {"out_trade_no", "out_refund_no", ...} of the decrypted resource,
 # or None when it no longer verifies. Supplied by the composition root (server.wxpay owns the keys).
@@ -269,8 +280,9 @@ def _stuck_refund(now: datetime | None, after: timedelta = timedelta(minutes=10)
 
 
 def _failing_notification() -> pw.Expression:
-    return (NotificationRow.status == "FAILED") | (
-        (NotificationRow.status == "PROCESSED") & NotificationRow.outcome.in_(FAILING_OUTCOMES)
+    return (NotificationRow.status == NotificationStatus.FAILED.value) | (
+        (NotificationRow.status == NotificationStatus.PROCESSED.value)
+        & NotificationRow.outcome.in_(FAILING_OUTCOMES)
     )
 
 

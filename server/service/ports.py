@@ -14,8 +14,9 @@ from server.domain.catalogue import Product
 from server.domain.events import Event
 from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership
-from server.domain.notification import Notification
+from server.domain.notification import Notification, NotificationStatus
 from server.domain.order import Order, OrderStatus
+from server.domain.outcomes import ApplyOutcome
 from server.domain.provider import (
     AbnormalRefundRequest,
     ChannelRules,
@@ -168,7 +169,9 @@ class Notifications(NotificationReads, Protocol):
         """Insert first: False when the id is already there (the transaction stays usable)."""
         ...
 
-    def finish(self, notification_id: str, status: str, outcome: str, now: datetime) -> None: ...
+    def finish(
+        self, notification_id: str, status: NotificationStatus, outcome: str, now: datetime
+    ) -> None: ...
     def record_attempt(self, notification_id: str, now: datetime) -> None: ...
     def claim(self, row: StoredNotification, now: datetime) -> bool: ...
     def due(self, cutoff: datetime, limit: int, max_attempts: int) -> list[StoredNotification]: ...
@@ -275,7 +278,7 @@ class Fulfiller(Protocol):
 
 class HasOutcome(Protocol):
     @property
-    def outcome(self) -> str: ...
+    def outcome(self) -> ApplyOutcome: ...
 
 
 class TransactionApplier(Protocol):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from server.domain.fulfilment import GrantState
+from server.domain.notification import NotificationStatus
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class StoredNotification:
     event_type: str
     headers: dict[str, str]
     body: str
-    status: str  # RECEIVED | PROCESSED | FAILED
+    status: NotificationStatus
     outcome: str
     attempts: int
     received_at: datetime

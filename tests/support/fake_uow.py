@@ -17,6 +17,7 @@ from server.domain.catalogue import Product
 from server.domain.events import Event
 from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership, extended
+from server.domain.notification import NotificationStatus
 from server.domain.order import Order, OrderStatus
 from server.domain.refund import Refund, RefundStatus
 from server.service.handlers import Reactions, Reactors
@@ -220,13 +221,13 @@ class _Notifications:
         if notification_id in self.s.notifications:
             return False
         self.s.notifications[notification_id] = StoredNotification(
-            notification_id, event_type, dict(headers), body, "RECEIVED", "", 0, now, 1
+            notification_id, event_type, dict(headers), body, NotificationStatus.RECEIVED, "", 0, now, 1
         )
         return True
 
-    def finish(self, notification_id: str, status: str, outcome: str, now: datetime) -> None:
+    def finish(self, notification_id: str, status: NotificationStatus, outcome: str, now: datetime) -> None:
         row = self.s.notifications[notification_id]
-        if row.status != "PROCESSED":
+        if row.status is not NotificationStatus.PROCESSED:
             self.s.notifications[notification_id] = replace(
                 row, status=status, outcome=outcome, attempts=row.attempts + 1, version=row.version + 1
             )
