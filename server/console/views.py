@@ -188,12 +188,14 @@ async def notifications(request: web.Request) -> dict[str, Any]:
     console = deps(request)
     failing = request.query.get("failing") == "1"
     outcome = request.query.get("outcome") or None
-    status = _choice(request.query.get("status"), [s.value for s in NotificationStatus])
+    statuses = [s.value for s in NotificationStatus]
+    status = _choice(request.query.get("status"), statuses)
     rows = await asyncio.to_thread(
         lambda: console.queries.list_notifications(status=status, outcome=outcome, failing=failing, limit=100)
     )
     return {
         "notes": rows,
+        "statuses": statuses,
         "failing": failing,
         "outcome": outcome or "",
         "status": status or "",
