@@ -6,8 +6,15 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
+from server.app import App
 from server.domain.provider import RefundReport, TransactionReport
+from server.service.notifications import NotificationService
+from server.service.ports import UnitOfWorkFactory
+from server.wxpay.credentials import load_credentials
+from server.wxpay.notification import notification_parser
 
 
 @dataclass(frozen=True)
@@ -49,3 +56,22 @@ class FakeLedger:
                 return FakeResult("duplicate")
             self.applied[key] += 1
             return FakeResult("applied")
+
+
+MAX_SKEW_S = 300
+
+
+def service_with(
+    uow: UnitOfWorkFactory, ledger: FakeLedger, bundle_dir: Path, app: App
+) -> NotificationService:
+    """The real service over `uow`, with the fake ledger in place of the payment and refund services."""
+    credentials = load_credentials(bundle_dir)
+    return NotificationService(
+        uow=uow,
+        clock=app.clock,
+        parse=notification_parser(credentials, credentials.verifier_keys(), MAX_SKEW_S),
+        payments=ledger,
+        refunds=ledger,
+        publish=ledger.publish,
+        transient_faults=TRANSIENT_DATABASE_ERRORS,
+    )

@@ -22,10 +22,9 @@ from server.metrics import REGISTRY
 from server.notify.app import make_metrics_app, make_notify_app
 from server.service.errors import TransientError
 from server.service.notifications import PROCESSED, NotificationService
-from tests.notify.conftest import service_with
-from tests.notify.fakes import FakeLedger
+from tests.notify.fakes import FakeLedger, service_with
 from tests.notify.rows import NotificationRows
-from tests.notify.wechat import Delivery, WeChatNotifier, paid_resource, refund_resource
+from tests.support.wechat import Delivery, WeChatNotifier, paid_resource, refund_resource
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
