@@ -3,6 +3,6 @@
 Every job claims its rows before working on them, so N server processes can run all of them at once.
 """
 
-from server.jobs.runner import JobResult, JobRunner, Task
+from server.jobs.scheduler import JobResult, JobRunner, Task
 
 __all__ = ["JobResult", "JobRunner", "Task"]

@@ -15,7 +15,7 @@ import structlog
 from server.domain.clock import Clock
 from server.domain.errors import InvalidStateTransitionError, ProviderUnavailableError
 from server.domain.reconciliation import BEIJING
-from server.jobs.runner import JobResult
+from server.jobs.scheduler import JobResult
 from server.service.recon_ports import DayReport
 from server.service.reconciliation import BillNotReadyError
 

@@ -12,7 +12,7 @@ import structlog
 from server.domain.clock import Clock
 from server.domain.errors import InvalidStateTransitionError, ProviderUnavailableError, VersionConflictError
 from server.domain.events import Event
-from server.jobs.runner import JobResult
+from server.jobs.scheduler import JobResult
 from server.service.context import Caller
 from server.service.ports import Publish, UnitOfWorkFactory
 

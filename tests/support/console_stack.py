@@ -18,7 +18,7 @@ from sandbox.config import SandboxConfig
 from sandbox.keys import init_bundle, load_credentials
 from server.adapters.sandbox_clock import SandboxClock
 from server.domain.order import CreateOrder, Fulfilment, Order
-from server.runner import Stack
+from server.lifecycle import Stack
 from server.service.context import Caller
 from tests.support.databases import sqlite_url
 from tests.support.serving import whole_stack

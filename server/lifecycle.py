@@ -28,8 +28,8 @@ from server.app import App
 from server.bootstrap import build_app
 from server.config import Settings, load_settings
 from server.console.listener import check_console_listener
-from server.console.runner import start_console
-from server.jobs.runner import JobRunner
+from server.console.start import start_console
+from server.jobs.scheduler import JobRunner
 from server.jobs.standard import start_jobs
 from server.log_setup import configure_logging
 from server.metrics import IN_FLIGHT, WAITERS
