@@ -56,7 +56,7 @@ def unpaid_order() -> Order:
 
 def payments_for(merchant: MerchantIdentity, gateways: FakeGateways, db: FakeDatabase) -> PaymentService:
     uow = transactional(db.factory(), clock, Policy())
-    return PaymentService(uow, clock, gateways, merchant, "http://n/notify", (60.0,), publish=lambda _: None)
+    return PaymentService(uow, clock, gateways, merchant, "http://n/notify", (60.0,))
 
 
 @pytest.mark.parametrize(("acting", "other"), [(SHOP, BRAND), (BRAND, SHOP)])
