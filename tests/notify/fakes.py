@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import structlog
+
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
 from server.app import App
 from server.domain.provider import RefundReport, TransactionReport
@@ -30,6 +32,7 @@ class FakeLedger:
     faults: list[Exception] = field(default_factory=list)
     scripted: dict[str, str] = field(default_factory=dict)  # key -> outcome instead of applying
     sources: list[str] = field(default_factory=list)
+    log_context: list[dict[str, object]] = field(default_factory=list)  # structlog's, as each apply saw it
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def apply_in(self, uow: object, report: TransactionReport | RefundReport, *, source: str) -> FakeResult:
@@ -42,6 +45,7 @@ class FakeLedger:
         with self._lock:
             self.calls[key] += 1
             self.sources.append(source)
+            self.log_context.append(structlog.contextvars.get_contextvars())
             if self.faults:
                 raise self.faults.pop(0)
             if key in self.scripted:

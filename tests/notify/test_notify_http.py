@@ -361,6 +361,16 @@ async def test_every_answer_carries_a_request_id(client: Client) -> None:
     assert hostile.headers["X-Request-Id"] != "bad id\twith spaces"
 
 
+async def test_what_the_service_logs_carries_the_request_id(
+    client: Client, notifier: WeChatNotifier, ledger: FakeLedger, rid: str
+) -> None:
+    delivery = notifier.deliver(paid_resource(f"T{rid}", 100))
+    headers = {**delivery.headers, "X-Request-Id": f"req-{rid}"}
+    response = await client.post("/wxpay/notify", data=delivery.body, headers=headers)
+    assert response.status == 204
+    assert ledger.log_context[-1]["request_id"] == f"req-{rid}"  # bound in the sidecar, seen in the use case
+
+
 async def test_one_canonical_line_without_body_signature_or_resource(
     client: Client, notifier: WeChatNotifier, rid: str
 ) -> None:
