@@ -125,6 +125,7 @@ def init_bundle(directory: Path, *, force: bool = False, now: datetime | None = 
     if not force and any((directory / name).exists() for name in BUNDLE_FILES):
         raise BundleExistsError(f"{directory} already holds a credentials bundle (use --force to replace it)")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)  # an existing directory keeps its mode otherwise (0755 seen)
     merchant_key, wechatpay_key, platform_key = new_key(), new_key(), new_key()
     info = _merchant_json()
     when = now or datetime.now(UTC)

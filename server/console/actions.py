@@ -44,11 +44,20 @@ async def _act(request: web.Request, back: str, run: Run) -> web.Response:
     return render(request, "result.html", context)
 
 
+def _version(form: Mapping[str, object]) -> int:
+    """The version the operator was looking at; anything but a small whole number means "current"
+    is not what they saw, so it is refused rather than a 500 (the audit's INFO: `abc`)."""
+    text = _field(form, "expected_version") or "0"
+    if not (text.isascii() and text.isdigit() and len(text) <= 12):
+        raise web.HTTPBadRequest(text="expected_version must be a whole number")
+    return int(text)
+
+
 async def resolve(request: web.Request) -> web.Response:
     form = await request.post()
     order_id = _field(form, "order_id")
     resolution = Resolution.ACCEPT if _field(form, "resolution") == "ACCEPT" else Resolution.REFUND
-    version = int(_field(form, "expected_version") or 0)
+    version = _version(form)
     return await _act(
         request,
         f"/orders/{order_id}",
@@ -59,7 +68,7 @@ async def resolve(request: web.Request) -> web.Response:
 async def retry_fulfilment(request: web.Request) -> web.Response:
     form = await request.post()
     order_id = _field(form, "order_id")
-    version = int(_field(form, "expected_version") or 0)
+    version = _version(form)
     return await _act(
         request,
         f"/orders/{order_id}",

@@ -199,12 +199,12 @@ class KeyStore:
             try:
                 certificates = self._fetch()
             except DomainError as exc:  # e.g. 404 for a public-key-only merchant, or WeChat down
-                log.warning("wxpay.certificates.download_failed", serial=serial, reason=exc.reason)
+                log.warning("wxpay.certificates.download_failed", serial=serial[:64], reason=exc.reason)
                 return False
             self.add(certificates)
             log.info(
                 "wxpay.certificates.downloaded",
-                serial=serial,
+                serial=serial[:64],  # the request's header, attacker-chosen: never logged whole
                 serials=[c.serial_no for c in certificates],
             )
             return self._keys.get(serial) is not None

@@ -115,6 +115,9 @@ class SignedTransport:
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
             follow_redirects=False,
+            # HTTPS_PROXY / SSL_CERT_FILE in the environment must not redirect payment traffic: an egress
+            # proxy is configured explicitly, as ORDERPAY_WXPAY_BASE_URL on loopback (server/guard.py)
+            trust_env=False,
         )
 
     def shutdown(self) -> None:
