@@ -20,7 +20,7 @@ from server.service.notifications import NotificationService
 from server.serving.http import serve_app
 from server.serving.shedding import ConnectionLimits
 from tests.notify.rows import NotificationRows
-from tests.notify.wechat import WeChatNotifier, paid_resource
+from tests.support.wechat import WeChatNotifier, paid_resource
 
 MAX_BODY = 16 * 1024
 # Deadlines long enough that a held connection is still held while the genuine requests run.

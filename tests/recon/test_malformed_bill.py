@@ -24,8 +24,8 @@ from sandbox.keys import init_bundle
 from server.bootstrap import build_app
 from server.domain.reconciliation import BEIJING
 from server.jobs.recon_task import ReconTask
-from tests.conftest import settings_for
 from tests.support.bill_gateway import BillGateway, trade_bill, trade_row
+from tests.support.settings import settings_for
 from tests.support.stack import ROOT
 
 

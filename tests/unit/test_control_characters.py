@@ -4,7 +4,7 @@ every free-text input, bill ids are validated, and every CLI renderer escapes wh
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -16,10 +16,22 @@ from server.domain.operations import require_reason
 from server.domain.reconciliation import ExceptionKind, ExceptionStatus
 from server.domain.validation import Violations
 from server.recon_commands import render, report_json
+from server.service.recon_ports import DayReport, DayTotals, ReconException, RunSummary
 from server.wxpay.bills import MalformedBillError, parse_trade_bill
 from tests.support.bill_gateway import trade_bill, trade_row
-from tests.unit.test_recon_report_cli import exception as recon_exception
-from tests.unit.test_recon_report_cli import report
+
+DAY = date(2026, 3, 9)
+WHEN = datetime(2026, 3, 10, 2, tzinfo=UTC)
+
+
+def recon_exception(kind: ExceptionKind, status: ExceptionStatus, number: int) -> ReconException:
+    return ReconException(number, DAY, kind, f"OP{number}", "", 1800, 1805, status, "", "", "", 1, WHEN, WHEN)
+
+
+def report(*exceptions: ReconException) -> DayReport:
+    summary = RunSummary("DONE", "ab" * 20, None, 4, 3, 0, DayTotals(5405, 600, 29, 5405, 629), WHEN)
+    return DayReport(DAY, summary, list(exceptions))
+
 
 HOSTILE = ["ok\x1b[2J", "A\x7fB", "C\x9b2J", "D\u202eE", "F\u200bG", "H\u2028I", "J\x00K", "L\u2066M"]
 
