@@ -80,7 +80,7 @@ class Settings:
     notify_header_timeout_s: float = 10.0
     notify_body_timeout_s: float = 10.0
     notify_idle_timeout_s: float = 15.0
-    # per peer address (0: an eighth of the cap); raise it when a proxy is the only peer
+    # per peer address (0: a quarter of the cap); raise it when a proxy is the only peer
     notify_max_connections_per_peer: int = 0
     # Prometheus /metrics on its own listener; empty = not served
     metrics_listen: str = "127.0.0.1:9464"

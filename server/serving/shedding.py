@@ -39,7 +39,7 @@ class ConnectionLimits:
     body_timeout_s: float = 10.0
     idle_timeout_s: float = 15.0
     max_body_bytes: int = 1024 * 1024
-    max_connections_per_peer: int = 0  # 0: an eighth of max_connections
+    max_connections_per_peer: int = 0  # 0: a quarter of max_connections
     reserve_for_new_peers: int = 0  # 0: an eighth of max_connections
 
     @property
@@ -49,7 +49,7 @@ class ConnectionLimits:
 
     @property
     def peer_cap(self) -> int:
-        return self.max_connections_per_peer or max(1, self.max_connections // 8)
+        return self.max_connections_per_peer or max(1, self.max_connections // 4)
 
     @property
     def reserved_for_new_peers(self) -> int:
