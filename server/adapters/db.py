@@ -6,11 +6,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import peewee as pw
-from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+from playhouse.pool import PooledSqliteDatabase
 
+from server.adapters.postgres import is_writable_primary, make_postgres
 from server.adapters.tables import database_proxy
 
 MIGRATIONS_DIR = str(Path(__file__).with_name("migrations"))
@@ -21,16 +22,8 @@ def make_database(url: str, *, pool_size: int = 40, busy_timeout_ms: int = 10_00
     if parsed.scheme == "sqlite":
         return _sqlite(url.removeprefix("sqlite:///"), pool_size, busy_timeout_ms)
     if parsed.scheme in {"postgresql", "postgres"}:
-        return PooledPostgresqlDatabase(
-            parsed.path.lstrip("/"),
-            user=unquote(parsed.username or "") or None,
-            password=unquote(parsed.password or "") or None,
-            host=parsed.hostname or "127.0.0.1",
-            port=parsed.port or 5432,
-            max_connections=pool_size,
-            stale_timeout=300,
-            timeout=10,
-        )
+        # Single or multi-host (`h1:p1,h2:p2/db?target_session_attrs=read-write`): libpq parses it.
+        return make_postgres(url, pool_size=pool_size)
     raise ValueError(f"unsupported database url scheme {parsed.scheme!r} (want sqlite:/// or postgresql://)")
 
 
@@ -54,6 +47,18 @@ def _sqlite(path: str, pool_size: int, busy_timeout_ms: int) -> pw.Database:
             "foreign_keys": 1,
         },
     )
+
+
+def ready(db: pw.Database) -> bool:
+    """Readiness: PostgreSQL reaches a writable primary; SQLite answers a trivial query."""
+    if isinstance(db, pw.PostgresqlDatabase):
+        return is_writable_primary(db)
+    try:
+        with db.connection_context():
+            db.execute_sql("SELECT 1")
+    except pw.DatabaseError:
+        return False
+    return True
 
 
 def bind(db: pw.Database) -> None:
