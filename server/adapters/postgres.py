@@ -62,7 +62,7 @@ def connect_params(url: str) -> dict[str, Any]:
 
 def server_gone(error: BaseException) -> bool:
     """True for an error that says the connection's server is gone or read-only (not a bad query)."""
-    original = error.args[0] if isinstance(error, pw.DatabaseError) and error.args else error
+    original = getattr(error, "orig", None) or error  # peewee keeps the driver's exception as .orig
     if isinstance(original, psycopg2.InterfaceError):
         return True
     code = getattr(original, "pgcode", None)
@@ -103,6 +103,9 @@ class FailoverPostgresqlDatabase(PooledPostgresqlDatabase):
             super().begin(isolation_level)
 
     def rollback(self) -> None:
+        conn = None if self.is_closed() else self.connection()
+        if conn is not None and conn.closed:
+            return  # the connection broke: the server dropped the transaction; keep the original error
         with self._guard():
             super().rollback()
 
