@@ -64,7 +64,10 @@ def build_app(
     ConfigError / CredentialsError. `gateway` replaces WeChat Pay (tests). `prompt_fulfilment=False`
     leaves every fulfilment to the job (tests that drive the worker themselves)."""
     db = make_database(
-        settings.database_url, pool_size=settings.db_pool_size, busy_timeout_ms=settings.db_busy_timeout_ms
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        busy_timeout_ms=settings.db_busy_timeout_ms,
+        synchronous_commit=settings.db_synchronous_commit,
     )
     bind(db)
     if run_migrations:

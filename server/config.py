@@ -54,6 +54,10 @@ class Settings:
     # transaction mode (LISTEN needs a session of its own); "" = database_url. docs/high-availability.md
     database_listen_url: str = ""
     db_health_interval_s: float = 2.0  # how often gRPC health re-checks that a writable primary answers
+    # What a COMMIT waits for (PostgreSQL's synchronous_commit, per orderpay session): "" = the server's
+    # setting (with a synchronous standby: wait for it; durability first); "local" = never wait for a
+    # standby (writes go on while none is connected, but a failover may lose acknowledged writes).
+    db_synchronous_commit: str = ""
     db_pool_size: int = 40
     db_busy_timeout_ms: int = 10_000
     # orders
@@ -158,6 +162,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+# "off" is not offered: it acknowledges a payment before it is on disk anywhere.
+SYNCHRONOUS_COMMIT = ("", "on", "remote_apply", "remote_write", "local")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("auto", "json", "console")
 
@@ -170,6 +176,11 @@ def _check(settings: Settings) -> None:
             f"ORDERPAY_LOG_LEVEL: want one of {', '.join(LOG_LEVELS)}; got {settings.log_level!r}"
         )
     check_database_url(settings.database_url)
+    if settings.db_synchronous_commit not in SYNCHRONOUS_COMMIT:
+        raise ConfigError(
+            f"ORDERPAY_DB_SYNCHRONOUS_COMMIT: want one of {', '.join(repr(v) for v in SYNCHRONOUS_COMMIT)};"
+            f" got {settings.db_synchronous_commit!r}"
+        )
     if settings.database_listen_url:
         check_database_url(settings.database_listen_url, "ORDERPAY_DATABASE_LISTEN_URL")
         if not settings.database_url.startswith(POSTGRES_SCHEMES):

@@ -307,3 +307,57 @@ def _notification_id(note: SignedNotification) -> str:
     import json
 
     return str(json.loads(note.body)["id"])
+
+
+def _sync_standby_names(formation: Formation) -> str:
+    return str(_query(formation, "SHOW synchronous_standby_names")[0][0])
+
+
+def test_standby_lost_during_the_storm(formation: Formation, stacks: list[Stack]) -> None:
+    """The standby's whole node dies (keeper and postmaster). No failover: the same primary serves.
+    With a synchronous standby configured, COMMITs wait until the monitor notices the loss and turns
+    synchronous replication off (pg_auto_failover's wait_primary); the wait is measured, not asserted."""
+    formation.wait_healthy(180)
+    primary, standby = formation.primary(), formation.standby()
+    assert primary is not None
+    sync_before = _sync_standby_names(formation)
+    creates = DuplicateStorm([s.grpc_target for s in stacks])
+    storm = threading.Thread(target=creates.run)
+    storm.start()
+    try:
+        wait_until(lambda: creates.ok_count() >= 15, 60, "the storm running", interval_s=0.05)
+        killed_at = time.monotonic()
+        formation.kill_node(standby)
+        wait_until(
+            lambda: sum(a.code == OK and a.started > killed_at + 1 for a in creates.answers) >= 15,
+            120, "writes going on without the standby", interval_s=0.05,
+        )  # fmt: skip
+        sync_without = _sync_standby_names(formation)
+    finally:
+        creates.stop()
+        storm.join(30)
+    after = [a for a in creates.answers if a.started > killed_at]
+    longest = max(a.ended - a.started for a in after)
+    resumed = min(a.ended for a in after if a.code == OK and a.started > killed_at + 1) - killed_at
+    formation.restart_node(standby)
+    rejoin_s = formation.wait_healthy(180)
+    acknowledged = {a.key for a in creates.answers if a.code == OK}
+    stored = dict(
+        _query(
+            formation,
+            "SELECT request_id, count(*) FROM orders WHERE request_id = ANY(%s) GROUP BY 1",
+            (list(acknowledged),),
+        )
+    )
+    codes = Counter(a.code for a in creates.answers)
+    print(
+        f"\nstandby lost: CreateOrder answers {dict(codes)}; after the kill the longest call took"
+        f" {longest:.1f} s; writes flowing again {resumed:.1f} s after the kill;"
+        f" synchronous_standby_names {sync_before!r} -> {sync_without!r}; standby back in {rejoin_s:.1f} s"
+    )
+    assert formation.primary() is primary  # no failover: the primary kept its role
+    assert set(acknowledged) == set(stored)
+    assert set(stored.values()) <= {1}
+    assert grpc.StatusCode.INTERNAL not in codes
+    assert set(codes) <= ALLOWED_IN_GAP
+    assert sync_without == ""  # the monitor turned synchronous replication off: writes go on

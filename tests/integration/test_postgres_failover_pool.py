@@ -150,6 +150,23 @@ def test_a_cancelled_synchronous_replication_wait_is_not_an_acknowledgement(clus
     db.close_all()
 
 
+def test_synchronous_commit_local_writes_on_without_a_standby(cluster: Cluster) -> None:
+    """ORDERPAY_DB_SYNCHRONOUS_COMMIT=local: availability first, a COMMIT never waits for a standby."""
+    db = make_database(cluster.admin_url, pool_size=2, synchronous_commit="local")
+    admin(cluster, "ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+    admin(cluster, "SELECT pg_reload_conf()")
+    try:
+        with db.connection_context(), db.atomic():
+            db.execute_sql("INSERT INTO t (note) VALUES ('local')")  # would wait forever with "on"
+        with db.connection_context():
+            assert db.execute_sql("SHOW synchronous_commit").fetchone() == ("local",)
+    finally:
+        admin(cluster, "ALTER SYSTEM RESET synchronous_standby_names")
+        admin(cluster, "SELECT pg_reload_conf()")
+    assert admin(cluster, "SELECT count(*) FROM t WHERE note = 'local'") == [(1,)]
+    db.close_all()
+
+
 def _raw_commit(conn: psycopg2.extensions.connection) -> None:
     with conn.cursor() as cur:
         cur.execute("INSERT INTO t (note) VALUES ('raw')")

@@ -125,6 +125,12 @@ def test_the_listen_url_is_checked_and_needs_postgresql() -> None:
     assert settings.database_listen_url == direct
 
 
+def test_the_synchronous_commit_policy_is_checked() -> None:
+    assert load_settings({"ORDERPAY_DB_SYNCHRONOUS_COMMIT": "local"}).db_synchronous_commit == "local"
+    with pytest.raises(ConfigError, match=r"^ORDERPAY_DB_SYNCHRONOUS_COMMIT: want one of .*; got 'off'$"):
+        load_settings({"ORDERPAY_DB_SYNCHRONOUS_COMMIT": "off"})
+
+
 def test_the_banner_shows_the_database_without_its_password(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
