@@ -10,7 +10,7 @@ from pathlib import Path
 
 import peewee as pw
 
-from server.adapters.db import bind, make_database, migrate
+from server.adapters.db import bind, make_database, migrate_with_session
 from server.adapters.decisions import FulfilmentDecisions
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
 from server.adapters.unit_of_work import read_only_factory, unit_of_work_factory
@@ -71,7 +71,7 @@ def build_app(
     )
     bind(db)
     if run_migrations:
-        migrate(db)
+        migrate_with_session(db, settings.database_session_url)
     policy = Policy(auto_refund_on_fulfilment_failure=settings.auto_refund_on_fulfilment_failure)
     decisions = FulfilmentDecisions(db)
     with_payments = _has_credentials(settings, payments_required)

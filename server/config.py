@@ -50,9 +50,10 @@ class Settings:
     allow_plaintext_grpc: bool = False
     shutdown_grace_s: float = 10.0
     # database
-    # A direct PostgreSQL URL for the LISTEN connection when database_url goes through a pooler in
-    # transaction mode (LISTEN needs a session of its own); "" = database_url. docs/high-availability.md
-    database_listen_url: str = ""
+    # A PostgreSQL URL with sessions of its own (direct, or a session-mode pooler) for what needs one:
+    # the LISTEN connection and the migration lock, when database_url goes through a pgbouncer in
+    # transaction mode; "" = database_url. docs/high-availability.md § Connection poolers
+    database_session_url: str = ""
     db_health_interval_s: float = 2.0  # how often gRPC health re-checks that a writable primary answers
     # What a COMMIT waits for (PostgreSQL's synchronous_commit, per orderpay session): "" = the server's
     # setting (with a synchronous standby: wait for it; durability first); "local" = never wait for a
@@ -181,10 +182,12 @@ def _check(settings: Settings) -> None:
             f"ORDERPAY_DB_SYNCHRONOUS_COMMIT: want one of {', '.join(repr(v) for v in SYNCHRONOUS_COMMIT)};"
             f" got {settings.db_synchronous_commit!r}"
         )
-    if settings.database_listen_url:
-        check_database_url(settings.database_listen_url, "ORDERPAY_DATABASE_LISTEN_URL")
+    if settings.database_session_url:
+        check_database_url(settings.database_session_url, "ORDERPAY_DATABASE_SESSION_URL")
         if not settings.database_url.startswith(POSTGRES_SCHEMES):
-            raise ConfigError("ORDERPAY_DATABASE_LISTEN_URL: only with a postgresql:// ORDERPAY_DATABASE_URL")
+            raise ConfigError(
+                "ORDERPAY_DATABASE_SESSION_URL: only with a postgresql:// ORDERPAY_DATABASE_URL"
+            )
     if settings.log_format not in LOG_FORMATS:
         raise ConfigError(
             f"ORDERPAY_LOG_FORMAT: want one of {', '.join(LOG_FORMATS)}; got {settings.log_format!r}"

@@ -115,7 +115,7 @@ async def start_parts(
     WAITERS.set_function(lambda: waiters.waiting)
     IN_FLIGHT.set_function(lambda: stack.admission.in_flight)
     if postgres:
-        args = listener_args(app.db, settings.database_listen_url)  # type: ignore[arg-type]  # checked above
+        args = listener_args(app.db, settings.database_session_url)  # type: ignore[arg-type]  # checked above
         stack.listener = PostgresListener(args, waiters)
         await stack.listener.start()
     if notify and app.payments is not None and _first_worker():

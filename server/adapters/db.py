@@ -86,6 +86,18 @@ def migrate(db: pw.Database) -> list[str]:
         return sorted(set(runner.applied()) - before)
 
 
+def migrate_with_session(db: pw.Database, session_url: str) -> list[str]:
+    """`migrate`, through `session_url` when there is one: the migration lock is a session-level
+    advisory lock, which a transaction-pooling pgbouncer would leave held on some server connection."""
+    if not session_url:
+        return migrate(db)
+    direct = make_database(session_url, pool_size=1)
+    try:
+        return migrate(direct)
+    finally:
+        direct.close_all()  # type: ignore[attr-defined]  # a pooled database
+
+
 @contextmanager
 def _migration_lock(db: pw.Database) -> Iterator[None]:
     if not isinstance(db, pw.PostgresqlDatabase):
@@ -95,4 +107,5 @@ def _migration_lock(db: pw.Database) -> Iterator[None]:
     try:
         yield
     finally:
-        db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+        if not db.connection().closed:  # a broken session took its lock along; keep the first error
+            db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))

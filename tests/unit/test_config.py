@@ -104,25 +104,25 @@ def test_good_database_urls_pass_and_nothing_is_created(
 
 
 def test_the_listen_url_is_checked_and_needs_postgresql() -> None:
-    with pytest.raises(ConfigError, match=r"^ORDERPAY_DATABASE_LISTEN_URL: .*names no database"):
+    with pytest.raises(ConfigError, match=r"^ORDERPAY_DATABASE_SESSION_URL: .*names no database"):
         load_settings(
             {
                 "ORDERPAY_DATABASE_URL": "postgresql://u@pgbouncer:6432/db",
-                "ORDERPAY_DATABASE_LISTEN_URL": "postgresql://u@h/",
+                "ORDERPAY_DATABASE_SESSION_URL": "postgresql://u@h/",
             }
         )
-    with pytest.raises(ConfigError, match=r"^ORDERPAY_DATABASE_LISTEN_URL: only with a postgresql://"):
+    with pytest.raises(ConfigError, match=r"^ORDERPAY_DATABASE_SESSION_URL: only with a postgresql://"):
         load_settings(
             {
                 "ORDERPAY_DATABASE_URL": "sqlite:///:memory:",
-                "ORDERPAY_DATABASE_LISTEN_URL": "postgresql://u@h/db",
+                "ORDERPAY_DATABASE_SESSION_URL": "postgresql://u@h/db",
             }
         )
     direct = "postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write"
     settings = load_settings(
-        {"ORDERPAY_DATABASE_URL": "postgresql://u@pgbouncer:6432/db", "ORDERPAY_DATABASE_LISTEN_URL": direct}
+        {"ORDERPAY_DATABASE_URL": "postgresql://u@pgbouncer:6432/db", "ORDERPAY_DATABASE_SESSION_URL": direct}
     )
-    assert settings.database_listen_url == direct
+    assert settings.database_session_url == direct
 
 
 def test_the_synchronous_commit_policy_is_checked() -> None:
