@@ -146,6 +146,8 @@ def open_readonly(database_url: str) -> pw.Database:
     if parsed.scheme in {"postgresql", "postgres"}:
         params = parse_dsn(database_url)  # libpq's reading: multi-host URLs (a failover formation) too
         database = params.pop("dbname")
+        if params.get("target_session_attrs") == "read-write":
+            params["target_session_attrs"] = "primary"  # "read-write" refuses our read-only session
         return pw.PostgresqlDatabase(database, **params, options="-c default_transaction_read_only=on")
     raise ValueError(f"unsupported database url {database_url!r} (want sqlite:/// or postgresql://)")
 

@@ -25,6 +25,7 @@ import grpc
 import httpx
 import psycopg2
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.loadtest.notifications import NotificationSigner, SignedNotification
 from orderpay.v1 import order_service_pb2, order_service_pb2_grpc
@@ -46,6 +47,7 @@ OK, UNAVAILABLE = grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE
 # A call may also outlive its deadline while a COMMIT waits for a standby that is gone; never INTERNAL.
 ALLOWED_IN_GAP = {OK, UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 METADATA = (("authorization", f"Bearer {BFF_TOKEN}"),)
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @dataclass
@@ -189,6 +191,15 @@ def _readyz(stack: Stack) -> int:
         return 0
 
 
+def _health(stack: Stack) -> int:
+    with grpc.insecure_channel(stack.grpc_target) as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        except grpc.RpcError:
+            return -1
+    return int(answer.status)
+
+
 def test_primary_killed_during_storms(formation: Formation, stacks: list[Stack]) -> None:
     orders = _unpaid_orders(stacks, NOTIFY_ORDERS)
     signer = NotificationSigner.from_dir(stacks[0].keys)
@@ -209,6 +220,7 @@ def test_primary_killed_during_storms(formation: Formation, stacks: list[Stack])
             30, "a failed call after the kill", interval_s=0.02,
         )  # fmt: skip
         wait_until(lambda: any(_readyz(s) == 503 for s in stacks), 30, "/readyz unavailable", interval_s=0.1)
+        wait_until(lambda: any(_health(s) == NOT_SERVING for s in stacks), 30, "gRPC health NOT_SERVING")
         first_failure = min(a.ended for a in creates.answers if a.code != OK and a.ended > killed_at)
 
         def served_again() -> bool:
@@ -231,6 +243,7 @@ def test_primary_killed_during_storms(formation: Formation, stacks: list[Stack])
     assert new_primary is not old_primary
     assert formation.states()[old_primary.name][0] == "secondary"  # the old primary rejoined as a standby
     assert all(_readyz(s) == 200 for s in stacks)
+    wait_until(lambda: all(_health(s) == SERVING for s in stacks), 30, "gRPC health SERVING again")
 
     gap = [a for a in creates.answers if a.ended > killed_at and a.started < served_at]
     gap_codes = Counter(a.code for a in gap)
