@@ -23,6 +23,7 @@ from typing import Any
 
 import peewee as pw
 import psycopg2
+import psycopg2.errors
 import structlog
 from playhouse.pool import PooledPostgresqlDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_UNKNOWN, parse_dsn
@@ -41,6 +42,13 @@ CONNECT_DEFAULTS = {
 # SQLSTATEs that mean "this server cannot take our writes now; another may": connection exceptions
 # (08xxx), admin/crash shutdown, starting up, a read-only (standby or demoting) server.
 SERVER_GONE_STATES = frozenset({"57P01", "57P02", "57P03", "25006"})
+SERVER_GONE_ERRORS: tuple[type[Exception], ...] = (
+    psycopg2.InterfaceError,  # "connection already closed"
+    psycopg2.errors.AdminShutdown,
+    psycopg2.errors.CrashShutdown,
+    psycopg2.errors.CannotConnectNow,
+    psycopg2.errors.ReadOnlySqlTransaction,
+)
 SYNC_REP_CANCELLED = "synchronous replication"  # in both WARNINGs PostgreSQL sends when it stops waiting
 
 
@@ -66,13 +74,13 @@ def connect_params(url: str, *, synchronous_commit: str = "") -> dict[str, Any]:
 def server_gone(error: BaseException) -> bool:
     """True for an error that says the connection's server is gone or read-only (not a bad query)."""
     original = getattr(error, "orig", None) or error  # peewee keeps the driver's exception as .orig
-    if isinstance(original, psycopg2.InterfaceError):
+    if isinstance(original, SERVER_GONE_ERRORS):
         return True
     code = getattr(original, "pgcode", None)
-    if code is None:
-        # No SQLSTATE: the socket broke (server closed the connection unexpectedly) or connect failed.
-        return isinstance(original, psycopg2.OperationalError)
-    return code.startswith("08") or code in SERVER_GONE_STATES
+    if code is not None:
+        return code.startswith("08") or code in SERVER_GONE_STATES
+    # No SQLSTATE and no subclass: libpq's own failure (the socket broke, the connection was refused).
+    return type(original) is psycopg2.OperationalError
 
 
 class FailoverPostgresqlDatabase(PooledPostgresqlDatabase):
