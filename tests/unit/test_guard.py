@@ -173,6 +173,7 @@ def test_serve_in_production_behind_a_loopback_egress_proxy_refuses_dev_tokens(t
         "serve",
         ORDERPAY_ENV="production",
         ORDERPAY_WXPAY_BASE_URL="http://127.0.0.1:15001",
+        ORDERPAY_NOTIFY_URL="https://pay.example.com/wxpay/notify",
         ORDERPAY_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}",
         ORDERPAY_CREDENTIALS_DIR=str(tmp_path / "no-keys"),
         ORDERPAY_GRPC_LISTEN="127.0.0.1:0",
