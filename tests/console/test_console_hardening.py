@@ -35,6 +35,20 @@ def _failed() -> float:
     return REGISTRY.get_sample_value("orderpay_console_signin_failed_total") or 0.0
 
 
+def test_a_non_numeric_expected_version_is_400_not_500(live: LiveStack) -> None:
+    """The audit's INFO: `expected_version=abc` in a console form was a 500 (an uncaught int())."""
+    with httpx.Client(base_url=live.console_url) as client:
+        assert _attempt(client, ADMIN_TOKEN).status_code == 302
+        page = client.get("/attention")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        answer = client.post(
+            "/actions/resolve",
+            data={"csrf": csrf.group(1), "order_id": "ord_x", "expected_version": "abc", "reason": "r"},
+        )
+    assert answer.status_code == 400
+
+
 def test_wrong_tokens_are_throttled_counted_and_logged(live: LiveStack) -> None:
     before = _failed()
     with httpx.Client(base_url=live.console_url) as client, capture_logs() as logs:
@@ -60,17 +74,3 @@ def test_under_tls_the_sign_in_cookie_is_secure_and_answers_carry_hsts(tmp_path:
     assert form.status_code == 200
     assert "Secure" in form.headers["set-cookie"]
     assert form.headers["strict-transport-security"].startswith("max-age=")
-
-
-def test_a_non_numeric_expected_version_is_400_not_500(tmp_path: Path) -> None:
-    """The audit's INFO: `expected_version=abc` in a console form was a 500 (an uncaught int())."""
-    with live_stack(tmp_path) as running, httpx.Client(base_url=running.console_url) as client:
-        assert _attempt(client, ADMIN_TOKEN).status_code == 302
-        page = client.get("/attention")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        assert csrf is not None
-        answer = client.post(
-            "/actions/resolve",
-            data={"csrf": csrf.group(1), "order_id": "ord_x", "expected_version": "abc", "reason": "r"},
-        )
-    assert answer.status_code == 400
