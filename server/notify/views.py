@@ -14,6 +14,7 @@ from server.metrics import REGISTRY
 from server.notify.keys import CONFIG, EXECUTOR, READY_CHECK, RECORD, SERVICE, RequestRecord
 from server.notify.responses import acknowledged, fail
 from server.service.notifications import Disposition, Receipt
+from server.serving.offload import InlineExecutor
 
 # The HTTP answer for each disposition (WeChat retries anything but 2xx; 4xx marks it as refused).
 HTTP_STATUS = {
@@ -113,6 +114,8 @@ async def read_limited(request: web.Request, limit: int) -> bytes | None:
 async def in_executor(executor: Executor, work: Callable[[], _T], timeout_s: float) -> _T:
     """Run blocking `work` off the event loop; AnswerTimeout after `timeout_s`, without cancelling it
     once started (a half-applied notification is worse than a late one)."""
+    if isinstance(executor, InlineExecutor):
+        return await _in_turn(executor, work, timeout_s)
     submitted = executor.submit(work)
     waiting = asyncio.wrap_future(submitted)
     done, _ = await asyncio.wait({waiting}, timeout=timeout_s)
@@ -121,6 +124,19 @@ async def in_executor(executor: Executor, work: Callable[[], _T], timeout_s: flo
         waiting.add_done_callback(_consume)
         raise AnswerTimeout
     return waiting.result()
+
+
+async def _in_turn(executor: InlineExecutor, work: Callable[[], _T], timeout_s: float) -> _T:
+    """Inline work, one job per loop iteration (InlineExecutor.turns); AnswerTimeout if its turn does
+    not come within `timeout_s` (then nothing was done)."""
+    try:
+        await asyncio.wait_for(executor.turns.acquire(), timeout_s)
+    except TimeoutError:
+        raise AnswerTimeout from None
+    try:
+        return work()
+    finally:
+        executor.turns.release()
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
