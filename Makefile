@@ -74,7 +74,7 @@ run: venv-runtime
 	$(BIN)/orderpay dev
 
 bench: venv
-	$(BIN)/orderpay bench
+	$(BIN)/orderpay bench --warning
 
 clean:
 	rm -rf $(VENV) .orderpay .gen-check .mypy_cache .ruff_cache .pytest_cache
