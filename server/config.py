@@ -42,6 +42,7 @@ class Settings:
     max_inflight: int = 64  # calls doing work at once; beyond it RESOURCE_EXHAUSTED / OVERLOADED
     offload_workers: int = 8  # threads for the calls that talk to WeChat Pay (sync HTTP)
     db_threads: int = 4  # PostgreSQL: threads overlapping round trips (0, and SQLite: inline on the loop)
+    event_loop: str = "uvloop"  # uvloop | asyncio (the standard library's); docs/benchmarks.md
     grpc_max_concurrent_rpcs: int = 10_000  # a memory cap only: parked long-polls count here
     grpc_tls_cert: str = ""
     grpc_tls_key: str = ""
@@ -156,6 +157,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("auto", "json", "console")
+EVENT_LOOPS = ("uvloop", "asyncio")
 
 
 def _check(settings: Settings) -> None:
@@ -166,6 +168,10 @@ def _check(settings: Settings) -> None:
             f"ORDERPAY_LOG_LEVEL: want one of {', '.join(LOG_LEVELS)}; got {settings.log_level!r}"
         )
     check_database_url(settings.database_url)
+    if settings.event_loop not in EVENT_LOOPS:
+        raise ConfigError(
+            f"ORDERPAY_EVENT_LOOP: want one of {', '.join(EVENT_LOOPS)}; got {settings.event_loop!r}"
+        )
     if settings.log_format not in LOG_FORMATS:
         raise ConfigError(
             f"ORDERPAY_LOG_FORMAT: want one of {', '.join(LOG_FORMATS)}; got {settings.log_format!r}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -23,7 +22,7 @@ from server.config import (
 )
 from server.log_setup import configure_logging
 from server.ports import Binding, ensure_free, stack_bindings
-from server.runner import Stack, run_until_signal
+from server.runner import Stack, run_on_loop, run_until_signal
 
 log = structlog.get_logger("orderpay.dev")
 SANDBOX_START_S = 20.0
@@ -74,7 +73,7 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
                 shown = shown.with_overrides(grpc_listen=_with_port(shown.grpc_listen, stack.grpc.port))
             _print_banner(shown, sandbox_url, stack.console_url)
 
-        asyncio.run(run_until_signal(settings, {"grpc", "notify", "jobs"}, on_ready=banner))
+        run_on_loop(settings, run_until_signal(settings, {"grpc", "notify", "jobs"}, on_ready=banner))
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)

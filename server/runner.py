@@ -14,11 +14,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import peewee as pw
 import structlog
+import uvloop
 from aiohttp import web
 
 from server import guard
@@ -181,8 +183,17 @@ def serve(*, listen: str | None = None, parts: set[str] | None = None, workers: 
     if workers > 1:
         return _supervise(workers, settings)
     reuse_port = os.environ.get("ORDERPAY_REUSE_PORT") == "1"
-    asyncio.run(run_until_signal(settings, parts or {"grpc", "notify", "jobs"}, reuse_port=reuse_port))
+    main = run_until_signal(settings, parts or {"grpc", "notify", "jobs"}, reuse_port=reuse_port)
+    run_on_loop(settings, main)
     return 0
+
+
+def run_on_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
+    """`main` on the event loop Settings.event_loop names: uvloop (the default; B1 measured in
+    docs/benchmarks.md) or the standard library's asyncio loop."""
+    factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
 
 
 def _supervise(workers: int, settings: Settings) -> int:

@@ -51,7 +51,7 @@ class Bench:
     echo_grpc: Proc
     echo_aio: Proc
     echo_http: Proc
-    server_warning: Proc | None = None  # `--warning`: the same server at log level warning, beside
+    beside: list[tuple[str, Proc]] = field(default_factory=list)  # `--beside`: variants B1 also runs on
     rss_parked_mb: dict[str, float] = field(default_factory=dict)  # B7 fills it for B6
     b7_case: CaseResult | None = None  # B5 adds B7's cross-process half to it
 
@@ -125,15 +125,12 @@ def figures(ours: Row, baseline: Row, rate_ratio: float | None, cpu_ratio: float
     return {name: value for name, value in found.items() if value is not None}
 
 
-async def warning_row(bench: Bench, plan: Plan, payload: Payload, burst: int = 1) -> Row:
-    """The same calls to the server beside, at log level warning (`--warning`)."""
-    assert bench.server_warning is not None  # noqa: S101 - callers check
-    target = bench.server_warning.endpoints["target"]
-    run = drive_grpc_raw(
-        "orderpay @warning", target, BFF_TOKEN, plan, method=CREATE_ORDER, payload=payload, burst=burst
-    )
-    summary, cpu = await metered([bench.server_warning], run)
-    return row("orderpay, log level warning", summary, cpu)
+async def beside_row(label: str, server: Proc, plan: Plan, payload: Payload) -> Row:
+    """The same calls to a variant of the server beside (`--beside SETTING=VALUE`, `--warning`)."""
+    target = server.endpoints["target"]
+    run = drive_grpc_raw(f"orderpay {label}", target, BFF_TOKEN, plan, method=CREATE_ORDER, payload=payload)
+    summary, cpu = await metered([server], run)
+    return row(f"orderpay, {label}", summary, cpu)
 
 
 async def b1_create_unique(bench: Bench) -> CaseResult:
@@ -157,10 +154,11 @@ async def b1_create_unique(bench: Bench) -> CaseResult:
         f"CPU per call {cpu_ratio} × the sync echo's, {cpu_vs(ours, echoes[1])} × the aio echo's"
     )
     case.figures = figures(ours, echoes[0], case.ratio, cpu_ratio)
-    if bench.server_warning is not None:
-        quiet = await warning_row(bench, plan, create_order_payload(bench.load_config(plan)))
-        case.rows.append(quiet)
-        case.figures["CPU ÷ sync echo, log level warning"] = cpu_vs(quiet, echoes[0]) or 0.0
+    for label, variant in bench.beside:
+        other = await beside_row(label, variant, plan, create_order_payload(bench.load_config(plan)))
+        case.rows.append(other)
+        case.figures[f"CPU ÷ baseline @ {label}"] = cpu_vs(other, echoes[0]) or 0.0
+        case.figures[f"throughput ÷ baseline @ {label}"] = ratio(other.rate, echoes[0].rate) or 0.0
     clean = invariants_clean(
         case, summary, bench.database_url, Expected(config.user_prefix, orders=summary.ok)
     )

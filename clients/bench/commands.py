@@ -29,8 +29,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--rounds", type=int, default=3, help="run every case this many times; figures as min / median / max"
     )
     parser.add_argument(
-        "--warning", action="store_true", help="also run B1 on a second server at log level warning, beside"
+        "--beside",
+        action="append",
+        default=[],
+        metavar="ORDERPAY_SETTING=VALUE",
+        help="also run B1 on a variant of the server with this setting, side by side (repeatable)",
     )
+    parser.add_argument("--warning", action="store_true", help="= --beside ORDERPAY_LOG_LEVEL=warning")
     parser.set_defaults(func=_bench)
 
 
@@ -43,7 +48,9 @@ def _bench(args: argparse.Namespace) -> int:
     console = stdout_console()
     sizes = QUICK if args.quick else FULL
     only = {case.strip().upper() for case in args.only.split(",")} if args.only else None
-    options = Options(rounds=max(1, args.rounds), only=only, warning=args.warning)
+    beside = [*args.beside, *(["ORDERPAY_LOG_LEVEL=warning"] if args.warning else [])]
+    pairs = tuple(tuple(item.split("=", 1)) for item in beside if "=" in item)
+    options = Options(rounds=max(1, args.rounds), only=only, beside=pairs)
     results = run_bench(sizes, quick=args.quick, json_out=args.json_out, console=console, options=options)
     missed = [case.case_id for case in results if case.passed is False]
     return 1 if args.strict and missed else 0

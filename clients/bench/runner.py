@@ -32,7 +32,7 @@ CaseRun = Callable[[Bench], Awaitable[CaseResult]]
 class Options:
     rounds: int = 3
     only: set[str] | None = None
-    warning: bool = False  # also run B1 on a second server at log level warning, beside
+    beside: tuple[tuple[str, str], ...] = ()  # (ORDERPAY_ setting, value): B1 also runs on each variant
 
 
 def run_bench(
@@ -47,7 +47,7 @@ def run_bench(
     flags = (" --quick" if quick else "") + (
         f" --only {','.join(sorted(options.only))}" if options.only else ""
     )
-    flags += f" --rounds {options.rounds}" + (" --warning" if options.warning else "")
+    flags += f" --rounds {options.rounds}" + "".join(f" --beside {k}={v}" for k, v in options.beside)
     where = f"{machine()['cpu']} · {machine()['cores']} cores"
     console.print(bench_table(results, f"orderpay bench{flags} · {where} · the last round"))
     for line in notes_lines(results):
@@ -81,15 +81,16 @@ def _with_stack(workdir: Path, sizes: Sizes, console: Console, options: Options)
         echo_aio = _started(procs, start_echo(workdir, "grpc-aio"))
         echo_http = _started(procs, start_echo(workdir, "http", keys_dir=keys))
         bench = Bench(workdir, keys, sizes, database_url, sandbox, server, echo_grpc, echo_aio, echo_http)
-        if options.warning:
-            quiet = ServerSpec(
-                f"sqlite:///{workdir / 'orderpay-warning.db'}",
+        for number, (setting, value) in enumerate(options.beside, 1):
+            variant = ServerSpec(
+                f"sqlite:///{workdir / f'orderpay-beside-{number}.db'}",
                 keys,
                 sandbox.endpoints["url"],
-                name="server-warning",
-                settings=(("ORDERPAY_LOG_LEVEL", "warning"),),
+                name=f"server-beside-{number}",
+                settings=((setting, value),),
             )
-            bench.server_warning = _started(procs, start_server(workdir, quiet))
+            label = f"{setting.removeprefix('ORDERPAY_').lower()}={value}"
+            bench.beside.append((label, _started(procs, start_server(workdir, variant))))
         return asyncio.run(_rounds(bench, console, options))
     finally:
         for proc in reversed(procs):

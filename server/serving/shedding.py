@@ -17,6 +17,7 @@ import enum
 import re
 import ssl
 from dataclasses import dataclass
+from typing import cast
 
 from aiohttp import web
 
@@ -69,9 +70,10 @@ class _GuardedProtocol(asyncio.Protocol):
 
     # asyncio.Protocol, forwarded to aiohttp's RequestHandler
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not isinstance(transport, asyncio.Transport):
+        # uvloop's TCP transport is not an asyncio.Transport subclass: check what is used, not the class.
+        if not isinstance(transport, asyncio.Transport) and not hasattr(transport, "write"):
             raise TypeError("the sidecar listens on TCP")
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)
         if self._guard.active >= self._guard.limits.max_connections:
             CONNECTIONS_SHED.labels("capacity").inc()
             transport.write(_BUSY)
