@@ -26,14 +26,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--only", help="comma-separated case ids to run, e.g. B5,B7 (B7's cross-process half runs with B5)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="run every case this many times; figures as min / median / max"
+        "--rounds",
+        type=int,
+        default=3,
+        help="run every case this many times (default %(default)s); figures as min / median / max",
     )
     parser.add_argument(
         "--beside",
         action="append",
         default=[],
         metavar="ORDERPAY_SETTING=VALUE",
-        help="also run B1 on a variant of the server with this setting, side by side (repeatable)",
+        help="also run B1 on a server variant with this setting, side by side (repeatable; default none)",
     )
     parser.add_argument("--warning", action="store_true", help="= --beside ORDERPAY_LOG_LEVEL=warning")
     parser.set_defaults(func=_bench)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -30,9 +31,10 @@ from server.service.audit import audit
 from server.service.context import Caller, replace_actor
 from server.service.lookups import require_order
 from server.service.paging import decode_page_token, encode_page_token
-from server.service.ports import OrderInsertConflict, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import UnitOfWork, UnitOfWorkFactory
 
 DEFAULT_PAGE_SIZE = 20
+PRODUCT_CACHE_S = 1.0  # a catalogue change (price, deactivation) reaches CreateOrder within this
 
 
 @dataclass(frozen=True)
@@ -78,23 +80,22 @@ class OrderService:
         self._clock = clock
         self._ttl = order_ttl
         self._prepay_closer = prepay_closer
+        self._products: dict[str, tuple[float, Product]] = {}  # product_id -> (valid until, product)
 
     # --- create -----------------------------------------------------------------------------
     def create_order(self, cmd: CreateOrder, caller: Caller) -> CreateOrderResult:
+        """Insert first, in one transaction on one connection: the order and its audit row, or (a
+        unique index already holds the key, or the user's unpaid order for this product) read the
+        winner and answer from it. The database decides; nothing is read before the insert."""
         validate_create(cmd)
         fingerprint = cmd.fingerprint()
-        with self._read() as reader:
-            existing = reader.orders.get_by_key(cmd.user_id, cmd.request_id)
-            product = None if existing else reader.products.get(cmd.product_id)
-        if existing is not None:  # fast path for replays; the unique index still decides below
-            return _replay(existing, fingerprint)
-        if product is None or not product.active:
-            raise ProductNotFoundError(f"product {cmd.product_id!r} not found")
-        order = self._new_order(cmd, fingerprint, product)
         with self._uow() as uow:
-            try:
-                uow.orders.insert(order)
-            except OrderInsertConflict:
+            product = self._product(uow, cmd.product_id)
+            if product is None or not product.active:
+                raise ProductNotFoundError(f"product {cmd.product_id!r} not found")
+            order = self._new_order(cmd, fingerprint, product)
+            created = audit(order, "status", None, order.status, "created", caller)
+            if not uow.orders.insert_first(order, created, order.created_at):
                 return _resolve_conflict(uow, cmd, fingerprint)
             limited = product.stock is not None
             if limited and not uow.products.reserve_stock(product.product_id, cmd.quantity):
@@ -102,8 +103,19 @@ class OrderService:
                     f"product {product.product_id!r} is out of stock",
                     metadata={"product_id": product.product_id},
                 )
-            uow.audit.record(audit(order, "status", None, order.status, "created", caller), order.created_at)
         return CreateOrderResult(order)
+
+    def _product(self, uow: UnitOfWork, product_id: str) -> Product | None:
+        """The catalogue row, cached for PRODUCT_CACHE_S (stock is decided in the transaction by
+        `reserve_stock`, never from the cache); a product not found is read again every time."""
+        now = time.monotonic()
+        cached = self._products.get(product_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        product = uow.products.get(product_id)
+        if product is not None:
+            self._products[product_id] = (now + PRODUCT_CACHE_S, product)
+        return product
 
     def _new_order(self, cmd: CreateOrder, fingerprint: str, product: Product) -> Order:
         now = self._clock()

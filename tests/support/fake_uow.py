@@ -75,6 +75,14 @@ class _Orders:
             raise OrderInsertConflict(order.order_id)
         self.s.orders[order.order_id] = order
 
+    def insert_first(self, order: Order, created: AuditEvent, now: datetime) -> bool:
+        unpaid = order.status is OrderStatus.UNPAID and self.get_unpaid(order.user_id, order.product_id)
+        if order.order_id in self.s.orders or self.get_by_key(order.user_id, order.request_id) or unpaid:
+            return False
+        self.s.orders[order.order_id] = order
+        self.s.audit.append(created)
+        return True
+
     def save(self, before: Order, after: Order) -> Order | None:
         current = self.s.orders.get(before.order_id)
         if current is None or current.version != before.version:
