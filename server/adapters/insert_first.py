@@ -23,7 +23,7 @@ import peewee as pw
 from server.adapters.tables import OrderEventRow, OrderRow
 from server.adapters.times import to_db_time
 from server.domain.order import Order
-from server.service.ports import AuditEvent
+from server.service.shapes import AuditEvent
 
 _ORDER_COLUMNS = tuple(f.name for f in OrderRow._meta.sorted_fields if not isinstance(f, pw.AutoField))
 _AUDIT_COLUMNS = ("order_id", "field", "from_value", "to_value", "cause", "actor", "request_id", "created_at")
