@@ -60,7 +60,7 @@ FIGURES = (
     Figure("B7 notification ack p99 ms at 100/s", "", _figure("B7", "notification ack p99 ms"),
            lambda _v: True),
     Figure("B7 wake p99 ms after ack, across processes (PostgreSQL, with B5)", "≤ 50", _figure(
-        "B5", "wake p99 ms after ack, across processes"), lambda v: v <= 50),
+        "B7", "wake p99 ms after ack, across processes"), lambda v: v <= 50),
 )  # fmt: skip
 
 
