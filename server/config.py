@@ -42,7 +42,9 @@ class Settings:
     max_inflight: int = 64  # calls doing work at once; beyond it RESOURCE_EXHAUSTED / OVERLOADED
     offload_workers: int = 8  # threads for the calls that talk to WeChat Pay (sync HTTP)
     db_threads: int = 4  # PostgreSQL: threads overlapping round trips (0, and SQLite: inline on the loop)
-    event_loop: str = "uvloop"  # uvloop | asyncio (the standard library's); docs/benchmarks.md
+    # asyncio (the standard library's) | uvloop: opt-in until it shows a gain beyond this box's noise
+    # (docs/benchmarks.md: B1 CPU ÷ echo 5.05 vs 5.40 median, ranges overlapping)
+    event_loop: str = "asyncio"
     grpc_max_concurrent_rpcs: int = 10_000  # a memory cap only: parked long-polls count here
     grpc_tls_cert: str = ""
     grpc_tls_key: str = ""

@@ -189,8 +189,8 @@ def serve(*, listen: str | None = None, parts: set[str] | None = None, workers: 
 
 
 def run_on_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
-    """`main` on the event loop Settings.event_loop names: uvloop (the default; B1 measured in
-    docs/benchmarks.md) or the standard library's asyncio loop."""
+    """`main` on the event loop Settings.event_loop names: the standard library's (the default) or
+    uvloop (measured side by side in docs/benchmarks.md)."""
     factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main)
