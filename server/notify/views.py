@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
@@ -116,7 +117,7 @@ async def in_executor(executor: Executor, work: Callable[[], _T], timeout_s: flo
     once started (a half-applied notification is worse than a late one)."""
     if isinstance(executor, InlineExecutor):
         return await _in_turn(executor, work, timeout_s)
-    submitted = executor.submit(work)
+    submitted = executor.submit(contextvars.copy_context().run, work)  # the log context goes along
     waiting = asyncio.wrap_future(submitted)
     done, _ = await asyncio.wait({waiting}, timeout=timeout_s)
     if not done:
