@@ -9,10 +9,15 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sandbox import abnormal_refund, bill_routes, cashier, control, dev_triggers, index, key_control, routes
-from sandbox.clock import SandboxClock
+from sandbox.api import abnormal_refund, routes
+from sandbox.bills import routes as bill_routes
 from sandbox.config import SandboxConfig
-from sandbox.state import SANDBOX, Clock, Sandbox, utc_now
+from sandbox.control import dev_triggers
+from sandbox.control import keys as key_control
+from sandbox.control import routes as control
+from sandbox.engine.clock import SandboxClock
+from sandbox.engine.state import SANDBOX, Clock, Sandbox, utc_now
+from sandbox.pages import cashier, index
 
 
 def make_app(config: SandboxConfig, clock: Clock | SandboxClock = utc_now) -> web.Application:

@@ -60,7 +60,7 @@ def _register_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _keys_init(args: argparse.Namespace) -> int:
-    from sandbox.keys import BundleExistsError, init_bundle  # noqa: PLC0415 - keep `--help` fast
+    from sandbox.keys.bundle import BundleExistsError, init_bundle  # noqa: PLC0415 - keep `--help` fast
 
     try:
         info = init_bundle(args.dir, force=args.force)

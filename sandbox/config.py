@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sandbox.keys import Credentials
+from sandbox.keys.bundle import Credentials
 
 NotifySignMode = Literal["pubkey", "cert"]
 ApiErrorCode = Literal["SYSTEM_ERROR", "FREQUENCY_LIMITED", "BANKERROR"]

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from sandbox.app import make_app
 from sandbox.config import NotifySignMode, SandboxConfig
-from sandbox.keys import load_credentials
+from sandbox.keys.bundle import load_credentials
 
 
 async def _serve(config: SandboxConfig, host: str, port: int, port_file: Path | None) -> None:

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from wechatpayv3 import WeChatPay, WeChatPayType
 
-from sandbox import signing
 from sandbox.app import RunningSandbox
-from sandbox.keys import Credentials
+from sandbox.keys import signing
+from sandbox.keys.bundle import Credentials
 from sandbox.testing import NotificationReceiver, Received
 
 MakeWxpay = Callable[[WeChatPayType], WeChatPay]

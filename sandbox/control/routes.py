@@ -10,9 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.api.errors import ApiError
 from sandbox.config import ConfigError, config_to_json
-from sandbox.errors import ApiError
-from sandbox.state import SANDBOX
+from sandbox.engine.state import SANDBOX
 
 PREFIX = "/sandbox/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

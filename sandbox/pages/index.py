@@ -11,15 +11,17 @@ from string import Template
 
 from aiohttp import web
 
-from sandbox.cashier import STATE_LABELS, state_of, yuan
-from sandbox.models import TRADE_TYPES, Trade
-from sandbox.state import SANDBOX
+from sandbox.engine.models import TRADE_TYPES, Trade
+from sandbox.engine.state import SANDBOX
+from sandbox.pages.cashier import STATE_LABELS, state_of, yuan
 
 RECENT = 20
 
 
 def _template() -> Template:
-    return Template(resources.files("sandbox").joinpath("templates/index.html").read_text(encoding="utf-8"))
+    return Template(
+        resources.files("sandbox.pages").joinpath("templates/index.html").read_text(encoding="utf-8")
+    )
 
 
 def trades_table(trades: list[Trade]) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sandbox.validation import PrepayRequest
+from sandbox.api.validation import PrepayRequest
 
 CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
 TRADE_TYPES = {"jsapi": "JSAPI", "app": "APP", "h5": "MWEB", "native": "NATIVE"}

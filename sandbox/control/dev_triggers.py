@@ -11,9 +11,9 @@ import json
 
 from aiohttp import web
 
-from sandbox.control import PREFIX
-from sandbox.errors import ApiError
-from sandbox.state import SANDBOX
+from sandbox.api.errors import ApiError
+from sandbox.control.routes import PREFIX
+from sandbox.engine.state import SANDBOX
 
 
 async def late_pay(request: web.Request) -> web.Response:

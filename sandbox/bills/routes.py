@@ -19,8 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox import errors
-from sandbox.bills import (
+from sandbox.api import errors
+from sandbox.api.errors import ApiError
+from sandbox.api.wire import signed
+from sandbox.bills.render import (
     BILL_TYPES,
     BillUnavailable,
     Layout,
@@ -29,11 +31,9 @@ from sandbox.bills import (
     render_trade_bill,
     trade_rows,
 )
-from sandbox.clock import ClockError
 from sandbox.config import ConfigError
-from sandbox.errors import ApiError
-from sandbox.state import SANDBOX, Sandbox
-from sandbox.wire import signed
+from sandbox.engine.clock import ClockError
+from sandbox.engine.state import SANDBOX, Sandbox
 
 TOKEN_TTL = timedelta(seconds=30)
 CLOCK_PATH = "/sandbox/v1/clock"

@@ -20,9 +20,9 @@ from string import Template
 import segno
 from aiohttp import web
 
-from sandbox.errors import ApiError
-from sandbox.models import CHINA, TRADE_TYPES, Trade
-from sandbox.state import SANDBOX
+from sandbox.api.errors import ApiError
+from sandbox.engine.models import CHINA, TRADE_TYPES, Trade
+from sandbox.engine.state import SANDBOX
 
 # state -> (css class, label). Chinese first, as WeChat's own page; English for everyone else.
 STATE_LABELS = {
@@ -56,7 +56,7 @@ def state_of(trade: Trade) -> str:
 
 
 def _template() -> Template:
-    text = resources.files("sandbox").joinpath("templates/cashier.html").read_text(encoding="utf-8")
+    text = resources.files("sandbox.pages").joinpath("templates/cashier.html").read_text(encoding="utf-8")
     return Template(text)
 
 

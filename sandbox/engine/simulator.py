@@ -9,13 +9,13 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from sandbox.backend import Backend
+from sandbox.api.errors import ApiError
+from sandbox.api.validation import RefundRequest
 from sandbox.config import SandboxConfig
-from sandbox.errors import ApiError
-from sandbox.faults import Settings
-from sandbox.models import REFUND_SUMMARY, Refund, Trade
-from sandbox.notifier import Dispatch, Notifier
-from sandbox.validation import RefundRequest
+from sandbox.engine.backend import Backend
+from sandbox.engine.faults import Settings
+from sandbox.engine.models import REFUND_SUMMARY, Refund, Trade
+from sandbox.engine.notifier import Dispatch, Notifier
 
 
 class Simulator:

@@ -14,10 +14,10 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from sandbox import errors
-from sandbox.state import SANDBOX, Sandbox
-from sandbox.validation import parse_json_object
-from sandbox.wire import signed
+from sandbox.api import errors
+from sandbox.api.validation import parse_json_object
+from sandbox.api.wire import signed
+from sandbox.engine.state import SANDBOX, Sandbox
 
 ROUTES = ("USER_BANK_CARD", "MERCHANT_BANK_CARD")
 _CARD_FIELDS = ("bank_type", "bank_account", "real_name")

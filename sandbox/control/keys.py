@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.config import ConfigError
-from sandbox.control import PREFIX, _body, _json
-from sandbox.state import SANDBOX
+from sandbox.control.routes import PREFIX, _body, _json
+from sandbox.engine.state import SANDBOX
 
 
 def _number(body: dict[str, Any], name: str) -> float | None:

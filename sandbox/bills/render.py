@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from sandbox.config import Faults
-from sandbox.models import CHINA, SANDBOX_OPENID, TRADE_TYPES, Refund, Trade
+from sandbox.engine.models import CHINA, SANDBOX_OPENID, TRADE_TYPES, Refund, Trade
 
 FEE_RATE = Decimal("0.006")
 FEE_RATE_TEXT = "0.60%"

@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from sandbox.backend import Backend
-from sandbox.clock import SandboxClock, as_sandbox_clock
 from sandbox.config import SandboxConfig
-from sandbox.faults import Dice, Settings
-from sandbox.key_modes import KeyLifecycle
-from sandbox.keys import Credentials
-from sandbox.notifier import Notifier
-from sandbox.simulator import Simulator
+from sandbox.engine.backend import Backend
+from sandbox.engine.clock import SandboxClock, as_sandbox_clock
+from sandbox.engine.faults import Dice, Settings
+from sandbox.engine.notifier import Notifier
+from sandbox.engine.simulator import Simulator
+from sandbox.keys.bundle import Credentials
+from sandbox.keys.modes import KeyLifecycle
 
 Clock = Callable[[], datetime]
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sandbox import errors
-from sandbox.errors import ApiError
-from sandbox.models import Refund, Trade, new_prepay_id, new_refund_id, new_transaction_id
-from sandbox.validation import PrepayRequest, RefundRequest
+from sandbox.api import errors
+from sandbox.api.errors import ApiError
+from sandbox.api.validation import PrepayRequest, RefundRequest
+from sandbox.engine.models import Refund, Trade, new_prepay_id, new_refund_id, new_transaction_id
 
 PREPAY_VALIDITY = timedelta(hours=2)
 DEFAULT_PAY_WINDOW = timedelta(days=7)

@@ -14,13 +14,14 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from sandbox import errors, signing
-from sandbox.errors import INJECTED_ERRORS, ApiError
-from sandbox.keyring import PlatformCert
-from sandbox.models import Trade, wire_time
-from sandbox.state import SANDBOX, Sandbox
-from sandbox.validation import CHANNELS, parse_json_object, parse_prepay, parse_refund
-from sandbox.wire import signed, signed_error, unsigned_error
+from sandbox.api import errors
+from sandbox.api.errors import INJECTED_ERRORS, ApiError
+from sandbox.api.validation import CHANNELS, parse_json_object, parse_prepay, parse_refund
+from sandbox.api.wire import signed, signed_error, unsigned_error
+from sandbox.engine.models import Trade, wire_time
+from sandbox.engine.state import SANDBOX, Sandbox
+from sandbox.keys import signing
+from sandbox.keys.keyring import PlatformCert
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AUTH = web.RequestKey("wechatpay_authorization", signing.Authorization)
