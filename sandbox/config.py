@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sandbox.keys.accounts import AccountSpec
 from sandbox.keys.bundle import Credentials
 
 NotifySignMode = Literal["pubkey", "cert"]
@@ -68,10 +69,19 @@ class SandboxConfig:
     bill_bom: bool = False  # bill files start with a UTF-8 BOM
     bill_crlf: bool = False  # bill files end lines with CRLF
     faults: Faults = field(default_factory=Faults)
+    # Several accounts (sandbox/keys/accounts.py); empty = the one merchant in `credentials`.
+    accounts: tuple[AccountSpec, ...] = ()
 
 
 # The fields the control API may read and change (credentials are fixed for a process's life).
-_FIXED = {"credentials", "faults", "seed", "key_mode", "migration_ramp_s"}  # key modes: /sandbox/v1/keys
+_FIXED = {
+    "credentials",
+    "faults",
+    "seed",
+    "key_mode",
+    "migration_ramp_s",
+    "accounts",
+}  # key modes: /sandbox/v1/keys
 _TUNABLE = {f.name for f in dataclasses.fields(SandboxConfig)} - _FIXED
 _FAULT_FIELDS = {f.name: f for f in dataclasses.fields(Faults)}
 _CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(SandboxConfig)}

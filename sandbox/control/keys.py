@@ -12,7 +12,7 @@ from aiohttp import web
 
 from sandbox.config import ConfigError
 from sandbox.control.routes import PREFIX, _body, _json
-from sandbox.engine.state import SANDBOX
+from sandbox.engine.world import book_for
 
 
 def _number(body: dict[str, Any], name: str) -> float | None:
@@ -45,19 +45,19 @@ def _time(body: dict[str, Any], name: str) -> datetime | None:
 
 
 async def show(request: web.Request) -> web.Response:
-    return _json(request.app[SANDBOX].keys.describe())
+    return _json(book_for(request).keys.describe())
 
 
 async def set_mode(request: web.Request) -> web.Response:
     """`{"mode", "ramp_s"?, "share"?}`: `ramp_s` compresses the ~7-day migration; `share` pins it."""
     body = await _body(request)
-    keys = request.app[SANDBOX].keys
+    keys = book_for(request).keys
     keys.set_mode(str(body.get("mode", "")), ramp_s=_number(body, "ramp_s"), share=_share(body))
     return _json(keys.describe())
 
 
 async def stop_migration(request: web.Request) -> web.Response:
-    keys = request.app[SANDBOX].keys
+    keys = book_for(request).keys
     keys.stop_migration()
     return _json(keys.describe())
 
@@ -66,7 +66,7 @@ async def rotate(request: web.Request) -> web.Response:
     """`{"duration_s"?}` compresses the last 10 days of a certificate into that many seconds (listed now,
     ramp over the second half); or explicit `publish_at` / `ramp_start` / `ramp_end`; `share` pins."""
     body = await _body(request)
-    keys = request.app[SANDBOX].keys
+    keys = book_for(request).keys
     keys.rotate(
         duration_s=_number(body, "duration_s"),
         publish_at=_time(body, "publish_at"),
@@ -79,7 +79,7 @@ async def rotate(request: web.Request) -> web.Response:
 
 async def finish_rotation(request: web.Request) -> web.Response:
     """End the rotation now: the old certificate is retired, the successor alone lists and signs."""
-    keys = request.app[SANDBOX].keys
+    keys = book_for(request).keys
     keys.finish_rotation()
     return _json(keys.describe())
 

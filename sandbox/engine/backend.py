@@ -111,6 +111,18 @@ class Backend:
                 raise errors.order_not_exist()
             return self._trades[out_trade_no]
 
+    def has_trade(self, out_trade_no: str) -> bool:
+        with self._lock:
+            return out_trade_no in self._trades
+
+    def has_refund(self, out_refund_no: str) -> bool:
+        with self._lock:
+            return out_refund_no in self._refunds
+
+    def has_token(self, token: str) -> bool:
+        with self._lock:
+            return token in self._by_token
+
     def trade_by_token(self, token: str) -> Trade:
         with self._lock:
             out_trade_no = self._by_token.get(token)

@@ -106,7 +106,7 @@ class Simulator:
         return self.notifier.build(
             event_type=f"REFUND.{refund.status}",
             summary=REFUND_SUMMARY[refund.status],
-            resource=refund.to_notification(trade.request.mchid),
+            resource=refund.to_notification(trade.request.mchid, trade.request.sub_mchid),
             url=refund.notify_url or trade.request.notify_url,
             out_trade_no=refund.out_trade_no,
             out_refund_no=refund.out_refund_no,

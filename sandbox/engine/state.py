@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -34,14 +34,34 @@ class Sandbox:
     dice: Dice
     clock: SandboxClock  # the one source of now (sandbox/clock.py); the key life cycle reads it too
     keys: KeyLifecycle
+    # One book per account (sandbox/engine/world.py): a direct merchant, a provider, or a provider's
+    # sub-merchant (then `sub_mchid` is set and `keys` are the provider's).
+    kind: str = "direct"
+    sub_mchid: str | None = None
+    appids: frozenset[str] = field(default_factory=frozenset)
+    name: str = "default"
+
+    @property
+    def mchid(self) -> str:
+        return self.credentials.mchid
 
     @classmethod
-    def build(cls, config: SandboxConfig, clock: Clock | SandboxClock = utc_now) -> Sandbox:
+    def build(
+        cls,
+        config: SandboxConfig,
+        clock: Clock | SandboxClock = utc_now,
+        *,
+        keys: KeyLifecycle | None = None,
+        kind: str = "direct",
+        sub_mchid: str | None = None,
+        appids: frozenset[str] | None = None,
+        name: str = "default",
+    ) -> Sandbox:
         clock = as_sandbox_clock(clock)
         settings = Settings(config)
         dice = Dice(config.seed)
         backend = Backend(clock)
-        keys = KeyLifecycle(config.credentials, lambda: settings.config, dice, clock)
+        keys = keys or KeyLifecycle(config.credentials, lambda: settings.config, dice, clock)
         notifier = Notifier(
             config.credentials,
             lambda: settings.config,
@@ -51,11 +71,16 @@ class Sandbox:
             keys.notification_signer,
         )
         simulator = Simulator(backend, notifier, settings)
-        return cls(config.credentials, settings, backend, notifier, simulator, dice, clock, keys)
+        appids = appids if appids is not None else frozenset({config.credentials.appid})
+        return cls(
+            config.credentials, settings, backend, notifier, simulator, dice, clock, keys,
+            kind, sub_mchid, appids, name,
+        )  # fmt: skip
 
     async def reset(self) -> None:
         await self.simulator.reset()
-        self.keys.reset()
+        if self.sub_mchid is None:  # a sub-merchant's keys are its provider's, reset with it
+            self.keys.reset()
         self.dice.reseed()
 
 

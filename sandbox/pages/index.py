@@ -12,7 +12,7 @@ from string import Template
 from aiohttp import web
 
 from sandbox.engine.models import TRADE_TYPES, Trade
-from sandbox.engine.state import SANDBOX
+from sandbox.engine.world import WORLD
 from sandbox.pages.cashier import STATE_LABELS, state_of, yuan
 
 RECENT = 20
@@ -42,8 +42,10 @@ def trades_table(trades: list[Trade]) -> str:
 
 
 async def index(request: web.Request) -> web.Response:
-    sandbox = request.app[SANDBOX]
-    recent = sandbox.backend.recent_trades(RECENT)
+    world = request.app[WORLD]
+    sandbox = world.primary
+    everyone = [trade for book in world for trade in book.backend.recent_trades(RECENT)]
+    recent = sorted(everyone, key=lambda trade: trade.created_at, reverse=True)[:RECENT]
     page = _template().substitute(
         mchid=html.escape(sandbox.credentials.mchid),
         appid=html.escape(sandbox.credentials.appid),
