@@ -32,10 +32,10 @@ from server.service.ports import MerchantIdentity, PaymentGateway, UnitOfWorkFac
 from server.service.recon_ports import BillSource
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
+from server.wxpay.accounts import has_accounts, load_accounts
 from server.wxpay.bills import WeChatBills
 from server.wxpay.certificates import KeyStore
 from server.wxpay.client import from_settings
-from server.wxpay.credentials import load_credentials
 from server.wxpay.notification import notification_parser
 from server.wxpay.signing import VerifierKeys
 from server.wxpay.wire import WeChatPayGateway
@@ -96,14 +96,15 @@ def _payments_part(
     prompt_fulfilment: bool,
 ) -> PaymentsPart | None:
     bundle = Path(settings.credentials_dir)
-    if not (bundle / "merchant.json").exists():
+    if not has_accounts(bundle):
         if not required:
             return None
         raise ConfigError(
             f"no credentials bundle in {bundle} (ORDERPAY_CREDENTIALS_DIR); "
             f"`orderpay keys init --dir {bundle}` makes a throwaway one"
         )
-    credentials = load_credentials(settings.credentials_dir)
+    accounts = load_accounts(bundle, settings.default_account)  # every account checked; one line if not
+    credentials = accounts.default.credentials
     keys: VerifierKeys | KeyStore = credentials.verifier_keys()
     if gateway is None:
         client = from_settings(settings, credentials, observer=observe_provider)
