@@ -20,6 +20,7 @@ from server.domain.errors import ProviderUnavailableError
 from server.domain.events import Event
 from server.domain.fulfilment import RetryPolicy
 from server.domain.recon_records import FundBill, TradeBill
+from server.domain.routing import AccountRouter
 from server.observers import observe_provider, observe_recon
 from server.operations_wiring import build_operations
 from server.service.catalogue import CatalogueService
@@ -32,7 +33,7 @@ from server.service.ports import MerchantIdentity, PaymentGateway, UnitOfWorkFac
 from server.service.recon_ports import BillSource
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
-from server.wxpay.accounts import has_accounts, load_accounts
+from server.wxpay.accounts import account_router, has_accounts, load_accounts
 from server.wxpay.bills import WeChatBills
 from server.wxpay.certificates import KeyStore
 from server.wxpay.client import from_settings
@@ -77,7 +78,12 @@ def build_app(
     )
     closer = payments.payments.close_at_provider if payments is not None else None
     orders = OrderService(
-        uow, clock, timedelta(seconds=settings.order_ttl_s), prepay_closer=closer, read=read
+        uow,
+        clock,
+        timedelta(seconds=settings.order_ttl_s),
+        prepay_closer=closer,
+        read=read,
+        router=_account_router(settings),
     )
     catalogue = CatalogueService(uow, clock, read=read)
     admin, operations = build_operations(db, uow, read, clock, payments)
@@ -149,6 +155,14 @@ def _payments_part(
     return PaymentsPart(
         credentials, gateway, payments, refunds, notifications, worker, events, reconciliation, decisions
     )
+
+
+def _account_router(settings: Settings) -> AccountRouter:
+    """Which account takes a new order (issue 18); without any credentials, the one `default`."""
+    bundle = Path(settings.credentials_dir)
+    if not has_accounts(bundle):
+        return AccountRouter()
+    return account_router(load_accounts(bundle, settings.default_account), settings.account_routes)
 
 
 class _NoBills:

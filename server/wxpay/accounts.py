@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.domain.routing import AccountRouter, parse_routes
 from server.wxpay.credentials import MERCHANT_FILE, MerchantCredentials, load_credentials
 from server.wxpay.errors import CredentialsError
 
@@ -184,3 +185,16 @@ def _check_apps(accounts: Mapping[str, Account]) -> None:
                 raise AccountsError(
                     f"app {appid} is listed under accounts {other} and {account.name} for channel {channel}"
                 )
+
+
+def account_router(accounts: Accounts, routes: str) -> AccountRouter:
+    """The routing rule (ORDERPAY_ACCOUNT_ROUTES) checked against the accounts that exist."""
+    try:
+        by_product = parse_routes(routes)
+    except ValueError as exc:
+        raise AccountsError(f"ORDERPAY_ACCOUNT_ROUTES: {exc}") from None
+    for product, name in by_product.items():
+        if name not in accounts.by_name:
+            problem = f"product {product} goes to unknown account {name!r}"
+            raise AccountsError(f"ORDERPAY_ACCOUNT_ROUTES: {problem}")
+    return AccountRouter(accounts.default_name, by_product, frozenset(accounts.by_name))
