@@ -10,10 +10,10 @@ from pathlib import Path
 
 import peewee as pw
 
+from server.adapters.account_gateways import replaced_gateway, wechat_gateways
 from server.adapters.db import bind, make_database, migrate
 from server.adapters.decisions import FulfilmentDecisions
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
-from server.adapters.gateways import MerchantGateways
 from server.adapters.unit_of_work import read_only_factory, unit_of_work_factory
 from server.app import App, PaymentsPart
 from server.config import ConfigError, Settings
@@ -30,17 +30,13 @@ from server.service.handlers import Policy, Reactors, transactional
 from server.service.notifications import NotificationService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
-from server.service.ports import MerchantIdentity, PaymentGateway, UnitOfWorkFactory
+from server.service.ports import PaymentGateway, UnitOfWorkFactory
 from server.service.recon_ports import BillSource
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
-from server.wxpay.accounts import account_router, has_accounts, load_accounts
+from server.wxpay.accounts import account_router, has_accounts, is_multi_account, load_accounts
 from server.wxpay.bills import WeChatBills
-from server.wxpay.certificates import KeyStore
-from server.wxpay.client import from_settings
-from server.wxpay.gateway import WeChatPayGateway
-from server.wxpay.notification import notification_parser
-from server.wxpay.signing import VerifierKeys
+from server.wxpay.notification import accounts_parser
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -140,15 +136,23 @@ def _payments_part(
 ) -> PaymentsPart:
     accounts = load_accounts(settings.credentials_dir, settings.default_account)  # all checked, one line
     credentials = accounts.default.credentials
-    keys: VerifierKeys | KeyStore = credentials.verifier_keys()
-    if gateway is None:
-        client = from_settings(settings, credentials, observer=observe_provider)
-        gateway, keys = WeChatPayGateway(client), client.key_store  # one key store: client and sidecar
-        bills = bills or WeChatBills(client)
-    merchant = MerchantIdentity(merchant_id=credentials.mchid, app_id=credentials.appid)
-    gateways = MerchantGateways.single(merchant, gateway)
+    if gateway is None:  # every account's gateway; one key store per signing account, client and sidecar
+        wired = wechat_gateways(settings, accounts, observe_provider)
+        bills = bills or WeChatBills(wired.clients[accounts.default.provider or accounts.default.name])
+    else:
+        wired = replaced_gateway(accounts, gateway)
+    gateways = wired.gateways
+    merchant = gateways.identity(accounts.default_name)
+    per_account = is_multi_account(settings.credentials_dir)  # notify_url/<account> for each account
     payments = PaymentService(
-        uow, clock, gateways, merchant, settings.notify_url, settings.reconcile_schedule_s, read=read
+        uow,
+        clock,
+        gateways,
+        merchant,
+        settings.notify_url,
+        settings.reconcile_schedule_s,
+        read=read,
+        notify_per_account=per_account,
     )
     refunds = RefundService(
         uow,
@@ -158,12 +162,14 @@ def _payments_part(
         settings.notify_url,
         settings.refund_poll_schedule_s,
         read=read,
+        gateways=gateways,
+        notify_url_for=payments.notify_url_for,
     )
     notifications = NotificationService(
         uow=uow,
         read=read,
         clock=clock,
-        parse=notification_parser(credentials, keys, settings.notify_clock_skew_s),
+        parse=accounts_parser(wired.notify_keys, accounts.default_name, settings.notify_clock_skew_s),
         payments=payments,
         refunds=refunds,
         transient_faults=TRANSIENT_DATABASE_ERRORS,  # incl. an exhausted connection pool

@@ -20,6 +20,7 @@ class Notification:
     resource_type: str
     summary: str
     report: TransactionReport | RefundReport | None  # None: an event type we do not handle
+    account: str | None = None  # the account whose notify URL it came to, verified with its keys
 
 
 class NotificationRejected(Exception):  # noqa: N818 - the name other layers code against

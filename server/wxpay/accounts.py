@@ -82,6 +82,11 @@ class Accounts:
         return tuple(self.by_name)
 
 
+def is_multi_account(directory: Path | str) -> bool:
+    """A directory per account (not the one-account bundle): each account gets its own notify URL."""
+    return not (Path(directory) / MERCHANT_FILE).exists()
+
+
 def has_accounts(directory: Path | str) -> bool:
     """Either layout is present (the one-account bundle or at least one account directory)."""
     root = Path(directory)

@@ -154,6 +154,12 @@ class WeChatPayClient:
         self._call("download_certificates", "GET", "/v3/certificates", verify=verify)
         return decoded
 
+    def signed_call(
+        self, operation: str, method: str, path: str, payload: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Any APIv3 call answered with signed JSON (server/wxpay/partner.py: the 服务商 endpoints)."""
+        return self._call(operation, method, path, payload)
+
     def signed_get(self, operation: str, path: str) -> dict[str, Any]:
         """A GET answered with signed JSON (server/wxpay/bills.py applies for bills through it)."""
         return self._call(operation, "GET", path)
@@ -162,19 +168,23 @@ class WeChatPayClient:
         """GET a bill file, signed; its bytes are checked by the caller (server/wxpay/bills.py)."""
         return self._transport.download(url, max_bytes)
 
-    def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]:
+    def jsapi_pay_params(self, prepay_id: str, appid: str | None = None) -> dict[str, str]:
+        """`appid`: the app the payer is in (several apps per account, issue 18); default the bundle's."""
         return jsapi_pay_params(
-            appid=self._credentials.appid,
+            appid=appid or self._credentials.appid,
             prepay_id=prepay_id,
             private_key=self._credentials.merchant_private_key,
             timestamp=int(self._clock()),
             nonce=new_nonce(),
         )
 
-    def app_pay_params(self, prepay_id: str) -> dict[str, str]:
+    def app_pay_params(
+        self, prepay_id: str, appid: str | None = None, partner_id: str | None = None
+    ) -> dict[str, str]:
+        """`partner_id`: the OpenSDK's partnerId, the sub-merchant's number in partner mode."""
         return app_pay_params(
-            appid=self._credentials.appid,
-            mchid=self._credentials.mchid,
+            appid=appid or self._credentials.appid,
+            mchid=partner_id or self._credentials.mchid,
             prepay_id=prepay_id,
             private_key=self._credentials.merchant_private_key,
             timestamp=int(self._clock()),
