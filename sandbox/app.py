@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sandbox.api import abnormal_refund, partner, routes
+from sandbox.api import abnormal_refund, partner, routes, security
 from sandbox.bills import routes as bill_routes
 from sandbox.config import SandboxConfig
 from sandbox.control import dev_triggers
@@ -29,6 +29,7 @@ def make_app(config: SandboxConfig, clock: Clock | SandboxClock = utc_now) -> we
     app.cleanup_ctx.append(_background)
     routes.add_routes(app)
     partner.add_routes(app)  # 服务商 endpoints (issue 18)
+    security.add_routes(app)  # POST /v3/security/echo (2026-04)
     abnormal_refund.add_routes(app)
     control.add_routes(app)
     key_control.add_routes(app)

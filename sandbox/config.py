@@ -60,6 +60,9 @@ class SandboxConfig:
     notify_sign_mode: NotifySignMode = "pubkey"
     notify_timeout_s: float = 5.0  # WeChat waits 5 s for the merchant's answer
     certificates_available: bool = True  # False = a public-key-only merchant (404 on /v3/certificates)
+    # /v3/certificates refusals seen in the wild besides the public-key-only 404: "403" (NO_AUTH) and
+    # "500" (SYSTEM_ERROR 系统繁忙); "404" forces RESOURCE_NOT_EXISTS; "" = answer normally.
+    certificates_refusal: str = ""
     # certificate | migrating | public_key | public_key_only (sandbox/key_modes.py); None = derived from
     # notify_sign_mode and certificates_available. Changed at run time through /sandbox/v1/keys.
     key_mode: str | None = None
@@ -134,6 +137,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "notify_sign_mode": ("pubkey", "cert"),
     "refund_settle_status": ("SUCCESS", "ABNORMAL", "CLOSED"),
     "api_error_code": ("SYSTEM_ERROR", "FREQUENCY_LIMITED", "BANKERROR"),
+    "certificates_refusal": ("", "403", "404", "500"),
 }
 
 

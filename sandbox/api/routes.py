@@ -29,6 +29,15 @@ AUTH = web.RequestKey("wechatpay_authorization", signing.Authorization)
 # The account the request authenticated as (a direct merchant or a provider): it signs the answer.
 BOOK = web.RequestKey("sandbox_account", Sandbox)
 API_PREFIX = "/v3/"
+NO_CERTIFICATES = "无可用的平台证书，请在商户平台-API安全申请使用微信支付公钥。"
+# The other ways `/v3/certificates` refuses (config `certificates_refusal`; anchors-2026-12 §5.2).
+CERTIFICATE_REFUSALS = {
+    "403": ApiError(403, "NO_AUTH", "商户无权限，请检查商户号状态"),
+    "404": ApiError(
+        404, "RESOURCE_NOT_EXISTS", "无可用的平台证书，请在商户平台-API安全申请使用微信支付公钥。"
+    ),
+    "500": ApiError(500, "SYSTEM_ERROR", "系统繁忙，请稍后重试"),
+}
 
 
 # --- middleware -----------------------------------------------------------------------------------
@@ -214,8 +223,11 @@ async def query_refund(request: web.Request) -> web.StreamResponse:
 
 async def certificates(request: web.Request) -> web.StreamResponse:
     sandbox = request[BOOK]
+    refusal = sandbox.settings.config.certificates_refusal
+    if refusal in CERTIFICATE_REFUSALS:
+        raise CERTIFICATE_REFUSALS[refusal]
     if not sandbox.keys.certificates_available:
-        raise errors.resource_not_exists("无可用的平台证书，请在商户平台-API安全申请使用微信支付公钥。")
+        raise errors.resource_not_exists(NO_CERTIFICATES)
     listed = sandbox.keys.listed_certificates()
     return signed(sandbox, request, 200, {"data": [_certificate_entry(sandbox, cert) for cert in listed]})
 

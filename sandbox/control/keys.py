@@ -56,6 +56,16 @@ async def set_mode(request: web.Request) -> web.Response:
     return _json(keys.describe())
 
 
+async def reverse(request: web.Request) -> web.Response:
+    """The reverse switch (self-service since 2025-06): a merchant in public-key mode goes back to
+    platform certificates; answers, notifications and /v3/certificates follow at once [inf]."""
+    keys = book_for(request).keys
+    if keys.mode not in {"public_key", "public_key_only"}:
+        raise ConfigError(f"the reverse switch starts in public-key mode; this merchant is in {keys.mode}")
+    keys.set_mode("certificate")
+    return _json(keys.describe())
+
+
 async def stop_migration(request: web.Request) -> web.Response:
     keys = book_for(request).keys
     keys.stop_migration()
@@ -89,5 +99,6 @@ def add_routes(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/keys", show)
     router.add_put(f"{PREFIX}/keys/mode", set_mode)
     router.add_post(f"{PREFIX}/keys/migration/stop", stop_migration)
+    router.add_post(f"{PREFIX}/keys/reverse", reverse)
     router.add_post(f"{PREFIX}/keys/rotation", rotate)
     router.add_post(f"{PREFIX}/keys/rotation/finish", finish_rotation)

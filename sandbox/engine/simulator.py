@@ -66,6 +66,8 @@ class Simulator:
     def _payment_notification(self, trade: Trade) -> Any:
         resource = trade.to_wire()
         resource["trade_state"], resource["trade_state_desc"] = "SUCCESS", "支付成功"
+        # A field WeChat added in 2025-10 (分期/贴息): a strict client must ignore what it does not know.
+        resource["installment_info"] = {"use_subsidy": False, "selected_installment_number": 0}
         delta = self.settings.faults_for(trade.out_trade_no).wrong_amount_delta
         if delta:
             resource["amount"]["total"] += delta
