@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from server.domain.routing import AccountRouter, parse_routes
-from server.wxpay.credentials import MERCHANT_FILE, MerchantCredentials, load_credentials
+from server.wxpay.credentials import (
+    MERCHANT_FILE,
+    PLATFORM_CERT_FILE,
+    MerchantCredentials,
+    load_credentials,
+)
 from server.wxpay.errors import CredentialsError
 
 CHANNELS = ("JSAPI", "MINIPROGRAM", "APP", "NATIVE", "H5")  # orderpay's PayChannel names
@@ -160,8 +165,12 @@ def _platform_account(path: Path, info: dict[str, object]) -> Account:
     apps = dict(info["apps"])  # type: ignore[call-overload]
     if not apps:
         apps = dict.fromkeys(CHANNELS, credentials.appid)  # a bundle without apps: its appid everywhere
-    key_mode = info.get("key_mode")
-    return Account(path.name, str(info["kind"]), credentials, apps, str(key_mode or ""))
+    key_mode = str(info.get("key_mode") or "")
+    if key_mode == "certificate":  # verify with platform certificates only, ask for certificate answers
+        if credentials.platform_certificate is None:
+            raise AccountsError(f"account {path.name}: key_mode certificate needs {PLATFORM_CERT_FILE}")
+        credentials = replace(credentials, wechatpay_public_key=None, wechatpay_public_key_id="")
+    return Account(path.name, str(info["kind"]), credentials, apps, key_mode)
 
 
 def _sub_merchant(name: str, info: dict[str, object], accounts: Mapping[str, Account]) -> Account:

@@ -25,7 +25,7 @@ from server.domain.errors import ProviderUnavailableError
 from server.wxpay.certificates import KeyStore, PlatformCertificate
 from server.wxpay.channels import endpoint_of, prepay_path
 from server.wxpay.credentials import MerchantCredentials, certificate_serial
-from server.wxpay.crypto import decrypt_resource, encrypt_sensitive
+from server.wxpay.crypto import decrypt_resource, decrypt_sensitive, encrypt_sensitive
 from server.wxpay.errors import NotificationRejected
 from server.wxpay.provider_errors import unavailable
 from server.wxpay.signing import VerifierKeys, app_pay_params, jsapi_pay_params, new_nonce
@@ -140,6 +140,18 @@ class WeChatPayClient:
                 "no WeChat Pay key to encrypt with", metadata={"provider_code": "NO_ENCRYPTION_KEY"}
             )
         return encrypt_sensitive(key, plaintext)
+
+    def security_echo(self, message: str) -> tuple[str, str, str]:
+        """`POST /v3/security/echo`, WeChat's self-test (2026-04): our signature is accepted, the answer
+        verifies with the key we name, `message` sealed to that key opens there, and the echo sealed to
+        our key opens here. Returns (the serial used, the echoed message, the one we decrypted)."""
+        sealed = self.encrypt_sensitive(message)
+        body = {"echo_message": message, "encrypted_echo_message": sealed}
+        answer = self._call("security_echo", "POST", "/v3/security/echo", body)
+        opened = decrypt_sensitive(
+            self._credentials.merchant_private_key, str(answer.get("encrypted_echo_message"))
+        )
+        return self._transport.preferred_serial, str(answer.get("echo_message")), opened
 
     def download_certificates(self) -> list[PlatformCertificate]:
         """GET /v3/certificates, decrypt each entry, and verify the response with the certs it carries."""

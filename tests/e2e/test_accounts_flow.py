@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from sandbox.keys import signing
 from sandbox.keys.accounts import AccountSpec, load_accounts
 from sandbox.keys.bundle import Credentials
 from sandbox.testing import MerchantCaller
-from tests.support.stack import ADMIN_TOKEN, BFF_TOKEN, Stack, orderpay
+from tests.support.stack import ADMIN_TOKEN, BFF_TOKEN, ROOT, Stack, orderpay
 from tests.support.waiting import wait_until
 
 # account, channel, payer openid needed, what the client pays with
@@ -189,3 +191,30 @@ def test_a_notification_on_another_accounts_url_or_an_unknown_one_is_refused(
     answer = httpx.post(f"{stack.notify_url}/{mine.name}", content=body, headers=headers, timeout=10)
     assert answer.status_code in (200, 204)
     assert bff.get_order(order.order_id).status == order_pb2.ORDER_STATUS_PAID
+
+
+@pytest.mark.parametrize("account", ["direct-pk", "direct-cert", "sp", "sp-sub-a"])
+def test_keys_check_runs_the_echo_self_test_for_each_account(stack: Stack, account: str) -> None:
+    done = orderpay("keys", "check", account, env=stack.server_env)
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["signing", "verifying", "encrypting", "decrypting"]
+    assert all(" ok: " in line for line in lines[2:])
+    kind = "platform certificate" if account == "direct-cert" else "WeChat Pay public key"
+    assert kind in done.stdout
+
+
+def test_keys_check_reports_a_refused_certificate_download(
+    stack: Stack, accounts: dict[str, AccountSpec]
+) -> None:
+    mchid = accounts["direct-cert"].mchid
+    stack.control("PUT", f"config?mchid={mchid}", {"certificates_refusal": "500"})
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "clients.cli", "keys", "check", "direct-cert"],
+            env=stack.server_env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        stack.control("PUT", f"config?mchid={mchid}", {"certificates_refusal": ""})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAILED" in done.stdout
+    assert "SYSTEM_ERROR" in done.stdout
