@@ -34,7 +34,7 @@ from server.service.ports import PaymentGateway, UnitOfWorkFactory
 from server.service.recon_ports import BillSource
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
-from server.wxpay.accounts import account_router, has_accounts, is_multi_account, load_accounts
+from server.wxpay.accounts import Accounts, account_router, has_accounts, is_multi_account, load_accounts
 from server.wxpay.bills import WeChatBills
 from server.wxpay.notification import accounts_parser
 
@@ -182,10 +182,21 @@ def _payments_part(
         payments,
         refunds,
         observer=observe_recon,
+        accounts=_billed_accounts(accounts),
     )
     return PaymentsPart(
         credentials, gateways, payments, refunds, notifications, worker, reconciliation, decisions
     )
+
+
+def _billed_accounts(accounts: Accounts) -> frozenset[str] | None:
+    """The accounts the reconciled bill covers: the default account's (a provider's bill holds its
+    sub-merchants' trades too). None with one account. Per-account bills: not yet (issue 18 §5)."""
+    if len(accounts.names) == 1:
+        return None
+    default = accounts.default
+    signer = default.provider or default.name
+    return frozenset(a.name for a in accounts if signer in (a.name, a.provider))
 
 
 def _account_router(settings: Settings) -> AccountRouter:

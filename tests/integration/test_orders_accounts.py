@@ -14,10 +14,13 @@ import pytest
 from playhouse.migrations import Runner
 
 from server.adapters.db import MIGRATIONS_DIR, make_database, migrate
+from server.adapters.recon_locals import PeeweeLocalRecords
 from server.adapters.tables import OrderRow
+from server.adapters.times import to_db_time
 from server.app import App
 from server.domain.errors import IdempotencyKeyReusedError, InvalidArgumentError
 from server.domain.order import CreateOrder
+from server.domain.reconciliation import BEIJING, Window
 from server.domain.routing import AccountRouter
 from server.service.context import Caller
 from server.service.orders import OrderService
@@ -131,3 +134,25 @@ def test_existing_orders_migrate_to_the_default_account(empty_database: pw.Datab
             "SELECT account FROM orders WHERE order_id = 'ord_old'"
         ).fetchone()
     assert account == "default"
+
+
+def test_a_bill_only_expects_the_orders_of_its_accounts(orders: OrderService, app: App, rid: str) -> None:
+    paid_at = datetime.now(UTC)
+    made = {}
+    for account in ("direct-pk", "direct-cert"):
+        cmd = CreateOrder(f"k-{account}", f"u-{rid}-{account}", "vip-month", 1, merchant=account)
+        order = orders.create_order(cmd, BFF)
+        made[account] = order.order
+    with app.db.connection_context():
+        for account, order in made.items():
+            paid = {"transaction_id": f"42{rid}{account[-2:]}", "paid_fee": order.total_fee}
+            OrderRow.update(**paid, paid_at=to_db_time(paid_at)).where(
+                OrderRow.order_id == order.order_id
+            ).execute()
+        day = paid_at.astimezone(BEIJING).date()
+        mine = PeeweeLocalRecords().local_payments([], [], Window.of(day, accounts=frozenset({"direct-pk"})))
+        everyone = PeeweeLocalRecords().local_payments([], [], Window.of(day))
+    ours = {p.order_id for p in mine}
+    assert made["direct-pk"].order_id in ours
+    assert made["direct-cert"].order_id not in ours
+    assert {made["direct-pk"].order_id, made["direct-cert"].order_id} <= {p.order_id for p in everyone}
