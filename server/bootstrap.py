@@ -30,8 +30,7 @@ from server.service.handlers import Policy, Reactors, transactional
 from server.service.notifications import NotificationService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
-from server.service.ports import PaymentGateway, UnitOfWorkFactory
-from server.service.recon_ports import BillSource
+from server.service.ports import BillSource, PaymentGateway, ReadFactory, UnitOfWorkFactory
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
 from server.wxpay.accounts import Accounts, account_router, has_accounts, is_multi_account, load_accounts
@@ -127,7 +126,7 @@ def _unit_of_work(
 def _payments_part(
     settings: Settings,
     uow: UnitOfWorkFactory,
-    read: UnitOfWorkFactory,
+    read: ReadFactory,
     clock: Clock,
     gateway: PaymentGateway | None,
     bills: BillSource | None,

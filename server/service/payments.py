@@ -32,6 +32,7 @@ from server.service.ports import (
     Gateways,
     MerchantIdentity,
     PaymentGateway,
+    ReadFactory,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -65,14 +66,14 @@ class PaymentService:
         merchant: MerchantIdentity,
         notify_url: str,
         reconcile_schedule_s: tuple[float, ...],
-        read: UnitOfWorkFactory | None = None,
+        read: ReadFactory | None = None,
         notify_per_account: bool = False,
     ) -> None:
         """`merchant`: the default account's. `notify_per_account`: each account has its own notify URL,
         `notify_url/<account>` (issue 18), so a notification is verified with that account's keys."""
         self._uow = uow
         self._notify_per_account = notify_per_account
-        self._read = read or uow  # committed-data reads, outside the writers' queue
+        self._read: ReadFactory = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._gateways = gateways
         self._merchant = merchant  # the default account's; every order is checked against its own
