@@ -24,12 +24,11 @@ from server.config import (
 from server.log_setup import configure_logging
 from server.ports import Binding, ensure_free, stack_bindings
 from server.runner import Stack, run_until_signal
-from server.wxpay.accounts import has_accounts, is_multi_account
+from server.wxpay.accounts import has_accounts
 
 log = structlog.get_logger("orderpay.dev")
 SANDBOX_START_S = 20.0
 DEV_CONSOLE_LISTEN = "127.0.0.1:8081"  # the operations console, on in dev
-DEV_DEFAULT_ACCOUNT = "direct-pk"  # of `keys init --accounts`: orders without a merchant hint go here
 
 
 def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
@@ -44,9 +43,6 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
     settings = with_concrete_ports(settings)
     if not has_accounts(keys):  # issue 18: two direct merchants and a provider with two sub-merchants
         _orderpay("keys", "init", "--accounts", "--dir", str(keys))
-    if is_multi_account(keys) and (keys / DEV_DEFAULT_ACCOUNT).is_dir() and not settings.default_account:
-        settings = settings.with_overrides(default_account=DEV_DEFAULT_ACCOUNT)
-        os.environ["ORDERPAY_DEFAULT_ACCOUNT"] = DEV_DEFAULT_ACCOUNT
     configure_logging(settings.log_format, settings.log_level)
     STATE_DIR.mkdir(exist_ok=True)
     port_file = STATE_DIR / "sandbox.port"

@@ -134,4 +134,6 @@ def init_accounts(directory: Path, *, force: bool = False) -> list[dict[str, obj
             (target / MERCHANT_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
             (target / MERCHANT_JSON).chmod(0o600)
         written.append({"name": name, **info})
+    # The directory's default account (server/wxpay/accounts.py reads it): orders without a rule go here.
+    (directory / "accounts.json").write_text(json.dumps({"default": "direct-pk"}) + "\n", encoding="utf-8")
     return written

@@ -33,6 +33,7 @@ from server.wxpay.errors import CredentialsError
 CHANNELS = ("JSAPI", "MINIPROGRAM", "APP", "NATIVE", "H5")  # orderpay's PayChannel names
 KINDS = ("direct", "provider", "sub_merchant")
 DEFAULT_ACCOUNT = "default"
+ACCOUNTS_FILE = "accounts.json"  # optional: {"default": "<account name>"}
 
 
 class AccountsError(CredentialsError):
@@ -121,10 +122,27 @@ def load_accounts(directory: Path | str, default: str = "") -> Accounts:
         if info["kind"] == "sub_merchant":
             accounts[name] = _sub_merchant(name, info, accounts)
     _check_apps(accounts)
-    chosen = default or (DEFAULT_ACCOUNT if DEFAULT_ACCOUNT in accounts else next(iter(accounts)))
+    chosen = (
+        default
+        or _default_on_disk(root)
+        or (DEFAULT_ACCOUNT if DEFAULT_ACCOUNT in accounts else next(iter(accounts)))
+    )
     if chosen not in accounts:
         raise AccountsError(f"default account {chosen!r} is not one of {', '.join(sorted(accounts))}")
     return Accounts(accounts, chosen)
+
+
+def _default_on_disk(root: Path) -> str:
+    """`DIR/accounts.json` `{"default": "<name>"}`: the directory's own default account, so every
+    process reading it (serve, the CLI) agrees without an environment variable."""
+    path = root / ACCOUNTS_FILE
+    if not path.exists():
+        return ""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("default", "")
+    except (OSError, ValueError, AttributeError):
+        raise AccountsError(f"{path}: not a JSON object with a string 'default'") from None
+    return value if isinstance(value, str) else ""
 
 
 def _read(path: Path) -> dict[str, object]:

@@ -60,7 +60,12 @@ def test_the_demo_set_has_two_direct_merchants_and_a_provider_with_two_sub_merch
     direct_cert = accounts.get("direct-cert")
     assert direct_cert is not None
     assert direct_cert.key_mode == "certificate"
-    assert accounts.default.name == "direct-cert"  # no `default`: the first by name
+    assert accounts.default.name == "direct-pk"  # the directory's accounts.json says so
+
+
+def test_without_accounts_json_the_default_is_the_first_by_name(copy: Path) -> None:
+    (copy / "accounts.json").unlink()
+    assert load_accounts(copy).default.name == "direct-cert"
 
 
 def test_the_default_account_can_be_chosen_and_must_exist(demo: Path) -> None:
