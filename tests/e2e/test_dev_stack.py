@@ -60,7 +60,13 @@ def test_dev_stack_and_demo(tmp_path: Path) -> None:
         assert "FULFILMENT_SUCCEEDED" in demo.stdout
         assert "TRANSACTION.SUCCESS -> HTTP 204" in demo.stdout
         keys = tmp_path / ".orderpay" / "keys"  # issue 18: a directory per account
-        assert {p.name for p in keys.iterdir()} == {"direct-pk", "direct-cert", "sp", "sp-sub-a", "sp-sub-b"}
+        assert {p.name for p in keys.iterdir() if p.is_dir()} == {
+            "direct-pk",
+            "direct-cert",
+            "sp",
+            "sp-sub-a",
+            "sp-sub-b",
+        }
         assert "[3] account                direct-pk" in demo.stdout  # the dev default
         for merchant in ("direct-cert", "sp-sub-a", "sp-sub-b"):  # `orderpay demo --merchant X`
             through = subprocess.run(
