@@ -19,7 +19,7 @@ from sandbox.config import SandboxConfig
 from sandbox.keys.accounts import AccountSpec, init_accounts, load_accounts
 from sandbox.keys.bundle import MERCHANT_PRIVATE_KEY, WECHATPAY_PUBLIC_KEY
 from sandbox.testing import NotificationReceiver
-from tests.interop.test_interop_wechatpayv3 import sdk_callback
+from tests.support.sdk import sdk_callback
 
 # (account the SDK speaks for, the provider's key mode, the SDK's mode)
 CASES = [

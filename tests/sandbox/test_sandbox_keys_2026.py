@@ -18,8 +18,8 @@ from sandbox.app import RunningSandbox
 from sandbox.keys import signing
 from sandbox.keys.bundle import Credentials
 from sandbox.testing import MerchantCaller, NotificationReceiver, prepay_body, wait_until
-from tests.sandbox.conftest import MakeSandbox
 
+MakeSandbox = Callable[..., RunningSandbox]
 OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303
 
 
