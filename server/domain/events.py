@@ -52,6 +52,56 @@ class FulfilmentDecided:
     order_id: str
 
 
+@dataclass(frozen=True)
+class OrderCreated:
+    order_id: str
+
+
+@dataclass(frozen=True)
+class OrderClosed:
+    """An UNPAID order was closed (expired, or closed by its user)."""
+
+    order_id: str
+
+
+@dataclass(frozen=True)
+class FulfilmentRequested:
+    """An EXTERNAL order awaits the business's answer (ConfirmFulfilment / FailFulfilment)."""
+
+    order_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class RefundRequested:
+    out_refund_no: str
+
+
+@dataclass(frozen=True)
+class RefundSettled:
+    """A refund reached SUCCESS, CLOSED or ABNORMAL (or left ABNORMAL again)."""
+
+    out_refund_no: str
+
+
+@dataclass(frozen=True)
+class GrantRevoked:
+    """What the order granted was taken back (it was refunded in full)."""
+
+    order_id: str
+
+
 Event = (
-    OrderPaid | PaidAfterClose | AmountMismatch | OrderFullyRefunded | FulfilmentFailed | FulfilmentDecided
+    OrderPaid
+    | PaidAfterClose
+    | AmountMismatch
+    | OrderFullyRefunded
+    | FulfilmentFailed
+    | FulfilmentDecided
+    | OrderCreated
+    | OrderClosed
+    | FulfilmentRequested
+    | RefundRequested
+    | RefundSettled
+    | GrantRevoked
 )
