@@ -23,6 +23,8 @@ from server.domain.recon_records import FundBill, TradeBill
 from server.observers import observe_provider, observe_recon
 from server.operations_wiring import build_operations
 from server.service.catalogue import CatalogueService
+from server.service.external import ExternalFulfilment
+from server.service.feed import FeedCommits, FeedService
 from server.service.fulfilment import FulfilmentWorker
 from server.service.handlers import EventBus, Policy, Reactors, transactional
 from server.service.notifications import NotificationService
@@ -70,7 +72,12 @@ def build_app(
     if run_migrations:
         migrate(db)
     policy = Policy(auto_refund_on_fulfilment_failure=settings.auto_refund_on_fulfilment_failure)
-    uow, read = transactional(unit_of_work_factory(db), clock, policy), read_only_factory(db)
+    commits = FeedCommits()  # the server's Watch streams subscribe (server/runner.py)
+    uow = transactional(unit_of_work_factory(db), clock, policy, feed_committed=commits.publish)
+    read = read_only_factory(db)
+    feed = FeedService(
+        uow, read, clock, retention=timedelta(days=settings.feed_retention_days), commits=commits
+    )
     decisions = FulfilmentDecisions(db)
     payments = _payments_part(
         settings, uow, read, clock, gateway, bills, decisions, payments_required, prompt_fulfilment
@@ -81,7 +88,7 @@ def build_app(
     )
     catalogue = CatalogueService(uow, clock, read=read)
     admin, operations = build_operations(db, uow, read, clock, payments)
-    return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations)
+    return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations, feed)
 
 
 def _payments_part(
@@ -109,7 +116,12 @@ def _payments_part(
         client = from_settings(settings, credentials, observer=observe_provider)
         gateway, keys = WeChatPayGateway(client), client.key_store  # one key store: client and sidecar
         bills = bills or WeChatBills(client)
-    worker = FulfilmentWorker(uow, clock, policy=retry_policy(settings))
+    worker = FulfilmentWorker(
+        uow,
+        clock,
+        policy=retry_policy(settings),
+        external_deadline=timedelta(seconds=settings.external_fulfilment_deadline_s),
+    )
     fulfiller = worker if prompt_fulfilment else _LeaveToTheJob()
     events = EventBus(Reactors(fulfilment=fulfiller, decisions=decisions))
     merchant = MerchantIdentity(merchant_id=credentials.mchid, app_id=credentials.appid)
@@ -145,8 +157,18 @@ def _payments_part(
         refunds,
         observer=observe_recon,
     )
+    external = ExternalFulfilment(uow, clock, events.publish)
     return PaymentsPart(
-        credentials, gateway, payments, refunds, notifications, worker, events, reconciliation, decisions
+        credentials,
+        gateway,
+        payments,
+        refunds,
+        notifications,
+        worker,
+        events,
+        reconciliation,
+        decisions,
+        external,
     )
 
 

@@ -75,9 +75,7 @@ def feed_filter(types: Iterable[str], account: str) -> FeedFilter:
         try:
             chosen.add(FeedType(name))
         except ValueError:
-            raise UnknownEventTypeError(
-                [FieldViolation("types", f"unknown event type {name!r}")]
-            ) from None
+            raise UnknownEventTypeError([FieldViolation("types", f"unknown event type {name!r}")]) from None
     if len(account) > MAX_ACCOUNT:
         raise InvalidArgumentError([FieldViolation("account", f"at most {MAX_ACCOUNT} characters")])
     return FeedFilter(frozenset(chosen), account)

@@ -26,13 +26,20 @@ from server.domain.events import (
     Event,
     FulfilmentDecided,
     FulfilmentFailed,
+    FulfilmentRequested,
+    GrantRevoked,
+    OrderClosed,
+    OrderCreated,
     OrderFullyRefunded,
     OrderPaid,
     PaidAfterClose,
+    RefundRequested,
+    RefundSettled,
 )
 from server.domain.refund import PlannedRefund
 from server.service.audit import audit
 from server.service.context import Caller
+from server.service.feed import append_feed
 from server.service.lookups import require_order
 from server.service.ports import DecisionAnnouncer, Fulfiller, UnitOfWork, UnitOfWorkFactory
 
@@ -89,6 +96,7 @@ def revoke_grants(uow: UnitOfWork, event: OrderFullyRefunded, policy: Policy, no
     order = require_order(uow, event.order_id)
     cause = "refunded: grant taken back"
     uow.audit.record(audit(order, "grant", grant.state, "REVOKED", cause, REFUND_SETTLER), now)
+    uow.record(GrantRevoked(event.order_id))
 
 
 def request_refund(
@@ -103,6 +111,7 @@ def request_refund(
         log.warning("refund.not_requested", order_id=order.order_id, out_refund_no=request.out_refund_no)
         return
     uow.refunds.insert(request.new_refund(order_total, now), due_at=now)
+    uow.record(RefundRequested(request.out_refund_no))
     cause = f"refund {request.amount} requested: {request.reason}"
     uow.audit.record(audit(order, "refund", None, request.out_refund_no, cause, caller), now)
 
@@ -147,6 +156,13 @@ HANDLERS: Mapping[type[Event], Reactions] = {
     OrderFullyRefunded: Reactions(in_transaction=(revoke_grants,)),
     FulfilmentFailed: Reactions(in_transaction=(refund_failed_fulfilment,)),
     FulfilmentDecided: Reactions(after_commit=(announce_decision,)),
+    # Seen outside only, through the event feed (server.service.feed.FEED, appended before commit).
+    OrderCreated: Reactions(),
+    OrderClosed: Reactions(),
+    FulfilmentRequested: Reactions(),
+    RefundRequested: Reactions(),
+    RefundSettled: Reactions(),
+    GrantRevoked: Reactions(),
 }
 
 
@@ -156,9 +172,13 @@ def transactional(
     clock: Clock,
     policy: Policy,
     handlers: Mapping[type[Event], Reactions] = HANDLERS,
+    feed_committed: Callable[[int], None] | None = None,
 ) -> UnitOfWorkFactory:
     """`factory`, plus: the events recorded in the block get their in-transaction reactions just
-    before it commits (reactions may record more events; those are handled too)."""
+    before it commits (reactions may record more events; those are handled too); then, as the last
+    step, what they mean to the event feed is appended (last: the append holds the feed's position
+    lock until the commit, see server.adapters.event_log). Once committed, `feed_committed(position)`
+    wakes this process's Watch streams."""
 
     @contextmanager
     def unit_of_work() -> Iterator[UnitOfWork]:
@@ -170,6 +190,9 @@ def transactional(
                 handled += 1
                 for react in handlers[type(event)].in_transaction:
                     react(uow, event, policy, clock())
+            position = append_feed(uow, clock()) if uow.new_events else 0
+        if position and feed_committed is not None:
+            feed_committed(position)
 
     return unit_of_work
 

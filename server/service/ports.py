@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from server.domain.catalogue import Product
 from server.domain.events import Event
+from server.domain.feed import FeedEntry, FeedFilter
 from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership
 from server.domain.notification import Notification
@@ -143,6 +144,9 @@ class Ledger(Protocol):
         error: str | None = None,
     ) -> bool: ...
     def oldest_due(self, now: datetime) -> datetime | None: ...
+    def decide(self, order_id: str, now: datetime, status: LedgerStatus, error: str) -> bool:
+        """Settle a PENDING row whoever holds its lease (the business answered); False if not PENDING."""
+        ...
 
 
 class Claims(Protocol):
@@ -196,6 +200,44 @@ class LedgerControl(Protocol):
     def stop_refund_poll(self, out_refund_no: str, now: datetime) -> bool: ...
 
 
+@dataclass(frozen=True)
+class StoredEvent:
+    position: int
+    type: str
+    account: str
+    payload: bytes  # the serialized public message (orderpay.v1.FeedEvent)
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    name: str
+    acked_position: int
+    registered_at: datetime | None
+    acked_at: datetime | None
+    last_seen_at: datetime | None
+
+
+class EventLog(Protocol):
+    """The order event feed's log: gap-free positions in commit order (server.adapters.event_log)."""
+
+    def append(self, entries: Sequence[FeedEntry]) -> int:
+        """Append in order, in the caller's transaction; returns the last position given."""
+        ...
+
+    def head(self) -> int: ...
+    def read_after(self, after: int, upto: int, chosen: FeedFilter, limit: int) -> list[StoredEvent]: ...
+    def purge(self, cutoff: datetime, keep_after: int, limit: int) -> int: ...
+
+
+class Subscribers(Protocol):
+    def register(self, name: str, now: datetime) -> Subscriber: ...
+    def get(self, name: str) -> Subscriber | None: ...
+    def ack(self, name: str, position: int, now: datetime) -> Subscriber | None: ...
+    def seen(self, name: str, now: datetime) -> None: ...
+    def all(self) -> list[Subscriber]: ...
+    def lowest_ack(self) -> int | None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Repositories write through it; `record` keeps the events it raised."""
 
@@ -223,6 +265,10 @@ class UnitOfWork(Protocol):
     def recon(self) -> ReconStore: ...
     @property
     def ledger_control(self) -> LedgerControl: ...
+    @property
+    def events(self) -> EventLog: ...
+    @property
+    def subscribers(self) -> Subscribers: ...
     @property
     def new_events(self) -> list[Event]: ...
     def record(self, *events: Event) -> None: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import peewee as pw
@@ -18,6 +19,7 @@ import psycopg2.extensions
 import structlog
 
 from server.adapters.decisions import CHANNEL
+from server.adapters.event_log import FEED_CHANNEL
 from server.serving.waiters import Waiters
 
 log = structlog.get_logger("orderpay.signals")
@@ -28,9 +30,12 @@ class PostgresListener:
     """LISTEN on a dedicated autocommit connection registered with the loop; reconnects on failure
     and then wakes every waiter (a notification may have been missed while it was down)."""
 
-    def __init__(self, db: pw.PostgresqlDatabase, waiters: Waiters) -> None:
+    def __init__(
+        self, db: pw.PostgresqlDatabase, waiters: Waiters, feed: Callable[[int], None] | None = None
+    ) -> None:
         self._connect_args: dict[str, Any] = {"database": db.database, **db.connect_params}
         self._waiters = waiters
+        self._feed = feed  # the event feed's Watch streams (FEED_CHANNEL; payload: the new head)
         self._loop = asyncio.get_running_loop()
         self._conn: Any = None
         self._fd: int | None = None  # kept: a broken connection cannot tell its fd any more
@@ -51,6 +56,7 @@ class PostgresListener:
         conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
         with conn.cursor() as cur:
             cur.execute(f"LISTEN {CHANNEL}")
+            cur.execute(f"LISTEN {FEED_CHANNEL}")
         return conn
 
     async def _attach(self, conn: Any) -> None:
@@ -79,7 +85,12 @@ class PostgresListener:
                 self._reconnecting = self._loop.create_task(self._reconnect())
             return
         while conn.notifies:
-            self._waiters.wake(conn.notifies.pop(0).payload)
+            notify = conn.notifies.pop(0)
+            if notify.channel == FEED_CHANNEL:
+                if self._feed is not None:
+                    self._feed(0)
+            else:
+                self._waiters.wake(notify.payload)
 
     async def _reconnect(self) -> None:
         attempt = 0
@@ -93,4 +104,6 @@ class PostgresListener:
             await self._attach(conn)
             log.info("signals.listener_back", attempts=attempt)
             self._waiters.wake_all()  # re-read: a commit may have landed while we were deaf
+            if self._feed is not None:
+                self._feed(0)
             return

@@ -15,6 +15,7 @@ from typing import Any
 
 from server.domain.catalogue import Product
 from server.domain.events import Event
+from server.domain.feed import FeedEntry
 from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership, extended
 from server.domain.order import Order, OrderStatus
@@ -39,6 +40,7 @@ class State:
     ledger: dict[str, str] = field(default_factory=dict)  # order_id -> status
     grants: dict[str, Grant] = field(default_factory=dict)
     memberships: dict[str, Membership] = field(default_factory=dict)
+    feed: list[FeedEntry] = field(default_factory=list)  # the event log, position = index + 1
     commits: int = 0
 
 
@@ -141,6 +143,12 @@ class _Ledger:
     def settle(self, claim: FulfilmentClaim, now: datetime, **kwargs: Any) -> bool:
         return False
 
+    def decide(self, order_id: str, now: datetime, status: LedgerStatus, error: str) -> bool:
+        if self.s.ledger.get(order_id) != LedgerStatus.PENDING.value:
+            return False
+        self.s.ledger[order_id] = status.value
+        return True
+
     def oldest_due(self, now: datetime) -> datetime | None:
         return None
 
@@ -182,6 +190,17 @@ class _Memberships:
             self.s.memberships[user_id] = Membership(user_id, shortened)
 
 
+class _EventLog:
+    """Appends only: the rules under test write the feed; reading it is the database's job."""
+
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    def append(self, entries: Sequence[FeedEntry]) -> int:
+        self.s.feed.extend(entries)
+        return len(self.s.feed)
+
+
 class _Unused:
     """Repositories the rules under test never touch."""
 
@@ -201,6 +220,8 @@ class FakeUnitOfWork:
         self.claims: Any = _Unused()
         self.notifications: Any = _Unused()
         self.purges: Any = _Unused()
+        self.events: Any = _EventLog(state)
+        self.subscribers: Any = _Unused()
         self.new_events: list[Event] = []
 
     def record(self, *events: Event) -> None:

@@ -1,0 +1,27 @@
+"""A feed entry as the public message it is stored as (orderpay.v1.FeedEvent).
+
+Stored serialized, at append time: a subscriber sees the order as it was when the event committed,
+not as it is when it reads. The shapes are the gRPC API's own converters (server.rpc.mapping).
+"""
+
+from __future__ import annotations
+
+from orderpay.v1 import events_pb2
+from server.domain.feed import FeedEntry
+from server.rpc.mapping import order_to_pb, refund_to_pb, timestamp
+
+
+def encode_entry(entry: FeedEntry, position: int) -> bytes:
+    event = events_pb2.FeedEvent(
+        position=position,
+        type=events_pb2.EventType.Value(f"EVENT_TYPE_{entry.type.value}"),
+        account=entry.account,
+        occurred_at=timestamp(entry.occurred_at),
+        order_id=entry.order.order_id,
+        attempt=entry.attempt,
+    )
+    if entry.refund is not None:
+        event.refund.CopyFrom(refund_to_pb(entry.refund))
+    else:
+        event.order.CopyFrom(order_to_pb(entry.order))
+    return event.SerializeToString()

@@ -1,0 +1,240 @@
+"""The order event feed: which domain events the business's systems see, and the use cases around it.
+
+`append_feed` is the unit of work's last step before commit (server.service.handlers.transactional):
+it turns the events the transaction recorded into feed entries (the `FEED` table) and appends them, so
+an entry commits or rolls back with the change it reports. After the commit the unit of work calls
+`FeedCommits.publish`, which wakes this process's Watch streams; other processes are woken by the
+database (NOTIFY on PostgreSQL, sent on commit by the append itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from server.domain.clock import Clock
+from server.domain.errors import (
+    FieldViolation,
+    InvalidArgumentError,
+    PositionInFutureError,
+    SubscriberNotFoundError,
+)
+from server.domain.events import (
+    AmountMismatch,
+    Event,
+    FulfilmentDecided,
+    FulfilmentFailed,
+    FulfilmentRequested,
+    GrantRevoked,
+    OrderClosed,
+    OrderCreated,
+    OrderPaid,
+    PaidAfterClose,
+    RefundRequested,
+    RefundSettled,
+)
+from server.domain.feed import DEFAULT_ACCOUNT, FeedEntry, FeedFilter, FeedType, check_subscriber, feed_filter
+from server.domain.order import Fulfilment, Order
+from server.domain.refund import RefundStatus
+from server.service.lookups import require_order
+from server.service.ports import StoredEvent, Subscriber, UnitOfWork, UnitOfWorkFactory
+
+Builder = Callable[[UnitOfWork, Event, datetime], FeedEntry | None]
+
+
+def account_of(order: Order) -> str:
+    """The order's merchant account; issue 18 puts it on the order, until then there is one."""
+    return str(getattr(order, "account", "") or DEFAULT_ACCOUNT)
+
+
+def _order_entry(kind: FeedType) -> Builder:
+    def build(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry:
+        order = require_order(uow, event.order_id)  # type: ignore[union-attr]  # the table keys say so
+        return FeedEntry(kind, order, now, account_of(order))
+
+    return build
+
+
+def _requested(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry:
+    assert isinstance(event, FulfilmentRequested)  # noqa: S101 - the table's key
+    order = require_order(uow, event.order_id)
+    return FeedEntry(FeedType.FULFILMENT_REQUESTED, order, now, account_of(order), attempt=event.attempt)
+
+
+def _succeeded(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry | None:
+    """FulfilmentDecided ends both ways; the failure has its own event (FulfilmentFailed)."""
+    assert isinstance(event, FulfilmentDecided)  # noqa: S101
+    order = require_order(uow, event.order_id)
+    if order.fulfilment is not Fulfilment.SUCCEEDED:
+        return None
+    return FeedEntry(FeedType.FULFILMENT_SUCCEEDED, order, now, account_of(order))
+
+
+_REFUND_TYPES = {
+    RefundStatus.PROCESSING: FeedType.REFUND_REQUESTED,
+    RefundStatus.SUCCESS: FeedType.REFUND_SUCCEEDED,
+    RefundStatus.ABNORMAL: FeedType.REFUND_ABNORMAL,
+    RefundStatus.CLOSED: FeedType.REFUND_CLOSED,
+}
+
+
+def _refund(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry | None:
+    assert isinstance(event, RefundRequested | RefundSettled)  # noqa: S101
+    refund = uow.refunds.get(event.out_refund_no)
+    if refund is None:
+        return None
+    kind = FeedType.REFUND_REQUESTED if isinstance(event, RefundRequested) else _REFUND_TYPES[refund.status]
+    order = require_order(uow, refund.order_id)
+    return FeedEntry(kind, order, now, account_of(order), refund=refund)
+
+
+# --- THE FEED TABLE: which recorded events the business's systems see, as what -------------------
+FEED: Mapping[type[Event], Builder] = {
+    OrderCreated: _order_entry(FeedType.ORDER_CREATED),
+    OrderPaid: _order_entry(FeedType.ORDER_PAID),
+    AmountMismatch: _order_entry(FeedType.ORDER_HELD),
+    PaidAfterClose: _order_entry(FeedType.ORDER_HELD),
+    OrderClosed: _order_entry(FeedType.ORDER_CLOSED),
+    FulfilmentRequested: _requested,
+    FulfilmentDecided: _succeeded,
+    FulfilmentFailed: _order_entry(FeedType.FULFILMENT_FAILED),
+    RefundRequested: _refund,
+    RefundSettled: _refund,
+    GrantRevoked: _order_entry(FeedType.GRANT_REVOKED),
+}
+
+
+def append_feed(uow: UnitOfWork, now: datetime, feed: Mapping[type[Event], Builder] = FEED) -> int:
+    """The unit of work's last step: append what its events mean to the feed; the last position, or 0."""
+    entries = []
+    for event in uow.new_events:
+        build = feed.get(type(event))
+        entry = build(uow, event, now) if build is not None else None
+        if entry is not None:
+            entries.append(entry)
+    return uow.events.append(entries) if entries else 0
+
+
+class FeedCommits:
+    """In-process "the feed grew to position N", published after the commit (any thread)."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[int], None]] = []
+
+    def subscribe(self, listener: Callable[[int], None]) -> None:
+        self._listeners.append(listener)
+
+    def publish(self, position: int) -> None:
+        for listener in tuple(self._listeners):
+            listener(position)
+
+
+@dataclass(frozen=True)
+class WatchStart:
+    after: int  # deliver positions above this
+    chosen: FeedFilter
+    subscriber: str  # "" for an anonymous tail
+
+
+@dataclass(frozen=True)
+class Batch:
+    events: Sequence[StoredEvent]
+    scanned_to: int  # the next read starts above this (past filtered-out entries too)
+
+
+@dataclass(frozen=True)
+class SubscriberLag:
+    subscriber: Subscriber
+    head: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.subscriber.acked_position)
+
+
+class FeedService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        read: UnitOfWorkFactory,
+        clock: Clock,
+        *,
+        retention: timedelta,
+        commits: FeedCommits,
+    ) -> None:
+        self._uow, self._read, self._clock = uow, read, clock
+        self._retention = retention
+        self.commits = commits
+
+    def register(self, name: str) -> Subscriber:
+        check_subscriber(name)
+        with self._uow() as uow:
+            return uow.subscribers.register(name, self._clock())
+
+    def start(self, subscriber: str, from_position: int, types: Sequence[str], account: str) -> WatchStart:
+        """Validate a Watch and say where it starts."""
+        chosen = feed_filter(types, account)
+        if from_position < 0:
+            raise InvalidArgumentError([FieldViolation("from_position", "must be >= 0")])
+        with self._read() as uow:
+            head = uow.events.head()
+            found = uow.subscribers.get(check_subscriber(subscriber)) if subscriber else None
+        if subscriber and found is None:
+            raise SubscriberNotFoundError(f"subscriber {subscriber!r} is not registered")
+        _check_not_future("from_position", from_position, head)
+        after = from_position or (found.acked_position if found is not None else head)
+        return WatchStart(after, chosen, subscriber)
+
+    def read(self, after: int, chosen: FeedFilter, limit: int) -> Batch:
+        """At most `limit` entries above `after`. The head is read first: every position up to it has
+        committed (the log hands positions out in commit order), so nothing below it can appear later."""
+        with self._read() as uow:
+            head = uow.events.head()
+            events = uow.events.read_after(after, head, chosen, limit) if head > after else []
+        full = len(events) == limit
+        return Batch(events, events[-1].position if full else max(head, after))
+
+    def ack(self, name: str, position: int) -> Subscriber:
+        check_subscriber(name)
+        if position < 0:
+            raise InvalidArgumentError([FieldViolation("position", "must be >= 0")])
+        with self._uow() as uow:
+            _check_not_future("position", position, uow.events.head())
+            acked = uow.subscribers.ack(name, position, self._clock())
+        if acked is None:
+            raise SubscriberNotFoundError(f"subscriber {name!r} is not registered")
+        return acked
+
+    def head(self) -> int:
+        with self._read() as uow:
+            return uow.events.head()
+
+    def lags(self) -> list[SubscriberLag]:
+        with self._read() as uow:
+            head = uow.events.head()
+            return [SubscriberLag(s, head) for s in uow.subscribers.all()]
+
+    def purgeable_below(self) -> int:
+        """Entries at or below this may go (when old enough): every registered subscriber acked them."""
+        with self._read() as uow:
+            lowest = uow.subscribers.lowest_ack()
+            head = uow.events.head()
+        return head if lowest is None else min(lowest, head)
+
+    def purge(self, *, batch: int = 1000) -> int:
+        """Drop entries older than the retention that every registered subscriber acknowledged."""
+        cutoff, keep_after, total = self._clock() - self._retention, self.purgeable_below(), 0
+        while True:
+            with self._uow() as uow:
+                deleted = uow.events.purge(cutoff, keep_after, batch)
+            total += deleted
+            if deleted < batch:
+                return total
+
+
+def _check_not_future(field: str, position: int, head: int) -> None:
+    if position > head:
+        raise PositionInFutureError(
+            [FieldViolation(field, f"{position} is past the head of the feed ({head})")]
+        )
