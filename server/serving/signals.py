@@ -55,8 +55,8 @@ class PostgresListener:
         conn = psycopg2.connect(**self._connect_args)
         conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
         with conn.cursor() as cur:
-            cur.execute(f"LISTEN {CHANNEL}")
             cur.execute(f"LISTEN {FEED_CHANNEL}")
+            cur.execute(f"LISTEN {CHANNEL}")
         return conn
 
     async def _attach(self, conn: Any) -> None:
