@@ -31,7 +31,10 @@ def create(app: App, user: str) -> str:
     return app.orders.create_order(cmd, BFF).order.order_id
 
 
-def read_all(app: App, after: int, chosen: FeedFilter = FeedFilter()) -> list[events_pb2.FeedEvent]:
+EVERYTHING = FeedFilter()
+
+
+def read_all(app: App, after: int, chosen: FeedFilter = EVERYTHING) -> list[events_pb2.FeedEvent]:
     out = []
     while True:
         batch = app.feed.read(after, chosen, 50)
@@ -47,7 +50,8 @@ def test_an_order_created_is_on_the_feed_with_its_public_message(app: App, rid: 
     events = read_all(app, before)
     mine = [e for e in events if e.order_id == order_id]
     assert [e.type for e in mine] == [events_pb2.EVENT_TYPE_ORDER_CREATED]
-    assert mine[0].order.order_id == order_id and mine[0].account == "default"
+    assert mine[0].order.order_id == order_id
+    assert mine[0].account == "default"
     assert mine[0].position > before
 
 
@@ -142,7 +146,8 @@ def test_purge_keeps_what_a_registered_subscriber_has_not_acknowledged(app: App,
     deleted = aged.purge()
     assert deleted >= 2
     remaining = {e.order_id for e in read_all(app, 0)}
-    assert ours[-1] in remaining and ours[0] not in remaining
+    assert ours[-1] in remaining
+    assert ours[0] not in remaining
 
 
 def _aged(app: App, by: timedelta) -> FeedService:
