@@ -10,9 +10,9 @@ import pytest
 from server.domain.events import Event, FulfilmentFailed, OrderFullyRefunded, OrderPaid
 from server.domain.feed import FeedType
 from server.domain.fulfilment import GrantState
+from server.domain.order import OrderStatus
 from server.service.handlers import HANDLERS, EventBus, Policy, Reactions, Reactors, transactional
 from server.service.ports import Grant, UnitOfWork
-from server.domain.order import OrderStatus
 from tests.support.fake_uow import FakeDatabase
 from tests.unit.test_payment_rules import an_order
 
@@ -43,9 +43,14 @@ def test_a_rolled_back_transaction_appends_nothing_and_wakes_nobody() -> None:
     db.state.orders["o1"] = an_order(OrderStatus.PAID, order_id="o1")
     committed: list[int] = []
     uow = transactional(db.factory(), lambda: NOW, Policy(), feed_committed=committed.append)
-    with pytest.raises(RuntimeError), uow() as work:
-        work.record(OrderPaid("o1", "VIP_PLAN"))
-        raise RuntimeError("the use case failed")
+
+    def fail_after_recording() -> None:
+        with uow() as work:
+            work.record(OrderPaid("o1", "VIP_PLAN"))
+            raise RuntimeError("the use case failed")
+
+    with pytest.raises(RuntimeError):
+        fail_after_recording()
     assert db.state.feed == []
     assert committed == []
 
