@@ -14,7 +14,6 @@ from server.service.catalogue import CatalogueService
 from server.service.external import ExternalFulfilment
 from server.service.feed import FeedService
 from server.service.fulfilment import FulfilmentWorker
-from server.service.handlers import EventBus
 from server.service.notifications import NotificationService
 from server.service.operations import OperationsService
 from server.service.orders import OrderService
@@ -35,7 +34,6 @@ class PaymentsPart:
     refunds: RefundService
     notifications: NotificationService
     fulfilment: FulfilmentWorker
-    events: EventBus  # the after-commit reactions (server.service.handlers)
     reconciliation: ReconciliationService  # 对账 against WeChat Pay's daily bills
     decisions: FulfilmentDecisions  # "fulfilment decided" announcements: the server's long-polls subscribe
     external: ExternalFulfilment  # EXTERNAL products: the business's answers (ConfirmFulfilment, ...)

@@ -5,9 +5,10 @@ What reacts to what is not wired here: that is the handler table, server.service
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
+
+import peewee as pw
 
 from server.adapters.db import bind, make_database, migrate
 from server.adapters.decisions import FulfilmentDecisions
@@ -17,7 +18,6 @@ from server.app import App, PaymentsPart
 from server.config import ConfigError, Settings
 from server.domain.clock import Clock, utc_now
 from server.domain.errors import ProviderUnavailableError
-from server.domain.events import Event
 from server.domain.fulfilment import RetryPolicy
 from server.domain.recon_records import FundBill, TradeBill
 from server.observers import observe_provider, observe_recon
@@ -26,7 +26,7 @@ from server.service.catalogue import CatalogueService
 from server.service.external import ExternalFulfilment
 from server.service.feed import FeedCommits, FeedService
 from server.service.fulfilment import FulfilmentWorker
-from server.service.handlers import EventBus, Policy, Reactors, transactional
+from server.service.handlers import Policy, Reactors, transactional
 from server.service.notifications import NotificationService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
@@ -72,16 +72,19 @@ def build_app(
     if run_migrations:
         migrate(db)
     policy = Policy(auto_refund_on_fulfilment_failure=settings.auto_refund_on_fulfilment_failure)
+    decisions = FulfilmentDecisions(db)
     commits = FeedCommits()  # the server's Watch streams subscribe (server/runner.py)
-    uow = transactional(unit_of_work_factory(db), clock, policy, feed_committed=commits.publish)
+    with_payments = _has_credentials(settings, payments_required)
+    uow, worker = _unit_of_work(
+        db, settings, clock, policy, (decisions, commits), with_payments, prompt_fulfilment
+    )
     read = read_only_factory(db)
     feed = FeedService(
         uow, read, clock, retention=timedelta(days=settings.feed_retention_days), commits=commits
     )
-    decisions = FulfilmentDecisions(db)
-    payments = _payments_part(
-        settings, uow, read, clock, gateway, bills, decisions, payments_required, prompt_fulfilment
-    )
+    payments = None
+    if with_payments:
+        payments = _payments_part(settings, uow, read, clock, gateway, bills, decisions, worker)
     closer = payments.payments.close_at_provider if payments is not None else None
     orders = OrderService(
         uow, clock, timedelta(seconds=settings.order_ttl_s), prepay_closer=closer, read=read
@@ -89,6 +92,46 @@ def build_app(
     catalogue = CatalogueService(uow, clock, read=read)
     admin, operations = build_operations(db, uow, read, clock, payments)
     return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations, feed)
+
+
+def _has_credentials(settings: Settings, required: bool) -> bool:
+    bundle = Path(settings.credentials_dir)
+    if (bundle / "merchant.json").exists():
+        return True
+    if not required:
+        return False
+    raise ConfigError(
+        f"no credentials bundle in {bundle} (ORDERPAY_CREDENTIALS_DIR); "
+        f"`orderpay keys init --dir {bundle}` makes a throwaway one"
+    )
+
+
+def _unit_of_work(
+    db: pw.Database,
+    settings: Settings,
+    clock: Clock,
+    policy: Policy,
+    announcers: tuple[FulfilmentDecisions, FeedCommits],
+    with_payments: bool,
+    prompt_fulfilment: bool,
+) -> tuple[UnitOfWorkFactory, FulfilmentWorker]:
+    """The unit of work runs the after-commit reactions, and one of them calls the fulfilment worker,
+    which commits through that same unit of work: `transactional` hands the finished factory to
+    `reactors`, which builds the one worker."""
+    workers: list[FulfilmentWorker] = []
+    decisions, feed = announcers
+    external_deadline = timedelta(seconds=settings.external_fulfilment_deadline_s)
+
+    def reactors(committed: UnitOfWorkFactory) -> Reactors:
+        policy = retry_policy(settings)
+        workers.append(FulfilmentWorker(committed, clock, policy=policy, external_deadline=external_deadline))
+        fulfilment = workers[0] if with_payments else None  # orders only: nothing is ever paid here
+        return Reactors(
+            fulfilment=fulfilment, decisions=decisions, prompt_fulfilment=prompt_fulfilment, feed=feed
+        )
+
+    uow = transactional(unit_of_work_factory(db), clock, policy, reactors)
+    return uow, workers[0]
 
 
 def _payments_part(
@@ -99,41 +142,17 @@ def _payments_part(
     gateway: PaymentGateway | None,
     bills: BillSource | None,
     decisions: FulfilmentDecisions,
-    required: bool,
-    prompt_fulfilment: bool,
-) -> PaymentsPart | None:
-    bundle = Path(settings.credentials_dir)
-    if not (bundle / "merchant.json").exists():
-        if not required:
-            return None
-        raise ConfigError(
-            f"no credentials bundle in {bundle} (ORDERPAY_CREDENTIALS_DIR); "
-            f"`orderpay keys init --dir {bundle}` makes a throwaway one"
-        )
+    worker: FulfilmentWorker,
+) -> PaymentsPart:
     credentials = load_credentials(settings.credentials_dir)
     keys: VerifierKeys | KeyStore = credentials.verifier_keys()
     if gateway is None:
         client = from_settings(settings, credentials, observer=observe_provider)
         gateway, keys = WeChatPayGateway(client), client.key_store  # one key store: client and sidecar
         bills = bills or WeChatBills(client)
-    worker = FulfilmentWorker(
-        uow,
-        clock,
-        policy=retry_policy(settings),
-        external_deadline=timedelta(seconds=settings.external_fulfilment_deadline_s),
-    )
-    fulfiller = worker if prompt_fulfilment else _LeaveToTheJob()
-    events = EventBus(Reactors(fulfilment=fulfiller, decisions=decisions))
     merchant = MerchantIdentity(merchant_id=credentials.mchid, app_id=credentials.appid)
     payments = PaymentService(
-        uow,
-        clock,
-        gateway,
-        merchant,
-        settings.notify_url,
-        settings.reconcile_schedule_s,
-        publish=events.publish,
-        read=read,
+        uow, clock, gateway, merchant, settings.notify_url, settings.reconcile_schedule_s, read=read
     )
     refunds = RefundService(
         uow, clock, gateway, merchant, settings.notify_url, settings.refund_poll_schedule_s, read=read
@@ -145,7 +164,6 @@ def _payments_part(
         parse=notification_parser(credentials, keys, settings.notify_clock_skew_s),
         payments=payments,
         refunds=refunds,
-        publish=events.publish,
         transient_faults=TRANSIENT_DATABASE_ERRORS,  # incl. an exhausted connection pool
     )
     reconciliation = ReconciliationService(
@@ -157,18 +175,9 @@ def _payments_part(
         refunds,
         observer=observe_recon,
     )
-    external = ExternalFulfilment(uow, clock, events.publish)
+    external = ExternalFulfilment(uow, clock)
     return PaymentsPart(
-        credentials,
-        gateway,
-        payments,
-        refunds,
-        notifications,
-        worker,
-        events,
-        reconciliation,
-        decisions,
-        external,
+        credentials, gateway, payments, refunds, notifications, worker, reconciliation, decisions, external
     )
 
 
@@ -184,11 +193,3 @@ class _NoBills:
 
 def _no_bills() -> ProviderUnavailableError:
     return ProviderUnavailableError("no bill source configured", metadata={"provider_code": "NO_BILLS"})
-
-
-class _LeaveToTheJob:
-    """OrderPaid's prompt reaction switched off: FulfilmentTask alone works the ledger."""
-
-    def fulfil(self, order_id: str) -> Sequence[Event]:
-        del order_id
-        return ()

@@ -12,7 +12,6 @@ from server.adapters.event_log import PeeweeEventLog, PeeweeSubscribers
 from server.adapters.job_queries import JobQueries
 from server.adapters.ledger import PeeweeGrants, PeeweeLedger, PeeweeMemberships
 from server.adapters.notification_store import PeeweeNotifications
-from server.adapters.operations_store import PeeweeLedgerControl
 from server.adapters.recon_store import PeeweeReconStore
 from server.adapters.repositories import PeeweeAudit, PeeweeOrders, PeeweeProducts, PeeweeRefunds
 from server.domain.events import Event
@@ -31,14 +30,12 @@ class PeeweeUnitOfWork:
     refunds = PeeweeRefunds()
     notifications = PeeweeNotifications()
     recon = PeeweeReconStore()
-    ledger_control = PeeweeLedgerControl()
     events = PeeweeEventLog()
     subscribers = PeeweeSubscribers()
 
     def __init__(self, ledger: PeeweeLedger, claims: JobQueries) -> None:
         self.ledger = ledger
         self.claims = claims
-        self.purges = claims
         self.new_events: list[Event] = []
 
     def record(self, *events: Event) -> None:

@@ -91,6 +91,14 @@ class GrantRevoked:
     order_id: str
 
 
+@dataclass(frozen=True)
+class FulfilmentReopened:
+    """An operator accepted a HELD order or retried a FAILED fulfilment: it is to be fulfilled again."""
+
+    order_id: str
+    kind: str
+
+
 Event = (
     OrderPaid
     | PaidAfterClose
@@ -104,4 +112,5 @@ Event = (
     | RefundRequested
     | RefundSettled
     | GrantRevoked
+    | FulfilmentReopened
 )

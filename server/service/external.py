@@ -9,9 +9,6 @@ not EXTERNAL, or already decided changes nothing and says why.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 from server.domain.catalogue import ProductKind
 from server.domain.clock import Clock
 from server.domain.errors import (
@@ -21,28 +18,21 @@ from server.domain.errors import (
     NotExternalFulfilmentError,
     OrderNotFoundError,
 )
-from server.domain.events import Event
 from server.domain.feed import DEFAULT_ACCOUNT
 from server.domain.fulfilment import GrantState, LedgerStatus
 from server.domain.order import FULFILLABLE, Fulfilment, Order, Transition
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.feed import account_of
-from server.service.ports import Publish, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import UnitOfWork, UnitOfWorkFactory
 from server.service.retry import Conflict, retry_on_conflict
 
 MAX_TEXT = 255
 
 
-@dataclass(frozen=True)
-class Answered:
-    order: Order
-    events: Sequence[Event]
-
-
 class ExternalFulfilment:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, publish: Publish) -> None:
-        self._uow, self._clock, self._publish = uow, clock, publish
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow, self._clock = uow, clock
 
     def confirm(self, order_id: str, result: str, account: str, caller: Caller) -> Order:
         _check(order_id, "result", result, required=False)
@@ -53,16 +43,13 @@ class ExternalFulfilment:
         return self._answer(order_id, account, caller, succeeded=False, text=reason)
 
     def _answer(self, order_id: str, account: str, caller: Caller, *, succeeded: bool, text: str) -> Order:
-        answered = retry_on_conflict(
+        # The unit of work runs the reactions after the commit: long-polls wake, the refund is submitted.
+        return retry_on_conflict(
             lambda: self._answer_once(order_id, account or DEFAULT_ACCOUNT, caller, succeeded, text),
             "answering a fulfilment request",
         )
-        self._publish(answered.events)  # after the commit: long-polls wake, the refund is submitted
-        return answered.order
 
-    def _answer_once(
-        self, order_id: str, account: str, caller: Caller, succeeded: bool, text: str
-    ) -> Answered:
+    def _answer_once(self, order_id: str, account: str, caller: Caller, succeeded: bool, text: str) -> Order:
         now = self._clock()
         with self._uow() as uow:
             order = _external_order(uow, order_id, account)
@@ -81,7 +68,7 @@ class ExternalFulfilment:
             uow.audit.record(
                 audit(order, "fulfilment", order.fulfilment, target, cause[:MAX_TEXT], caller), now
             )
-        return Answered(moved, tuple(uow.new_events))
+        return moved
 
 
 def _external_order(uow: UnitOfWork, order_id: str, account: str) -> Order:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import structlog
+
 from server.domain.clock import Clock
 from server.domain.errors import (
     FieldViolation,
@@ -37,9 +39,9 @@ from server.domain.events import (
 from server.domain.feed import DEFAULT_ACCOUNT, FeedEntry, FeedFilter, FeedType, check_subscriber, feed_filter
 from server.domain.order import Fulfilment, Order
 from server.domain.refund import RefundStatus
-from server.service.lookups import require_order
 from server.service.ports import StoredEvent, Subscriber, UnitOfWork, UnitOfWorkFactory
 
+log = structlog.get_logger("orderpay.feed")
 Builder = Callable[[UnitOfWork, Event, datetime], FeedEntry | None]
 
 
@@ -48,25 +50,36 @@ def account_of(order: Order) -> str:
     return str(getattr(order, "account", "") or DEFAULT_ACCOUNT)
 
 
+def _order(uow: UnitOfWork, order_id: str) -> Order | None:
+    """The order as this transaction leaves it. Every event names an order the transaction just
+    wrote; one that is not there is a bug upstream, reported, never a reason to fail the change."""
+    order = uow.orders.get(order_id)
+    if order is None:
+        log.warning("feed.order_missing", order_id=order_id)
+    return order
+
+
 def _order_entry(kind: FeedType) -> Builder:
-    def build(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry:
-        order = require_order(uow, event.order_id)  # type: ignore[union-attr]  # the table keys say so
-        return FeedEntry(kind, order, now, account_of(order))
+    def build(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry | None:
+        order = _order(uow, event.order_id)  # type: ignore[union-attr]  # the table's keys all have one
+        return None if order is None else FeedEntry(kind, order, now, account_of(order))
 
     return build
 
 
-def _requested(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry:
+def _requested(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry | None:
     assert isinstance(event, FulfilmentRequested)  # noqa: S101 - the table's key
-    order = require_order(uow, event.order_id)
+    order = _order(uow, event.order_id)
+    if order is None:
+        return None
     return FeedEntry(FeedType.FULFILMENT_REQUESTED, order, now, account_of(order), attempt=event.attempt)
 
 
 def _succeeded(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry | None:
     """FulfilmentDecided ends both ways; the failure has its own event (FulfilmentFailed)."""
     assert isinstance(event, FulfilmentDecided)  # noqa: S101
-    order = require_order(uow, event.order_id)
-    if order.fulfilment is not Fulfilment.SUCCEEDED:
+    order = _order(uow, event.order_id)
+    if order is None or order.fulfilment is not Fulfilment.SUCCEEDED:
         return None
     return FeedEntry(FeedType.FULFILMENT_SUCCEEDED, order, now, account_of(order))
 
@@ -85,7 +98,9 @@ def _refund(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry | None:
     if refund is None:
         return None
     kind = FeedType.REFUND_REQUESTED if isinstance(event, RefundRequested) else _REFUND_TYPES[refund.status]
-    order = require_order(uow, refund.order_id)
+    order = _order(uow, refund.order_id)
+    if order is None:
+        return None
     return FeedEntry(kind, order, now, account_of(order), refund=refund)
 
 

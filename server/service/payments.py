@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -15,7 +14,6 @@ from server.domain.errors import (
     InvalidStateTransitionError,
     OrderNotPayableError,
 )
-from server.domain.events import Event
 from server.domain.order import Fulfilment, Order, OrderStatus
 from server.domain.outcomes import ApplyOutcome
 from server.domain.provider import CloseOutcome, PrepayRequest, TransactionReport
@@ -23,7 +21,7 @@ from server.domain.validation import Violations
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.lookups import require_order
-from server.service.ports import MerchantIdentity, PaymentGateway, Publish, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import MerchantIdentity, PaymentGateway, UnitOfWork, UnitOfWorkFactory
 from server.service.retry import Conflict, retry_on_conflict
 
 log = structlog.get_logger("orderpay.payments")
@@ -60,7 +58,6 @@ class PaymentService:
         merchant: MerchantIdentity,
         notify_url: str,
         reconcile_schedule_s: tuple[float, ...],
-        publish: Publish,
         read: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow = uow
@@ -70,7 +67,6 @@ class PaymentService:
         self._merchant = merchant
         self._notify_url = notify_url
         self._schedule = reconcile_schedule_s or (60.0,)
-        self._publish = publish  # after-commit reactions (server.service.handlers)
 
     # --- prepay -------------------------------------------------------------------------------
     def create_payment(
@@ -167,14 +163,11 @@ class PaymentService:
     # --- applying the provider's word ---------------------------------------------------------
     def apply_transaction(self, report: TransactionReport, *, source: str) -> ApplyResult:
         """Idempotent: queries and the reconciler come through here (notifications: `apply_in`)."""
-        result, events = retry_on_conflict(lambda: self._apply_once(report, source), "applying the payment")
-        self._publish(events)
-        return result
+        return retry_on_conflict(lambda: self._apply_once(report, source), "applying the payment")
 
-    def _apply_once(self, report: TransactionReport, source: str) -> tuple[ApplyResult, Sequence[Event]]:
-        with self._uow() as uow:
-            result = self.apply_in(uow, report, source=source)
-        return result, uow.new_events
+    def _apply_once(self, report: TransactionReport, source: str) -> ApplyResult:
+        with self._uow() as uow:  # the unit of work runs the events' reactions
+            return self.apply_in(uow, report, source=source)
 
     def apply_in(self, uow: UnitOfWork, report: TransactionReport, *, source: str) -> ApplyResult:
         """Apply inside the caller's transaction; raises `Conflict` when the order moved under us."""

@@ -71,6 +71,12 @@ class Grant:
     days: int
 
 
+@dataclass(frozen=True)
+class PurgeReport:
+    orders: int
+    events: int
+
+
 class OrderInsertConflict(Exception):  # noqa: N818 - a signal between adapter and service, not an error
     """The insert hit a unique index; the service reads the winner."""
 
@@ -125,10 +131,14 @@ class Refunds(Protocol):
 
     def compare_and_set(self, refund: Refund, **changes: Any) -> Refund | None: ...
     def committed_amount(self, order_id: str) -> int: ...
+    def stop_polling(self, out_refund_no: str, now: datetime) -> bool:
+        """An operator stops the poller for a PROCESSING refund; False when it was not being polled."""
+        ...
 
 
 class Ledger(Protocol):
-    """The fulfilment ledger (one row per paid order): the outbox that OrderPaid writes."""
+    """The fulfilment ledger (one row per paid order): the outbox that OrderPaid writes, worked by the
+    fulfilment job and moved by hand by an operator."""
 
     def add(self, order_id: str, kind: str, now: datetime) -> None: ...
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[FulfilmentClaim]: ...
@@ -148,9 +158,15 @@ class Ledger(Protocol):
         """Settle a PENDING row whoever holds its lease (the business answered); False if not PENDING."""
         ...
 
+    def status(self, order_id: str) -> LedgerStatus | None: ...
+    def restart(self, order_id: str, kind: str, now: datetime) -> None: ...
+    def due_now(self, order_id: str, now: datetime) -> bool: ...
+    def stop(self, order_id: str, now: datetime, error: str) -> bool: ...
+
 
 class Claims(Protocol):
-    """The background jobs' claims: each pushes a column forward as a lease."""
+    """The background jobs' claims (each pushes a column forward as a lease), and what `orderpay purge`
+    selects and deletes: never-paid CLOSED orders and their audit rows."""
 
     def claim_overdue_unpaid(self, now: datetime, limit: int, lease: timedelta) -> list[str]: ...
     def oldest_overdue_unpaid(self, now: datetime) -> datetime | None: ...
@@ -158,17 +174,6 @@ class Claims(Protocol):
     def oldest_due_sync(self, now: datetime) -> datetime | None: ...
     def claim_due_refund_polls(self, now: datetime, limit: int, lease: timedelta) -> list[str]: ...
     def oldest_due_refund_poll(self, now: datetime) -> datetime | None: ...
-
-
-@dataclass(frozen=True)
-class PurgeReport:
-    orders: int
-    events: int
-
-
-class Purges(Protocol):
-    """What `orderpay purge` selects and deletes: never-paid CLOSED orders and their audit rows."""
-
     def purgeable_orders(self, cutoff: datetime, after_seq: int = 0) -> list[tuple[int, str]]: ...
     def count_events(self, order_ids: Sequence[str]) -> int: ...
     def delete_orders(self, order_ids: Sequence[str]) -> PurgeReport: ...
@@ -188,16 +193,6 @@ class Notifications(Protocol):
     def record_attempt(self, notification_id: str, now: datetime) -> None: ...
     def claim(self, row: StoredNotification, now: datetime) -> bool: ...
     def due(self, cutoff: datetime, limit: int, max_attempts: int) -> list[StoredNotification]: ...
-
-
-class LedgerControl(Protocol):
-    """The fulfilment ledger and refund polls as an operator moves them by hand."""
-
-    def status(self, order_id: str) -> str | None: ...
-    def restart(self, order: Order, now: datetime) -> None: ...
-    def due_now(self, order_id: str, now: datetime) -> bool: ...
-    def stop(self, order_id: str, now: datetime, error: str) -> bool: ...
-    def stop_refund_poll(self, out_refund_no: str, now: datetime) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -260,11 +255,7 @@ class UnitOfWork(Protocol):
     @property
     def notifications(self) -> Notifications: ...
     @property
-    def purges(self) -> Purges: ...
-    @property
     def recon(self) -> ReconStore: ...
-    @property
-    def ledger_control(self) -> LedgerControl: ...
     @property
     def events(self) -> EventLog: ...
     @property
@@ -275,7 +266,6 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], AbstractContextManager[UnitOfWork]]
-Publish = Callable[[Sequence[Event]], None]  # after-commit reactions (server.service.handlers.EventBus)
 
 
 class DecisionAnnouncer(Protocol):
@@ -284,10 +274,16 @@ class DecisionAnnouncer(Protocol):
     def publish(self, order_id: str) -> None: ...
 
 
-class Fulfiller(Protocol):
-    """Fulfil one paid order now; returns the events its transactions committed."""
+class FeedAnnouncer(Protocol):
+    """Tells this process's event-feed Watch streams that the log grew (after the commit)."""
 
-    def fulfil(self, order_id: str) -> Sequence[Event]: ...
+    def publish(self, position: int) -> None: ...
+
+
+class Fulfiller(Protocol):
+    """Fulfil one paid order now (its transactions publish their own events)."""
+
+    def fulfil(self, order_id: str) -> None: ...
 
 
 class HasOutcome(Protocol):

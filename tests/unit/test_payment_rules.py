@@ -18,13 +18,13 @@ from server.domain.outcomes import ApplyOutcome
 from server.domain.provider import AbnormalRefundRoute, ResolveAbnormal
 from server.domain.refund import RefundStatus
 from server.service.context import Caller
-from server.service.handlers import Policy, transactional
+from server.service.handlers import HANDLERS, Policy, transactional
 from server.service.payments import PaymentService
 from server.service.ports import Grant, MerchantIdentity
 from server.service.refunds import RefundService
 from server.wxpay.wire import WeChatPayGateway, refund_report, transaction_report
 from tests.support.fake_gateway import FakeGateway
-from tests.support.fake_uow import FakeDatabase
+from tests.support.fake_uow import FakeDatabase, recording
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 MERCHANT = MerchantIdentity(merchant_id="1900000109", app_id="wxapp")
@@ -128,7 +128,7 @@ class Stack:
         self.db = FakeDatabase()
         self.gateway = FakeGateway(MERCHANT.merchant_id, MERCHANT.app_id)
         self.published: list[Event] = []
-        uow = transactional(self.db.factory(), clock, Policy())
+        uow = transactional(self.db.factory(), clock, Policy(), handlers=recording(HANDLERS, self.published))
         self.payments = PaymentService(
             uow,
             clock,
@@ -136,7 +136,6 @@ class Stack:
             MERCHANT,
             "http://n/notify",
             (60.0,),
-            publish=self.published.extend,
         )
         self.refunds = RefundService(
             uow, clock, WeChatPayGateway(self.gateway), MERCHANT, "http://n/notify", (60.0,)
