@@ -82,6 +82,10 @@ class PeeweeEventLog:
             for row in query.order_by(EventLogRow.position).limit(limit)
         ]
 
+    def count_purgeable(self, cutoff: datetime, keep_after: int) -> int:
+        old = (EventLogRow.occurred_at < to_db_time(cutoff)) & (EventLogRow.position <= keep_after)
+        return int(EventLogRow.select().where(old).count())
+
     def purge(self, cutoff: datetime, keep_after: int, limit: int) -> int:
         """Delete up to `limit` entries older than `cutoff` at or below `keep_after`."""
         doomed = (

@@ -237,9 +237,12 @@ class FeedService:
             head = uow.events.head()
         return head if lowest is None else min(lowest, head)
 
-    def purge(self, *, batch: int = 1000) -> int:
+    def purge(self, *, dry_run: bool = False, batch: int = 1000) -> int:
         """Drop entries older than the retention that every registered subscriber acknowledged."""
         cutoff, keep_after, total = self._clock() - self._retention, self.purgeable_below(), 0
+        if dry_run:
+            with self._read() as uow:
+                return uow.events.count_purgeable(cutoff, keep_after)
         while True:
             with self._uow() as uow:
                 deleted = uow.events.purge(cutoff, keep_after, batch)
