@@ -43,7 +43,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     events = sub.add_parser("events", help="the order event feed (EventService)")
     actions = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")
     tail = actions.add_parser("tail", parents=[connection], help="print events as they commit")
-    tail.add_argument("--from", dest="from_position", type=int, default=0, help="after this position")
+    tail.add_argument(
+        "--from", dest="from_position", type=int, help="after this position (0: all kept; default: new only)"
+    )
     tail.add_argument(
         "--type",
         dest="types",

@@ -55,7 +55,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         start = await self._db.run(
             self._feed.start,
             request.subscriber,
-            request.from_position,
+            request.from_position if request.HasField("from_position") else None,
             type_names(request.types),
             request.account,
         )

@@ -187,18 +187,23 @@ class FeedService:
         with self._uow() as uow:
             return uow.subscribers.register(name, self._clock())
 
-    def start(self, subscriber: str, from_position: int, types: Sequence[str], account: str) -> WatchStart:
-        """Validate a Watch and say where it starts."""
+    def start(
+        self, subscriber: str, from_position: int | None, types: Sequence[str], account: str
+    ) -> WatchStart:
+        """Validate a Watch and say where it starts: after `from_position` when given, else after the
+        subscriber's acknowledgement, else (an anonymous tail) at the head."""
         chosen = feed_filter(types, account)
-        if from_position < 0:
+        if from_position is not None and from_position < 0:
             raise InvalidArgumentError([FieldViolation("from_position", "must be >= 0")])
         with self._read() as uow:
             head = uow.events.head()
             found = uow.subscribers.get(check_subscriber(subscriber)) if subscriber else None
         if subscriber and found is None:
             raise SubscriberNotFoundError(f"subscriber {subscriber!r} is not registered")
-        _check_not_future("from_position", from_position, head)
-        after = from_position or (found.acked_position if found is not None else head)
+        if from_position is not None:
+            _check_not_future("from_position", from_position, head)
+            return WatchStart(from_position, chosen, subscriber)
+        after = found.acked_position if found is not None else head
         return WatchStart(after, chosen, subscriber)
 
     def read(self, after: int, chosen: FeedFilter, limit: int) -> Batch:

@@ -121,10 +121,10 @@ def test_a_subscriber_resumes_after_its_acknowledgement(app: App, rid: str) -> N
     assert app.feed.register(name) == registered  # idempotent
     create(app, f"u-{rid}")
     head = app.feed.head()
-    assert app.feed.start(name, 0, [], "").after == registered.acked_position
+    assert app.feed.start(name, None, [], "").after == registered.acked_position
     assert app.feed.ack(name, head).acked_position == head
     assert app.feed.ack(name, head - 1).acked_position == head  # never backwards
-    assert app.feed.start(name, 0, [], "").after == head
+    assert app.feed.start(name, None, [], "").after == head
     with pytest.raises(PositionInFutureError):
         app.feed.ack(name, head + 1000)
     with pytest.raises(SubscriberNotFoundError):

@@ -176,7 +176,9 @@ class WatchRequest(_message.Message):
     or starts at the head).
     """
     from_position: _builtins.int
-    """Deliver events after this position instead of after the last acknowledged one (0 = not set)."""
+    """Deliver events after this position (0: from the oldest kept) instead of after the last
+    acknowledged one (a subscriber) or the head (an anonymous tail).
+    """
     account: _builtins.str
     """Only this account (empty = all)."""
     @_builtins.property
@@ -187,15 +189,17 @@ class WatchRequest(_message.Message):
         self,
         *,
         subscriber: _builtins.str = ...,
-        from_position: _builtins.int = ...,
+        from_position: _builtins.int | None = ...,
         types: _abc.Iterable[Global___EventType.ValueType] | None = ...,
         account: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_from_position", b"_from_position", "from_position", b"from_position"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "from_position", b"from_position", "subscriber", b"subscriber", "types", b"types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_from_position", b"_from_position", "account", b"account", "from_position", b"from_position", "subscriber", b"subscriber", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__from_position: _TypeAlias = _typing.Literal["from_position"]  # noqa: Y015
+    _WhichOneofArgType__from_position: _TypeAlias = _typing.Literal["_from_position", b"_from_position"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__from_position) -> _WhichOneofReturnType__from_position | None: ...
 
 Global___WatchRequest: _TypeAlias = WatchRequest  # noqa: Y015
 
