@@ -8,6 +8,7 @@ import peewee as pw
 
 from server.adapters.admin_queries import AdminQueries
 from server.adapters.decisions import FulfilmentDecisions
+from server.adapters.gateways import MerchantGateways
 from server.config import Settings
 from server.domain.clock import Clock
 from server.service.catalogue import CatalogueService
@@ -18,7 +19,7 @@ from server.service.notifications import NotificationService
 from server.service.operations import OperationsService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
-from server.service.ports import PaymentGateway, UnitOfWorkFactory
+from server.service.ports import UnitOfWorkFactory
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
 from server.wxpay.credentials import MerchantCredentials
@@ -29,7 +30,7 @@ class PaymentsPart:
     """Everything that needs the merchant's credentials: built whole, or not at all."""
 
     credentials: MerchantCredentials
-    gateway: PaymentGateway
+    gateways: MerchantGateways  # each merchant's payment gateway (today: the bundle's one merchant)
     payments: PaymentService
     refunds: RefundService
     notifications: NotificationService
@@ -54,9 +55,8 @@ class App:
     feed: FeedService  # the order event feed (issue 19)
 
     def close(self) -> None:
-        shutdown = getattr(self.payments.gateway, "shutdown", None) if self.payments else None
-        if shutdown is not None:
-            shutdown()
+        if self.payments is not None:
+            self.payments.gateways.shutdown()
         close_all = getattr(self.db, "close_all", None)
         if close_all is not None:
             close_all()

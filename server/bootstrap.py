@@ -13,6 +13,7 @@ import peewee as pw
 from server.adapters.db import bind, make_database, migrate
 from server.adapters.decisions import FulfilmentDecisions
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
+from server.adapters.gateways import MerchantGateways
 from server.adapters.unit_of_work import read_only_factory, unit_of_work_factory
 from server.app import App, PaymentsPart
 from server.config import ConfigError, Settings
@@ -38,9 +39,9 @@ from server.wxpay.bills import WeChatBills
 from server.wxpay.certificates import KeyStore
 from server.wxpay.client import from_settings
 from server.wxpay.credentials import load_credentials
+from server.wxpay.gateway import WeChatPayGateway
 from server.wxpay.notification import notification_parser
 from server.wxpay.signing import VerifierKeys
-from server.wxpay.wire import WeChatPayGateway
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -151,11 +152,18 @@ def _payments_part(
         gateway, keys = WeChatPayGateway(client), client.key_store  # one key store: client and sidecar
         bills = bills or WeChatBills(client)
     merchant = MerchantIdentity(merchant_id=credentials.mchid, app_id=credentials.appid)
+    gateways = MerchantGateways.single(merchant, gateway)
     payments = PaymentService(
-        uow, clock, gateway, merchant, settings.notify_url, settings.reconcile_schedule_s, read=read
+        uow, clock, gateways, merchant, settings.notify_url, settings.reconcile_schedule_s, read=read
     )
     refunds = RefundService(
-        uow, clock, gateway, merchant, settings.notify_url, settings.refund_poll_schedule_s, read=read
+        uow,
+        clock,
+        gateways.gateway_for(merchant),
+        merchant,
+        settings.notify_url,
+        settings.refund_poll_schedule_s,
+        read=read,
     )
     notifications = NotificationService(
         uow=uow,
@@ -177,7 +185,7 @@ def _payments_part(
     )
     external = ExternalFulfilment(uow, clock)
     return PaymentsPart(
-        credentials, gateway, payments, refunds, notifications, worker, reconciliation, decisions, external
+        credentials, gateways, payments, refunds, notifications, worker, reconciliation, decisions, external
     )
 
 

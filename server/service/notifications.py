@@ -52,8 +52,6 @@ PROCESSED: Final = "PROCESSED"
 FAILED: Final = "FAILED"
 # A row that still fails after this many attempts stays for a person to look at, not for the job.
 MAX_ATTEMPTS: Final = 20
-# Signature-class rejections say "not authenticated"; the rest "malformed".
-_AUTH_REJECTIONS: Final = frozenset({"stale", "unknown_serial", "bad_signature"})
 # Acknowledged outcomes that need a person's attention.
 ALARMING_OUTCOMES: Final = frozenset(o.value for o in ApplyOutcome if o.alarming)
 
@@ -114,9 +112,7 @@ class NotificationService:
         try:
             note = self._parse(headers, body, now)
         except NotificationRejected as exc:
-            rejected = (
-                Disposition.REJECT_AUTH if exc.outcome in _AUTH_REJECTIONS else Disposition.REJECT_MALFORMED
-            )
+            rejected = Disposition.REJECT_AUTH if exc.auth else Disposition.REJECT_MALFORMED
             return Receipt(rejected, exc.outcome, exc.message)
         receipt = Receipt(
             Disposition.ACK,
@@ -168,9 +164,7 @@ class NotificationService:
         try:
             note = self._parse(row.headers, row.body.encode("utf-8"), row.received_at)
         except NotificationRejected as exc:
-            rejected = (
-                Disposition.REJECT_AUTH if exc.outcome in _AUTH_REJECTIONS else Disposition.REJECT_MALFORMED
-            )
+            rejected = Disposition.REJECT_AUTH if exc.auth else Disposition.REJECT_MALFORMED
             return Receipt(rejected, exc.outcome, exc.message, notification_id)
 
         def attempt() -> str:

@@ -20,7 +20,10 @@ from server.domain.notification import Notification
 from server.domain.order import Order, OrderStatus
 from server.domain.provider import (
     AbnormalRefundRequest,
+    ChannelRules,
     CloseOutcome,
+    MerchantIdentity,
+    PayView,
     Prepay,
     PrepayRequest,
     RefundReport,
@@ -29,6 +32,8 @@ from server.domain.provider import (
 )
 from server.domain.refund import Refund
 from server.service.recon_ports import ReconStore
+
+__all__ = ["MerchantIdentity"]  # re-exported: the use cases name the merchant they act for
 
 
 @dataclass(frozen=True)
@@ -303,13 +308,21 @@ class RefundApplier(Protocol):
 
 
 class PaymentGateway(Protocol):
-    """The payment provider in our terms (server.wxpay.wire.WeChatPayGateway is WeChat Pay's).
+    """One merchant's payment provider in our terms (server.wxpay.gateway.WeChatPayGateway is WeChat Pay's).
 
     Failures: ProviderRejectedError (a business "no" not covered by a typed answer) or
     ProviderUnavailableError (maybe done, maybe not: ask again with the same number).
     """
 
+    def channel(self, name: str) -> ChannelRules | None:
+        """What paying on channel `name` needs; None: the provider has no such channel."""
+        ...
+
     def prepay(self, request: PrepayRequest) -> Prepay: ...
+    def pay_view(self, channel: str, prepay: Prepay, at: datetime) -> PayView:
+        """How a client pays `prepay`, made at `at` on `channel`, and until when."""
+        ...
+
     def query_transaction(self, out_trade_no: str) -> TransactionReport | None:
         """None: the provider never saw the order."""
         ...
@@ -318,14 +331,12 @@ class PaymentGateway(Protocol):
     def refund(self, request: RefundRequest) -> RefundReport: ...
     def query_refund(self, out_refund_no: str) -> RefundReport: ...
     def apply_abnormal_refund(self, request: AbnormalRefundRequest) -> RefundReport: ...
-    def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]: ...
-    def app_pay_params(self, prepay_id: str) -> dict[str, str]: ...
 
 
-@dataclass(frozen=True)
-class MerchantIdentity:
-    merchant_id: str
-    app_id: str
+class Gateways(Protocol):
+    """The payment gateway of each merchant we act for (server.adapters.gateways.MerchantGateways)."""
+
+    def gateway_for(self, merchant: MerchantIdentity) -> PaymentGateway: ...
 
 
 # Verifies and decrypts a signed notification (headers, raw body, now as unix seconds), or raises

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from server.adapters.gateways import MerchantGateways
 from server.domain.catalogue import ProductKind
 from server.domain.events import (
     Event,
@@ -31,7 +32,8 @@ from server.service.operations import OperationsService
 from server.service.payments import ApplyResult, PaymentService
 from server.service.ports import MerchantIdentity, UnitOfWork, UnitOfWorkFactory
 from server.service.refunds import RefundService
-from server.wxpay.wire import WeChatPayGateway, transaction_report
+from server.wxpay.gateway import WeChatPayGateway
+from server.wxpay.wire import transaction_report
 from tests.support.fake_gateway import FakeGateway
 from tests.support.fake_uow import FakeDatabase, recording
 
@@ -70,7 +72,9 @@ class Stack:
             recording(HANDLERS, self.published),
         )
         gateway = WeChatPayGateway(self.fake)
-        self.payments = PaymentService(self.uow, clock, gateway, MERCHANT, "http://n/notify", (60.0,))
+        self.payments = PaymentService(
+            self.uow, clock, MerchantGateways.single(MERCHANT, gateway), MERCHANT, "http://n/notify", (60.0,)
+        )
         self.refunds = RefundService(self.uow, clock, gateway, MERCHANT, "http://n/notify", (60.0,))
         self.notes: dict[str, Notification] = {}
         self.notifications = NotificationService(

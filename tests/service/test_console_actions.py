@@ -23,7 +23,7 @@ from server.service.handlers import Policy, transactional
 from server.service.operations import OperationResult, OperationsService
 from server.service.ports import MerchantIdentity
 from server.service.refunds import RefundService
-from server.wxpay.wire import WeChatPayGateway
+from server.wxpay.gateway import WeChatPayGateway
 from tests.support.fake_gateway import FakeGateway
 from tests.support.fake_uow import FakeDatabase
 

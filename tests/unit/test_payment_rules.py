@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from server.adapters.gateways import MerchantGateways
 from server.domain.catalogue import ProductKind
 from server.domain.errors import InvalidArgumentError, InvalidStateTransitionError, RefundExceedsPaidError
 from server.domain.events import AmountMismatch, Event, OrderFullyRefunded, OrderPaid, PaidAfterClose
@@ -22,7 +23,8 @@ from server.service.handlers import HANDLERS, Policy, transactional
 from server.service.payments import PaymentService
 from server.service.ports import Grant, MerchantIdentity
 from server.service.refunds import RefundService
-from server.wxpay.wire import WeChatPayGateway, refund_report, transaction_report
+from server.wxpay.gateway import WeChatPayGateway
+from server.wxpay.wire import refund_report, transaction_report
 from tests.support.fake_gateway import FakeGateway
 from tests.support.fake_uow import FakeDatabase, recording
 
@@ -132,7 +134,7 @@ class Stack:
         self.payments = PaymentService(
             uow,
             clock,
-            WeChatPayGateway(self.gateway),
+            MerchantGateways.single(MERCHANT, WeChatPayGateway(self.gateway)),
             MERCHANT,
             "http://n/notify",
             (60.0,),
