@@ -54,15 +54,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=str.upper,
         default=[],
         metavar="TYPE",
-        help="only this type (repeatable): " + ", ".join(TYPES),
+        help="only this type, repeatable (default: every type): " + ", ".join(TYPES),
     )
-    tail.add_argument("--account", default="", help="only this merchant account")
-    tail.add_argument("--subscriber", default="", help="resume after, and acknowledge as, this subscriber")
-    tail.add_argument("--limit", type=int, default=0, help="stop after this many events (0: never)")
+    tail.add_argument("--account", default="", help="only this merchant account (default: every account)")
+    tail.add_argument(
+        "--subscriber", default="", help="resume after, and acknowledge as, this subscriber (default: none)"
+    )
+    tail.add_argument("--limit", type=int, default=0, help="stop after this many events (default 0: never)")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
     tail.set_defaults(func=_tail)
     reg = actions.add_parser("register", parents=[connection], help="register a named subscriber")
-    reg.add_argument("subscriber", metavar="NAME")
+    reg.add_argument("subscriber", metavar="NAME", help="1-64 letters, digits, '.', '_', '-'")
     reg.set_defaults(func=_register)
 
 
