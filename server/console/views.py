@@ -205,7 +205,13 @@ async def jobs(request: web.Request) -> dict[str, Any]:
     console = deps(request)
     fulfilments = await asyncio.to_thread(console.queries.list_fulfilment_jobs, limit=100)
     polls = await asyncio.to_thread(lambda: console.queries.list_refunds(status="PROCESSING", limit=100))
-    return {"fulfilments": fulfilments, "polls": polls, "title": "Background work"}
+    subscribers = await asyncio.to_thread(console.feed_lags) if console.feed_lags is not None else []
+    return {
+        "fulfilments": fulfilments,
+        "polls": polls,
+        "subscribers": subscribers,
+        "title": "Background work",
+    }
 
 
 @page("overview.html")
