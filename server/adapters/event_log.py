@@ -29,8 +29,8 @@ import peewee as pw
 from server.adapters.feed_payload import encode_entry
 from server.adapters.tables import EventLogHeadRow, EventLogRow, EventSubscriberRow
 from server.adapters.times import from_db_time, to_db_time
-from server.domain.feed import FeedEntry, FeedFilter
-from server.service.ports import StoredEvent, Subscriber
+from server.domain.feed import FeedFilter
+from server.service.ports import FeedEntry, StoredEvent, Subscriber
 
 FEED_CHANNEL: Final = "orderpay_feed"
 Encode = Callable[[FeedEntry, int], bytes]
@@ -51,7 +51,7 @@ class PeeweeEventLog:
                 "position": first + i,
                 "type": entry.type.value,
                 "account": entry.account,
-                "order_id": entry.order.order_id,
+                "order_id": entry.order_id,
                 "occurred_at": to_db_time(entry.occurred_at),
                 "payload": self._encode(entry, first + i),
             }

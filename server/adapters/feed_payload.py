@@ -7,8 +7,9 @@ not as it is when it reads. The shapes are the gRPC API's own converters (server
 from __future__ import annotations
 
 from orderpay.v1 import events_pb2
-from server.domain.feed import FeedEntry
 from server.rpc.mapping import order_to_pb, refund_to_pb, timestamp
+from server.rpc.recon_servicer import exception_to_pb
+from server.service.ports import FeedEntry
 
 
 def encode_entry(entry: FeedEntry, position: int) -> bytes:
@@ -17,11 +18,13 @@ def encode_entry(entry: FeedEntry, position: int) -> bytes:
         type=events_pb2.EventType.Value(f"EVENT_TYPE_{entry.type.value}"),
         account=entry.account,
         occurred_at=timestamp(entry.occurred_at),
-        order_id=entry.order.order_id,
+        order_id=entry.order_id,
         attempt=entry.attempt,
     )
     if entry.refund is not None:
         event.refund.CopyFrom(refund_to_pb(entry.refund))
-    else:
+    elif entry.recon is not None:
+        event.recon_exception.CopyFrom(exception_to_pb(entry.recon))
+    elif entry.order is not None:
         event.order.CopyFrom(order_to_pb(entry.order))
     return event.SerializeToString()

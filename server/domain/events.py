@@ -6,6 +6,7 @@ The handler table that reacts to them is `server.service.handlers.HANDLERS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,21 @@ class GrantRevoked:
 
 
 @dataclass(frozen=True)
+class ReconExceptionOpened:
+    """Reconciliation found a difference with WeChat's bill (one per day, kind and numbers)."""
+
+    bill_date: date
+    kind: str
+    out_trade_no: str
+    out_refund_no: str
+
+
+@dataclass(frozen=True)
+class ReconExceptionResolved:
+    exception_id: int
+
+
+@dataclass(frozen=True)
 class FulfilmentReopened:
     """An operator accepted a HELD order or retried a FAILED fulfilment: it is to be fulfilled again."""
 
@@ -112,5 +128,7 @@ Event = (
     | RefundRequested
     | RefundSettled
     | GrantRevoked
+    | ReconExceptionOpened
+    | ReconExceptionResolved
     | FulfilmentReopened
 )

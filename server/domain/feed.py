@@ -1,7 +1,7 @@
-"""The order event feed: what a subscriber sees, and the rules on its names and filters.
+"""The order event feed: its event types, and the rules on subscriber names and filters.
 
-An entry is appended in the transaction that made it true (server.service.feed); the log assigns it
-a gap-free position in commit order (server.adapters.event_log).
+An entry (server.service.ports.FeedEntry) is appended in the transaction that made it true
+(server.service.feed); the log gives it a gap-free position in commit order (server.adapters.event_log).
 """
 
 from __future__ import annotations
@@ -9,12 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 
 from server.domain.errors import FieldViolation, InvalidArgumentError, UnknownEventTypeError
-from server.domain.order import Order
-from server.domain.refund import Refund
 
 # Until orders carry their merchant account (issue 18), every order belongs to this one.
 DEFAULT_ACCOUNT = "default"
@@ -37,18 +34,6 @@ class FeedType(StrEnum):
     RECON_EXCEPTION_OPENED = "RECON_EXCEPTION_OPENED"
     RECON_EXCEPTION_RESOLVED = "RECON_EXCEPTION_RESOLVED"
     GRANT_REVOKED = "GRANT_REVOKED"
-
-
-@dataclass(frozen=True)
-class FeedEntry:
-    """One event as it goes into the log: the order (and refund) as they are in the transaction."""
-
-    type: FeedType
-    order: Order
-    occurred_at: datetime
-    account: str = DEFAULT_ACCOUNT
-    refund: Refund | None = None
-    attempt: int = 0
 
 
 @dataclass(frozen=True)

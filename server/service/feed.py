@@ -33,13 +33,15 @@ from server.domain.events import (
     OrderCreated,
     OrderPaid,
     PaidAfterClose,
+    ReconExceptionOpened,
+    ReconExceptionResolved,
     RefundRequested,
     RefundSettled,
 )
-from server.domain.feed import DEFAULT_ACCOUNT, FeedEntry, FeedFilter, FeedType, check_subscriber, feed_filter
+from server.domain.feed import DEFAULT_ACCOUNT, FeedFilter, FeedType, check_subscriber, feed_filter
 from server.domain.order import Fulfilment, Order
 from server.domain.refund import RefundStatus
-from server.service.ports import StoredEvent, Subscriber, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import FeedEntry, StoredEvent, Subscriber, UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("orderpay.feed")
 Builder = Callable[[UnitOfWork, Event, datetime], FeedEntry | None]
@@ -104,6 +106,30 @@ def _refund(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry | None:
     return FeedEntry(kind, order, now, account_of(order), refund=refund)
 
 
+def _recon(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry | None:
+    """A reconciliation exception, with its order when the bill line names one of ours."""
+    if isinstance(event, ReconExceptionResolved):
+        kind, found = FeedType.RECON_EXCEPTION_RESOLVED, uow.recon.get_exception(event.exception_id)
+    else:
+        assert isinstance(event, ReconExceptionOpened)  # noqa: S101 - the table's keys
+        key = (event.kind, event.out_trade_no, event.out_refund_no)
+        kind = FeedType.RECON_EXCEPTION_OPENED
+        found = next(
+            (
+                e
+                for e in uow.recon.exceptions(event.bill_date)
+                if (e.kind.value, e.out_trade_no, e.out_refund_no) == key
+            ),
+            None,
+        )
+    if found is None:
+        return None
+    order_id = uow.recon.order_id_of(found.out_trade_no) if found.out_trade_no else None
+    order = uow.orders.get(order_id) if order_id else None
+    account = account_of(order) if order is not None else DEFAULT_ACCOUNT
+    return FeedEntry(kind, order, now, account, recon=found)
+
+
 # --- THE FEED TABLE: which recorded events the business's systems see, as what -------------------
 FEED: Mapping[type[Event], Builder] = {
     OrderCreated: _order_entry(FeedType.ORDER_CREATED),
@@ -117,6 +143,8 @@ FEED: Mapping[type[Event], Builder] = {
     RefundRequested: _refund,
     RefundSettled: _refund,
     GrantRevoked: _order_entry(FeedType.GRANT_REVOKED),
+    ReconExceptionOpened: _recon,
+    ReconExceptionResolved: _recon,
 }
 
 

@@ -37,6 +37,8 @@ from server.domain.events import (
     OrderFullyRefunded,
     OrderPaid,
     PaidAfterClose,
+    ReconExceptionOpened,
+    ReconExceptionResolved,
     RefundRequested,
     RefundSettled,
 )
@@ -194,6 +196,8 @@ HANDLERS: Mapping[type[Event], Reactions] = {
     RefundRequested: Reactions(after_commit=(wake_watch_streams,)),
     RefundSettled: Reactions(after_commit=(wake_watch_streams,)),
     GrantRevoked: Reactions(after_commit=(wake_watch_streams,)),
+    ReconExceptionOpened: Reactions(after_commit=(wake_watch_streams,)),
+    ReconExceptionResolved: Reactions(after_commit=(wake_watch_streams,)),
 }
 
 

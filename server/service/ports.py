@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from server.domain.catalogue import Product
 from server.domain.events import Event
-from server.domain.feed import FeedEntry, FeedFilter
+from server.domain.feed import DEFAULT_ACCOUNT, FeedFilter, FeedType
 from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership
 from server.domain.notification import Notification
@@ -31,7 +31,7 @@ from server.domain.provider import (
     TransactionReport,
 )
 from server.domain.refund import Refund
-from server.service.recon_ports import ReconStore
+from server.service.recon_ports import ReconException, ReconStore
 
 __all__ = ["MerchantIdentity"]  # re-exported: the use cases name the merchant they act for
 
@@ -198,6 +198,24 @@ class Notifications(Protocol):
     def record_attempt(self, notification_id: str, now: datetime) -> None: ...
     def claim(self, row: StoredNotification, now: datetime) -> bool: ...
     def due(self, cutoff: datetime, limit: int, max_attempts: int) -> list[StoredNotification]: ...
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """One event as it goes into the feed: the order (and refund, or reconciliation exception) as the
+    transaction leaves them. A reconciliation exception may have no order of ours."""
+
+    type: FeedType
+    order: Order | None
+    occurred_at: datetime
+    account: str = DEFAULT_ACCOUNT
+    refund: Refund | None = None
+    recon: ReconException | None = None
+    attempt: int = 0
+
+    @property
+    def order_id(self) -> str:
+        return self.order.order_id if self.order is not None else ""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from typing import Any
 
 from server.domain.catalogue import Product
 from server.domain.events import Event
-from server.domain.feed import FeedEntry
 from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership, extended
 from server.domain.order import Order, OrderStatus
@@ -24,6 +23,7 @@ from server.service.handlers import Reactions, Reactors
 from server.service.ports import (
     AuditEvent,
     Cursor,
+    FeedEntry,
     Grant,
     OrderInsertConflict,
     StoredNotification,
