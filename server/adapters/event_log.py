@@ -30,7 +30,7 @@ from server.adapters.feed_payload import encode_entry
 from server.adapters.tables import EventLogHeadRow, EventLogRow, EventSubscriberRow
 from server.adapters.times import from_db_time, to_db_time
 from server.domain.feed import FeedFilter
-from server.service.ports import FeedEntry, StoredEvent, Subscriber
+from server.service.feed_ports import FeedEntry, StoredEvent, Subscriber
 
 FEED_CHANNEL: Final = "orderpay_feed"
 Encode = Callable[[FeedEntry, int], bytes]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from orderpay.v1 import events_pb2
 from server.rpc.mapping import order_to_pb, refund_to_pb, timestamp
 from server.rpc.recon_servicer import exception_to_pb
-from server.service.ports import FeedEntry
+from server.service.feed_ports import FeedEntry
 
 
 def encode_entry(entry: FeedEntry, position: int) -> bytes:

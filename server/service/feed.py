@@ -41,7 +41,8 @@ from server.domain.events import (
 from server.domain.feed import DEFAULT_ACCOUNT, FeedFilter, FeedType, check_subscriber, feed_filter
 from server.domain.order import Fulfilment, Order
 from server.domain.refund import RefundStatus
-from server.service.ports import FeedEntry, StoredEvent, Subscriber, UnitOfWork, UnitOfWorkFactory
+from server.service.feed_ports import FeedEntry, StoredEvent, Subscriber
+from server.service.ports import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("orderpay.feed")
 Builder = Callable[[UnitOfWork, Event, datetime], FeedEntry | None]

@@ -19,11 +19,11 @@ from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership, extended
 from server.domain.order import Order, OrderStatus
 from server.domain.refund import Refund, RefundStatus
+from server.service.feed_ports import FeedEntry
 from server.service.handlers import Reactions, Reactors
 from server.service.ports import (
     AuditEvent,
     Cursor,
-    FeedEntry,
     Grant,
     OrderInsertConflict,
     StoredNotification,
