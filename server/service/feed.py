@@ -42,7 +42,7 @@ from server.domain.feed import DEFAULT_ACCOUNT, FeedFilter, FeedType, check_subs
 from server.domain.order import Fulfilment, Order
 from server.domain.refund import RefundStatus
 from server.service.feed_ports import FeedEntry, StoredEvent, Subscriber
-from server.service.ports import UnitOfWork, UnitOfWorkFactory
+from server.service.ports import ReadFactory, UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("orderpay.feed")
 Builder = Callable[[UnitOfWork, Event, datetime], FeedEntry | None]
@@ -201,7 +201,7 @@ class FeedService:
     def __init__(
         self,
         uow: UnitOfWorkFactory,
-        read: UnitOfWorkFactory,
+        read: ReadFactory,
         clock: Clock,
         *,
         retention: timedelta,

@@ -32,6 +32,7 @@ from server.service.ports import (
     Gateways,
     MerchantIdentity,
     PaymentGateway,
+    ReadFactory,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -65,10 +66,10 @@ class PaymentService:
         merchant: MerchantIdentity,
         notify_url: str,
         reconcile_schedule_s: tuple[float, ...],
-        read: UnitOfWorkFactory | None = None,
+        read: ReadFactory | None = None,
     ) -> None:
         self._uow = uow
-        self._read = read or uow  # committed-data reads, outside the writers' queue
+        self._read: ReadFactory = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._gateways = gateways
         self._merchant = merchant  # the one merchant whose transactions we accept (issue 18: per order)

@@ -18,10 +18,11 @@ from structlog.testing import capture_logs
 from server.adapters.db import make_database
 from server.adapters.unit_of_work import unit_of_work_factory
 from server.app import App
+from server.domain.notification import NotificationStatus
 from server.metrics import REGISTRY
 from server.notify.app import make_metrics_app, make_notify_app
 from server.service.errors import TransientError
-from server.service.notifications import PROCESSED, NotificationService
+from server.service.notifications import NotificationService
 from tests.notify.conftest import service_with
 from tests.notify.fakes import FakeLedger
 from tests.notify.rows import NotificationRows
@@ -58,7 +59,7 @@ async def test_valid_notification_is_applied_once_and_acknowledged(
     assert ledger.sources == ["notify"]
     row = store.get(json.loads(delivery.body)["id"])
     assert row is not None
-    assert (row.status, row.outcome) == (PROCESSED, "applied")
+    assert (row.status, row.outcome) == (NotificationStatus.PROCESSED, "applied")
     assert set(row.headers) == {h for h in delivery.headers if h.startswith("Wechatpay-")}
     assert row.body.encode() == delivery.body
     assert counted("applied") == before + 1
@@ -119,7 +120,7 @@ async def test_recorded_business_outcomes_are_acknowledged(
     assert (await post(client, delivery))[0] == 204
     row = store.get(json.loads(delivery.body)["id"])
     assert row is not None
-    assert (row.status, row.outcome) == (PROCESSED, outcome)
+    assert (row.status, row.outcome) == (NotificationStatus.PROCESSED, outcome)
 
 
 def _forged(n: WeChatNotifier, d: Delivery) -> Delivery:
@@ -242,7 +243,7 @@ async def test_transient_fault_answers_5xx_rolls_back_and_the_retry_applies_it(
     assert (await post(client, delivery))[0] == 204  # WeChat's retry carries it
     row = store.get(notification_id)
     assert row is not None
-    assert (row.status, row.outcome) == (PROCESSED, "applied")
+    assert (row.status, row.outcome) == (NotificationStatus.PROCESSED, "applied")
     assert ledger.applied[f"T{rid}"] == 1
 
 
@@ -262,7 +263,7 @@ async def test_a_row_left_received_is_finished_by_reprocessing(
     assert service.reprocess_pending(older_than_s=0, limit=1000) >= 1
     row = store.get(notification_id)
     assert row is not None
-    assert (row.status, row.outcome) == (PROCESSED, "applied")
+    assert (row.status, row.outcome) == (NotificationStatus.PROCESSED, "applied")
     assert ledger.applied[f"T{rid}"] == 1
 
 
@@ -318,7 +319,9 @@ async def test_slow_processing_answers_503_in_time_and_finishes_anyway(
     assert body["code"] == "FAIL"
     release.set()
     notification_id = json.loads(delivery.body)["id"]
-    await _until(lambda: (row := store.get(notification_id)) is not None and row.status == PROCESSED)
+    await _until(
+        lambda: (row := store.get(notification_id)) is not None and row.status == NotificationStatus.PROCESSED
+    )
     assert slow.applied[f"T{rid}"] == 1
 
 

@@ -14,7 +14,8 @@ from server.domain.fulfilment import GrantState
 from server.domain.order import OrderStatus
 from server.service.feed import FeedCommits
 from server.service.handlers import HANDLERS, Policy, Reactions, Reactors, transactional
-from server.service.ports import Grant, UnitOfWork
+from server.service.ports import UnitOfWork
+from server.service.shapes import Grant
 from tests.support.fake_uow import FakeDatabase, recording
 from tests.unit.test_payment_rules import an_order
 
