@@ -73,7 +73,7 @@ def build_app(
         migrate(db)
     policy = Policy(auto_refund_on_fulfilment_failure=settings.auto_refund_on_fulfilment_failure)
     decisions = FulfilmentDecisions(db)
-    commits = FeedCommits()  # the server's Watch streams subscribe (server/runner.py)
+    commits = FeedCommits()  # the server's Watch streams subscribe (server/lifecycle.py)
     with_payments = _has_credentials(settings, payments_required)
     uow, worker = _unit_of_work(
         db, settings, clock, policy, (decisions, commits), with_payments, prompt_fulfilment

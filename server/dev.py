@@ -21,9 +21,9 @@ from server.config import (
     describe_database,
     load_settings,
 )
+from server.lifecycle import Stack, run_until_signal
 from server.log_setup import configure_logging
-from server.ports import Binding, ensure_free, stack_bindings
-from server.runner import Stack, run_until_signal
+from server.port_check import Binding, ensure_free, stack_bindings
 
 log = structlog.get_logger("orderpay.dev")
 SANDBOX_START_S = 20.0

@@ -10,8 +10,8 @@ import pytest
 
 from server.app import App
 from server.bootstrap import build_app
-from server.config import Settings
 from tests.support.databases import fresh_postgres, postgres_admin_url, sqlite_url
+from tests.support.settings import settings_for
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -32,19 +32,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     admin = request.getfixturevalue("postgres_admin")
     with fresh_postgres(admin) as url:
         yield url
-
-
-def settings_for(database_url: str, **overrides: object) -> Settings:
-    return Settings(
-        database_url=database_url,
-        grpc_listen="127.0.0.1:0",
-        notify_listen="127.0.0.1:0",
-        metrics_listen="127.0.0.1:0",
-        api_tokens="bff:test-bff-token,admin:test-admin-token",
-        db_pool_size=80,
-        log_format="json",
-        log_level="warning",
-    ).with_overrides(**overrides)
 
 
 @pytest.fixture(scope="module")

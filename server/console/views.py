@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from server.adapters.admin_shapes import OrderFilter, OrderStory
-from server.console.app import CST, deps, page, render, session_cookie_options
 from server.console.charts import bar_list, column_chart
+from server.console.deps import CST, deps, page, render, session_cookie_options
 from server.console.sessions import LOGIN_COOKIE, SESSION_COOKIE, SignInRefused
 from server.domain.errors import DomainError
 from server.domain.notification import NotificationStatus

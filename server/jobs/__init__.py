@@ -3,7 +3,7 @@
 Every job claims its rows before working on them, so N server processes can run all of them at once.
 """
 
-from server.jobs.runner import JobRunner
+from server.jobs.scheduler import JobRunner
 from server.service.ports import Task
 from server.service.shapes import JobResult
 

@@ -429,7 +429,7 @@ class DayReconciler(Protocol):
 
 
 class Task(Protocol):
-    """A periodic job the runner (server.jobs.runner) runs."""
+    """A periodic job the runner (server.jobs.scheduler) runs."""
 
     @property
     def name(self) -> str: ...

@@ -9,7 +9,7 @@ from datetime import datetime
 from server.app import App
 from server.domain.events import OrderPaid
 from server.domain.order import Fulfilment
-from server.jobs.runner import JobRunner
+from server.jobs.scheduler import JobRunner
 from server.jobs.standard import build_jobs
 from server.metrics import REGISTRY
 from server.service.handlers import Reactors, fulfil_promptly

@@ -23,10 +23,9 @@ from server.metrics import REGISTRY
 from server.notify.app import make_metrics_app, make_notify_app
 from server.service.errors import TransientError
 from server.service.notifications import NotificationService
-from tests.notify.conftest import service_with
-from tests.notify.fakes import FakeLedger
+from tests.notify.fakes import FakeLedger, service_with
 from tests.notify.rows import NotificationRows
-from tests.notify.wechat import Delivery, WeChatNotifier, paid_resource, refund_resource
+from tests.support.wechat import Delivery, WeChatNotifier, paid_resource, refund_resource
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -363,6 +362,16 @@ async def test_every_answer_carries_a_request_id(client: Client) -> None:
     assert given.headers["X-Request-Id"] == "abc-123"
     hostile = await client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"})
     assert hostile.headers["X-Request-Id"] != "bad id\twith spaces"
+
+
+async def test_what_the_service_logs_carries_the_request_id(
+    client: Client, notifier: WeChatNotifier, ledger: FakeLedger, rid: str
+) -> None:
+    delivery = notifier.deliver(paid_resource(f"T{rid}", 100))
+    headers = {**delivery.headers, "X-Request-Id": f"req-{rid}"}
+    response = await client.post("/wxpay/notify", data=delivery.body, headers=headers)
+    assert response.status == 204
+    assert ledger.log_context[-1]["request_id"] == f"req-{rid}"  # bound in the sidecar, seen in the use case
 
 
 async def test_one_canonical_line_without_body_signature_or_resource(
