@@ -7,7 +7,7 @@ PY := $(BIN)/python
 GEN_DIR := proto
 PROTOS := $(wildcard proto/orderpay/v1/*.proto)
 
-.PHONY: all run test venv venv-runtime gen gen-check lint fmt typecheck pytest test-pg test-sqlite chromium bench clean
+.PHONY: all run test venv venv-runtime gen gen-check lint fmt typecheck pytest test-pg test-sqlite chromium pg-ha bench clean
 
 all: test
 
@@ -65,7 +65,12 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }; }
 	@fc-list :lang=zh | grep -q . || { apt-get install -y -q fonts-noto-cjk >/dev/null || { apt-get update -q && apt-get install -y -q fonts-noto-cjk; }; }
 
-pytest: venv chromium
+# The failover drill and the pooler tests run a pg_auto_failover formation (monitor, primary, synchronous
+# standby) and a pgbouncer of their own on loopback ports: install both where missing (docs/high-availability.md).
+pg-ha:
+	@command -v pg_autoctl >/dev/null && command -v pgbouncer >/dev/null || { apt-get install -y -q postgresql-15-auto-failover pgbouncer >/dev/null || { apt-get update -q && apt-get install -y -q postgresql-15-auto-failover pgbouncer; }; }
+
+pytest: venv chromium pg-ha
 	$(BIN)/pytest
 
 test: gen-check lint typecheck pytest
@@ -73,7 +78,7 @@ test: gen-check lint typecheck pytest
 run: venv-runtime
 	$(BIN)/orderpay dev
 
-bench: venv
+bench: venv pg-ha
 	$(BIN)/orderpay bench
 
 clean:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import peewee as pw
 
-from server.adapters.db import bind, make_database, migrate
+from server.adapters.db import bind, make_database, migrate_with_session
 from server.adapters.decisions import FulfilmentDecisions
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
 from server.adapters.gateways import MerchantGateways
@@ -66,11 +66,14 @@ def build_app(
     ConfigError / CredentialsError. `gateway` replaces WeChat Pay (tests). `prompt_fulfilment=False`
     leaves every fulfilment to the job (tests that drive the worker themselves)."""
     db = make_database(
-        settings.database_url, pool_size=settings.db_pool_size, busy_timeout_ms=settings.db_busy_timeout_ms
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        busy_timeout_ms=settings.db_busy_timeout_ms,
+        synchronous_commit=settings.db_synchronous_commit,
     )
     bind(db)
     if run_migrations:
-        migrate(db)
+        migrate_with_session(db, settings.database_session_url)
     policy = Policy(auto_refund_on_fulfilment_failure=settings.auto_refund_on_fulfilment_failure)
     decisions = FulfilmentDecisions(db)
     commits = FeedCommits()  # the server's Watch streams subscribe (server/lifecycle.py)

@@ -114,11 +114,12 @@ def _dev(args: argparse.Namespace) -> int:
 @_clean_errors
 def _migrate(args: argparse.Namespace) -> int:
     del args
-    from server.adapters.db import make_database, migrate  # noqa: PLC0415
+    from server.adapters.db import make_database, migrate_with_session  # noqa: PLC0415
     from server.config import load_settings  # noqa: PLC0415
 
     settings = load_settings()
-    applied = migrate(make_database(settings.database_url, pool_size=2))
+    db = make_database(settings.database_url, pool_size=2)
+    applied = migrate_with_session(db, settings.database_session_url)
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0
 

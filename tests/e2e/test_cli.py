@@ -110,3 +110,24 @@ def test_serve_without_a_usable_credentials_bundle_refuses_in_one_line(tmp_path:
     assert refused.returncode == 2
     assert len(refused.stderr.strip().splitlines()) == 1
     assert "Traceback" not in refused.stderr
+
+
+def test_a_multi_host_url_without_a_writable_target_is_refused_in_one_line() -> None:
+    url = f"postgresql://app:secret@127.0.0.1:{free_port()},127.0.0.1:{free_port()}/orderpay"
+    done = run("migrate", ORDERPAY_DATABASE_URL=url)
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert "\n" not in line
+    assert "lists 2 hosts; add ?target_session_attrs=read-write" in line
+    assert "secret" not in line
+
+
+def test_a_formation_with_no_node_answering_is_one_line() -> None:
+    hosts = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    url = f"postgresql://app:secret@{hosts}/orderpay?target_session_attrs=read-write"
+    done = run("migrate", ORDERPAY_DATABASE_URL=url)
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert "\n" not in line
+    assert line.startswith("orderpay: cannot open the database postgresql://app:***@")
+    assert "secret" not in line
