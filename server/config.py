@@ -111,6 +111,12 @@ class Settings:
     console_session_ttl_s: int = 8 * 3600
     # "system", or "sandbox" (dev only: follow GET /sandbox/v1/clock of a loopback gateway).
     clock: str = "system"
+    # --- issue 18: several merchant accounts (server/wxpay/accounts.py, docs/going-live.md) ----------
+    # The account an order goes to when no rule picks one: "" = `default` if it exists, else the first
+    # account directory by name.
+    default_account: str = ""
+    # Per-product routing: comma-separated `product_id=account` pairs (the BFF's `merchant` hint wins).
+    account_routes: str = ""
 
     @property
     def tokens(self) -> dict[str, str]:

@@ -24,6 +24,7 @@ from server.config import (
 from server.lifecycle import Stack, run_until_signal
 from server.log_setup import configure_logging
 from server.port_check import Binding, ensure_free, stack_bindings
+from server.wxpay.accounts import has_accounts
 
 log = structlog.get_logger("orderpay.dev")
 SANDBOX_START_S = 20.0
@@ -40,8 +41,8 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
     # first one's sandbox (whose keys differ, so every payment would fail SIGN_ERROR).
     ensure_free([*stack_bindings(settings, {"grpc", "notify"}), sandbox_at])
     settings = with_concrete_ports(settings)
-    if not (keys / "merchant.json").exists():
-        _orderpay("keys", "init", "--dir", str(keys))
+    if not has_accounts(keys):  # issue 18: two direct merchants and a provider with two sub-merchants
+        _orderpay("keys", "init", "--accounts", "--dir", str(keys))
     configure_logging(settings.log_format, settings.log_level)
     STATE_DIR.mkdir(exist_ok=True)
     port_file = STATE_DIR / "sandbox.port"

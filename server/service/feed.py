@@ -49,8 +49,8 @@ Builder = Callable[[UnitOfWork, Event, datetime], FeedEntry | None]
 
 
 def account_of(order: Order) -> str:
-    """The order's merchant account; issue 18 puts it on the order, until then there is one."""
-    return str(getattr(order, "account", "") or DEFAULT_ACCOUNT)
+    """The order's merchant account (issue 18: chosen at create and stored on the order)."""
+    return order.account or DEFAULT_ACCOUNT
 
 
 def _order(uow: UnitOfWork, order_id: str) -> Order | None:

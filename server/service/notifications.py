@@ -232,10 +232,12 @@ class NotificationService:
         return retry_on_conflict(attempt, "applying the notification")
 
     def _apply(self, uow: UnitOfWork, note: Notification) -> ApplyOutcome | NotificationOutcome:
+        # The account whose URL (and keys) it came in on must be the order's (issue 18).
+        account = note.account
         if isinstance(note.report, TransactionReport):
-            return self._payments.apply_in(uow, note.report, source=SOURCE).outcome
+            return self._payments.apply_in(uow, note.report, source=SOURCE, account=account).outcome
         if isinstance(note.report, RefundReport):
-            return self._refunds.apply_in(uow, note.report, source=SOURCE).outcome
+            return self._refunds.apply_in(uow, note.report, source=SOURCE, account=account).outcome
         return NotificationOutcome.UNHANDLED_EVENT
 
     def _reprocess(self, row: StoredNotification, now: datetime) -> int:

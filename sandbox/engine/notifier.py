@@ -20,13 +20,14 @@ from typing import Any
 
 import aiohttp
 
-from sandbox import signing, traps
-from sandbox.clock import SandboxClock
 from sandbox.config import RETRY_SCHEDULE_S, Faults, SandboxConfig
-from sandbox.faults import Dice
-from sandbox.key_modes import Signer
-from sandbox.keys import Credentials
-from sandbox.models import wire_time
+from sandbox.engine import traps
+from sandbox.engine.clock import SandboxClock
+from sandbox.engine.faults import Dice
+from sandbox.engine.models import wire_time
+from sandbox.keys import signing
+from sandbox.keys.bundle import Credentials
+from sandbox.keys.modes import Signer
 
 Clock = Callable[[], datetime]
 log = logging.getLogger("sandbox.notifier")

@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.config import ConfigError
-from sandbox.control import PREFIX, _body, _json
-from sandbox.state import SANDBOX
+from sandbox.control.routes import PREFIX, _body, _json
+from sandbox.engine.world import book_for
 
 
 def _number(body: dict[str, Any], name: str) -> float | None:
@@ -45,19 +45,29 @@ def _time(body: dict[str, Any], name: str) -> datetime | None:
 
 
 async def show(request: web.Request) -> web.Response:
-    return _json(request.app[SANDBOX].keys.describe())
+    return _json(book_for(request).keys.describe())
 
 
 async def set_mode(request: web.Request) -> web.Response:
     """`{"mode", "ramp_s"?, "share"?}`: `ramp_s` compresses the ~7-day migration; `share` pins it."""
     body = await _body(request)
-    keys = request.app[SANDBOX].keys
+    keys = book_for(request).keys
     keys.set_mode(str(body.get("mode", "")), ramp_s=_number(body, "ramp_s"), share=_share(body))
     return _json(keys.describe())
 
 
+async def reverse(request: web.Request) -> web.Response:
+    """The reverse switch (self-service since 2025-06): a merchant in public-key mode goes back to
+    platform certificates; answers, notifications and /v3/certificates follow at once [inf]."""
+    keys = book_for(request).keys
+    if keys.mode not in {"public_key", "public_key_only"}:
+        raise ConfigError(f"the reverse switch starts in public-key mode; this merchant is in {keys.mode}")
+    keys.set_mode("certificate")
+    return _json(keys.describe())
+
+
 async def stop_migration(request: web.Request) -> web.Response:
-    keys = request.app[SANDBOX].keys
+    keys = book_for(request).keys
     keys.stop_migration()
     return _json(keys.describe())
 
@@ -66,7 +76,7 @@ async def rotate(request: web.Request) -> web.Response:
     """`{"duration_s"?}` compresses the last 10 days of a certificate into that many seconds (listed now,
     ramp over the second half); or explicit `publish_at` / `ramp_start` / `ramp_end`; `share` pins."""
     body = await _body(request)
-    keys = request.app[SANDBOX].keys
+    keys = book_for(request).keys
     keys.rotate(
         duration_s=_number(body, "duration_s"),
         publish_at=_time(body, "publish_at"),
@@ -79,7 +89,7 @@ async def rotate(request: web.Request) -> web.Response:
 
 async def finish_rotation(request: web.Request) -> web.Response:
     """End the rotation now: the old certificate is retired, the successor alone lists and signs."""
-    keys = request.app[SANDBOX].keys
+    keys = book_for(request).keys
     keys.finish_rotation()
     return _json(keys.describe())
 
@@ -89,5 +99,6 @@ def add_routes(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/keys", show)
     router.add_put(f"{PREFIX}/keys/mode", set_mode)
     router.add_post(f"{PREFIX}/keys/migration/stop", stop_migration)
+    router.add_post(f"{PREFIX}/keys/reverse", reverse)
     router.add_post(f"{PREFIX}/keys/rotation", rotate)
     router.add_post(f"{PREFIX}/keys/rotation/finish", finish_rotation)

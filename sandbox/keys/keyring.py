@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sandbox.keys import PLATFORM_CERT_VALIDITY, new_key, self_signed_cert, serial_hex
+from sandbox.keys.bundle import PLATFORM_CERT_VALIDITY, new_key, self_signed_cert, serial_hex
 
 PUBLISHED_BEFORE_EXPIRY = timedelta(days=10)  # the successor is listed this long before expiry
 RAMP_BEFORE_EXPIRY = timedelta(days=5)  # and signs a growing share from here until expiry

@@ -20,9 +20,10 @@ from string import Template
 import segno
 from aiohttp import web
 
-from sandbox.errors import ApiError
-from sandbox.models import CHINA, TRADE_TYPES, Trade
-from sandbox.state import SANDBOX
+from sandbox.api.errors import ApiError
+from sandbox.engine.models import CHINA, TRADE_TYPES, Trade
+from sandbox.engine.state import Sandbox
+from sandbox.engine.world import WORLD
 
 # state -> (css class, label). Chinese first, as WeChat's own page; English for everyone else.
 STATE_LABELS = {
@@ -56,7 +57,7 @@ def state_of(trade: Trade) -> str:
 
 
 def _template() -> Template:
-    text = resources.files("sandbox").joinpath("templates/cashier.html").read_text(encoding="utf-8")
+    text = resources.files("sandbox.pages").joinpath("templates/cashier.html").read_text(encoding="utf-8")
     return Template(text)
 
 
@@ -116,15 +117,21 @@ def _page(body: str, status: int = 200) -> web.Response:
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
 
-def _trade(request: web.Request) -> Trade:
+def _book_and_trade(request: web.Request) -> tuple[Sandbox, Trade]:
     try:
-        return request.app[SANDBOX].backend.trade_by_token(request.match_info["token"])
+        return request.app[WORLD].by_token(request.match_info["token"])
     except ApiError as exc:
         raise web.HTTPNotFound(text="unknown or expired payment link") from exc
 
 
+def _trade(request: web.Request) -> Trade:
+    return _book_and_trade(request)[1]
+
+
 def _merchant(request: web.Request) -> str:
-    return f"Sandbox merchant 沙箱商户 {request.app[SANDBOX].credentials.mchid}"
+    book, trade = _book_and_trade(request)
+    sub = f" / 特约商户 {trade.request.sub_mchid}" if trade.request.sub_mchid else ""
+    return f"Sandbox merchant 沙箱商户 {book.mchid}{sub}"
 
 
 def _page_url(request: web.Request) -> str:
@@ -144,9 +151,9 @@ def _back_to_page(request: web.Request, note: str | None = None) -> web.HTTPSeeO
 
 
 async def pay(request: web.Request) -> web.Response:
-    trade = _trade(request)
+    book, trade = _book_and_trade(request)
     with contextlib.suppress(ApiError):  # closed or expired: the page says so, with the buttons disabled
-        request.app[SANDBOX].simulator.pay(trade.out_trade_no)
+        book.simulator.pay(trade.out_trade_no)
     raise _back_to_page(request)
 
 

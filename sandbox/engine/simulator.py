@@ -9,13 +9,13 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from sandbox.backend import Backend
+from sandbox.api.errors import ApiError
+from sandbox.api.validation import RefundRequest
 from sandbox.config import SandboxConfig
-from sandbox.errors import ApiError
-from sandbox.faults import Settings
-from sandbox.models import REFUND_SUMMARY, Refund, Trade
-from sandbox.notifier import Dispatch, Notifier
-from sandbox.validation import RefundRequest
+from sandbox.engine.backend import Backend
+from sandbox.engine.faults import Settings
+from sandbox.engine.models import REFUND_SUMMARY, Refund, Trade
+from sandbox.engine.notifier import Dispatch, Notifier
 
 
 class Simulator:
@@ -66,6 +66,8 @@ class Simulator:
     def _payment_notification(self, trade: Trade) -> Any:
         resource = trade.to_wire()
         resource["trade_state"], resource["trade_state_desc"] = "SUCCESS", "支付成功"
+        # A field WeChat added in 2025-10 (分期/贴息): a strict client must ignore what it does not know.
+        resource["installment_info"] = {"use_subsidy": False, "selected_installment_number": 0}
         delta = self.settings.faults_for(trade.out_trade_no).wrong_amount_delta
         if delta:
             resource["amount"]["total"] += delta
@@ -106,7 +108,7 @@ class Simulator:
         return self.notifier.build(
             event_type=f"REFUND.{refund.status}",
             summary=REFUND_SUMMARY[refund.status],
-            resource=refund.to_notification(trade.request.mchid),
+            resource=refund.to_notification(trade.request.mchid, trade.request.sub_mchid),
             url=refund.notify_url or trade.request.notify_url,
             out_trade_no=refund.out_trade_no,
             out_refund_no=refund.out_refund_no,

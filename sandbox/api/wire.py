@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox import signing
-from sandbox.errors import ApiError
-from sandbox.key_modes import Signer
-from sandbox.state import Sandbox
+from sandbox.api.errors import ApiError
+from sandbox.engine.state import Sandbox
+from sandbox.keys import signing
+from sandbox.keys.modes import Signer
 
 JSON_TYPE = "application/json; charset=utf-8"
 

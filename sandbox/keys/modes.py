@@ -25,10 +25,10 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.config import ConfigError, SandboxConfig
-from sandbox.faults import Dice
-from sandbox.keyring import CertificateChain, PlatformCert, Rotation, drill_rotation
-from sandbox.keys import Credentials
-from sandbox.models import wire_time
+from sandbox.engine.faults import Dice
+from sandbox.engine.models import wire_time
+from sandbox.keys.bundle import Credentials
+from sandbox.keys.keyring import CertificateChain, PlatformCert, Rotation, drill_rotation
 
 KeyMode = Literal["certificate", "migrating", "public_key", "public_key_only"]
 KEY_MODES: tuple[KeyMode, ...] = ("certificate", "migrating", "public_key", "public_key_only")

@@ -11,14 +11,15 @@ import json
 
 from aiohttp import web
 
-from sandbox.control import PREFIX
-from sandbox.errors import ApiError
-from sandbox.state import SANDBOX
+from sandbox.api.errors import ApiError
+from sandbox.control.routes import PREFIX
+from sandbox.engine.world import WORLD
 
 
 async def late_pay(request: web.Request) -> web.Response:
-    sandbox = request.app[SANDBOX]
     out_trade_no = request.match_info["out_trade_no"]
+    query = request.query
+    sandbox = request.app[WORLD].find(out_trade_no, query.get("mchid"), query.get("sub_mchid"))
     trade = sandbox.backend.trade(out_trade_no)
     if trade.trade_state != "CLOSED":
         raise ApiError(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sandbox.validation import PrepayRequest
+from sandbox.api.validation import PrepayRequest
 
 CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
 TRADE_TYPES = {"jsapi": "JSAPI", "app": "APP", "h5": "MWEB", "native": "NATIVE"}
@@ -71,14 +71,15 @@ class Trade:
 
     def to_wire(self) -> dict[str, Any]:
         """The query answer; also the decrypted TRANSACTION.SUCCESS resource."""
-        body: dict[str, Any] = {
-            "appid": self.request.appid,
-            "mchid": self.request.mchid,
-            "out_trade_no": self.out_trade_no,
-            "trade_state": self.trade_state,
-            "trade_state_desc": TRADE_STATE_DESC[self.trade_state],
-            "amount": {"total": self.total, "currency": self.request.currency},
-        }
+        body: dict[str, Any] = self._parties()
+        body.update(
+            {
+                "out_trade_no": self.out_trade_no,
+                "trade_state": self.trade_state,
+                "trade_state_desc": TRADE_STATE_DESC[self.trade_state],
+                "amount": {"total": self.total, "currency": self.request.currency},
+            }
+        )
         if self.transaction_id is None or self.success_time is None:
             return body
         body.update(
@@ -87,10 +88,28 @@ class Trade:
             bank_type="OTHERS",
             attach=self.request.attach or "",
             success_time=wire_time(self.success_time),
-            payer={"openid": self.payer_openid or SANDBOX_OPENID},
+            payer=self._payer(),
         )
         body["amount"].update(payer_total=self.total, payer_currency=self.request.currency)
         return body
+
+    def _parties(self) -> dict[str, Any]:
+        """Direct: appid/mchid. Partner (服务商): sp_appid/sp_mchid, sub_appid (when given)/sub_mchid."""
+        request = self.request
+        if not request.partner:
+            return {"appid": request.appid, "mchid": request.mchid}
+        parties = {"sp_appid": request.appid, "sp_mchid": request.mchid, "sub_mchid": request.sub_mchid}
+        if request.sub_appid:
+            parties["sub_appid"] = request.sub_appid
+        return parties
+
+    def _payer(self) -> dict[str, str]:
+        if not self.request.partner:
+            return {"openid": self.payer_openid or SANDBOX_OPENID}
+        payer = {"sp_openid": self.payer_openid or SANDBOX_OPENID}
+        if self.request.payer_sub_openid:
+            payer["sub_openid"] = self.request.payer_sub_openid
+        return payer
 
 
 @dataclass
@@ -141,10 +160,11 @@ class Refund:
             body["success_time"] = wire_time(self.success_time)
         return body
 
-    def to_notification(self, mchid: str) -> dict[str, Any]:
-        """The decrypted REFUND.* resource (`refund_status`, not `status`)."""
+    def to_notification(self, mchid: str, sub_mchid: str | None = None) -> dict[str, Any]:
+        """The decrypted REFUND.* resource (`refund_status`, not `status`); partner: sp_mchid/sub_mchid."""
+        parties = {"mchid": mchid} if sub_mchid is None else {"sp_mchid": mchid, "sub_mchid": sub_mchid}
         body: dict[str, Any] = {
-            "mchid": mchid,
+            **parties,
             "transaction_id": self.transaction_id,
             "out_trade_no": self.out_trade_no,
             "refund_id": self.refund_id,

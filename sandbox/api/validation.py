@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sandbox.errors import ApiError, param_error
+from sandbox.api.errors import ApiError, param_error
 
 OUT_TRADE_NO = re.compile(r"[0-9A-Za-z_\-|*]{6,32}")
 OUT_REFUND_NO = re.compile(r"[0-9A-Za-z_\-|*@]{1,64}")
@@ -20,10 +20,15 @@ CHANNELS = ("jsapi", "app", "h5", "native")
 _PREPAY_FIELDS = {
     "appid", "mchid", "description", "out_trade_no", "time_expire", "attach", "notify_url", "goods_tag",
     "support_fapiao", "amount", "payer", "detail", "scene_info", "settle_info", "limit_pay",
+    "subsidy_info",  # WeixinCreditPay 贴息 (2025-10): accepted, as the real gateway does
+}  # fmt: skip
+# 服务商 (partner) prepay: the provider's sp_appid/sp_mchid and the sub-merchant's sub_mchid (+ sub_appid).
+_PARTNER_PREPAY_FIELDS = (_PREPAY_FIELDS - {"appid", "mchid", "limit_pay"}) | {
+    "sp_appid", "sp_mchid", "sub_appid", "sub_mchid",
 }  # fmt: skip
 _REFUND_FIELDS = {
     "transaction_id", "out_trade_no", "out_refund_no", "reason", "notify_url", "funds_account", "amount",
-    "goods_detail",
+    "goods_detail", "sub_mchid",
 }  # fmt: skip
 _LIMIT_PAY = {"no_balance", "no_credit", "no_debit", "balance_only"}
 _H5_TYPES = {"iOS", "Android", "Wap"}
@@ -44,6 +49,14 @@ class PrepayRequest:
     payer_openid: str | None
     payer_client_ip: str | None
     fingerprint: str  # the request's parameters, canonical: re-entry compares these
+    # Partner (服务商) orders: `appid`/`mchid` above hold sp_appid/sp_mchid; `payer_openid` the sp_openid.
+    sub_mchid: str | None = None
+    sub_appid: str | None = None
+    payer_sub_openid: str | None = None
+
+    @property
+    def partner(self) -> bool:
+        return self.sub_mchid is not None
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,7 @@ class RefundRequest:
     refund: int
     total: int
     currency: str
+    sub_mchid: str | None = None  # partner refunds name the sub-merchant
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -160,7 +174,34 @@ def _payer_openid(data: dict[str, Any], channel: str) -> str | None:
     payer = _object(data, "payer", "/payer", required=channel == "jsapi")
     if payer is None:
         return None
+    _identity(payer)
     return _text(payer, "openid", "/payer/openid", 128, required=channel == "jsapi")
+
+
+def _identity(payer: dict[str, Any]) -> None:
+    """`payer.identity` (指定身份支付, 2025-02): accepted when it is an object with string fields."""
+    identity = _object(payer, "identity", "/payer/identity", required=False)
+    if identity is None:
+        return
+    for name in ("type", "number", "name"):
+        _text(identity, name, f"/payer/identity/{name}", 1024, required=False)
+
+
+def _partner_payer(
+    data: dict[str, Any], channel: str, sub_appid: str | None
+) -> tuple[str | None, str | None]:
+    """(sp_openid, sub_openid): JSAPI needs one of them; a sub_openid only exists under a sub_appid."""
+    payer = _object(data, "payer", "/payer", required=channel == "jsapi")
+    if payer is None:
+        return None, None
+    _identity(payer)
+    sp_openid = _text(payer, "sp_openid", "/payer/sp_openid", 128, required=False)
+    sub_openid = _text(payer, "sub_openid", "/payer/sub_openid", 128, required=False)
+    if channel == "jsapi" and not (sp_openid or sub_openid):
+        raise param_error("/payer/sp_openid", "sp_openid 与 sub_openid 必须二选一")
+    if sub_openid and not sub_appid:
+        raise param_error("/sub_appid", "传入 sub_openid 时 sub_appid 必填")
+    return sp_openid, sub_openid
 
 
 def _client_ip(data: dict[str, Any], channel: str) -> str | None:
@@ -182,9 +223,39 @@ def _optional_extras(data: dict[str, Any]) -> None:
         raise param_error("/support_fapiao", "字段类型应为布尔值", data["support_fapiao"])
     _object(data, "detail", "/detail", required=False)
     _object(data, "settle_info", "/settle_info", required=False)
+    _object(data, "subsidy_info", "/subsidy_info", required=False)
     limit_pay = data.get("limit_pay")
     if limit_pay is not None and (not isinstance(limit_pay, list) or not set(limit_pay) <= _LIMIT_PAY):
         raise param_error("/limit_pay", "取值不在允许范围内", limit_pay)
+
+
+def parse_partner_prepay(channel: str, body: bytes) -> PrepayRequest:
+    """`/v3/pay/partner/transactions/{channel}`: the same rules, partner field names."""
+    data = parse_json_object(body)
+    _reject_unknown(data, _PARTNER_PREPAY_FIELDS)
+    amount = _required_object(data, "amount", "/amount")
+    sub_appid = _text(data, "sub_appid", "/sub_appid", 32, required=False)
+    sp_openid, sub_openid = _partner_payer(data, channel, sub_appid)
+    request = PrepayRequest(
+        channel=channel,
+        appid=_required_text(data, "sp_appid", "/sp_appid", 32),
+        mchid=_required_text(data, "sp_mchid", "/sp_mchid", 32),
+        description=_required_text(data, "description", "/description", 127),
+        out_trade_no=_out_trade_no(data),
+        notify_url=_notify_url(data, 255, required=True) or "",
+        total=_fen(amount, "total", "/amount/total"),
+        currency=_currency(amount, "/amount/currency"),
+        attach=_text(data, "attach", "/attach", 128, required=False),
+        time_expire=_time_expire(data),
+        payer_openid=sp_openid,
+        payer_client_ip=_client_ip(data, channel),
+        fingerprint=json.dumps({"channel": channel, **data}, sort_keys=True, ensure_ascii=False),
+        sub_mchid=_required_text(data, "sub_mchid", "/sub_mchid", 32),
+        sub_appid=sub_appid,
+        payer_sub_openid=sub_openid,
+    )
+    _optional_extras(data)
+    return request
 
 
 def parse_prepay(channel: str, body: bytes) -> PrepayRequest:
@@ -234,4 +305,5 @@ def parse_refund(body: bytes) -> RefundRequest:
         refund=_fen(amount, "refund", "/amount/refund"),
         total=_fen(amount, "total", "/amount/total"),
         currency=_currency(amount, "/amount/currency"),
+        sub_mchid=_text(data, "sub_mchid", "/sub_mchid", 32, required=False),
     )

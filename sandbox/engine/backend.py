@@ -13,10 +13,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sandbox import errors
-from sandbox.errors import ApiError
-from sandbox.models import Refund, Trade, new_prepay_id, new_refund_id, new_transaction_id
-from sandbox.validation import PrepayRequest, RefundRequest
+from sandbox.api import errors
+from sandbox.api.errors import ApiError
+from sandbox.api.validation import PrepayRequest, RefundRequest
+from sandbox.engine.models import Refund, Trade, new_prepay_id, new_refund_id, new_transaction_id
 
 PREPAY_VALIDITY = timedelta(hours=2)
 DEFAULT_PAY_WINDOW = timedelta(days=7)
@@ -110,6 +110,18 @@ class Backend:
             if out_trade_no is None:
                 raise errors.order_not_exist()
             return self._trades[out_trade_no]
+
+    def has_trade(self, out_trade_no: str) -> bool:
+        with self._lock:
+            return out_trade_no in self._trades
+
+    def has_refund(self, out_refund_no: str) -> bool:
+        with self._lock:
+            return out_refund_no in self._refunds
+
+    def has_token(self, token: str) -> bool:
+        with self._lock:
+            return token in self._by_token
 
     def trade_by_token(self, token: str) -> Trade:
         with self._lock:

@@ -10,9 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.api.errors import ApiError
 from sandbox.config import ConfigError, config_to_json
-from sandbox.errors import ApiError
-from sandbox.state import SANDBOX
+from sandbox.engine.state import Sandbox
+from sandbox.engine.world import WORLD, World, book_for
 
 PREFIX = "/sandbox/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -47,34 +48,54 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
+def _order_book(request: web.Request) -> Sandbox:
+    """The account holding the order: `?mchid=` (+ `&sub_mchid=`) when two accounts share the number."""
+    query = request.query
+    return request.app[WORLD].find(
+        request.match_info["out_trade_no"], query.get("mchid"), query.get("sub_mchid")
+    )
+
+
+def _refund_book(request: web.Request) -> Sandbox:
+    world, out_refund_no = request.app[WORLD], request.match_info["out_refund_no"]
+    if "mchid" in request.query:
+        return book_for(request)
+    holders = [book for book in world if book.backend.has_refund(out_refund_no)]
+    return holders[0] if len(holders) == 1 else world.primary
+
+
+async def accounts(request: web.Request) -> web.Response:
+    return _json({"accounts": request.app[WORLD].describe()})
+
+
 async def reset(request: web.Request) -> web.Response:
-    await request.app[SANDBOX].reset()
+    await request.app[WORLD].reset()
     return _json({"reset": True})
 
 
 async def get_config(request: web.Request) -> web.Response:
-    return _json(config_to_json(request.app[SANDBOX].settings.config))
+    return _json(config_to_json(book_for(request).settings.config))
 
 
 async def put_config(request: web.Request) -> web.Response:
-    config = request.app[SANDBOX].settings.update(await _body(request))
+    config = book_for(request).settings.update(await _body(request))
     return _json(config_to_json(config))
 
 
 async def get_order(request: web.Request) -> web.Response:
-    return _json(request.app[SANDBOX].backend.describe(request.match_info["out_trade_no"]))
+    return _json(_order_book(request).backend.describe(request.match_info["out_trade_no"]))
 
 
 async def pay_order(request: web.Request) -> web.Response:
     body = await _body(request)
     openid = body.get("payer_openid")
-    sandbox = request.app[SANDBOX]
+    sandbox = _order_book(request)
     sandbox.simulator.pay(request.match_info["out_trade_no"], openid if isinstance(openid, str) else None)
     return _json(sandbox.backend.describe(request.match_info["out_trade_no"]))
 
 
 async def set_order_faults(request: web.Request) -> web.Response:
-    settings = request.app[SANDBOX].settings
+    settings = _order_book(request).settings
     faults = settings.set_order_faults(request.match_info["out_trade_no"], await _body(request))
     return _json({"out_trade_no": request.match_info["out_trade_no"], "faults": faults.__dict__})
 
@@ -83,26 +104,34 @@ async def settle_refund(request: web.Request) -> web.Response:
     status = (await _body(request)).get("status", "SUCCESS")
     if status not in {"SUCCESS", "ABNORMAL", "CLOSED"}:
         raise ConfigError("status must be SUCCESS, ABNORMAL or CLOSED")
-    refund = request.app[SANDBOX].simulator.settle_refund(request.match_info["out_refund_no"], status)
+    refund = _refund_book(request).simulator.settle_refund(request.match_info["out_refund_no"], status)
     return _json(refund.to_wire())
 
 
 async def notifications(request: web.Request) -> web.Response:
-    notifier = request.app[SANDBOX].notifier
-    return _json({"attempts": notifier.log(), "in_flight": notifier.in_flight})
+    """Every account's attempts (each names its mchid and sub_mchid); `?mchid=` narrows to one."""
+    world: World = request.app[WORLD]
+    books = [book_for(request)] if "mchid" in request.query else list(world)
+    attempts = [{**a, "mchid": b.mchid, "sub_mchid": b.sub_mchid} for b in books for a in b.notifier.log()]
+    attempts.sort(key=lambda a: str(a.get("sent_at") or ""))
+    return _json({"attempts": attempts, "in_flight": sum(b.notifier.in_flight for b in books)})
 
 
 async def resend(request: web.Request) -> web.Response:
-    notifier = request.app[SANDBOX].notifier
-    notification = notifier.notifications.get(request.match_info["notification_id"])
-    if notification is None:
+    notification_id = request.match_info["notification_id"]
+    world: World = request.app[WORLD]
+    for notifier in (book.notifier for book in world):
+        notification = notifier.notifications.get(notification_id)
+        if notification is not None:
+            break
+    else:
         raise ApiError(404, "RESOURCE_NOT_EXISTS", "no such notification")
     notifier.submit(notification)
     return _json({"resent": notification.id}, status=202)
 
 
 async def state(request: web.Request) -> web.Response:
-    sandbox = request.app[SANDBOX]
+    sandbox = book_for(request)
     return _json(
         {
             **sandbox.backend.dump(),
@@ -116,6 +145,7 @@ async def state(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_post(f"{PREFIX}/reset", reset)
+    router.add_get(f"{PREFIX}/accounts", accounts)
     router.add_get(f"{PREFIX}/config", get_config)
     router.add_put(f"{PREFIX}/config", put_config)
     router.add_get(f"{PREFIX}/orders/{{out_trade_no}}", get_order)

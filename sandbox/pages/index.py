@@ -11,15 +11,17 @@ from string import Template
 
 from aiohttp import web
 
-from sandbox.cashier import STATE_LABELS, state_of, yuan
-from sandbox.models import TRADE_TYPES, Trade
-from sandbox.state import SANDBOX
+from sandbox.engine.models import TRADE_TYPES, Trade
+from sandbox.engine.world import WORLD
+from sandbox.pages.cashier import STATE_LABELS, state_of, yuan
 
 RECENT = 20
 
 
 def _template() -> Template:
-    return Template(resources.files("sandbox").joinpath("templates/index.html").read_text(encoding="utf-8"))
+    return Template(
+        resources.files("sandbox.pages").joinpath("templates/index.html").read_text(encoding="utf-8")
+    )
 
 
 def trades_table(trades: list[Trade]) -> str:
@@ -40,8 +42,10 @@ def trades_table(trades: list[Trade]) -> str:
 
 
 async def index(request: web.Request) -> web.Response:
-    sandbox = request.app[SANDBOX]
-    recent = sandbox.backend.recent_trades(RECENT)
+    world = request.app[WORLD]
+    sandbox = world.primary
+    everyone = [trade for book in world for trade in book.backend.recent_trades(RECENT)]
+    recent = sorted(everyone, key=lambda trade: trade.created_at, reverse=True)[:RECENT]
     page = _template().substitute(
         mchid=html.escape(sandbox.credentials.mchid),
         appid=html.escape(sandbox.credentials.appid),

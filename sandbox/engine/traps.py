@@ -18,8 +18,8 @@ import secrets
 import string
 from typing import Any
 
-from sandbox import signing
 from sandbox.config import Faults
+from sandbox.keys import signing
 
 TRAP_TEXT = "沙箱陷阱 ✓ «raw body»\n第二行\\n不是换行\r\n"  # CJK, symbols, real and escaped-looking newlines
 

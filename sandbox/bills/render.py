@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from sandbox.config import Faults
-from sandbox.models import CHINA, SANDBOX_OPENID, TRADE_TYPES, Refund, Trade
+from sandbox.engine.models import CHINA, SANDBOX_OPENID, TRADE_TYPES, Refund, Trade
 
 FEE_RATE = Decimal("0.006")
 FEE_RATE_TEXT = "0.60%"
@@ -122,7 +122,7 @@ def _common(trade: Trade, when: datetime) -> dict[str, str]:
         "交易时间": _stamp(when),
         "公众账号ID": trade.request.appid,
         "商户号": trade.request.mchid,
-        "特约商户号": "0",
+        "特约商户号": trade.request.sub_mchid or "0",
         "设备号": "",
         "微信订单号": trade.transaction_id or "",
         "商户订单号": trade.out_trade_no,

@@ -14,10 +14,11 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from sandbox import errors
-from sandbox.state import SANDBOX, Sandbox
-from sandbox.validation import parse_json_object
-from sandbox.wire import signed
+from sandbox.api import errors
+from sandbox.api.routes import refund_book
+from sandbox.api.validation import parse_json_object
+from sandbox.api.wire import signed
+from sandbox.engine.state import Sandbox
 
 ROUTES = ("USER_BANK_CARD", "MERCHANT_BANK_CARD")
 _CARD_FIELDS = ("bank_type", "bank_account", "real_name")
@@ -25,8 +26,9 @@ _ENCRYPTED = ("bank_account", "real_name")
 
 
 async def apply_abnormal_refund(request: web.Request) -> web.StreamResponse:
-    sandbox = request.app[SANDBOX]
     body = parse_json_object(await request.read())
+    sub_mchid = body.get("sub_mchid")
+    sandbox = refund_book(request, sub_mchid if isinstance(sub_mchid, str) else None)
     out_refund_no = body.get("out_refund_no")
     if not isinstance(out_refund_no, str) or not out_refund_no:
         raise errors.param_error("out_refund_no", "缺少参数 out_refund_no")

@@ -14,17 +14,30 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from sandbox import errors, signing
-from sandbox.errors import INJECTED_ERRORS, ApiError
-from sandbox.keyring import PlatformCert
-from sandbox.models import Trade, wire_time
-from sandbox.state import SANDBOX, Sandbox
-from sandbox.validation import CHANNELS, parse_json_object, parse_prepay, parse_refund
-from sandbox.wire import signed, signed_error, unsigned_error
+from sandbox.api import errors
+from sandbox.api.errors import INJECTED_ERRORS, ApiError
+from sandbox.api.validation import CHANNELS, PrepayRequest, parse_json_object, parse_prepay, parse_refund
+from sandbox.api.wire import signed, signed_error, unsigned_error
+from sandbox.engine.models import Trade, wire_time
+from sandbox.engine.state import Sandbox
+from sandbox.engine.world import WORLD
+from sandbox.keys import signing
+from sandbox.keys.keyring import PlatformCert
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AUTH = web.RequestKey("wechatpay_authorization", signing.Authorization)
+# The account the request authenticated as (a direct merchant or a provider): it signs the answer.
+BOOK = web.RequestKey("sandbox_account", Sandbox)
 API_PREFIX = "/v3/"
+NO_CERTIFICATES = "无可用的平台证书，请在商户平台-API安全申请使用微信支付公钥。"
+# The other ways `/v3/certificates` refuses (config `certificates_refusal`; anchors-2026-12 §5.2).
+CERTIFICATE_REFUSALS = {
+    "403": ApiError(403, "NO_AUTH", "商户无权限，请检查商户号状态"),
+    "404": ApiError(
+        404, "RESOURCE_NOT_EXISTS", "无可用的平台证书，请在商户平台-API安全申请使用微信支付公钥。"
+    ),
+    "500": ApiError(500, "SYSTEM_ERROR", "系统繁忙，请稍后重试"),
+}
 
 
 # --- middleware -----------------------------------------------------------------------------------
@@ -34,8 +47,8 @@ API_PREFIX = "/v3/"
 async def emulated_api(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith(API_PREFIX):
         return await handler(request)
-    sandbox = request.app[SANDBOX]
     try:
+        sandbox = request[BOOK] = _account(request)
         request[AUTH] = await _authenticate(sandbox, request)
     except signing.SignatureError as exc:
         return unsigned_error(errors.sign_error(str(exc)))
@@ -47,11 +60,22 @@ async def emulated_api(request: web.Request, handler: Handler) -> web.StreamResp
     return response if injected is None else signed_error(sandbox, request, injected)
 
 
+def _account(request: web.Request) -> Sandbox:
+    """The account named by the Authorization header's mchid; an unknown one is an auth failure."""
+    auth = signing.parse_authorization(request.headers.get("Authorization", ""))
+    book = request.app[WORLD].platform_account(auth.mchid)
+    if book is None:
+        raise signing.SignatureError("商户号不存在或与证书不匹配")
+    return book
+
+
+def book(request: web.Request) -> Sandbox:
+    return request[BOOK]
+
+
 async def _authenticate(sandbox: Sandbox, request: web.Request) -> signing.Authorization:
     creds = sandbox.credentials
     auth = signing.parse_authorization(request.headers.get("Authorization", ""))
-    if auth.mchid != creds.mchid:
-        raise signing.SignatureError("商户号不存在或与证书不匹配")
     if auth.serial_no.upper() != creds.merchant_serial_no.upper():
         raise signing.SignatureError("商户证书序列号有误。")
     signing.verify_request(
@@ -110,12 +134,18 @@ def _query_mchid(request: web.Request) -> None:
 
 
 async def prepay(request: web.Request) -> web.StreamResponse:
-    sandbox = request.app[SANDBOX]
+    sandbox = request[BOOK]
     channel = request.match_info["channel"]
     order = parse_prepay(channel, await request.read())
     _check_mchid(request, order.mchid)
-    if order.appid != sandbox.credentials.appid:
+    if order.appid not in sandbox.appids:
         raise ApiError(400, "APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配")
+    request.app[WORLD].bind_openid(order.payer_openid, order.appid)
+    return await answer_prepay(request, sandbox, order)
+
+
+async def answer_prepay(request: web.Request, sandbox: Sandbox, order: PrepayRequest) -> web.StreamResponse:
+    """Create or re-enter the trade in `sandbox` (the direct merchant's or the sub-merchant's book)."""
     trade, created = sandbox.backend.prepay(order)
     sandbox.simulator.after_prepay(trade, created=created)
     if sandbox.settings.faults_for(trade.out_trade_no).notify_before_prepay_response:
@@ -138,20 +168,20 @@ def _prepay_answer(request: web.Request, trade: Trade) -> dict[str, str]:
 
 async def query_by_out_trade_no(request: web.Request) -> web.StreamResponse:
     _query_mchid(request)
-    sandbox = request.app[SANDBOX]
+    sandbox = request[BOOK]
     trade = sandbox.backend.trade(request.match_info["out_trade_no"])
     return signed(sandbox, request, 200, trade.to_wire())
 
 
 async def query_by_transaction_id(request: web.Request) -> web.StreamResponse:
     _query_mchid(request)
-    sandbox = request.app[SANDBOX]
+    sandbox = request[BOOK]
     trade = sandbox.backend.trade_by_transaction_id(request.match_info["transaction_id"])
     return signed(sandbox, request, 200, trade.to_wire())
 
 
 async def close(request: web.Request) -> web.StreamResponse:
-    sandbox = request.app[SANDBOX]
+    sandbox = request[BOOK]
     body = parse_json_object(await request.read())
     mchid = body.get("mchid")
     if not isinstance(mchid, str) or not mchid:
@@ -164,14 +194,26 @@ async def close(request: web.Request) -> web.StreamResponse:
 # --- refunds --------------------------------------------------------------------------------------
 
 
+def refund_book(request: web.Request, sub_mchid: str | None) -> Sandbox:
+    """Refunds share one endpoint: a provider names the sub-merchant (`sub_mchid`), a direct merchant
+    must not (NO_AUTH: it has no sub-merchants); a provider without one refunds its own orders."""
+    account = request[BOOK]
+    if sub_mchid is None:
+        return account
+    if account.kind != "provider":
+        raise ApiError(403, "NO_AUTH", "商户无服务商权限，不能指定子商户号")
+    return request.app[WORLD].sub_merchant(account.mchid, sub_mchid, refund=True)
+
+
 async def create_refund(request: web.Request) -> web.StreamResponse:
-    sandbox = request.app[SANDBOX]
-    refund = sandbox.simulator.refund(parse_refund(await request.read()))
+    parsed = parse_refund(await request.read())
+    sandbox = refund_book(request, parsed.sub_mchid)
+    refund = sandbox.simulator.refund(parsed)
     return signed(sandbox, request, 200, refund.to_wire())
 
 
 async def query_refund(request: web.Request) -> web.StreamResponse:
-    sandbox = request.app[SANDBOX]
+    sandbox = refund_book(request, request.query.get("sub_mchid"))
     refund = sandbox.backend.get_refund(request.match_info["out_refund_no"])
     return signed(sandbox, request, 200, refund.to_wire())
 
@@ -180,9 +222,12 @@ async def query_refund(request: web.Request) -> web.StreamResponse:
 
 
 async def certificates(request: web.Request) -> web.StreamResponse:
-    sandbox = request.app[SANDBOX]
+    sandbox = request[BOOK]
+    refusal = sandbox.settings.config.certificates_refusal
+    if refusal in CERTIFICATE_REFUSALS:
+        raise CERTIFICATE_REFUSALS[refusal]
     if not sandbox.keys.certificates_available:
-        raise errors.resource_not_exists("无可用的平台证书，请在商户平台-API安全申请使用微信支付公钥。")
+        raise errors.resource_not_exists(NO_CERTIFICATES)
     listed = sandbox.keys.listed_certificates()
     return signed(sandbox, request, 200, {"data": [_certificate_entry(sandbox, cert) for cert in listed]})
 

@@ -19,8 +19,11 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox import errors
-from sandbox.bills import (
+from sandbox.api import errors
+from sandbox.api.errors import ApiError
+from sandbox.api.routes import BOOK, refund_book
+from sandbox.api.wire import signed
+from sandbox.bills.render import (
     BILL_TYPES,
     BillUnavailable,
     Layout,
@@ -29,11 +32,10 @@ from sandbox.bills import (
     render_trade_bill,
     trade_rows,
 )
-from sandbox.clock import ClockError
 from sandbox.config import ConfigError
-from sandbox.errors import ApiError
-from sandbox.state import SANDBOX, Sandbox
-from sandbox.wire import signed
+from sandbox.engine.clock import ClockError
+from sandbox.engine.state import SANDBOX, Sandbox
+from sandbox.engine.world import WORLD, World
 
 TOKEN_TTL = timedelta(seconds=30)
 CLOCK_PATH = "/sandbox/v1/clock"
@@ -105,15 +107,29 @@ def _answer(request: web.Request, sandbox: Sandbox, content: bytes, compressed: 
     return signed(sandbox, request, 200, {"hash_type": "SHA1", "hash_value": digest, "download_url": url})
 
 
+def _trade_bill_books(request: web.Request) -> list[Sandbox]:
+    """A provider's `sub_mchid` narrows its bill to that sub-merchant; without, the bill holds the
+    provider's own trades and every sub-merchant's (特约商户号 says whose)."""
+    account = request[BOOK]
+    sub_mchid = request.query.get("sub_mchid")
+    if sub_mchid is not None:
+        return [refund_book(request, sub_mchid)]
+    world: World = request.app[WORLD]
+    return [book for book in world if book.mchid == account.mchid]
+
+
 async def trade_bill(request: web.Request) -> web.StreamResponse:
-    sandbox = request.app[SANDBOX]
+    books = _trade_bill_books(request)
+    sandbox = books[0]
     bill_type = request.query.get("bill_type", "ALL")
     if bill_type not in BILL_TYPES:
         raise errors.param_error("bill_type", "只支持ALL、SUCCESS、REFUND", bill_type, location="query")
     compressed = _compressed(request)
     day = _bill_date(request, sandbox)
-    trades, refunds = sandbox.backend.snapshot()
-    rows = trade_rows(trades, refunds, day, sandbox.settings.faults_for)
+    rows = []
+    for each in books:
+        trades, refunds = each.backend.snapshot()
+        rows += trade_rows(trades, refunds, day, each.settings.faults_for)
     try:
         content = render_trade_bill(rows, bill_type, _layout(sandbox))
     except BillUnavailable as exc:
@@ -122,7 +138,7 @@ async def trade_bill(request: web.Request) -> web.StreamResponse:
 
 
 async def fundflow_bill(request: web.Request) -> web.StreamResponse:
-    sandbox = request.app[SANDBOX]
+    sandbox = request[BOOK]  # the account's own basic account (sub-merchant fund flows: not emulated)
     account = request.query.get("account_type", "BASIC")
     if account not in {"BASIC", "OPERATION", "FEES"}:
         raise errors.param_error("account_type", "只支持BASIC、OPERATION、FEES", account, location="query")
@@ -140,7 +156,7 @@ async def fundflow_bill(request: web.Request) -> web.StreamResponse:
 
 async def download(request: web.Request) -> web.StreamResponse:
     """The one answer the gateway does not sign: the caller checks the file against the applied hash."""
-    sandbox = request.app[SANDBOX]
+    sandbox = request[BOOK]
     found = request.app[BILL_DESK].take(request.query.get("token", ""), sandbox.clock())
     if found.gzip:
         body = gzip.compress(found.content, mtime=0)
