@@ -79,7 +79,7 @@ run: venv-runtime
 	$(BIN)/orderpay dev
 
 bench: venv pg-ha
-	$(BIN)/orderpay bench
+	$(BIN)/orderpay bench --warning --beside ORDERPAY_EVENT_LOOP=uvloop
 
 clean:
 	rm -rf $(VENV) .orderpay .gen-check .mypy_cache .ruff_cache .pytest_cache

@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING
 
 import clients.bench.commands
+import clients.events_commands
 import clients.loadtest.commands
 import clients.ops_commands
 
@@ -58,6 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     clients.loadtest.commands.register(sub)
     clients.bench.commands.register(sub)
     clients.ops_commands.register(sub)  # issue 13: `orderpay ops …`
+    clients.events_commands.register(sub)  # issue 19: `orderpay events tail|register`
 
     demo = sub.add_parser("demo", parents=[connection], help="a scripted VIP purchase against `orderpay dev`")
     demo.add_argument(
@@ -70,6 +72,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="VIP plan to buy: vip-month, vip-quarter, ... (default %(default)s)",
     )
     demo.add_argument("--manual", action="store_true", help="pay on the cashier page yourself")
+    demo.add_argument(
+        "--merchant", default=None, help="the merchant account to buy through (default: the server's rule)"
+    )
     demo.add_argument("--recon", action="store_true", help="then refund, move to the next day, reconcile")
     demo.set_defaults(func=_demo)
 
@@ -125,7 +130,9 @@ def _demo(args: argparse.Namespace) -> int:
             from clients.recon_demo import run_recon_demo
 
             return run_recon_demo(target, token, args.sandbox_url.rstrip("/"), args.user_id, args.plan)
-        return run_demo(target, token, args.sandbox_url.rstrip("/"), args.user_id, args.plan, args.manual)
+        return run_demo(
+            target, token, args.sandbox_url.rstrip("/"), args.user_id, args.plan, args.manual, args.merchant
+        )
     except OrderPayError as err:
         return report_error(err)
 

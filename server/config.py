@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
-DEV_TOKENS = "bff:dev-bff-token,admin:dev-admin-token"
+DEV_TOKENS = "bff:dev-bff-token,admin:dev-admin-token,feed:dev-feed-token"
+ROLES = ("bff", "admin", "feed")  # feed: the business's own systems on the event feed (issue 19)
 STATE_DIR = Path(".orderpay")  # the dev state directory, made on demand (keys, the default database)
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -42,6 +43,9 @@ class Settings:
     max_inflight: int = 64  # calls doing work at once; beyond it RESOURCE_EXHAUSTED / OVERLOADED
     offload_workers: int = 8  # threads for the calls that talk to WeChat Pay (sync HTTP)
     db_threads: int = 4  # PostgreSQL: threads overlapping round trips (0, and SQLite: inline on the loop)
+    # asyncio (the standard library's) | uvloop: opt-in until it shows a gain beyond this box's noise
+    # (docs/benchmarks.md: B1 CPU ÷ echo 5.05 vs 5.40 median, ranges overlapping)
+    event_loop: str = "asyncio"
     grpc_max_concurrent_rpcs: int = 10_000  # a memory cap only: parked long-polls count here
     grpc_tls_cert: str = ""
     grpc_tls_key: str = ""
@@ -100,6 +104,9 @@ class Settings:
     fulfilment_backoff_base_s: float = 30.0
     fulfilment_backoff_max_s: float = 1800.0
     auto_refund_on_fulfilment_failure: bool = True
+    # --- issue 19: the order event feed -------------------------------------------------------------
+    feed_retention_days: float = 30.0  # `orderpay purge` drops older entries every subscriber acked
+    external_fulfilment_deadline_s: float = 300.0  # EXTERNAL: re-request when unanswered this long
     reconcile_schedule_s: tuple[float, ...] = (60.0, 300.0, 900.0, 3600.0)
     refund_poll_schedule_s: tuple[float, ...] = (60.0, 300.0, 900.0, 3600.0)
     log_format: str = "auto"  # auto | json | console
@@ -114,6 +121,12 @@ class Settings:
     console_session_ttl_s: int = 8 * 3600
     # "system", or "sandbox" (dev only: follow GET /sandbox/v1/clock of a loopback gateway).
     clock: str = "system"
+    # --- issue 18: several merchant accounts (server/wxpay/accounts.py, docs/going-live.md) ----------
+    # The account an order goes to when no rule picks one: "" = `default` if it exists, else the first
+    # account directory by name.
+    default_account: str = ""
+    # Per-product routing: comma-separated `product_id=account` pairs (the BFF's `merchant` hint wins).
+    account_routes: str = ""
 
     @property
     def tokens(self) -> dict[str, str]:
@@ -121,9 +134,11 @@ class Settings:
         out: dict[str, str] = {}
         for pair in filter(None, (p.strip() for p in self.api_tokens.split(","))):
             role, sep, token = pair.partition(":")
-            if not sep or role not in {"bff", "admin"} or not token:
+            if not sep or role not in ROLES or not token:
                 # Never echo the pair: without its colon, it is the token itself.
-                raise ConfigError("ORDERPAY_API_TOKENS: want comma-separated role:token pairs (bff|admin)")
+                raise ConfigError(
+                    "ORDERPAY_API_TOKENS: want comma-separated role:token pairs (bff|admin|feed)"
+                )
             out[token] = role
         return out
 
@@ -177,6 +192,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 SYNCHRONOUS_COMMIT = ("", "on", "remote_apply", "remote_write", "local")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("auto", "json", "console")
+EVENT_LOOPS = ("uvloop", "asyncio")
 
 
 def _check(settings: Settings) -> None:
@@ -187,6 +203,10 @@ def _check(settings: Settings) -> None:
             f"ORDERPAY_LOG_LEVEL: want one of {', '.join(LOG_LEVELS)}; got {settings.log_level!r}"
         )
     check_database_url(settings.database_url)
+    if settings.event_loop not in EVENT_LOOPS:
+        raise ConfigError(
+            f"ORDERPAY_EVENT_LOOP: want one of {', '.join(EVENT_LOOPS)}; got {settings.event_loop!r}"
+        )
     if settings.db_synchronous_commit not in SYNCHRONOUS_COMMIT:
         raise ConfigError(
             f"ORDERPAY_DB_SYNCHRONOUS_COMMIT: want one of {', '.join(repr(v) for v in SYNCHRONOUS_COMMIT)};"

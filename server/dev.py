@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -24,10 +23,11 @@ from server.config import (
     describe_database,
     load_settings,
 )
-from server.lifecycle import Stack, run_until_signal
+from server.lifecycle import Stack, run_on_loop, run_until_signal
 from server.log_setup import configure_logging
 from server.loopback import is_loopback
 from server.port_check import Binding, ensure_free, stack_bindings
+from server.wxpay.accounts import has_accounts
 
 log = structlog.get_logger("orderpay.dev")
 SANDBOX_START_S = 20.0
@@ -45,8 +45,8 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
     # first one's sandbox (whose keys differ, so every payment would fail SIGN_ERROR).
     ensure_free([*stack_bindings(settings, {"grpc", "notify"}), sandbox_at])
     settings = with_concrete_ports(settings)
-    if not (keys / "merchant.json").exists():
-        _orderpay("keys", "init", "--dir", str(keys))
+    if not has_accounts(keys):  # issue 18: two direct merchants and a provider with two sub-merchants
+        _orderpay("keys", "init", "--accounts", "--dir", str(keys))
     configure_logging(settings.log_format, settings.log_level)
     STATE_DIR.mkdir(exist_ok=True)
     port_file = STATE_DIR / "sandbox.port"
@@ -79,7 +79,7 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
                 shown = shown.with_overrides(grpc_listen=_with_port(shown.grpc_listen, stack.grpc.port))
             _print_banner(shown, sandbox_url, stack.console_url)
 
-        asyncio.run(run_until_signal(settings, {"grpc", "notify", "jobs"}, on_ready=banner))
+        run_on_loop(settings, run_until_signal(settings, {"grpc", "notify", "jobs"}, on_ready=banner))
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)

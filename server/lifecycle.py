@@ -15,11 +15,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import peewee as pw
 import structlog
+import uvloop
 from aiohttp import web
 
 from server import guard
@@ -38,6 +40,7 @@ from server.metrics import IN_FLIGHT, WAITERS
 from server.notify.sidecar import serve_metrics, serve_notify
 from server.rpc.server import GrpcServer, servicers_for, start_grpc_server
 from server.serving.admission import Admission
+from server.serving.feed_signal import FeedSignal
 from server.serving.health import PrimaryWatch
 from server.serving.http import AppThread
 from server.serving.offload import Inline, Offload, Runner
@@ -57,6 +60,7 @@ class Stack:
     db: Runner  # database work: inline on the loop (SQLite) or a few threads (PostgreSQL)
     provider: Offload  # calls to WeChat Pay
     decisions: FulfilmentDecisions  # "fulfilment decided": the waiters subscribe
+    feed: FeedSignal  # "the event feed grew": the Watch streams park on it
     listener: PostgresListener | None = None
     grpc: GrpcServer | None = None
     notify: web.AppRunner | None = None
@@ -75,6 +79,7 @@ class Stack:
         if self.grpc is not None:
             await self.grpc.not_serving()
         self.waiters.close()  # parked long-polls answer now, with the order as it is
+        self.feed.close()  # Watch streams end; subscribers resume from their acknowledgement
         draining = []
         if self.grpc is not None:
             draining.append(self.grpc.stop(grace))
@@ -111,12 +116,14 @@ async def start_parts(
     postgres = isinstance(app.db, pw.PostgresqlDatabase)
     db: Runner = Offload(settings.db_threads, "db") if postgres and settings.db_threads else Inline()
     provider = Offload(settings.offload_workers, "provider")
-    stack = Stack(app, waiters, Admission(settings.max_inflight), db, provider, decisions)
+    feed = FeedSignal(asyncio.get_running_loop())
+    app.feed.commits.subscribe(feed.wake)  # this process's commits; the listener brings the others'
+    stack = Stack(app, waiters, Admission(settings.max_inflight), db, provider, decisions, feed)
     WAITERS.set_function(lambda: waiters.waiting)
     IN_FLIGHT.set_function(lambda: stack.admission.in_flight)
     if postgres:
         args = listener_args(app.db, settings.database_session_url)  # type: ignore[arg-type]  # checked above
-        stack.listener = PostgresListener(args, waiters)
+        stack.listener = PostgresListener(args, waiters, feed=feed.wake)
         await stack.listener.start()
     if notify and app.payments is not None and _first_worker(settings):
         stack.notify, stack.notify_port = await serve_notify(app, db.executor)
@@ -125,7 +132,7 @@ async def start_parts(
     if jobs and settings.jobs_enabled and app.payments is not None:
         stack.jobs = start_jobs(app)
     if grpc:
-        servicers = servicers_for(app, stack.waiters, stack.db, stack.provider)
+        servicers = servicers_for(app, stack.waiters, stack.db, stack.provider, stack.feed)
         stack.grpc = await start_grpc_server(settings, servicers, stack.admission, reuse_port=reuse_port)
         stack.primary_watch = PrimaryWatch(
             functools.partial(ready, app.db), stack.grpc.set_serving, settings.db_health_interval_s
@@ -192,8 +199,16 @@ def serve(*, listen: str | None = None, parts: set[str] | None = None, workers: 
     if workers > 1:
         return _supervise(workers, settings)
     parts = parts or {"grpc", "notify", "jobs"}
-    asyncio.run(run_until_signal(settings, parts, reuse_port=settings.reuse_port))
+    run_on_loop(settings, run_until_signal(settings, parts, reuse_port=settings.reuse_port))
     return 0
+
+
+def run_on_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
+    """`main` on the event loop Settings.event_loop names: the standard library's (the default) or
+    uvloop (measured side by side in docs/benchmarks.md)."""
+    factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
 
 
 def _supervise(workers: int, settings: Settings) -> int:

@@ -99,5 +99,11 @@ RECON_LAST_DAY = Gauge(
     registry=REGISTRY,
 )
 WAITERS = Gauge("orderpay_waiters_parked", "GetOrder(wait_ms) calls parked right now", registry=REGISTRY)
+WAITER_ANSWERS = Counter(
+    "orderpay_waiter_answers",
+    "GetOrder(wait_ms) answers by what ended the wait: signal, timeout, shutdown, at_once (decided already)",
+    ["by"],
+    registry=REGISTRY,
+)
 IN_FLIGHT = Gauge("orderpay_rpc_in_flight", "Calls holding an admission slot", registry=REGISTRY)
 OVERLOADED = Counter("orderpay_rpc_overloaded", "Calls refused by admission control", registry=REGISTRY)

@@ -13,6 +13,7 @@ from pathlib import Path
 from clients.bench.drivers import (
     CREATE_ORDER,
     Cpu,
+    Payload,
     create_order_payload,
     drive_grpc_echo,
     drive_grpc_raw,
@@ -50,6 +51,7 @@ class Bench:
     echo_grpc: Proc
     echo_aio: Proc
     echo_http: Proc
+    beside: list[tuple[str, Proc]] = field(default_factory=list)  # `--beside`: variants B1 also runs on
     rss_parked_mb: dict[str, float] = field(default_factory=dict)  # B7 fills it for B6
     b7_case: CaseResult | None = None  # B5 adds B7's cross-process half to it
 
@@ -111,6 +113,26 @@ def cpu_vs(first: Row, second: Row) -> float | None:
     return ratio(first.cpu_us, second.cpu_us)
 
 
+def figures(ours: Row, baseline: Row, rate_ratio: float | None, cpu_ratio: float | None) -> dict[str, float]:
+    """What the rounds summary aggregates for a case measured against a bare baseline."""
+    found = {
+        "throughput ÷ baseline": rate_ratio,
+        "CPU ÷ baseline": cpu_ratio,
+        "CPU µs/call": ours.cpu_us,
+        "baseline CPU µs/call": baseline.cpu_us,
+        "p99 ms": ours.summary.p99_ms if ours.summary else None,
+    }
+    return {name: value for name, value in found.items() if value is not None}
+
+
+async def beside_row(label: str, server: Proc, plan: Plan, payload: Payload) -> Row:
+    """The same calls to a variant of the server beside (`--beside SETTING=VALUE`, `--warning`)."""
+    target = server.endpoints["target"]
+    run = drive_grpc_raw(f"orderpay {label}", target, BFF_TOKEN, plan, method=CREATE_ORDER, payload=payload)
+    summary, cpu = await metered([server], run)
+    return row(f"orderpay, {label}", summary, cpu)
+
+
 async def b1_create_unique(bench: Bench) -> CaseResult:
     s = bench.sizes
     case = CaseResult(
@@ -131,6 +153,12 @@ async def b1_create_unique(bench: Bench) -> CaseResult:
     case.notes.append(
         f"CPU per call {cpu_ratio} × the sync echo's, {cpu_vs(ours, echoes[1])} × the aio echo's"
     )
+    case.figures = figures(ours, echoes[0], case.ratio, cpu_ratio)
+    for label, variant in bench.beside:
+        other = await beside_row(label, variant, plan, create_order_payload(bench.load_config(plan)))
+        case.rows.append(other)
+        case.figures[f"CPU ÷ baseline @ {label}"] = cpu_vs(other, echoes[0]) or 0.0
+        case.figures[f"throughput ÷ baseline @ {label}"] = ratio(other.rate, echoes[0].rate) or 0.0
     clean = invariants_clean(
         case, summary, bench.database_url, Expected(config.user_prefix, orders=summary.ok)
     )
@@ -185,6 +213,7 @@ async def b2_duplicate_storm(bench: Bench) -> CaseResult:
     case.notes.append(
         f"split keys (one key, two order ids): {split}; CPU/call {cpu_vs(ours, echoes[0])} × sync echo"
     )
+    case.figures = figures(ours, echoes[0], case.ratio, cpu_vs(ours, echoes[0]))
     expected = Expected(config.user_prefix, orders=s.b2_keys)
     clean = invariants_clean(case, summary, bench.database_url, expected) and not split
     case.passed = clean and (case.ratio or 0) >= MIN_RATIO_B2
@@ -218,6 +247,7 @@ async def b3_notify_storm(bench: Bench) -> CaseResult:
     )
     case.rows = [row("orderpay sidecar", summary, cpu), row("aiohttp: verify + decrypt, 204", echo, echo_cpu)]
     case.ratio, case.ratio_of = ratio(summary.throughput, echo.throughput), "orderpay / verifying aiohttp"
+    case.figures = figures(case.rows[0], case.rows[1], case.ratio, cpu_vs(case.rows[0], case.rows[1]))
     expected = Expected(config.user_prefix, orders=len(orders), paid=len(orders), fulfilled=len(orders))
     clean = (
         invariants_clean(case, summary, bench.database_url, expected) and len(orders) == s.b3_notifications

@@ -25,18 +25,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--only", help="comma-separated case ids to run, e.g. B5,B7 (B7's cross-process half runs with B5)"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="run every case this many times (default %(default)s); figures as min / median / max",
+    )
+    parser.add_argument(
+        "--beside",
+        action="append",
+        default=[],
+        metavar="ORDERPAY_SETTING=VALUE",
+        help="also run B1 on a server variant with this setting, side by side (repeatable; default none)",
+    )
+    parser.add_argument("--warning", action="store_true", help="= --beside ORDERPAY_LOG_LEVEL=warning")
     parser.set_defaults(func=_bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
     from clients.bench.model import FULL, QUICK
-    from clients.bench.runner import run_bench
+    from clients.bench.runner import Options, run_bench
     from clients.console import stdout_console
 
     # Off a terminal (CI logs, README) the width is unlimited, so no table is cut (clients.console).
     console = stdout_console()
     sizes = QUICK if args.quick else FULL
     only = {case.strip().upper() for case in args.only.split(",")} if args.only else None
-    results = run_bench(sizes, quick=args.quick, json_out=args.json_out, console=console, only=only)
+    beside = [*args.beside, *(["ORDERPAY_LOG_LEVEL=warning"] if args.warning else [])]
+    pairs = tuple(tuple(item.split("=", 1)) for item in beside if "=" in item)
+    options = Options(rounds=max(1, args.rounds), only=only, beside=pairs)
+    results = run_bench(sizes, quick=args.quick, json_out=args.json_out, console=console, options=options)
     missed = [case.case_id for case in results if case.passed is False]
     return 1 if args.strict and missed else 0

@@ -65,6 +65,7 @@ class CaseResult:
     ratio_of: str = ""  # what the ratio divides, e.g. "orderpay / echo"
     passed: bool | None = None  # None: skipped or broken, see notes
     notes: list[str] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)  # what the rounds summary aggregates
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -259,6 +259,8 @@ async def b7_parked(bench: Bench) -> CaseResult:
     )
     bench.rss_parked_mb["server"] = result.rss_mb
     case.rows = result.rows("SQLite, 1 process")
+    case.figures["wake p99 ms after ack"] = result.p99(result.wake_after_ack_ms)
+    case.figures["notification ack p99 ms"] = result.p99(result.ack_ms)
     case.passed = verdict(result, case.notes, "SQLite, 1 process")
     bench.b7_case = case  # B5 adds the cross-process half on PostgreSQL
     return case

@@ -121,6 +121,11 @@ async def _measure(bench: Bench, case: CaseResult, database_url: str, procs: lis
     )
     server_us = cpu.per_call_us(unique.calls)
     case.notes += capacity_lines(server_us, pg_per_order)
+    case.figures = {
+        name: value
+        for name, value in (("server CPU µs/order", server_us), ("PostgreSQL CPU µs/order", pg_per_order))
+        if value is not None
+    }
     case.passed = clean and not split
     await _b7_across(bench, procs)
 
@@ -155,4 +160,5 @@ async def _b7_across(bench: Bench, procs: list[Proc]) -> None:
         window_s=s.b7_park_window_s,
     )
     case.rows += result.rows(label)
+    case.figures["wake p99 ms after ack, across processes"] = result.p99(result.wake_after_ack_ms)
     case.passed = verdict(result, case.notes, label) and bool(case.passed)

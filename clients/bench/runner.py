@@ -6,6 +6,7 @@ import asyncio
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,44 +15,63 @@ from rich.console import Console
 
 from clients.bench import cases
 from clients.bench.cases import Bench
+from clients.bench.feed import b8_event_feed
+from clients.bench.logline import l1_log_line
 from clients.bench.model import CaseResult, Sizes
 from clients.bench.parked import b7_parked
 from clients.bench.postgres import b5_two_processes
 from clients.bench.procs import Proc
 from clients.bench.replicated import b5_replicated
 from clients.bench.report import bench_table, machine, notes_lines, write_json
+from clients.bench.rounds import summary, summary_table
 from clients.bench.stack import ServerSpec, init_keys, start_echo, start_sandbox, start_server
 
 AUTO_PAY_DELAY_S = 0.05
 CaseRun = Callable[[Bench], Awaitable[CaseResult]]
 
 
+@dataclass(frozen=True)
+class Options:
+    rounds: int = 3
+    only: set[str] | None = None
+    beside: tuple[tuple[str, str], ...] = ()  # (ORDERPAY_ setting, value): B1 also runs on each variant
+
+
 def run_bench(
-    sizes: Sizes, *, quick: bool, json_out: Path, console: Console, only: set[str] | None = None
+    sizes: Sizes, *, quick: bool, json_out: Path, console: Console, options: Options
 ) -> list[CaseResult]:
+    """Every case `options.rounds` times on one stack; the last round's table, then every figure of
+    the rounds as min / median / max. Returns the last round's results (the verdicts)."""
     started, wall = datetime.now(UTC), time.monotonic()
     with tempfile.TemporaryDirectory(prefix="orderpay-bench-") as tmp:
-        results = _with_stack(Path(tmp), sizes, console, only)
-    results.sort(key=lambda case: case.case_id)
-    flags = (" --quick" if quick else "") + (f" --only {','.join(sorted(only))}" if only else "")
-    title = f"orderpay bench{flags} · {machine()['cpu']} · {machine()['cores']} cores"
-    console.print(bench_table(results, title))
+        rounds = _with_stack(Path(tmp), sizes, console, options)
+    results = sorted(rounds[-1], key=lambda case: case.case_id)
+    flags = (" --quick" if quick else "") + (
+        f" --only {','.join(sorted(options.only))}" if options.only else ""
+    )
+    flags += f" --rounds {options.rounds}" + "".join(f" --beside {k}={v}" for k, v in options.beside)
+    where = f"{machine()['cpu']} · {machine()['cores']} cores"
+    console.print(bench_table(results, f"orderpay bench{flags} · {where} · the last round"))
     for line in notes_lines(results):
         console.print(line, highlight=False, markup=False)
+    figures = summary([{case.case_id: case for case in found} for found in rounds])
+    console.print(summary_table(figures, f"{options.rounds} rounds, min / median / max · {where}"))
     document: dict[str, Any] = {
         "started_at": started.isoformat(),
         "duration_s": round(time.monotonic() - wall, 1),
         "quick": quick,
         "machine": machine(),
         "sizes": sizes.__dict__,
+        "summary": figures,
         "cases": [case.to_json() for case in results],
+        "rounds": [[case.to_json() for case in found] for found in rounds],
     }
     write_json(json_out, document)
     console.print(f"wrote {json_out} ({document['duration_s']} s)")
     return results
 
 
-def _with_stack(workdir: Path, sizes: Sizes, console: Console, only: set[str] | None) -> list[CaseResult]:
+def _with_stack(workdir: Path, sizes: Sizes, console: Console, options: Options) -> list[list[CaseResult]]:
     procs: list[Proc] = []
     try:
         keys = init_keys(workdir / "keys")
@@ -63,10 +83,28 @@ def _with_stack(workdir: Path, sizes: Sizes, console: Console, only: set[str] | 
         echo_aio = _started(procs, start_echo(workdir, "grpc-aio"))
         echo_http = _started(procs, start_echo(workdir, "http", keys_dir=keys))
         bench = Bench(workdir, keys, sizes, database_url, sandbox, server, echo_grpc, echo_aio, echo_http)
-        return asyncio.run(_run_cases(bench, console, only))
+        for number, (setting, value) in enumerate(options.beside, 1):
+            variant = ServerSpec(
+                f"sqlite:///{workdir / f'orderpay-beside-{number}.db'}",
+                keys,
+                sandbox.endpoints["url"],
+                name=f"server-beside-{number}",
+                settings=((setting, value),),
+            )
+            label = f"{setting.removeprefix('ORDERPAY_').lower()}={value}"
+            bench.beside.append((label, _started(procs, start_server(workdir, variant))))
+        return asyncio.run(_rounds(bench, console, options))
     finally:
         for proc in reversed(procs):
             proc.stop()
+
+
+async def _rounds(bench: Bench, console: Console, options: Options) -> list[list[CaseResult]]:
+    rounds = []
+    for number in range(1, options.rounds + 1):
+        console.log(f"round {number} of {options.rounds}")
+        rounds.append(await _run_cases(bench, console, options.only))
+    return rounds
 
 
 def _started(procs: list[Proc], proc: Proc) -> Proc:
@@ -87,12 +125,14 @@ async def _run_cases(bench: Bench, console: Console, only: set[str] | None) -> l
         return cases.b6_memory(bench, rss_after_b1_b4[0])
 
     order: list[tuple[str, CaseRun]] = [
+        ("L1", l1_log_line),
         ("B1", cases.b1_create_unique),
         ("B2", cases.b2_duplicate_storm),
         ("B3", cases.b3_notify_storm),
         ("B4", cases.b4_full_flow),
         ("-", note_rss),
         ("B7", b7_parked),
+        ("B8", b8_event_feed),
         ("B6", b6),
         ("B5", b5_two_processes),
         ("B5R", b5_replicated),  # B5 on a primary + synchronous standby (pg_auto_failover), then without it

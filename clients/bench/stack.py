@@ -80,9 +80,9 @@ HARNESS_OWNED = frozenset(
 
 def server_env(spec: ServerSpec, grpc_port: int, notify_port: int, metrics_port: int = 0) -> dict[str, str]:
     """The caller's environment, ORDERPAY_* tuning included (ORDERPAY_NOTIFY_WORKERS=1 make bench
-    measures that variant), with the harness's addresses, keys and tokens, then the ServerSpec's settings."""
+    measures that variant), with the harness's addresses, keys and tokens, then the ServerSpec's settings.
+    Nothing else is changed: the server runs at its defaults (log level `info`), as users run it."""
     env = {key: value for key, value in os.environ.items() if key not in HARNESS_OWNED}
-    env.setdefault("ORDERPAY_LOG_LEVEL", "warning")
     env.update(
         ORDERPAY_DATABASE_URL=spec.database_url,
         ORDERPAY_GRPC_LISTEN=f"127.0.0.1:{grpc_port}",

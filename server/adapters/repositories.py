@@ -10,6 +10,7 @@ from typing import Any
 import peewee as pw
 
 from server.adapters.compiled import CompiledCompareAndSet, CompiledInsert, CompiledLookup
+from server.adapters.insert_first import InsertFirst
 from server.adapters.tables import OrderEventRow, OrderRow, ProductRow, RefundRow
 
 # from_db_time / to_db_time live in `times`; importing them from here still works.
@@ -66,6 +67,7 @@ _ORDER_BY_KEY = CompiledLookup(OrderRow, OrderRow.user_id, OrderRow.request_id)
 _ORDER_BY_OUT_TRADE_NO = CompiledLookup(OrderRow, OrderRow.out_trade_no)
 _UNPAID_ORDER = CompiledLookup(OrderRow, OrderRow.user_id, OrderRow.product_id, OrderRow.status)
 _INSERT_ORDER = CompiledInsert(OrderRow)
+_INSERT_FIRST = InsertFirst()
 _INSERT_EVENT = CompiledInsert(OrderEventRow)
 _ORDER_CAS = CompiledCompareAndSet(OrderRow, OrderRow.order_id)
 _REFUND_CAS = CompiledCompareAndSet(RefundRow, RefundRow.out_refund_no)
@@ -150,6 +152,11 @@ class PeeweeOrders:
                 _INSERT_ORDER.execute(values)
         except pw.IntegrityError as exc:
             raise OrderInsertConflict(str(exc)) from exc
+
+    def insert_first(self, order: Order, created: AuditEvent, now: datetime) -> bool:
+        """CreateOrder's write (server/adapters/insert_first.py): the order and its audit row, or
+        nothing and False when a unique index already holds a conflicting row. No savepoint."""
+        return _INSERT_FIRST.execute(order, created, now)
 
     def save(self, before: Order, after: Order) -> Order | None:
         """UPDATE only the changed columns ... WHERE order_id = ? AND version = before.version.

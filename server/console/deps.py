@@ -20,6 +20,7 @@ from server.adapters.admin_stats import Overview
 from server.console.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Sessions, same_token
 from server.console.throttle import SignInThrottle
 from server.domain.clock import Clock
+from server.service.feed import SubscriberLag
 from server.service.operations import OperationsService
 
 log = structlog.get_logger("orderpay.console")
@@ -42,6 +43,7 @@ class ConsoleDeps:
     overview: Callable[[datetime], Overview]
     secure_cookies: bool = False  # served over TLS: Secure cookies and HSTS
     throttle: SignInThrottle | None = None
+    feed_lags: Callable[[], list[SubscriberLag]] | None = None  # issue 19: event-feed subscribers
 
 
 DEPS = web.AppKey("deps", ConsoleDeps)

@@ -31,6 +31,7 @@ def console_deps(app: App) -> ConsoleDeps:
         overview=lambda now: overview(app.db, now),
         secure_cookies=bool(app.settings.console_tls_cert),
         throttle=SignInThrottle(app.clock),
+        feed_lags=app.feed.lags,
     )
 
 

@@ -15,6 +15,8 @@ from server.metrics import REGISTRY
 from server.notify.keys import CONFIG, EXECUTOR, READY_CHECK, RECORD, SERVICE, RequestRecord
 from server.notify.responses import acknowledged, fail
 from server.service.notifications import Disposition, Receipt
+from server.serving.offload import InlineExecutor
+from server.wxpay.notification import ACCOUNT_HEADER
 
 # The HTTP answer for each disposition (WeChat retries anything but 2xx; 4xx marks it as refused).
 HTTP_STATUS = {
@@ -40,7 +42,7 @@ async def notify(request: web.Request) -> web.Response:
     if body is None:
         record.outcome = TOO_LARGE
         return fail(413, f"body larger than {config.max_body_bytes} bytes")
-    service, headers = request.app[SERVICE], dict(request.headers)
+    service, headers = request.app[SERVICE], _headers_for_account(request)
     try:
         receipt = await in_executor(
             request.app[EXECUTOR], lambda: service.receive(headers, body), config.answer_within_s
@@ -51,6 +53,16 @@ async def notify(request: web.Request) -> web.Response:
         return fail(503, "processing is taking too long; retry later")
     _note(record, receipt)
     return acknowledged() if receipt.acknowledged else fail(HTTP_STATUS[receipt.disposition], receipt.message)
+
+
+def _headers_for_account(request: web.Request) -> dict[str, str]:
+    """The request's headers plus the account its URL names (issue 18), which picks the keys it is
+    verified with. Any such header a sender set itself is dropped: only the path says."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() != ACCOUNT_HEADER.lower()}
+    account = request.match_info.get("account")
+    if account:
+        headers[ACCOUNT_HEADER] = account
+    return headers
 
 
 INDEX_PAGE = """<!doctype html>
@@ -114,6 +126,8 @@ async def read_limited(request: web.Request, limit: int) -> bytes | None:
 async def in_executor(executor: Executor, work: Callable[[], _T], timeout_s: float) -> _T:
     """Run blocking `work` off the event loop; AnswerTimeout after `timeout_s`, without cancelling it
     once started (a half-applied notification is worse than a late one)."""
+    if isinstance(executor, InlineExecutor):
+        return await _in_turn(executor, work, timeout_s)
     submitted = executor.submit(contextvars.copy_context().run, work)  # the log context goes along
     waiting = asyncio.wrap_future(submitted)
     done, _ = await asyncio.wait({waiting}, timeout=timeout_s)
@@ -122,6 +136,19 @@ async def in_executor(executor: Executor, work: Callable[[], _T], timeout_s: flo
         waiting.add_done_callback(_consume)
         raise AnswerTimeout
     return waiting.result()
+
+
+async def _in_turn(executor: InlineExecutor, work: Callable[[], _T], timeout_s: float) -> _T:
+    """Inline work, one job per loop iteration (InlineExecutor.turns); AnswerTimeout if its turn does
+    not come within `timeout_s` (then nothing was done)."""
+    try:
+        await asyncio.wait_for(executor.turns.acquire(), timeout_s)
+    except TimeoutError:
+        raise AnswerTimeout from None
+    try:
+        return work()
+    finally:
+        executor.turns.release()
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

@@ -8,7 +8,6 @@ methods (health, reflection) skip auth; every other method, whatever its arity, 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +17,7 @@ import grpc
 import structlog
 
 from server.domain.errors import DomainError
+from server.log_setup import CALL_FIELDS, CALLS
 from server.metrics import RPC_LATENCY, RPC_REQUESTS
 from server.rpc import call_context
 from server.rpc.auth import TokenAuthenticator, is_public
@@ -40,7 +40,6 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         self._auth = authenticator
         self._admission = admission
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-        self._info = log.is_enabled_for(logging.INFO)
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -79,16 +78,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         )
 
     def _wrap(self, method: str, behaviour: Behaviour) -> Behaviour:
-        latency, auth, admission, info = RPC_LATENCY.labels(method), self._auth, self._admission, self._info
+        latency, auth, admission = RPC_LATENCY.labels(method), self._auth, self._admission
         counters: dict[grpc.StatusCode, Any] = {}
 
         async def invoke(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: RET503
             started = time.perf_counter()
             metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
             request_id = _request_id(metadata)
-            if info:  # contextvars cost per call; they only matter when INFO lines are written
-                structlog.contextvars.clear_contextvars()
-                structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
+            fields: dict[str, Any] = {"request_id": request_id, "rpc": method}  # canonical line, every line
+            CALL_FIELDS.set(fields)
             slot = FREE
 
             def done(code: grpc.StatusCode) -> None:  # before the status goes out: one line per call
@@ -99,13 +97,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 if counter is None:
                     counter = counters[code] = RPC_REQUESTS.labels(method, code.name)
                 counter.inc()
-                if info:
-                    log.info("rpc", code=code.name, duration_ms=round(elapsed * 1000, 2), peer=context.peer())
+                if CALLS.enabled:  # queued; a writer thread renders and writes it (server.log_setup)
+                    fields["code"], fields["duration_ms"] = code.name, round(elapsed * 1000, 2)
+                    CALLS.emit(fields, time.time())
 
             try:
                 role = auth.authorize(method, metadata.get("authorization"))
-                if info:  # only an authenticated caller's ids reach the log, and only short ones
-                    structlog.contextvars.bind_contextvars(**_business_ids(request))
+                _business_ids(request, fields)  # only an authenticated caller's ids, only short ones
                 slot = admission.enter(method)
                 call_context.begin(Caller(actor=role, request_id=request_id), slot)
                 response = await behaviour(request, context)
@@ -125,10 +123,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     "rpc.unhandled" if unhandled else "rpc.transient", rpc=method, request_id=request_id
                 )
             else:
-                if info:
-                    order = getattr(response, "order", None)
-                    if order is not None and order.order_id:
-                        structlog.contextvars.bind_contextvars(order_id=order.order_id)
+                order = getattr(response, "order", None)
+                if order is not None and order.order_id:
+                    fields["order_id"] = order.order_id
                 done(grpc.StatusCode.OK)
                 return response
             done(status.code)
@@ -155,11 +152,20 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[..., AsyncIterator[Any]]:
         async def invoke(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             try:
-                self._authorize(method, context)
+                role = self._authorize(method, context)
             except DomainError as error:
                 await context.abort_with_status(status_for(error))
-            async for item in behaviour(request, context):
-                yield item
+            call_context.begin(Caller(actor=role, request_id=uuid.uuid4().hex))
+            try:
+                async for item in behaviour(request, context):
+                    yield item
+            except DomainError as error:  # bad input to a stream (e.g. Watch's filter) is a status too
+                await context.abort_with_status(status_for(error))
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception as error:  # a transient database fault is UNAVAILABLE: resume and retry
+                log.warning("rpc.stream_failed", rpc=method, exc_info=True)
+                await context.abort_with_status(status_for_exception(error))
 
         return invoke
 
@@ -168,11 +174,9 @@ _ID_FIELDS = ("order_id", "user_id", "out_refund_no")
 MAX_LOGGED_ID = 64  # ids are at most 64 characters; anything longer is cut, never logged whole
 
 
-def _business_ids(request: Any) -> dict[str, str]:
+def _business_ids(request: Any, fields: dict[str, Any]) -> None:
     """The ids an operator greps for, from whichever of them this request carries (capped)."""
-    ids = {}
     for name in _ID_FIELDS:
         value = getattr(request, name, "")
         if isinstance(value, str) and value:
-            ids[name] = value[:MAX_LOGGED_ID] if value.isprintable() else repr(value[:MAX_LOGGED_ID])
-    return ids
+            fields[name] = value[:MAX_LOGGED_ID] if value.isprintable() else repr(value[:MAX_LOGGED_ID])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -16,6 +17,7 @@ from server.domain.errors import (
     UnpaidOrderExistsError,
     VersionConflictError,
 )
+from server.domain.events import OrderClosed, OrderCreated
 from server.domain.order import (
     CreateOrder,
     Fulfilment,
@@ -25,15 +27,16 @@ from server.domain.order import (
     new_order_id,
     new_out_trade_no,
 )
+from server.domain.routing import AccountRouter
 from server.domain.validation import MAX_PAGE_SIZE, MAX_QUANTITY, MAX_WAIT_MS, Violations
 from server.service.audit import audit
 from server.service.context import Caller, replace_actor
 from server.service.lookups import require_order
 from server.service.paging import decode_page_token, encode_page_token
 from server.service.ports import ReadFactory, ReadUnitOfWork, UnitOfWork, UnitOfWorkFactory
-from server.service.shapes import OrderInsertConflict
 
 DEFAULT_PAGE_SIZE = 20
+PRODUCT_CACHE_S = 1.0  # a catalogue change (price, deactivation) reaches CreateOrder within this
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ def validate_create(cmd: CreateOrder) -> None:
     v.int_range("quantity", cmd.quantity, 1, MAX_QUANTITY)
     v.text("description", cmd.description, 127)
     v.text("attach", cmd.attach, 128)
+    if cmd.merchant is not None:
+        v.identifier("merchant", cmd.merchant)
     v.raise_if_any()
 
 
@@ -72,42 +77,57 @@ class OrderService:
         order_ttl: timedelta,
         prepay_closer: PrepayCloser | None = None,
         read: ReadFactory | None = None,
+        router: AccountRouter | None = None,
     ) -> None:
-        """`prepay_closer`: None only where no payment provider is configured (no prepay can exist)."""
+        """`prepay_closer`: None only where no payment provider is configured (no prepay can exist).
+        `router`: which merchant account takes a new order (None: the one `default` account)."""
         self._uow = uow
         self._read: ReadFactory = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._ttl = order_ttl
         self._prepay_closer = prepay_closer
+        self._products: dict[str, tuple[float, Product]] = {}  # product_id -> (valid until, product)
+        self._router = router or AccountRouter()
 
     # --- create -----------------------------------------------------------------------------
     def create_order(self, cmd: CreateOrder, caller: Caller) -> CreateOrderResult:
+        """Insert first, in one transaction on one connection: the order and its audit row, or (a
+        unique index already holds the key, or the user's unpaid order for this product) read the
+        winner and answer from it. The database decides; nothing is read before the insert."""
         validate_create(cmd)
         fingerprint = cmd.fingerprint()
-        with self._read() as reader:
-            existing = reader.orders.get_by_key(cmd.user_id, cmd.request_id)
-            product = None if existing else reader.products.get(cmd.product_id)
-        if existing is not None:  # fast path for replays; the unique index still decides below
-            return _replay(existing, fingerprint)
-        if product is None or not product.active:
-            raise ProductNotFoundError(f"product {cmd.product_id!r} not found")
-        order = self._new_order(cmd, fingerprint, product)
         with self._uow() as uow:
-            try:
-                uow.orders.insert(order)
-            except OrderInsertConflict:
+            product = self._product(uow, cmd.product_id)
+            if product is None or not product.active:
+                raise ProductNotFoundError(f"product {cmd.product_id!r} not found")
+            order = self._new_order(cmd, fingerprint, product)
+            created = audit(order, "status", None, order.status, "created", caller)
+            if not uow.orders.insert_first(order, created, order.created_at):
                 return _resolve_conflict(uow, cmd, fingerprint)
+            uow.record(OrderCreated(order.order_id))
             limited = product.stock is not None
             if limited and not uow.products.reserve_stock(product.product_id, cmd.quantity):
                 raise OutOfStockError(
                     f"product {product.product_id!r} is out of stock",
                     metadata={"product_id": product.product_id},
                 )
-            uow.audit.record(audit(order, "status", None, order.status, "created", caller), order.created_at)
         return CreateOrderResult(order)
+
+    def _product(self, uow: UnitOfWork, product_id: str) -> Product | None:
+        """The catalogue row, cached for PRODUCT_CACHE_S (stock is decided in the transaction by
+        `reserve_stock`, never from the cache); a product not found is read again every time."""
+        now = time.monotonic()
+        cached = self._products.get(product_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        product = uow.products.get(product_id)
+        if product is not None:
+            self._products[product_id] = (now + PRODUCT_CACHE_S, product)
+        return product
 
     def _new_order(self, cmd: CreateOrder, fingerprint: str, product: Product) -> Order:
         now = self._clock()
+        account = self._router.route(product.product_id, cmd.merchant)  # once, stored on the order
         return Order(
             order_id=new_order_id(),
             out_trade_no=new_out_trade_no(now),
@@ -128,6 +148,7 @@ class OrderService:
             expires_at=now + self._ttl,
             created_at=now,
             updated_at=now,
+            account=account,
         )
 
     # --- reads ------------------------------------------------------------------------------
@@ -191,6 +212,7 @@ class OrderService:
                 raise _conflict(uow, order_id)
             uow.products.release_stock(order.product_id, order.quantity)
             uow.audit.record(audit(order, "status", order.status, closed.status, "closed", caller), now)
+            uow.record(OrderClosed(order.order_id))
         return closed
 
     def attach_article(self, order_id: str, article_id: str, expected_version: int, caller: Caller) -> Order:

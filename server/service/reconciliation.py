@@ -27,6 +27,7 @@ from server.domain.errors import (
     ProviderUnavailableError,
     ReconExceptionNotFoundError,
 )
+from server.domain.events import ReconExceptionOpened, ReconExceptionResolved
 from server.domain.operations import require_reason
 from server.domain.recon_records import BillRow, FundBill, LocalPayment, LocalRefund, RowKind, TradeBill
 from server.domain.reconciliation import (
@@ -85,7 +86,11 @@ class ReconciliationService:
         *,
         tolerance: timedelta = DAY_CUT_TOLERANCE,
         observer: Observer = _no_observer,
+        accounts: frozenset[str] | None = None,
     ) -> None:
+        """`accounts`: the merchant accounts `bills` covers (issue 18); orders of other accounts are
+        not expected in its bill. None: every order."""
+        self._accounts = accounts
         self._uow = uow
         self._read = read
         self._clock = clock
@@ -124,7 +129,7 @@ class ReconciliationService:
         with self._uow() as uow:
             self._store_bill(uow, day, trade, fund, now)
         rows = trade.rows if trade is not None else []
-        window = Window.of(day, self._tolerance)
+        window = Window.of(day, self._tolerance, self._accounts)
         outcome, found = self._match(day, rows, window, caller)
         fund_difference = check_fund_flow(outcome, fund.flow if fund is not None else None)
         if fund_difference is not None:
@@ -148,6 +153,8 @@ class ReconciliationService:
         with self._uow() as uow:
             created = uow.recon.record(day, found, now)
             uow.recon.finish(day, summary, now)
+            for new in created:
+                uow.record(ReconExceptionOpened(day, new.kind.value, new.out_trade_no, new.out_refund_no))
         for difference in created:
             if difference.kind.critical:
                 log.error(
@@ -277,6 +284,7 @@ class ReconciliationService:
                 )
             if not uow.recon.resolve(exception, reason, caller.actor, now):
                 raise TransientError("the exception changed while resolving it; try again")
+            uow.record(ReconExceptionResolved(exception.id))
             order_id = uow.recon.order_id_of(exception.out_trade_no) if exception.out_trade_no else None
             uow.audit.record(
                 AuditEvent(

@@ -21,6 +21,7 @@ import enum
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 from aiohttp import web
 
@@ -140,8 +141,10 @@ class _GuardedProtocol(asyncio.Protocol):
 
     # asyncio.Protocol, forwarded to aiohttp's RequestHandler
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not isinstance(transport, asyncio.Transport):
+        # uvloop's TCP transport is not an asyncio.Transport subclass: check what is used, not the class.
+        if not isinstance(transport, asyncio.Transport) and not hasattr(transport, "write"):
             raise TypeError("HTTP listeners are TCP")
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         peername = transport.get_extra_info("peername")
         peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"

@@ -3,15 +3,28 @@
 A waiter is one future and one timer on the loop: memory, no thread, no polling. `wake(order_id)`
 is the in-process signal (from any thread); across processes the PostgreSQL listener calls it.
 A wake is a hint: the woken call re-reads the order and parks again if nothing was decided.
+
+Every answer is counted by what ended its wait (`answers`, and the `orderpay_waiter_answers` metric):
+`signal` (a wake found the order decided), `timeout` (the caller's wait_ms ran out), `shutdown`, or
+`at_once` (decided before it parked). There is no other timer: a waiter is answered by its signal or
+by its own deadline, and the count says which.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Final, TypeVar
+
+from server.metrics import WAITER_ANSWERS
 
 _T = TypeVar("_T")
+SIGNAL: Final = "signal"
+TIMEOUT: Final = "timeout"
+SHUTDOWN: Final = "shutdown"
+AT_ONCE: Final = "at_once"
+_ANSWERED_BY = {by: WAITER_ANSWERS.labels(by) for by in (SIGNAL, TIMEOUT, SHUTDOWN, AT_ONCE)}
 
 
 class Waiters:
@@ -20,6 +33,7 @@ class Waiters:
         self._parked: dict[str, set[asyncio.Future[None]]] = {}
         self._closing = False
         self._waiting = 0
+        self.answers: Counter[str] = Counter()  # by what ended the wait (module docstring)
 
     @property
     def closing(self) -> bool:
@@ -49,22 +63,32 @@ class Waiters:
         park: its wake then finds this waiter (already woken, it reads again at once).
         """
         deadline = self._loop.time() + timeout_s
+        woken = False
         while True:
             future = self._park(order_id)
             try:
                 value = await read()
                 remaining = deadline - self._loop.time()
-                if decided(value) or remaining <= 0 or self._closing:
-                    return value
+                if decided(value):
+                    by = SHUTDOWN if self._closing else SIGNAL if woken else AT_ONCE
+                    return self._answer(value, by)
+                if remaining <= 0 or self._closing:
+                    return self._answer(value, SHUTDOWN if self._closing else TIMEOUT)
                 self._waiting += 1
                 try:
                     done, _ = await asyncio.wait({future}, timeout=remaining)
                 finally:
                     self._waiting -= 1
-                if not done:  # timed out: one last read below answers with the current state
-                    return await read()
+                if not done:  # timed out: one last read answers with the current state
+                    return self._answer(await read(), TIMEOUT)
+                woken = True
             finally:  # also on cancellation: a cancelled call leaves nothing behind
                 self._unpark(order_id, future)
+
+    def _answer(self, value: _T, by: str) -> _T:
+        self.answers[by] += 1
+        _ANSWERED_BY[by].inc()
+        return value
 
     def wake(self, order_id: str) -> None:
         """Wake the waiters of one order. Any thread."""

@@ -42,10 +42,13 @@ class Waiter:
     metrics_url: str
 
     def parked(self) -> int:
+        return int(self.metric("orderpay_waiters_parked "))
+
+    def metric(self, prefix: str) -> float:
         for line in httpx.get(self.metrics_url, timeout=5).text.splitlines():
-            if line.startswith("orderpay_waiters_parked "):
-                return int(float(line.split()[1]))
-        return 0
+            if line.startswith(prefix):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
 
 
 @pytest.fixture
@@ -102,6 +105,9 @@ def test_a_waiter_is_woken_by_a_fulfilment_committed_in_another_process(
     assert answer.order.status == order_pb2.ORDER_STATUS_PAID
     assert answer.order.fulfilment == order_pb2.FULFILMENT_SUCCEEDED
     assert waiter.parked() == 0
+    # Answered by the NOTIFY from process B, not by its deadline (there is no other timer).
+    assert waiter.metric('orderpay_waiter_answers_total{by="signal"}') == 1
+    assert waiter.metric('orderpay_waiter_answers_total{by="timeout"}') == 0
 
 
 def test_sigterm_answers_parked_waiters_with_the_current_order(

@@ -173,3 +173,18 @@ def test_migrations_are_idempotent(app: App) -> None:
     from server.adapters.db import migrate
 
     assert migrate(app.db) == []
+
+
+def test_a_conflicting_insert_writes_neither_the_order_nor_its_audit_row(app: App, rid: str) -> None:
+    """Insert-first: a duplicate key (or a second unpaid order) is a no-op answered from the winner,
+    with exactly one order and one 'created' audit row, and no savepoint to roll back."""
+    user = f"u-{rid}"
+    first = app.orders.create_order(CreateOrder("k", user, "vip-month", 1), BFF)
+    again = app.orders.create_order(CreateOrder("k", user, "vip-month", 1), BFF)
+    other_key = app.orders.create_order(CreateOrder("k2", user, "vip-month", 1), BFF)
+    assert (again.replayed, again.order) == (True, first.order)
+    assert (other_key.deduplicated, other_key.order.order_id) == (True, first.order.order_id)
+    with app.db.connection_context():
+        assert OrderRow.select().where(OrderRow.user_id == user).count() == 1
+        events = OrderEventRow.select().where(OrderEventRow.order_id == first.order.order_id)
+        assert [(e.field, e.to_value, e.cause) for e in events] == [("status", "UNPAID", "created")]

@@ -15,6 +15,7 @@ from orderpay.v1 import order_pb2, order_service_pb2, pay_service_pb2, vip_servi
 from server.adapters.tables import ProductRow
 from server.app import App
 from server.domain.catalogue import Product, ProductKind
+from server.log_setup import CALLS, merge_call_fields
 from tests.support.rich_status import Failure, failure_of
 from tests.support.rpc_calls import create, refused
 from tests.support.tokens import ADMIN, BFF
@@ -295,39 +296,41 @@ def test_health_and_reflection_need_no_token(channel: grpc.Channel) -> None:
 def test_one_canonical_log_line_per_call_with_the_ids(orders: Any, rid: str) -> None:
     capture = LogCapture()
     saved = structlog.get_config()
-    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    structlog.configure(processors=[merge_call_fields, capture])
     try:
-        created = create(orders, f"u-{rid}", "k").order
-        missing_order = pb.GetOrderRequest(order_id="ord_missing")
-        refused(orders.GetOrder, missing_order, metadata=(*BFF, ("x-request-id", rid)))
+        with CALLS.captured() as calls:
+            created = create(orders, f"u-{rid}", "k").order
+            missing_order = pb.GetOrderRequest(order_id="ord_missing")
+            refused(orders.GetOrder, missing_order, metadata=(*BFF, ("x-request-id", rid)))
     finally:
         structlog.configure(**saved)
-    lines = [entry for entry in capture.entries if entry["event"] == "rpc"]
+    lines = [entry for entry in calls if entry["event"] == "rpc"]
     assert len(lines) == 2
     ok, missing = lines
     assert (ok["code"], ok["user_id"], ok["order_id"]) == ("OK", f"u-{rid}", created.order_id)
     assert ok["rpc"] == "/orderpay.v1.OrderService/CreateOrder"
     assert ok["duration_ms"] >= 0
     assert (missing["code"], missing["request_id"], missing["order_id"]) == ("NOT_FOUND", rid, "ord_missing")
-    assert not any("test-bff-token" in str(entry) for entry in capture.entries)
+    assert not any("test-bff-token" in str(entry) for entry in [*capture.entries, *calls])
 
 
 def test_an_unauthenticated_caller_cannot_grow_the_log(orders: Any, rid: str) -> None:
     """Ids from the request reach the log only after authentication, and never longer than 64."""
     capture = LogCapture()
     saved = structlog.get_config()
-    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    structlog.configure(processors=[merge_call_fields, capture])
     huge = f"u-{rid}-" + "x" * 1_000_000
     try:
-        listing = pb.ListOrdersRequest(user_id=huge, page_size=1)
-        refused(orders.ListOrders, listing, metadata=(("x-request-id", "r" * 500),))  # no token
-        refused(orders.ListOrders, listing, metadata=BFF)  # authenticated, but an invalid id
+        with CALLS.captured() as calls:
+            listing = pb.ListOrdersRequest(user_id=huge, page_size=1)
+            refused(orders.ListOrders, listing, metadata=(("x-request-id", "r" * 500),))  # no token
+            refused(orders.ListOrders, listing, metadata=BFF)  # authenticated, but an invalid id
     finally:
         structlog.configure(**saved)
-    lines = [entry for entry in capture.entries if entry["event"] == "rpc"]
+    lines = [entry for entry in calls if entry["event"] == "rpc"]
     assert [line["code"] for line in lines] == ["UNAUTHENTICATED", "INVALID_ARGUMENT"]
     anonymous, invalid = lines
     assert "user_id" not in anonymous
     assert len(anonymous["request_id"]) <= 128  # an oversized caller id is replaced, not echoed
     assert invalid["user_id"] == huge[:64]
-    assert sum(len(str(entry)) for entry in capture.entries) < 10_000
+    assert sum(len(str(entry)) for entry in [*capture.entries, *calls]) < 10_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +30,10 @@ def parked(server: ServingThread) -> int:
     return server.on_loop(lambda: len(server.stack.waiters))
 
 
+def answers(server: ServingThread) -> Counter[str]:
+    return server.on_loop(lambda: Counter(server.stack.waiters.answers))
+
+
 def fulfil_in_db(app: App, order_id: str) -> None:
     """What the fulfilment worker commits, without the payment machinery (no credentials here)."""
     with app.uow() as uow:
@@ -43,6 +48,7 @@ def test_a_waiter_is_woken_by_the_fulfilment_signal(
     app: App, grpc_server: ServingThread, orders: Any, rid: str
 ) -> None:
     order_id = create(orders, f"u-{rid}", "k").order.order_id
+    before = answers(grpc_server)
     waiting = orders.GetOrder.future(
         pb.GetOrderRequest(order_id=order_id, wait_ms=LONG_WAIT_MS), metadata=BFF, timeout=DEADLINE_S
     )
@@ -52,6 +58,7 @@ def test_a_waiter_is_woken_by_the_fulfilment_signal(
     answer = waiting.result()
     assert answer.order.fulfilment == order_pb2.FULFILMENT_SUCCEEDED
     assert parked(grpc_server) == 0
+    assert answers(grpc_server) - before == Counter(signal=1)  # the signal answered it, no timer
 
 
 def test_a_cancelled_wait_releases_its_registry_entry(
@@ -112,6 +119,7 @@ def test_the_listener_comes_back_after_its_connection_is_killed(
     with psycopg2.connect(database_url) as other_process:  # the commit's NOTIFY, as another process sends it
         other_process.cursor().execute("SELECT pg_notify(%s, %s)", (CHANNEL, order_id))
     assert waiting.result().order.fulfilment == order_pb2.FULFILMENT_SUCCEEDED
+    assert answers(grpc_server)["timeout"] == 0  # woken by the NOTIFY, not by its deadline
 
 
 def _listener_pid(database_url: str) -> int | None:

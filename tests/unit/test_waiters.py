@@ -38,6 +38,7 @@ async def test_a_wake_after_the_commit_returns_the_decided_value() -> None:
     waiters.wake("o1")
     assert await waiting == "SUCCEEDED"
     assert len(waiters) == 0
+    assert waiters.answers == {"signal": 1}  # answered by the wake, not by its deadline
 
 
 async def test_a_spurious_wake_parks_again_and_the_timeout_answers_the_current_value() -> None:
@@ -48,6 +49,7 @@ async def test_a_spurious_wake_parks_again_and_the_timeout_answers_the_current_v
     assert await waiting == "PENDING"
     assert box.reads >= 3  # first read, after the wake, at the timeout
     assert len(waiters) == 0
+    assert waiters.answers == {"timeout": 1}
 
 
 async def test_an_already_decided_order_does_not_park() -> None:
@@ -55,6 +57,7 @@ async def test_an_already_decided_order_does_not_park() -> None:
     box.value = "FAILED"
     assert await waiters.until("o3", box.read, decided, 60) == "FAILED"
     assert len(waiters) == 0
+    assert waiters.answers == {"at_once": 1}
 
 
 async def test_a_cancelled_wait_releases_its_entry() -> None:
