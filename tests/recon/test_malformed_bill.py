@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from sandbox.keys import init_bundle
+from sandbox.keys.bundle import init_bundle
 from server.bootstrap import build_app
 from server.domain.reconciliation import BEIJING
 from server.jobs.recon_task import ReconTask

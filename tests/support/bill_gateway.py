@@ -18,8 +18,8 @@ from pathlib import Path
 from aiohttp import web
 
 from sandbox.app import RunningServer, serve_in_thread
-from sandbox.keys import load_credentials
-from sandbox.signing import signed_headers
+from sandbox.keys.bundle import load_credentials
+from sandbox.keys.signing import signed_headers
 
 TRADE_HEADER = (
     "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,"

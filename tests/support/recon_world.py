@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from sandbox.app import RunningSandbox
-from sandbox.clock import SandboxClock
+from sandbox.engine.clock import SandboxClock
 from sandbox.testing import MerchantCaller
 from server.adapters.recon_store import PeeweeReconStore
 from server.app import App
