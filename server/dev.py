@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from server.config import (
 )
 from server.log_setup import configure_logging
 from server.ports import Binding, ensure_free, stack_bindings
+from server.ready import bound_ports, with_concrete_ports, with_port, write_ports_file
 from server.runner import Stack, run_until_signal
 
 log = structlog.get_logger("orderpay.dev")
@@ -30,9 +30,13 @@ SANDBOX_START_S = 20.0
 DEV_CONSOLE_LISTEN = "127.0.0.1:8081"  # the operations console, on in dev
 
 
-def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
+def run_dev(sandbox_listen: str = "127.0.0.1:8090", ports_file: str | None = None) -> int:
     os.environ.setdefault("ORDERPAY_CREDENTIALS_DIR", str(STATE_DIR / "keys"))
     os.environ.setdefault("ORDERPAY_CONSOLE_LISTEN", DEV_CONSOLE_LISTEN)
+    # orderpay reads the date from the sandbox it talks to, so the two never disagree about it (a demo
+    # that moves the sandbox's clock moves orderpay's with it).
+    if "ORDERPAY_WXPAY_BASE_URL" not in os.environ:  # our own sandbox, on loopback
+        os.environ.setdefault("ORDERPAY_CLOCK", "sandbox")
     settings = load_settings()
     keys = Path(settings.credentials_dir)  # the server's and the sandbox's: one bundle, matching keys
     sandbox_at = Binding.parse("sandbox", "--sandbox-listen", sandbox_listen)
@@ -71,7 +75,9 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
             if (
                 stack.grpc is not None
             ):  # the port gRPC really bound (ORDERPAY_GRPC_LISTEN=...:0 = any free one)
-                shown = shown.with_overrides(grpc_listen=_with_port(shown.grpc_listen, stack.grpc.port))
+                shown = shown.with_overrides(grpc_listen=with_port(shown.grpc_listen, stack.grpc.port))
+            if ports_file:
+                write_ports_file(ports_file, {**bound_ports(stack), "sandbox": sandbox_url})
             _print_banner(shown, sandbox_url, stack.console_url)
 
         asyncio.run(run_until_signal(settings, {"grpc", "notify", "jobs"}, on_ready=banner))
@@ -80,33 +86,6 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
         sandbox.wait(timeout=10)
         port_file.unlink(missing_ok=True)
     return 0
-
-
-def with_concrete_ports(settings: Settings) -> Settings:
-    """Port 0 ("any free port") for the sidecar and the metrics listener, made concrete before they
-    start: the sidecar's port is part of the notify URL the sandbox posts to, so it must be known first.
-    The notify URL follows the sidecar's address unless it was set on purpose."""
-    notify = _with_port(settings.notify_listen, _free_port_if_zero(settings.notify_listen))
-    metrics = settings.metrics_listen
-    if metrics:
-        metrics = _with_port(metrics, _free_port_if_zero(metrics))
-    changes: dict[str, str] = {"notify_listen": notify, "metrics_listen": metrics}
-    if settings.notify_url == Settings().notify_url:  # the default, not chosen: follow the sidecar
-        changes["notify_url"] = f"http://{notify}/wxpay/notify"
-    return settings.with_overrides(**changes)
-
-
-def _with_port(address: str, port: int) -> str:
-    return f"{address.rpartition(':')[0]}:{port}"
-
-
-def _free_port_if_zero(address: str) -> int:
-    host, _, port = address.rpartition(":")
-    if int(port) != 0:
-        return int(port)
-    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as probe:
-        probe.bind((host.strip("[]") or "127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait_sandbox(process: subprocess.Popen[bytes], port_file: Path) -> int:

@@ -1,4 +1,9 @@
-"""Shared fixtures: the two database backends, an App per backend, random ids."""
+"""Shared fixtures: the two database backends, an App per backend, random ids.
+
+Isolation (tests/support/isolation.py): before any test runs, every ORDERPAY_* setting inherited from
+the shell is dropped and every listener defaults to port 0, so the suite never meets what `make run`
+left (.orderpay/keys, its database) or holds (50051, 8080, 8081, 8090, 9464).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,9 @@ from server.app import App
 from server.bootstrap import build_app
 from server.config import Settings
 from tests.support.databases import fresh_postgres, postgres_admin_url, sqlite_url
+from tests.support.isolation import NO_CREDENTIALS, NOWHERE_NOTIFY_URL, isolate_environment
+
+isolate_environment()  # at import: before any fixture, test module or child process reads the environment
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -40,6 +48,11 @@ def settings_for(database_url: str, **overrides: object) -> Settings:
         grpc_listen="127.0.0.1:0",
         notify_listen="127.0.0.1:0",
         metrics_listen="127.0.0.1:0",
+        console_listen="",
+        # Never the repository's .orderpay/keys (`make run` writes it); tests with payments bring their own.
+        credentials_dir=NO_CREDENTIALS,
+        # Never the default sidecar port (a running `make run` listens there): nothing answers on port 9.
+        notify_url=NOWHERE_NOTIFY_URL,
         api_tokens="bff:test-bff-token,admin:test-admin-token",
         db_pool_size=80,
         log_format="json",

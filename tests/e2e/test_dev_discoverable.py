@@ -74,7 +74,13 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: "Ctrl-C stops everything" in log.read_text(), 60, "the dev banner")
+        wait_until(
+            lambda: "Ctrl-C stops everything" in log.read_text(),
+            60,
+            "the dev banner",
+            child=process,
+            output=log,
+        )
         text = log.read_text()
         yield Dev(text[text.index("orderpay dev stack is up") :], workdir, env)
     finally:

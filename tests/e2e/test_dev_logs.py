@@ -77,7 +77,13 @@ def dev_on_a_terminal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     reader = threading.Thread(target=terminal.pump, daemon=True)
     reader.start()
     try:
-        wait_until(lambda: "dev stack is up" in terminal.text(), 60, "the dev banner")
+        wait_until(
+            lambda: "dev stack is up" in terminal.text(),
+            60,
+            "the dev banner",
+            child=process,
+            output=terminal.text,
+        )
         yield Dev(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{notify_port}", terminal)
     finally:
         process.send_signal(signal.SIGINT)

@@ -35,7 +35,7 @@ def test_dev_stack_and_demo(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: "dev stack is up" in log.read_text(), 60, "the dev banner")
+        wait_until(lambda: "dev stack is up" in log.read_text(), 60, "the dev banner", child=dev, output=log)
         demo = subprocess.run(
             [
                 sys.executable,

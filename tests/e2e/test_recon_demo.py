@@ -47,7 +47,7 @@ def test_demo_ends_with_a_reconciled_day(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: "dev stack is up" in log.read_text(), 60, "the dev banner")
+        wait_until(lambda: "dev stack is up" in log.read_text(), 60, "the dev banner", child=dev, output=log)
         demo = orderpay(
             "demo", "--recon", "--target", f"127.0.0.1:{grpc_port}", "--sandbox-url", sandbox_url,
             "--user-id", "recon-demo",
