@@ -26,7 +26,7 @@ from server.ready import bound_ports, with_concrete_ports, with_port, write_port
 from server.runner import Stack, run_until_signal
 
 log = structlog.get_logger("orderpay.dev")
-SANDBOX_START_S = 20.0
+SANDBOX_START_S = 60.0  # a loaded 2-core laptop (or CI) can take a while to start Python
 DEV_CONSOLE_LISTEN = "127.0.0.1:8081"  # the operations console, on in dev
 
 

@@ -24,17 +24,15 @@ from tests.support.isolation import DEFAULT_PORTS, LISTENERS
 from tests.support.stack import ROOT
 from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("beside-make-run")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 # The tests the 2026-12 walkthrough saw fail with `make run` up, one or two of each kind.
 SUBSET = [
     "tests/rpc/test_order_rpc.py::test_pay_service_is_unimplemented_without_credentials",
     "tests/e2e/test_dev_discoverable.py::test_the_banner_shows_the_bound_ports",
     "tests/e2e/test_dev_discoverable.py::test_the_sandbox_index_says_what_it_is",
-    "tests/e2e/test_dev_startup.py",
+    "tests/e2e/test_dev_startup.py::test_grpc_port_held_by_another_process_is_named",
     "tests/unit/test_guard.py::test_serve_refuses_to_start_in_one_line_with_exit_2",
-    "tests/e2e/test_cli.py",
-    "tests/e2e/test_purchase_flow.py::test_vip_purchase_extends_membership_by_plan_days",
 ]
 
 
@@ -94,7 +92,7 @@ def test_the_stack_tests_pass_beside_a_running_make_run(make_run: Path) -> None:
         env=_shell_environment(),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=800,
         check=False,
     )  # fmt: skip
 
