@@ -8,16 +8,16 @@ import peewee as pw
 
 from server.adapters.admin_queries import AdminQueries
 from server.adapters.decisions import FulfilmentDecisions
+from server.adapters.gateways import MerchantGateways
 from server.config import Settings
 from server.domain.clock import Clock
 from server.service.catalogue import CatalogueService
 from server.service.fulfilment import FulfilmentWorker
-from server.service.handlers import EventBus
 from server.service.notifications import NotificationService
 from server.service.operations import OperationsService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
-from server.service.ports import PaymentGateway, UnitOfWorkFactory
+from server.service.ports import UnitOfWorkFactory
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
 from server.wxpay.credentials import MerchantCredentials
@@ -28,12 +28,11 @@ class PaymentsPart:
     """Everything that needs the merchant's credentials: built whole, or not at all."""
 
     credentials: MerchantCredentials
-    gateway: PaymentGateway
+    gateways: MerchantGateways  # each merchant's payment gateway (today: the bundle's one merchant)
     payments: PaymentService
     refunds: RefundService
     notifications: NotificationService
     fulfilment: FulfilmentWorker
-    events: EventBus  # the after-commit reactions (server.service.handlers)
     reconciliation: ReconciliationService  # 对账 against WeChat Pay's daily bills
     decisions: FulfilmentDecisions  # "fulfilment decided" announcements: the server's long-polls subscribe
 
@@ -52,9 +51,8 @@ class App:
     operations: OperationsService  # the operator's actions
 
     def close(self) -> None:
-        shutdown = getattr(self.payments.gateway, "shutdown", None) if self.payments else None
-        if shutdown is not None:
-            shutdown()
+        if self.payments is not None:
+            self.payments.gateways.shutdown()
         close_all = getattr(self.db, "close_all", None)
         if close_all is not None:
             close_all()

@@ -5,26 +5,27 @@ What reacts to what is not wired here: that is the handler table, server.service
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
+
+import peewee as pw
 
 from server.adapters.db import bind, make_database, migrate
 from server.adapters.decisions import FulfilmentDecisions
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
+from server.adapters.gateways import MerchantGateways
 from server.adapters.unit_of_work import read_only_factory, unit_of_work_factory
 from server.app import App, PaymentsPart
 from server.config import ConfigError, Settings
 from server.domain.clock import Clock, utc_now
 from server.domain.errors import ProviderUnavailableError
-from server.domain.events import Event
 from server.domain.fulfilment import RetryPolicy
 from server.domain.recon_records import FundBill, TradeBill
 from server.observers import observe_provider, observe_recon
 from server.operations_wiring import build_operations
 from server.service.catalogue import CatalogueService
 from server.service.fulfilment import FulfilmentWorker
-from server.service.handlers import EventBus, Policy, Reactors, transactional
+from server.service.handlers import Policy, Reactors, transactional
 from server.service.notifications import NotificationService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
@@ -36,9 +37,9 @@ from server.wxpay.bills import WeChatBills
 from server.wxpay.certificates import KeyStore
 from server.wxpay.client import from_settings
 from server.wxpay.credentials import load_credentials
+from server.wxpay.gateway import WeChatPayGateway
 from server.wxpay.notification import notification_parser
 from server.wxpay.signing import VerifierKeys
-from server.wxpay.wire import WeChatPayGateway
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -70,11 +71,13 @@ def build_app(
     if run_migrations:
         migrate(db)
     policy = Policy(auto_refund_on_fulfilment_failure=settings.auto_refund_on_fulfilment_failure)
-    uow, read = transactional(unit_of_work_factory(db), clock, policy), read_only_factory(db)
     decisions = FulfilmentDecisions(db)
-    payments = _payments_part(
-        settings, uow, read, clock, gateway, bills, decisions, payments_required, prompt_fulfilment
-    )
+    with_payments = _has_credentials(settings, payments_required)
+    uow, worker = _unit_of_work(db, settings, clock, policy, decisions, with_payments, prompt_fulfilment)
+    read = read_only_factory(db)
+    payments = None
+    if with_payments:
+        payments = _payments_part(settings, uow, read, clock, gateway, bills, decisions, worker)
     closer = payments.payments.close_at_provider if payments is not None else None
     orders = OrderService(
         uow, clock, timedelta(seconds=settings.order_ttl_s), prepay_closer=closer, read=read
@@ -82,6 +85,41 @@ def build_app(
     catalogue = CatalogueService(uow, clock, read=read)
     admin, operations = build_operations(db, uow, read, clock, payments)
     return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations)
+
+
+def _has_credentials(settings: Settings, required: bool) -> bool:
+    bundle = Path(settings.credentials_dir)
+    if (bundle / "merchant.json").exists():
+        return True
+    if not required:
+        return False
+    raise ConfigError(
+        f"no credentials bundle in {bundle} (ORDERPAY_CREDENTIALS_DIR); "
+        f"`orderpay keys init --dir {bundle}` makes a throwaway one"
+    )
+
+
+def _unit_of_work(
+    db: pw.Database,
+    settings: Settings,
+    clock: Clock,
+    policy: Policy,
+    decisions: FulfilmentDecisions,
+    with_payments: bool,
+    prompt_fulfilment: bool,
+) -> tuple[UnitOfWorkFactory, FulfilmentWorker]:
+    """The unit of work runs the after-commit reactions, and one of them calls the fulfilment worker,
+    which commits through that same unit of work: `transactional` hands the finished factory to
+    `reactors`, which builds the one worker."""
+    workers: list[FulfilmentWorker] = []
+
+    def reactors(committed: UnitOfWorkFactory) -> Reactors:
+        workers.append(FulfilmentWorker(committed, clock, policy=retry_policy(settings)))
+        fulfilment = workers[0] if with_payments else None  # orders only: nothing is ever paid here
+        return Reactors(fulfilment=fulfilment, decisions=decisions, prompt_fulfilment=prompt_fulfilment)
+
+    uow = transactional(unit_of_work_factory(db), clock, policy, reactors)
+    return uow, workers[0]
 
 
 def _payments_part(
@@ -92,39 +130,27 @@ def _payments_part(
     gateway: PaymentGateway | None,
     bills: BillSource | None,
     decisions: FulfilmentDecisions,
-    required: bool,
-    prompt_fulfilment: bool,
-) -> PaymentsPart | None:
-    bundle = Path(settings.credentials_dir)
-    if not (bundle / "merchant.json").exists():
-        if not required:
-            return None
-        raise ConfigError(
-            f"no credentials bundle in {bundle} (ORDERPAY_CREDENTIALS_DIR); "
-            f"`orderpay keys init --dir {bundle}` makes a throwaway one"
-        )
+    worker: FulfilmentWorker,
+) -> PaymentsPart:
     credentials = load_credentials(settings.credentials_dir)
     keys: VerifierKeys | KeyStore = credentials.verifier_keys()
     if gateway is None:
         client = from_settings(settings, credentials, observer=observe_provider)
         gateway, keys = WeChatPayGateway(client), client.key_store  # one key store: client and sidecar
         bills = bills or WeChatBills(client)
-    worker = FulfilmentWorker(uow, clock, policy=retry_policy(settings))
-    fulfiller = worker if prompt_fulfilment else _LeaveToTheJob()
-    events = EventBus(Reactors(fulfilment=fulfiller, decisions=decisions))
     merchant = MerchantIdentity(merchant_id=credentials.mchid, app_id=credentials.appid)
+    gateways = MerchantGateways.single(merchant, gateway)
     payments = PaymentService(
-        uow,
-        clock,
-        gateway,
-        merchant,
-        settings.notify_url,
-        settings.reconcile_schedule_s,
-        publish=events.publish,
-        read=read,
+        uow, clock, gateways, merchant, settings.notify_url, settings.reconcile_schedule_s, read=read
     )
     refunds = RefundService(
-        uow, clock, gateway, merchant, settings.notify_url, settings.refund_poll_schedule_s, read=read
+        uow,
+        clock,
+        gateways.gateway_for(merchant),
+        merchant,
+        settings.notify_url,
+        settings.refund_poll_schedule_s,
+        read=read,
     )
     notifications = NotificationService(
         uow=uow,
@@ -133,7 +159,6 @@ def _payments_part(
         parse=notification_parser(credentials, keys, settings.notify_clock_skew_s),
         payments=payments,
         refunds=refunds,
-        publish=events.publish,
         transient_faults=TRANSIENT_DATABASE_ERRORS,  # incl. an exhausted connection pool
     )
     reconciliation = ReconciliationService(
@@ -146,7 +171,7 @@ def _payments_part(
         observer=observe_recon,
     )
     return PaymentsPart(
-        credentials, gateway, payments, refunds, notifications, worker, events, reconciliation, decisions
+        credentials, gateways, payments, refunds, notifications, worker, reconciliation, decisions
     )
 
 
@@ -162,11 +187,3 @@ class _NoBills:
 
 def _no_bills() -> ProviderUnavailableError:
     return ProviderUnavailableError("no bill source configured", metadata={"provider_code": "NO_BILLS"})
-
-
-class _LeaveToTheJob:
-    """OrderPaid's prompt reaction switched off: FulfilmentTask alone works the ledger."""
-
-    def fulfil(self, order_id: str) -> Sequence[Event]:
-        del order_id
-        return ()

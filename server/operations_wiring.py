@@ -3,14 +3,11 @@ by `server.bootstrap.build_app` from the parts it already made."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import peewee as pw
 
 from server.adapters.admin_queries import AdminQueries
 from server.app import PaymentsPart
 from server.domain.clock import Clock
-from server.domain.events import Event
 from server.service.operations import OperationsService
 from server.service.ports import UnitOfWorkFactory
 
@@ -24,19 +21,7 @@ def build_operations(
 ) -> tuple[AdminQueries, OperationsService]:
     if payments is None:  # orders only: nothing can be HELD, refunded or replayed
         return AdminQueries(db), OperationsService(uow, clock, read=read)
-    part = payments
-
-    def fulfil_now(order_id: str) -> Sequence[Event]:
-        events = part.fulfilment.fulfil(order_id)
-        part.events.publish(events)  # e.g. FulfilmentDecided wakes long-poll waiters
-        return events
-
     service = OperationsService(
-        uow,
-        clock,
-        refunds=part.refunds,
-        fulfil_now=fulfil_now,
-        notifications=part.notifications,
-        read=read,
+        uow, clock, refunds=payments.refunds, notifications=payments.notifications, read=read
     )
-    return AdminQueries(db, part.notifications.describe), service
+    return AdminQueries(db, payments.notifications.describe), service

@@ -36,12 +36,13 @@ from server.adapters.tables import (
     RefundRow,
 )
 from server.adapters.times import from_db_time, to_db_time
-from server.domain.order import Order
+from server.domain.fulfilment import LedgerStatus
+from server.domain.operations import RESOLVED_BY_REFUND, RETRY_FULFILMENT_STATUSES
+from server.domain.order import Fulfilment, Order
 from server.domain.reconciliation import ExceptionStatus
-from server.domain.refund import Refund
+from server.domain.refund import LIVE_REFUND_STATUSES, Refund, RefundStatus
 
 MAX_PAGE = 200
-LIVE_REFUNDS = ("PROCESSING", "SUCCESS")
 # Outcomes a person must look at that no HELD order already shows (amount_mismatch and paid_after_close do).
 FAILING_OUTCOMES = ("unknown_order", "identity_mismatch", "refund_unknown", "invalid_resource", "error")
 
@@ -143,7 +144,9 @@ class AdminQueries:
 
     def list_fulfilment_jobs(self, *, status: str | None = None, limit: int = 50) -> list[FulfilmentView]:
         query = FulfilmentRow.select().where(
-            FulfilmentRow.status.in_([status] if status else ["PENDING", "FAILED"])
+            FulfilmentRow.status.in_(
+                [status] if status else [LedgerStatus.PENDING.value, LedgerStatus.FAILED.value]
+            )
         )
         with self._db.connection_context():
             return [
@@ -151,8 +154,10 @@ class AdminQueries:
             ]
 
     def needs_attention(self, now: datetime, limit: int = 50) -> Attention:
-        held = self.list_orders(OrderFilter(fulfilment="HELD"), limit).orders
-        failed = self.list_orders(OrderFilter(fulfilment="FAILED", needs_attention=True), limit).orders
+        held = self.list_orders(OrderFilter(fulfilment=Fulfilment.HELD.value), limit).orders
+        failed = self.list_orders(
+            OrderFilter(fulfilment=Fulfilment.FAILED.value, needs_attention=True), limit
+        ).orders
         refunds = self.list_refunds(stuck=True, limit=limit, now=now)
         notes = self.list_notifications(failing=True, limit=limit)
         recon = self.recon_exceptions(limit)
@@ -226,22 +231,37 @@ def _order_filter(where: OrderFilter) -> pw.Expression:
             (OrderRow.order_id == text) | (OrderRow.out_trade_no == text) | (OrderRow.transaction_id == text)
         )
     if where.needs_attention:
-        live_refund = pw.fn.EXISTS(
-            RefundRow.select(RefundRow.out_refund_no).where(
-                (RefundRow.order_id == OrderRow.order_id) & RefundRow.status.in_(LIVE_REFUNDS)
-            )
-        )
-        failed_unrefunded = (OrderRow.fulfilment == "FAILED") & (OrderRow.status == "PAID") & ~live_refund
-        clauses.append((OrderRow.fulfilment == "HELD") | failed_unrefunded)
+        clauses.append(_needs_a_human())
     expression = clauses[0]
     for clause in clauses[1:]:
         expression = expression & clause
     return expression
 
 
+def _needs_a_human() -> pw.Expression:
+    """`server.domain.operations.needs_a_human` in SQL, built from the same domain constants (a test
+    holds the two to the same fixtures)."""
+    live_refund = pw.fn.EXISTS(
+        RefundRow.select(RefundRow.out_refund_no).where(
+            (RefundRow.order_id == OrderRow.order_id)
+            & RefundRow.status.in_([s.value for s in LIVE_REFUND_STATUSES])
+        )
+    )
+    prefix = pw.fn.SUBSTR(OrderRow.fulfilment_reason, 1, len(RESOLVED_BY_REFUND))
+    resolved_by_refund: pw.Expression = prefix == RESOLVED_BY_REFUND
+    retryable = (
+        (OrderRow.fulfilment == Fulfilment.FAILED.value)
+        & OrderRow.status.in_([s.value for s in RETRY_FULFILMENT_STATUSES])
+        & ~resolved_by_refund
+        & ~live_refund
+    )
+    needs: pw.Expression = (OrderRow.fulfilment == Fulfilment.HELD.value) | retryable
+    return needs
+
+
 def _stuck_refund(now: datetime | None, after: timedelta = timedelta(minutes=10)) -> pw.Expression:
-    stuck = RefundRow.status == "ABNORMAL"
-    processing = RefundRow.status == "PROCESSING"
+    stuck = RefundRow.status == RefundStatus.ABNORMAL.value
+    processing = RefundRow.status == RefundStatus.PROCESSING.value
     stalled = RefundRow.next_poll_at.is_null()  # polling revoked or never scheduled
     if now is not None:
         stalled = stalled | (RefundRow.created_at <= to_db_time(now - after))

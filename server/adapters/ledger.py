@@ -107,6 +107,54 @@ class PeeweeLedger:
         oldest = FulfilmentRow.select(pw.fn.MIN(FulfilmentRow.next_attempt_at)).where(self._due(now)).scalar()
         return from_db_time(oldest)
 
+    # --- as an operator moves it (server.service.operations) -------------------------------------
+    def status(self, order_id: str) -> LedgerStatus | None:
+        row = FulfilmentRow.get_or_none(FulfilmentRow.order_id == order_id)
+        return None if row is None else LedgerStatus(row.status)
+
+    def restart(self, order_id: str, kind: str, now: datetime) -> None:
+        """A fresh PENDING row, due now with no attempts counted: insert, or reset a FAILED one."""
+        at = to_db_time(now)
+        # The caller's compare-and-set on the order's version serialises this: no insert race here.
+        if FulfilmentRow.get_or_none(FulfilmentRow.order_id == order_id) is None:
+            self.add(order_id, kind, now)
+            return
+        FulfilmentRow.update(
+            status=LedgerStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=at,
+            last_error="",
+            updated_at=at,
+            version=FulfilmentRow.version + 1,
+        ).where(
+            (FulfilmentRow.order_id == order_id) & (FulfilmentRow.status != LedgerStatus.SUCCEEDED.value)
+        ).execute()
+
+    def due_now(self, order_id: str, now: datetime) -> bool:
+        at = to_db_time(now)
+        return bool(
+            FulfilmentRow.update(next_attempt_at=at, updated_at=at, version=FulfilmentRow.version + 1)
+            .where(
+                (FulfilmentRow.order_id == order_id) & (FulfilmentRow.status == LedgerStatus.PENDING.value)
+            )
+            .execute()
+        )
+
+    def stop(self, order_id: str, now: datetime, error: str) -> bool:
+        at = to_db_time(now)
+        return bool(
+            FulfilmentRow.update(
+                status=LedgerStatus.FAILED.value,
+                last_error=error[:1000],
+                updated_at=at,
+                version=FulfilmentRow.version + 1,
+            )
+            .where(
+                (FulfilmentRow.order_id == order_id) & (FulfilmentRow.status == LedgerStatus.PENDING.value)
+            )
+            .execute()
+        )
+
 
 class PeeweeGrants:
     def record(

@@ -231,6 +231,18 @@ class PeeweeRefunds:
         )
         return int(total or 0)
 
+    def stop_polling(self, out_refund_no: str, now: datetime) -> bool:
+        """The poller leaves the refund alone (it stays PROCESSING, listed as stuck, until settled)."""
+        return bool(
+            RefundRow.update(next_poll_at=None, updated_at=to_db_time(now), version=RefundRow.version + 1)
+            .where(
+                (RefundRow.out_refund_no == out_refund_no)
+                & (RefundRow.status == RefundStatus.PROCESSING.value)
+                & RefundRow.next_poll_at.is_null(False)
+            )
+            .execute()
+        )
+
 
 def _refund_from_row(row: RefundRow) -> Refund:
     values: dict[str, Any] = {name: getattr(row, name) for name in _REFUND_FIELDS}

@@ -11,7 +11,6 @@ import peewee as pw
 from server.adapters.job_queries import JobQueries
 from server.adapters.ledger import PeeweeGrants, PeeweeLedger, PeeweeMemberships
 from server.adapters.notification_store import PeeweeNotifications
-from server.adapters.operations_store import PeeweeLedgerControl
 from server.adapters.recon_store import PeeweeReconStore
 from server.adapters.repositories import PeeweeAudit, PeeweeOrders, PeeweeProducts, PeeweeRefunds
 from server.domain.events import Event
@@ -30,12 +29,10 @@ class PeeweeUnitOfWork:
     refunds = PeeweeRefunds()
     notifications = PeeweeNotifications()
     recon = PeeweeReconStore()
-    ledger_control = PeeweeLedgerControl()
 
     def __init__(self, ledger: PeeweeLedger, claims: JobQueries) -> None:
         self.ledger = ledger
         self.claims = claims
-        self.purges = claims
         self.new_events: list[Event] = []
 
     def record(self, *events: Event) -> None:

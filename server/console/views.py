@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,8 +16,9 @@ from server.console.app import CST, deps, page, render, session_cookie_options
 from server.console.charts import bar_list, column_chart
 from server.console.sessions import LOGIN_COOKIE, SESSION_COOKIE, SignInRefused
 from server.domain.errors import DomainError
-from server.domain.operations import is_resolved_by_refund
-from server.domain.order import Fulfilment, OrderStatus
+from server.domain.operations import Resolution, fulfilment_retryable, may_resolve
+from server.domain.order import Fulfilment, Order, OrderStatus
+from server.domain.refund import Refund, RefundStatus, live_refund_amount
 
 STATUSES = [s.value for s in OrderStatus]
 FULFILMENTS = [f.value for f in Fulfilment]
@@ -143,23 +145,27 @@ def timeline(story: OrderStory) -> list[Entry]:
     return sorted(entries, key=lambda entry: entry.at)
 
 
+def order_actions(order: Order, refunds: Sequence[Refund]) -> dict[str, bool]:
+    """The buttons the order page shows: exactly what the operations use cases would take (the rules
+    in server.domain.operations), never a restatement of them."""
+    return {
+        "can_resolve": may_resolve(order, Resolution.REFUND),
+        "can_accept": may_resolve(order, Resolution.ACCEPT),
+        "can_retry": fulfilment_retryable(order, live_refund_amount(refunds)),
+    }
+
+
 async def order_page(request: web.Request) -> web.StreamResponse:
     console = deps(request)
     story = await asyncio.to_thread(console.queries.order_story, request.match_info["order_id"])
     if story is None:
         raise web.HTTPNotFound(text="no such order", content_type="text/plain")
     order = story.order
-    live_refunds = any(r.status.value in {"PROCESSING", "SUCCESS"} for r in story.refunds)
     context = {
         "story": story,
         "o": order,
         "timeline": timeline(story),
-        "can_resolve": order.fulfilment is Fulfilment.HELD,
-        "can_accept": order.fulfilment is Fulfilment.HELD and order.status is OrderStatus.PAID,
-        "can_retry": order.fulfilment is Fulfilment.FAILED
-        and order.status is OrderStatus.PAID
-        and not live_refunds
-        and not is_resolved_by_refund(order),
+        **order_actions(order, story.refunds),
         "title": f"Order {order.order_id}",
     }
     return render(request, "order.html", context)
@@ -169,7 +175,7 @@ async def order_page(request: web.Request) -> web.StreamResponse:
 async def refunds(request: web.Request) -> dict[str, Any]:
     console = deps(request)
     stuck = request.query.get("stuck") == "1"
-    status = _choice(request.query.get("status"), ["PROCESSING", "SUCCESS", "CLOSED", "ABNORMAL"])
+    status = _choice(request.query.get("status"), [s.value for s in RefundStatus])
     rows = await asyncio.to_thread(
         lambda: console.queries.list_refunds(status=status, stuck=stuck, limit=100, now=console.clock())
     )

@@ -52,6 +52,20 @@ class FulfilmentDecided:
     order_id: str
 
 
+@dataclass(frozen=True)
+class FulfilmentReopened:
+    """An operator accepted a HELD order or retried a FAILED fulfilment: it is to be fulfilled again."""
+
+    order_id: str
+    kind: str
+
+
 Event = (
-    OrderPaid | PaidAfterClose | AmountMismatch | OrderFullyRefunded | FulfilmentFailed | FulfilmentDecided
+    OrderPaid
+    | PaidAfterClose
+    | AmountMismatch
+    | OrderFullyRefunded
+    | FulfilmentFailed
+    | FulfilmentDecided
+    | FulfilmentReopened
 )

@@ -1,8 +1,7 @@
-"""A signed notification from the payment provider, and the ways one is rejected.
+"""A signed notification from the payment provider, and its rejection in general terms.
 
 Protocol-neutral on purpose: the service layer codes against these; the WeChat Pay adapter
-(server.wxpay) produces them. Each rejection fixes an `outcome`, the label the sidecar answers
-with and counts in metrics.
+(server.wxpay) produces them, and its rejections (server.wxpay.errors) subclass NotificationRejected.
 """
 
 from __future__ import annotations
@@ -24,50 +23,23 @@ class Notification:
 
 
 class NotificationRejected(Exception):  # noqa: N818 - the name other layers code against
-    """A signed message from WeChat Pay failed a check; `outcome` says which one."""
+    """A signed message from the provider failed a check. `outcome` says which (the provider adapter's
+    subclasses fix it, server.wxpay.errors); `auth` says it failed authentication (who sent it), not shape."""
 
-    def __init__(self, outcome: str, message: str) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-        self.message = message
-
-
-class _FixedOutcome(NotificationRejected):
-    OUTCOME: ClassVar[str]
+    OUTCOME: ClassVar[str] = "rejected"
+    AUTH: ClassVar[bool] = False
 
     def __init__(self, message: str) -> None:
-        super().__init__(self.OUTCOME, message)
+        super().__init__(message)
+        self.outcome = self.OUTCOME
+        self.message = message
+
+    @property
+    def auth(self) -> bool:
+        return self.AUTH
 
 
-class MissingHeadersError(_FixedOutcome):
-    OUTCOME = "missing_headers"
+class MalformedError(NotificationRejected):
+    """Not a message we can read (also raised by the use case: an over-long id, a body that is not UTF-8)."""
 
-
-class StaleTimestampError(_FixedOutcome):
-    OUTCOME = "stale"
-
-
-class UnknownSerialError(_FixedOutcome):
-    OUTCOME = "unknown_serial"
-
-
-class BadSignatureError(_FixedOutcome):
-    OUTCOME = "bad_signature"
-
-
-class MalformedError(_FixedOutcome):
     OUTCOME = "malformed"
-
-
-class UndecryptableError(_FixedOutcome):
-    OUTCOME = "undecryptable"
-
-
-# What an operator does about a rejection that is WeChat's or our configuration's fault, not an
-# attacker's: such outcomes are logged as errors with this hint (issue 11).
-OPERATOR_ACTIONS: dict[str, str] = {
-    UndecryptableError.OUTCOME: (
-        "signed by WeChat Pay but does not decrypt: compare apiv3_key in merchant.json with the APIv3 key "
-        "set in the merchant platform (API安全); until they match every notification is refused"
-    ),
-}

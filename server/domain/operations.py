@@ -16,6 +16,7 @@ from server.domain.errors import (
     InvalidStateTransitionError,
     VersionConflictError,
 )
+from server.domain.events import Event, FulfilmentReopened
 from server.domain.order import Fulfilment, Order, OrderStatus
 
 REASON_MAX = 200
@@ -36,11 +37,12 @@ class Resolution(StrEnum):
 
 @dataclass(frozen=True)
 class Move:
-    """What to write: the order's new fulfilment and reason, and the audit row's from/to."""
+    """What to write: the order's new fulfilment and reason, the audit row's from/to, and what it raised."""
 
     fulfilment: Fulfilment
     fulfilment_reason: str
     audit_to: str
+    events: tuple[Event, ...] = ()
 
 
 def require_reason(reason: str) -> str:
@@ -62,22 +64,34 @@ def check_version(order: Order, expected_version: int) -> None:
 
 def resolve_held(order: Order, resolution: Resolution, reason: str) -> Move:
     """A HELD order (amount mismatch, paid after close) leaves HELD exactly once, one way or the other."""
+    refusal = _resolution_refusal(order, resolution)
+    if refusal is not None:
+        raise refusal
+    if resolution is Resolution.ACCEPT:
+        return Move(Fulfilment.PENDING, "", "ACCEPTED", _reopened(order))
+    # FAILED: this order will never be fulfilled; the reason says an operator chose the refund.
+    return Move(Fulfilment.FAILED, f"{RESOLVED_BY_REFUND}: {reason}"[:255], "REFUND")
+
+
+def may_resolve(order: Order, resolution: Resolution) -> bool:
+    """`resolve_held` would take it: what the console offers."""
+    return _resolution_refusal(order, resolution) is None
+
+
+def _resolution_refusal(order: Order, resolution: Resolution) -> DomainError | None:
     if order.fulfilment is not Fulfilment.HELD:
-        raise InvalidStateTransitionError(
+        return InvalidStateTransitionError(
             f"only a HELD order can be resolved; this one is {order.fulfilment.value}",
             metadata={"from": order.fulfilment.value, "to": resolution.value},
         )
-    if resolution is Resolution.ACCEPT:
-        if order.status is not OrderStatus.PAID:
-            raise InvalidStateTransitionError(
-                f"a {order.status.value} order cannot be accepted and fulfilled; refund it instead",
-                metadata={"from": order.status.value, "to": "FULFILMENT_PENDING"},
-            )
-        return Move(Fulfilment.PENDING, "", "ACCEPTED")
-    if order.paid_fee <= 0:
-        raise InvalidStateTransitionError("nothing was paid, so nothing can be refunded")
-    # FAILED: this order will never be fulfilled; the reason says an operator chose the refund.
-    return Move(Fulfilment.FAILED, f"{RESOLVED_BY_REFUND}: {reason}"[:255], "REFUND")
+    if resolution is Resolution.ACCEPT and order.status is not OrderStatus.PAID:
+        return InvalidStateTransitionError(
+            f"a {order.status.value} order cannot be accepted and fulfilled; refund it instead",
+            metadata={"from": order.status.value, "to": "FULFILMENT_PENDING"},
+        )
+    if resolution is Resolution.REFUND and order.paid_fee <= 0:
+        return InvalidStateTransitionError("nothing was paid, so nothing can be refunded")
+    return None
 
 
 def is_resolved_by_refund(order: Order) -> bool:
@@ -86,17 +100,40 @@ def is_resolved_by_refund(order: Order) -> bool:
 
 def retry_fulfilment(order: Order, live_refunds_fen: int) -> Move:
     """A FAILED fulfilment runs again only while the money is still all there (no refund under way)."""
+    refusal = _retry_refusal(order, live_refunds_fen)
+    if refusal is not None:
+        raise refusal
+    return Move(Fulfilment.PENDING, "", "RETRY", _reopened(order))
+
+
+def fulfilment_retryable(order: Order, live_refunds_fen: int) -> bool:
+    """`retry_fulfilment` would take it. `live_refunds_fen`: the order's refunds that are, or may still
+    become, money back (`RefundStatus.counts_against_paid`, ABNORMAL included; `live_refund_amount`)."""
+    return _retry_refusal(order, live_refunds_fen) is None
+
+
+def needs_a_human(order: Order, live_refunds_fen: int) -> bool:
+    """Only a person moves it on: HELD (resolve it), or a FAILED fulfilment that could still be retried
+    (one resolved by a refund, or with money going back, is decided and left alone)."""
+    return order.fulfilment is Fulfilment.HELD or fulfilment_retryable(order, live_refunds_fen)
+
+
+def _retry_refusal(order: Order, live_refunds_fen: int) -> DomainError | None:
     if order.fulfilment is not Fulfilment.FAILED or is_resolved_by_refund(order):
-        raise InvalidStateTransitionError(
+        return InvalidStateTransitionError(
             f"only a FAILED fulfilment can be retried; this one is {order.fulfilment.value}",
             metadata={"from": order.fulfilment.value, "to": Fulfilment.PENDING.value},
         )
     if order.status not in RETRY_FULFILMENT_STATUSES or live_refunds_fen > 0:
-        raise InvalidStateTransitionError(
+        return InvalidStateTransitionError(
             "the order is being refunded (or is not PAID); a retry would fulfil money already going back",
             metadata={"from": order.status.value, "to": Fulfilment.PENDING.value},
         )
-    return Move(Fulfilment.PENDING, "", "RETRY")
+    return None
+
+
+def _reopened(order: Order) -> tuple[Event, ...]:
+    return (FulfilmentReopened(order.order_id, order.kind.value),)
 
 
 def operations_refund_no(order_id: str) -> str:

@@ -36,6 +36,35 @@ class Prepay:
 
 
 @dataclass(frozen=True)
+class MerchantIdentity:
+    """A merchant account at the provider and the app it takes payments for (WeChat: mchid, appid)."""
+
+    merchant_id: str
+    app_id: str
+
+
+@dataclass(frozen=True)
+class ChannelRules:
+    """What paying on one channel needs, as the provider defines it (server.wxpay.channels)."""
+
+    channel: str  # JSAPI | MINIPROGRAM | APP | NATIVE | H5
+    family: str  # channels of one family share one prepay; opaque, only compared
+    needs_payer: bool = False  # the payer's id at the provider (an openid)
+    needs_client_ip: bool = False  # the paying browser's IP (H5)
+
+
+@dataclass(frozen=True)
+class PayView:
+    """What a client needs to pay a prepay: signed parameters, or a URL to open, until `expires_at`."""
+
+    prepay_id: str
+    expires_at: datetime
+    params: dict[str, str]  # in-app / JSAPI pay parameters, signed; empty for URL channels
+    code_url: str = ""  # NATIVE: the QR code's content
+    h5_url: str = ""  # H5: the page to open
+
+
+@dataclass(frozen=True)
 class TransactionReport:
     """The provider's word on one payment: paid (with `payment`) or not (yet)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -47,6 +48,14 @@ class Refund:
     refund_id: str | None = None
     succeeded_at: datetime | None = None
     poll_attempts: int = 0
+
+
+LIVE_REFUND_STATUSES = frozenset(s for s in RefundStatus if s.counts_against_paid)
+
+
+def live_refund_amount(refunds: Iterable[Refund]) -> int:
+    """What of an order is, or may still be, going back to the payer (`Refunds.committed_amount`)."""
+    return sum(r.amount for r in refunds if r.status.counts_against_paid)
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,17 @@ def _purge(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"purge: {exc}")
         return 2
-    from server.adapters.db import bind, make_database  # noqa: PLC0415
-    from server.adapters.unit_of_work import unit_of_work_factory  # noqa: PLC0415
+    from server.bootstrap import build_app  # noqa: PLC0415
     from server.config import load_settings  # noqa: PLC0415
-    from server.domain.clock import utc_now  # noqa: PLC0415
     from server.jobs.purge import purge_closed_unpaid  # noqa: PLC0415
 
-    db = make_database(load_settings().database_url, pool_size=2)
-    bind(db)
-    cutoff = utc_now() - age
-    report = purge_closed_unpaid(unit_of_work_factory(db), cutoff, dry_run=args.dry_run)
+    # The composition root's unit of work: whatever a purge records gets its reactions like any write.
+    app = build_app(load_settings(), run_migrations=False, payments_required=False)
+    try:
+        cutoff = app.clock() - age
+        report = purge_closed_unpaid(app.uow, cutoff, dry_run=args.dry_run)
+    finally:
+        app.close()
     verb = "would delete" if args.dry_run else "deleted"
     closed_before = f"{cutoff:%Y-%m-%dT%H:%M:%SZ}"
     print(

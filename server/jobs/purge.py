@@ -26,7 +26,7 @@ def purge_closed_unpaid(uow: UnitOfWorkFactory, cutoff: datetime, *, dry_run: bo
     after_seq = 0
     while True:
         with uow() as work:
-            queries = work.purges
+            queries = work.claims
             batch = queries.purgeable_orders(cutoff, after_seq)
             if not batch:
                 break

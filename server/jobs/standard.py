@@ -13,7 +13,7 @@ def standard_tasks(app: App) -> list[Task]:
     if part is None:
         raise RuntimeError("the jobs need the payments part (a credentials bundle)")
     return [
-        FulfilmentTask(part.fulfilment, part.events.publish),
+        FulfilmentTask(part.fulfilment),
         ExpiryTask(app.uow, app.clock, app.orders),
         ReconcileTask(app.uow, app.clock, part.payments),
         RefundPollTask(app.uow, app.clock, part.refunds),

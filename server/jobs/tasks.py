@@ -3,7 +3,7 @@ per row with no transaction open, so a slow WeChat Pay call never holds a lock."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -11,10 +11,9 @@ import structlog
 
 from server.domain.clock import Clock
 from server.domain.errors import InvalidStateTransitionError, ProviderUnavailableError, VersionConflictError
-from server.domain.events import Event
 from server.jobs.runner import JobResult
 from server.service.context import Caller
-from server.service.ports import Publish, UnitOfWorkFactory
+from server.service.ports import UnitOfWorkFactory
 
 log = structlog.get_logger("orderpay.jobs")
 
@@ -42,8 +41,6 @@ class NotificationReprocessor(Protocol):
 class FulfilmentBatch(Protocol):
     @property
     def claimed(self) -> int: ...
-    @property
-    def events(self) -> Sequence[Event]: ...
 
 
 class FulfilmentRunner(Protocol):
@@ -73,14 +70,12 @@ def _each(
 class FulfilmentTask:
     name = "fulfilment"
 
-    def __init__(self, worker: FulfilmentRunner, publish: Publish, limit: int = 50) -> None:
+    def __init__(self, worker: FulfilmentRunner, limit: int = 50) -> None:
         self._worker = worker
-        self._publish = publish
         self._limit = limit
 
     def run_once(self) -> JobResult:
-        batch = self._worker.run_due(self._limit)
-        self._publish(batch.events)
+        batch = self._worker.run_due(self._limit)  # its units of work run the events' reactions
         return JobResult(items=batch.claimed, more=batch.claimed >= self._limit)
 
     def oldest_due(self) -> datetime | None:

@@ -11,11 +11,11 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from server.domain.notification import OPERATOR_ACTIONS
 from server.metrics import NOTIFICATIONS
 from server.notify.keys import RECORD, RequestRecord
 from server.notify.responses import fail
 from server.service.notifications import ALARMING_OUTCOMES
+from server.wxpay.errors import OPERATOR_ACTIONS
 
 REQUEST_ID_HEADER = "X-Request-Id"
 NOTIFY_PATH = "/wxpay/notify"

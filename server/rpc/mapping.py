@@ -85,22 +85,23 @@ _REFUND_STATUS_TO_PB = {
 
 
 def payment_to_pb(view: PaymentView) -> pay_service_pb2.Payment:
+    pay = view.pay
     payment = pay_service_pb2.Payment(
         order_id=view.order.order_id,
         out_trade_no=view.order.out_trade_no,
         channel=pay_service_pb2.PayChannel.Value(f"PAY_CHANNEL_{view.channel}"),
-        prepay_id=view.prepay_id,
+        prepay_id=pay.prepay_id,
         amount=view.order.total_fee,
-        prepay_expires_at=timestamp(view.prepay_expires_at),
+        prepay_expires_at=timestamp(pay.expires_at),
     )
-    if view.code_url:
-        payment.code_url = view.code_url
-    elif view.h5_url:
-        payment.h5_url = view.h5_url
+    if pay.code_url:
+        payment.code_url = pay.code_url
+    elif pay.h5_url:
+        payment.h5_url = pay.h5_url
     elif view.channel == "APP":
-        payment.app.CopyFrom(pay_service_pb2.AppPayParams(**view.params))
+        payment.app.CopyFrom(pay_service_pb2.AppPayParams(**pay.params))
     else:
-        payment.jsapi.CopyFrom(pay_service_pb2.JsapiPayParams(**view.params))
+        payment.jsapi.CopyFrom(pay_service_pb2.JsapiPayParams(**pay.params))
     return payment
 
 

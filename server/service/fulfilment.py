@@ -5,21 +5,20 @@ worker claims due rows (the claim pushes `next_attempt_at` forward: a lease), an
 then flips the ledger to SUCCEEDED by compare-and-set on the claimed version, grants, marks the order
 and writes the audit row. Losing the compare-and-set rolls everything back, so two workers never
 both grant. Giving up raises FulfilmentFailed in the same transaction (its reaction records the
-refund); both ends raise FulfilmentDecided. The worker returns the events its transactions
-committed; whoever ran it publishes them (server.service.handlers.EventBus).
+refund); both ends raise FulfilmentDecided. The unit of work runs their reactions
+(server.service.handlers): the worker publishes nothing by hand.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 
 from server.domain.clock import Clock
-from server.domain.events import Event
 from server.domain.fulfilment import (
     DEFAULT_HANDLERS,
     FulfilmentClaim,
@@ -46,13 +45,11 @@ JOB_CALLER = Caller("job:fulfilment")
 @dataclass(frozen=True)
 class Processed:
     outcome: Outcome
-    events: Sequence[Event] = ()
 
 
 @dataclass(frozen=True)
 class Batch:
     claimed: int
-    events: Sequence[Event] = field(default_factory=tuple)
 
 
 class _LeaseLost(Exception):  # noqa: N818 - a signal inside the worker, not an error
@@ -101,10 +98,9 @@ class FulfilmentWorker:
         """Claim and process up to `limit` due rows."""
         with self._uow() as uow:
             claims = uow.ledger.claim_due(self._clock(), limit, self._policy.lease)
-        events: list[Event] = []
         for claim in claims:
-            events.extend(self._process(claim).events)
-        return Batch(len(claims), tuple(events))
+            self._process(claim)
+        return Batch(len(claims))
 
     def run_for_order(self, order_id: str) -> Processed:
         """Fulfil one order now (right after payment); the periodic run is the safety net."""
@@ -112,9 +108,9 @@ class FulfilmentWorker:
             claim = uow.ledger.claim_order(order_id, self._clock(), self._policy.lease)
         return Processed(Outcome.NOT_DUE) if claim is None else self._process(claim)
 
-    def fulfil(self, order_id: str) -> Sequence[Event]:
-        """`run_for_order` as OrderPaid's prompt reaction: the events it committed."""
-        return self.run_for_order(order_id).events
+    def fulfil(self, order_id: str) -> None:
+        """`run_for_order` as the prompt reaction to OrderPaid and FulfilmentReopened."""
+        self.run_for_order(order_id)
 
     def oldest_due(self) -> datetime | None:
         with self._uow() as uow:
@@ -123,7 +119,8 @@ class FulfilmentWorker:
     # --- one claimed row ------------------------------------------------------------------------
     def _process(self, claim: FulfilmentClaim) -> Processed:
         try:
-            processed = Processed(Outcome.SUCCEEDED, self._fulfil(claim))
+            self._fulfil(claim)
+            processed = Processed(Outcome.SUCCEEDED)
         except _LeaseLost:
             processed = Processed(Outcome.LOST)
         except _NotFulfillable as exc:
@@ -133,15 +130,14 @@ class FulfilmentWorker:
         FULFILMENT.labels(claim.kind, processed.outcome.value).inc()
         return processed
 
-    def _fulfil(self, claim: FulfilmentClaim) -> Sequence[Event]:
+    def _fulfil(self, claim: FulfilmentClaim) -> None:
         handler = self._handlers.get(claim.kind)
         if handler is None:
             raise FulfilmentError(f"no fulfilment handler for kind {claim.kind!r}")
-        granted, events = retry_on_conflict(lambda: self._fulfil_once(claim, handler), "fulfilling the order")
+        granted = retry_on_conflict(lambda: self._fulfil_once(claim, handler), "fulfilling the order")
         log.info("fulfilment.succeeded", order_id=claim.order_id, kind=claim.kind, granted=granted)
-        return events
 
-    def _fulfil_once(self, claim: FulfilmentClaim, handler: Handler) -> tuple[str, Sequence[Event]]:
+    def _fulfil_once(self, claim: FulfilmentClaim, handler: Handler) -> str:
         now = self._clock()
         with self._uow() as uow:
             if not uow.ledger.settle(
@@ -159,7 +155,7 @@ class FulfilmentWorker:
             )
             granted = handler(context)
             _audit_fulfilment(uow, order, Fulfilment.SUCCEEDED, f"fulfilled: {granted}", now)
-        return granted, uow.new_events
+        return granted
 
     def _failed_attempt(self, claim: FulfilmentClaim, exc: Exception) -> Processed:
         attempts = claim.attempts + 1
@@ -189,7 +185,7 @@ class FulfilmentWorker:
     def _give_up(
         self, claim: FulfilmentClaim, reason: str, *, refund: bool, attempts: int | None = None
     ) -> Processed:
-        def attempt() -> Sequence[Event]:
+        def attempt() -> bool:
             now = self._clock()
             with self._uow() as uow:
                 if not uow.ledger.settle(
@@ -201,14 +197,14 @@ class FulfilmentWorker:
                     assert order is not None  # noqa: S101 - _blocker says so
                     self._move(uow, order, order.fulfilment_failed(reason, now, refund=refund))
                     _audit_fulfilment(uow, order, Fulfilment.FAILED, f"fulfilment failed: {reason}", now)
-            return uow.new_events
+            return True  # None would mean "lost a race" to retry_on_conflict
 
         try:
-            events = retry_on_conflict(attempt, "giving up on fulfilment")
+            retry_on_conflict(attempt, "giving up on fulfilment")
         except _LeaseLost:
             return Processed(Outcome.LOST)
         log.error("fulfilment.failed", order_id=claim.order_id, reason=reason, refund=refund)
-        return Processed(Outcome.FAILED if refund else Outcome.ABANDONED, events)
+        return Processed(Outcome.FAILED if refund else Outcome.ABANDONED)
 
     @staticmethod
     def _move(uow: UnitOfWork, order: Order, transition: Transition) -> None:

@@ -5,14 +5,17 @@ they write rows only, so they commit or roll back with the transition. A reactio
 Pay writes its request here (a refund row is the outbox: `RefundPollTask` submits it, with the same
 `out_refund_no` on every retry) and never calls the network on the path that raised the event.
 
-`AFTER_COMMIT` reactions run in-process once the transaction committed (`EventBus.publish`). They
-are prompt, not durable: each has a durable carrier that a job works anyway (OrderPaid's is the
-fulfilment ledger row written with the PAID transition, worked by `FulfilmentTask`).
+`AFTER_COMMIT` reactions run in-process once the outermost unit of work committed and released the
+writer lock (`transactional`): whoever raised the event never publishes it. They are prompt, not
+durable: each has a durable carrier that a job works anyway (OrderPaid's is the fulfilment ledger row
+written with the PAID transition, worked by `FulfilmentTask`). One that raises is logged; the commit
+stands. Nothing runs after a rollback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +29,7 @@ from server.domain.events import (
     Event,
     FulfilmentDecided,
     FulfilmentFailed,
+    FulfilmentReopened,
     OrderFullyRefunded,
     OrderPaid,
     PaidAfterClose,
@@ -53,8 +57,9 @@ class Policy:
 class Reactors:
     """What the after-commit reactions call (built by bootstrap; nothing here calls back into it)."""
 
-    fulfilment: Fulfiller
+    fulfilment: Fulfiller | None = None  # None: no payments part, so nothing is ever fulfilled
     decisions: DecisionAnnouncer | None = None  # long-poll waiters (server.adapters.decisions)
+    prompt_fulfilment: bool = True  # False: OrderPaid leaves the order to FulfilmentTask (tests)
 
 
 # --- reactions inside the transaction -----------------------------------------------------------
@@ -62,6 +67,12 @@ def open_fulfilment(uow: UnitOfWork, event: OrderPaid, policy: Policy, now: date
     """The ledger row (unique per order) is OrderPaid's durable carrier: FulfilmentTask works it."""
     del policy
     uow.ledger.add(event.order_id, event.kind, now)
+
+
+def reopen_fulfilment(uow: UnitOfWork, event: FulfilmentReopened, policy: Policy, now: datetime) -> None:
+    """An operator accepted a HELD order or retried a FAILED one: a fresh PENDING ledger row, due now."""
+    del policy
+    uow.ledger.restart(event.order_id, event.kind, now)
 
 
 def refund_late_payment(uow: UnitOfWork, event: PaidAfterClose, policy: Policy, now: datetime) -> None:
@@ -108,29 +119,32 @@ def request_refund(
 
 
 # --- reactions after the commit -----------------------------------------------------------------
-def fulfil_promptly(event: OrderPaid, reactors: Reactors) -> Sequence[Event]:
-    return reactors.fulfilment.fulfil(event.order_id)
+def fulfil_promptly(event: OrderPaid, reactors: Reactors) -> None:
+    if reactors.fulfilment is not None and reactors.prompt_fulfilment:
+        reactors.fulfilment.fulfil(event.order_id)
 
 
-def alarm_held_payment(event: AmountMismatch, reactors: Reactors) -> Sequence[Event]:
+def fulfil_reopened(event: FulfilmentReopened, reactors: Reactors) -> None:
+    """The operator asked for it: run it now (even where OrderPaid leaves fulfilment to the job)."""
+    if reactors.fulfilment is not None:
+        reactors.fulfilment.fulfil(event.order_id)
+
+
+def alarm_held_payment(event: AmountMismatch, reactors: Reactors) -> None:
     del reactors
     log.error(
         "payment.held", reason="AMOUNT_MISMATCH", order_id=event.order_id, paid=event.paid, due=event.due
     )
-    return ()
 
 
-def announce_decision(
-    event: FulfilmentDecided | AmountMismatch | PaidAfterClose, reactors: Reactors
-) -> Sequence[Event]:
+def announce_decision(event: FulfilmentDecided | AmountMismatch | PaidAfterClose, reactors: Reactors) -> None:
     """The order's fulfilment will not change on its own any more: wake whoever long-polls it."""
     if reactors.decisions is not None:
         reactors.decisions.publish(event.order_id)
-    return ()
 
 
 InTransaction = Callable[[UnitOfWork, Any, Policy, datetime], None]
-AfterCommit = Callable[[Any, Reactors], Sequence[Event]]
+AfterCommit = Callable[[Any, Reactors], None]
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,7 @@ HANDLERS: Mapping[type[Event], Reactions] = {
     OrderFullyRefunded: Reactions(in_transaction=(revoke_grants,)),
     FulfilmentFailed: Reactions(in_transaction=(refund_failed_fulfilment,)),
     FulfilmentDecided: Reactions(after_commit=(announce_decision,)),
+    FulfilmentReopened: Reactions(in_transaction=(reopen_fulfilment,), after_commit=(fulfil_reopened,)),
 }
 
 
@@ -155,38 +170,55 @@ def transactional(
     factory: UnitOfWorkFactory,
     clock: Clock,
     policy: Policy,
+    reactors: Callable[[UnitOfWorkFactory], Reactors] | None = None,
     handlers: Mapping[type[Event], Reactions] = HANDLERS,
 ) -> UnitOfWorkFactory:
-    """`factory`, plus: the events recorded in the block get their in-transaction reactions just
-    before it commits (reactions may record more events; those are handled too)."""
+    """`factory`, plus the events recorded in each block: their in-transaction reactions run just before
+    it commits (reactions may record more events; those are handled too), their after-commit reactions
+    once the outermost block of this thread committed and released the writer lock.
+
+    `reactors` builds what the after-commit reactions call from the finished factory: the fulfilment
+    worker commits through the very unit of work whose commits call it."""
+    pending = threading.local()  # per thread: the committed events of each enclosing block
 
     @contextmanager
     def unit_of_work() -> Iterator[UnitOfWork]:
-        with factory() as uow:
-            yield uow
-            handled = 0
-            while handled < len(uow.new_events):
-                event = uow.new_events[handled]
-                handled += 1
-                for react in handlers[type(event)].in_transaction:
-                    react(uow, event, policy, clock())
+        stack: list[list[Event]] = pending.__dict__.setdefault("stack", [])
+        committed: list[Event] = []
+        stack.append(committed)
+        try:
+            with factory() as uow:
+                yield uow
+                _react_in_transaction(uow, handlers, policy, clock)
+            committed.extend(uow.new_events)
+        finally:
+            stack.pop()
+        if stack:  # a block inside another: its events wait for the outer commit (or rollback)
+            stack[-1].extend(committed)
+        else:
+            _react_after_commit(committed, handlers, built)
 
+    built = reactors(unit_of_work) if reactors is not None else Reactors()
     return unit_of_work
 
 
-class EventBus:
-    """Runs the after-commit reactions of committed events, and of the events those produce."""
+def _react_in_transaction(
+    uow: UnitOfWork, handlers: Mapping[type[Event], Reactions], policy: Policy, clock: Clock
+) -> None:
+    handled = 0
+    while handled < len(uow.new_events):
+        event = uow.new_events[handled]
+        handled += 1
+        for react in handlers[type(event)].in_transaction:
+            react(uow, event, policy, clock())
 
-    def __init__(self, reactors: Reactors, handlers: Mapping[type[Event], Reactions] = HANDLERS) -> None:
-        self._reactors = reactors
-        self._handlers = handlers
 
-    def publish(self, events: Sequence[Event]) -> None:
-        queue = list(events)
-        while queue:
-            event = queue.pop(0)
-            for react in self._handlers[type(event)].after_commit:
-                try:
-                    queue.extend(react(event, self._reactors))
-                except Exception:  # prompt, not durable: the job behind each reaction retries
-                    log.exception("event.reaction_failed", event_type=type(event).__name__)
+def _react_after_commit(
+    events: list[Event], handlers: Mapping[type[Event], Reactions], reactors: Reactors
+) -> None:
+    for event in events:
+        for react in handlers[type(event)].after_commit:
+            try:
+                react(event, reactors)
+            except Exception:  # prompt, not durable: the job behind each reaction retries
+                log.exception("event.reaction_failed", event_type=type(event).__name__)

@@ -12,7 +12,7 @@ This module never logs the body, the signature or the decrypted resource.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +23,6 @@ import structlog
 
 from server.domain.clock import Clock
 from server.domain.errors import DomainError
-from server.domain.events import Event
 from server.domain.notification import MalformedError, Notification, NotificationRejected
 from server.domain.operations import NotificationNotFoundError
 from server.domain.outcomes import ApplyOutcome
@@ -31,7 +30,6 @@ from server.domain.provider import NOTIFY_SOURCE, RefundReport, TransactionRepor
 from server.service.errors import TransientError
 from server.service.ports import (
     NotificationParser,
-    Publish,
     RefundApplier,
     StoredNotification,
     TransactionApplier,
@@ -54,8 +52,6 @@ PROCESSED: Final = "PROCESSED"
 FAILED: Final = "FAILED"
 # A row that still fails after this many attempts stays for a person to look at, not for the job.
 MAX_ATTEMPTS: Final = 20
-# Signature-class rejections say "not authenticated"; the rest "malformed".
-_AUTH_REJECTIONS: Final = frozenset({"stale", "unknown_serial", "bad_signature"})
 # Acknowledged outcomes that need a person's attention.
 ALARMING_OUTCOMES: Final = frozenset(o.value for o in ApplyOutcome if o.alarming)
 
@@ -97,7 +93,6 @@ class NotificationService:
         parse: NotificationParser,
         payments: TransactionApplier,
         refunds: RefundApplier,
-        publish: Publish,
         read: UnitOfWorkFactory | None = None,
         transient_faults: tuple[type[Exception], ...] = (),
     ) -> None:
@@ -110,7 +105,6 @@ class NotificationService:
         self._parse_signed = parse
         self._payments = payments
         self._refunds = refunds
-        self._publish = publish
 
     def receive(self, headers: Mapping[str, str], body: bytes) -> Receipt:
         """One delivery of `POST /wxpay/notify`."""
@@ -118,9 +112,7 @@ class NotificationService:
         try:
             note = self._parse(headers, body, now)
         except NotificationRejected as exc:
-            rejected = (
-                Disposition.REJECT_AUTH if exc.outcome in _AUTH_REJECTIONS else Disposition.REJECT_MALFORMED
-            )
+            rejected = Disposition.REJECT_AUTH if exc.auth else Disposition.REJECT_MALFORMED
             return Receipt(rejected, exc.outcome, exc.message)
         receipt = Receipt(
             Disposition.ACK,
@@ -172,20 +164,17 @@ class NotificationService:
         try:
             note = self._parse(row.headers, row.body.encode("utf-8"), row.received_at)
         except NotificationRejected as exc:
-            rejected = (
-                Disposition.REJECT_AUTH if exc.outcome in _AUTH_REJECTIONS else Disposition.REJECT_MALFORMED
-            )
+            rejected = Disposition.REJECT_AUTH if exc.auth else Disposition.REJECT_MALFORMED
             return Receipt(rejected, exc.outcome, exc.message, notification_id)
 
-        def attempt() -> tuple[str, Sequence[Event]]:
+        def attempt() -> str:
             with self._uow() as uow:
                 outcome = self._apply(uow, note)
                 if row.status != PROCESSED:
                     uow.notifications.finish(notification_id, PROCESSED, outcome, self._clock())
-            return outcome, uow.new_events
+            return outcome
 
-        outcome, events = retry_on_conflict(attempt, "replaying the notification")
-        self._publish(events)
+        outcome = retry_on_conflict(attempt, "replaying the notification")
         out_trade_no = note.report.out_trade_no[:64] if note.report is not None else ""
         return Receipt(Disposition.ACK, outcome, "", note.id, note.event_type, out_trade_no)
 
@@ -229,19 +218,17 @@ class NotificationService:
         if known is not None and known.status == PROCESSED:
             return DUPLICATE
 
-        def attempt() -> tuple[str, Sequence[Event]]:
-            with self._uow() as uow:
+        def attempt() -> str:
+            with self._uow() as uow:  # the unit of work runs the events' reactions once it committed
                 if not uow.notifications.insert(note.id, note.event_type, headers, body.decode("utf-8"), now):
                     stored = uow.notifications.get(note.id)
                     if stored is not None and stored.status == PROCESSED:
-                        return DUPLICATE, ()
+                        return DUPLICATE
                 outcome = self._apply(uow, note)
                 uow.notifications.finish(note.id, PROCESSED, outcome, self._clock())
-            return outcome, uow.new_events
+            return outcome
 
-        outcome, events = retry_on_conflict(attempt, "applying the notification")
-        self._publish(events)
-        return outcome
+        return retry_on_conflict(attempt, "applying the notification")
 
     def _apply(self, uow: UnitOfWork, note: Notification) -> str:
         if isinstance(note.report, TransactionReport):
@@ -257,14 +244,13 @@ class NotificationService:
             # tampered row can never be applied.
             note = self._parse(row.headers, row.body.encode("utf-8"), row.received_at)
 
-            def attempt() -> tuple[str, Sequence[Event]]:
+            def attempt() -> str:
                 with self._uow() as uow:
                     outcome = self._apply(uow, note)
                     uow.notifications.finish(row.notification_id, PROCESSED, outcome, self._clock())
-                return outcome, uow.new_events
+                return outcome
 
-            outcome, events = retry_on_conflict(attempt, "re-processing the notification")
-            self._publish(events)
+            outcome = retry_on_conflict(attempt, "re-processing the notification")
         except self._transient as exc:
             log.warning("notification.reprocess_deferred", error_type=type(exc).__name__, **fields)
             return 0

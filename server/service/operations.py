@@ -9,7 +9,6 @@ Rules live in `server.domain.operations`; money and fulfilment move through the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
@@ -24,6 +23,7 @@ from server.domain.errors import (
     RefundNotFoundError,
     VersionConflictError,
 )
+from server.domain.fulfilment import LedgerStatus
 from server.domain.operations import (
     Move,
     Resolution,
@@ -79,10 +79,6 @@ class OperationResult:
     refund: Refund | None = None
 
 
-def _nothing(order_id: str) -> None:
-    del order_id
-
-
 class OperationsService:
     def __init__(
         self,
@@ -90,7 +86,6 @@ class OperationsService:
         clock: Clock,
         *,
         refunds: OperationsRefunds | None = None,
-        fulfil_now: Callable[[str], object] = _nothing,
         notifications: NotificationReplayer | None = None,
         read: UnitOfWorkFactory | None = None,
     ) -> None:
@@ -98,7 +93,6 @@ class OperationsService:
         self._read = read or uow
         self._clock = clock
         self._refunds = refunds
-        self._fulfil_now = fulfil_now
         self._notifications = notifications
 
     # --- HELD orders ------------------------------------------------------------------------------
@@ -112,17 +106,15 @@ class OperationsService:
             if not repeated:
                 check_version(order, expected_version)
                 move = resolve_held(order, resolution, why)
+                # ACCEPT raises FulfilmentReopened: its reactions reopen the ledger and fulfil after commit.
                 order = self._move(uow, order, move, f"resolve {resolution.value.lower()}", why, caller)
-                if resolution is Resolution.ACCEPT:
-                    uow.ledger_control.restart(order, self._clock())
             mine = uow.refunds.get(operations_refund_no(order_id))
             # What is not already coming back (e.g. the automatic refund of a payment after close).
             amount = (
                 mine.amount if mine is not None else order.paid_fee - uow.refunds.committed_amount(order_id)
             )
         if resolution is Resolution.ACCEPT:
-            self._fulfil_now(order_id)  # the fulfilment worker is the safety net
-            order = self._reload(order_id)
+            order = self._reload(order_id)  # fulfilled on commit, or left to the fulfilment job
             message = f"accepted; fulfilment is {order.fulfilment.value}"
             return OperationResult("resolve_accept", "done", message, order)
         outcome = "already_done" if repeated else "done"
@@ -162,9 +154,7 @@ class OperationsService:
             order = require_order(uow, order_id)
             check_version(order, expected_version)
             move = retry_fulfilment(order, uow.refunds.committed_amount(order_id))
-            order = self._move(uow, order, move, "retry fulfilment", why, caller)
-            uow.ledger_control.restart(order, self._clock())
-        self._fulfil_now(order_id)
+            self._move(uow, order, move, "retry fulfilment", why, caller)  # raises FulfilmentReopened
         order = self._reload(order_id)
         message = f"fulfilment ran again: {order.fulfilment.value}"
         return OperationResult("retry_fulfilment", "done", message, order)
@@ -201,10 +191,8 @@ class OperationsService:
             )
         with self._uow() as uow:
             order = require_order(uow, key)
-            if uow.ledger_control.status(key) == "FAILED":
-                pass  # a FAILED row is the fulfilment retry, with its own rule
-            else:
-                if not uow.ledger_control.due_now(key, self._clock()):
+            if uow.ledger.status(key) is not LedgerStatus.FAILED:  # FAILED: the fulfilment retry's own rule
+                if not uow.ledger.due_now(key, self._clock()):
                     raise VersionConflictError("no pending fulfilment to retry for this order")
                 uow.audit.record(
                     audit(order, OPERATION, None, "RETRY_FULFILMENT_JOB", why, caller), self._clock()
@@ -220,7 +208,7 @@ class OperationsService:
                 refund = uow.refunds.get(key)
                 if refund is None:
                     raise RefundNotFoundError(f"refund {key!r} not found")
-                if not uow.ledger_control.stop_refund_poll(key, now):
+                if not uow.refunds.stop_polling(key, now):
                     return OperationResult(
                         "revoke_job", "already_done", "refund is not being polled", refund=refund
                     )
@@ -231,7 +219,7 @@ class OperationsService:
             return OperationResult("revoke_job", "done", f"stopped polling {key}", order, refund)
         with self._uow() as uow:
             order = require_order(uow, key)
-            if not uow.ledger_control.stop(key, now, f"revoked by operator: {why}"):
+            if not uow.ledger.stop(key, now, f"revoked by operator: {why}"):
                 return OperationResult("revoke_job", "already_done", "no pending fulfilment", order)
             move = Move(Fulfilment.FAILED, f"REVOKED: {why}"[:255], "REVOKE")
             order = self._move(uow, order, move, "revoke fulfilment", why, caller)
@@ -260,6 +248,7 @@ class OperationsService:
             uow.audit.record(
                 audit(order, "fulfilment", order.fulfilment, move.fulfilment, f"operator: {why}", caller), now
             )
+        uow.record(*move.events)
         return moved
 
     def _audit_refund(self, refund: Refund, what: str, why: str, caller: Caller) -> None:

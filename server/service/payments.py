@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -15,34 +14,40 @@ from server.domain.errors import (
     InvalidStateTransitionError,
     OrderNotPayableError,
 )
-from server.domain.events import Event
 from server.domain.order import Fulfilment, Order, OrderStatus
 from server.domain.outcomes import ApplyOutcome
-from server.domain.provider import CloseOutcome, PrepayRequest, TransactionReport
+from server.domain.provider import (
+    ChannelRules,
+    CloseOutcome,
+    PayView,
+    Prepay,
+    PrepayRequest,
+    TransactionReport,
+)
 from server.domain.validation import Violations
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.lookups import require_order
-from server.service.ports import MerchantIdentity, PaymentGateway, Publish, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import (
+    Gateways,
+    MerchantIdentity,
+    PaymentGateway,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from server.service.retry import Conflict, retry_on_conflict
 
 log = structlog.get_logger("orderpay.payments")
 
-# Channels that share one prepay (a mini-program pays like JSAPI): the same family reuses it.
-CHANNEL_ENDPOINT = {"JSAPI": "jsapi", "MINIPROGRAM": "jsapi", "APP": "app", "NATIVE": "native", "H5": "h5"}
-PREPAY_VALIDITY = {"h5": timedelta(minutes=5)}  # everything else: 2 h (research §3.3)
-DEFAULT_PREPAY_VALIDITY = timedelta(hours=2)
+CHANNELS = "JSAPI, MINIPROGRAM, APP, NATIVE, H5"  # what the API offers (pay_service.proto PayChannel)
+REUSE_MARGIN = timedelta(minutes=1)  # a prepay this close to its end is asked for again
 
 
 @dataclass(frozen=True)
 class PaymentView:
     order: Order
     channel: str
-    prepay_id: str
-    prepay_expires_at: datetime
-    params: dict[str, str]  # JSAPI / APP pay parameters, signed
-    code_url: str = ""
-    h5_url: str = ""
+    pay: PayView  # how the client pays, and until when
 
 
 @dataclass(frozen=True)
@@ -56,34 +61,35 @@ class PaymentService:
         self,
         uow: UnitOfWorkFactory,
         clock: Clock,
-        gateway: PaymentGateway,
+        gateways: Gateways,
         merchant: MerchantIdentity,
         notify_url: str,
         reconcile_schedule_s: tuple[float, ...],
-        publish: Publish,
         read: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow = uow
         self._read = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
-        self._gateway = gateway
-        self._merchant = merchant
+        self._gateways = gateways
+        self._merchant = merchant  # the one merchant whose transactions we accept (issue 18: per order)
         self._notify_url = notify_url
         self._schedule = reconcile_schedule_s or (60.0,)
-        self._publish = publish  # after-commit reactions (server.service.handlers)
 
     # --- prepay -------------------------------------------------------------------------------
     def create_payment(
         self, order_id: str, channel: str, payer_openid: str | None, client_ip: str | None, caller: Caller
     ) -> PaymentView:
-        endpoint = _validate_payment(order_id, channel, payer_openid, client_ip)
+        # Checked before the order is read (a bad request is INVALID_ARGUMENT even for an unknown order);
+        # issue 18 stores the merchant on the order, and checks its channels against that one's apps.
+        gateway = self._gateways.gateway_for(self._merchant)
+        rules = _validate_payment(gateway, order_id, channel, payer_openid, client_ip)
         order = self._load(order_id)
         now = self._clock()
-        reusable = self._reusable_prepay(order, endpoint, now)
+        reusable = self._reusable_prepay(gateway, order, rules, now)
         if reusable is not None:
             return reusable
-        _check_payable(order, endpoint, now)
-        prepay = self._gateway.prepay(
+        _check_payable(gateway, order, rules, now)
+        prepay = gateway.prepay(
             PrepayRequest(
                 channel=channel,
                 out_trade_no=order.out_trade_no,
@@ -96,33 +102,33 @@ class PaymentService:
                 client_ip=client_ip,
             )
         )
-        prepay_id, payload = prepay.prepay_id, prepay.payload
-        order = retry_on_conflict(
-            lambda: self._record_prepay(order_id, channel, endpoint, prepay_id, payload, now, caller),
+        recorded = retry_on_conflict(
+            lambda: self._record_prepay(order_id, channel, rules.family, prepay, now, caller),
             "recording the prepay",
         )
-        return self._view(order, channel, endpoint, prepay_id, payload, now)
+        return PaymentView(recorded, channel, gateway.pay_view(channel, prepay, now))
 
-    def _reusable_prepay(self, order: Order, endpoint: str, now: datetime) -> PaymentView | None:
+    def _reusable_prepay(
+        self, gateway: PaymentGateway, order: Order, rules: ChannelRules, now: datetime
+    ) -> PaymentView | None:
         if not order.prepay_id or order.prepay_at is None or order.status is not OrderStatus.UNPAID:
             return None
-        if CHANNEL_ENDPOINT.get(order.pay_channel or "") != endpoint:
-            return None
-        validity = PREPAY_VALIDITY.get(endpoint, DEFAULT_PREPAY_VALIDITY)
-        if order.prepay_at + validity <= now + timedelta(minutes=1):
-            return None  # expired or about to: ask WeChat again with the same parameters
         channel = order.pay_channel or ""
-        return self._view(
-            order, channel, endpoint, order.prepay_id, order.prepay_payload or "", order.prepay_at
-        )
+        previous = gateway.channel(channel)
+        if previous is None or previous.family != rules.family:
+            return None
+        prepay = Prepay(order.prepay_id, order.prepay_payload or "")
+        view = gateway.pay_view(channel, prepay, order.prepay_at)
+        if view.expires_at <= now + REUSE_MARGIN:
+            return None  # expired or about to: ask the provider again with the same parameters
+        return PaymentView(order, channel, view)
 
     def _record_prepay(
         self,
         order_id: str,
         channel: str,
-        endpoint: str,
-        prepay_id: str,
-        payload: str,
+        family: str,
+        prepay: Prepay,
         now: datetime,
         caller: Caller,
     ) -> Order | None:
@@ -133,8 +139,8 @@ class PaymentService:
                 replace(
                     order,
                     pay_channel=channel,
-                    prepay_id=prepay_id,
-                    prepay_payload=payload,
+                    prepay_id=prepay.prepay_id,
+                    prepay_payload=prepay.payload,
                     prepay_at=now,
                     updated_at=now,
                     next_sync_at=now + timedelta(seconds=self._schedule[0]),
@@ -142,39 +148,17 @@ class PaymentService:
                 ),
             )
             if updated is not None:
-                uow.audit.record(audit(order, "prepay", None, endpoint, "prepay created", caller), now)
+                uow.audit.record(audit(order, "prepay", None, family, "prepay created", caller), now)
             return updated
-
-    def _view(
-        self, order: Order, channel: str, endpoint: str, prepay_id: str, payload: str, prepay_at: datetime
-    ) -> PaymentView:
-        expires = prepay_at + PREPAY_VALIDITY.get(endpoint, DEFAULT_PREPAY_VALIDITY)
-        params: dict[str, str] = {}
-        if endpoint == "jsapi":
-            params = self._gateway.jsapi_pay_params(prepay_id)
-        elif endpoint == "app":
-            params = self._gateway.app_pay_params(prepay_id)
-        return PaymentView(
-            order=order,
-            channel=channel,
-            prepay_id=prepay_id,
-            prepay_expires_at=expires,
-            params=params,
-            code_url=payload if endpoint == "native" else "",
-            h5_url=payload if endpoint == "h5" else "",
-        )
 
     # --- applying the provider's word ---------------------------------------------------------
     def apply_transaction(self, report: TransactionReport, *, source: str) -> ApplyResult:
         """Idempotent: queries and the reconciler come through here (notifications: `apply_in`)."""
-        result, events = retry_on_conflict(lambda: self._apply_once(report, source), "applying the payment")
-        self._publish(events)
-        return result
+        return retry_on_conflict(lambda: self._apply_once(report, source), "applying the payment")
 
-    def _apply_once(self, report: TransactionReport, source: str) -> tuple[ApplyResult, Sequence[Event]]:
-        with self._uow() as uow:
-            result = self.apply_in(uow, report, source=source)
-        return result, uow.new_events
+    def _apply_once(self, report: TransactionReport, source: str) -> ApplyResult:
+        with self._uow() as uow:  # the unit of work runs the events' reactions
+            return self.apply_in(uow, report, source=source)
 
     def apply_in(self, uow: UnitOfWork, report: TransactionReport, *, source: str) -> ApplyResult:
         """Apply inside the caller's transaction; raises `Conflict` when the order moved under us."""
@@ -222,7 +206,7 @@ class PaymentService:
         order = self._load(order_id)
         if order.status is not OrderStatus.UNPAID and order.transaction_id:
             return order
-        report = self._gateway.query_transaction(order.out_trade_no)
+        report = self._gateway_of(order).query_transaction(order.out_trade_no)
         if report is None:
             return order  # the provider never saw a prepay for it
         if report.payment is not None:
@@ -243,7 +227,7 @@ class PaymentService:
 
     def close_at_provider(self, order: Order, caller: Caller) -> None:
         """The prepay closer: the provider first. If it already took the money, apply PAID instead."""
-        if self._gateway.close(order.out_trade_no) is not CloseOutcome.ALREADY_PAID:
+        if self._gateway_of(order).close(order.out_trade_no) is not CloseOutcome.ALREADY_PAID:
             return  # closed now, closed before, or never seen there
         paid = self.sync_payment(order.order_id, caller)
         raise InvalidStateTransitionError(
@@ -251,32 +235,40 @@ class PaymentService:
             metadata={"from": paid.status.value, "to": OrderStatus.CLOSED.value},
         )
 
+    def _gateway_of(self, order: Order) -> PaymentGateway:
+        """The gateway of the merchant paid for the order (today the one merchant; issue 18: the order's)."""
+        del order
+        return self._gateways.gateway_for(self._merchant)
+
     def _load(self, order_id: str) -> Order:
         with self._read() as uow:
             return require_order(uow, order_id)
 
 
-def _validate_payment(order_id: str, channel: str, openid: str | None, client_ip: str | None) -> str:
+def _validate_payment(
+    gateway: PaymentGateway, order_id: str, channel: str, openid: str | None, client_ip: str | None
+) -> ChannelRules:
     v = Violations()
     v.identifier("order_id", order_id, max_len=40)
-    endpoint = CHANNEL_ENDPOINT.get(channel)
-    if endpoint is None:
-        v.add("channel", "must be one of JSAPI, MINIPROGRAM, APP, NATIVE, H5")
-    if endpoint == "jsapi":
+    rules = gateway.channel(channel)
+    if rules is None:
+        v.add("channel", f"must be one of {CHANNELS}")
+        raise InvalidArgumentError(v.items)
+    if rules.needs_payer:
         v.identifier("payer_openid", openid or "", max_len=128)
-    if endpoint == "h5":
+    if rules.needs_client_ip:
         v.identifier("client_ip", client_ip or "", max_len=45)
     v.raise_if_any()
-    return endpoint or ""
+    return rules
 
 
-def _check_payable(order: Order, endpoint: str, now: datetime) -> None:
+def _check_payable(gateway: PaymentGateway, order: Order, rules: ChannelRules, now: datetime) -> None:
     if order.status is not OrderStatus.UNPAID:
         raise OrderNotPayableError(f"order is {order.status}", metadata={"status": order.status.value})
     if order.expires_at <= now + timedelta(minutes=1):
         raise OrderNotPayableError("order has expired", metadata={"expires_at": order.expires_at.isoformat()})
-    previous = CHANNEL_ENDPOINT.get(order.pay_channel or "")
-    if previous is not None and previous != endpoint:
+    previous = gateway.channel(order.pay_channel or "")
+    if previous is not None and previous.family != rules.family:
         raise OrderNotPayableError(
             "order already has a prepay on another channel; create a new order to switch",
             metadata={"channel": order.pay_channel or ""},

@@ -19,7 +19,10 @@ from server.domain.notification import Notification
 from server.domain.order import Order, OrderStatus
 from server.domain.provider import (
     AbnormalRefundRequest,
+    ChannelRules,
     CloseOutcome,
+    MerchantIdentity,
+    PayView,
     Prepay,
     PrepayRequest,
     RefundReport,
@@ -28,6 +31,8 @@ from server.domain.provider import (
 )
 from server.domain.refund import Refund
 from server.service.recon_ports import ReconStore
+
+__all__ = ["MerchantIdentity"]  # re-exported: the use cases name the merchant they act for
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,12 @@ class Grant:
     user_id: str
     state: GrantState
     days: int
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    orders: int
+    events: int
 
 
 class OrderInsertConflict(Exception):  # noqa: N818 - a signal between adapter and service, not an error
@@ -124,10 +135,14 @@ class Refunds(Protocol):
 
     def compare_and_set(self, refund: Refund, **changes: Any) -> Refund | None: ...
     def committed_amount(self, order_id: str) -> int: ...
+    def stop_polling(self, out_refund_no: str, now: datetime) -> bool:
+        """An operator stops the poller for a PROCESSING refund; False when it was not being polled."""
+        ...
 
 
 class Ledger(Protocol):
-    """The fulfilment ledger (one row per paid order): the outbox that OrderPaid writes."""
+    """The fulfilment ledger (one row per paid order): the outbox that OrderPaid writes, worked by the
+    fulfilment job and moved by hand by an operator."""
 
     def add(self, order_id: str, kind: str, now: datetime) -> None: ...
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[FulfilmentClaim]: ...
@@ -143,10 +158,15 @@ class Ledger(Protocol):
         error: str | None = None,
     ) -> bool: ...
     def oldest_due(self, now: datetime) -> datetime | None: ...
+    def status(self, order_id: str) -> LedgerStatus | None: ...
+    def restart(self, order_id: str, kind: str, now: datetime) -> None: ...
+    def due_now(self, order_id: str, now: datetime) -> bool: ...
+    def stop(self, order_id: str, now: datetime, error: str) -> bool: ...
 
 
 class Claims(Protocol):
-    """The background jobs' claims: each pushes a column forward as a lease."""
+    """The background jobs' claims (each pushes a column forward as a lease), and what `orderpay purge`
+    selects and deletes: never-paid CLOSED orders and their audit rows."""
 
     def claim_overdue_unpaid(self, now: datetime, limit: int, lease: timedelta) -> list[str]: ...
     def oldest_overdue_unpaid(self, now: datetime) -> datetime | None: ...
@@ -154,17 +174,6 @@ class Claims(Protocol):
     def oldest_due_sync(self, now: datetime) -> datetime | None: ...
     def claim_due_refund_polls(self, now: datetime, limit: int, lease: timedelta) -> list[str]: ...
     def oldest_due_refund_poll(self, now: datetime) -> datetime | None: ...
-
-
-@dataclass(frozen=True)
-class PurgeReport:
-    orders: int
-    events: int
-
-
-class Purges(Protocol):
-    """What `orderpay purge` selects and deletes: never-paid CLOSED orders and their audit rows."""
-
     def purgeable_orders(self, cutoff: datetime, after_seq: int = 0) -> list[tuple[int, str]]: ...
     def count_events(self, order_ids: Sequence[str]) -> int: ...
     def delete_orders(self, order_ids: Sequence[str]) -> PurgeReport: ...
@@ -184,16 +193,6 @@ class Notifications(Protocol):
     def record_attempt(self, notification_id: str, now: datetime) -> None: ...
     def claim(self, row: StoredNotification, now: datetime) -> bool: ...
     def due(self, cutoff: datetime, limit: int, max_attempts: int) -> list[StoredNotification]: ...
-
-
-class LedgerControl(Protocol):
-    """The fulfilment ledger and refund polls as an operator moves them by hand."""
-
-    def status(self, order_id: str) -> str | None: ...
-    def restart(self, order: Order, now: datetime) -> None: ...
-    def due_now(self, order_id: str, now: datetime) -> bool: ...
-    def stop(self, order_id: str, now: datetime, error: str) -> bool: ...
-    def stop_refund_poll(self, out_refund_no: str, now: datetime) -> bool: ...
 
 
 class UnitOfWork(Protocol):
@@ -218,18 +217,13 @@ class UnitOfWork(Protocol):
     @property
     def notifications(self) -> Notifications: ...
     @property
-    def purges(self) -> Purges: ...
-    @property
     def recon(self) -> ReconStore: ...
-    @property
-    def ledger_control(self) -> LedgerControl: ...
     @property
     def new_events(self) -> list[Event]: ...
     def record(self, *events: Event) -> None: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractContextManager[UnitOfWork]]
-Publish = Callable[[Sequence[Event]], None]  # after-commit reactions (server.service.handlers.EventBus)
 
 
 class DecisionAnnouncer(Protocol):
@@ -239,9 +233,9 @@ class DecisionAnnouncer(Protocol):
 
 
 class Fulfiller(Protocol):
-    """Fulfil one paid order now; returns the events its transactions committed."""
+    """Fulfil one paid order now (its transactions publish their own events)."""
 
-    def fulfil(self, order_id: str) -> Sequence[Event]: ...
+    def fulfil(self, order_id: str) -> None: ...
 
 
 class HasOutcome(Protocol):
@@ -260,13 +254,21 @@ class RefundApplier(Protocol):
 
 
 class PaymentGateway(Protocol):
-    """The payment provider in our terms (server.wxpay.wire.WeChatPayGateway is WeChat Pay's).
+    """One merchant's payment provider in our terms (server.wxpay.gateway.WeChatPayGateway is WeChat Pay's).
 
     Failures: ProviderRejectedError (a business "no" not covered by a typed answer) or
     ProviderUnavailableError (maybe done, maybe not: ask again with the same number).
     """
 
+    def channel(self, name: str) -> ChannelRules | None:
+        """What paying on channel `name` needs; None: the provider has no such channel."""
+        ...
+
     def prepay(self, request: PrepayRequest) -> Prepay: ...
+    def pay_view(self, channel: str, prepay: Prepay, at: datetime) -> PayView:
+        """How a client pays `prepay`, made at `at` on `channel`, and until when."""
+        ...
+
     def query_transaction(self, out_trade_no: str) -> TransactionReport | None:
         """None: the provider never saw the order."""
         ...
@@ -275,14 +277,12 @@ class PaymentGateway(Protocol):
     def refund(self, request: RefundRequest) -> RefundReport: ...
     def query_refund(self, out_refund_no: str) -> RefundReport: ...
     def apply_abnormal_refund(self, request: AbnormalRefundRequest) -> RefundReport: ...
-    def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]: ...
-    def app_pay_params(self, prepay_id: str) -> dict[str, str]: ...
 
 
-@dataclass(frozen=True)
-class MerchantIdentity:
-    merchant_id: str
-    app_id: str
+class Gateways(Protocol):
+    """The payment gateway of each merchant we act for (server.adapters.gateways.MerchantGateways)."""
+
+    def gateway_for(self, merchant: MerchantIdentity) -> PaymentGateway: ...
 
 
 # Verifies and decrypts a signed notification (headers, raw body, now as unix seconds), or raises

@@ -1,8 +1,8 @@
-"""The merchant's WeChat Pay APIv3 client: signed requests, verified responses, safe retries.
+"""The merchant's WeChat Pay APIv3 client: one method per API operation, responses verified by its key store.
 
-One instance is shared by every gRPC worker thread and job: the pooled `httpx.Client`, the breaker and
-the certificate cache are all thread-safe. Works against the sandbox or `https://api.mch.weixin.qq.com`
-by `base_url` alone.
+One instance is shared by every gRPC worker thread and job: the transport (pooled `httpx.Client`, breaker)
+and the certificate cache are thread-safe. Works against the sandbox or `https://api.mch.weixin.qq.com`
+by `base_url` alone. Signing, retries and the breaker are server.wxpay.transport's.
 
 Failure contract: `ProviderRejectedError` (a 4xx business answer; never retried) or
 `ProviderUnavailableError` (5xx, 429, timeout, connection error, open circuit, or a response whose
@@ -15,82 +15,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
-import httpx
 from cryptography import x509
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-from tenacity.stop import stop_base
 
 from server.config import Settings
-from server.domain.errors import DomainError, ProviderRejectedError, ProviderUnavailableError
-from server.wxpay.breaker import ProviderBreaker
+from server.domain.errors import ProviderUnavailableError
 from server.wxpay.certificates import KeyStore, PlatformCertificate
+from server.wxpay.channels import endpoint_of, prepay_path
 from server.wxpay.credentials import MerchantCredentials, certificate_serial
 from server.wxpay.crypto import decrypt_resource, encrypt_sensitive
 from server.wxpay.errors import NotificationRejected
-from server.wxpay.provider_errors import error_for_status, is_retryable_status, parse_error_body, unavailable
-from server.wxpay.signing import (
-    HEADER_SERIAL,
-    VerifierKeys,
-    app_pay_params,
-    authorization_header,
-    jsapi_pay_params,
-    new_nonce,
-)
-
-SignMode = Literal["pubkey", "cert"]
-Observer = Callable[[str, str, float], None]
-PREPAY_CHANNELS: Mapping[str, str] = {
-    "jsapi": "jsapi",
-    "miniprogram": "jsapi",  # mini-program payments use the JSAPI endpoint (research §11)
-    "app": "app",
-    "h5": "h5",
-    "native": "native",
-}
-MAX_RESPONSE_BYTES = 1 << 20
-USER_AGENT = f"orderpay-wxpay/0.1 httpx/{httpx.__version__}"
-
-
-def _no_observer(operation: str, outcome: str, seconds: float) -> None:
-    """Default observer: metrics are optional here."""
-
-
-@dataclass(frozen=True)
-class _Response:
-    status: int
-    headers: httpx.Headers
-    body: bytes
-
-    @property
-    def request_id(self) -> str:
-        return str(self.headers.get("Request-ID", ""))
-
-
-class _Transient(Exception):  # noqa: N818 - internal retry signal, never escapes this module
-    """A failure worth retrying with the same body; carries the error to raise if retries run out."""
-
-    def __init__(self, error: ProviderUnavailableError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
-class _StopAtDeadline(stop_base):
-    """Stop retrying when the next backoff would end past the operation's total deadline."""
-
-    def __init__(self, deadline: float) -> None:
-        self._deadline = deadline
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        return time.monotonic() + retry_state.upcoming_sleep >= self._deadline
+from server.wxpay.provider_errors import unavailable
+from server.wxpay.signing import VerifierKeys, app_pay_params, jsapi_pay_params, new_nonce
+from server.wxpay.transport import Observer, Response, SignedTransport, SignMode, Verify, no_observer
 
 
 class WeChatPayClient:
@@ -108,36 +47,36 @@ class WeChatPayClient:
         breaker_reset_s: float = 10.0,
         clock: Callable[[], float] = time.time,
         sign_mode: SignMode = "pubkey",
-        observer: Observer = _no_observer,
+        observer: Observer = no_observer,
         max_connections: int = 64,
     ) -> None:
         if sign_mode == "pubkey" and credentials.wechatpay_public_key is None:
             raise ValueError("sign_mode 'pubkey' needs wechatpay_public_key.pem in the credentials bundle")
         self._credentials = credentials
-        self._connect_timeout = connect_timeout
-        self._timeout = timeout  # total budget per operation, retries and backoff included
-        # Per-attempt cap; None lets one attempt use the whole remaining budget (a hang is then not retried).
-        self._attempt_timeout = attempt_timeout
-        self._max_attempts = max(1, max_attempts)
-        self._backoff_base = backoff_base
         self._clock = clock
-        self._sign_mode = sign_mode
-        self._observer = observer
-        self._breaker = ProviderBreaker(fail_max=breaker_fail_max, reset_s=breaker_reset_s)
+        self._transport = SignedTransport(
+            credentials,
+            base_url,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            attempt_timeout=attempt_timeout,
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            breaker_fail_max=breaker_fail_max,
+            breaker_reset_s=breaker_reset_s,
+            clock=clock,
+            sign_mode=sign_mode,
+            observer=observer,
+            max_connections=max_connections,
+        )
         # Every key by serial, shared with the notify sidecar; downloads certificates through this client.
         self._key_store = KeyStore(credentials, fetch=self.download_certificates, clock=clock)
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-            follow_redirects=False,
-        )
 
     # --- lifecycle and introspection ---------------------------------------------------------------
 
     def shutdown(self) -> None:
         """Close pooled connections. (`close()` is WeChat's close-order call.)"""
-        self._http.close()
+        self._transport.shutdown()
 
     def __enter__(self) -> WeChatPayClient:
         return self
@@ -147,7 +86,7 @@ class WeChatPayClient:
 
     @property
     def breaker_state(self) -> str:
-        return self._breaker.state
+        return self._transport.breaker_state
 
     @property
     def credentials(self) -> MerchantCredentials:
@@ -160,12 +99,13 @@ class WeChatPayClient:
     # --- API operations ----------------------------------------------------------------------------
 
     def prepay(self, channel: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Create a prepay order; returns `{"prepay_id"}` (jsapi/app), `{"h5_url"}` or `{"code_url"}`."""
-        endpoint = PREPAY_CHANNELS.get(channel.lower())
+        """Create a prepay order; returns `{"prepay_id"}` (jsapi/app), `{"h5_url"}` or `{"code_url"}`.
+        `channel`: one of ours or its endpoint, any case (server.wxpay.channels)."""
+        endpoint = endpoint_of(channel)
         if endpoint is None:
             raise ValueError(f"unknown prepay channel {channel!r}")
         payload = {"appid": self._credentials.appid, **body, "mchid": self._credentials.mchid}
-        return self._call(f"prepay_{endpoint}", "POST", f"/v3/pay/transactions/{endpoint}", payload)
+        return self._call(f"prepay_{endpoint}", "POST", prepay_path(endpoint), payload)
 
     def query_by_out_trade_no(self, out_trade_no: str) -> dict[str, Any]:
         path = f"/v3/pay/transactions/out-trade-no/{_segment(out_trade_no)}?mchid={self._mchid_param}"
@@ -194,7 +134,7 @@ class WeChatPayClient:
 
     def encrypt_sensitive(self, plaintext: str) -> str:
         """RSA-OAEP under the WeChat Pay key named by our requests' `Wechatpay-Serial` header."""
-        key = self._key_store.keys().get(self._preferred_serial())
+        key = self._key_store.keys().get(self._transport.preferred_serial)
         if key is None:
             raise ProviderUnavailableError(
                 "no WeChat Pay key to encrypt with", metadata={"provider_code": "NO_ENCRYPTION_KEY"}
@@ -205,7 +145,7 @@ class WeChatPayClient:
         """GET /v3/certificates, decrypt each entry, and verify the response with the certs it carries."""
         decoded: list[PlatformCertificate] = []
 
-        def verify(response: _Response) -> None:
+        def verify(response: Response) -> None:
             if response.status < 300:  # a signed 404 (public-key-only merchant) carries no certificates
                 decoded.extend(self._decrypt_certificates(response.body))
             extra = VerifierKeys({cert.serial_no: cert.public_key for cert in decoded})
@@ -219,34 +159,8 @@ class WeChatPayClient:
         return self._call(operation, "GET", path)
 
     def download(self, url: str, max_bytes: int) -> bytes:
-        """GET a bill file. The request is signed; WeChat signs no answer on this path, so the caller
-        checks the bytes against the hash it applied for. Only the URL's path and query are used: our
-        Authorization never goes to a host other than the configured gateway."""
-        path = httpx.URL(url).raw_path.decode()
-        request = self._http.build_request(
-            "GET", path, headers=self._request_headers(), timeout=httpx.Timeout(self._timeout)
-        )
-        request.headers["Authorization"] = self._authorization("GET", request.url.raw_path.decode(), b"")
-        started, outcome = time.monotonic(), "error"
-        try:
-            response = self._http.send(request, stream=True)
-            try:
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body.extend(chunk)
-                    if len(body) > max_bytes or time.monotonic() - started > self._timeout:
-                        raise unavailable("bill download too large or too slow", provider_code="TOO_LARGE")
-            finally:
-                response.close()
-            if response.status_code != 200:
-                request_id = str(response.headers.get("Request-ID", ""))
-                raise error_for_status(response.status_code, bytes(body), request_id=request_id)
-            outcome = "ok"
-            return bytes(body)
-        except httpx.TransportError as exc:
-            raise unavailable("WeChat Pay unreachable", provider_code="CONNECTION_ERROR") from exc
-        finally:
-            self._observer("download_bill", outcome, time.monotonic() - started)
+        """GET a bill file, signed; its bytes are checked by the caller (server/wxpay/bills.py)."""
+        return self._transport.download(url, max_bytes)
 
     def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]:
         return jsapi_pay_params(
@@ -267,8 +181,6 @@ class WeChatPayClient:
             nonce=new_nonce(),
         )
 
-    # --- one operation: observe, retry, parse -------------------------------------------------------
-
     @property
     def _mchid_param(self) -> str:
         return quote(self._credentials.mchid, safe="")
@@ -280,156 +192,14 @@ class WeChatPayClient:
         path: str,
         payload: Mapping[str, Any] | None = None,
         *,
-        verify: Callable[[_Response], None] | None = None,
+        verify: Verify | None = None,
     ) -> dict[str, Any]:
-        content = b"" if payload is None else _encode(payload)
-        started = time.monotonic()
-        outcome = "error"
-        try:
-            response = self._with_retries(method, path, content, started + self._timeout, verify)
-            result = _json_body(response)
-        except DomainError as exc:
-            outcome = _outcome_label(exc)
-            raise
-        else:
-            outcome = "ok"
-            return result
-        finally:
-            self._observer(operation, outcome, time.monotonic() - started)
-
-    def _with_retries(
-        self,
-        method: str,
-        path: str,
-        content: bytes,
-        deadline: float,
-        verify: Callable[[_Response], None] | None,
-    ) -> _Response:
-        retrying = Retrying(
-            stop=stop_after_attempt(self._max_attempts) | _StopAtDeadline(deadline),
-            wait=wait_random_exponential(multiplier=self._backoff_base, max=max(self._timeout, 0.001)),
-            retry=retry_if_exception_type(_Transient),
-            reraise=True,
-        )
-        try:
-            # Same body bytes on every attempt; each attempt is re-signed with a new timestamp and nonce.
-            return retrying(self._attempt, method, path, content, deadline, verify)
-        except _Transient as exc:
-            raise exc.error from exc.__cause__
-
-    def _attempt(
-        self,
-        method: str,
-        path: str,
-        content: bytes,
-        deadline: float,
-        verify: Callable[[_Response], None] | None,
-    ) -> _Response:
-        if not self._breaker.admit():
-            raise unavailable("WeChat Pay circuit is open", provider_code="CIRCUIT_OPEN", circuit="open")
-        try:
-            response = self._send(method, path, content, deadline)
-            result = self._judge(response, verify)
-        except (_Transient, ProviderUnavailableError):
-            self._breaker.record_failure()
-            raise
-        except ProviderRejectedError:
-            self._breaker.record_success()  # WeChat answered: it is up, the request was wrong
-            raise
-        except BaseException:
-            self._breaker.release()
-            raise
-        self._breaker.record_success()
-        return result
-
-    def _judge(self, response: _Response, verify: Callable[[_Response], None] | None) -> _Response:
-        code, _ = parse_error_body(response.status, response.body)
-        if response.status >= 300 and is_retryable_status(response.status, code):
-            error = error_for_status(response.status, response.body, request_id=response.request_id)
-            raise _Transient(ProviderUnavailableError(error.message, metadata=error.metadata))
-        if 200 <= response.status < 300:
-            (verify or self._verify_signature)(response)
-            return response
-        error = error_for_status(response.status, response.body, request_id=response.request_id)
-        # An error is acted on (close, repair, ABNORMAL) only when WeChat Pay signed it. An unsigned one
-        # (even a 401 SIGN_ERROR) may come from anyone on the path: a failed exchange, retried.
-        try:
-            (verify or self._verify_signature)(response)
-        except ProviderUnavailableError as unverified:
-            metadata = {**unverified.metadata, "claimed_code": error.metadata.get("provider_code", "")}
-            raise _Transient(ProviderUnavailableError(unverified.message, metadata=metadata)) from None
-        raise error
-
-    # --- transport ---------------------------------------------------------------------------------
-
-    def _send(self, method: str, path: str, content: bytes, deadline: float) -> _Response:
-        remaining = deadline - time.monotonic()
-        if self._attempt_timeout is not None:
-            remaining = min(remaining, self._attempt_timeout)
-        if remaining <= 0:
-            raise _Transient(unavailable("WeChat Pay call ran out of time", provider_code="TIMEOUT"))
-        request = self._http.build_request(
-            method,
-            path,
-            content=content or None,
-            headers=self._request_headers(),
-            timeout=httpx.Timeout(remaining, connect=min(self._connect_timeout, remaining)),
-        )
-        # Sign the request-target exactly as it goes on the wire (after httpx's URL normalisation).
-        request.headers["Authorization"] = self._authorization(method, request.url.raw_path.decode(), content)
-        try:
-            return self._exchange(request, time.monotonic() + remaining)
-        except httpx.TimeoutException as exc:
-            raise _Transient(unavailable("WeChat Pay timed out", provider_code="TIMEOUT")) from exc
-        except httpx.TransportError as exc:
-            error = unavailable("WeChat Pay unreachable", provider_code="CONNECTION_ERROR")
-            raise _Transient(error) from exc
-
-    def _exchange(self, request: httpx.Request, deadline: float) -> _Response:
-        response = self._http.send(request, stream=True)
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if time.monotonic() > deadline:
-                    raise httpx.ReadTimeout("total timeout exceeded while reading", request=request)
-                if size > MAX_RESPONSE_BYTES:
-                    raise _Transient(unavailable("WeChat Pay response too large", provider_code="TOO_LARGE"))
-                chunks.append(chunk)
-        finally:
-            response.close()
-        return _Response(response.status_code, response.headers, b"".join(chunks))
-
-    def _request_headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        serial = self._preferred_serial()
-        if serial:
-            # Asks WeChat to sign the response with the key we hold (research §7, migration rules).
-            headers[HEADER_SERIAL] = serial
-        return headers
-
-    def _preferred_serial(self) -> str:
-        if self._sign_mode == "pubkey":
-            return self._credentials.wechatpay_public_key_id
-        return self._credentials.platform_cert_serial_no
-
-    def _authorization(self, method: str, target: str, content: bytes) -> str:
-        return authorization_header(
-            mchid=self._credentials.mchid,
-            serial_no=self._credentials.merchant_serial_no,
-            private_key=self._credentials.merchant_private_key,
-            method=method,
-            target=target,
-            body=content,
-            timestamp=int(self._clock()),
-            nonce=new_nonce(),
-        )
+        return self._transport.call(operation, method, path, payload, verify=verify or self._verify_signature)
 
     # --- response verification and certificates ---------------------------------------------------
 
     def _verify_signature(
-        self, response: _Response, *, extra: VerifierKeys | None = None, refresh: bool = True
+        self, response: Response, *, extra: VerifierKeys | None = None, refresh: bool = True
     ) -> None:
         try:
             self._key_store.verify(
@@ -467,7 +237,7 @@ class WeChatPayClient:
 
 
 def from_settings(
-    settings: Settings, credentials: MerchantCredentials, *, observer: Observer = _no_observer
+    settings: Settings, credentials: MerchantCredentials, *, observer: Observer = no_observer
 ) -> WeChatPayClient:
     """The client as §7's settings configure it; public-key mode whenever the bundle has the key."""
     return WeChatPayClient(
@@ -488,41 +258,10 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def _encode(payload: Mapping[str, Any]) -> bytes:
-    """The exact bytes signed and sent: compact JSON, UTF-8, no \\u escapes."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _json_body(response: _Response) -> dict[str, Any]:
-    if not response.body.strip():
-        return {}
-    try:
-        parsed = json.loads(response.body)
-    except (ValueError, UnicodeDecodeError):
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise unavailable(
-            "WeChat Pay sent a non-object body",
-            provider_code="MALFORMED_RESPONSE",
-            http_status=response.status,
-        )
-    return parsed
-
-
-def _forged(response: _Response, outcome: str) -> ProviderUnavailableError:
+def _forged(response: Response, outcome: str) -> ProviderUnavailableError:
     return unavailable(
         "WeChat Pay response signature did not verify",
         provider_code="INVALID_RESPONSE_SIGNATURE",
         http_status=response.status,
         verification=outcome,
     )
-
-
-def _outcome_label(error: DomainError) -> str:
-    if isinstance(error, ProviderRejectedError):
-        return "rejected"
-    if error.metadata.get("circuit") == "open":
-        return "circuit_open"
-    if error.metadata.get("provider_code") == "INVALID_RESPONSE_SIGNATURE":
-        return "bad_signature"
-    return "unavailable"

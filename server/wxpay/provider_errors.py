@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from server.domain.errors import DomainError, ProviderRejectedError, ProviderUnavailableError
 
@@ -76,3 +77,29 @@ def unavailable(
         "http_status": "" if http_status is None else str(http_status),
     }
     return ProviderUnavailableError(message, metadata={**metadata, **extra})
+
+
+def json_object(status: int, body: bytes) -> dict[str, Any]:
+    """A verified answer's JSON object ({} for an empty body); anything else is unusable, not an answer."""
+    if not body.strip():
+        return {}
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise unavailable(
+            "WeChat Pay sent a non-object body", provider_code="MALFORMED_RESPONSE", http_status=status
+        )
+    return parsed
+
+
+def outcome_label(error: DomainError) -> str:
+    """The failure's label in the provider-call metric."""
+    if isinstance(error, ProviderRejectedError):
+        return "rejected"
+    if error.metadata.get("circuit") == "open":
+        return "circuit_open"
+    if error.metadata.get("provider_code") == "INVALID_RESPONSE_SIGNATURE":
+        return "bad_signature"
+    return "unavailable"

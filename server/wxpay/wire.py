@@ -1,22 +1,20 @@
 """The anti-corruption layer: WeChat Pay's wire format in, our typed shapes out (and back).
 
-Everything that knows a WeChat field name, state or error code for the use cases lives here:
-`WeChatPayGateway` is the service layer's PaymentGateway over the raw WeChatPayClient.
+Every WeChat field name and state the use cases depend on is translated here; `server.wxpay.gateway`
+puts these translations behind the service layer's PaymentGateway.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from server.domain.errors import ProviderRejectedError
 from server.domain.order import ReceivedPayment
 from server.domain.provider import (
     AbnormalRefundRequest,
     AbnormalRefundRoute,
-    CloseOutcome,
     Prepay,
     PrepayRequest,
     RefundReport,
@@ -24,18 +22,13 @@ from server.domain.provider import (
     TransactionReport,
 )
 from server.domain.refund import RefundStatus
+from server.wxpay.channels import CLIENT_IP_ENDPOINTS, ENDPOINTS, PAYER_ENDPOINTS
 
 CST: Final = ZoneInfo("Asia/Shanghai")  # WeChat's times are RFC 3339 in China Standard Time
 CURRENCY: Final = "CNY"
 PAID: Final = "SUCCESS"  # trade_state of a transaction that took the money
 TRANSACTION_EVENT: Final = "TRANSACTION.SUCCESS"
 REFUND_EVENT_PREFIX: Final = "REFUND."
-# Our channel -> the prepay endpoint (mini-programs pay through the JSAPI one).
-ENDPOINTS: Final = {"JSAPI": "jsapi", "MINIPROGRAM": "jsapi", "APP": "app", "NATIVE": "native", "H5": "h5"}
-_CLOSE_CODES: Final = {
-    "ORDER_NOT_EXIST": CloseOutcome.NOT_AT_PROVIDER,
-    "ORDER_CLOSED": CloseOutcome.ALREADY_CLOSED,
-}
 
 
 def rfc3339(value: datetime) -> str:
@@ -45,7 +38,7 @@ def rfc3339(value: datetime) -> str:
 # --- requests ---------------------------------------------------------------------------------------
 def prepay_body(request: PrepayRequest) -> tuple[str, dict[str, Any]]:
     """The endpoint and body of a prepay (research §3)."""
-    endpoint = ENDPOINTS[request.channel]
+    endpoint = ENDPOINTS[request.channel]  # the use case accepted only channels of channel_rules
     body: dict[str, Any] = {
         "description": request.description,
         "out_trade_no": request.out_trade_no,
@@ -55,9 +48,9 @@ def prepay_body(request: PrepayRequest) -> tuple[str, dict[str, Any]]:
     }
     if request.attach:
         body["attach"] = request.attach
-    if endpoint == "jsapi":
+    if endpoint in PAYER_ENDPOINTS:
         body["payer"] = {"openid": request.payer_openid}
-    if endpoint == "h5":
+    if endpoint in CLIENT_IP_ENDPOINTS:
         body["scene_info"] = {"payer_client_ip": request.client_ip, "h5_info": {"type": "Wap"}}
     return endpoint, body
 
@@ -159,70 +152,3 @@ def _time(value: object) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
-
-
-# --- the gateway ------------------------------------------------------------------------------------
-class WeChatPayOperations(Protocol):
-    """The raw APIv3 operations (server.wxpay.client.WeChatPayClient; a fake one in service tests)."""
-
-    def prepay(self, channel: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
-    def query_by_out_trade_no(self, out_trade_no: str) -> dict[str, Any]: ...
-    def close(self, out_trade_no: str) -> None: ...
-    def refund(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
-    def query_refund(self, out_refund_no: str) -> dict[str, Any]: ...
-    def apply_abnormal_refund(self, refund_id: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
-    def encrypt_sensitive(self, plaintext: str) -> str: ...
-    def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]: ...
-    def app_pay_params(self, prepay_id: str) -> dict[str, str]: ...
-    def shutdown(self) -> None: ...
-
-
-class WeChatPayGateway:
-    """server.service.ports.PaymentGateway over WeChat Pay APIv3."""
-
-    def __init__(self, client: WeChatPayOperations) -> None:
-        self._client = client
-
-    def prepay(self, request: PrepayRequest) -> Prepay:
-        endpoint, body = prepay_body(request)
-        return prepay_answer(self._client.prepay(endpoint, body))
-
-    def query_transaction(self, out_trade_no: str) -> TransactionReport | None:
-        """None: WeChat never saw a prepay for it."""
-        try:
-            return transaction_report(self._client.query_by_out_trade_no(out_trade_no))
-        except ProviderRejectedError as error:
-            if error.metadata.get("provider_code") == "ORDER_NOT_EXIST":
-                return None
-            raise
-
-    def close(self, out_trade_no: str) -> CloseOutcome:
-        try:
-            self._client.close(out_trade_no)
-        except ProviderRejectedError as error:
-            code = error.metadata.get("provider_code", "")
-            if code == "ORDERPAID":
-                return CloseOutcome.ALREADY_PAID
-            if code in _CLOSE_CODES:
-                return _CLOSE_CODES[code]
-            raise
-        return CloseOutcome.CLOSED
-
-    def refund(self, request: RefundRequest) -> RefundReport:
-        return refund_report(self._client.refund(refund_body(request)))
-
-    def query_refund(self, out_refund_no: str) -> RefundReport:
-        return refund_report(self._client.query_refund(out_refund_no))
-
-    def apply_abnormal_refund(self, request: AbnormalRefundRequest) -> RefundReport:
-        body = abnormal_refund_body(request, self._client.encrypt_sensitive)
-        return refund_report(self._client.apply_abnormal_refund(request.refund_id, body))
-
-    def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]:
-        return self._client.jsapi_pay_params(prepay_id)
-
-    def app_pay_params(self, prepay_id: str) -> dict[str, str]:
-        return self._client.app_pay_params(prepay_id)
-
-    def shutdown(self) -> None:
-        self._client.shutdown()

@@ -12,7 +12,7 @@ from server.domain.order import Fulfilment
 from server.jobs.runner import JobResult, JobRunner
 from server.jobs.standard import build_jobs
 from server.metrics import REGISTRY
-from server.service.handlers import EventBus, Reactors
+from server.service.handlers import Reactors, fulfil_promptly
 from tests.jobs.helpers import paid_order
 from tests.support.waiting import wait_until
 
@@ -61,8 +61,9 @@ def test_standard_jobs_fulfil_a_paid_order_and_stop_cleanly(jobs_app: App, rid: 
 def test_order_paid_reaction_fulfils_at_once(jobs_app: App, rid: str) -> None:
     order = paid_order(jobs_app, f"u-{rid}", "vip-year")  # the conftest's App leaves it to the job
     assert jobs_app.orders.get_order(order.order_id).fulfilment is Fulfilment.PENDING
-    bus = EventBus(Reactors(fulfilment=jobs_app.payments.fulfilment))  # what bootstrap builds by default
-    bus.publish([OrderPaid(order.order_id, order.kind.value)])
+    assert jobs_app.payments is not None
+    reactors = Reactors(fulfilment=jobs_app.payments.fulfilment)  # what bootstrap builds by default
+    fulfil_promptly(OrderPaid(order.order_id, order.kind.value), reactors)
     assert jobs_app.orders.get_order(order.order_id).fulfilment is Fulfilment.SUCCEEDED
 
 

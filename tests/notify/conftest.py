@@ -61,7 +61,6 @@ def service_with(
         parse=notification_parser(credentials, credentials.verifier_keys(), MAX_SKEW_S),
         payments=ledger,
         refunds=ledger,
-        publish=ledger.publish,
         transient_faults=TRANSIENT_DATABASE_ERRORS,
     )
 

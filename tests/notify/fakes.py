@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from server.domain.provider import RefundReport, TransactionReport
@@ -26,16 +25,11 @@ class FakeLedger:
     sources: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    published: list[object] = field(default_factory=list)
-
     def apply_in(self, uow: object, report: TransactionReport | RefundReport, *, source: str) -> FakeResult:
         """Inside the notification's own transaction, like PaymentService / RefundService."""
         del uow
         key = report.out_refund_no if isinstance(report, RefundReport) else report.out_trade_no
         return self._apply(key, source)
-
-    def publish(self, events: Sequence[object]) -> None:
-        self.published.extend(events)
 
     def _apply(self, key: str, source: str) -> FakeResult:
         with self._lock:

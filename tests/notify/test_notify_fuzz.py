@@ -46,7 +46,6 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> tuple[NotificationS
         parse=notification_parser(credentials, credentials.verifier_keys(), 300),
         payments=ledger,
         refunds=ledger,
-        publish=ledger.publish,
         transient_faults=TRANSIENT_DATABASE_ERRORS,
     )
     genuine = NOTIFIER.deliver(paid_resource("T-fuzz-never", 100))

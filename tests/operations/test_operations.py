@@ -14,6 +14,7 @@ from server.adapters.admin_queries import AdminQueries
 from server.adapters.admin_shapes import OrderFilter, decode_token
 from server.adapters.recon_tables import ReconExceptionRow
 from server.adapters.tables import FulfilmentRow
+from server.adapters.unit_of_work import unit_of_work_factory
 from server.app import App
 from server.domain.errors import (
     DomainError,
@@ -24,6 +25,7 @@ from server.domain.errors import (
 from server.domain.operations import Resolution, operations_refund_no
 from server.domain.order import CreateOrder, Fulfilment, OrderStatus
 from server.service.context import Caller
+from server.service.handlers import Policy, transactional
 from server.service.operations import JobKind, OperationsService
 from server.wxpay.wire import transaction_report
 from tests.operations.helpers import held, operations_rows
@@ -135,11 +137,19 @@ def test_concurrent_resolutions_leave_exactly_one_outcome(
     }
 
 
+def idle_operations(app: App) -> OperationsService:
+    """The operator's use cases over a unit of work whose commits fulfil nothing (no after-commit worker):
+    an accepted order stays PENDING for the test to move on by hand."""
+    assert app.payments is not None
+    unattended = transactional(unit_of_work_factory(app.db), app.clock, Policy())
+    return OperationsService(unattended, app.clock, refunds=app.payments.refunds)
+
+
 def test_retrying_a_failed_fulfilment_runs_it_again(
     app: App, gateway: FakeGateway, ops: OperationsService, rid: str
 ) -> None:
     order = held(app, gateway, f"u-{rid}")
-    idle = OperationsService(app.uow, app.clock, refunds=app.payments.refunds)  # type: ignore[union-attr]  # nobody fulfils
+    idle = idle_operations(app)
     idle.resolve_held(order.order_id, Resolution.ACCEPT, "accept", order.version, OPERATOR)
     # Make it FAILED as the worker would after its last attempt, without the automatic refund.
     with app.uow() as uow:
@@ -266,7 +276,7 @@ def test_fulfilment_jobs_are_made_due_revoked_and_retried(
     app: App, gateway: FakeGateway, ops: OperationsService, rid: str
 ) -> None:
     order = held(app, gateway, f"job-{rid}")
-    idle = OperationsService(app.uow, app.clock, refunds=app.payments.refunds)  # type: ignore[union-attr]  # nobody fulfils
+    idle = idle_operations(app)
     idle.resolve_held(order.order_id, Resolution.ACCEPT, "accept", order.version, OPERATOR)
     assert idle.retry_job(JobKind.FULFILMENT, order.order_id, "now please", OPERATOR).outcome == "done"
     revoked = ops.revoke_job(JobKind.FULFILMENT, order.order_id, "customer cancelled", OPERATOR)

@@ -21,7 +21,8 @@ from server.domain.errors import (
 from server.domain.order import CreateOrder, Fulfilment, Order, OrderStatus
 from server.domain.refund import RefundStatus
 from server.service.context import Caller
-from server.wxpay.wire import WeChatPayGateway, refund_report, transaction_report
+from server.wxpay.gateway import WeChatPayGateway
+from server.wxpay.wire import refund_report, transaction_report
 from tests.conftest import settings_for
 from tests.notify.wechat import FACTS, make_bundle
 from tests.support.fake_gateway import FakeGateway, unavailable
@@ -81,8 +82,8 @@ def test_prepay_is_reused_while_valid(app: App, gateway: FakeGateway, rid: str) 
     order = new_order(app, f"u-{rid}")
     first = app.payments.payments.create_payment(order.order_id, "JSAPI", "openid-1", None, BFF)
     again = app.payments.payments.create_payment(order.order_id, "MINIPROGRAM", "openid-1", None, BFF)
-    assert first.prepay_id == again.prepay_id
-    assert first.params["package"] == f"prepay_id={first.prepay_id}"
+    assert first.pay.prepay_id == again.pay.prepay_id
+    assert first.pay.params["package"] == f"prepay_id={first.pay.prepay_id}"
     assert gateway.count("prepay") == 1
     body = gateway.calls[0][1]
     assert body["amount"] == {"total": 1800, "currency": "CNY"}  # the server's price

@@ -1,6 +1,6 @@
 """A fake WeChat Pay APIv3 client for service tests: scripted answers, and a record of every call.
 
-It speaks WeChat's wire format; wrap it in server.wxpay.wire.WeChatPayGateway (as bootstrap wraps the
+It speaks WeChat's wire format; wrap it in server.wxpay.gateway.WeChatPayGateway (as bootstrap wraps the
 real client) so the service tests exercise the real translation too.
 """
 
@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from server.domain.errors import ProviderRejectedError, ProviderUnavailableError
+from server.domain.provider import MerchantIdentity
+from server.service.ports import PaymentGateway
+from server.wxpay.gateway import WeChatPayGateway
 
 
 class FakeGateway:
@@ -31,7 +34,7 @@ class FakeGateway:
     def count(self, name: str) -> int:
         return sum(1 for call, _ in self.calls if call == name)
 
-    # --- the raw operations (server.wxpay.wire.WeChatPayOperations) ----------------------------
+    # --- the raw operations (server.wxpay.gateway.WeChatPayOperations) ----------------------------
     def prepay(self, channel: str, body: Mapping[str, Any]) -> dict[str, Any]:
         self._record("prepay", {"channel": channel, **body})
         no = str(body["out_trade_no"])
@@ -123,3 +126,16 @@ class FakeGateway:
 
 def unavailable() -> ProviderUnavailableError:
     return ProviderUnavailableError("down", metadata={"provider_code": "SYSTEM_ERROR"})
+
+
+class FakeGateways:
+    """server.service.ports.Gateways: one FakeGateway per merchant; records which merchant was asked for."""
+
+    def __init__(self, *merchants: MerchantIdentity) -> None:
+        self.raw = {m: FakeGateway(m.merchant_id, m.app_id) for m in merchants}
+        self._gateways = {m: WeChatPayGateway(fake) for m, fake in self.raw.items()}
+        self.asked: list[MerchantIdentity] = []
+
+    def gateway_for(self, merchant: MerchantIdentity) -> PaymentGateway:
+        self.asked.append(merchant)
+        return self._gateways[merchant]

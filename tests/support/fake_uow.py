@@ -7,7 +7,7 @@ raises leaves nothing behind, as a rolled-back transaction would.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -18,12 +18,14 @@ from server.domain.events import Event
 from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership, extended
 from server.domain.order import Order, OrderStatus
-from server.domain.refund import Refund
+from server.domain.refund import Refund, RefundStatus
+from server.service.handlers import Reactions, Reactors
 from server.service.ports import (
     AuditEvent,
     Cursor,
     Grant,
     OrderInsertConflict,
+    StoredNotification,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -39,6 +41,7 @@ class State:
     ledger: dict[str, str] = field(default_factory=dict)  # order_id -> status
     grants: dict[str, Grant] = field(default_factory=dict)
     memberships: dict[str, Membership] = field(default_factory=dict)
+    notifications: dict[str, StoredNotification] = field(default_factory=dict)
     commits: int = 0
 
 
@@ -124,6 +127,17 @@ class _Refunds:
             if r.order_id == order_id and r.status.counts_against_paid
         )
 
+    def stop_polling(self, out_refund_no: str, now: datetime) -> bool:
+        refund = self.s.refunds.get(out_refund_no)
+        if (
+            refund is None
+            or refund.status is not RefundStatus.PROCESSING
+            or out_refund_no not in self.s.due_at
+        ):
+            return False
+        del self.s.due_at[out_refund_no]
+        return True
+
 
 class _Ledger:
     def __init__(self, state: State) -> None:
@@ -143,6 +157,23 @@ class _Ledger:
 
     def oldest_due(self, now: datetime) -> datetime | None:
         return None
+
+    def status(self, order_id: str) -> LedgerStatus | None:
+        status = self.s.ledger.get(order_id)
+        return None if status is None else LedgerStatus(status)
+
+    def restart(self, order_id: str, kind: str, now: datetime) -> None:
+        if self.s.ledger.get(order_id) != LedgerStatus.SUCCEEDED.value:
+            self.s.ledger[order_id] = LedgerStatus.PENDING.value
+
+    def due_now(self, order_id: str, now: datetime) -> bool:
+        return self.s.ledger.get(order_id) == LedgerStatus.PENDING.value
+
+    def stop(self, order_id: str, now: datetime, error: str) -> bool:
+        if self.s.ledger.get(order_id) != LedgerStatus.PENDING.value:
+            return False
+        self.s.ledger[order_id] = LedgerStatus.FAILED.value
+        return True
 
 
 class _Grants:
@@ -182,6 +213,40 @@ class _Memberships:
             self.s.memberships[user_id] = Membership(user_id, shortened)
 
 
+class _Notifications:
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    def get(self, notification_id: str) -> StoredNotification | None:
+        return self.s.notifications.get(notification_id)
+
+    def insert(
+        self, notification_id: str, event_type: str, headers: Mapping[str, str], body: str, now: datetime
+    ) -> bool:
+        if notification_id in self.s.notifications:
+            return False
+        self.s.notifications[notification_id] = StoredNotification(
+            notification_id, event_type, dict(headers), body, "RECEIVED", "", 0, now, 1
+        )
+        return True
+
+    def finish(self, notification_id: str, status: str, outcome: str, now: datetime) -> None:
+        row = self.s.notifications[notification_id]
+        if row.status != "PROCESSED":
+            self.s.notifications[notification_id] = replace(
+                row, status=status, outcome=outcome, attempts=row.attempts + 1, version=row.version + 1
+            )
+
+    def record_attempt(self, notification_id: str, now: datetime) -> None:
+        raise NotImplementedError
+
+    def claim(self, row: StoredNotification, now: datetime) -> bool:
+        raise NotImplementedError
+
+    def due(self, cutoff: datetime, limit: int, max_attempts: int) -> list[StoredNotification]:
+        raise NotImplementedError
+
+
 class _Unused:
     """Repositories the rules under test never touch."""
 
@@ -199,8 +264,7 @@ class FakeUnitOfWork:
         self.grants = _Grants(state)
         self.memberships = _Memberships(state)
         self.claims: Any = _Unused()
-        self.notifications: Any = _Unused()
-        self.purges: Any = _Unused()
+        self.notifications = _Notifications(state)
         self.new_events: list[Event] = []
 
     def record(self, *events: Event) -> None:
@@ -228,3 +292,19 @@ class FakeDatabase:
 
     def audit_causes(self, order_id: str) -> list[str]:
         return [a.cause for a in self.state.audit if a.order_id == order_id]
+
+
+def recording(
+    handlers: Mapping[type[Event], Reactions], published: list[Event]
+) -> dict[type[Event], Reactions]:
+    """`handlers` plus one more after-commit reaction per event: it appends the event to `published`,
+    so a test sees exactly which events a commit published, and how often."""
+
+    def record(event: Event, reactors: Reactors) -> None:
+        del reactors
+        published.append(event)
+
+    return {
+        kind: replace(reactions, after_commit=(*reactions.after_commit, record))
+        for kind, reactions in handlers.items()
+    }

@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 from typing import get_args
 
 import pytest
+import structlog
 
 from server.domain.events import Event, OrderFullyRefunded, OrderPaid
 from server.domain.fulfilment import GrantState
-from server.service.handlers import HANDLERS, EventBus, Policy, Reactions, Reactors, transactional
+from server.service.handlers import HANDLERS, Policy, Reactions, Reactors, transactional
 from server.service.ports import Grant, UnitOfWork
-from tests.support.fake_uow import FakeDatabase
+from tests.support.fake_uow import FakeDatabase, recording
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -35,7 +36,7 @@ def test_a_failing_reaction_rolls_the_whole_transaction_back() -> None:
 
     db = FakeDatabase()
     table = {**HANDLERS, OrderFullyRefunded: Reactions(in_transaction=(explode,))}
-    uow = transactional(db.factory(), lambda: NOW, Policy(), table)
+    uow = transactional(db.factory(), lambda: NOW, Policy(), handlers=table)
 
     def refund_fully() -> None:
         with uow() as work:
@@ -47,21 +48,55 @@ def test_a_failing_reaction_rolls_the_whole_transaction_back() -> None:
     assert db.state.ledger == {}  # the write before the event is gone too
 
 
-def test_after_commit_reactions_run_the_events_they_produce() -> None:
-    fulfilled: list[str] = []
+def test_after_commit_reactions_run_once_the_outermost_block_committed() -> None:
+    fulfilled: list[tuple[str, int]] = []
+    db = FakeDatabase()
 
     class Worker:
-        def fulfil(self, order_id: str) -> list[Event]:
-            fulfilled.append(order_id)
-            return [OrderPaid("again", "VIP_PLAN")] if order_id == "o3" else []
+        def fulfil(self, order_id: str) -> None:
+            fulfilled.append((order_id, db.state.commits))  # what had committed when it ran
 
-    EventBus(Reactors(fulfilment=Worker())).publish([OrderPaid("o3", "VIP_PLAN")])
-    assert fulfilled == ["o3", "again"]
+    uow = transactional(db.factory(), lambda: NOW, Policy(), lambda _: Reactors(fulfilment=Worker()))
+    with uow() as outer:
+        with uow() as inner:
+            inner.record(OrderPaid("o3", "VIP_PLAN"))
+        assert fulfilled == []  # the inner block's commit is not the transaction's
+        outer.record(OrderPaid("o4", "VIP_PLAN"))
+        assert fulfilled == []
+    assert fulfilled == [("o3", 1), ("o4", 1)]  # after the outer commit (the fake swaps state once)
 
 
-def test_a_failing_after_commit_reaction_is_logged_not_raised() -> None:
+def test_nothing_runs_after_a_rollback() -> None:
+    published: list[Event] = []
+    db = FakeDatabase()
+    uow = transactional(db.factory(), lambda: NOW, Policy(), handlers=recording(HANDLERS, published))
+
+    def fail_after_recording() -> None:
+        with uow() as work:
+            work.record(OrderPaid("o5", "VIP_PLAN"))
+            raise RuntimeError("the use case failed after recording")
+
+    with pytest.raises(RuntimeError):
+        fail_after_recording()
+    assert (published, db.state.ledger, db.state.commits) == ([], {}, 0)
+
+
+def test_a_failing_after_commit_reaction_is_logged_and_the_commit_stands() -> None:
     class Broken:
-        def fulfil(self, order_id: str) -> list[Event]:
+        def fulfil(self, order_id: str) -> None:
             raise ConnectionError("database went away")
 
-    EventBus(Reactors(fulfilment=Broken())).publish([OrderPaid("o4", "VIP_PLAN")])  # the job retries
+    db = FakeDatabase()
+    published: list[Event] = []
+    uow = transactional(
+        db.factory(),
+        lambda: NOW,
+        Policy(),
+        lambda _: Reactors(fulfilment=Broken()),
+        recording(HANDLERS, published),
+    )
+    with structlog.testing.capture_logs() as logs, uow() as work:
+        work.record(OrderPaid("o6", "VIP_PLAN"))
+    assert db.state.ledger == {"o6": "PENDING"}  # committed, and kept
+    assert published == [OrderPaid("o6", "VIP_PLAN")]  # the next reaction still ran
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["event.reaction_failed"]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from server.adapters.gateways import MerchantGateways
 from server.domain.catalogue import ProductKind
 from server.domain.errors import InvalidArgumentError, InvalidStateTransitionError, RefundExceedsPaidError
 from server.domain.events import AmountMismatch, Event, OrderFullyRefunded, OrderPaid, PaidAfterClose
@@ -18,13 +19,14 @@ from server.domain.outcomes import ApplyOutcome
 from server.domain.provider import AbnormalRefundRoute, ResolveAbnormal
 from server.domain.refund import RefundStatus
 from server.service.context import Caller
-from server.service.handlers import Policy, transactional
+from server.service.handlers import HANDLERS, Policy, transactional
 from server.service.payments import PaymentService
 from server.service.ports import Grant, MerchantIdentity
 from server.service.refunds import RefundService
-from server.wxpay.wire import WeChatPayGateway, refund_report, transaction_report
+from server.wxpay.gateway import WeChatPayGateway
+from server.wxpay.wire import refund_report, transaction_report
 from tests.support.fake_gateway import FakeGateway
-from tests.support.fake_uow import FakeDatabase
+from tests.support.fake_uow import FakeDatabase, recording
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 MERCHANT = MerchantIdentity(merchant_id="1900000109", app_id="wxapp")
@@ -128,15 +130,14 @@ class Stack:
         self.db = FakeDatabase()
         self.gateway = FakeGateway(MERCHANT.merchant_id, MERCHANT.app_id)
         self.published: list[Event] = []
-        uow = transactional(self.db.factory(), clock, Policy())
+        uow = transactional(self.db.factory(), clock, Policy(), handlers=recording(HANDLERS, self.published))
         self.payments = PaymentService(
             uow,
             clock,
-            WeChatPayGateway(self.gateway),
+            MerchantGateways.single(MERCHANT, WeChatPayGateway(self.gateway)),
             MERCHANT,
             "http://n/notify",
             (60.0,),
-            publish=self.published.extend,
         )
         self.refunds = RefundService(
             uow, clock, WeChatPayGateway(self.gateway), MERCHANT, "http://n/notify", (60.0,)

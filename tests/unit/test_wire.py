@@ -9,8 +9,8 @@ import pytest
 from server.domain.errors import ProviderRejectedError
 from server.domain.provider import CloseOutcome, PrepayRequest, RefundRequest
 from server.domain.refund import RefundStatus
+from server.wxpay.gateway import WeChatPayGateway
 from server.wxpay.wire import (
-    WeChatPayGateway,
     notification_report,
     prepay_answer,
     prepay_body,
