@@ -64,6 +64,9 @@ def build_app(
     (commands and tests that need none); otherwise a missing or broken bundle raises a one-line
     ConfigError / CredentialsError. `gateway` replaces WeChat Pay (tests). `prompt_fulfilment=False`
     leaves every fulfilment to the job (tests that drive the worker themselves)."""
+    # Credentials first: a start refused for want of them must leave no database behind (a later tool
+    # would take that empty, migrated file for the server's).
+    with_payments = _has_credentials(settings, payments_required)
     db = make_database(
         settings.database_url, pool_size=settings.db_pool_size, busy_timeout_ms=settings.db_busy_timeout_ms
     )
@@ -72,7 +75,6 @@ def build_app(
         migrate(db)
     policy = Policy(auto_refund_on_fulfilment_failure=settings.auto_refund_on_fulfilment_failure)
     decisions = FulfilmentDecisions(db)
-    with_payments = _has_credentials(settings, payments_required)
     uow, worker = _unit_of_work(db, settings, clock, policy, decisions, with_payments, prompt_fulfilment)
     read = read_only_factory(db)
     payments = None
