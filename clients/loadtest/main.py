@@ -31,6 +31,7 @@ from clients.loadtest.invariants import (
     probe,
 )
 from clients.loadtest.preflight import require_serving
+from clients.loadtest.provenance import provenance
 from clients.loadtest.report import errors_table, invariants_table, progress_bar, summary_view
 from clients.loadtest.scenarios import LoadConfig, ScenarioResult, SetupError, run_scenario
 from clients.loadtest.verdict import run_failures
@@ -134,6 +135,7 @@ def result_json(
         "failures": failures,
         "invariants": None if report is None else report.to_json(),
         "ok": not failures and (report is None or report.ok),
+        "provenance": provenance(),
     }
 
 
