@@ -23,6 +23,7 @@ from server.config import (
 from server.log_setup import configure_logging
 from server.ports import Binding, ensure_free, stack_bindings
 from server.ready import bound_ports, with_concrete_ports, with_port, write_ports_file
+from server.rpc.server import SERVICE_NAMES
 from server.runner import Stack, run_until_signal
 
 log = structlog.get_logger("orderpay.dev")
@@ -127,6 +128,7 @@ def _print_banner(settings: Settings, sandbox_url: str, console: str | None = No
     grpc, notify, tokens = settings.grpc_listen, settings.notify_listen, settings.api_tokens
     metrics = f"http://{settings.metrics_listen}/metrics" if settings.metrics_listen else "(not served)"
     dev_note = " (dev tokens)" if tokens == DEV_TOKENS else ""
+    services = ", ".join(name.rsplit(".", 1)[1] for name in SERVICE_NAMES)  # what reflection lists
     # The hints work as printed: the client defaults are the default ports, anything else is spelled out.
     target = "" if grpc == "127.0.0.1:50051" else f" --target {grpc}"
     cashier = "" if sandbox_url == "http://127.0.0.1:8090" else f" --sandbox-url {sandbox_url}"
@@ -136,7 +138,7 @@ def _print_banner(settings: Settings, sandbox_url: str, console: str | None = No
     print(
         f"""
 orderpay dev stack is up
-  gRPC           {grpc}   (OrderService, PayService, VipService, health, reflection)
+  gRPC           {grpc}   ({services}, health, reflection)
   notify sidecar http://{notify}/wxpay/notify   (/ /healthz /readyz)
   metrics        {metrics}
   sandbox        {sandbox_url}/   (fake WeChat Pay; control API /sandbox/v1/){console_line}

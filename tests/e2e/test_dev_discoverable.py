@@ -97,6 +97,21 @@ def test_the_banner_shows_the_bound_ports(dev: Dev) -> None:
     assert ":0 " not in dev.banner
 
 
+def test_the_banner_names_every_service_reflection_lists(dev: Dev) -> None:
+    listed = subprocess.run(
+        [*GRPCURL_PY, dev.grpc, "list"], cwd=ROOT, env=dev.env, capture_output=True, text=True, timeout=30,
+        check=True,
+    ).stdout.split()  # fmt: skip
+    shown = re.search(r"^  gRPC\s+\S+\s+\((.*)\)$", dev.banner, re.MULTILINE)
+    assert shown is not None, dev.banner
+    named = {name.strip() for name in shown.group(1).split(",")}
+
+    for service in listed:
+        short = service.rsplit(".", 1)[1]
+        assert short in named or service.startswith("grpc."), (service, dev.banner)
+    assert {"health", "reflection"} <= named
+
+
 def test_the_demo_hint_works_as_printed(dev: Dev) -> None:
     hint = next(line for line in dev.banner.splitlines() if "# a VIP purchase" in line)
     command = shlex.split(hint.split("#")[0])
