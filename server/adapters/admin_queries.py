@@ -154,7 +154,9 @@ class AdminQueries:
             ]
 
     def needs_attention(self, now: datetime, limit: int = 50) -> Attention:
-        held = self.list_orders(OrderFilter(fulfilment=Fulfilment.HELD.value), limit).orders
+        held = self.list_orders(
+            OrderFilter(fulfilment=Fulfilment.HELD.value, needs_attention=True), limit
+        ).orders
         failed = self.list_orders(
             OrderFilter(fulfilment=Fulfilment.FAILED.value, needs_attention=True), limit
         ).orders
@@ -255,7 +257,15 @@ def _needs_a_human() -> pw.Expression:
         & ~resolved_by_refund
         & ~live_refund
     )
-    needs: pw.Expression = (OrderRow.fulfilment == Fulfilment.HELD.value) | retryable
+    live_sum = pw.fn.COALESCE(
+        RefundRow.select(pw.fn.SUM(RefundRow.amount)).where(
+            (RefundRow.order_id == OrderRow.order_id)
+            & RefundRow.status.in_([s.value for s in LIVE_REFUND_STATUSES])
+        ),
+        0,
+    )
+    held = (OrderRow.fulfilment == Fulfilment.HELD.value) & (live_sum < OrderRow.paid_fee)
+    needs: pw.Expression = held | retryable
     return needs
 
 

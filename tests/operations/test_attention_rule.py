@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from dataclasses import replace
 from datetime import timedelta
 
 from server.adapters.admin_shapes import OrderFilter
@@ -79,3 +80,23 @@ def test_the_attention_query_is_the_domain_rule(app: App) -> None:
     assert {o.order_id for o in listed} == {order_id for order_id, needs in expected.items() if needs}
     assert any(expected.values())
     assert not all(expected.values())
+
+
+def test_a_held_order_whose_refund_covers_everything_paid_leaves_the_queue(app: App) -> None:
+    """A late payment's automatic refund of the whole amount: nothing is left for a person to decide."""
+    user = "attn-held-" + secrets.token_hex(4)
+    with app.uow() as uow:
+        cases = {}
+        for status in (RefundStatus.SUCCESS, RefundStatus.PROCESSING, RefundStatus.ABNORMAL, None):
+            order = _order(app, user, OrderStatus.CLOSED, Fulfilment.HELD, "PAID_AFTER_CLOSE")
+            uow.orders.insert(order)
+            if status is not None:
+                whole = replace(_refund(order, status), amount=order.paid_fee)
+                uow.refunds.insert(whole, due_at=order.created_at)
+            cases[status] = order.order_id
+
+    queue = {o.order_id for o in app.admin.needs_attention(app.clock()).held}
+
+    assert cases[None] in queue  # paid, nothing going back: a person decides
+    for status in (RefundStatus.SUCCESS, RefundStatus.PROCESSING, RefundStatus.ABNORMAL):
+        assert cases[status] not in queue, status
