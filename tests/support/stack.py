@@ -70,7 +70,7 @@ class Stack:
         )
         wait_until(
             lambda: port_file.exists() and port_file.read_text().strip() != "",
-            20,
+            60,
             "sandbox port",
             child=self.sandbox,
             output=self.workdir / "sandbox.log",
