@@ -1,6 +1,6 @@
 """The `orderpay` console script: one parser, with each part registering its own sub-commands.
 
-Each part keeps its commands next to its code (`server.commands`, `sandbox.commands`,
+Each part keeps its commands next to its code (`server.serve_commands`, `sandbox.commands`,
 `clients.commands`) and imports heavy modules only inside the handler, so `orderpay --help`
 stays fast and the sandbox never pulls in the server.
 """
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from importlib import metadata
 
 COMMAND_MODULES = (
-    "server.commands",
-    "server.jobs.commands",
+    "server.serve_commands",
+    "server.jobs.purge_command",
     "server.recon_commands",  # issue 12: orderpay recon run|show|resolve
     "sandbox.commands",
     "clients.commands",

@@ -17,7 +17,7 @@ from server.service.notifications import NotificationService
 from server.service.operations import OperationsService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
-from server.service.ports import UnitOfWorkFactory
+from server.service.ports import ReadFactory, UnitOfWorkFactory
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
 from server.wxpay.credentials import MerchantCredentials
@@ -42,7 +42,7 @@ class App:
     settings: Settings
     db: pw.Database
     uow: UnitOfWorkFactory
-    read: UnitOfWorkFactory
+    read: ReadFactory  # committed data, getters only
     clock: Clock
     orders: OrderService
     catalogue: CatalogueService

@@ -29,8 +29,7 @@ from server.service.handlers import Policy, Reactors, transactional
 from server.service.notifications import NotificationService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
-from server.service.ports import MerchantIdentity, PaymentGateway, UnitOfWorkFactory
-from server.service.recon_ports import BillSource
+from server.service.ports import BillSource, MerchantIdentity, PaymentGateway, ReadFactory, UnitOfWorkFactory
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
 from server.wxpay.bills import WeChatBills
@@ -127,7 +126,7 @@ def _unit_of_work(
 def _payments_part(
     settings: Settings,
     uow: UnitOfWorkFactory,
-    read: UnitOfWorkFactory,
+    read: ReadFactory,
     clock: Clock,
     gateway: PaymentGateway | None,
     bills: BillSource | None,

@@ -49,6 +49,9 @@ class Settings:
     # Plaintext gRPC on a non-loopback address is refused unless TLS ends in front of it and this says so.
     allow_plaintext_grpc: bool = False
     shutdown_grace_s: float = 10.0
+    # `serve --workers N` sets these for each worker process it spawns (ORDERPAY_WORKER_INDEX, ..._REUSE_PORT)
+    worker_index: int = 0  # the first worker alone serves the sidecar, metrics and console
+    reuse_port: bool = False  # workers share the gRPC port (SO_REUSEPORT)
     # database
     db_pool_size: int = 40
     db_busy_timeout_ms: int = 10_000

@@ -20,11 +20,11 @@ from server.config import (
     describe_database,
     load_settings,
 )
+from server.lifecycle import Stack, run_until_signal
 from server.log_setup import configure_logging
-from server.ports import Binding, ensure_free, stack_bindings
+from server.port_check import Binding, ensure_free, stack_bindings
 from server.ready import bound_ports, with_concrete_ports, with_port, write_ports_file
 from server.rpc.server import SERVICE_NAMES
-from server.runner import Stack, run_until_signal
 
 log = structlog.get_logger("orderpay.dev")
 SANDBOX_START_S = 60.0  # a loaded 2-core laptop (or CI) can take a while to start Python

@@ -9,13 +9,13 @@ from server.adapters.admin_queries import AdminQueries
 from server.app import PaymentsPart
 from server.domain.clock import Clock
 from server.service.operations import OperationsService
-from server.service.ports import UnitOfWorkFactory
+from server.service.ports import ReadFactory, UnitOfWorkFactory
 
 
 def build_operations(
     db: pw.Database,
     uow: UnitOfWorkFactory,
-    read: UnitOfWorkFactory,
+    read: ReadFactory,
     clock: Clock,
     payments: PaymentsPart | None,
 ) -> tuple[AdminQueries, OperationsService]:

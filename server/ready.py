@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from server.config import Settings
 
 if TYPE_CHECKING:
-    from server.runner import Stack
+    from server.lifecycle import Stack
 
 
 def with_concrete_ports(settings: Settings) -> Settings:

@@ -17,7 +17,7 @@ import peewee as pw
 
 from server.config import StartupError, load_settings, redact
 from server.domain.errors import DomainError
-from server.ports import who_listens
+from server.port_check import who_listens
 from server.wxpay.errors import CredentialsError
 
 _GRPC_BIND = re.compile(r"^Failed to bind to address (\S+?);")

@@ -15,9 +15,9 @@ import pytest
 
 from server.app import App
 from server.bootstrap import build_app
-from server.config import Settings
 from tests.support.databases import fresh_postgres, migrated_template, postgres_admin_url, sqlite_url
-from tests.support.isolation import NO_CREDENTIALS, NOWHERE_NOTIFY_URL, isolate_environment
+from tests.support.isolation import isolate_environment
+from tests.support.settings import settings_for
 
 isolate_environment()  # at import: before any fixture, test module or child process reads the environment
 
@@ -47,24 +47,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     admin = request.getfixturevalue("postgres_admin")
     with fresh_postgres(admin, request.getfixturevalue("postgres_template")) as url:
         yield url
-
-
-def settings_for(database_url: str, **overrides: object) -> Settings:
-    return Settings(
-        database_url=database_url,
-        grpc_listen="127.0.0.1:0",
-        notify_listen="127.0.0.1:0",
-        metrics_listen="127.0.0.1:0",
-        console_listen="",
-        # Never the repository's .orderpay/keys (`make run` writes it); tests with payments bring their own.
-        credentials_dir=NO_CREDENTIALS,
-        # Never the default sidecar port (a running `make run` listens there): nothing answers on port 9.
-        notify_url=NOWHERE_NOTIFY_URL,
-        api_tokens="bff:test-bff-token,admin:test-admin-token",
-        db_pool_size=80,
-        log_format="json",
-        log_level="warning",
-    ).with_overrides(**overrides)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from server.adapters.admin_shapes import (
     decode_token,
     encode_token,
 )
+from server.adapters.attention import failing_notification, needs_a_human, stuck_refund
 from server.adapters.recon_tables import ReconExceptionRow
 from server.adapters.repositories import PeeweeRefunds, order_from_row
 from server.adapters.tables import (
@@ -37,14 +38,11 @@ from server.adapters.tables import (
 )
 from server.adapters.times import from_db_time, to_db_time
 from server.domain.fulfilment import LedgerStatus
-from server.domain.operations import RESOLVED_BY_REFUND, RETRY_FULFILMENT_STATUSES
 from server.domain.order import Fulfilment, Order
 from server.domain.reconciliation import ExceptionStatus
-from server.domain.refund import LIVE_REFUND_STATUSES, Refund, RefundStatus
+from server.domain.refund import Refund
 
 MAX_PAGE = 200
-# Outcomes a person must look at that no HELD order already shows (amount_mismatch and paid_after_close do).
-FAILING_OUTCOMES = ("unknown_order", "identity_mismatch", "refund_unknown", "invalid_resource", "error")
 
 # (headers, raw body, received_at) -> {"out_trade_no", "out_refund_no", ...} of the decrypted resource,
 # or None when it no longer verifies. Supplied by the composition root (server.wxpay owns the keys).
@@ -122,7 +120,7 @@ class AdminQueries:
         if outcome:
             query = query.where(NotificationRow.outcome == outcome)
         if failing:
-            query = query.where(_failing_notification())
+            query = query.where(failing_notification())
         with self._db.connection_context():
             rows = list(query.order_by(NotificationRow.received_at.desc()).limit(min(limit, MAX_PAGE)))
         return [self._notification(r) for r in rows]
@@ -134,7 +132,7 @@ class AdminQueries:
         if status:
             query = query.where(RefundRow.status == status)
         if stuck:
-            query = query.where(_stuck_refund(now))
+            query = query.where(stuck_refund(now))
         with self._db.connection_context():
             nos = [
                 r.out_refund_no
@@ -243,55 +241,11 @@ def _order_filter(where: OrderFilter) -> pw.Expression:
             (OrderRow.order_id == text) | (OrderRow.out_trade_no == text) | (OrderRow.transaction_id == text)
         )
     if where.needs_attention:
-        clauses.append(_needs_a_human())
+        clauses.append(needs_a_human())
     expression = clauses[0]
     for clause in clauses[1:]:
         expression = expression & clause
     return expression
-
-
-def _needs_a_human() -> pw.Expression:
-    """`server.domain.operations.needs_a_human` in SQL, built from the same domain constants (a test
-    holds the two to the same fixtures)."""
-    live_refund = pw.fn.EXISTS(
-        RefundRow.select(RefundRow.out_refund_no).where(
-            (RefundRow.order_id == OrderRow.order_id)
-            & RefundRow.status.in_([s.value for s in LIVE_REFUND_STATUSES])
-        )
-    )
-    prefix = pw.fn.SUBSTR(OrderRow.fulfilment_reason, 1, len(RESOLVED_BY_REFUND))
-    resolved_by_refund: pw.Expression = prefix == RESOLVED_BY_REFUND
-    retryable = (
-        (OrderRow.fulfilment == Fulfilment.FAILED.value)
-        & OrderRow.status.in_([s.value for s in RETRY_FULFILMENT_STATUSES])
-        & ~resolved_by_refund
-        & ~live_refund
-    )
-    live_sum = pw.fn.COALESCE(
-        RefundRow.select(pw.fn.SUM(RefundRow.amount)).where(
-            (RefundRow.order_id == OrderRow.order_id)
-            & RefundRow.status.in_([s.value for s in LIVE_REFUND_STATUSES])
-        ),
-        0,
-    )
-    held = (OrderRow.fulfilment == Fulfilment.HELD.value) & (live_sum < OrderRow.paid_fee)
-    needs: pw.Expression = held | retryable
-    return needs
-
-
-def _stuck_refund(now: datetime | None, after: timedelta = timedelta(minutes=10)) -> pw.Expression:
-    stuck = RefundRow.status == RefundStatus.ABNORMAL.value
-    processing = RefundRow.status == RefundStatus.PROCESSING.value
-    stalled = RefundRow.next_poll_at.is_null()  # polling revoked or never scheduled
-    if now is not None:
-        stalled = stalled | (RefundRow.created_at <= to_db_time(now - after))
-    return stuck | (processing & stalled)
-
-
-def _failing_notification() -> pw.Expression:
-    return (NotificationRow.status == "FAILED") | (
-        (NotificationRow.status == "PROCESSED") & NotificationRow.outcome.in_(FAILING_OUTCOMES)
-    )
 
 
 def _event(row: OrderEventRow) -> EventView:

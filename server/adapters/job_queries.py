@@ -18,7 +18,7 @@ from server.adapters.tables import FulfilmentRow, OrderEventRow, OrderRow, Refun
 from server.adapters.times import from_db_time, to_db_time
 from server.domain.order import OrderStatus
 from server.domain.refund import RefundStatus
-from server.service.ports import PurgeReport
+from server.service.shapes import PurgeReport
 
 PURGE_BATCH = 500
 _Row = TypeVar("_Row", bound=pw.Model)

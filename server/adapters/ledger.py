@@ -15,8 +15,8 @@ from server.adapters.times import from_db_time, required_time, to_db_time
 from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership, extended
 from server.domain.order import Order
-from server.service.ports import Grant
 from server.service.retry import retry_on_conflict
+from server.service.shapes import Grant
 
 
 class PeeweeLedger:

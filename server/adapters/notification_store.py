@@ -18,8 +18,8 @@ import peewee as pw
 
 from server.adapters.tables import NotificationRow
 from server.adapters.times import from_db_time, to_db_time
-from server.service.notifications import FAILED, PROCESSED, RECEIVED
-from server.service.ports import StoredNotification
+from server.domain.notification import NotificationStatus
+from server.service.shapes import StoredNotification
 
 STORED_HEADER_PREFIX = "wechatpay-"
 
@@ -57,7 +57,7 @@ class PeeweeNotifications:
                 event_type=event_type,
                 headers=json.dumps(signed_headers_only(headers), sort_keys=True),
                 body=body,
-                status=RECEIVED,
+                status=NotificationStatus.RECEIVED.value,
                 received_at=to_db_time(now),
             )
             .on_conflict_ignore()
@@ -66,11 +66,11 @@ class PeeweeNotifications:
         )
         return inserted > 0
 
-    def finish(self, notification_id: str, status: str, outcome: str, now: datetime) -> None:
+    def finish(self, notification_id: str, status: NotificationStatus, outcome: str, now: datetime) -> None:
         """PROCESSED is terminal: the first writer's outcome stands (a concurrent duplicate's is dropped)."""
         self._unfinished_update(
             notification_id,
-            status=status,
+            status=status.value,
             outcome=outcome[:32],
             attempts=NotificationRow.attempts + 1,
             processed_at=to_db_time(now),
@@ -87,7 +87,9 @@ class PeeweeNotifications:
         query = (
             NotificationRow.select()
             .where(
-                NotificationRow.status.in_((RECEIVED, FAILED))
+                NotificationRow.status.in_(
+                    (NotificationStatus.RECEIVED.value, NotificationStatus.FAILED.value)
+                )
                 & (NotificationRow.attempts < max_attempts)
                 & (NotificationRow.received_at <= at)
                 & (NotificationRow.processed_at.is_null() | (NotificationRow.processed_at <= at))
@@ -118,7 +120,8 @@ class PeeweeNotifications:
         updated: int = (
             NotificationRow.update(version=NotificationRow.version + 1, **values)
             .where(
-                (NotificationRow.notification_id == notification_id) & (NotificationRow.status != PROCESSED)
+                (NotificationRow.notification_id == notification_id)
+                & (NotificationRow.status != NotificationStatus.PROCESSED.value)
             )
             .execute()
         )
@@ -134,7 +137,7 @@ def _stored(row: NotificationRow) -> StoredNotification:
         event_type=row.event_type,
         headers=json.loads(row.headers),
         body=row.body,
-        status=row.status,
+        status=NotificationStatus(row.status),
         outcome=row.outcome,
         attempts=row.attempts,
         received_at=received_at,

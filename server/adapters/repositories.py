@@ -17,12 +17,13 @@ from server.adapters.times import from_db_time, required_time, to_db_time
 from server.domain.catalogue import Product, ProductKind
 from server.domain.order import Fulfilment, Order, OrderStatus
 from server.domain.refund import Refund, RefundStatus
-from server.service.ports import AuditEvent, Cursor, OrderInsertConflict
+from server.service.shapes import AuditEvent, Cursor, OrderInsertConflict
 
 _ORDER_FIELDS = tuple(f.name for f in fields(Order))
 _DIFFED_ORDER_FIELDS = tuple(name for name in _ORDER_FIELDS if name != "version")
 _ENUM_COLUMNS = ("status", "fulfilment", "kind")
 _REFUND_FIELDS = tuple(f.name for f in fields(Refund))
+_DIFFED_REFUND_FIELDS = tuple(name for name in _REFUND_FIELDS if name != "version")
 _COMMITTED_REFUND_STATUSES = [s.value for s in RefundStatus if s.counts_against_paid]
 
 
@@ -214,13 +215,19 @@ class PeeweeRefunds:
         values["next_poll_at"] = to_db_time(due_at)
         RefundRow.insert(**values).execute()
 
-    def compare_and_set(self, refund: Refund, **changes: Any) -> Refund | None:
+    def save(self, before: Refund, after: Refund) -> Refund | None:
+        """UPDATE only the changed columns ... WHERE out_refund_no = ? AND version = before.version."""
+        changes = {
+            name: value
+            for name in _DIFFED_REFUND_FIELDS
+            if (value := getattr(after, name)) != getattr(before, name)
+        }
         values = _db_values(changes)
         if "status" in values:
             values["status"] = str(values["status"])
-        if not _REFUND_CAS.execute(refund.out_refund_no, refund.version, values):
+        if not _REFUND_CAS.execute(before.out_refund_no, before.version, values):
             return None
-        return self.get(refund.out_refund_no)
+        return replace(after, version=before.version + 1)
 
     def committed_amount(self, order_id: str) -> int:
         """Refunds that are, or may still become, money back: everything but CLOSED."""
@@ -250,4 +257,5 @@ def _refund_from_row(row: RefundRow) -> Refund:
     values["created_at"] = required_time(row.created_at)
     values["updated_at"] = required_time(row.updated_at)
     values["succeeded_at"] = from_db_time(row.succeeded_at)
+    values["next_poll_at"] = from_db_time(row.next_poll_at)
     return Refund(**values)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import peewee as pw
 
+from server.domain.order import OrderStatus
+
 database_proxy = pw.DatabaseProxy()
 
 
@@ -80,7 +82,7 @@ class OrderRow(BaseModel):
 # At most one UNPAID order per (user, product): a partial unique index, so the database decides.
 OrderRow.add_index(
     OrderRow.index(OrderRow.user_id, OrderRow.product_id, unique=True, name="orders_one_unpaid").where(
-        OrderRow.status == "UNPAID"
+        OrderRow.status == OrderStatus.UNPAID.value
     )
 )
 OrderRow.add_index(

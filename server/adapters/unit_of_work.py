@@ -14,7 +14,7 @@ from server.adapters.notification_store import PeeweeNotifications
 from server.adapters.recon_store import PeeweeReconStore
 from server.adapters.repositories import PeeweeAudit, PeeweeOrders, PeeweeProducts, PeeweeRefunds
 from server.domain.events import Event
-from server.service.ports import UnitOfWork, UnitOfWorkFactory
+from server.service.ports import ReadFactory, ReadUnitOfWork, UnitOfWork, UnitOfWorkFactory
 
 
 class PeeweeUnitOfWork:
@@ -55,12 +55,12 @@ def unit_of_work_factory(db: pw.Database) -> UnitOfWorkFactory:
     return unit_of_work
 
 
-def read_only_factory(db: pw.Database) -> UnitOfWorkFactory:
+def read_only_factory(db: pw.Database) -> ReadFactory:
     """Reads of committed data: no transaction and no writer queue (WAL readers never block)."""
     ledger, claims = PeeweeLedger(skip_locked=False), JobQueries(db)
 
     @contextmanager
-    def read() -> Iterator[UnitOfWork]:
+    def read() -> Iterator[ReadUnitOfWork]:
         with db.connection_context():
             yield PeeweeUnitOfWork(ledger, claims)
 

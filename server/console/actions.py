@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
-from server.console.app import deps, render, session_of
+from server.console.deps import deps, render, session_of
 from server.domain.errors import DomainError
 from server.domain.operations import Resolution
 from server.service.context import Caller

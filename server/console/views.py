@@ -12,10 +12,11 @@ from typing import Any
 from aiohttp import web
 
 from server.adapters.admin_shapes import OrderFilter, OrderStory
-from server.console.app import CST, deps, page, render, session_cookie_options
 from server.console.charts import bar_list, column_chart
+from server.console.deps import CST, deps, page, render, session_cookie_options
 from server.console.sessions import LOGIN_COOKIE, SESSION_COOKIE, SignInRefused
 from server.domain.errors import DomainError
+from server.domain.notification import NotificationStatus
 from server.domain.operations import Resolution, fulfilment_retryable, may_resolve
 from server.domain.order import Fulfilment, Order, OrderStatus
 from server.domain.refund import Refund, RefundStatus, live_refund_amount
@@ -187,12 +188,14 @@ async def notifications(request: web.Request) -> dict[str, Any]:
     console = deps(request)
     failing = request.query.get("failing") == "1"
     outcome = request.query.get("outcome") or None
-    status = _choice(request.query.get("status"), ["RECEIVED", "PROCESSED", "FAILED"])
+    statuses = [s.value for s in NotificationStatus]
+    status = _choice(request.query.get("status"), statuses)
     rows = await asyncio.to_thread(
         lambda: console.queries.list_notifications(status=status, outcome=outcome, failing=failing, limit=100)
     )
     return {
         "notes": rows,
+        "statuses": statuses,
         "failing": failing,
         "outcome": outcome or "",
         "status": status or "",
@@ -204,7 +207,9 @@ async def notifications(request: web.Request) -> dict[str, Any]:
 async def jobs(request: web.Request) -> dict[str, Any]:
     console = deps(request)
     fulfilments = await asyncio.to_thread(console.queries.list_fulfilment_jobs, limit=100)
-    polls = await asyncio.to_thread(lambda: console.queries.list_refunds(status="PROCESSING", limit=100))
+    polls = await asyncio.to_thread(
+        lambda: console.queries.list_refunds(status=RefundStatus.PROCESSING.value, limit=100)
+    )
     return {"fulfilments": fulfilments, "polls": polls, "title": "Background work"}
 
 

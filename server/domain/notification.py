@@ -7,6 +7,7 @@ Protocol-neutral on purpose: the service layer codes against these; the WeChat P
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import ClassVar
 
 from server.domain.provider import RefundReport, TransactionReport
@@ -20,6 +21,14 @@ class Notification:
     resource_type: str
     summary: str
     report: TransactionReport | RefundReport | None  # None: an event type we do not handle
+
+
+class NotificationStatus(StrEnum):
+    """A stored notification's row (server.adapters.notification_store)."""
+
+    RECEIVED = "RECEIVED"  # stored, not yet applied: the re-processing job finishes it
+    PROCESSED = "PROCESSED"  # terminal, with its outcome: applied, or decided not to be
+    FAILED = "FAILED"  # the last attempt failed: kept for the re-processing job (or a person)
 
 
 class NotificationRejected(Exception):  # noqa: N818 - the name other layers code against

@@ -23,6 +23,16 @@ class ApplyOutcome(StrEnum):
         return self in _ALARMING
 
 
+class NotificationOutcome(StrEnum):
+    """A notification's outcome when the apply gave none (ApplyOutcome) and no check rejected it."""
+
+    UNHANDLED_EVENT = "unhandled_event"  # an event type we do not handle: acknowledged, ignored
+    DUPLICATE = ApplyOutcome.DUPLICATE.value  # this notification id was processed before
+    TRANSIENT = "transient"  # could not decide now (database busy): WeChat sends it again
+    ERROR = "error"  # a bug: kept FAILED for the re-processing job
+    INVALID_RESOURCE = "invalid_resource"  # signed, but the resource itself was refused
+
+
 _ALARMING = frozenset(
     {
         ApplyOutcome.UNKNOWN_ORDER,

@@ -35,6 +35,10 @@ class Prepay:
     payload: str = ""  # the QR code URL (NATIVE) or the H5 page URL
 
 
+# The channels a client may pay on (pay_service.proto PayChannel); a provider says what each needs.
+PAY_CHANNELS: Final = ("JSAPI", "MINIPROGRAM", "APP", "NATIVE", "H5")
+
+
 @dataclass(frozen=True)
 class MerchantIdentity:
     """A merchant account at the provider and the app it takes payments for (WeChat: mchid, appid)."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+
+from server.domain.outcomes import ApplyOutcome
 
 
 class RefundStatus(StrEnum):
@@ -48,6 +50,71 @@ class Refund:
     refund_id: str | None = None
     succeeded_at: datetime | None = None
     poll_attempts: int = 0
+    next_poll_at: datetime | None = None  # when the refund job asks WeChat next; None: nobody polls it
+
+    # --- transitions: each returns the new state, unsaved (`Refunds.save(before, after)`) -----------
+    def settle(
+        self,
+        status: RefundStatus,
+        now: datetime,
+        *,
+        refund_id: str | None = None,
+        success_time: datetime | None = None,
+    ) -> RefundTransition:
+        """WeChat's word that the refund ended (`status`): only forward, and never again once final."""
+        if not self.status.may_become(status):
+            return RefundTransition(self, ApplyOutcome.DUPLICATE)
+        settled = replace(
+            self,
+            status=status,
+            submitted=True,
+            updated_at=now,
+            next_poll_at=None,
+            refund_id=refund_id or self.refund_id,
+            succeeded_at=(success_time or now) if status is RefundStatus.SUCCESS else self.succeeded_at,
+        )
+        outcome = ApplyOutcome.REFUND_ABNORMAL if status is RefundStatus.ABNORMAL else ApplyOutcome.APPLIED
+        return RefundTransition(settled, outcome)
+
+    def submitted_as(self, refund_id: str | None, next_poll_at: datetime, now: datetime) -> Refund:
+        """WeChat took the request: poll for its end from `next_poll_at`."""
+        return replace(
+            self,
+            submitted=True,
+            refund_id=refund_id or self.refund_id,
+            next_poll_at=next_poll_at,
+            updated_at=now,
+        )
+
+    def deferred(self, next_poll_at: datetime, now: datetime) -> Refund:
+        """WeChat could not be reached: the refund job submits it again (same out_refund_no) later."""
+        return replace(self, next_poll_at=next_poll_at, updated_at=now)
+
+    def rejected(self, now: datetime) -> Refund:
+        """WeChat refused the request itself: no refund exists there, so none counts here."""
+        return replace(self, status=RefundStatus.CLOSED, submitted=True, next_poll_at=None, updated_at=now)
+
+    def polled(self, next_poll_at: datetime, now: datetime) -> Refund:
+        """Still PROCESSING at WeChat: ask again at `next_poll_at`."""
+        return replace(self, poll_attempts=self.poll_attempts + 1, next_poll_at=next_poll_at, updated_at=now)
+
+    def reopened(self, next_poll_at: datetime, now: datetime) -> Refund:
+        """An ABNORMAL refund re-routed (apply-abnormal-refund): PROCESSING again until WeChat settles it."""
+        return replace(
+            self, status=RefundStatus.PROCESSING, poll_attempts=0, next_poll_at=next_poll_at, updated_at=now
+        )
+
+
+@dataclass(frozen=True)
+class RefundTransition:
+    """`Refund.settle`'s answer: the new state (unsaved) and what happened."""
+
+    refund: Refund
+    outcome: ApplyOutcome
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome is not ApplyOutcome.DUPLICATE
 
 
 LIVE_REFUND_STATUSES = frozenset(s for s in RefundStatus if s.counts_against_paid)

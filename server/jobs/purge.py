@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from server.service.ports import PurgeReport, UnitOfWorkFactory
+from server.service.ports import UnitOfWorkFactory
+from server.service.shapes import PurgeReport
 
 _DURATION_PART = re.compile(r"(\d+)([dhms])")
 _UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}

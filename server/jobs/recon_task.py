@@ -8,16 +8,15 @@ day and the others skip it.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Protocol
 
 import structlog
 
 from server.domain.clock import Clock
 from server.domain.errors import InvalidStateTransitionError, ProviderUnavailableError
 from server.domain.reconciliation import BEIJING
-from server.jobs.runner import JobResult
-from server.service.recon_ports import DayReport
+from server.service.ports import DayReconciler
 from server.service.reconciliation import BillNotReadyError
+from server.service.shapes import JobResult
 
 log = structlog.get_logger("orderpay.jobs")
 
@@ -26,12 +25,6 @@ RETRY_AFTER = timedelta(minutes=10)  # STATEMENT_CREATING or WeChat down: ask ag
 CATCH_UP_DAYS = 3  # days before yesterday a fresh start still reconciles, if they never finished
 FINISHED = {"DONE", "EMPTY"}
 OBSERVE_EVERY = timedelta(seconds=30)  # refresh the gauges from the database this often
-
-
-class DayReconciler(Protocol):
-    def run_day(self, day: date) -> DayReport: ...
-    def report(self, day: date) -> DayReport: ...
-    def observe(self) -> None: ...
 
 
 class ReconTask:

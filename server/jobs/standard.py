@@ -1,11 +1,12 @@
-"""The standard jobs of `orderpay serve`, built from the App (see server.runner)."""
+"""The standard jobs of `orderpay serve`, built from the App (see server.lifecycle)."""
 
 from __future__ import annotations
 
 from server.app import App
 from server.jobs.recon_task import ReconTask
-from server.jobs.runner import JobRunner, Task
+from server.jobs.scheduler import JobRunner
 from server.jobs.tasks import ExpiryTask, FulfilmentTask, NotificationTask, ReconcileTask, RefundPollTask
+from server.service.ports import Task
 
 
 def standard_tasks(app: App) -> list[Task]:

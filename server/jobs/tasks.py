@@ -5,47 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
 
 import structlog
 
 from server.domain.clock import Clock
 from server.domain.errors import InvalidStateTransitionError, ProviderUnavailableError, VersionConflictError
-from server.jobs.runner import JobResult
 from server.service.context import Caller
-from server.service.ports import UnitOfWorkFactory
+from server.service.ports import (
+    FulfilmentRunner,
+    NotificationReplayer,
+    OrderCloser,
+    PaymentSyncer,
+    Refunder,
+    UnitOfWorkFactory,
+)
+from server.service.shapes import JobResult
 
 log = structlog.get_logger("orderpay.jobs")
 
 DEFAULT_LEASE = timedelta(seconds=60)  # a claimed row is invisible this long; a crash frees it after
-
-
-class OrderCloser(Protocol):
-    def close_order(self, order_id: str, caller: Caller, expected_version: int | None = None) -> object: ...
-
-
-class PaymentSyncer(Protocol):
-    def sync_payment(self, order_id: str, caller: Caller) -> object: ...
-    def schedule_next_sync(self, order_id: str) -> None: ...
-
-
-class RefundSyncer(Protocol):
-    def sync_refund(self, out_refund_no: str, caller: Caller) -> object: ...
-
-
-@runtime_checkable
-class NotificationReprocessor(Protocol):
-    def reprocess_pending(self, older_than_s: float, limit: int) -> int: ...
-
-
-class FulfilmentBatch(Protocol):
-    @property
-    def claimed(self) -> int: ...
-
-
-class FulfilmentRunner(Protocol):
-    def run_due(self, limit: int = 50) -> FulfilmentBatch: ...
-    def oldest_due(self) -> datetime | None: ...
 
 
 def _each(
@@ -162,7 +140,7 @@ class RefundPollTask:
         self,
         uow: UnitOfWorkFactory,
         clock: Clock,
-        refunds: RefundSyncer,
+        refunds: Refunder,
         *,
         limit: int = 100,
         lease: timedelta = DEFAULT_LEASE,
@@ -186,9 +164,7 @@ class NotificationTask:
 
     name = "notifications"
 
-    def __init__(
-        self, service: NotificationReprocessor, older_than_s: float = 30.0, limit: int = 100
-    ) -> None:
+    def __init__(self, service: NotificationReplayer, older_than_s: float = 30.0, limit: int = 100) -> None:
         self._service = service
         self._older_than_s = older_than_s
         self._limit = limit

@@ -36,6 +36,10 @@ def request_id_of(request: web.Request) -> str:
 async def canonical_line(request: web.Request, handler: Handler) -> web.StreamResponse:
     record = RequestRecord(request_id=request_id_of(request))
     request[RECORD] = record
+    # Every line logged for this request, here or in the service (in_executor carries the context), says
+    # which request it was. Each request runs in a task of its own: its context starts as a copy.
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=record.request_id)
     started = time.perf_counter()
     response = await _answer(request, handler, record)
     response.headers[REQUEST_ID_HEADER] = record.request_id
@@ -51,14 +55,14 @@ async def _answer(request: web.Request, handler: Handler, record: RequestRecord)
         # Returning the exception itself is deprecated in aiohttp (and drops the connection under -W error).
         return web.Response(status=exc.status, text=exc.text, headers=exc.headers)
     except Exception:
-        log.exception("notify request failed", request_id=record.request_id, path=request.path)
+        log.exception("notify.failed", path=request.path)
         record.outcome = INTERNAL
         return fail(500, "internal error")
 
 
 def _log_line(request: web.Request, record: RequestRecord, status: int, seconds: float) -> None:
     if request.path != NOTIFY_PATH:
-        log.debug("http request", request_id=record.request_id, path=request.path, status=status)
+        log.debug("notify.http", path=request.path, status=status)
         return
     NOTIFICATIONS.labels(record.outcome or INTERNAL).inc()
     action = OPERATOR_ACTIONS.get(record.outcome)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
@@ -113,7 +114,7 @@ async def read_limited(request: web.Request, limit: int) -> bytes | None:
 async def in_executor(executor: Executor, work: Callable[[], _T], timeout_s: float) -> _T:
     """Run blocking `work` off the event loop; AnswerTimeout after `timeout_s`, without cancelling it
     once started (a half-applied notification is worse than a late one)."""
-    submitted = executor.submit(work)
+    submitted = executor.submit(contextvars.copy_context().run, work)  # the log context goes along
     waiting = asyncio.wrap_future(submitted)
     done, _ = await asyncio.wait({waiting}, timeout=timeout_s)
     if not done:

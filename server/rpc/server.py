@@ -1,6 +1,6 @@
 """The gRPC server factory on grpc.aio: servicers, interceptor, health, reflection; bind; graceful stop.
 
-It runs on the process's one event loop (see server/runner.py).
+It runs on the process's one event loop (see server/lifecycle.py).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from server.domain.order import Order
 from server.service.context import Caller
-from server.service.ports import AuditEvent
+from server.service.shapes import AuditEvent
 
 
 def audit(order: Order, field: str, before: object, after: object, cause: str, caller: Caller) -> AuditEvent:

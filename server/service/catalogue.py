@@ -12,7 +12,7 @@ from server.domain.clock import Clock
 from server.domain.errors import FieldViolation, InvalidArgumentError
 from server.domain.membership import Membership
 from server.domain.validation import Violations
-from server.service.ports import UnitOfWorkFactory
+from server.service.ports import ReadFactory, UnitOfWorkFactory
 
 SHIPPED_CATALOGUE = Path(__file__).resolve().parents[1] / "data" / "catalogue.json"
 
@@ -49,9 +49,9 @@ class MembershipView:
 
 
 class CatalogueService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, read: UnitOfWorkFactory | None = None) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, read: ReadFactory | None = None) -> None:
         self._uow = uow
-        self._read = read or uow
+        self._read: ReadFactory = read or uow
         self._clock = clock
 
     def load(self, products: list[Product]) -> LoadReport:

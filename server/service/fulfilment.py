@@ -36,6 +36,7 @@ from server.service.audit import audit
 from server.service.context import Caller
 from server.service.ports import UnitOfWork, UnitOfWorkFactory
 from server.service.retry import Conflict, retry_on_conflict
+from server.service.shapes import Batch
 
 log = structlog.get_logger("orderpay.fulfilment")
 
@@ -45,11 +46,6 @@ JOB_CALLER = Caller("job:fulfilment")
 @dataclass(frozen=True)
 class Processed:
     outcome: Outcome
-
-
-@dataclass(frozen=True)
-class Batch:
-    claimed: int
 
 
 class _LeaseLost(Exception):  # noqa: N818 - a signal inside the worker, not an error

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from server.domain.errors import OrderNotFoundError
 from server.domain.order import Order
-from server.service.ports import UnitOfWork
+from server.service.ports import ReadUnitOfWork
 
 
-def require_order(uow: UnitOfWork, order_id: str) -> Order:
+def require_order(uow: ReadUnitOfWork, order_id: str) -> Order:
     order = uow.orders.get(order_id)
     if order is None:
         raise OrderNotFoundError(f"order {order_id!r} not found")

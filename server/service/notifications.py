@@ -23,33 +23,26 @@ import structlog
 
 from server.domain.clock import Clock
 from server.domain.errors import DomainError
-from server.domain.notification import MalformedError, Notification, NotificationRejected
+from server.domain.notification import MalformedError, Notification, NotificationRejected, NotificationStatus
 from server.domain.operations import NotificationNotFoundError
-from server.domain.outcomes import ApplyOutcome
+from server.domain.outcomes import ApplyOutcome, NotificationOutcome
 from server.domain.provider import NOTIFY_SOURCE, RefundReport, TransactionReport
 from server.service.errors import TransientError
 from server.service.ports import (
     NotificationParser,
+    ReadFactory,
     RefundApplier,
-    StoredNotification,
     TransactionApplier,
     UnitOfWork,
     UnitOfWorkFactory,
 )
 from server.service.retry import retry_on_conflict
+from server.service.shapes import StoredNotification
 
 SOURCE: Final = NOTIFY_SOURCE
-UNHANDLED_EVENT: Final = "unhandled_event"
-DUPLICATE: Final = "duplicate"
-TRANSIENT: Final = "transient"
-ERROR: Final = "error"
-INVALID_RESOURCE: Final = "invalid_resource"
 # Limits of the NotificationRow columns; a longer value is not a WeChat notification.
 MAX_ID_LENGTH: Final = 64
 MAX_EVENT_TYPE_LENGTH: Final = 32
-RECEIVED: Final = "RECEIVED"
-PROCESSED: Final = "PROCESSED"
-FAILED: Final = "FAILED"
 # A row that still fails after this many attempts stays for a person to look at, not for the job.
 MAX_ATTEMPTS: Final = 20
 # Acknowledged outcomes that need a person's attention.
@@ -93,14 +86,14 @@ class NotificationService:
         parse: NotificationParser,
         payments: TransactionApplier,
         refunds: RefundApplier,
-        read: UnitOfWorkFactory | None = None,
+        read: ReadFactory | None = None,
         transient_faults: tuple[type[Exception], ...] = (),
     ) -> None:
         """`transient_faults`: infrastructure errors (database down or busy) that, like TransientError,
         answer "retry" so WeChat sends the notification again."""
         self._transient: tuple[type[Exception], ...] = (TransientError, *transient_faults)
         self._uow = uow
-        self._read = read or uow
+        self._read: ReadFactory = read or uow
         self._clock = clock
         self._parse_signed = parse
         self._payments = payments
@@ -125,17 +118,25 @@ class NotificationService:
             return _with(receipt, Disposition.ACK, self._store_and_apply(note, headers, body, now))
         except self._transient as exc:
             return _with(
-                receipt, Disposition.RETRY, TRANSIENT, f"temporarily unable to process: {type(exc).__name__}"
+                receipt,
+                Disposition.RETRY,
+                NotificationOutcome.TRANSIENT,
+                f"temporarily unable to process: {type(exc).__name__}",
             )
         except DomainError as exc:  # signed, but the resource itself is refused (e.g. lacks amount)
-            self._keep(note, headers, body, now, PROCESSED, INVALID_RESOURCE)
+            self._keep(
+                note, headers, body, now, NotificationStatus.PROCESSED, NotificationOutcome.INVALID_RESOURCE
+            )
             return _with(
-                receipt, Disposition.REJECT_MALFORMED, INVALID_RESOURCE, f"resource refused: {exc.reason}"
+                receipt,
+                Disposition.REJECT_MALFORMED,
+                NotificationOutcome.INVALID_RESOURCE,
+                f"resource refused: {exc.reason}",
             )
         except Exception as exc:  # any bug must still be answered, and the row kept for the job
             log.exception("notification.failed", notification_id=note.id, error_type=type(exc).__name__)
-            self._keep(note, headers, body, now, FAILED, ERROR)
-            return _with(receipt, Disposition.FAIL, ERROR, "internal error")
+            self._keep(note, headers, body, now, NotificationStatus.FAILED, NotificationOutcome.ERROR)
+            return _with(receipt, Disposition.FAIL, NotificationOutcome.ERROR, "internal error")
 
     def reprocess_pending(self, older_than_s: float, limit: int) -> int:
         """Finish stored notifications left RECEIVED/FAILED; returns how many are now PROCESSED.
@@ -170,8 +171,10 @@ class NotificationService:
         def attempt() -> str:
             with self._uow() as uow:
                 outcome = self._apply(uow, note)
-                if row.status != PROCESSED:
-                    uow.notifications.finish(notification_id, PROCESSED, outcome, self._clock())
+                if row.status != NotificationStatus.PROCESSED:
+                    uow.notifications.finish(
+                        notification_id, NotificationStatus.PROCESSED, outcome, self._clock()
+                    )
             return outcome
 
         outcome = retry_on_conflict(attempt, "replaying the notification")
@@ -215,27 +218,27 @@ class NotificationService:
     ) -> str:
         with self._read() as reader:  # a redelivery of a finished notification costs no write
             known = reader.notifications.get(note.id)
-        if known is not None and known.status == PROCESSED:
-            return DUPLICATE
+        if known is not None and known.status == NotificationStatus.PROCESSED:
+            return NotificationOutcome.DUPLICATE
 
         def attempt() -> str:
             with self._uow() as uow:  # the unit of work runs the events' reactions once it committed
                 if not uow.notifications.insert(note.id, note.event_type, headers, body.decode("utf-8"), now):
                     stored = uow.notifications.get(note.id)
-                    if stored is not None and stored.status == PROCESSED:
-                        return DUPLICATE
+                    if stored is not None and stored.status == NotificationStatus.PROCESSED:
+                        return NotificationOutcome.DUPLICATE
                 outcome = self._apply(uow, note)
-                uow.notifications.finish(note.id, PROCESSED, outcome, self._clock())
+                uow.notifications.finish(note.id, NotificationStatus.PROCESSED, outcome, self._clock())
             return outcome
 
         return retry_on_conflict(attempt, "applying the notification")
 
-    def _apply(self, uow: UnitOfWork, note: Notification) -> str:
+    def _apply(self, uow: UnitOfWork, note: Notification) -> ApplyOutcome | NotificationOutcome:
         if isinstance(note.report, TransactionReport):
-            return str(self._payments.apply_in(uow, note.report, source=SOURCE).outcome)
+            return self._payments.apply_in(uow, note.report, source=SOURCE).outcome
         if isinstance(note.report, RefundReport):
-            return str(self._refunds.apply_in(uow, note.report, source=SOURCE).outcome)
-        return UNHANDLED_EVENT
+            return self._refunds.apply_in(uow, note.report, source=SOURCE).outcome
+        return NotificationOutcome.UNHANDLED_EVENT
 
     def _reprocess(self, row: StoredNotification, now: datetime) -> int:
         fields = {"notification_id": row.notification_id, "event_type": row.event_type}
@@ -247,7 +250,9 @@ class NotificationService:
             def attempt() -> str:
                 with self._uow() as uow:
                     outcome = self._apply(uow, note)
-                    uow.notifications.finish(row.notification_id, PROCESSED, outcome, self._clock())
+                    uow.notifications.finish(
+                        row.notification_id, NotificationStatus.PROCESSED, outcome, self._clock()
+                    )
                 return outcome
 
             outcome = retry_on_conflict(attempt, "re-processing the notification")
@@ -256,16 +261,18 @@ class NotificationService:
             return 0
         except DomainError as exc:
             log.error("notification.stored_refused", reason=exc.reason, **fields)  # noqa: TRY400
-            self._finish(row.notification_id, now, PROCESSED, INVALID_RESOURCE)
+            self._finish(
+                row.notification_id, now, NotificationStatus.PROCESSED, NotificationOutcome.INVALID_RESOURCE
+            )
             return 1
         except NotificationRejected as exc:
             # An expected rejection (e.g. the key was rotated out): its traceback says nothing.
             log.error("notification.stored_unverifiable", outcome=exc.outcome, **fields)  # noqa: TRY400
-            self._finish(row.notification_id, now, FAILED, exc.outcome)
+            self._finish(row.notification_id, now, NotificationStatus.FAILED, exc.outcome)
             return 0
         except Exception as exc:  # one bad row must not stop the batch
             log.exception("notification.reprocess_failed", error_type=type(exc).__name__, **fields)
-            self._finish(row.notification_id, now, FAILED, ERROR)
+            self._finish(row.notification_id, now, NotificationStatus.FAILED, NotificationOutcome.ERROR)
             return 0
         log.info("notification.reprocessed", outcome=outcome, **fields)
         return 1
@@ -276,7 +283,7 @@ class NotificationService:
         headers: Mapping[str, str],
         body: bytes,
         now: datetime,
-        status: str,
+        status: NotificationStatus,
         outcome: str,
     ) -> None:
         """After a rolled-back apply: keep the raw notification with its verdict (best effort)."""
@@ -284,7 +291,7 @@ class NotificationService:
             uow.notifications.insert(note.id, note.event_type, headers, body.decode("utf-8"), now)
             uow.notifications.finish(note.id, status, outcome, now)
 
-    def _finish(self, notification_id: str, now: datetime, status: str, outcome: str) -> None:
+    def _finish(self, notification_id: str, now: datetime, status: NotificationStatus, outcome: str) -> None:
         # If even this fails the row stays as it was, which the re-processing job retries the same.
         with suppress(*self._transient), self._uow() as uow:
             uow.notifications.finish(notification_id, status, outcome, now)

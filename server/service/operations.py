@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Protocol
 
 import structlog
 
@@ -39,7 +38,7 @@ from server.domain.refund import Refund
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.lookups import require_order
-from server.service.ports import UnitOfWork, UnitOfWorkFactory
+from server.service.ports import NotificationReplayer, ReadFactory, Refunder, UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("orderpay.operations")
 OPERATION = "operation"  # the audit field of every operator action
@@ -48,26 +47,6 @@ OPERATION = "operation"  # the audit field of every operator action
 class JobKind(StrEnum):
     FULFILMENT = "fulfilment"  # key: order_id (the outbox/ledger row)
     REFUND_POLL = "refund_poll"  # key: out_refund_no
-
-
-class OperationsRefunds(Protocol):
-    """RefundService as the operator's use cases need it."""
-
-    def refund_order(
-        self, order_id: str, out_refund_no: str, amount: int, reason: str, caller: Caller
-    ) -> Refund: ...
-    def sync_refund(self, out_refund_no: str, caller: Caller) -> Refund: ...
-
-
-class ReplayReceipt(Protocol):
-    @property
-    def outcome(self) -> str: ...
-    @property
-    def out_trade_no(self) -> str: ...
-
-
-class NotificationReplayer(Protocol):
-    def replay(self, notification_id: str) -> ReplayReceipt: ...
 
 
 @dataclass(frozen=True)
@@ -85,12 +64,12 @@ class OperationsService:
         uow: UnitOfWorkFactory,
         clock: Clock,
         *,
-        refunds: OperationsRefunds | None = None,
+        refunds: Refunder | None = None,
         notifications: NotificationReplayer | None = None,
-        read: UnitOfWorkFactory | None = None,
+        read: ReadFactory | None = None,
     ) -> None:
         self._uow = uow
-        self._read = read or uow
+        self._read: ReadFactory = read or uow
         self._clock = clock
         self._refunds = refunds
         self._notifications = notifications
@@ -258,7 +237,7 @@ class OperationsService:
                 audit(order, OPERATION, None, what, f"{refund.out_refund_no}: {why}", caller), self._clock()
             )
 
-    def _require_refunds(self) -> OperationsRefunds:
+    def _require_refunds(self) -> Refunder:
         if self._refunds is None:
             raise InvalidArgumentError([FieldViolation("kind", "refund polls need a credentials bundle")])
         return self._refunds

@@ -30,7 +30,8 @@ from server.service.audit import audit
 from server.service.context import Caller, replace_actor
 from server.service.lookups import require_order
 from server.service.paging import decode_page_token, encode_page_token
-from server.service.ports import OrderInsertConflict, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import ReadFactory, ReadUnitOfWork, UnitOfWork, UnitOfWorkFactory
+from server.service.shapes import OrderInsertConflict
 
 DEFAULT_PAGE_SIZE = 20
 
@@ -70,11 +71,11 @@ class OrderService:
         clock: Clock,
         order_ttl: timedelta,
         prepay_closer: PrepayCloser | None = None,
-        read: UnitOfWorkFactory | None = None,
+        read: ReadFactory | None = None,
     ) -> None:
         """`prepay_closer`: None only where no payment provider is configured (no prepay can exist)."""
         self._uow = uow
-        self._read = read or uow  # committed-data reads, outside the writers' queue
+        self._read: ReadFactory = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._ttl = order_ttl
         self._prepay_closer = prepay_closer
@@ -255,7 +256,7 @@ def _resolve_conflict(uow: UnitOfWork, cmd: CreateOrder, fingerprint: str) -> Cr
     )
 
 
-def _load(uow: UnitOfWork, order_id: str) -> Order:
+def _load(uow: ReadUnitOfWork, order_id: str) -> Order:
     _require_id("order_id", order_id)
     return require_order(uow, order_id)
 

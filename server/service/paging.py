@@ -9,7 +9,7 @@ from datetime import datetime
 
 from server.domain.errors import FieldViolation, InvalidArgumentError
 from server.domain.order import OrderStatus
-from server.service.ports import Cursor
+from server.service.shapes import Cursor
 
 
 def encode_page_token(cursor: Cursor, user_id: str, status: OrderStatus | None) -> str:

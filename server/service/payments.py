@@ -17,6 +17,7 @@ from server.domain.errors import (
 from server.domain.order import Fulfilment, Order, OrderStatus
 from server.domain.outcomes import ApplyOutcome
 from server.domain.provider import (
+    PAY_CHANNELS,
     ChannelRules,
     CloseOutcome,
     PayView,
@@ -32,6 +33,7 @@ from server.service.ports import (
     Gateways,
     MerchantIdentity,
     PaymentGateway,
+    ReadFactory,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -39,7 +41,6 @@ from server.service.retry import Conflict, retry_on_conflict
 
 log = structlog.get_logger("orderpay.payments")
 
-CHANNELS = "JSAPI, MINIPROGRAM, APP, NATIVE, H5"  # what the API offers (pay_service.proto PayChannel)
 REUSE_MARGIN = timedelta(minutes=1)  # a prepay this close to its end is asked for again
 
 
@@ -65,10 +66,10 @@ class PaymentService:
         merchant: MerchantIdentity,
         notify_url: str,
         reconcile_schedule_s: tuple[float, ...],
-        read: UnitOfWorkFactory | None = None,
+        read: ReadFactory | None = None,
     ) -> None:
         self._uow = uow
-        self._read = read or uow  # committed-data reads, outside the writers' queue
+        self._read: ReadFactory = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._gateways = gateways
         self._merchant = merchant  # the one merchant whose transactions we accept (issue 18: per order)
@@ -252,7 +253,7 @@ def _validate_payment(
     v.identifier("order_id", order_id, max_len=40)
     rules = gateway.channel(channel)
     if rules is None:
-        v.add("channel", f"must be one of {CHANNELS}")
+        v.add("channel", f"must be one of {', '.join(PAY_CHANNELS)}")
         raise InvalidArgumentError(v.items)
     if rules.needs_payer:
         v.identifier("payer_openid", openid or "", max_len=128)

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from server.domain.catalogue import Product
 from server.domain.events import Event
 from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership
-from server.domain.notification import Notification
+from server.domain.notification import Notification, NotificationStatus
 from server.domain.order import Order, OrderStatus
+from server.domain.outcomes import ApplyOutcome
 from server.domain.provider import (
     AbnormalRefundRequest,
     ChannelRules,
@@ -29,91 +29,62 @@ from server.domain.provider import (
     RefundRequest,
     TransactionReport,
 )
+from server.domain.recon_records import BillRow, FundBill, LocalPayment, LocalRefund, TradeBill
+from server.domain.reconciliation import Difference, ExceptionKind, ExceptionStatus, Window
 from server.domain.refund import Refund
-from server.service.recon_ports import ReconStore
+from server.service.context import Caller
+from server.service.recon_ports import Claim, DayReport, ReconException, RunSummary
+from server.service.shapes import (
+    AuditEvent,
+    Batch,
+    Cursor,
+    Grant,
+    JobResult,
+    PurgeReport,
+    StoredNotification,
+)
 
 __all__ = ["MerchantIdentity"]  # re-exported: the use cases name the merchant they act for
 
 
-@dataclass(frozen=True)
-class Cursor:
-    """Keyset position for ListOrders: strictly older than (created_at, seq)."""
-
-    created_at: datetime
-    seq: int
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    order_id: str
-    field: str
-    from_value: str | None
-    to_value: str
-    cause: str
-    actor: str
-    request_id: str
-
-
-@dataclass(frozen=True)
-class StoredNotification:
-    notification_id: str
-    event_type: str
-    headers: dict[str, str]
-    body: str
-    status: str  # RECEIVED | PROCESSED | FAILED
-    outcome: str
-    attempts: int
-    received_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class Grant:
-    order_id: str
-    user_id: str
-    state: GrantState
-    days: int
-
-
-@dataclass(frozen=True)
-class PurgeReport:
-    orders: int
-    events: int
-
-
-class OrderInsertConflict(Exception):  # noqa: N818 - a signal between adapter and service, not an error
-    """The insert hit a unique index; the service reads the winner."""
-
-
-class Products(Protocol):
+# --- the repositories: what reads see (getters), and what a transaction adds to them -----------------
+class ProductReads(Protocol):
     def get(self, product_id: str) -> Product | None: ...
     def list_active(self, kind: str | None = None) -> list[Product]: ...
+
+
+class Products(ProductReads, Protocol):
     def reserve_stock(self, product_id: str, quantity: int) -> bool: ...
     def release_stock(self, product_id: str, quantity: int) -> None: ...
     def upsert(self, product: Product, now: datetime) -> bool: ...
 
 
-class Orders(Protocol):
+class OrderReads(Protocol):
     def get(self, order_id: str) -> Order | None: ...
     def get_by_key(self, user_id: str, request_id: str) -> Order | None: ...
     def get_by_out_trade_no(self, out_trade_no: str) -> Order | None: ...
     def get_unpaid(self, user_id: str, product_id: str) -> Order | None: ...
+    def list_for_user(
+        self, user_id: str, status: OrderStatus | None, after: Cursor | None, limit: int
+    ) -> Sequence[tuple[Order, Cursor]]: ...
+
+
+class Orders(OrderReads, Protocol):
     def insert(self, order: Order) -> None: ...
     def save(self, before: Order, after: Order) -> Order | None:
         """Persist what changed from `before` if the row is still at `before.version`; else None."""
         ...
-
-    def list_for_user(
-        self, user_id: str, status: OrderStatus | None, after: Cursor | None, limit: int
-    ) -> Sequence[tuple[Order, Cursor]]: ...
 
 
 class Audit(Protocol):
     def record(self, event: AuditEvent, now: datetime) -> None: ...
 
 
-class Memberships(Protocol):
+class MembershipReads(Protocol):
     def get(self, user_id: str) -> Membership | None: ...
+
+
+class Memberships(MembershipReads, Protocol):
     def extend(self, user_id: str, days: int, now: datetime) -> datetime: ...
     def shorten(self, user_id: str, days: int, now: datetime) -> None: ...
 
@@ -127,14 +98,20 @@ class Grants(Protocol):
         ...
 
 
-class Refunds(Protocol):
+class RefundReads(Protocol):
     def get(self, out_refund_no: str) -> Refund | None: ...
+    def committed_amount(self, order_id: str) -> int: ...
+
+
+class Refunds(RefundReads, Protocol):
     def insert(self, refund: Refund, due_at: datetime) -> None:
         """`due_at`: when the refund job should submit it if nobody has by then."""
         ...
 
-    def compare_and_set(self, refund: Refund, **changes: Any) -> Refund | None: ...
-    def committed_amount(self, order_id: str) -> int: ...
+    def save(self, before: Refund, after: Refund) -> Refund | None:
+        """Persist what changed from `before` if the row is still at `before.version`; else None."""
+        ...
+
     def stop_polling(self, out_refund_no: str, now: datetime) -> bool:
         """An operator stops the poller for a PROCESSING refund; False when it was not being polled."""
         ...
@@ -179,23 +156,83 @@ class Claims(Protocol):
     def delete_orders(self, order_ids: Sequence[str]) -> PurgeReport: ...
 
 
-class Notifications(Protocol):
+class NotificationReads(Protocol):
+    def get(self, notification_id: str) -> StoredNotification | None: ...
+
+
+class Notifications(NotificationReads, Protocol):
     """Raw provider notifications, stored (unique on id) in the transaction that applies them."""
 
-    def get(self, notification_id: str) -> StoredNotification | None: ...
     def insert(
         self, notification_id: str, event_type: str, headers: Mapping[str, str], body: str, now: datetime
     ) -> bool:
         """Insert first: False when the id is already there (the transaction stays usable)."""
         ...
 
-    def finish(self, notification_id: str, status: str, outcome: str, now: datetime) -> None: ...
+    def finish(
+        self, notification_id: str, status: NotificationStatus, outcome: str, now: datetime
+    ) -> None: ...
     def record_attempt(self, notification_id: str, now: datetime) -> None: ...
     def claim(self, row: StoredNotification, now: datetime) -> bool: ...
     def due(self, cutoff: datetime, limit: int, max_attempts: int) -> list[StoredNotification]: ...
 
 
-class UnitOfWork(Protocol):
+class BillSource(Protocol):
+    """server.wxpay.bills.WeChatBills fits: None = WeChat has no statement for the day."""
+
+    def trade_bill(self, day: date) -> TradeBill | None: ...
+    def fund_flow_bill(self, day: date) -> FundBill | None: ...
+
+
+class ReconReads(Protocol):
+    def summary(self, day: date) -> RunSummary | None: ...
+    def last_finished_day(self) -> date | None: ...
+    def stored_sha1(self, day: date, kind: str) -> str | None: ...
+    def line_keys(self, day: date) -> set[str]: ...
+    def exceptions(
+        self, day: date | None, status: ExceptionStatus | None = None, limit: int = 1000
+    ) -> list[ReconException]: ...
+    def get_exception(self, exception_id: int) -> ReconException | None: ...
+    def open_counts(self) -> dict[ExceptionKind, int]: ...
+    def local_payments(
+        self, out_trade_nos: Sequence[str], transaction_ids: Sequence[str], window: Window
+    ) -> list[LocalPayment]: ...
+    def local_refunds(
+        self, out_refund_nos: Sequence[str], refund_ids: Sequence[str], window: Window
+    ) -> list[LocalRefund]: ...
+    def order_id_of(self, out_trade_no: str) -> str | None: ...
+
+
+class ReconStore(ReconReads, Protocol):
+    def claim(self, day: date, token: str, now: datetime, stale_after: timedelta) -> Claim | None: ...
+    def release(self, day: date, claim: Claim, error: str) -> None: ...
+    def finish(self, day: date, summary: RunSummary, now: datetime) -> None: ...
+    def save_file(self, day: date, kind: str, content: bytes, sha1: str, now: datetime) -> None: ...
+    def replace_lines(self, day: date, rows: Sequence[BillRow]) -> None: ...
+    def record(
+        self, day: date, found: Sequence[tuple[Difference, ExceptionStatus]], now: datetime
+    ) -> list[Difference]: ...
+    def resolve(self, exception: ReconException, reason: str, actor: str, now: datetime) -> bool: ...
+
+
+class ReadUnitOfWork(Protocol):
+    """Committed data, read outside the writers' queue and any transaction: getters only (`App.read`)."""
+
+    @property
+    def products(self) -> ProductReads: ...
+    @property
+    def orders(self) -> OrderReads: ...
+    @property
+    def memberships(self) -> MembershipReads: ...
+    @property
+    def refunds(self) -> RefundReads: ...
+    @property
+    def notifications(self) -> NotificationReads: ...
+    @property
+    def recon(self) -> ReconReads: ...
+
+
+class UnitOfWork(ReadUnitOfWork, Protocol):
     """One transaction. Repositories write through it; `record` keeps the events it raised."""
 
     @property
@@ -224,6 +261,7 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], AbstractContextManager[UnitOfWork]]
+ReadFactory = Callable[[], AbstractContextManager[ReadUnitOfWork]]
 
 
 class DecisionAnnouncer(Protocol):
@@ -240,7 +278,7 @@ class Fulfiller(Protocol):
 
 class HasOutcome(Protocol):
     @property
-    def outcome(self) -> str: ...
+    def outcome(self) -> ApplyOutcome: ...
 
 
 class TransactionApplier(Protocol):
@@ -288,3 +326,64 @@ class Gateways(Protocol):
 # Verifies and decrypts a signed notification (headers, raw body, now as unix seconds), or raises
 # a server.domain.notification.NotificationRejected: the provider adapter supplies it.
 NotificationParser = Callable[[Mapping[str, str], bytes, float], Notification]
+
+
+# --- the sibling services, as the jobs and the operator's use cases need them ----------------------
+class OrderCloser(Protocol):
+    """OrderService: close an overdue order (at WeChat first)."""
+
+    def close_order(self, order_id: str, caller: Caller, expected_version: int | None = None) -> object: ...
+
+
+class PaymentSyncer(Protocol):
+    """PaymentService: ask WeChat about one payment and repair local state (the sync job, reconciliation)."""
+
+    def sync_payment(self, order_id: str, caller: Caller) -> Order: ...
+    def schedule_next_sync(self, order_id: str) -> None: ...
+
+
+class Refunder(Protocol):
+    """RefundService: record and send a refund, or ask WeChat about one (poll job, recon, operator)."""
+
+    def refund_order(
+        self, order_id: str, out_refund_no: str, amount: int, reason: str, caller: Caller
+    ) -> Refund: ...
+    def sync_refund(self, out_refund_no: str, caller: Caller) -> Refund: ...
+
+
+class ReplayReceipt(Protocol):
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def out_trade_no(self) -> str: ...
+
+
+class NotificationReplayer(Protocol):
+    """NotificationService: run stored notifications through the verify-and-apply path again."""
+
+    def reprocess_pending(self, older_than_s: float, limit: int) -> int: ...
+    def replay(self, notification_id: str) -> ReplayReceipt: ...
+
+
+class FulfilmentRunner(Protocol):
+    """FulfilmentWorker as the fulfilment job drives it."""
+
+    def run_due(self, limit: int = 50) -> Batch: ...
+    def oldest_due(self) -> datetime | None: ...
+
+
+class DayReconciler(Protocol):
+    """ReconciliationService as the daily job drives it."""
+
+    def run_day(self, day: date) -> DayReport: ...
+    def report(self, day: date) -> DayReport: ...
+    def observe(self) -> None: ...
+
+
+class Task(Protocol):
+    """A periodic job the runner (server.jobs.scheduler) runs."""
+
+    @property
+    def name(self) -> str: ...
+    def run_once(self) -> JobResult: ...
+    def oldest_due(self) -> datetime | None: ...

@@ -1,15 +1,11 @@
-"""The reconciliation use case's shapes (what it returns) and ports (what it needs from adapters)."""
+"""The reconciliation use case's shapes: what it returns and stores (ports: server.service.ports)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from datetime import date, datetime
 
-from server.domain.recon_records import BillRow, FundBill, LocalPayment, LocalRefund, TradeBill
-from server.domain.reconciliation import Difference, ExceptionKind, ExceptionStatus, Window
-from server.service.context import Caller
+from server.domain.reconciliation import ExceptionKind, ExceptionStatus
 
 # --- shapes -----------------------------------------------------------------------------------------
 
@@ -77,53 +73,3 @@ class DayReport:
     def clean(self) -> bool:
         """Nothing left but matched rows and exceptions already repaired or resolved."""
         return self.summary.status in {"DONE", "EMPTY"} and not self.open
-
-
-# --- ports ------------------------------------------------------------------------------------------
-
-
-class BillSource(Protocol):
-    """server.wxpay.bills.WeChatBills fits: None = WeChat has no statement for the day."""
-
-    def trade_bill(self, day: date) -> TradeBill | None: ...
-    def fund_flow_bill(self, day: date) -> FundBill | None: ...
-
-
-class ReconStore(Protocol):
-    def claim(self, day: date, token: str, now: datetime, stale_after: timedelta) -> Claim | None: ...
-    def release(self, day: date, claim: Claim, error: str) -> None: ...
-    def finish(self, day: date, summary: RunSummary, now: datetime) -> None: ...
-    def summary(self, day: date) -> RunSummary | None: ...
-    def last_finished_day(self) -> date | None: ...
-    def stored_sha1(self, day: date, kind: str) -> str | None: ...
-    def save_file(self, day: date, kind: str, content: bytes, sha1: str, now: datetime) -> None: ...
-    def replace_lines(self, day: date, rows: Sequence[BillRow]) -> None: ...
-    def line_keys(self, day: date) -> set[str]: ...
-    def record(
-        self, day: date, found: Sequence[tuple[Difference, ExceptionStatus]], now: datetime
-    ) -> list[Difference]: ...
-    def exceptions(
-        self, day: date | None, status: ExceptionStatus | None = None, limit: int = 1000
-    ) -> list[ReconException]: ...
-    def get_exception(self, exception_id: int) -> ReconException | None: ...
-    def resolve(self, exception: ReconException, reason: str, actor: str, now: datetime) -> bool: ...
-    def open_counts(self) -> dict[ExceptionKind, int]: ...
-    def local_payments(
-        self, out_trade_nos: Sequence[str], transaction_ids: Sequence[str], window: Window
-    ) -> list[LocalPayment]: ...
-    def local_refunds(
-        self, out_refund_nos: Sequence[str], refund_ids: Sequence[str], window: Window
-    ) -> list[LocalRefund]: ...
-    def order_id_of(self, out_trade_no: str) -> str | None: ...
-
-
-class RefundSyncer(Protocol):
-    """RefundService fits: queries WeChat for one refund and settles it locally."""
-
-    def sync_refund(self, out_refund_no: str, caller: Caller) -> Any: ...
-
-
-class PaymentRepairer(Protocol):
-    """PaymentService fits: queries WeChat and applies a payment through the idempotent path."""
-
-    def sync_payment(self, order_id: str, caller: Caller) -> Any: ...

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
@@ -40,16 +39,16 @@ from server.domain.reconciliation import (
 )
 from server.service.context import Caller
 from server.service.errors import TransientError
-from server.service.ports import AuditEvent, UnitOfWork
-from server.service.recon_ports import (
+from server.service.ports import (
     BillSource,
-    DayReport,
-    DayTotals,
-    PaymentRepairer,
-    ReconException,
-    RefundSyncer,
-    RunSummary,
+    PaymentSyncer,
+    ReadFactory,
+    Refunder,
+    UnitOfWork,
+    UnitOfWorkFactory,
 )
+from server.service.recon_ports import DayReport, DayTotals, ReconException, RunSummary
+from server.service.shapes import AuditEvent
 
 log = structlog.get_logger("orderpay.recon")
 
@@ -61,7 +60,6 @@ class BillNotReadyError(TransientError):
     """WeChat is still generating the day's bill (`STATEMENT_CREATING`): try again later."""
 
 
-Transaction = Callable[[], AbstractContextManager[UnitOfWork]]
 Observer = Callable[[dict[ExceptionKind, int], date | None], None]
 
 
@@ -75,12 +73,12 @@ RECON = Caller("job:recon")
 class ReconciliationService:
     def __init__(
         self,
-        uow: Transaction,
-        read: Transaction,
+        uow: UnitOfWorkFactory,
+        read: ReadFactory,
         clock: Clock,
         bills: BillSource,
-        payments: PaymentRepairer | None,
-        refunds: RefundSyncer | None = None,
+        payments: PaymentSyncer | None,
+        refunds: Refunder | None = None,
         *,
         tolerance: timedelta = DAY_CUT_TOLERANCE,
         observer: Observer = _no_observer,

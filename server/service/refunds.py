@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 
@@ -32,7 +32,7 @@ from server.service.context import Caller
 from server.service.errors import TransientError
 from server.service.lookups import require_order
 from server.service.payments import ApplyResult
-from server.service.ports import MerchantIdentity, PaymentGateway, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import MerchantIdentity, PaymentGateway, ReadFactory, UnitOfWork, UnitOfWorkFactory
 from server.service.retry import Conflict, retry_on_conflict
 
 log = structlog.get_logger("orderpay.refunds")
@@ -50,11 +50,11 @@ class RefundService:
         merchant: MerchantIdentity,
         notify_url: str,
         poll_schedule_s: tuple[float, ...],
-        read: UnitOfWorkFactory | None = None,
+        read: ReadFactory | None = None,
     ) -> None:
         self._uow = uow
         self._merchant = merchant
-        self._read = read or uow  # committed-data reads, outside the writers' queue
+        self._read: ReadFactory = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._gateway = gateway
         self._notify_url = notify_url
@@ -107,18 +107,15 @@ class RefundService:
             report = self._gateway.refund(request)
         except ProviderUnavailableError:
             log.warning("refund.submit_deferred", out_refund_no=refund.out_refund_no)
-            return self._update(refund.out_refund_no, next_poll_at=self._clock() + RETRY_SUBMIT_AFTER)
+            return self._move(refund.out_refund_no, lambda r, now: r.deferred(now + RETRY_SUBMIT_AFTER, now))
         except ProviderRejectedError as error:
-            # WeChat refused the request itself: no refund exists there, so none counts here.
-            self._update(refund.out_refund_no, status=RefundStatus.CLOSED, submitted=True, next_poll_at=None)
+            self._move(refund.out_refund_no, lambda r, now: r.rejected(now))
             code = error.metadata.get("provider_code")
             log.warning("refund.rejected", out_refund_no=refund.out_refund_no, code=code)
             raise
-        updated = self._update(
-            refund.out_refund_no,
-            submitted=True,
-            refund_id=report.refund_id,
-            next_poll_at=self._clock() + timedelta(seconds=self._schedule[0]),
+        first_poll = timedelta(seconds=self._schedule[0])
+        updated = self._move(
+            refund.out_refund_no, lambda r, now: r.submitted_as(report.refund_id, now + first_poll, now)
         )
         status = report.status or RefundStatus.PROCESSING
         if status is not RefundStatus.PROCESSING:
@@ -177,21 +174,12 @@ class RefundService:
                 audit(order, "refund", refund.status, f"{out_refund_no}:HELD", cause, caller), now
             )
             return _Settled(ApplyOutcome.REFUND_MISMATCH, refund, order)
-        if not refund.status.may_become(status):
+        transition = refund.settle(status, now, refund_id=report.refund_id, success_time=report.success_time)
+        if not transition.changed:
             return _Settled(ApplyOutcome.DUPLICATE, refund, order)
         if order.status is OrderStatus.UNPAID:
             raise TransientError("refund settled before the payment was applied; retry later")
-        changes: dict[str, Any] = {
-            "status": status,
-            "submitted": True,
-            "updated_at": now,
-            "next_poll_at": None,
-        }
-        if report.refund_id:
-            changes["refund_id"] = report.refund_id
-        if status is RefundStatus.SUCCESS:
-            changes["succeeded_at"] = report.success_time or now
-        settled = uow.refunds.compare_and_set(refund, **changes)
+        settled = uow.refunds.save(refund, transition.refund)
         if settled is None:
             return None
         if status is RefundStatus.SUCCESS:
@@ -206,8 +194,7 @@ class RefundService:
                 order_id=order.order_id,
                 action="the payer's account refused the money: resolve it (ResolveAbnormalRefund)",
             )
-            return _Settled(ApplyOutcome.REFUND_ABNORMAL, settled, order)
-        return _Settled(ApplyOutcome.APPLIED, settled, order)
+        return _Settled(transition.outcome, settled, order)
 
     @staticmethod
     def _credit(uow: UnitOfWork, order: Order, refund: Refund, now: datetime) -> Order:
@@ -241,11 +228,8 @@ class RefundService:
         status = report.status or RefundStatus.PROCESSING
         if status is not RefundStatus.PROCESSING:
             return self._settle(out_refund_no, status, report, source="poll").refund or refund
-        attempts = refund.poll_attempts + 1
-        delay = self._schedule[min(attempts, len(self._schedule) - 1)]
-        return self._update(
-            out_refund_no, poll_attempts=attempts, next_poll_at=self._clock() + timedelta(seconds=delay)
-        )
+        delay = timedelta(seconds=self._schedule[min(refund.poll_attempts + 1, len(self._schedule) - 1)])
+        return self._move(out_refund_no, lambda r, now: r.polled(now + delay, now))
 
     # --- abnormal refunds -----------------------------------------------------------------------
     def resolve_abnormal(self, command: ResolveAbnormal, caller: Caller) -> Refund:
@@ -277,12 +261,8 @@ class RefundService:
                     return refund  # another resolution (or WeChat's own notification) came first
                 order = require_order(uow, refund.order_id)
                 now = self._clock()
-                reopened = uow.refunds.compare_and_set(
-                    refund,
-                    status=RefundStatus.PROCESSING,
-                    updated_at=now,
-                    poll_attempts=0,
-                    next_poll_at=now + timedelta(seconds=self._schedule[0]),
+                reopened = uow.refunds.save(
+                    refund, refund.reopened(now + timedelta(seconds=self._schedule[0]), now)
                 )
                 if reopened is not None:
                     cause = f"abnormal refund sent to {command.route}: {command.reason}"
@@ -292,13 +272,15 @@ class RefundService:
 
         return retry_on_conflict(attempt, "re-opening the abnormal refund")
 
-    def _update(self, out_refund_no: str, **changes: Any) -> Refund:
+    def _move(self, out_refund_no: str, transition: Callable[[Refund, datetime], Refund]) -> Refund:
+        """Apply `transition` to the refund as it is now, by compare-and-set (again if it moved)."""
+
         def attempt() -> Refund | None:
             with self._uow() as uow:
                 refund = uow.refunds.get(out_refund_no)
                 if refund is None:
                     raise RefundNotFoundError(f"refund {out_refund_no!r} not found")
-                return uow.refunds.compare_and_set(refund, updated_at=self._clock(), **changes)
+                return uow.refunds.save(refund, transition(refund, self._clock()))
 
         return retry_on_conflict(attempt, "updating the refund")
 

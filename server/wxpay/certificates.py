@@ -199,11 +199,11 @@ class KeyStore:
             try:
                 certificates = self._fetch()
             except DomainError as exc:  # e.g. 404 for a public-key-only merchant, or WeChat down
-                log.warning("wechatpay certificate download failed", serial=serial, reason=exc.reason)
+                log.warning("wxpay.certificates.download_failed", serial=serial, reason=exc.reason)
                 return False
             self.add(certificates)
             log.info(
-                "wechatpay certificates downloaded",
+                "wxpay.certificates.downloaded",
                 serial=serial,
                 serials=[c.serial_no for c in certificates],
             )
@@ -232,7 +232,7 @@ class KeyStore:
         successor = any(t - now > self._expiry_warning for t in expiries.values())
         for serial, not_after in expiring.items():
             log.warning(
-                "wechatpay platform certificate expires soon",
+                "wxpay.certificate.expires_soon",
                 serial=serial,
                 expire_time=not_after.isoformat(),
                 days_left=round((not_after - now) / timedelta(days=1), 1),

@@ -11,7 +11,7 @@ import pytest
 from clients.client import OrderPayClient
 from clients.errors import OrderPayError
 from orderpay.v1 import order_pb2, pay_service_pb2
-from tests.e2e.test_purchase_flow import buy
+from tests.support.purchase import buy
 from tests.support.stack import ADMIN_TOKEN, ROOT, Stack
 from tests.support.waiting import wait_until
 

@@ -19,8 +19,8 @@ import pytest
 
 from clients.client import OrderPayClient
 from orderpay.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
-from tests.e2e.test_purchase_flow import PLAN_DAYS, membership_days
 from tests.support.pg_cluster import available, throwaway_cluster
+from tests.support.purchase import PLAN_DAYS, membership_days
 from tests.support.stack import BFF_TOKEN, Stack, running_stack
 from tests.support.waiting import wait_until
 

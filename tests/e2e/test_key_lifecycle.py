@@ -17,7 +17,7 @@ import pytest
 
 from clients.client import OrderPayClient
 from orderpay.v1 import order_pb2
-from tests.e2e.test_purchase_flow import PLAN_DAYS, membership_days
+from tests.support.purchase import PLAN_DAYS, membership_days
 from tests.support.stack import Stack
 from tests.support.waiting import wait_until
 

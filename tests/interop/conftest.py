@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from wechatpayv3 import WeChatPay, WeChatPayType
 
 from sandbox.app import RunningSandbox, run_in_thread
@@ -26,6 +21,7 @@ from sandbox.keys import (
     load_credentials,
 )
 from sandbox.testing import NotificationReceiver
+from tests.support.tls import decoy_certificate_pem
 
 
 @pytest.fixture(scope="session")
@@ -85,26 +81,6 @@ def sandbox(credentials: Credentials, key_mode: str) -> Iterator[RunningSandbox]
         httpx.put(f"{running.base_url}/sandbox/v1/keys/mode", json=body, timeout=10).raise_for_status()
     yield running
     running.stop()
-
-
-def decoy_certificate_pem() -> str:
-    """A valid self-signed cert that is NOT the sandbox's, so the SDK's constructor finds a cert in
-    `cert_dir` and does not call the real gateway; its first verification then misses on the serial and
-    downloads /v3/certificates from the sandbox (research §13's constructor gotcha)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "decoy")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from sandbox.app import RunningSandbox, run_in_thread
 from sandbox.config import SandboxConfig
 from sandbox.keys import MERCHANT_PRIVATE_KEY, Credentials
 from sandbox.testing import NotificationReceiver, Received
-from tests.interop.conftest import decoy_certificate_pem
+from tests.support.tls import decoy_certificate_pem
 
 
 def start(credentials: Credentials, key_mode: str) -> RunningSandbox:

@@ -9,9 +9,9 @@ import pytest
 
 from server.app import App
 from server.bootstrap import build_app
-from tests.conftest import settings_for
 from tests.jobs.helpers import MovableClock
-from tests.notify.wechat import make_bundle
+from tests.support.settings import settings_for
+from tests.support.wechat import make_bundle
 
 # Nothing listens on port 9 (discard): every WeChat Pay call fails fast as PROVIDER_UNAVAILABLE.
 UNREACHABLE_GATEWAY = "http://127.0.0.1:9"

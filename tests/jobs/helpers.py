@@ -13,11 +13,11 @@ from server.app import App
 from server.bootstrap import retry_policy
 from server.domain.catalogue import Product, ProductKind
 from server.domain.fulfilment import Handler
-from server.domain.order import CreateOrder, Order
+from server.domain.order import CreateOrder, Order, ReceivedPayment
+from server.domain.provider import TransactionReport
 from server.service.context import Caller
 from server.service.fulfilment import FulfilmentWorker
-from server.wxpay.wire import transaction_report
-from tests.notify.wechat import FACTS
+from tests.support.wechat import FACTS
 
 BFF = Caller("bff", "test")
 
@@ -57,26 +57,21 @@ def unpaid_order(app: App, user_id: str, product_id: str, quantity: int = 1) -> 
     return app.orders.create_order(cmd, BFF).order
 
 
-def transaction_for(order: Order, total: int | None = None) -> dict[str, Any]:
-    """A decrypted TRANSACTION.SUCCESS resource, as WeChat Pay would send it for `order`."""
-    amount = order.total_fee if total is None else total
-    return {
-        "mchid": FACTS["mchid"],
-        "appid": FACTS["appid"],
-        "out_trade_no": order.out_trade_no,
-        "transaction_id": "4200" + secrets.token_hex(12),
-        "trade_state": "SUCCESS",
-        "trade_type": "NATIVE",
-        "amount": {"total": amount, "payer_total": amount, "currency": "CNY", "payer_currency": "CNY"},
-    }
+def transaction_for(order: Order, total: int | None = None) -> TransactionReport:
+    """What WeChat Pay reports of `order` once paid, in our terms (the wire format is tests/wxpay's)."""
+    payment = ReceivedPayment(
+        out_trade_no=order.out_trade_no,
+        transaction_id="4200" + secrets.token_hex(12),
+        total=order.total_fee if total is None else total,
+        success_time=None,
+    )
+    return TransactionReport(order.out_trade_no, FACTS["mchid"], FACTS["appid"], "SUCCESS", payment)
 
 
 def paid_order(app: App, user_id: str, product_id: str, quantity: int = 1) -> Order:
     """An order paid through the real payment path (which writes the PENDING fulfilment row)."""
     order = unpaid_order(app, user_id, product_id, quantity)
-    result = app.payments.payments.apply_transaction(
-        transaction_report(transaction_for(order)), source="test"
-    )
+    result = app.payments.payments.apply_transaction(transaction_for(order), source="test")
     assert result.outcome == "applied", result
     assert result.order is not None
     return result.order

@@ -65,7 +65,7 @@ def test_purge_command_in_a_real_process(jobs_app: App, rid: str) -> None:
     env = {**os.environ, "ORDERPAY_DATABASE_URL": jobs_app.settings.database_url}
     script = (
         "import argparse, sys\n"
-        "from server.jobs.commands import register\n"
+        "from server.jobs.purge_command import register\n"
         "parser = argparse.ArgumentParser(prog='orderpay')\n"
         "register(parser.add_subparsers(required=True))\n"
         "args = parser.parse_args(sys.argv[1:])\n"

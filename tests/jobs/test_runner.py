@@ -9,10 +9,11 @@ from datetime import datetime
 from server.app import App
 from server.domain.events import OrderPaid
 from server.domain.order import Fulfilment
-from server.jobs.runner import JobResult, JobRunner
+from server.jobs.scheduler import JobRunner
 from server.jobs.standard import build_jobs
 from server.metrics import REGISTRY
 from server.service.handlers import Reactors, fulfil_promptly
+from server.service.shapes import JobResult
 from tests.jobs.helpers import paid_order
 from tests.support.waiting import wait_until
 

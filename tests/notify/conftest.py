@@ -7,19 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
 from server.app import App
 from server.bootstrap import build_app
 from server.service.notifications import NotificationService
-from server.service.ports import UnitOfWorkFactory
-from server.wxpay.credentials import load_credentials
-from server.wxpay.notification import notification_parser
-from tests.conftest import settings_for
-from tests.notify.fakes import FakeLedger
+from tests.notify.fakes import FakeLedger, service_with
 from tests.notify.rows import NotificationRows
-from tests.notify.wechat import WeChatNotifier, make_bundle
-
-MAX_SKEW_S = 300
+from tests.support.settings import settings_for
+from tests.support.wechat import WeChatNotifier, make_bundle
 
 
 @pytest.fixture(scope="module")
@@ -48,21 +42,6 @@ def store(notify_app: App) -> NotificationRows:
 @pytest.fixture
 def ledger() -> FakeLedger:
     return FakeLedger()
-
-
-def service_with(
-    uow: UnitOfWorkFactory, ledger: FakeLedger, bundle_dir: Path, app: App
-) -> NotificationService:
-    """The real service over `uow`, with the fake ledger in place of the payment and refund services."""
-    credentials = load_credentials(bundle_dir)
-    return NotificationService(
-        uow=uow,
-        clock=app.clock,
-        parse=notification_parser(credentials, credentials.verifier_keys(), MAX_SKEW_S),
-        payments=ledger,
-        refunds=ledger,
-        transient_faults=TRANSIENT_DATABASE_ERRORS,
-    )
 
 
 @pytest.fixture

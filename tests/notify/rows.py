@@ -9,8 +9,10 @@ from datetime import datetime, timedelta
 import peewee as pw
 
 from server.adapters.notification_store import ping
-from server.service.notifications import FAILED, MAX_ATTEMPTS, PROCESSED, RECEIVED
-from server.service.ports import StoredNotification, UnitOfWorkFactory
+from server.domain.notification import NotificationStatus
+from server.service.notifications import MAX_ATTEMPTS
+from server.service.ports import UnitOfWorkFactory
+from server.service.shapes import StoredNotification
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class NotificationRows:
     ) -> Stored:
         with self._uow() as uow:
             if uow.notifications.insert(notification_id, event_type, headers, body, now):
-                return Stored(True, RECEIVED, "")
+                return Stored(True, NotificationStatus.RECEIVED, "")
             row = uow.notifications.get(notification_id)
         assert row is not None
         return Stored(False, row.status, row.outcome)
@@ -40,11 +42,11 @@ class NotificationRows:
 
     def mark_processed(self, notification_id: str, outcome: str, now: datetime) -> None:
         with self._uow() as uow:
-            uow.notifications.finish(notification_id, PROCESSED, outcome, now)
+            uow.notifications.finish(notification_id, NotificationStatus.PROCESSED, outcome, now)
 
     def mark_failed(self, notification_id: str, outcome: str, now: datetime) -> None:
         with self._uow() as uow:
-            uow.notifications.finish(notification_id, FAILED, outcome, now)
+            uow.notifications.finish(notification_id, NotificationStatus.FAILED, outcome, now)
 
     def claim_due(
         self, now: datetime, older_than_s: float, limit: int, *, max_attempts: int = MAX_ATTEMPTS

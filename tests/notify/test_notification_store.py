@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from server.adapters.notification_store import signed_headers_only
 from server.app import App
-from server.service.notifications import FAILED, PROCESSED, RECEIVED
+from server.domain.notification import NotificationStatus
 from tests.notify.rows import NotificationRows
 
 HEADERS = {"Wechatpay-Serial": "S", "Wechatpay-Signature": "sig", "Host": "x", "User-Agent": "ua"}
@@ -22,10 +22,10 @@ def test_second_store_reports_the_first_rows_status(
 ) -> None:
     now = notify_app.clock()
     first = store.store(f"N{rid}", "TRANSACTION.SUCCESS", HEADERS, "{}", now)
-    assert (first.created, first.status) == (True, RECEIVED)
+    assert (first.created, first.status) == (True, NotificationStatus.RECEIVED)
     store.mark_processed(f"N{rid}", "applied", now)
     again = store.store(f"N{rid}", "TRANSACTION.SUCCESS", HEADERS, "{}", now)
-    assert (again.created, again.status, again.outcome) == (False, PROCESSED, "applied")
+    assert (again.created, again.status, again.outcome) == (False, NotificationStatus.PROCESSED, "applied")
 
 
 def test_processed_is_terminal(store: NotificationRows, notify_app: App, rid: str) -> None:
@@ -36,7 +36,7 @@ def test_processed_is_terminal(store: NotificationRows, notify_app: App, rid: st
     store.mark_processed(f"N{rid}", "duplicate", now)
     row = store.get(f"N{rid}")
     assert row is not None
-    assert (row.status, row.outcome, row.attempts) == (PROCESSED, "applied", 1)
+    assert (row.status, row.outcome, row.attempts) == (NotificationStatus.PROCESSED, "applied", 1)
 
 
 def test_due_rows_are_claimed_by_exactly_one_of_two_racing_stores(notify_app: App, rid: str) -> None:
@@ -69,7 +69,7 @@ def test_rows_past_the_attempt_cap_are_left_alone(store: NotificationRows, notif
     assert f"N{rid}" not in {row.notification_id for row in due}
     row = store.get(f"N{rid}")
     assert row is not None
-    assert row.status == FAILED
+    assert row.status == NotificationStatus.FAILED
 
 
 def test_ping_answers_true_for_a_live_database(store: NotificationRows) -> None:

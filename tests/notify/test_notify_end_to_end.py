@@ -13,7 +13,7 @@ from server.app import App
 from server.domain.order import CreateOrder, Order, OrderStatus
 from server.notify.sidecar import start_notify
 from server.service.context import Caller
-from tests.notify.wechat import Delivery, WeChatNotifier, paid_resource
+from tests.support.wechat import Delivery, WeChatNotifier, paid_resource
 
 BFF = Caller("bff", "test")
 

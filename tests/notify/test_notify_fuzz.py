@@ -18,7 +18,7 @@ from server.service.ports import UnitOfWork
 from server.wxpay.credentials import load_credentials
 from server.wxpay.notification import notification_parser
 from tests.notify.fakes import FakeLedger
-from tests.notify.wechat import Delivery, WeChatNotifier, make_bundle, paid_resource
+from tests.support.wechat import Delivery, WeChatNotifier, make_bundle, paid_resource
 
 
 def _no_database() -> AbstractContextManager[UnitOfWork]:

@@ -18,14 +18,14 @@ from structlog.testing import capture_logs
 from server.adapters.db import make_database
 from server.adapters.unit_of_work import unit_of_work_factory
 from server.app import App
+from server.domain.notification import NotificationStatus
 from server.metrics import REGISTRY
 from server.notify.app import make_metrics_app, make_notify_app
 from server.service.errors import TransientError
-from server.service.notifications import PROCESSED, NotificationService
-from tests.notify.conftest import service_with
-from tests.notify.fakes import FakeLedger
+from server.service.notifications import NotificationService
+from tests.notify.fakes import FakeLedger, service_with
 from tests.notify.rows import NotificationRows
-from tests.notify.wechat import Delivery, WeChatNotifier, paid_resource, refund_resource
+from tests.support.wechat import Delivery, WeChatNotifier, paid_resource, refund_resource
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -58,7 +58,7 @@ async def test_valid_notification_is_applied_once_and_acknowledged(
     assert ledger.sources == ["notify"]
     row = store.get(json.loads(delivery.body)["id"])
     assert row is not None
-    assert (row.status, row.outcome) == (PROCESSED, "applied")
+    assert (row.status, row.outcome) == (NotificationStatus.PROCESSED, "applied")
     assert set(row.headers) == {h for h in delivery.headers if h.startswith("Wechatpay-")}
     assert row.body.encode() == delivery.body
     assert counted("applied") == before + 1
@@ -119,7 +119,7 @@ async def test_recorded_business_outcomes_are_acknowledged(
     assert (await post(client, delivery))[0] == 204
     row = store.get(json.loads(delivery.body)["id"])
     assert row is not None
-    assert (row.status, row.outcome) == (PROCESSED, outcome)
+    assert (row.status, row.outcome) == (NotificationStatus.PROCESSED, outcome)
 
 
 def _forged(n: WeChatNotifier, d: Delivery) -> Delivery:
@@ -242,7 +242,7 @@ async def test_transient_fault_answers_5xx_rolls_back_and_the_retry_applies_it(
     assert (await post(client, delivery))[0] == 204  # WeChat's retry carries it
     row = store.get(notification_id)
     assert row is not None
-    assert (row.status, row.outcome) == (PROCESSED, "applied")
+    assert (row.status, row.outcome) == (NotificationStatus.PROCESSED, "applied")
     assert ledger.applied[f"T{rid}"] == 1
 
 
@@ -262,7 +262,7 @@ async def test_a_row_left_received_is_finished_by_reprocessing(
     assert service.reprocess_pending(older_than_s=0, limit=1000) >= 1
     row = store.get(notification_id)
     assert row is not None
-    assert (row.status, row.outcome) == (PROCESSED, "applied")
+    assert (row.status, row.outcome) == (NotificationStatus.PROCESSED, "applied")
     assert ledger.applied[f"T{rid}"] == 1
 
 
@@ -318,7 +318,9 @@ async def test_slow_processing_answers_503_in_time_and_finishes_anyway(
     assert body["code"] == "FAIL"
     release.set()
     notification_id = json.loads(delivery.body)["id"]
-    await _until(lambda: (row := store.get(notification_id)) is not None and row.status == PROCESSED)
+    await _until(
+        lambda: (row := store.get(notification_id)) is not None and row.status == NotificationStatus.PROCESSED
+    )
     assert slow.applied[f"T{rid}"] == 1
 
 
@@ -360,6 +362,16 @@ async def test_every_answer_carries_a_request_id(client: Client) -> None:
     assert given.headers["X-Request-Id"] == "abc-123"
     hostile = await client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"})
     assert hostile.headers["X-Request-Id"] != "bad id\twith spaces"
+
+
+async def test_what_the_service_logs_carries_the_request_id(
+    client: Client, notifier: WeChatNotifier, ledger: FakeLedger, rid: str
+) -> None:
+    delivery = notifier.deliver(paid_resource(f"T{rid}", 100))
+    headers = {**delivery.headers, "X-Request-Id": f"req-{rid}"}
+    response = await client.post("/wxpay/notify", data=delivery.body, headers=headers)
+    assert response.status == 204
+    assert ledger.log_context[-1]["request_id"] == f"req-{rid}"  # bound in the sidecar, seen in the use case
 
 
 async def test_one_canonical_line_without_body_signature_or_resource(

@@ -9,9 +9,9 @@ import pytest
 from server.app import App
 from server.bootstrap import build_app
 from server.wxpay.gateway import WeChatPayGateway
-from tests.conftest import settings_for
-from tests.notify.wechat import FACTS, make_bundle
 from tests.support.fake_gateway import FakeGateway
+from tests.support.settings import settings_for
+from tests.support.wechat import FACTS, make_bundle
 
 
 @pytest.fixture(scope="module")

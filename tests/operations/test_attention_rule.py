@@ -4,63 +4,18 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from dataclasses import replace
-from datetime import timedelta
 
 from server.adapters.admin_shapes import OrderFilter
 from server.app import App
-from server.domain.catalogue import ProductKind
 from server.domain.operations import RESOLVED_BY_REFUND, needs_a_human
-from server.domain.order import Fulfilment, Order, OrderStatus
-from server.domain.refund import Refund, RefundStatus, live_refund_amount
+from server.domain.order import Fulfilment, OrderStatus
+from server.domain.refund import RefundStatus, live_refund_amount
+from tests.support.builders import a_paid_order, a_refund
 
 STATUSES = [OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.CLOSED]
 FULFILMENTS = [Fulfilment.PENDING, Fulfilment.HELD, Fulfilment.FAILED, Fulfilment.SUCCEEDED]
 REASONS = ["", "boom", f"{RESOLVED_BY_REFUND}: customer asked"]
 REFUNDS: list[RefundStatus | None] = [None, *RefundStatus]
-
-
-def _order(app: App, user: str, status: OrderStatus, fulfilment: Fulfilment, reason: str) -> Order:
-    now = app.clock()
-    order_id = "ord_" + secrets.token_hex(8)
-    return Order(
-        order_id=order_id,
-        out_trade_no="OP" + secrets.token_hex(12),
-        user_id=user,
-        request_id=order_id,
-        fingerprint="f",
-        product_id="vip-month",
-        kind=ProductKind.VIP_PLAN,
-        quantity=1,
-        total_fee=1800,
-        description="VIP",
-        attach="",
-        article_id=None,
-        status=status,
-        fulfilment=fulfilment,
-        fulfilment_reason=reason,
-        version=1,
-        expires_at=now + timedelta(minutes=30),
-        created_at=now,
-        updated_at=now,
-        paid_fee=1800,
-        transaction_id="4200" + order_id,
-    )
-
-
-def _refund(order: Order, status: RefundStatus) -> Refund:
-    return Refund(
-        out_refund_no="R" + order.order_id,
-        order_id=order.order_id,
-        amount=600,
-        order_total=order.total_fee,
-        status=status,
-        reason="part",
-        submitted=True,
-        version=1,
-        created_at=order.created_at,
-        updated_at=order.created_at,
-    )
 
 
 def test_the_attention_query_is_the_domain_rule(app: App) -> None:
@@ -70,9 +25,11 @@ def test_the_attention_query_is_the_domain_rule(app: App) -> None:
         for status, fulfilment, reason, refund_status in itertools.product(
             STATUSES, FULFILMENTS, REASONS, REFUNDS
         ):
-            order = _order(app, user, status, fulfilment, reason)
+            order = a_paid_order(
+                app.clock(), status, user_id=user, fulfilment=fulfilment, fulfilment_reason=reason
+            )
             uow.orders.insert(order)
-            refunds = [] if refund_status is None else [_refund(order, refund_status)]
+            refunds = [] if refund_status is None else [a_refund(order, refund_status)]
             for refund in refunds:
                 uow.refunds.insert(refund, due_at=order.created_at)
             expected[order.order_id] = needs_a_human(order, live_refund_amount(refunds))
@@ -88,10 +45,13 @@ def test_a_held_order_whose_refund_covers_everything_paid_leaves_the_queue(app: 
     with app.uow() as uow:
         cases = {}
         for status in (RefundStatus.SUCCESS, RefundStatus.PROCESSING, RefundStatus.ABNORMAL, None):
-            order = _order(app, user, OrderStatus.CLOSED, Fulfilment.HELD, "PAID_AFTER_CLOSE")
+            order = a_paid_order(
+                app.clock(), OrderStatus.CLOSED, user_id=user, fulfilment=Fulfilment.HELD,
+                fulfilment_reason="PAID_AFTER_CLOSE",
+            )  # fmt: skip
             uow.orders.insert(order)
             if status is not None:
-                whole = replace(_refund(order, status), amount=order.paid_fee)
+                whole = a_refund(order, status, amount=order.paid_fee)
                 uow.refunds.insert(whole, due_at=order.created_at)
             cases[status] = order.order_id
 

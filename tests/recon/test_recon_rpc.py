@@ -9,7 +9,7 @@ import pytest
 
 from orderpay.v1 import recon_service_pb2 as pb
 from orderpay.v1 import recon_service_pb2_grpc
-from tests.recon.conftest import World
+from tests.support.recon_world import World
 from tests.support.rich_status import failure_of
 from tests.support.serving import ServingThread
 

@@ -18,7 +18,7 @@ from server.metrics import REGISTRY
 from server.service.context import Caller
 from server.service.recon_ports import DayReport
 from server.service.reconciliation import BillNotReadyError
-from tests.recon.conftest import World
+from tests.support.recon_world import World
 
 MakeWorld = Callable[..., World]
 ADMIN = Caller("admin", "req-1")

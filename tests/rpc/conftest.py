@@ -12,9 +12,6 @@ from orderpay.v1 import order_service_pb2_grpc, pay_service_pb2_grpc, vip_servic
 from server.app import App
 from tests.support.serving import ServingThread
 
-BFF = (("authorization", "Bearer test-bff-token"),)
-ADMIN = (("authorization", "Bearer test-admin-token"),)
-
 
 @pytest.fixture(scope="module")
 def grpc_server(app: App) -> Iterator[ServingThread]:

@@ -15,25 +15,11 @@ from orderpay.v1 import order_pb2, order_service_pb2, pay_service_pb2, vip_servi
 from server.adapters.tables import ProductRow
 from server.app import App
 from server.domain.catalogue import Product, ProductKind
-from tests.rpc.conftest import ADMIN, BFF
 from tests.support.rich_status import Failure, failure_of
+from tests.support.rpc_calls import create, refused
+from tests.support.tokens import ADMIN, BFF
 
 pb = order_service_pb2
-
-
-def create(
-    stub: Any, user: str, key: str, product: str = "vip-month", quantity: int = 1, **extra: Any
-) -> Any:
-    return stub.CreateOrder(
-        pb.CreateOrderRequest(request_id=key, user_id=user, product_id=product, quantity=quantity, **extra),
-        metadata=BFF,
-    )
-
-
-def refused(call: Any, *args: Any, **kwargs: Any) -> Failure:
-    with pytest.raises(grpc.RpcError) as info:
-        call(*args, **kwargs)
-    return failure_of(info.value)
 
 
 def test_concurrent_duplicates_create_one_order_per_key(orders: Any, rid: str) -> None:

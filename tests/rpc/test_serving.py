@@ -15,9 +15,9 @@ from server.app import App
 from server.domain.order import Fulfilment, OrderStatus
 from server.serving.admission import Slot
 from server.serving.signals import CHANNEL
-from tests.rpc.conftest import BFF
-from tests.rpc.test_order_rpc import create, refused
+from tests.support.rpc_calls import create, refused
 from tests.support.serving import ServingThread
+from tests.support.tokens import BFF
 from tests.support.waiting import wait_until
 
 pb = order_service_pb2

@@ -10,9 +10,9 @@ import pytest
 
 from orderpay.v1 import vip_service_pb2, vip_service_pb2_grpc
 from server.app import App
-from tests.rpc.conftest import BFF
 from tests.support.serving import ServingThread
 from tests.support.tls import Pki, make_pki
+from tests.support.tokens import BFF
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from orderpay.v1 import (
     vip_service_pb2_grpc,
 )
 from server.rpc.server import Servicers
-from tests.conftest import settings_for
 from tests.support.serving import GrpcThread
+from tests.support.settings import settings_for
 
 
 @dataclass

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from server.adapters.gateways import MerchantGateways
-from server.domain.catalogue import ProductKind
 from server.domain.events import Event, FulfilmentReopened, OrderFullyRefunded, OrderPaid
 from server.domain.notification import Notification
 from server.domain.operations import Resolution
@@ -27,6 +26,7 @@ from server.service.ports import MerchantIdentity, UnitOfWork, UnitOfWorkFactory
 from server.service.refunds import RefundService
 from server.wxpay.gateway import WeChatPayGateway
 from server.wxpay.wire import transaction_report
+from tests.support.builders import an_order
 from tests.support.fake_gateway import FakeGateway
 from tests.support.fake_uow import FakeDatabase, recording
 
@@ -84,30 +84,7 @@ class Stack:
         return self.notes[body.decode()]
 
     def order(self, status: OrderStatus = OrderStatus.UNPAID, **fields: Any) -> Order:
-        order_id = "ord_" + secrets.token_hex(6)
-        values: dict[str, Any] = {
-            "order_id": order_id,
-            "out_trade_no": "OP" + secrets.token_hex(8),
-            "user_id": "u-" + order_id,
-            "request_id": "r",
-            "fingerprint": "f",
-            "product_id": "vip-month",
-            "kind": ProductKind.VIP_PLAN,
-            "quantity": 1,
-            "total_fee": 1800,
-            "description": "VIP",
-            "attach": "",
-            "article_id": None,
-            "status": status,
-            "fulfilment": Fulfilment.PENDING,
-            "fulfilment_reason": "",
-            "version": 1,
-            "expires_at": NOW + timedelta(minutes=30),
-            "created_at": NOW,
-            "updated_at": NOW,
-            **fields,
-        }
-        order = Order(**values)
+        order = an_order(NOW, status, **fields)
         self.db.state.orders[order.order_id] = order
         self.fake.trades[order.out_trade_no] = {"out_trade_no": order.out_trade_no, "amount": {"total": 1800}}
         return order

@@ -5,25 +5,23 @@ case, on the same fixtures. DB-free."""
 from __future__ import annotations
 
 import itertools
-import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 import pytest
 
 from server.console.views import order_actions
-from server.domain.catalogue import ProductKind
 from server.domain.errors import DomainError
 from server.domain.operations import RESOLVED_BY_REFUND, Resolution, needs_a_human
-from server.domain.order import Fulfilment, Order, OrderStatus
-from server.domain.refund import Refund, RefundStatus, live_refund_amount
+from server.domain.order import Fulfilment, OrderStatus
+from server.domain.refund import RefundStatus, live_refund_amount
 from server.service.context import Caller
 from server.service.handlers import Policy, transactional
 from server.service.operations import OperationResult, OperationsService
 from server.service.ports import MerchantIdentity
 from server.service.refunds import RefundService
 from server.wxpay.gateway import WeChatPayGateway
+from tests.support.builders import a_paid_order, a_refund
 from tests.support.fake_gateway import FakeGateway
 from tests.support.fake_uow import FakeDatabase
 
@@ -49,55 +47,16 @@ def clock() -> datetime:
     return NOW
 
 
-def an_order(status: OrderStatus, fulfilment: Fulfilment, reason: str) -> Order:
-    order_id = "ord_" + secrets.token_hex(6)
-    values: dict[str, Any] = {
-        "order_id": order_id,
-        "out_trade_no": "OP" + secrets.token_hex(8),
-        "user_id": "u-" + order_id,
-        "request_id": "r",
-        "fingerprint": "f",
-        "product_id": "vip-month",
-        "kind": ProductKind.VIP_PLAN,
-        "quantity": 1,
-        "total_fee": 1800,
-        "description": "VIP",
-        "attach": "",
-        "article_id": None,
-        "status": status,
-        "fulfilment": fulfilment,
-        "fulfilment_reason": reason,
-        "version": 1,
-        "expires_at": NOW + timedelta(minutes=30),
-        "created_at": NOW,
-        "updated_at": NOW,
-        "paid_fee": 1800,
-        "refunded_fee": REFUNDED_FEN.get(status, 0),
-        "transaction_id": "4200" + order_id,
-    }
-    return Order(**values)
-
-
-def a_refund(order: Order, status: RefundStatus, amount: int = 600, number: str = "R") -> Refund:
-    return Refund(
-        out_refund_no=number + order.order_id,
-        order_id=order.order_id,
-        amount=amount,
-        order_total=order.total_fee,
-        status=status,
-        reason="part",
-        submitted=True,
-        version=1,
-        created_at=NOW,
-        updated_at=NOW,
-        refund_id="50R",
-    )
-
-
 class Fixture:
     def __init__(self, status: OrderStatus, fulfilment: Fulfilment, reason: str, refund: RefundStatus | None):
         self.db = FakeDatabase()
-        self.order = an_order(status, fulfilment, reason)
+        self.order = a_paid_order(
+            NOW,
+            status,
+            fulfilment=fulfilment,
+            fulfilment_reason=reason,
+            refunded_fee=REFUNDED_FEN.get(status, 0),
+        )
         self.refunds = [] if refund is None else [a_refund(self.order, refund)]
         if status in REFUNDED_FEN:
             self.refunds.append(a_refund(self.order, RefundStatus.SUCCESS, REFUNDED_FEN[status], "RS"))

@@ -23,9 +23,9 @@ from server.domain.refund import RefundStatus
 from server.service.context import Caller
 from server.wxpay.gateway import WeChatPayGateway
 from server.wxpay.wire import refund_report, transaction_report
-from tests.conftest import settings_for
-from tests.notify.wechat import FACTS, make_bundle
 from tests.support.fake_gateway import FakeGateway, unavailable
+from tests.support.settings import settings_for
+from tests.support.wechat import FACTS, make_bundle
 
 BFF = Caller("bff", "t")
 ADMIN = Caller("admin", "t")

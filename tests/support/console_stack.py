@@ -18,11 +18,11 @@ from sandbox.config import SandboxConfig
 from sandbox.keys import init_bundle, load_credentials
 from server.adapters.sandbox_clock import SandboxClock
 from server.domain.order import CreateOrder, Fulfilment, Order
-from server.runner import Stack
+from server.lifecycle import Stack
 from server.service.context import Caller
-from tests.conftest import settings_for
 from tests.support.databases import sqlite_url
 from tests.support.serving import whole_stack
+from tests.support.settings import settings_for
 from tests.support.waiting import wait_until
 
 ADMIN_TOKEN, BFF_TOKEN = "test-admin-token", "test-bff-token"

@@ -17,18 +17,12 @@ from server.domain.catalogue import Product
 from server.domain.events import Event
 from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership, extended
+from server.domain.notification import NotificationStatus
 from server.domain.order import Order, OrderStatus
 from server.domain.refund import Refund, RefundStatus
 from server.service.handlers import Reactions, Reactors
-from server.service.ports import (
-    AuditEvent,
-    Cursor,
-    Grant,
-    OrderInsertConflict,
-    StoredNotification,
-    UnitOfWork,
-    UnitOfWorkFactory,
-)
+from server.service.ports import UnitOfWork, UnitOfWorkFactory
+from server.service.shapes import AuditEvent, Cursor, Grant, OrderInsertConflict, StoredNotification
 
 
 @dataclass
@@ -106,19 +100,20 @@ class _Refunds:
 
     def insert(self, refund: Refund, due_at: datetime) -> None:
         assert refund.out_refund_no not in self.s.refunds  # the unique index
-        self.s.refunds[refund.out_refund_no] = refund
+        self.s.refunds[refund.out_refund_no] = replace(refund, next_poll_at=due_at)
         self.s.due_at[refund.out_refund_no] = due_at
 
-    def compare_and_set(self, refund: Refund, **changes: Any) -> Refund | None:
-        current = self.s.refunds.get(refund.out_refund_no)
-        if current is None or current.version != refund.version:
+    def save(self, before: Refund, after: Refund) -> Refund | None:
+        current = self.s.refunds.get(before.out_refund_no)
+        if current is None or current.version != before.version:
             return None
-        due = changes.pop("next_poll_at", None)
-        if due is not None:
-            self.s.due_at[refund.out_refund_no] = due
-        updated = replace(current, version=current.version + 1, **changes)
-        self.s.refunds[refund.out_refund_no] = updated
-        return updated
+        saved = replace(after, version=before.version + 1)
+        self.s.refunds[before.out_refund_no] = saved
+        if saved.next_poll_at is not None:
+            self.s.due_at[before.out_refund_no] = saved.next_poll_at
+        else:
+            self.s.due_at.pop(before.out_refund_no, None)
+        return saved
 
     def committed_amount(self, order_id: str) -> int:
         return sum(
@@ -226,13 +221,13 @@ class _Notifications:
         if notification_id in self.s.notifications:
             return False
         self.s.notifications[notification_id] = StoredNotification(
-            notification_id, event_type, dict(headers), body, "RECEIVED", "", 0, now, 1
+            notification_id, event_type, dict(headers), body, NotificationStatus.RECEIVED, "", 0, now, 1
         )
         return True
 
-    def finish(self, notification_id: str, status: str, outcome: str, now: datetime) -> None:
+    def finish(self, notification_id: str, status: NotificationStatus, outcome: str, now: datetime) -> None:
         row = self.s.notifications[notification_id]
-        if row.status != "PROCESSED":
+        if row.status is not NotificationStatus.PROCESSED:
             self.s.notifications[notification_id] = replace(
                 row, status=status, outcome=outcome, attempts=row.attempts + 1, version=row.version + 1
             )

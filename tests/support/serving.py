@@ -9,8 +9,8 @@ from typing import TypeVar
 
 from server.app import App
 from server.config import Settings
+from server.lifecycle import Stack, app_for, start_parts
 from server.rpc.server import GrpcServer, Servicers, start_grpc_server
-from server.runner import Stack, app_for, start_parts
 from server.serving.admission import Admission
 
 _T = TypeVar("_T")

@@ -8,13 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from orderpay.v1 import pay_service_pb2
 from server.adapters.gateways import MerchantGateways
 from server.domain.catalogue import ProductKind
 from server.domain.order import Fulfilment, Order, OrderStatus
-from server.domain.provider import MerchantIdentity
+from server.domain.provider import PAY_CHANNELS, MerchantIdentity
 from server.service.context import Caller
 from server.service.handlers import Policy, transactional
 from server.service.payments import PaymentService
+from server.wxpay.channels import ENDPOINTS
 from server.wxpay.gateway import WeChatPayGateway
 from tests.support.fake_gateway import FakeGateway, FakeGateways
 from tests.support.fake_uow import FakeDatabase
@@ -92,6 +94,17 @@ def test_the_pay_view_is_the_gateways_and_a_reused_prepay_asks_nobody() -> None:
     assert gateways.raw[SHOP].count("prepay") == 1  # one family: the JSAPI prepay is reused
     assert first.pay.params["package"] == f"prepay_id={first.pay.prepay_id}"
     assert (again.pay.prepay_id, again.channel) == (first.pay.prepay_id, "JSAPI")
+
+
+def test_wechat_has_an_endpoint_for_every_channel_the_api_offers() -> None:
+    names = pay_service_pb2.PayChannel.keys()
+    offered = {name.removeprefix("PAY_CHANNEL_") for name in names}
+    assert set(PAY_CHANNELS) == offered - {"UNSPECIFIED"}
+    assert set(ENDPOINTS) == set(PAY_CHANNELS)
+    gateway = WeChatPayGateway(FakeGateway())
+    assert all(gateway.channel(name) is not None for name in PAY_CHANNELS)
+    assert gateway.channel("UNSPECIFIED") is None
+    assert gateway.channel("jsapi") is None  # our names are exact; the endpoint is WeChat's
 
 
 def test_the_composition_roots_gateways_never_lend_a_merchants_keys_to_another() -> None:

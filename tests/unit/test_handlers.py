@@ -11,7 +11,8 @@ import structlog
 from server.domain.events import Event, OrderFullyRefunded, OrderPaid
 from server.domain.fulfilment import GrantState
 from server.service.handlers import HANDLERS, Policy, Reactions, Reactors, transactional
-from server.service.ports import Grant, UnitOfWork
+from server.service.ports import UnitOfWork
+from server.service.shapes import Grant
 from tests.support.fake_uow import FakeDatabase, recording
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)

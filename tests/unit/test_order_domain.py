@@ -17,7 +17,7 @@ from server.domain.refund import RefundStatus
 from server.domain.validation import OUT_TRADE_NO
 from server.service.orders import validate_create
 from server.service.paging import decode_page_token, encode_page_token
-from server.service.ports import Cursor
+from server.service.shapes import Cursor
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -3,13 +3,11 @@ cases over an in-memory unit of work, with the real handler table reacting to th
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from server.adapters.gateways import MerchantGateways
-from server.domain.catalogue import ProductKind
 from server.domain.errors import InvalidArgumentError, InvalidStateTransitionError, RefundExceedsPaidError
 from server.domain.events import AmountMismatch, Event, OrderFullyRefunded, OrderPaid, PaidAfterClose
 from server.domain.fulfilment import GrantState
@@ -21,10 +19,12 @@ from server.domain.refund import RefundStatus
 from server.service.context import Caller
 from server.service.handlers import HANDLERS, Policy, transactional
 from server.service.payments import PaymentService
-from server.service.ports import Grant, MerchantIdentity
+from server.service.ports import MerchantIdentity
 from server.service.refunds import RefundService
+from server.service.shapes import Grant
 from server.wxpay.gateway import WeChatPayGateway
 from server.wxpay.wire import refund_report, transaction_report
+from tests.support import builders
 from tests.support.fake_gateway import FakeGateway
 from tests.support.fake_uow import FakeDatabase, recording
 
@@ -38,30 +38,7 @@ def clock() -> datetime:
 
 
 def an_order(status: OrderStatus = OrderStatus.UNPAID, total_fee: int = 1800, **fields: object) -> Order:
-    order_id = "ord_" + secrets.token_hex(6)
-    values: dict[str, object] = {
-        "order_id": order_id,
-        "out_trade_no": "OP" + secrets.token_hex(8),
-        "user_id": "u-" + order_id,
-        "request_id": "r",
-        "fingerprint": "f",
-        "product_id": "vip-month",
-        "kind": ProductKind.VIP_PLAN,
-        "quantity": 1,
-        "total_fee": total_fee,
-        "description": "VIP",
-        "attach": "",
-        "article_id": None,
-        "status": status,
-        "fulfilment": Fulfilment.PENDING,
-        "fulfilment_reason": "",
-        "version": 1,
-        "expires_at": NOW + timedelta(minutes=30),
-        "created_at": NOW,
-        "updated_at": NOW,
-        **fields,
-    }
-    return Order(**values)  # type: ignore[arg-type]
+    return builders.an_order(NOW, status, total_fee, **fields)
 
 
 def payment(order: Order, total: int | None = None) -> ReceivedPayment:

@@ -161,7 +161,7 @@ def test_expiring_certificate_warns_and_sets_the_metric(credentials: MerchantCre
     (expiring,) = store.check_expiry()
     assert expiring.serial == credentials.platform_cert_serial_no
     assert REGISTRY.get_sample_value("orderpay_wxpay_certificates_expiring") == 1
-    warning = next(line for line in logs if line["event"] == "wechatpay platform certificate expires soon")
+    warning = next(line for line in logs if line["event"] == "wxpay.certificate.expires_soon")
     assert (warning["log_level"], warning["serial"], warning["days_left"]) == (
         "warning",
         expiring.serial,

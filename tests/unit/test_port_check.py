@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from server.config import ConfigError, StartupError
-from server.ports import Binding, PortInUseError, can_bind, ensure_free, who_listens
+from server.port_check import Binding, PortInUseError, can_bind, ensure_free, who_listens
 
 
 @pytest.mark.parametrize("address", ["8080", "localhost", "127.0.0.1:http", "127.0.0.1:70000"])

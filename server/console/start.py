@@ -6,10 +6,10 @@ import functools
 from datetime import timedelta
 
 from server.app import App
-from server.console.app import ConsoleDeps
+from server.console.app import make_console_app
+from server.console.deps import ConsoleDeps
 from server.console.listener import ConsoleListener, check_console_listener, ssl_context
 from server.console.sessions import Sessions
-from server.console.site import make_console_app
 from server.rpc.auth import TokenAuthenticator
 from server.serving.http import AppThread, listener_limits
 

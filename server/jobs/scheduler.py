@@ -5,34 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
 
 import structlog
 
 from server.domain.clock import Clock
 from server.metrics import JOB_LAG, JOB_RUNS
+from server.service.ports import Task
+from server.service.shapes import JobResult
 
 log = structlog.get_logger("orderpay.jobs")
-
-
-@dataclass(frozen=True)
-class JobResult:
-    items: int  # rows claimed and worked on
-    errors: int = 0  # of those, how many failed (each is retried later)
-    more: bool = False  # the batch was full: run again without waiting
-
-    @property
-    def outcome(self) -> str:
-        return "error" if self.errors else "ok"
-
-
-class Task(Protocol):
-    @property
-    def name(self) -> str: ...
-    def run_once(self) -> JobResult: ...
-    def oldest_due(self) -> datetime | None: ...
 
 
 class JobRunner:

@@ -28,8 +28,8 @@ from server.app import App
 from server.bootstrap import build_app
 from server.config import Settings, load_settings
 from server.console.listener import check_console_listener
-from server.console.runner import start_console
-from server.jobs.runner import JobRunner
+from server.console.start import start_console
+from server.jobs.scheduler import JobRunner
 from server.jobs.standard import start_jobs
 from server.log_setup import configure_logging
 from server.metrics import IN_FLIGHT, WAITERS
@@ -90,9 +90,9 @@ class Stack:
             await asyncio.to_thread(thread.stop, grace)
 
 
-def _first_worker() -> bool:
+def _first_worker(settings: Settings) -> bool:
     """With --workers, the first worker alone serves the sidecar and the console (gRPC is shared)."""
-    return os.environ.get("ORDERPAY_WORKER_INDEX", "0") == "0"
+    return settings.worker_index == 0
 
 
 async def start_parts(
@@ -112,7 +112,7 @@ async def start_parts(
     if postgres:
         stack.listener = PostgresListener(app.db, waiters)  # type: ignore[arg-type]  # checked above
         await stack.listener.start()
-    if notify and app.payments is not None and _first_worker():
+    if notify and app.payments is not None and _first_worker(settings):
         stack.notify, stack.notify_port = await serve_notify(app, db.executor)
         if settings.metrics_listen:
             stack.metrics, stack.metrics_port = await serve_metrics(settings)
@@ -121,7 +121,7 @@ async def start_parts(
     if grpc:
         servicers = servicers_for(app, stack.waiters, stack.db, stack.provider)
         stack.grpc = await start_grpc_server(settings, servicers, stack.admission, reuse_port=reuse_port)
-    if _first_worker():
+    if _first_worker(settings):
         console = await asyncio.to_thread(start_console, app)
         if console is not None:
             stack.console, stack.console_url = console[0], console[1].url()
@@ -192,12 +192,8 @@ def serve(
         log.warning("serve.unsafe_opt_out", setting=waiver)
     if workers > 1:
         return _supervise(workers, settings)
-    reuse_port = os.environ.get("ORDERPAY_REUSE_PORT") == "1"
-    asyncio.run(
-        run_until_signal(
-            settings, parts or {"grpc", "notify", "jobs"}, reuse_port=reuse_port, ports_file=ports_file
-        )
-    )
+    parts = parts or {"grpc", "notify", "jobs"}
+    asyncio.run(run_until_signal(settings, parts, reuse_port=settings.reuse_port, ports_file=ports_file))
     return 0
 
 

@@ -96,7 +96,7 @@ def _clean_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[arg
 
 @_clean_errors
 def _serve(args: argparse.Namespace) -> int:
-    from server.runner import serve  # noqa: PLC0415 - keep `orderpay --help` light
+    from server.lifecycle import serve  # noqa: PLC0415 - keep `orderpay --help` light
 
     parts = set(args.only) if args.only else None
     _check_ports(args.listen, parts or {"grpc", "notify"}, args.workers)
@@ -105,14 +105,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check_ports(listen: str | None, parts: set[str], workers: int) -> None:
     """Before anything starts, as `dev` does; not when workers share the ports on purpose."""
-    import os  # noqa: PLC0415
-
     from server.config import load_settings  # noqa: PLC0415
-    from server.ports import ensure_free, stack_bindings  # noqa: PLC0415
+    from server.port_check import ensure_free, stack_bindings  # noqa: PLC0415
 
-    if workers > 1 or os.environ.get("ORDERPAY_REUSE_PORT") == "1":
+    settings = load_settings()
+    if workers > 1 or settings.reuse_port:
         return
-    ensure_free(stack_bindings(load_settings(), parts, listen))
+    ensure_free(stack_bindings(settings, parts, listen))
 
 
 @_clean_errors
