@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.isolation import DEFAULT_PORTS, LISTENERS
-from tests.support.stack import ROOT
+from tests.support.stack import ROOT, STARTUP_S
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -72,7 +72,9 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: "dev stack is up" in log.read_text(), 60, "the dev banner", child=dev, output=log)
+        wait_until(
+            lambda: "dev stack is up" in log.read_text(), STARTUP_S, "the dev banner", child=dev, output=log
+        )
         assert all(_held(port) for port in DEFAULT_PORTS.values()), log.read_text()
         yield workdir
     finally:

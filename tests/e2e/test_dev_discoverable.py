@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.stack import ROOT
+from tests.support.stack import ROOT, STARTUP_S
 from tests.support.waiting import wait_until
 
 GRPCURL_PY = (sys.executable, "-m", "tests.support.grpcurl_py", "-plaintext")
@@ -76,7 +76,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     try:
         wait_until(
             lambda: "Ctrl-C stops everything" in log.read_text(),
-            60,
+            STARTUP_S,
             "the dev banner",
             child=process,
             output=log,

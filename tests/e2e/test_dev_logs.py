@@ -20,7 +20,7 @@ import pytest
 from clients.bench.procs import free_port
 from clients.client import OrderPayClient
 from clients.errors import OrderPayError
-from tests.support.stack import ROOT
+from tests.support.stack import ROOT, STARTUP_S
 from tests.support.waiting import wait_until
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -80,7 +80,7 @@ def dev_on_a_terminal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     try:
         wait_until(
             lambda: "dev stack is up" in terminal.text(),
-            60,
+            STARTUP_S,
             "the dev banner",
             child=process,
             output=terminal.text,

@@ -15,7 +15,7 @@ import httpx
 
 from clients.bench.procs import free_port
 from clients.client import OrderPayClient
-from tests.support.stack import ROOT
+from tests.support.stack import ROOT, STARTUP_S
 from tests.support.waiting import wait_until
 
 
@@ -51,7 +51,9 @@ def test_demo_ends_with_a_reconciled_day(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: "dev stack is up" in log.read_text(), 60, "the dev banner", child=dev, output=log)
+        wait_until(
+            lambda: "dev stack is up" in log.read_text(), STARTUP_S, "the dev banner", child=dev, output=log
+        )
         demo = orderpay(
             "demo", "--recon", "--target", f"127.0.0.1:{grpc_port}", "--sandbox-url", sandbox_url,
             "--user-id", "recon-demo",

@@ -21,6 +21,9 @@ from tests.support.waiting import wait_until
 
 BFF_TOKEN = "e2e-bff-token"
 ADMIN_TOKEN = "e2e-admin-token"
+# Start-up waits: generous, because a wait on a child ends the moment it exits (a real failure is fast);
+# only a slow start on a loaded 2-core box waits this long.
+STARTUP_S = 120
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -70,7 +73,7 @@ class Stack:
         )
         wait_until(
             lambda: port_file.exists() and port_file.read_text().strip() != "",
-            60,
+            STARTUP_S,
             "sandbox port",
             child=self.sandbox,
             output=self.workdir / "sandbox.log",
@@ -136,9 +139,11 @@ class Stack:
         self.ports_file.unlink(missing_ok=True)
         log = self.workdir / "server.log"
         self.server = _spawn(["serve", "--ports-file", str(self.ports_file)], log, env=self.server_env)
-        wait_until(self.ports_file.exists, 30, f"{what}: the ports file", child=self.server, output=log)
+        wait_until(
+            self.ports_file.exists, STARTUP_S, f"{what}: the ports file", child=self.server, output=log
+        )
         self.grpc_target = str(self.ports["grpc_target"])
-        wait_until(self._serving, 30, what, child=self.server, output=log)
+        wait_until(self._serving, STARTUP_S, what, child=self.server, output=log)
 
     def stop(self) -> None:
         for process in (self.server, self.sandbox):
