@@ -7,7 +7,7 @@ PY := $(BIN)/python
 GEN_DIR := proto
 PROTOS := $(wildcard proto/orderpay/v1/*.proto)
 
-.PHONY: all run test venv venv-runtime gen gen-check lint fmt typecheck pytest test-pg test-sqlite chromium bench clean
+.PHONY: all run test venv venv-runtime gen gen-check lint fmt typecheck pytest test-pg test-sqlite chromium pg-ha bench clean
 
 all: test
 
@@ -65,13 +65,18 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }; }
 	@fc-list :lang=zh | grep -q . || { apt-get install -y -q fonts-noto-cjk >/dev/null || { apt-get update -q && apt-get install -y -q fonts-noto-cjk; }; }
 
+# The failover drill and the pooler tests run a pg_auto_failover formation (monitor, primary, synchronous
+# standby) and a pgbouncer of their own on loopback ports: install both where missing (docs/high-availability.md).
+pg-ha:
+	@command -v pg_autoctl >/dev/null && command -v pgbouncer >/dev/null || { apt-get install -y -q postgresql-15-auto-failover pgbouncer >/dev/null || { apt-get update -q && apt-get install -y -q postgresql-15-auto-failover pgbouncer; }; }
+
 # Several workers (pytest-xdist): a file's tests stay on one worker (--dist loadfile: its module fixtures,
 # a stack or a browser, start once); every test binds port 0 and gets its own database, so workers never
 # meet. PYTEST_WORKERS=0 runs in this process; PYTEST_ARGS adds options (e.g. -k, -x). pytest exits 5 when
 # nothing was collected: a failure here like any other non-zero exit.
 PYTEST_WORKERS ?= 3
 PYTEST_ARGS ?=
-pytest: venv chromium
+pytest: venv chromium pg-ha
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 test: gen-check lint typecheck pytest
@@ -79,7 +84,7 @@ test: gen-check lint typecheck pytest
 run: venv-runtime
 	$(BIN)/orderpay dev
 
-bench: venv
+bench: venv pg-ha
 	$(BIN)/orderpay bench
 
 clean:

@@ -97,13 +97,20 @@ class AsyncOrderPayClient:
         request_id: str | None = None,
         description: str | None = None,
         attach: str | None = None,
+        merchant: str | None = None,
         trace_id: str | None = None,
         timeout: float | None = None,
     ) -> CreateOrderResult:
         """Create an order, idempotent on (user_id, request_id); `request_id` defaults to a fresh id
         made once here, so the client's own retries can never create a second order."""
         call = requests.create_order(
-            user_id, product_id, quantity, request_id=request_id, description=description, attach=attach
+            user_id,
+            product_id,
+            quantity,
+            request_id=request_id,
+            description=description,
+            attach=attach,
+            merchant=merchant,
         )
         return await self._invoke(call, trace_id, timeout)
 

@@ -70,6 +70,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="VIP plan to buy: vip-month, vip-quarter, ... (default %(default)s)",
     )
     demo.add_argument("--manual", action="store_true", help="pay on the cashier page yourself")
+    demo.add_argument(
+        "--merchant", default=None, help="the merchant account to buy through (default: the server's rule)"
+    )
     demo.add_argument("--recon", action="store_true", help="then refund, move to the next day, reconcile")
     demo.set_defaults(func=_demo)
 
@@ -125,7 +128,9 @@ def _demo(args: argparse.Namespace) -> int:
             from clients.recon_demo import run_recon_demo
 
             return run_recon_demo(target, token, args.sandbox_url.rstrip("/"), args.user_id, args.plan)
-        return run_demo(target, token, args.sandbox_url.rstrip("/"), args.user_id, args.plan, args.manual)
+        return run_demo(
+            target, token, args.sandbox_url.rstrip("/"), args.user_id, args.plan, args.manual, args.merchant
+        )
     except OrderPayError as err:
         return report_error(err)
 

@@ -19,7 +19,16 @@ def cashier_url(sandbox_url: str, code_url: str) -> str:
     return f"{sandbox_url}/sandbox/cashier/{token}"
 
 
-def run_demo(target: str, token: str, sandbox_url: str, user_id: str, plan_id: str, manual: bool) -> int:
+def run_demo(
+    target: str,
+    token: str,
+    sandbox_url: str,
+    user_id: str,
+    plan_id: str,
+    manual: bool,
+    merchant: str | None = None,
+) -> int:
+    """`merchant`: the account to buy through (a configured account's name); None: the server's rule."""
     with OrderPayClient(target, token) as client:
         plans = client.list_plans()
         step(
@@ -29,11 +38,12 @@ def run_demo(target: str, token: str, sandbox_url: str, user_id: str, plan_id: s
         )
         before = client.get_membership(user_id)
         step(2, "membership before", _membership(before))
-        created = client.create_order(user_id, plan_id, request_id=uuid.uuid4().hex)
+        created = client.create_order(user_id, plan_id, request_id=uuid.uuid4().hex, merchant=merchant)
         order = created.order
         step(
             3, "order", f"{order.order_id} out_trade_no={order.out_trade_no} total_fee={order.total_fee} fen"
         )
+        step(3, "account", order.account or "default")
         payment = client.create_payment(order.order_id, "NATIVE")
         url = cashier_url(sandbox_url, payment.code_url)
         step(4, "prepay", f"prepay_id={payment.prepay_id} code_url={payment.code_url}")

@@ -69,8 +69,10 @@ def create_order(
     request_id: str | None = None,
     description: str | None = None,
     attach: str | None = None,
+    merchant: str | None = None,
 ) -> Call[order_service_pb2.CreateOrderRequest, order_service_pb2.CreateOrderResponse, CreateOrderResult]:
-    """`request_id` defaults to a fresh id made once here, so retries can never create a second order."""
+    """`request_id` defaults to a fresh id made once here, so retries can never create a second order.
+    `merchant`: the account to take the order (a configured account's name); unset: the server's rule."""
     request = order_service_pb2.CreateOrderRequest(
         request_id=request_id or new_id(),
         user_id=user_id,
@@ -78,6 +80,7 @@ def create_order(
         quantity=quantity,
         description=description,
         attach=attach,
+        merchant=merchant,
     )
 
     def read(response: order_service_pb2.CreateOrderResponse, headers: ResponseHeaders) -> CreateOrderResult:

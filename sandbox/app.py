@@ -9,17 +9,27 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sandbox import abnormal_refund, bill_routes, cashier, control, dev_triggers, index, key_control, routes
-from sandbox.clock import SandboxClock
+from sandbox.api import abnormal_refund, partner, routes, security
+from sandbox.bills import routes as bill_routes
 from sandbox.config import SandboxConfig
-from sandbox.state import SANDBOX, Clock, Sandbox, utc_now
+from sandbox.control import dev_triggers
+from sandbox.control import keys as key_control
+from sandbox.control import routes as control
+from sandbox.engine.clock import SandboxClock
+from sandbox.engine.state import SANDBOX, Clock, Sandbox, utc_now
+from sandbox.engine.world import WORLD, World
+from sandbox.pages import cashier, index
 
 
 def make_app(config: SandboxConfig, clock: Clock | SandboxClock = utc_now) -> web.Application:
     app = web.Application(middlewares=[routes.emulated_api, control.control_errors])
-    app[SANDBOX] = Sandbox.build(config, clock)
+    world = World.build(config, clock)
+    app[WORLD] = world
+    app[SANDBOX] = world.primary  # the first account: what the single-merchant control calls address
     app.cleanup_ctx.append(_background)
     routes.add_routes(app)
+    partner.add_routes(app)  # 服务商 endpoints (issue 18)
+    security.add_routes(app)  # POST /v3/security/echo (2026-04)
     abnormal_refund.add_routes(app)
     control.add_routes(app)
     key_control.add_routes(app)
@@ -32,11 +42,10 @@ def make_app(config: SandboxConfig, clock: Clock | SandboxClock = utc_now) -> we
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """The notifier's HTTP session and every timer live exactly as long as the app."""
-    sandbox = app[SANDBOX]
-    await sandbox.notifier.start()
+    world = app[WORLD]
+    await world.start()
     yield
-    await sandbox.simulator.stop()
-    await sandbox.notifier.stop()
+    await world.stop()
 
 
 @dataclass
@@ -115,6 +124,10 @@ class RunningSandbox:
     @property
     def sandbox(self) -> Sandbox:
         return self.server.app[SANDBOX]
+
+    @property
+    def world(self) -> World:
+        return self.server.app[WORLD]
 
     def stop(self) -> None:
         self.server.stop()

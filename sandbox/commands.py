@@ -19,6 +19,12 @@ def register_keys(keys_sub: argparse._SubParsersAction[argparse.ArgumentParser])
     init = keys_sub.add_parser("init", help="write a fresh dev credentials bundle (sandbox/README.md)")
     init.add_argument("--dir", type=Path, required=True, help="directory to write the bundle into")
     init.add_argument("--force", action="store_true", help="replace an existing bundle")
+    init.add_argument(
+        "--accounts",
+        action="store_true",
+        help="several accounts (a directory each): two direct merchants (public-key and certificate"
+        " mode) and a provider with two sub-merchants",
+    )
     init.set_defaults(func=_keys_init)
 
 
@@ -60,14 +66,31 @@ def _register_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _keys_init(args: argparse.Namespace) -> int:
-    from sandbox.keys import BundleExistsError, init_bundle  # noqa: PLC0415 - keep `--help` fast
+    from sandbox.keys.bundle import BundleExistsError, init_bundle  # noqa: PLC0415 - keep `--help` fast
 
+    if args.accounts:
+        return _keys_init_accounts(args)
     try:
         info = init_bundle(args.dir, force=args.force)
     except BundleExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote credentials bundle to {args.dir} (mchid {info['mchid']}, appid {info['appid']})")
+    return 0
+
+
+def _keys_init_accounts(args: argparse.Namespace) -> int:
+    from sandbox.keys.accounts import init_accounts  # noqa: PLC0415 - keep `--help` fast
+    from sandbox.keys.bundle import BundleExistsError  # noqa: PLC0415
+
+    try:
+        written = init_accounts(args.dir, force=args.force)
+    except BundleExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for info in written:
+        number = info.get("mchid") or f"sub_mchid {info.get('sub_mchid')} via {info.get('provider')}"
+        print(f"{args.dir}/{info['name']}: {info['kind']} {number}")
     return 0
 
 

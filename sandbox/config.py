@@ -10,7 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sandbox.keys import Credentials
+from sandbox.keys.accounts import AccountSpec
+from sandbox.keys.bundle import Credentials
 
 NotifySignMode = Literal["pubkey", "cert"]
 ApiErrorCode = Literal["SYSTEM_ERROR", "FREQUENCY_LIMITED", "BANKERROR"]
@@ -59,6 +60,9 @@ class SandboxConfig:
     notify_sign_mode: NotifySignMode = "pubkey"
     notify_timeout_s: float = 5.0  # WeChat waits 5 s for the merchant's answer
     certificates_available: bool = True  # False = a public-key-only merchant (404 on /v3/certificates)
+    # /v3/certificates refusals seen in the wild besides the public-key-only 404: "403" (NO_AUTH) and
+    # "500" (SYSTEM_ERROR 系统繁忙); "404" forces RESOURCE_NOT_EXISTS; "" = answer normally.
+    certificates_refusal: str = ""
     # certificate | migrating | public_key | public_key_only (sandbox/key_modes.py); None = derived from
     # notify_sign_mode and certificates_available. Changed at run time through /sandbox/v1/keys.
     key_mode: str | None = None
@@ -68,10 +72,19 @@ class SandboxConfig:
     bill_bom: bool = False  # bill files start with a UTF-8 BOM
     bill_crlf: bool = False  # bill files end lines with CRLF
     faults: Faults = field(default_factory=Faults)
+    # Several accounts (sandbox/keys/accounts.py); empty = the one merchant in `credentials`.
+    accounts: tuple[AccountSpec, ...] = ()
 
 
 # The fields the control API may read and change (credentials are fixed for a process's life).
-_FIXED = {"credentials", "faults", "seed", "key_mode", "migration_ramp_s"}  # key modes: /sandbox/v1/keys
+_FIXED = {
+    "credentials",
+    "faults",
+    "seed",
+    "key_mode",
+    "migration_ramp_s",
+    "accounts",
+}  # key modes: /sandbox/v1/keys
 _TUNABLE = {f.name for f in dataclasses.fields(SandboxConfig)} - _FIXED
 _FAULT_FIELDS = {f.name: f for f in dataclasses.fields(Faults)}
 _CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(SandboxConfig)}
@@ -124,6 +137,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "notify_sign_mode": ("pubkey", "cert"),
     "refund_settle_status": ("SUCCESS", "ABNORMAL", "CLOSED"),
     "api_error_code": ("SYSTEM_ERROR", "FREQUENCY_LIMITED", "BANKERROR"),
+    "certificates_refusal": ("", "403", "404", "500"),
 }
 
 

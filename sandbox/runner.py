@@ -11,7 +11,7 @@ from aiohttp import web
 
 from sandbox.app import make_app
 from sandbox.config import NotifySignMode, SandboxConfig
-from sandbox.keys import load_credentials
+from sandbox.keys.accounts import is_multi, load_accounts
 
 
 async def _serve(config: SandboxConfig, host: str, port: int, port_file: Path | None) -> None:
@@ -55,8 +55,11 @@ def run_cli(
     # pipes stderr without reading it never blocks us). stdout carries only the "listening" line.
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+    accounts = load_accounts(credentials_dir)  # one (the old layout) or several (DIR/<name>/)
+    primary = next(a.credentials for a in accounts if a.credentials is not None)
     config = SandboxConfig(
-        credentials=load_credentials(credentials_dir),
+        credentials=primary,
+        accounts=tuple(accounts) if is_multi(credentials_dir) else (),
         time_scale=time_scale,
         auto_pay_delay_s=auto_pay_delay_s,
         seed=seed,

@@ -19,9 +19,9 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sandbox import signing
 from sandbox.app import RunningServer, serve_in_thread
-from sandbox.keys import Credentials
+from sandbox.keys import signing
+from sandbox.keys.bundle import Credentials
 
 
 @dataclass(frozen=True)

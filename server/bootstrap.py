@@ -10,10 +10,10 @@ from pathlib import Path
 
 import peewee as pw
 
-from server.adapters.db import bind, make_database, migrate
+from server.adapters.account_gateways import replaced_gateway, wechat_gateways
+from server.adapters.db import bind, make_database, migrate_with_session
 from server.adapters.decisions import FulfilmentDecisions
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
-from server.adapters.gateways import MerchantGateways
 from server.adapters.unit_of_work import read_only_factory, unit_of_work_factory
 from server.app import App, PaymentsPart
 from server.config import ConfigError, Settings
@@ -21,6 +21,7 @@ from server.domain.clock import Clock, utc_now
 from server.domain.errors import ProviderUnavailableError
 from server.domain.fulfilment import RetryPolicy
 from server.domain.recon_records import FundBill, TradeBill
+from server.domain.routing import AccountRouter
 from server.observers import observe_provider, observe_recon
 from server.operations_wiring import build_operations
 from server.service.catalogue import CatalogueService
@@ -29,16 +30,12 @@ from server.service.handlers import Policy, Reactors, transactional
 from server.service.notifications import NotificationService
 from server.service.orders import OrderService
 from server.service.payments import PaymentService
-from server.service.ports import BillSource, MerchantIdentity, PaymentGateway, ReadFactory, UnitOfWorkFactory
+from server.service.ports import BillSource, PaymentGateway, ReadFactory, UnitOfWorkFactory
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
+from server.wxpay.accounts import Accounts, account_router, has_accounts, is_multi_account, load_accounts
 from server.wxpay.bills import WeChatBills
-from server.wxpay.certificates import KeyStore
-from server.wxpay.client import from_settings
-from server.wxpay.credentials import load_credentials
-from server.wxpay.gateway import WeChatPayGateway
-from server.wxpay.notification import notification_parser
-from server.wxpay.signing import VerifierKeys
+from server.wxpay.notification import accounts_parser
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -67,11 +64,14 @@ def build_app(
     # would take that empty, migrated file for the server's).
     with_payments = _has_credentials(settings, payments_required)
     db = make_database(
-        settings.database_url, pool_size=settings.db_pool_size, busy_timeout_ms=settings.db_busy_timeout_ms
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        busy_timeout_ms=settings.db_busy_timeout_ms,
+        synchronous_commit=settings.db_synchronous_commit,
     )
     bind(db)
     if run_migrations:
-        migrate(db)
+        migrate_with_session(db, settings.database_session_url)
     policy = Policy(auto_refund_on_fulfilment_failure=settings.auto_refund_on_fulfilment_failure)
     decisions = FulfilmentDecisions(db)
     uow, worker = _unit_of_work(db, settings, clock, policy, decisions, with_payments, prompt_fulfilment)
@@ -81,7 +81,12 @@ def build_app(
         payments = _payments_part(settings, uow, read, clock, gateway, bills, decisions, worker)
     closer = payments.payments.close_at_provider if payments is not None else None
     orders = OrderService(
-        uow, clock, timedelta(seconds=settings.order_ttl_s), prepay_closer=closer, read=read
+        uow,
+        clock,
+        timedelta(seconds=settings.order_ttl_s),
+        prepay_closer=closer,
+        read=read,
+        router=_account_router(settings),
     )
     catalogue = CatalogueService(uow, clock, read=read)
     admin, operations = build_operations(db, uow, read, clock, payments)
@@ -90,7 +95,7 @@ def build_app(
 
 def _has_credentials(settings: Settings, required: bool) -> bool:
     bundle = Path(settings.credentials_dir)
-    if (bundle / "merchant.json").exists():
+    if has_accounts(bundle):  # the one-account bundle, or a directory per account (issue 18)
         return True
     if not required:
         return False
@@ -133,16 +138,25 @@ def _payments_part(
     decisions: FulfilmentDecisions,
     worker: FulfilmentWorker,
 ) -> PaymentsPart:
-    credentials = load_credentials(settings.credentials_dir)
-    keys: VerifierKeys | KeyStore = credentials.verifier_keys()
-    if gateway is None:
-        client = from_settings(settings, credentials, observer=observe_provider)
-        gateway, keys = WeChatPayGateway(client), client.key_store  # one key store: client and sidecar
-        bills = bills or WeChatBills(client)
-    merchant = MerchantIdentity(merchant_id=credentials.mchid, app_id=credentials.appid)
-    gateways = MerchantGateways.single(merchant, gateway)
+    accounts = load_accounts(settings.credentials_dir, settings.default_account)  # all checked, one line
+    credentials = accounts.default.credentials
+    if gateway is None:  # every account's gateway; one key store per signing account, client and sidecar
+        wired = wechat_gateways(settings, accounts, observe_provider)
+        bills = bills or WeChatBills(wired.clients[accounts.default.provider or accounts.default.name])
+    else:
+        wired = replaced_gateway(accounts, gateway)
+    gateways = wired.gateways
+    merchant = gateways.identity(accounts.default_name)
+    per_account = is_multi_account(settings.credentials_dir)  # notify_url/<account> for each account
     payments = PaymentService(
-        uow, clock, gateways, merchant, settings.notify_url, settings.reconcile_schedule_s, read=read
+        uow,
+        clock,
+        gateways,
+        merchant,
+        settings.notify_url,
+        settings.reconcile_schedule_s,
+        read=read,
+        notify_per_account=per_account,
     )
     refunds = RefundService(
         uow,
@@ -152,12 +166,14 @@ def _payments_part(
         settings.notify_url,
         settings.refund_poll_schedule_s,
         read=read,
+        gateways=gateways,
+        notify_url_for=payments.notify_url_for,
     )
     notifications = NotificationService(
         uow=uow,
         read=read,
         clock=clock,
-        parse=notification_parser(credentials, keys, settings.notify_clock_skew_s),
+        parse=accounts_parser(wired.notify_keys, accounts.default_name, settings.notify_clock_skew_s),
         payments=payments,
         refunds=refunds,
         transient_faults=TRANSIENT_DATABASE_ERRORS,  # incl. an exhausted connection pool
@@ -170,10 +186,29 @@ def _payments_part(
         payments,
         refunds,
         observer=observe_recon,
+        accounts=_billed_accounts(accounts),
     )
     return PaymentsPart(
         credentials, gateways, payments, refunds, notifications, worker, reconciliation, decisions
     )
+
+
+def _billed_accounts(accounts: Accounts) -> frozenset[str] | None:
+    """The accounts the reconciled bill covers: the default account's (a provider's bill holds its
+    sub-merchants' trades too). None with one account. Per-account bills: not yet (issue 18 §5)."""
+    if len(accounts.names) == 1:
+        return None
+    default = accounts.default
+    signer = default.provider or default.name
+    return frozenset(a.name for a in accounts if signer in (a.name, a.provider))
+
+
+def _account_router(settings: Settings) -> AccountRouter:
+    """Which account takes a new order (issue 18); without any credentials, the one `default`."""
+    bundle = Path(settings.credentials_dir)
+    if not has_accounts(bundle):
+        return AccountRouter()
+    return account_router(load_accounts(bundle, settings.default_account), settings.account_routes)
 
 
 class _NoBills:

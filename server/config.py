@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 DEV_TOKENS = "bff:dev-bff-token,admin:dev-admin-token"
 STATE_DIR = Path(".orderpay")  # the dev state directory, made on demand (keys, the default database)
@@ -53,6 +53,15 @@ class Settings:
     worker_index: int = 0  # the first worker alone serves the sidecar, metrics and console
     reuse_port: bool = False  # workers share the gRPC port (SO_REUSEPORT)
     # database
+    # A PostgreSQL URL with sessions of its own (direct, or a session-mode pooler) for what needs one:
+    # the LISTEN connection and the migration lock, when database_url goes through a pgbouncer in
+    # transaction mode; "" = database_url. docs/high-availability.md § Connection poolers
+    database_session_url: str = ""
+    db_health_interval_s: float = 2.0  # how often gRPC health re-checks that a writable primary answers
+    # What a COMMIT waits for (PostgreSQL's synchronous_commit, per orderpay session): "" = the server's
+    # setting (with a synchronous standby: wait for it; durability first); "local" = never wait for a
+    # standby (writes go on while none is connected, but a failover may lose acknowledged writes).
+    db_synchronous_commit: str = ""
     db_pool_size: int = 40
     db_busy_timeout_ms: int = 10_000
     # orders
@@ -98,6 +107,12 @@ class Settings:
     console_session_ttl_s: int = 8 * 3600
     # "system", or "sandbox" (dev only: follow GET /sandbox/v1/clock of a loopback gateway).
     clock: str = "system"
+    # --- issue 18: several merchant accounts (server/wxpay/accounts.py, docs/going-live.md) ----------
+    # The account an order goes to when no rule picks one: "" = `default` if it exists, else the first
+    # account directory by name.
+    default_account: str = ""
+    # Per-product routing: comma-separated `product_id=account` pairs (the BFF's `merchant` hint wins).
+    account_routes: str = ""
 
     @property
     def tokens(self) -> dict[str, str]:
@@ -157,6 +172,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+# "off" is not offered: it acknowledges a payment before it is on disk anywhere.
+SYNCHRONOUS_COMMIT = ("", "on", "remote_apply", "remote_write", "local")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("auto", "json", "console")
 
@@ -169,15 +186,26 @@ def _check(settings: Settings) -> None:
             f"ORDERPAY_LOG_LEVEL: want one of {', '.join(LOG_LEVELS)}; got {settings.log_level!r}"
         )
     check_database_url(settings.database_url)
+    if settings.db_synchronous_commit not in SYNCHRONOUS_COMMIT:
+        raise ConfigError(
+            f"ORDERPAY_DB_SYNCHRONOUS_COMMIT: want one of {', '.join(repr(v) for v in SYNCHRONOUS_COMMIT)};"
+            f" got {settings.db_synchronous_commit!r}"
+        )
+    if settings.database_session_url:
+        check_database_url(settings.database_session_url, "ORDERPAY_DATABASE_SESSION_URL")
+        if not settings.database_url.startswith(POSTGRES_SCHEMES):
+            raise ConfigError(
+                "ORDERPAY_DATABASE_SESSION_URL: only with a postgresql:// ORDERPAY_DATABASE_URL"
+            )
     if settings.log_format not in LOG_FORMATS:
         raise ConfigError(
             f"ORDERPAY_LOG_FORMAT: want one of {', '.join(LOG_FORMATS)}; got {settings.log_format!r}"
         )
 
 
-def check_database_url(url: str) -> None:
-    """`sqlite:///PATH` (the directory must exist, but for the dev state dir) or `postgresql://...`."""
-    name = "ORDERPAY_DATABASE_URL"
+def check_database_url(url: str, name: str = "ORDERPAY_DATABASE_URL") -> None:
+    """`sqlite:///PATH` (the directory must exist, but for the dev state dir) or `postgresql://...`,
+    single or multi-host (`postgresql://USER@H1:P1,H2:P2/DB?target_session_attrs=read-write`)."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         if not url.startswith(SQLITE_PREFIX):
@@ -193,17 +221,49 @@ def check_database_url(url: str) -> None:
             raise ConfigError(f"{name}: directory {parent} does not exist (create it, or fix the path)")
         return
     if parsed.scheme in POSTGRES_SCHEMES:
-        try:
-            parsed.port  # noqa: B018 - raises on a malformed port
-        except ValueError as exc:
-            raise ConfigError(f"{name}: {redact(url)} has a bad port") from exc
-        if not parsed.path.strip("/"):
-            raise ConfigError(f"{name}: {redact(url)} names no database (postgresql://USER@HOST:PORT/DB)")
+        _check_postgres_url(name, url)
         return
     raise ConfigError(
         f"{name}: unsupported scheme {parsed.scheme!r} in {redact(url)}; want sqlite:///PATH or "
         "postgresql://USER@HOST:PORT/DB"
     )
+
+
+TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+WRITABLE_TARGETS = ("read-write", "primary")
+
+
+def _check_postgres_url(name: str, url: str) -> None:
+    """Every host has a numeric port (or none), a database is named, libpq accepts the rest, and a
+    list of hosts says which to pick: without target_session_attrs=read-write libpq would settle for
+    the first that answers, a standby included, and every write there would fail."""
+    parsed = urlparse(url)
+    shown = redact(url)
+    hosts = parsed.netloc.rpartition("@")[2].split(",")
+    for host in hosts:
+        _, colon, port = host.rpartition(":") if not host.endswith("]") else ("", "", "")
+        if colon and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(f"{name}: {shown} has a bad port {port!r} (want HOST:PORT[,HOST:PORT...])")
+    if not parsed.path.strip("/"):
+        raise ConfigError(f"{name}: {shown} names no database (postgresql://USER@HOST:PORT/DB)")
+    options = dict(parse_qsl(parsed.query))
+    target = options.get("target_session_attrs")
+    if target is not None and target not in TARGET_SESSION_ATTRS:
+        raise ConfigError(
+            f"{name}: target_session_attrs={target!r}; want one of {', '.join(TARGET_SESSION_ATTRS)}"
+        )
+    if len(hosts) > 1 and target not in WRITABLE_TARGETS:
+        raise ConfigError(
+            f"{name}: {shown} lists {len(hosts)} hosts; add ?target_session_attrs=read-write so libpq "
+            "connects to the primary, not the first host that answers"
+        )
+    from psycopg2.extensions import parse_dsn  # noqa: PLC0415 - libpq's own parser, only for PostgreSQL URLs
+
+    try:
+        parse_dsn(url)
+    except Exception as exc:  # psycopg2.ProgrammingError: an unknown option, a malformed URI
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{name}: libpq refuses {shown}: {reason}") from exc
 
 
 def redact(url: str) -> str:

@@ -25,6 +25,7 @@ from server.log_setup import configure_logging
 from server.port_check import Binding, ensure_free, stack_bindings
 from server.ready import bound_ports, with_concrete_ports, with_port, write_ports_file
 from server.rpc.server import SERVICE_NAMES
+from server.wxpay.accounts import has_accounts
 
 log = structlog.get_logger("orderpay.dev")
 SANDBOX_START_S = 60.0  # a loaded 2-core laptop (or CI) can take a while to start Python
@@ -45,8 +46,8 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090", ports_file: str | None = Non
     # first one's sandbox (whose keys differ, so every payment would fail SIGN_ERROR).
     ensure_free([*stack_bindings(settings, {"grpc", "notify"}), sandbox_at])
     settings = with_concrete_ports(settings)
-    if not (keys / "merchant.json").exists():
-        _orderpay("keys", "init", "--dir", str(keys))
+    if not has_accounts(keys):  # issue 18: two direct merchants and a provider with two sub-merchants
+        _orderpay("keys", "init", "--accounts", "--dir", str(keys))
     configure_logging(settings.log_format, settings.log_level)
     STATE_DIR.mkdir(exist_ok=True)
     port_file = STATE_DIR / "sandbox.port"

@@ -10,6 +10,7 @@ and the jobs -> close the thread pools, the listener and the database pool.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import structlog
 from aiohttp import web
 
 from server import guard
+from server.adapters.db import ready
 from server.adapters.decisions import FulfilmentDecisions
 from server.adapters.sandbox_clock import SandboxClock, clock_for
 from server.app import App
@@ -37,9 +39,10 @@ from server.notify.sidecar import serve_metrics, serve_notify
 from server.ready import bound_ports, with_concrete_ports, write_ports_file
 from server.rpc.server import GrpcServer, servicers_for, start_grpc_server
 from server.serving.admission import Admission
+from server.serving.health import PrimaryWatch
 from server.serving.http import AppThread
 from server.serving.offload import Inline, Offload, Runner
-from server.serving.signals import PostgresListener
+from server.serving.signals import PostgresListener, listener_args
 from server.serving.waiters import Waiters
 
 log = structlog.get_logger("orderpay.serve")
@@ -62,11 +65,14 @@ class Stack:
     metrics: web.AppRunner | None = None
     metrics_port: int | None = None
     jobs: JobRunner | None = None
+    primary_watch: PrimaryWatch | None = None
     console: AppThread | None = None
     console_url: str | None = None
     threads: list[SandboxClock] = field(default_factory=list)  # stopped last
 
     async def stop(self, grace: float) -> None:
+        if self.primary_watch is not None:
+            await self.primary_watch.stop()
         if self.grpc is not None:
             await self.grpc.not_serving()
         self.waiters.close()  # parked long-polls answer now, with the order as it is
@@ -110,7 +116,8 @@ async def start_parts(
     WAITERS.set_function(lambda: waiters.waiting)
     IN_FLIGHT.set_function(lambda: stack.admission.in_flight)
     if postgres:
-        stack.listener = PostgresListener(app.db, waiters)  # type: ignore[arg-type]  # checked above
+        args = listener_args(app.db, settings.database_session_url)  # type: ignore[arg-type]  # checked above
+        stack.listener = PostgresListener(args, waiters)
         await stack.listener.start()
     if notify and app.payments is not None and _first_worker(settings):
         stack.notify, stack.notify_port = await serve_notify(app, db.executor)
@@ -121,6 +128,10 @@ async def start_parts(
     if grpc:
         servicers = servicers_for(app, stack.waiters, stack.db, stack.provider)
         stack.grpc = await start_grpc_server(settings, servicers, stack.admission, reuse_port=reuse_port)
+        stack.primary_watch = PrimaryWatch(
+            functools.partial(ready, app.db), stack.grpc.set_serving, settings.db_health_interval_s
+        )
+        stack.primary_watch.start()
     if _first_worker(settings):
         console = await asyncio.to_thread(start_console, app)
         if console is not None:

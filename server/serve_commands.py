@@ -71,7 +71,14 @@ def register_keys(keys_sub: argparse._SubParsersAction[argparse.ArgumentParser])
     show.add_argument("--dir", type=Path, help="credentials bundle (default: ORDERPAY_CREDENTIALS_DIR)")
     show.add_argument("--offline", action="store_true", help="do not download /v3/certificates")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    show.add_argument("--account", help="which account (a directory of accounts; default: the default one)")
     show.set_defaults(func=_keys_show)
+    check = keys_sub.add_parser(
+        "check", help="WeChat's echo self-test (sign, verify, encrypt, decrypt) for one account"
+    )
+    check.add_argument("account", help="the account's name (its directory in the credentials dir)")
+    check.add_argument("--dir", type=Path, help="credentials directory (default: ORDERPAY_CREDENTIALS_DIR)")
+    check.set_defaults(func=_keys_check)
 
 
 def _clean_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -124,11 +131,12 @@ def _dev(args: argparse.Namespace) -> int:
 @_clean_errors
 def _migrate(args: argparse.Namespace) -> int:
     del args
-    from server.adapters.db import make_database, migrate  # noqa: PLC0415
+    from server.adapters.db import make_database, migrate_with_session  # noqa: PLC0415
     from server.config import load_settings  # noqa: PLC0415
 
     settings = load_settings()
-    applied = migrate(make_database(settings.database_url, pool_size=2))
+    db = make_database(settings.database_url, pool_size=2)
+    applied = migrate_with_session(db, settings.database_session_url)
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0
 
@@ -145,7 +153,13 @@ def _catalogue_load(args: argparse.Namespace) -> int:
 
 
 @_clean_errors
+def _keys_check(args: argparse.Namespace) -> int:
+    from server.wxpay.key_check import check_keys  # noqa: PLC0415
+
+    return check_keys(args.dir, args.account)
+
+
 def _keys_show(args: argparse.Namespace) -> int:
     from server.wxpay.key_report import show_keys  # noqa: PLC0415
 
-    return show_keys(args.dir, offline=args.offline, as_json=args.json)
+    return show_keys(args.dir, offline=args.offline, as_json=args.json, account=args.account)

@@ -24,13 +24,13 @@ from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
 
+from sandbox.api.validation import parse_prepay, parse_refund
 from sandbox.app import make_app, serve_in_thread
-from sandbox.bills import Layout, render_fundflow_bill, render_trade_bill, trade_rows
-from sandbox.clock import SandboxClock
+from sandbox.bills.render import Layout, render_fundflow_bill, render_trade_bill, trade_rows
 from sandbox.config import Faults, SandboxConfig
-from sandbox.keys import init_bundle, load_credentials
-from sandbox.state import SANDBOX
-from sandbox.validation import parse_prepay, parse_refund
+from sandbox.engine.clock import SandboxClock
+from sandbox.engine.state import SANDBOX
+from sandbox.keys.bundle import init_bundle, load_credentials
 from server.adapters.db import bind, make_database, migrate
 from server.adapters.recon_store import PeeweeReconStore
 from server.adapters.tables import OrderRow, RefundRow

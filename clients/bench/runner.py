@@ -18,6 +18,7 @@ from clients.bench.model import CaseResult, Sizes
 from clients.bench.parked import b7_parked
 from clients.bench.postgres import b5_two_processes
 from clients.bench.procs import Proc
+from clients.bench.replicated import b5_replicated
 from clients.bench.report import bench_table, machine, notes_lines, write_json
 from clients.bench.stack import ServerSpec, init_keys, start_echo, start_sandbox, start_server
 
@@ -94,6 +95,7 @@ async def _run_cases(bench: Bench, console: Console, only: set[str] | None) -> l
         ("B7", b7_parked),
         ("B6", b6),
         ("B5", b5_two_processes),
+        ("B5R", b5_replicated),  # B5 on a primary + synchronous standby (pg_auto_failover), then without it
     ]
     results = []
     for case_id, run in order:

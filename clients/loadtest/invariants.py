@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import peewee as pw
+from psycopg2.extensions import parse_dsn
 
 SAMPLE_ROWS = 5
 PAID_STATUSES = "('PAID', 'PARTIALLY_REFUNDED', 'REFUNDED')"
@@ -143,14 +144,11 @@ def open_readonly(database_url: str) -> pw.Database:
         path = database_url.removeprefix("sqlite:///")
         return pw.SqliteDatabase(f"file:{path}?mode=ro", uri=True)
     if parsed.scheme in {"postgresql", "postgres"}:
-        return pw.PostgresqlDatabase(
-            parsed.path.lstrip("/"),
-            user=unquote(parsed.username or "") or None,
-            password=unquote(parsed.password or "") or None,
-            host=parsed.hostname or "127.0.0.1",
-            port=parsed.port or 5432,
-            options="-c default_transaction_read_only=on",
-        )
+        params = parse_dsn(database_url)  # libpq's reading: multi-host URLs (a failover formation) too
+        database = params.pop("dbname")
+        if params.get("target_session_attrs") == "read-write":
+            params["target_session_attrs"] = "primary"  # "read-write" refuses our read-only session
+        return pw.PostgresqlDatabase(database, **params, options="-c default_transaction_read_only=on")
     raise ValueError(f"unsupported database url {database_url!r} (want sqlite:/// or postgresql://)")
 
 

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sandbox import signing
-from sandbox.keys import Credentials, load_credentials
+from sandbox.keys import signing
+from sandbox.keys.bundle import Credentials, load_credentials
 
 CHINA = timezone(timedelta(hours=8))
 SANDBOX_PAYER_OPENID = "oLoadtest_payer_openid_000000"

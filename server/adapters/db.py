@@ -6,31 +6,26 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import peewee as pw
-from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+from playhouse.pool import PooledSqliteDatabase
 
+from server.adapters.postgres import is_writable_primary, make_postgres
 from server.adapters.tables import database_proxy
 
 MIGRATIONS_DIR = str(Path(__file__).with_name("migrations"))
 
 
-def make_database(url: str, *, pool_size: int = 40, busy_timeout_ms: int = 10_000) -> pw.Database:
+def make_database(
+    url: str, *, pool_size: int = 40, busy_timeout_ms: int = 10_000, synchronous_commit: str = ""
+) -> pw.Database:
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         return _sqlite(url.removeprefix("sqlite:///"), pool_size, busy_timeout_ms)
     if parsed.scheme in {"postgresql", "postgres"}:
-        return PooledPostgresqlDatabase(
-            parsed.path.lstrip("/"),
-            user=unquote(parsed.username or "") or None,
-            password=unquote(parsed.password or "") or None,
-            host=parsed.hostname or "127.0.0.1",
-            port=parsed.port or 5432,
-            max_connections=pool_size,
-            stale_timeout=300,
-            timeout=10,
-        )
+        # Single or multi-host (`h1:p1,h2:p2/db?target_session_attrs=read-write`): libpq parses it.
+        return make_postgres(url, pool_size=pool_size, synchronous_commit=synchronous_commit)
     raise ValueError(f"unsupported database url scheme {parsed.scheme!r} (want sqlite:/// or postgresql://)")
 
 
@@ -56,6 +51,18 @@ def _sqlite(path: str, pool_size: int, busy_timeout_ms: int) -> pw.Database:
     )
 
 
+def ready(db: pw.Database) -> bool:
+    """Readiness: PostgreSQL reaches a writable primary; SQLite answers a trivial query."""
+    if isinstance(db, pw.PostgresqlDatabase):
+        return is_writable_primary(db)
+    try:
+        with db.connection_context():
+            db.execute_sql("SELECT 1")
+    except pw.DatabaseError:
+        return False
+    return True
+
+
 def bind(db: pw.Database) -> None:
     """Point the models at `db` (the one process-wide binding; tests rebind per database)."""
     database_proxy.initialize(db)
@@ -79,6 +86,18 @@ def migrate(db: pw.Database) -> list[str]:
         return sorted(set(runner.applied()) - before)
 
 
+def migrate_with_session(db: pw.Database, session_url: str) -> list[str]:
+    """`migrate`, through `session_url` when there is one: the migration lock is a session-level
+    advisory lock, which a transaction-pooling pgbouncer would leave held on some server connection."""
+    if not session_url:
+        return migrate(db)
+    direct = make_database(session_url, pool_size=1)
+    try:
+        return migrate(direct)
+    finally:
+        direct.close_all()  # type: ignore[attr-defined]  # a pooled database
+
+
 @contextmanager
 def _migration_lock(db: pw.Database) -> Iterator[None]:
     if not isinstance(db, pw.PostgresqlDatabase):
@@ -88,4 +107,5 @@ def _migration_lock(db: pw.Database) -> Iterator[None]:
     try:
         yield
     finally:
-        db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+        if not db.connection().closed:  # a broken session took its lock along; keep the first error
+            db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))

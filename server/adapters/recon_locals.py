@@ -54,13 +54,14 @@ class PeeweeLocalRecords:
                     paid_at=from_db_time(row["paid_at"]),
                 )
 
-        take(
-            OrderRow.select(*fields).where(
-                OrderRow.paid_at >= to_db_time(window.start),
-                OrderRow.paid_at < to_db_time(window.end),
-                OrderRow.transaction_id.is_null(False),
-            )
+        in_window = OrderRow.select(*fields).where(
+            OrderRow.paid_at >= to_db_time(window.start),
+            OrderRow.paid_at < to_db_time(window.end),
+            OrderRow.transaction_id.is_null(False),
         )
+        if window.accounts is not None:  # only the accounts this bill is for (issue 18)
+            in_window = in_window.where(OrderRow.account.in_(sorted(window.accounts)))
+        take(in_window)
         for chunk in _chunks([no for no in dict.fromkeys(out_trade_nos) if no not in found]):
             take(OrderRow.select(*fields).where(OrderRow.out_trade_no.in_(list(chunk))))
         known = {p.transaction_id for p in found.values()}
@@ -99,12 +100,13 @@ class PeeweeLocalRecords:
                     created_at=from_db_time(row["created_at"]) or EPOCH,
                 )
 
-        take(
-            base.where(
-                RefundRow.created_at >= to_db_time(window.start),
-                RefundRow.created_at < to_db_time(window.end),
-            )
+        in_window = base.where(
+            RefundRow.created_at >= to_db_time(window.start),
+            RefundRow.created_at < to_db_time(window.end),
         )
+        if window.accounts is not None:
+            in_window = in_window.where(OrderRow.account.in_(sorted(window.accounts)))
+        take(in_window)
         for chunk in _chunks([no for no in dict.fromkeys(out_refund_nos) if no not in found]):
             take(base.where(RefundRow.out_refund_no.in_(list(chunk))))
         known = {r.refund_id for r in found.values()}

@@ -68,6 +68,7 @@ class OrderRow(BaseModel):
     updated_at = pw.DateTimeField()
     paid_at = pw.DateTimeField(null=True)
     closed_at = pw.DateTimeField(null=True)
+    account = pw.CharField(max_length=64, default="default")  # migration 0004 (issue 18)
 
     class Meta:
         table_name = "orders"

@@ -21,6 +21,7 @@ class Notification:
     resource_type: str
     summary: str
     report: TransactionReport | RefundReport | None  # None: an event type we do not handle
+    account: str | None = None  # the account whose notify URL it came to, verified with its keys
 
 
 class NotificationStatus(StrEnum):

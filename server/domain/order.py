@@ -101,6 +101,9 @@ class Order:
     sync_attempts: int = 0
     paid_at: datetime | None = None
     closed_at: datetime | None = None
+    # The merchant account that takes this order (server/domain/routing.py): decided at create, never
+    # changed; every later call to the provider goes out under it.
+    account: str = "default"
 
     @property
     def refundable_fee(self) -> int:
@@ -237,12 +240,14 @@ class CreateOrder:
     quantity: int
     description: str | None = None
     attach: str | None = None
+    merchant: str | None = None  # the BFF's account hint (issue 18)
 
     def fingerprint(self) -> str:
         """What makes two requests with the same key 'the same request'."""
-        canonical = json.dumps(
-            [self.product_id, self.quantity, self.description, self.attach], ensure_ascii=False
-        )
+        parts: list[object] = [self.product_id, self.quantity, self.description, self.attach]
+        if self.merchant:  # only when sent, so fingerprints stored before issue 18 still match
+            parts.append(self.merchant)
+        canonical = json.dumps(parts, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

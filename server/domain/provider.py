@@ -41,10 +41,22 @@ PAY_CHANNELS: Final = ("JSAPI", "MINIPROGRAM", "APP", "NATIVE", "H5")
 
 @dataclass(frozen=True)
 class MerchantIdentity:
-    """A merchant account at the provider and the app it takes payments for (WeChat: mchid, appid)."""
+    """A merchant account at the provider and the app it takes payments for (WeChat: mchid, appid).
+
+    With several accounts (issue 18): `account` names it, `app_ids` are every app it pays under, and a
+    sub-merchant reached through a service provider has `merchant_id` = the provider's (sp_mchid) and
+    `sub_merchant_id` = its own (sub_mchid)."""
 
     merchant_id: str
     app_id: str
+    account: str = "default"
+    sub_merchant_id: str | None = None
+    app_ids: frozenset[str] = frozenset()
+
+    def accepts(self, merchant_id: str | None, app_id: str | None, sub_merchant_id: str | None) -> bool:
+        """A report names this account: the same merchant (and sub-merchant), and one of its apps."""
+        apps = self.app_ids | {self.app_id}
+        return merchant_id == self.merchant_id and sub_merchant_id == self.sub_merchant_id and app_id in apps
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,7 @@ class TransactionReport:
     state: str  # the provider's own state name, for logs only
     payment: ReceivedPayment | None = None  # set when, and only when, the money was taken
     problem: str = ""  # a paid report that does not parse: what is wrong with it
+    sub_merchant_id: str | None = None  # partner (服务商) transactions: the sub_mchid
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,7 @@ class RefundReport:
     success_time: datetime | None = None
     merchant_id: str | None = None  # notifications name the merchant; API answers do not
     amount: int | None = None  # what the provider refunds; None when it left it out
+    sub_merchant_id: str | None = None  # partner (服务商) refunds: the sub_mchid
 
 
 class AbnormalRefundRoute(StrEnum):
@@ -132,10 +146,19 @@ class CloseOutcome(StrEnum):
 
 
 def refund_report_mismatch(
-    report: RefundReport, refund: Refund, out_trade_no: str, merchant_id: str, *, complete: bool
+    report: RefundReport,
+    refund: Refund,
+    out_trade_no: str,
+    merchant_id: str,
+    *,
+    complete: bool,
+    sub_merchant_id: str | None = None,
 ) -> str:
     """Why this report may not settle `refund` ("" when it may). A notification (`complete`) must name
-    the merchant, the order and the amount; an API answer is checked on what it carries."""
+    the merchant, the order and the amount; an API answer is checked on what it carries. A partner
+    refund names the order's sub-merchant too, and a direct one names none."""
+    if report.sub_merchant_id != sub_merchant_id and (complete or report.sub_merchant_id is not None):
+        return "sub_mchid differs"
     checks = (
         ("mchid", report.merchant_id, merchant_id),
         ("out_trade_no", report.out_trade_no or None, out_trade_no),

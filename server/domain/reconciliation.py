@@ -83,11 +83,16 @@ class Window:
     day_start: datetime
     end: datetime  # D+1 00:00 Beijing
     tolerance: timedelta
+    # The merchant accounts whose bill this is (issue 18): other accounts' orders are not expected in
+    # it. None: every order (one account).
+    accounts: frozenset[str] | None = None
 
     @classmethod
-    def of(cls, day: date, tolerance: timedelta = DAY_CUT_TOLERANCE) -> Window:
+    def of(
+        cls, day: date, tolerance: timedelta = DAY_CUT_TOLERANCE, accounts: frozenset[str] | None = None
+    ) -> Window:
         day_start = datetime.combine(day, time(0), tzinfo=BEIJING)
-        return cls(day_start - tolerance, day_start, day_start + timedelta(days=1), tolerance)
+        return cls(day_start - tolerance, day_start, day_start + timedelta(days=1), tolerance, accounts)
 
     def expects(self, at: datetime | None, earlier_bill: set[str], key: str) -> bool:
         if at is None or not self.start <= at < self.end:

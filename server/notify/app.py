@@ -39,6 +39,7 @@ def make_notify_app(
     else:
         app[EXECUTOR] = executor
     app.router.add_post(NOTIFY_PATH, views.notify)
+    app.router.add_post(NOTIFY_PATH + "/{account}", views.notify)  # one URL per merchant account
     app.router.add_get("/", views.index)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)

@@ -61,7 +61,7 @@ async def _answer(request: web.Request, handler: Handler, record: RequestRecord)
 
 
 def _log_line(request: web.Request, record: RequestRecord, status: int, seconds: float) -> None:
-    if request.path != NOTIFY_PATH:
+    if request.path != NOTIFY_PATH and not request.path.startswith(NOTIFY_PATH + "/"):
         log.debug("notify.http", path=request.path, status=status)
         return
     NOTIFICATIONS.labels(record.outcome or INTERNAL).inc()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from server.adapters.notification_store import ping
+from server.adapters.db import ready
 from server.app import App
 from server.config import Settings
 from server.notify.app import make_metrics_app, make_notify_app
@@ -24,7 +24,7 @@ def _notify_app(app: App, executor: Executor | None) -> web.Application:
     return make_notify_app(
         app.payments.notifications,
         max_body_bytes=app.settings.notify_max_body_bytes,
-        ready_check=functools.partial(ping, app.db),
+        ready_check=functools.partial(ready, app.db),  # PostgreSQL: a writable primary
         executor=executor,
         workers=max(1, app.settings.notify_workers),
     )

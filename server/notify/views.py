@@ -15,6 +15,7 @@ from server.metrics import REGISTRY
 from server.notify.keys import CONFIG, EXECUTOR, READY_CHECK, RECORD, SERVICE, RequestRecord
 from server.notify.responses import acknowledged, fail
 from server.service.notifications import Disposition, Receipt
+from server.wxpay.notification import ACCOUNT_HEADER
 
 # The HTTP answer for each disposition (WeChat retries anything but 2xx; 4xx marks it as refused).
 HTTP_STATUS = {
@@ -40,7 +41,7 @@ async def notify(request: web.Request) -> web.Response:
     if body is None:
         record.outcome = TOO_LARGE
         return fail(413, f"body larger than {config.max_body_bytes} bytes")
-    service, headers = request.app[SERVICE], dict(request.headers)
+    service, headers = request.app[SERVICE], _headers_for_account(request)
     try:
         receipt = await in_executor(
             request.app[EXECUTOR], lambda: service.receive(headers, body), config.answer_within_s
@@ -51,6 +52,16 @@ async def notify(request: web.Request) -> web.Response:
         return fail(503, "processing is taking too long; retry later")
     _note(record, receipt)
     return acknowledged() if receipt.acknowledged else fail(HTTP_STATUS[receipt.disposition], receipt.message)
+
+
+def _headers_for_account(request: web.Request) -> dict[str, str]:
+    """The request's headers plus the account its URL names (issue 18), which picks the keys it is
+    verified with. Any such header a sender set itself is dropped: only the path says."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() != ACCOUNT_HEADER.lower()}
+    account = request.match_info.get("account")
+    if account:
+        headers[ACCOUNT_HEADER] = account
+    return headers
 
 
 INDEX_PAGE = """<!doctype html>

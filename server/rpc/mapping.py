@@ -59,6 +59,7 @@ def order_to_pb(order: Order) -> order_pb2.Order:
         closed_at=timestamp(order.closed_at),
         request_id=order.request_id,
         legacy_status=order.status.legacy_code,
+        account=order.account,
     )
 
 

@@ -39,6 +39,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             quantity=request.quantity,
             description=request.description if request.HasField("description") else None,
             attach=request.attach if request.HasField("attach") else None,
+            merchant=request.merchant if request.HasField("merchant") else None,
         )
         result = await self._db.run(self._orders.create_order, cmd, current_caller())
         if result.replayed:

@@ -106,6 +106,14 @@ class GrpcServer:
     async def not_serving(self) -> None:
         await self.health.enter_graceful_shutdown()
 
+    async def set_serving(self, serving: bool) -> None:
+        """What the database allows (server.serving.health); ignored once shutting down."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in (*SERVICE_NAMES, ""):
+            await self.health.set(name, status)
+
 
 async def start_grpc_server(
     settings: Settings, servicers: Servicers, admission: Admission, *, reuse_port: bool = False

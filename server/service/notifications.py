@@ -105,8 +105,7 @@ class NotificationService:
         try:
             note = self._parse(headers, body, now)
         except NotificationRejected as exc:
-            rejected = Disposition.REJECT_AUTH if exc.auth else Disposition.REJECT_MALFORMED
-            return Receipt(rejected, exc.outcome, exc.message)
+            return _rejected(exc)
         receipt = Receipt(
             Disposition.ACK,
             "",
@@ -165,8 +164,7 @@ class NotificationService:
         try:
             note = self._parse(row.headers, row.body.encode("utf-8"), row.received_at)
         except NotificationRejected as exc:
-            rejected = Disposition.REJECT_AUTH if exc.auth else Disposition.REJECT_MALFORMED
-            return Receipt(rejected, exc.outcome, exc.message, notification_id)
+            return _rejected(exc, notification_id)
 
         def attempt() -> str:
             with self._uow() as uow:
@@ -234,10 +232,12 @@ class NotificationService:
         return retry_on_conflict(attempt, "applying the notification")
 
     def _apply(self, uow: UnitOfWork, note: Notification) -> ApplyOutcome | NotificationOutcome:
+        # The account whose URL (and keys) it came in on must be the order's (issue 18).
+        account = note.account
         if isinstance(note.report, TransactionReport):
-            return self._payments.apply_in(uow, note.report, source=SOURCE).outcome
+            return self._payments.apply_in(uow, note.report, source=SOURCE, account=account).outcome
         if isinstance(note.report, RefundReport):
-            return self._refunds.apply_in(uow, note.report, source=SOURCE).outcome
+            return self._refunds.apply_in(uow, note.report, source=SOURCE, account=account).outcome
         return NotificationOutcome.UNHANDLED_EVENT
 
     def _reprocess(self, row: StoredNotification, now: datetime) -> int:
@@ -295,6 +295,11 @@ class NotificationService:
         # If even this fails the row stays as it was, which the re-processing job retries the same.
         with suppress(*self._transient), self._uow() as uow:
             uow.notifications.finish(notification_id, status, outcome, now)
+
+
+def _rejected(exc: NotificationRejected, notification_id: str = "") -> Receipt:
+    disposition = Disposition.REJECT_AUTH if exc.auth else Disposition.REJECT_MALFORMED
+    return Receipt(disposition, exc.outcome, exc.message, notification_id)
 
 
 def _with(receipt: Receipt, disposition: Disposition, outcome: str, message: str = "") -> Receipt:

@@ -25,6 +25,7 @@ from server.domain.order import (
     new_order_id,
     new_out_trade_no,
 )
+from server.domain.routing import AccountRouter
 from server.domain.validation import MAX_PAGE_SIZE, MAX_QUANTITY, MAX_WAIT_MS, Violations
 from server.service.audit import audit
 from server.service.context import Caller, replace_actor
@@ -57,6 +58,8 @@ def validate_create(cmd: CreateOrder) -> None:
     v.int_range("quantity", cmd.quantity, 1, MAX_QUANTITY)
     v.text("description", cmd.description, 127)
     v.text("attach", cmd.attach, 128)
+    if cmd.merchant is not None:
+        v.identifier("merchant", cmd.merchant)
     v.raise_if_any()
 
 
@@ -72,13 +75,16 @@ class OrderService:
         order_ttl: timedelta,
         prepay_closer: PrepayCloser | None = None,
         read: ReadFactory | None = None,
+        router: AccountRouter | None = None,
     ) -> None:
-        """`prepay_closer`: None only where no payment provider is configured (no prepay can exist)."""
+        """`prepay_closer`: None only where no payment provider is configured (no prepay can exist).
+        `router`: which merchant account takes a new order (None: the one `default` account)."""
         self._uow = uow
         self._read: ReadFactory = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._ttl = order_ttl
         self._prepay_closer = prepay_closer
+        self._router = router or AccountRouter()
 
     # --- create -----------------------------------------------------------------------------
     def create_order(self, cmd: CreateOrder, caller: Caller) -> CreateOrderResult:
@@ -108,6 +114,7 @@ class OrderService:
 
     def _new_order(self, cmd: CreateOrder, fingerprint: str, product: Product) -> Order:
         now = self._clock()
+        account = self._router.route(product.product_id, cmd.merchant)  # once, stored on the order
         return Order(
             order_id=new_order_id(),
             out_trade_no=new_out_trade_no(now),
@@ -128,6 +135,7 @@ class OrderService:
             expires_at=now + self._ttl,
             created_at=now,
             updated_at=now,
+            account=account,
         )
 
     # --- reads ------------------------------------------------------------------------------

@@ -67,12 +67,16 @@ class PaymentService:
         notify_url: str,
         reconcile_schedule_s: tuple[float, ...],
         read: ReadFactory | None = None,
+        notify_per_account: bool = False,
     ) -> None:
+        """`merchant`: the default account's. `notify_per_account`: each account has its own notify URL,
+        `notify_url/<account>` (issue 18), so a notification is verified with that account's keys."""
         self._uow = uow
+        self._notify_per_account = notify_per_account
         self._read: ReadFactory = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
         self._gateways = gateways
-        self._merchant = merchant  # the one merchant whose transactions we accept (issue 18: per order)
+        self._merchant = merchant  # the default account's; every order is checked against its own
         self._notify_url = notify_url
         self._schedule = reconcile_schedule_s or (60.0,)
 
@@ -81,10 +85,16 @@ class PaymentService:
         self, order_id: str, channel: str, payer_openid: str | None, client_ip: str | None, caller: Caller
     ) -> PaymentView:
         # Checked before the order is read (a bad request is INVALID_ARGUMENT even for an unknown order);
-        # issue 18 stores the merchant on the order, and checks its channels against that one's apps.
-        gateway = self._gateways.gateway_for(self._merchant)
-        rules = _validate_payment(gateway, order_id, channel, payer_openid, client_ip)
+        # then against the order's own account, whose apps decide which channels it can pay on.
+        _validate_payment(
+            self._gateways.gateway_for(self._merchant), order_id, channel, payer_openid, client_ip
+        )
         order = self._load(order_id)
+        gateway = self._gateway_of(order)
+        rules = gateway.channel(channel)
+        if rules is None:
+            problem = f"account {order.account} has no app for channel {channel}"
+            raise InvalidArgumentError([FieldViolation("channel", problem)])
         now = self._clock()
         reusable = self._reusable_prepay(gateway, order, rules, now)
         if reusable is not None:
@@ -98,7 +108,7 @@ class PaymentService:
                 attach=order.attach,
                 total_fee=order.total_fee,
                 expires_at=order.expires_at,
-                notify_url=self._notify_url,
+                notify_url=self.notify_url_for(order.account),
                 payer_openid=payer_openid,
                 client_ip=client_ip,
             )
@@ -161,19 +171,28 @@ class PaymentService:
         with self._uow() as uow:  # the unit of work runs the events' reactions
             return self.apply_in(uow, report, source=source)
 
-    def apply_in(self, uow: UnitOfWork, report: TransactionReport, *, source: str) -> ApplyResult:
-        """Apply inside the caller's transaction; raises `Conflict` when the order moved under us."""
-        merchant = self._merchant
-        # Both are in every transaction WeChat reports; one left out is a mismatch, never "ours".
-        if report.merchant_id != merchant.merchant_id or report.app_id != merchant.app_id:
-            log.error("payment.identity_mismatch", source=source, out_trade_no=report.out_trade_no)
+    def apply_in(
+        self, uow: UnitOfWork, report: TransactionReport, *, source: str, account: str | None = None
+    ) -> ApplyResult:
+        """Apply inside the caller's transaction; raises `Conflict` when the order moved under us.
+        `account`: the account a notification came in for (its URL); it must be the order's."""
+        stored = uow.orders.get_by_out_trade_no(report.out_trade_no) if report.out_trade_no else None
+        merchant = self._gateways.identity(stored.account) if stored is not None else self._merchant
+        # mchid and appid are in every transaction WeChat reports (partner: sp_mchid, sp_appid and
+        # sub_mchid); one left out is a mismatch, never "ours". The order's account decides whose.
+        mismatch = not merchant.accepts(report.merchant_id, report.app_id, report.sub_merchant_id)
+        if mismatch or (account is not None and account != merchant.account):
+            log.error(
+                "payment.identity_mismatch", source=source, out_trade_no=report.out_trade_no, account=account
+            )
             return ApplyResult(ApplyOutcome.IDENTITY_MISMATCH)
         if report.problem:
             raise InvalidArgumentError([FieldViolation("resource", f"not a transaction: {report.problem}")])
         if report.payment is None:
             return ApplyResult(ApplyOutcome.NOT_SUCCESS)
         paid = report.payment
-        order = uow.orders.get_by_out_trade_no(paid.out_trade_no)
+        same = stored is not None and stored.out_trade_no == paid.out_trade_no
+        order = stored if same else uow.orders.get_by_out_trade_no(paid.out_trade_no)
         if order is None:
             log.error("payment.unknown_order", source=source, out_trade_no=paid.out_trade_no)
             return ApplyResult(ApplyOutcome.UNKNOWN_ORDER)
@@ -237,9 +256,11 @@ class PaymentService:
         )
 
     def _gateway_of(self, order: Order) -> PaymentGateway:
-        """The gateway of the merchant paid for the order (today the one merchant; issue 18: the order's)."""
-        del order
-        return self._gateways.gateway_for(self._merchant)
+        """The gateway of the account stored on the order: every call about it goes out under that one."""
+        return self._gateways.for_account(order.account)
+
+    def notify_url_for(self, account: str) -> str:
+        return f"{self._notify_url.rstrip('/')}/{account}" if self._notify_per_account else self._notify_url
 
     def _load(self, order_id: str) -> Order:
         with self._read() as uow:

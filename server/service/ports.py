@@ -284,11 +284,15 @@ class HasOutcome(Protocol):
 class TransactionApplier(Protocol):
     """PaymentService as the notification path needs it: apply inside the caller's transaction."""
 
-    def apply_in(self, uow: UnitOfWork, report: TransactionReport, *, source: str) -> HasOutcome: ...
+    def apply_in(
+        self, uow: UnitOfWork, report: TransactionReport, *, source: str, account: str | None = None
+    ) -> HasOutcome: ...
 
 
 class RefundApplier(Protocol):
-    def apply_in(self, uow: UnitOfWork, report: RefundReport, *, source: str) -> HasOutcome: ...
+    def apply_in(
+        self, uow: UnitOfWork, report: RefundReport, *, source: str, account: str | None = None
+    ) -> HasOutcome: ...
 
 
 class PaymentGateway(Protocol):
@@ -321,6 +325,13 @@ class Gateways(Protocol):
     """The payment gateway of each merchant we act for (server.adapters.gateways.MerchantGateways)."""
 
     def gateway_for(self, merchant: MerchantIdentity) -> PaymentGateway: ...
+    def identity(self, account: str) -> MerchantIdentity:
+        """The merchant of the account an order is stored under (issue 18)."""
+        ...
+
+    def for_account(self, account: str) -> PaymentGateway:
+        """That account's gateway: every call about an order goes out under the order's account."""
+        ...
 
 
 # Verifies and decrypts a signed notification (headers, raw body, now as unix seconds), or raises

@@ -82,7 +82,11 @@ class ReconciliationService:
         *,
         tolerance: timedelta = DAY_CUT_TOLERANCE,
         observer: Observer = _no_observer,
+        accounts: frozenset[str] | None = None,
     ) -> None:
+        """`accounts`: the merchant accounts `bills` covers (issue 18); orders of other accounts are
+        not expected in its bill. None: every order."""
+        self._accounts = accounts
         self._uow = uow
         self._read = read
         self._clock = clock
@@ -118,7 +122,7 @@ class ReconciliationService:
         with self._uow() as uow:
             self._store_bill(uow, day, trade, fund, now)
         rows = trade.rows if trade is not None else []
-        window = Window.of(day, self._tolerance)
+        window = Window.of(day, self._tolerance, self._accounts)
         outcome, found = self._match(day, rows, window, caller)
         fund_difference = check_fund_flow(outcome, fund.flow if fund is not None else None)
         if fund_difference is not None:

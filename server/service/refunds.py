@@ -32,7 +32,14 @@ from server.service.context import Caller
 from server.service.errors import TransientError
 from server.service.lookups import require_order
 from server.service.payments import ApplyResult
-from server.service.ports import MerchantIdentity, PaymentGateway, ReadFactory, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import (
+    Gateways,
+    MerchantIdentity,
+    PaymentGateway,
+    ReadFactory,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from server.service.retry import Conflict, retry_on_conflict
 
 log = structlog.get_logger("orderpay.refunds")
@@ -51,8 +58,14 @@ class RefundService:
         notify_url: str,
         poll_schedule_s: tuple[float, ...],
         read: ReadFactory | None = None,
+        gateways: Gateways | None = None,
+        notify_url_for: Callable[[str], str] | None = None,
     ) -> None:
+        """`gateways` (issue 18): each refund goes out under its order's account, and reports are
+        checked against that account; without, `gateway` and `merchant` serve every order."""
         self._uow = uow
+        self._gateways = gateways
+        self._notify_url_for = notify_url_for
         self._merchant = merchant
         self._read: ReadFactory = read or uow  # committed-data reads, outside the writers' queue
         self._clock = clock
@@ -101,10 +114,10 @@ class RefundService:
             amount=refund.amount,
             order_total=refund.order_total,
             reason=refund.reason,
-            notify_url=self._notify_url,
+            notify_url=self._notify_url_for(order.account) if self._notify_url_for else self._notify_url,
         )
         try:
-            report = self._gateway.refund(request)
+            report = self._gateway_of(order.account).refund(request)
         except ProviderUnavailableError:
             log.warning("refund.submit_deferred", out_refund_no=refund.out_refund_no)
             return self._move(refund.out_refund_no, lambda r, now: r.deferred(now + RETRY_SUBMIT_AFTER, now))
@@ -130,11 +143,14 @@ class RefundService:
         with self._uow() as uow:
             return self.apply_in(uow, report, source=source)
 
-    def apply_in(self, uow: UnitOfWork, report: RefundReport, *, source: str) -> ApplyResult:
-        """Settle inside the caller's transaction; raises `Conflict` when a row moved under us."""
+    def apply_in(
+        self, uow: UnitOfWork, report: RefundReport, *, source: str, account: str | None = None
+    ) -> ApplyResult:
+        """Settle inside the caller's transaction; raises `Conflict` when a row moved under us.
+        `account`: the account a notification came in for; it must be the refund's order's."""
         if report.status is None or report.status is RefundStatus.PROCESSING:
             return ApplyResult(ApplyOutcome.NOT_SUCCESS)
-        settled = self._settle_once(uow, report.out_refund_no, report.status, report, source)
+        settled = self._settle_once(uow, report.out_refund_no, report.status, report, source, account)
         if settled is None:
             raise Conflict
         return ApplyResult(settled.outcome, settled.order)
@@ -155,6 +171,7 @@ class RefundService:
         status: RefundStatus,
         report: RefundReport,
         source: str,
+        account: str | None = None,
     ) -> _Settled | None:
         refund = uow.refunds.get(out_refund_no)
         if refund is None:
@@ -163,9 +180,17 @@ class RefundService:
         order = require_order(uow, refund.order_id)
         now = self._clock()
         caller = Caller(f"system:{source}")
+        merchant = self._merchant_of(order.account)
         problem = refund_report_mismatch(
-            report, refund, order.out_trade_no, self._merchant.merchant_id, complete=source == NOTIFY_SOURCE
+            report,
+            refund,
+            order.out_trade_no,
+            merchant.merchant_id,
+            complete=source == NOTIFY_SOURCE,
+            sub_merchant_id=merchant.sub_merchant_id,
         )
+        if not problem and account is not None and account != order.account:
+            problem = f"notified for account {account}, the order is {order.account}'s"
         if problem:
             # Recorded (the notification row keeps its outcome, the order its audit line), never credited.
             log.error("refund.report_mismatch", out_refund_no=out_refund_no, problem=problem, source=source)
@@ -224,7 +249,7 @@ class RefundService:
             return refund
         if not refund.submitted:
             return self._submit(refund)
-        report = self._gateway.query_refund(out_refund_no)
+        report = self._gateway_of(self._account_of(refund)).query_refund(out_refund_no)
         status = report.status or RefundStatus.PROCESSING
         if status is not RefundStatus.PROCESSING:
             return self._settle(out_refund_no, status, report, source="poll").refund or refund
@@ -242,7 +267,8 @@ class RefundService:
                 f"refund {refund.out_refund_no} is {refund.status}, not ABNORMAL at WeChat Pay",
                 metadata={"status": str(refund.status)},
             )
-        report = self._gateway.apply_abnormal_refund(command.request(refund.refund_id))
+        gateway = self._gateway_of(self._account_of(refund))
+        report = gateway.apply_abnormal_refund(command.request(refund.refund_id))
         status = report.status or RefundStatus.PROCESSING
         if status is not RefundStatus.PROCESSING:  # settled at once (e.g. to the merchant's account)
             settled = self._reopen(refund.out_refund_no, command, caller)
@@ -250,6 +276,16 @@ class RefundService:
                 self._settle(refund.out_refund_no, status, report, source="abnormal-refund").refund or settled
             )
         return self._reopen(refund.out_refund_no, command, caller)
+
+    def _gateway_of(self, account: str) -> PaymentGateway:
+        return self._gateway if self._gateways is None else self._gateways.for_account(account)
+
+    def _merchant_of(self, account: str) -> MerchantIdentity:
+        return self._merchant if self._gateways is None else self._gateways.identity(account)
+
+    def _account_of(self, refund: Refund) -> str:
+        with self._read() as uow:
+            return require_order(uow, refund.order_id).account
 
     def _reopen(self, out_refund_no: str, command: ResolveAbnormal, caller: Caller) -> Refund:
         def attempt() -> Refund | None:

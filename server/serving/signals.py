@@ -18,18 +18,31 @@ import psycopg2.extensions
 import structlog
 
 from server.adapters.decisions import CHANNEL
+from server.adapters.postgres import connect_params
 from server.serving.waiters import Waiters
 
 log = structlog.get_logger("orderpay.signals")
 _RECONNECT_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
+def listener_args(db: pw.PostgresqlDatabase, listen_url: str = "") -> dict[str, Any]:
+    """Connection parameters for the LISTEN session: `listen_url` when given (a direct URL beside a
+    transaction-pooling pgbouncer), else the pool's own."""
+    if listen_url:
+        return connect_params(listen_url)
+    return {"database": db.database, **db.connect_params}
+
+
 class PostgresListener:
     """LISTEN on a dedicated autocommit connection registered with the loop; reconnects on failure
-    and then wakes every waiter (a notification may have been missed while it was down)."""
+    (after a failover: to the new primary) and then wakes every waiter, which re-read their order (a
+    notification may have been missed while it was down)."""
 
-    def __init__(self, db: pw.PostgresqlDatabase, waiters: Waiters) -> None:
-        self._connect_args: dict[str, Any] = {"database": db.database, **db.connect_params}
+    def __init__(self, connect_args: dict[str, Any], waiters: Waiters) -> None:
+        # What libpq needs to reach the primary: the pool's own parameters (multi-host and
+        # target_session_attrs=read-write included, so a reconnect after a failover finds the new
+        # primary: a standby refuses LISTEN), or a direct URL's when the pool goes through pgbouncer.
+        self._connect_args = connect_args
         self._waiters = waiters
         self._loop = asyncio.get_running_loop()
         self._conn: Any = None

@@ -25,7 +25,7 @@ from server.domain.errors import ProviderUnavailableError
 from server.wxpay.certificates import KeyStore, PlatformCertificate
 from server.wxpay.channels import endpoint_of, prepay_path
 from server.wxpay.credentials import MerchantCredentials, certificate_serial
-from server.wxpay.crypto import decrypt_resource, encrypt_sensitive
+from server.wxpay.crypto import decrypt_resource, decrypt_sensitive, encrypt_sensitive
 from server.wxpay.errors import NotificationRejected
 from server.wxpay.provider_errors import unavailable
 from server.wxpay.signing import VerifierKeys, app_pay_params, jsapi_pay_params, new_nonce
@@ -141,6 +141,18 @@ class WeChatPayClient:
             )
         return encrypt_sensitive(key, plaintext)
 
+    def security_echo(self, message: str) -> tuple[str, str, str]:
+        """`POST /v3/security/echo`, WeChat's self-test (2026-04): our signature is accepted, the answer
+        verifies with the key we name, `message` sealed to that key opens there, and the echo sealed to
+        our key opens here. Returns (the serial used, the echoed message, the one we decrypted)."""
+        sealed = self.encrypt_sensitive(message)
+        body = {"echo_message": message, "encrypted_echo_message": sealed}
+        answer = self._call("security_echo", "POST", "/v3/security/echo", body)
+        opened = decrypt_sensitive(
+            self._credentials.merchant_private_key, str(answer.get("encrypted_echo_message"))
+        )
+        return self._transport.preferred_serial, str(answer.get("echo_message")), opened
+
     def download_certificates(self) -> list[PlatformCertificate]:
         """GET /v3/certificates, decrypt each entry, and verify the response with the certs it carries."""
         decoded: list[PlatformCertificate] = []
@@ -154,6 +166,12 @@ class WeChatPayClient:
         self._call("download_certificates", "GET", "/v3/certificates", verify=verify)
         return decoded
 
+    def signed_call(
+        self, operation: str, method: str, path: str, payload: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Any APIv3 call answered with signed JSON (server/wxpay/partner.py: the 服务商 endpoints)."""
+        return self._call(operation, method, path, payload)
+
     def signed_get(self, operation: str, path: str) -> dict[str, Any]:
         """A GET answered with signed JSON (server/wxpay/bills.py applies for bills through it)."""
         return self._call(operation, "GET", path)
@@ -162,19 +180,23 @@ class WeChatPayClient:
         """GET a bill file, signed; its bytes are checked by the caller (server/wxpay/bills.py)."""
         return self._transport.download(url, max_bytes)
 
-    def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]:
+    def jsapi_pay_params(self, prepay_id: str, appid: str | None = None) -> dict[str, str]:
+        """`appid`: the app the payer is in (several apps per account, issue 18); default the bundle's."""
         return jsapi_pay_params(
-            appid=self._credentials.appid,
+            appid=appid or self._credentials.appid,
             prepay_id=prepay_id,
             private_key=self._credentials.merchant_private_key,
             timestamp=int(self._clock()),
             nonce=new_nonce(),
         )
 
-    def app_pay_params(self, prepay_id: str) -> dict[str, str]:
+    def app_pay_params(
+        self, prepay_id: str, appid: str | None = None, partner_id: str | None = None
+    ) -> dict[str, str]:
+        """`partner_id`: the OpenSDK's partnerId, the sub-merchant's number in partner mode."""
         return app_pay_params(
-            appid=self._credentials.appid,
-            mchid=self._credentials.mchid,
+            appid=appid or self._credentials.appid,
+            mchid=partner_id or self._credentials.mchid,
             prepay_id=prepay_id,
             private_key=self._credentials.merchant_private_key,
             timestamp=int(self._clock()),

@@ -41,3 +41,12 @@ def encrypt_sensitive(public_key: rsa.RSAPublicKey, plaintext: str) -> str:
         padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None),  # noqa: S303 - WeChat's scheme
     )
     return base64.b64encode(sealed).decode("ascii")
+
+
+def decrypt_sensitive(private_key: rsa.RSAPrivateKey, sealed: str) -> str:
+    """The inverse, with our own key: what WeChat seals to the merchant (the echo self-test's answer)."""
+    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303
+    try:
+        return private_key.decrypt(base64.b64decode(sealed, validate=True), oaep).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise UndecryptableError(f"does not decrypt with the merchant key ({type(exc).__name__})") from None

@@ -19,6 +19,7 @@ __all__ = [
     "NotificationRejected",
     "StaleTimestampError",
     "UndecryptableError",
+    "UnknownAccountError",
     "UnknownSerialError",
 ]
 
@@ -39,6 +40,13 @@ class UnknownSerialError(NotificationRejected):
 
 class BadSignatureError(NotificationRejected):
     OUTCOME = "bad_signature"
+    AUTH = True
+
+
+class UnknownAccountError(NotificationRejected):
+    """Sent to the notify URL of an account this deployment does not have (issue 18)."""
+
+    OUTCOME = "unknown_account"
     AUTH = True
 
 

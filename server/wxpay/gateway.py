@@ -48,22 +48,40 @@ class WeChatPayOperations(Protocol):
     def query_refund(self, out_refund_no: str) -> dict[str, Any]: ...
     def apply_abnormal_refund(self, refund_id: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
     def encrypt_sensitive(self, plaintext: str) -> str: ...
-    def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]: ...
-    def app_pay_params(self, prepay_id: str) -> dict[str, str]: ...
+    def jsapi_pay_params(self, prepay_id: str, appid: str | None = None) -> dict[str, str]: ...
+    def app_pay_params(
+        self, prepay_id: str, appid: str | None = None, partner_id: str | None = None
+    ) -> dict[str, str]: ...
     def shutdown(self) -> None: ...
 
 
 class WeChatPayGateway:
     """server.service.ports.PaymentGateway over WeChat Pay APIv3, for the merchant its client signs as."""
 
-    def __init__(self, client: WeChatPayOperations) -> None:
+    def __init__(
+        self,
+        client: WeChatPayOperations,
+        apps: Mapping[str, str] | None = None,
+        sub_apps: Mapping[str, str] | None = None,
+    ) -> None:
+        """`apps`: the account's app per channel (issue 18); None = the client's one appid everywhere.
+        A channel the account has no app for is not a channel of this gateway. `sub_apps`: a
+        sub-merchant's own apps (sub_appid) per channel, over a partner client (server.wxpay.partner)."""
         self._client = client
+        self._apps = apps
+        self._sub_apps = sub_apps or {}
 
     def channel(self, name: str) -> ChannelRules | None:
+        if self._apps is not None and name not in self._apps:
+            return None
         return channel_rules(name)
 
     def prepay(self, request: PrepayRequest) -> Prepay:
         endpoint, body = prepay_body(request)
+        if self._apps is not None:
+            body["appid"] = self._apps[request.channel]  # the app the payer pays in decides the appid
+        if request.channel in self._sub_apps:
+            body["sub_appid"] = self._sub_apps[request.channel]
         return prepay_answer(self._client.prepay(endpoint, body))
 
     def pay_view(self, channel: str, prepay: Prepay, at: datetime) -> PayView:
@@ -71,10 +89,12 @@ class WeChatPayGateway:
         `prepay_id=…` for the JS bridge, APP signs for the OpenSDK, NATIVE and H5 open a URL."""
         endpoint = endpoint_of(channel) or ""
         params: dict[str, str] = {}
+        # The client pays in the sub-merchant's own app when it has one on the channel.
+        appid = self._sub_apps.get(channel) or (self._apps.get(channel) if self._apps is not None else None)
         if endpoint == "jsapi":
-            params = self._client.jsapi_pay_params(prepay.prepay_id)
+            params = self._client.jsapi_pay_params(prepay.prepay_id, appid)
         elif endpoint == "app":
-            params = self._client.app_pay_params(prepay.prepay_id)
+            params = self._client.app_pay_params(prepay.prepay_id, appid)
         return PayView(
             prepay_id=prepay.prepay_id,
             expires_at=at + prepay_validity(endpoint),

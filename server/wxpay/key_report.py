@@ -8,9 +8,9 @@ from pathlib import Path
 
 from server.config import load_settings
 from server.domain.errors import DomainError
+from server.wxpay.accounts import load_accounts
 from server.wxpay.certificates import EXPIRY_WARNING, KnownKey
 from server.wxpay.client import from_settings
-from server.wxpay.credentials import load_credentials
 
 
 def _row(key: KnownKey, now: datetime) -> dict[str, object]:
@@ -26,9 +26,15 @@ def _row(key: KnownKey, now: datetime) -> dict[str, object]:
     }
 
 
-def show_keys(directory: Path | None, *, offline: bool, as_json: bool) -> int:
+def show_keys(directory: Path | None, *, offline: bool, as_json: bool, account: str | None = None) -> int:
+    """`account`: which account's keys (a directory of accounts); default the default account."""
     settings = load_settings()
-    credentials = load_credentials(directory or settings.credentials_dir)
+    accounts = load_accounts(directory or settings.credentials_dir, settings.default_account)
+    chosen = accounts.get(account) if account else accounts.default
+    if chosen is None:
+        print(f"orderpay keys show: no account {account!r} (have: {', '.join(accounts.names)})")
+        return 2
+    credentials = chosen.credentials
     note = "not downloaded (--offline)" if offline else "downloaded"
     with from_settings(settings, credentials) as client:
         if not offline:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from server.domain.notification import Notification
 from server.wxpay.certificates import KeyStore
 from server.wxpay.credentials import MerchantCredentials
 from server.wxpay.crypto import ALGORITHM, decrypt_resource
-from server.wxpay.errors import MalformedError, UndecryptableError
+from server.wxpay.errors import MalformedError, UndecryptableError, UnknownAccountError
 from server.wxpay.signing import MAX_CLOCK_SKEW_S, VerifierKeys, verify_signed_message
 from server.wxpay.wire import notification_report
 
@@ -79,6 +80,38 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+ACCOUNT_HEADER = "Orderpay-Account"  # set by the notify sidecar from the URL's account segment
+
+
+def accounts_parser(
+    by_account: Mapping[str, tuple[MerchantCredentials, VerifierKeys | KeyStore]],
+    default: str,
+    max_skew_s: int = MAX_CLOCK_SKEW_S,
+) -> Callable[[Mapping[str, str], bytes, float], Notification]:
+    """Several accounts (issue 18): verify and decrypt with the keys of the account whose notify URL the
+    notification came to (the sidecar writes it into `Orderpay-Account`, which is stored with the
+    headers so a replay verifies the same way); the bare URL is the default account's. A sub-merchant's
+    entry holds its provider's keys. An unknown account is refused like an unknown signing key."""
+
+    def parse(headers: Mapping[str, str], body: bytes, now: float) -> Notification:
+        account = _header(headers, ACCOUNT_HEADER) or default
+        entry = by_account.get(account)
+        if entry is None:
+            raise UnknownAccountError(f"no merchant account {account!r} here")
+        credentials, keys = entry
+        note = parse_notification(
+            headers, body, credentials=credentials, keys=keys, now=now, max_skew_s=max_skew_s
+        )
+        return replace(note, account=account)
+
+    return parse
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    lowered = name.lower()
+    return next((str(v) for k, v in headers.items() if k.lower() == lowered), "")
 
 
 def notification_parser(

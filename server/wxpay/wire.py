@@ -7,6 +7,7 @@ puts these translations behind the service layer's PaymentGateway.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -88,12 +89,15 @@ def abnormal_refund_body(request: AbnormalRefundRequest, encrypt: Callable[[str]
 def transaction_report(resource: Mapping[str, Any]) -> TransactionReport:
     """A transaction (a notification's decrypted resource or a query's answer). Never raises."""
     state = _text(resource.get("trade_state"))
-    appid = resource.get("appid")
+    # A partner (服务商) transaction names sp_mchid/sp_appid and the sub-merchant's sub_mchid.
+    appid = resource.get("appid", resource.get("sp_appid"))
+    sub_mchid = resource.get("sub_mchid")
     report = TransactionReport(
         out_trade_no=_text(resource.get("out_trade_no")),
-        merchant_id=_text(resource.get("mchid")),
+        merchant_id=_text(resource.get("mchid", resource.get("sp_mchid"))),
         app_id=appid if isinstance(appid, str) else None,
         state=state,
+        sub_merchant_id=sub_mchid if isinstance(sub_mchid, str) else None,
     )
     if state != PAID:
         return report
@@ -106,10 +110,8 @@ def transaction_report(resource: Mapping[str, Any]) -> TransactionReport:
             success_time=datetime.fromisoformat(success) if success else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
-        return TransactionReport(
-            report.out_trade_no, report.merchant_id, report.app_id, state, problem=f"{exc!r}"
-        )
-    return TransactionReport(report.out_trade_no, report.merchant_id, report.app_id, state, payment)
+        return replace(report, problem=f"{exc!r}")
+    return replace(report, payment=payment)
 
 
 def refund_report(resource: Mapping[str, Any]) -> RefundReport:
@@ -118,7 +120,8 @@ def refund_report(resource: Mapping[str, Any]) -> RefundReport:
     refund_id = resource.get("refund_id")
     amount = resource.get("amount")
     refunded = amount.get("refund") if isinstance(amount, Mapping) else None
-    mchid = resource.get("mchid")
+    mchid = resource.get("mchid", resource.get("sp_mchid"))
+    sub_mchid = resource.get("sub_mchid")
     return RefundReport(
         out_refund_no=_text(resource.get("out_refund_no")),
         out_trade_no=_text(resource.get("out_trade_no")),
@@ -127,6 +130,7 @@ def refund_report(resource: Mapping[str, Any]) -> RefundReport:
         success_time=_time(resource.get("success_time")),
         merchant_id=mchid if isinstance(mchid, str) else None,
         amount=refunded if isinstance(refunded, int) and not isinstance(refunded, bool) else None,
+        sub_merchant_id=sub_mchid if isinstance(sub_mchid, str) else None,
     )
 
 

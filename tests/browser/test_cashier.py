@@ -20,8 +20,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from sandbox.app import RunningServer, make_app, serve_in_thread
 from sandbox.config import SandboxConfig
-from sandbox.keys import init_bundle, load_credentials
-from sandbox.state import SANDBOX, Sandbox, utc_now
+from sandbox.engine.state import SANDBOX, Sandbox, utc_now
+from sandbox.keys.bundle import init_bundle, load_credentials
 from sandbox.testing import MerchantCaller, NotificationReceiver, prepay_body
 
 pytestmark = pytest.mark.browser

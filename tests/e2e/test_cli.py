@@ -28,7 +28,7 @@ def test_bad_configuration_is_one_line_and_exit_2() -> None:
 def test_migrate_then_catalogue_load(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'o.db'}"
     applied = run("migrate", ORDERPAY_DATABASE_URL=url).stdout.strip()
-    assert applied == "applied: 0001_initial, 0003_reconciliation"
+    assert applied == "applied: 0001_initial, 0003_reconciliation, 0004_accounts"
     assert run("migrate", ORDERPAY_DATABASE_URL=url).stdout.strip() == "applied: nothing (up to date)"
     assert "5 inserted" in run("catalogue", "load", ORDERPAY_DATABASE_URL=url).stdout
     assert "5 updated" in run("catalogue", "load", ORDERPAY_DATABASE_URL=url).stdout
@@ -110,3 +110,24 @@ def test_serve_without_a_usable_credentials_bundle_refuses_in_one_line(tmp_path:
     assert refused.returncode == 2
     assert len(refused.stderr.strip().splitlines()) == 1
     assert "Traceback" not in refused.stderr
+
+
+def test_a_multi_host_url_without_a_writable_target_is_refused_in_one_line() -> None:
+    url = f"postgresql://app:secret@127.0.0.1:{free_port()},127.0.0.1:{free_port()}/orderpay"
+    done = run("migrate", ORDERPAY_DATABASE_URL=url)
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert "\n" not in line
+    assert "lists 2 hosts; add ?target_session_attrs=read-write" in line
+    assert "secret" not in line
+
+
+def test_a_formation_with_no_node_answering_is_one_line() -> None:
+    hosts = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    url = f"postgresql://app:secret@{hosts}/orderpay?target_session_attrs=read-write"
+    done = run("migrate", ORDERPAY_DATABASE_URL=url)
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert "\n" not in line
+    assert line.startswith("orderpay: cannot open the database postgresql://app:***@")
+    assert "secret" not in line

@@ -61,7 +61,27 @@ def test_dev_stack_and_demo(tmp_path: Path) -> None:
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "FULFILMENT_SUCCEEDED" in demo.stdout
         assert "TRANSACTION.SUCCESS -> HTTP 204" in demo.stdout
-        assert (tmp_path / ".orderpay" / "keys" / "merchant.json").exists()
+        keys = tmp_path / ".orderpay" / "keys"  # issue 18: a directory per account
+        assert {p.name for p in keys.iterdir() if p.is_dir()} == {
+            "direct-pk",
+            "direct-cert",
+            "sp",
+            "sp-sub-a",
+            "sp-sub-b",
+        }
+        assert "[3] account                direct-pk" in demo.stdout  # the dev default
+        for merchant in ("direct-cert", "sp-sub-a", "sp-sub-b"):  # `orderpay demo --merchant X`
+            through = subprocess.run(
+                [
+                    sys.executable, "-m", "clients.cli", "demo", "--target", f"127.0.0.1:{grpc_port}",
+                    "--sandbox-url", f"http://127.0.0.1:{sandbox_port}", "--user-id", f"dev-{merchant}",
+                    "--merchant", merchant,
+                ],
+                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert through.returncode == 0, through.stdout + through.stderr
+            assert f"[3] account                {merchant}" in through.stdout
+            assert "TRANSACTION.SUCCESS -> HTTP 204" in through.stdout
         assert f"console        http://127.0.0.1:{console_port}/" in log.read_text()  # what `make run` prints
     finally:
         dev.send_signal(signal.SIGINT)
@@ -72,5 +92,5 @@ def test_dev_stack_and_demo(tmp_path: Path) -> None:
     # Piped, dev logs one JSON object per request, at the default level (info).
     events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     created = [e for e in events if e.get("event") == "rpc" and e.get("rpc", "").endswith("/CreateOrder")]
-    assert [(e["code"], e["user_id"]) for e in created] == [("OK", "dev-test")]
+    assert [(e["code"], e["user_id"]) for e in created if e["user_id"] == "dev-test"] == [("OK", "dev-test")]
     assert created[0]["request_id"]

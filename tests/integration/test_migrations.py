@@ -13,7 +13,11 @@ from tests.support.databases import fresh_postgres, sqlite_url
 
 def test_a_fresh_sqlite_file_migrates_once(tmp_path: Path) -> None:
     db = make_database(sqlite_url(tmp_path), pool_size=2)
-    assert migrate(db) == ["0001_initial", "0003_reconciliation"]  # name order; gaps are fine
+    assert migrate(db) == [
+        "0001_initial",
+        "0003_reconciliation",
+        "0004_accounts",
+    ]  # name order; gaps are fine
     assert migrate(db) == []
     assert {"orders", "products", "refunds", "notifications", "fulfilments"} <= set(db.get_tables())
     assert {"recon_runs", "recon_files", "recon_lines", "recon_exceptions"} <= set(db.get_tables())
@@ -25,6 +29,11 @@ def test_concurrent_migrations_on_postgres_apply_exactly_once(postgres_admin: st
         databases = [make_database(url, pool_size=2) for _ in range(4)]  # as four processes would
         with ThreadPoolExecutor(max_workers=4) as pool:
             applied = list(pool.map(migrate, databases))
-        assert sorted(map(tuple, applied)) == [(), (), (), ("0001_initial", "0003_reconciliation")]
+        assert sorted(map(tuple, applied)) == [
+            (),
+            (),
+            (),
+            ("0001_initial", "0003_reconciliation", "0004_accounts"),
+        ]
         for db in databases:
             db.close_all()

@@ -13,7 +13,7 @@ from wechatpayv3 import WeChatPay, WeChatPayType
 
 from sandbox.app import RunningSandbox, run_in_thread
 from sandbox.config import SandboxConfig
-from sandbox.keys import (
+from sandbox.keys.bundle import (
     MERCHANT_PRIVATE_KEY,
     WECHATPAY_PUBLIC_KEY,
     Credentials,

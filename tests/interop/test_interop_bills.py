@@ -17,7 +17,7 @@ import httpx
 from wechatpayv3 import WeChatPay, WeChatPayType
 
 from sandbox.app import RunningSandbox
-from sandbox.models import CHINA
+from sandbox.engine.models import CHINA
 
 MakeWxpay = Callable[[WeChatPayType], WeChatPay]
 

@@ -14,7 +14,7 @@ from wechatpayv3 import WeChatPay, WeChatPayType
 
 from sandbox.app import RunningSandbox, run_in_thread
 from sandbox.config import SandboxConfig
-from sandbox.keys import MERCHANT_PRIVATE_KEY, Credentials
+from sandbox.keys.bundle import MERCHANT_PRIVATE_KEY, Credentials
 from sandbox.testing import NotificationReceiver, Received
 from tests.support.tls import decoy_certificate_pem
 

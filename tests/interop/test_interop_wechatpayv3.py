@@ -15,10 +15,11 @@ import httpx
 import pytest
 from wechatpayv3 import WeChatPay, WeChatPayType
 
-from sandbox import signing
 from sandbox.app import RunningSandbox
-from sandbox.keys import Credentials
-from sandbox.testing import NotificationReceiver, Received
+from sandbox.keys import signing
+from sandbox.keys.bundle import Credentials
+from sandbox.testing import NotificationReceiver
+from tests.support.sdk import sdk_callback
 
 MakeWxpay = Callable[[WeChatPayType], WeChatPay]
 CHANNEL_ARGS: dict[str, tuple[WeChatPayType, dict[str, Any], str]] = {
@@ -31,13 +32,6 @@ CHANNEL_ARGS: dict[str, tuple[WeChatPayType, dict[str, Any], str]] = {
     ),
     "native": (WeChatPayType.NATIVE, {}, "code_url"),
 }
-
-
-def sdk_callback(wxpay: WeChatPay, received: Received) -> dict[str, Any]:
-    result = wxpay.callback(received.headers, received.body)
-    assert result is not None, "the SDK rejected the sandbox's notification"
-    decoded: dict[str, Any] = result
-    return decoded
 
 
 def pay_in_sandbox(sandbox: RunningSandbox, out_trade_no: str) -> None:

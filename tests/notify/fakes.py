@@ -35,7 +35,14 @@ class FakeLedger:
     log_context: list[dict[str, object]] = field(default_factory=list)  # structlog's, as each apply saw it
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def apply_in(self, uow: object, report: TransactionReport | RefundReport, *, source: str) -> FakeResult:
+    def apply_in(
+        self,
+        uow: object,
+        report: TransactionReport | RefundReport,
+        *,
+        source: str,
+        account: str | None = None,
+    ) -> FakeResult:
         """Inside the notification's own transaction, like PaymentService / RefundService."""
         del uow
         key = report.out_refund_no if isinstance(report, RefundReport) else report.out_trade_no

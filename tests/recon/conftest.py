@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from sandbox.app import RunningSandbox, RunningServer, make_app, serve_in_thread
-from sandbox.clock import SandboxClock
 from sandbox.config import Faults, SandboxConfig
-from sandbox.keys import init_bundle, load_credentials
+from sandbox.engine.clock import SandboxClock
+from sandbox.keys.bundle import init_bundle, load_credentials
 from sandbox.testing import MerchantCaller
 from server.adapters.recon_store import PeeweeReconStore
 from server.app import App

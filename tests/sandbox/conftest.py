@@ -12,7 +12,7 @@ import pytest
 
 from sandbox.app import RunningSandbox, run_in_thread
 from sandbox.config import Faults, SandboxConfig
-from sandbox.keys import Credentials, init_bundle, load_credentials
+from sandbox.keys.bundle import Credentials, init_bundle, load_credentials
 from sandbox.testing import MerchantCaller, NotificationReceiver
 
 MakeSandbox = Callable[..., RunningSandbox]

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from cryptography import x509
 
-from sandbox import signing
 from sandbox.app import RunningSandbox
-from sandbox.keys import Credentials
+from sandbox.keys import signing
+from sandbox.keys.bundle import Credentials
 from sandbox.testing import (
     Answer,
     MerchantCaller,

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sandbox.backend import Backend
-from sandbox.errors import ApiError
-from sandbox.validation import parse_prepay
+from sandbox.api.errors import ApiError
+from sandbox.api.validation import parse_prepay
+from sandbox.engine.backend import Backend
 
 
 class Clock:

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from sandbox.app import RunningSandbox
-from sandbox.keys import Credentials
-from sandbox.models import CHINA
+from sandbox.engine.models import CHINA
+from sandbox.keys.bundle import Credentials
 from sandbox.testing import MerchantCaller, prepay_body
 
 JSAPI = "/v3/pay/transactions/jsapi"

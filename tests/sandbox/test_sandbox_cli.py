@@ -15,7 +15,7 @@ import httpx
 import pytest
 from cryptography import x509
 
-from sandbox.keys import load_credentials
+from sandbox.keys.bundle import load_credentials
 from sandbox.testing import MerchantCaller, wait_until
 
 ORDERPAY = [sys.executable, "-m", "clients.cli"]

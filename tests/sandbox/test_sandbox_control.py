@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox import signing
 from sandbox.app import RunningSandbox
-from sandbox.keys import Credentials
+from sandbox.keys import signing
+from sandbox.keys.bundle import Credentials
 from sandbox.testing import MerchantCaller, NotificationReceiver, Received, prepay_body, wait_until
 
 JSAPI = "/v3/pay/transactions/jsapi"

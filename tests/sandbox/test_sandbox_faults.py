@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox import signing
 from sandbox.app import RunningSandbox
 from sandbox.config import Faults
-from sandbox.keys import Credentials
+from sandbox.keys import signing
+from sandbox.keys.bundle import Credentials
 from sandbox.testing import (
     MerchantCaller,
     NotificationReceiver,

@@ -12,13 +12,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sandbox import signing
 from sandbox.app import RunningSandbox
 from sandbox.config import SandboxConfig
-from sandbox.faults import Dice
-from sandbox.key_modes import KeyLifecycle
-from sandbox.keyring import PUBLISHED_BEFORE_EXPIRY, RAMP_BEFORE_EXPIRY
-from sandbox.keys import Credentials
+from sandbox.engine.faults import Dice
+from sandbox.keys import signing
+from sandbox.keys.bundle import Credentials
+from sandbox.keys.keyring import PUBLISHED_BEFORE_EXPIRY, RAMP_BEFORE_EXPIRY
+from sandbox.keys.modes import KeyLifecycle
 from sandbox.testing import (
     Answer,
     MerchantCaller,

@@ -11,7 +11,7 @@ import pytest
 
 from sandbox.app import RunningSandbox
 from sandbox.config import RETRY_SCHEDULE_S
-from sandbox.keys import Credentials
+from sandbox.keys.bundle import Credentials
 from sandbox.testing import MerchantCaller, NotificationReceiver, prepay_body, wait_until
 
 JSAPI = "/v3/pay/transactions/jsapi"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from sandbox import signing
-from sandbox.keys import Credentials
+from sandbox.keys import signing
+from sandbox.keys.bundle import Credentials
 from sandbox.testing import MerchantCaller, prepay_body
 
 NOTIFY = "https://merchant.example.com/wxpay/notify"

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sandbox import signing
+from sandbox.keys import signing
 
 VECTORS_DIR = Path(__file__).resolve().parents[1] / "vectors"
 VECTORS: dict[str, Any] = json.loads((VECTORS_DIR / "wechatpay_v3.json").read_text(encoding="utf-8"))

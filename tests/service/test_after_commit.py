@@ -135,7 +135,9 @@ class FailsAfterApplying:
     def __init__(self, payments: PaymentService) -> None:
         self._payments = payments
 
-    def apply_in(self, uow: UnitOfWork, report: TransactionReport, *, source: str) -> ApplyResult:
+    def apply_in(
+        self, uow: UnitOfWork, report: TransactionReport, *, source: str, account: str | None = None
+    ) -> ApplyResult:
         self._payments.apply_in(uow, report, source=source)
         raise RuntimeError("a bug after the apply")
 

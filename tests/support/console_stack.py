@@ -15,7 +15,7 @@ from aiohttp import web
 from clients.bench.procs import free_port
 from sandbox.app import RunningSandbox, make_app, serve_in_thread
 from sandbox.config import SandboxConfig
-from sandbox.keys import init_bundle, load_credentials
+from sandbox.keys.bundle import init_bundle, load_credentials
 from server.adapters.sandbox_clock import SandboxClock
 from server.domain.order import CreateOrder, Fulfilment, Order
 from server.lifecycle import Stack

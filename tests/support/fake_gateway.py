@@ -85,9 +85,9 @@ class FakeGateway:
     def encrypt_sensitive(self, plaintext: str) -> str:
         return f"enc({plaintext})"  # the real client seals it with WeChat Pay's key (RSA-OAEP)
 
-    def jsapi_pay_params(self, prepay_id: str) -> dict[str, str]:
+    def jsapi_pay_params(self, prepay_id: str, appid: str | None = None) -> dict[str, str]:
         return {
-            "app_id": "wxapp",
+            "app_id": appid or "wxapp",
             "time_stamp": "1",
             "nonce_str": "n",
             "package": f"prepay_id={prepay_id}",
@@ -95,10 +95,12 @@ class FakeGateway:
             "pay_sign": "sig",
         }
 
-    def app_pay_params(self, prepay_id: str) -> dict[str, str]:
+    def app_pay_params(
+        self, prepay_id: str, appid: str | None = None, partner_id: str | None = None
+    ) -> dict[str, str]:
         return {
-            "app_id": "wxapp",
-            "partner_id": "mch",
+            "app_id": appid or "wxapp",
+            "partner_id": partner_id or "mch",
             "prepay_id": prepay_id,
             "package": "Sign=WXPay",
             "nonce_str": "n",
@@ -139,3 +141,9 @@ class FakeGateways:
     def gateway_for(self, merchant: MerchantIdentity) -> PaymentGateway:
         self.asked.append(merchant)
         return self._gateways[merchant]
+
+    def identity(self, account: str) -> MerchantIdentity:
+        return next(m for m in self._gateways if m.account == account)
+
+    def for_account(self, account: str) -> PaymentGateway:
+        return self.gateway_for(self.identity(account))

@@ -74,16 +74,22 @@ class Cluster:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        wait_until(self._answers, 30, f"PostgreSQL on port {self.port}", interval_s=0.1)
+        wait_until(self._answers, 60, f"PostgreSQL on port {self.port}", interval_s=0.1)
 
     def kill(self) -> None:
         """SIGKILL the postmaster; its backends notice and exit, nothing shuts down cleanly."""
         if self.process is not None:
             # runuser forwards nothing on SIGKILL: kill the postmaster itself, whose pid it records.
             pid = int((self.datadir / "postmaster.pid").read_text().split()[0])
+            backends = _children(pid)
             os.kill(pid, signal.SIGKILL)
             self.process.wait(timeout=10)
             wait_until(lambda: not self._answers(), 10, "PostgreSQL gone", interval_s=0.05)
+            # Orphaned backends keep the shared memory attached until they notice; a new postmaster
+            # refuses to start until they have (slow on a loaded machine).
+            wait_until(
+                lambda: not any(_running(b) for b in backends), 30, "old backends gone", interval_s=0.05
+            )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -100,6 +106,27 @@ class Cluster:
         except psycopg2.OperationalError:
             return False
         return True
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
 
 
 @contextmanager

@@ -68,6 +68,12 @@ def test_log_level_and_format_are_checked_at_start() -> None:
         ("mysql://root@127.0.0.1/orderpay", r"unsupported scheme 'mysql'"),
         ("postgresql://u:secret@127.0.0.1:54x/db", r"postgresql://u:\*\*\*@127.0.0.1:54x/db has a bad port"),
         ("postgresql://u@127.0.0.1:5432/", r"names no database"),
+        # issue 20: multi-host URLs (a failover formation)
+        ("postgresql://u@h1:5432,h2:5433/db", r"lists 2 hosts; add \?target_session_attrs=read-write"),
+        ("postgresql://u@h1:5432,h2:5433/db?target_session_attrs=any", r"lists 2 hosts"),
+        ("postgresql://u@h1:5432,h2:99999/db?target_session_attrs=read-write", r"bad port '99999'"),
+        ("postgresql://u@h1:5432/db?target_session_attrs=writable", r"target_session_attrs='writable'"),
+        ("postgresql://u:secret@h1:5432/db?conect_timeout=2", r"libpq refuses .*conect_timeout"),
     ],
 )
 def test_bad_database_urls_are_one_line_naming_the_variable(url: str, message: str) -> None:
@@ -88,9 +94,41 @@ def test_good_database_urls_pass_and_nothing_is_created(
         "sqlite:///:memory:",
         "postgresql://postgres@127.0.0.1:5432/orderpay",
         "postgres://u:p@db/orderpay",
+        "postgresql://app@10.0.0.1:5432,10.0.0.2:5432/orderpay?target_session_attrs=read-write",
+        # what `pg_autoctl show uri --formation default` prints, with a user added
+        "postgres://app@h1:6001,h2:6002/orderpay?target_session_attrs=read-write&sslmode=prefer",
+        "postgresql://app@[::1]:5432/orderpay?connect_timeout=3",
     ):
         assert load_settings({"ORDERPAY_DATABASE_URL": url}).database_url == url
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_listen_url_is_checked_and_needs_postgresql() -> None:
+    with pytest.raises(ConfigError, match=r"^ORDERPAY_DATABASE_SESSION_URL: .*names no database"):
+        load_settings(
+            {
+                "ORDERPAY_DATABASE_URL": "postgresql://u@pgbouncer:6432/db",
+                "ORDERPAY_DATABASE_SESSION_URL": "postgresql://u@h/",
+            }
+        )
+    with pytest.raises(ConfigError, match=r"^ORDERPAY_DATABASE_SESSION_URL: only with a postgresql://"):
+        load_settings(
+            {
+                "ORDERPAY_DATABASE_URL": "sqlite:///:memory:",
+                "ORDERPAY_DATABASE_SESSION_URL": "postgresql://u@h/db",
+            }
+        )
+    direct = "postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write"
+    settings = load_settings(
+        {"ORDERPAY_DATABASE_URL": "postgresql://u@pgbouncer:6432/db", "ORDERPAY_DATABASE_SESSION_URL": direct}
+    )
+    assert settings.database_session_url == direct
+
+
+def test_the_synchronous_commit_policy_is_checked() -> None:
+    assert load_settings({"ORDERPAY_DB_SYNCHRONOUS_COMMIT": "local"}).db_synchronous_commit == "local"
+    with pytest.raises(ConfigError, match=r"^ORDERPAY_DB_SYNCHRONOUS_COMMIT: want one of .*; got 'off'$"):
+        load_settings({"ORDERPAY_DB_SYNCHRONOUS_COMMIT": "off"})
 
 
 def test_the_banner_shows_the_database_without_its_password(

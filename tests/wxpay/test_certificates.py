@@ -22,8 +22,8 @@ from structlog.testing import capture_logs
 
 from sandbox.app import RunningSandbox, run_in_thread
 from sandbox.config import SandboxConfig
-from sandbox.keys import init_bundle, self_signed_cert
-from sandbox.keys import load_credentials as load_sandbox_credentials
+from sandbox.keys.bundle import init_bundle, self_signed_cert
+from sandbox.keys.bundle import load_credentials as load_sandbox_credentials
 from sandbox.testing import MerchantCaller, NotificationReceiver, prepay_body
 from server.domain.errors import DomainError
 from server.metrics import REGISTRY

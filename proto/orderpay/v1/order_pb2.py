@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17orderpay/v1/order.proto\x12\x0borderpay.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x05\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x0cout_trade_no\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x12\n\nproduct_id\x18\x04 \x01(\t\x12&\n\x04kind\x18\x05 \x01(\x0e\x32\x18.orderpay.v1.ProductKind\x12\x10\n\x08quantity\x18\x06 \x01(\x05\x12\x11\n\ttotal_fee\x18\x07 \x01(\x03\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x0e\n\x06\x61ttach\x18\t \x01(\t\x12\x12\n\narticle_id\x18\n \x01(\t\x12(\n\x06status\x18\x0b \x01(\x0e\x32\x18.orderpay.v1.OrderStatus\x12+\n\nfulfilment\x18\x0c \x01(\x0e\x32\x17.orderpay.v1.Fulfilment\x12\x19\n\x11\x66ulfilment_reason\x18\r \x01(\t\x12\x0f\n\x07version\x18\x0e \x01(\x03\x12.\n\nexpires_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etransaction_id\x18\x10 \x01(\t\x12\x10\n\x08paid_fee\x18\x11 \x01(\x03\x12\x14\n\x0crefunded_fee\x18\x12 \x01(\x03\x12.\n\ncreated_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07paid_at\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x17 \x01(\t\x12\x15\n\rlegacy_status\x18\x18 \x01(\x11*x\n\x0bProductKind\x12\x1c\n\x18PRODUCT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15PRODUCT_KIND_VIP_PLAN\x10\x01\x12\x18\n\x14PRODUCT_KIND_ARTICLE\x10\x02\x12\x16\n\x12PRODUCT_KIND_GOODS\x10\x03*\xb4\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13ORDER_STATUS_UNPAID\x10\x01\x12\x15\n\x11ORDER_STATUS_PAID\x10\x02\x12#\n\x1fORDER_STATUS_PARTIALLY_REFUNDED\x10\x03\x12\x19\n\x15ORDER_STATUS_REFUNDED\x10\x04\x12\x17\n\x13ORDER_STATUS_CLOSED\x10\x05*\x86\x01\n\nFulfilment\x12\x1a\n\x16\x46ULFILMENT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46ULFILMENT_PENDING\x10\x01\x12\x18\n\x14\x46ULFILMENT_SUCCEEDED\x10\x02\x12\x15\n\x11\x46ULFILMENT_FAILED\x10\x03\x12\x13\n\x0f\x46ULFILMENT_HELD\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17orderpay/v1/order.proto\x12\x0borderpay.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x05\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x0cout_trade_no\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x12\n\nproduct_id\x18\x04 \x01(\t\x12&\n\x04kind\x18\x05 \x01(\x0e\x32\x18.orderpay.v1.ProductKind\x12\x10\n\x08quantity\x18\x06 \x01(\x05\x12\x11\n\ttotal_fee\x18\x07 \x01(\x03\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x0e\n\x06\x61ttach\x18\t \x01(\t\x12\x12\n\narticle_id\x18\n \x01(\t\x12(\n\x06status\x18\x0b \x01(\x0e\x32\x18.orderpay.v1.OrderStatus\x12+\n\nfulfilment\x18\x0c \x01(\x0e\x32\x17.orderpay.v1.Fulfilment\x12\x19\n\x11\x66ulfilment_reason\x18\r \x01(\t\x12\x0f\n\x07version\x18\x0e \x01(\x03\x12.\n\nexpires_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etransaction_id\x18\x10 \x01(\t\x12\x10\n\x08paid_fee\x18\x11 \x01(\x03\x12\x14\n\x0crefunded_fee\x18\x12 \x01(\x03\x12.\n\ncreated_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07paid_at\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x17 \x01(\t\x12\x15\n\rlegacy_status\x18\x18 \x01(\x11\x12\x0f\n\x07\x61\x63\x63ount\x18( \x01(\t*x\n\x0bProductKind\x12\x1c\n\x18PRODUCT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15PRODUCT_KIND_VIP_PLAN\x10\x01\x12\x18\n\x14PRODUCT_KIND_ARTICLE\x10\x02\x12\x16\n\x12PRODUCT_KIND_GOODS\x10\x03*\xb4\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13ORDER_STATUS_UNPAID\x10\x01\x12\x15\n\x11ORDER_STATUS_PAID\x10\x02\x12#\n\x1fORDER_STATUS_PARTIALLY_REFUNDED\x10\x03\x12\x19\n\x15ORDER_STATUS_REFUNDED\x10\x04\x12\x17\n\x13ORDER_STATUS_CLOSED\x10\x05*\x86\x01\n\nFulfilment\x12\x1a\n\x16\x46ULFILMENT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46ULFILMENT_PENDING\x10\x01\x12\x18\n\x14\x46ULFILMENT_SUCCEEDED\x10\x02\x12\x15\n\x11\x46ULFILMENT_FAILED\x10\x03\x12\x13\n\x0f\x46ULFILMENT_HELD\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderpay.v1.order_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRODUCTKIND']._serialized_start=768
-  _globals['_PRODUCTKIND']._serialized_end=888
-  _globals['_ORDERSTATUS']._serialized_start=891
-  _globals['_ORDERSTATUS']._serialized_end=1071
-  _globals['_FULFILMENT']._serialized_start=1074
-  _globals['_FULFILMENT']._serialized_end=1208
+  _globals['_PRODUCTKIND']._serialized_start=785
+  _globals['_PRODUCTKIND']._serialized_end=905
+  _globals['_ORDERSTATUS']._serialized_start=908
+  _globals['_ORDERSTATUS']._serialized_end=1088
+  _globals['_FULFILMENT']._serialized_start=1091
+  _globals['_FULFILMENT']._serialized_end=1225
   _globals['_ORDER']._serialized_start=74
-  _globals['_ORDER']._serialized_end=766
+  _globals['_ORDER']._serialized_end=783
 # @@protoc_insertion_point(module_scope)

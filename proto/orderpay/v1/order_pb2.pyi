@@ -116,6 +116,7 @@ class Order(_message.Message):
     CLOSED_AT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     LEGACY_STATUS_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     out_trade_no: _builtins.str
     user_id: _builtins.str
@@ -136,6 +137,8 @@ class Order(_message.Message):
     request_id: _builtins.str
     legacy_status: _builtins.int
     """uni-pay's numeric status (0, 1, 2, 3, -1), for parity in exports."""
+    account: _builtins.str
+    """The merchant account that takes the order (issue 18; numbered apart to stay clear of other additions)."""
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -173,10 +176,11 @@ class Order(_message.Message):
         closed_at: _timestamp_pb2.Timestamp | None = ...,
         request_id: _builtins.str = ...,
         legacy_status: _builtins.int = ...,
+        account: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "created_at", b"created_at", "expires_at", b"expires_at", "paid_at", b"paid_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["article_id", b"article_id", "attach", b"attach", "closed_at", b"closed_at", "created_at", b"created_at", "description", b"description", "expires_at", b"expires_at", "fulfilment", b"fulfilment", "fulfilment_reason", b"fulfilment_reason", "kind", b"kind", "legacy_status", b"legacy_status", "order_id", b"order_id", "out_trade_no", b"out_trade_no", "paid_at", b"paid_at", "paid_fee", b"paid_fee", "product_id", b"product_id", "quantity", b"quantity", "refunded_fee", b"refunded_fee", "request_id", b"request_id", "status", b"status", "total_fee", b"total_fee", "transaction_id", b"transaction_id", "updated_at", b"updated_at", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "article_id", b"article_id", "attach", b"attach", "closed_at", b"closed_at", "created_at", b"created_at", "description", b"description", "expires_at", b"expires_at", "fulfilment", b"fulfilment", "fulfilment_reason", b"fulfilment_reason", "kind", b"kind", "legacy_status", b"legacy_status", "order_id", b"order_id", "out_trade_no", b"out_trade_no", "paid_at", b"paid_at", "paid_fee", b"paid_fee", "product_id", b"product_id", "quantity", b"quantity", "refunded_fee", b"refunded_fee", "request_id", b"request_id", "status", b"status", "total_fee", b"total_fee", "transaction_id", b"transaction_id", "updated_at", b"updated_at", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -29,6 +29,7 @@ class CreateOrderRequest(_message.Message):
     QUANTITY_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     ATTACH_FIELD_NUMBER: _builtins.int
+    MERCHANT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key, unique per user."""
     user_id: _builtins.str
@@ -36,6 +37,10 @@ class CreateOrderRequest(_message.Message):
     quantity: _builtins.int
     description: _builtins.str
     attach: _builtins.str
+    merchant: _builtins.str
+    """The merchant account to take this order (a configured account name); unset: the configured rule
+    (per product, else the default account). Decided once and stored on the order.
+    """
     def __init__(
         self,
         *,
@@ -45,19 +50,24 @@ class CreateOrderRequest(_message.Message):
         quantity: _builtins.int = ...,
         description: _builtins.str | None = ...,
         attach: _builtins.str | None = ...,
+        merchant: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_attach", b"_attach", "_description", b"_description", "attach", b"attach", "description", b"description"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attach", b"_attach", "_description", b"_description", "_merchant", b"_merchant", "attach", b"attach", "description", b"description", "merchant", b"merchant"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attach", b"_attach", "_description", b"_description", "attach", b"attach", "description", b"description", "product_id", b"product_id", "quantity", b"quantity", "request_id", b"request_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attach", b"_attach", "_description", b"_description", "_merchant", b"_merchant", "attach", b"attach", "description", b"description", "merchant", b"merchant", "product_id", b"product_id", "quantity", b"quantity", "request_id", b"request_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attach: _TypeAlias = _typing.Literal["attach"]  # noqa: Y015
     _WhichOneofArgType__attach: _TypeAlias = _typing.Literal["_attach", b"_attach"]  # noqa: Y015
     _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
     _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__merchant: _TypeAlias = _typing.Literal["merchant"]  # noqa: Y015
+    _WhichOneofArgType__merchant: _TypeAlias = _typing.Literal["_merchant", b"_merchant"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__attach) -> _WhichOneofReturnType__attach | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__merchant) -> _WhichOneofReturnType__merchant | None: ...
 
 Global___CreateOrderRequest: _TypeAlias = CreateOrderRequest  # noqa: Y015
 
