@@ -45,15 +45,7 @@ def needs_a_human() -> pw.Expression:
         & ~resolved_by_refund
         & ~live_refund
     )
-    live_sum = pw.fn.COALESCE(
-        RefundRow.select(pw.fn.SUM(RefundRow.amount)).where(
-            (RefundRow.order_id == OrderRow.order_id)
-            & RefundRow.status.in_([s.value for s in LIVE_REFUND_STATUSES])
-        ),
-        0,
-    )
-    held = (OrderRow.fulfilment == Fulfilment.HELD.value) & (live_sum < OrderRow.paid_fee)
-    needs: pw.Expression = held | retryable
+    needs: pw.Expression = (OrderRow.fulfilment == Fulfilment.HELD.value) | retryable
     return needs
 
 

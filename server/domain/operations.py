@@ -113,13 +113,9 @@ def fulfilment_retryable(order: Order, live_refunds_fen: int) -> bool:
 
 
 def needs_a_human(order: Order, live_refunds_fen: int) -> bool:
-    """Only a person moves it on: HELD (resolve it) while some of what was paid is not going back, or a
-    FAILED fulfilment that could still be retried (one resolved by a refund, or with money going back,
-    is decided and left alone). A HELD late payment whose automatic refund covers everything paid is
-    decided too: it leaves the queue by itself, and a stuck refund shows among the refunds."""
-    if order.fulfilment is Fulfilment.HELD:
-        return live_refunds_fen < order.paid_fee
-    return fulfilment_retryable(order, live_refunds_fen)
+    """Only a person moves it on: HELD (resolve it), or a FAILED fulfilment that could still be retried
+    (one resolved by a refund, or with money going back, is decided and left alone)."""
+    return order.fulfilment is Fulfilment.HELD or fulfilment_retryable(order, live_refunds_fen)
 
 
 def _retry_refusal(order: Order, live_refunds_fen: int) -> DomainError | None:

@@ -37,26 +37,3 @@ def test_the_attention_query_is_the_domain_rule(app: App) -> None:
     assert {o.order_id for o in listed} == {order_id for order_id, needs in expected.items() if needs}
     assert any(expected.values())
     assert not all(expected.values())
-
-
-def test_a_held_order_whose_refund_covers_everything_paid_leaves_the_queue(app: App) -> None:
-    """A late payment's automatic refund of the whole amount: nothing is left for a person to decide."""
-    user = "attn-held-" + secrets.token_hex(4)
-    with app.uow() as uow:
-        cases = {}
-        for status in (RefundStatus.SUCCESS, RefundStatus.PROCESSING, RefundStatus.ABNORMAL, None):
-            order = a_paid_order(
-                app.clock(), OrderStatus.CLOSED, user_id=user, fulfilment=Fulfilment.HELD,
-                fulfilment_reason="PAID_AFTER_CLOSE",
-            )  # fmt: skip
-            uow.orders.insert(order)
-            if status is not None:
-                whole = a_refund(order, status, amount=order.paid_fee)
-                uow.refunds.insert(whole, due_at=order.created_at)
-            cases[status] = order.order_id
-
-    queue = {o.order_id for o in app.admin.needs_attention(app.clock()).held}
-
-    assert cases[None] in queue  # paid, nothing going back: a person decides
-    for status in (RefundStatus.SUCCESS, RefundStatus.PROCESSING, RefundStatus.ABNORMAL):
-        assert cases[status] not in queue, status
