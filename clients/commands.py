@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING
 
 import clients.bench.commands
+import clients.events_commands
 import clients.loadtest.commands
 import clients.ops_commands
 
@@ -58,6 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     clients.loadtest.commands.register(sub)
     clients.bench.commands.register(sub)
     clients.ops_commands.register(sub)  # issue 13: `orderpay ops …`
+    clients.events_commands.register(sub)  # issue 19: `orderpay events tail|register`
 
     demo = sub.add_parser("demo", parents=[connection], help="a scripted VIP purchase against `orderpay dev`")
     demo.add_argument(

@@ -224,6 +224,30 @@ class Transient(Unavailable):
     default_reason = "TRANSIENT"
 
 
+class SubscriberNotFound(NotFound):
+    """Register the subscriber first (EventService.RegisterSubscriber / `orderpay events register`)."""
+
+    default_reason = "SUBSCRIBER_NOT_FOUND"
+
+
+class PositionInFuture(InvalidArgument):
+    default_reason = "POSITION_IN_FUTURE"
+
+
+class UnknownEventType(InvalidArgument):
+    default_reason = "UNKNOWN_EVENT_TYPE"
+
+
+class FulfilmentAlreadyDecided(FailedPrecondition):
+    """Confirmed or failed twice, or after the order's fulfilment was decided: nothing changed."""
+
+    default_reason = "FULFILMENT_ALREADY_DECIDED"
+
+
+class NotExternalFulfilment(FailedPrecondition):
+    default_reason = "NOT_EXTERNAL_FULFILMENT"
+
+
 CATEGORY_CLASSES: tuple[type[OrderPayError], ...] = (
     InvalidArgument,
     Unauthenticated,
@@ -258,6 +282,11 @@ REASON_CLASSES: tuple[type[OrderPayError], ...] = (
     ProviderUnavailable,
     Overloaded,
     Transient,
+    SubscriberNotFound,
+    PositionInFuture,
+    UnknownEventType,
+    FulfilmentAlreadyDecided,
+    NotExternalFulfilment,
     Internal,
 )
 ERROR_BY_REASON: dict[str, type[OrderPayError]] = {cls.default_reason: cls for cls in REASON_CLASSES}

@@ -12,6 +12,8 @@ from server.adapters.gateways import MerchantGateways
 from server.config import Settings
 from server.domain.clock import Clock
 from server.service.catalogue import CatalogueService
+from server.service.external import ExternalFulfilment
+from server.service.feed import FeedService
 from server.service.fulfilment import FulfilmentWorker
 from server.service.notifications import NotificationService
 from server.service.operations import OperationsService
@@ -35,6 +37,7 @@ class PaymentsPart:
     fulfilment: FulfilmentWorker
     reconciliation: ReconciliationService  # 对账 against WeChat Pay's daily bills
     decisions: FulfilmentDecisions  # "fulfilment decided" announcements: the server's long-polls subscribe
+    external: ExternalFulfilment  # EXTERNAL products: the business's answers (ConfirmFulfilment, ...)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class App:
     payments: PaymentsPart | None  # None only when built with payments_required=False
     admin: AdminQueries  # the operator's read side (admin API, console)
     operations: OperationsService  # the operator's actions
+    feed: FeedService  # the order event feed (issue 19)
 
     def close(self) -> None:
         if self.payments is not None:

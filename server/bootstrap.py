@@ -25,6 +25,8 @@ from server.domain.routing import AccountRouter
 from server.observers import observe_provider, observe_recon
 from server.operations_wiring import build_operations
 from server.service.catalogue import CatalogueService
+from server.service.external import ExternalFulfilment
+from server.service.feed import FeedCommits, FeedService
 from server.service.fulfilment import FulfilmentWorker
 from server.service.handlers import Policy, Reactors, transactional
 from server.service.notifications import NotificationService
@@ -74,8 +76,14 @@ def build_app(
         migrate_with_session(db, settings.database_session_url)
     policy = Policy(auto_refund_on_fulfilment_failure=settings.auto_refund_on_fulfilment_failure)
     decisions = FulfilmentDecisions(db)
-    uow, worker = _unit_of_work(db, settings, clock, policy, decisions, with_payments, prompt_fulfilment)
+    commits = FeedCommits()  # the server's Watch streams subscribe (server/lifecycle.py)
+    uow, worker = _unit_of_work(
+        db, settings, clock, policy, (decisions, commits), with_payments, prompt_fulfilment
+    )
     read = read_only_factory(db)
+    feed = FeedService(
+        uow, read, clock, retention=timedelta(days=settings.feed_retention_days), commits=commits
+    )
     payments = None
     if with_payments:
         payments = _payments_part(settings, uow, read, clock, gateway, bills, decisions, worker)
@@ -90,7 +98,7 @@ def build_app(
     )
     catalogue = CatalogueService(uow, clock, read=read)
     admin, operations = build_operations(db, uow, read, clock, payments)
-    return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations)
+    return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations, feed)
 
 
 def _has_credentials(settings: Settings, required: bool) -> bool:
@@ -110,7 +118,7 @@ def _unit_of_work(
     settings: Settings,
     clock: Clock,
     policy: Policy,
-    decisions: FulfilmentDecisions,
+    announcers: tuple[FulfilmentDecisions, FeedCommits],
     with_payments: bool,
     prompt_fulfilment: bool,
 ) -> tuple[UnitOfWorkFactory, FulfilmentWorker]:
@@ -118,11 +126,16 @@ def _unit_of_work(
     which commits through that same unit of work: `transactional` hands the finished factory to
     `reactors`, which builds the one worker."""
     workers: list[FulfilmentWorker] = []
+    decisions, feed = announcers
+    external_deadline = timedelta(seconds=settings.external_fulfilment_deadline_s)
 
     def reactors(committed: UnitOfWorkFactory) -> Reactors:
-        workers.append(FulfilmentWorker(committed, clock, policy=retry_policy(settings)))
+        policy = retry_policy(settings)
+        workers.append(FulfilmentWorker(committed, clock, policy=policy, external_deadline=external_deadline))
         fulfilment = workers[0] if with_payments else None  # orders only: nothing is ever paid here
-        return Reactors(fulfilment=fulfilment, decisions=decisions, prompt_fulfilment=prompt_fulfilment)
+        return Reactors(
+            fulfilment=fulfilment, decisions=decisions, prompt_fulfilment=prompt_fulfilment, feed=feed
+        )
 
     uow = transactional(unit_of_work_factory(db), clock, policy, reactors)
     return uow, workers[0]
@@ -188,8 +201,9 @@ def _payments_part(
         observer=observe_recon,
         accounts=_billed_accounts(accounts),
     )
+    external = ExternalFulfilment(uow, clock)
     return PaymentsPart(
-        credentials, gateways, payments, refunds, notifications, worker, reconciliation, decisions
+        credentials, gateways, payments, refunds, notifications, worker, reconciliation, decisions, external
     )
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
-DEV_TOKENS = "bff:dev-bff-token,admin:dev-admin-token"
+DEV_TOKENS = "bff:dev-bff-token,admin:dev-admin-token,feed:dev-feed-token"
+ROLES = ("bff", "admin", "feed")  # feed: the business's own systems on the event feed (issue 19)
 STATE_DIR = Path(".orderpay")  # the dev state directory, made on demand (keys, the default database)
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -93,6 +94,9 @@ class Settings:
     fulfilment_backoff_base_s: float = 30.0
     fulfilment_backoff_max_s: float = 1800.0
     auto_refund_on_fulfilment_failure: bool = True
+    # --- issue 19: the order event feed -------------------------------------------------------------
+    feed_retention_days: float = 30.0  # `orderpay purge` drops older entries every subscriber acked
+    external_fulfilment_deadline_s: float = 300.0  # EXTERNAL: re-request when unanswered this long
     reconcile_schedule_s: tuple[float, ...] = (60.0, 300.0, 900.0, 3600.0)
     refund_poll_schedule_s: tuple[float, ...] = (60.0, 300.0, 900.0, 3600.0)
     log_format: str = "auto"  # auto | json | console
@@ -120,9 +124,11 @@ class Settings:
         out: dict[str, str] = {}
         for pair in filter(None, (p.strip() for p in self.api_tokens.split(","))):
             role, sep, token = pair.partition(":")
-            if not sep or role not in {"bff", "admin"} or not token:
+            if not sep or role not in ROLES or not token:
                 # Never echo the pair: without its colon, it is the token itself.
-                raise ConfigError("ORDERPAY_API_TOKENS: want comma-separated role:token pairs (bff|admin)")
+                raise ConfigError(
+                    "ORDERPAY_API_TOKENS: want comma-separated role:token pairs (bff|admin|feed)"
+                )
             out[token] = role
         return out
 

@@ -39,6 +39,7 @@ from server.notify.sidecar import serve_metrics, serve_notify
 from server.ready import bound_ports, with_concrete_ports, write_ports_file
 from server.rpc.server import GrpcServer, servicers_for, start_grpc_server
 from server.serving.admission import Admission
+from server.serving.feed_signal import FeedSignal
 from server.serving.health import PrimaryWatch
 from server.serving.http import AppThread
 from server.serving.offload import Inline, Offload, Runner
@@ -58,6 +59,7 @@ class Stack:
     db: Runner  # database work: inline on the loop (SQLite) or a few threads (PostgreSQL)
     provider: Offload  # calls to WeChat Pay
     decisions: FulfilmentDecisions  # "fulfilment decided": the waiters subscribe
+    feed: FeedSignal  # "the event feed grew": the Watch streams park on it
     listener: PostgresListener | None = None
     grpc: GrpcServer | None = None
     notify: web.AppRunner | None = None
@@ -76,6 +78,7 @@ class Stack:
         if self.grpc is not None:
             await self.grpc.not_serving()
         self.waiters.close()  # parked long-polls answer now, with the order as it is
+        self.feed.close()  # Watch streams end; subscribers resume from their acknowledgement
         draining = []
         if self.grpc is not None:
             draining.append(self.grpc.stop(grace))
@@ -112,12 +115,14 @@ async def start_parts(
     postgres = isinstance(app.db, pw.PostgresqlDatabase)
     db: Runner = Offload(settings.db_threads, "db") if postgres and settings.db_threads else Inline()
     provider = Offload(settings.offload_workers, "provider")
-    stack = Stack(app, waiters, Admission(settings.max_inflight), db, provider, decisions)
+    feed = FeedSignal(asyncio.get_running_loop())
+    app.feed.commits.subscribe(feed.wake)  # this process's commits; the listener brings the others'
+    stack = Stack(app, waiters, Admission(settings.max_inflight), db, provider, decisions, feed)
     WAITERS.set_function(lambda: waiters.waiting)
     IN_FLIGHT.set_function(lambda: stack.admission.in_flight)
     if postgres:
         args = listener_args(app.db, settings.database_session_url)  # type: ignore[arg-type]  # checked above
-        stack.listener = PostgresListener(args, waiters)
+        stack.listener = PostgresListener(args, waiters, feed=feed.wake)
         await stack.listener.start()
     if notify and app.payments is not None and _first_worker(settings):
         stack.notify, stack.notify_port = await serve_notify(app, db.executor)
@@ -126,7 +131,7 @@ async def start_parts(
     if jobs and settings.jobs_enabled and app.payments is not None:
         stack.jobs = start_jobs(app)
     if grpc:
-        servicers = servicers_for(app, stack.waiters, stack.db, stack.provider)
+        servicers = servicers_for(app, stack.waiters, stack.db, stack.provider, stack.feed)
         stack.grpc = await start_grpc_server(settings, servicers, stack.admission, reuse_port=reuse_port)
         stack.primary_watch = PrimaryWatch(
             functools.partial(ready, app.db), stack.grpc.set_serving, settings.db_health_interval_s

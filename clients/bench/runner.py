@@ -14,6 +14,7 @@ from rich.console import Console
 
 from clients.bench import cases
 from clients.bench.cases import Bench
+from clients.bench.feed import b8_event_feed
 from clients.bench.model import CaseResult, Sizes
 from clients.bench.parked import b7_parked
 from clients.bench.postgres import b5_two_processes
@@ -93,6 +94,7 @@ async def _run_cases(bench: Bench, console: Console, only: set[str] | None) -> l
         ("B4", cases.b4_full_flow),
         ("-", note_rss),
         ("B7", b7_parked),
+        ("B8", b8_event_feed),
         ("B6", b6),
         ("B5", b5_two_processes),
         ("B5R", b5_replicated),  # B5 on a primary + synchronous standby (pg_auto_failover), then without it

@@ -103,6 +103,21 @@ class PeeweeLedger:
         )
         return bool(updated)
 
+    def decide(self, order_id: str, now: datetime, status: LedgerStatus, error: str) -> bool:
+        """The business answered an EXTERNAL request: settle the row if still PENDING, lease or not
+        (a worker holding it then loses its compare-and-set on the version)."""
+        updated = (
+            FulfilmentRow.update(
+                status=status.value,
+                last_error=error,
+                version=FulfilmentRow.version + 1,
+                updated_at=to_db_time(now),
+            )
+            .where((FulfilmentRow.order_id == order_id) & (FulfilmentRow.status == LedgerStatus.PENDING))
+            .execute()
+        )
+        return bool(updated)
+
     def oldest_due(self, now: datetime) -> datetime | None:
         oldest = FulfilmentRow.select(pw.fn.MIN(FulfilmentRow.next_attempt_at)).where(self._due(now)).scalar()
         return from_db_time(oldest)

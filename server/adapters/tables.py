@@ -198,3 +198,37 @@ ALL_TABLES: tuple[type[BaseModel], ...] = (
     GrantRow,
     RefundRow,
 )
+
+
+# --- issue 19: the order event feed (migration 0005) ---------------------------------------------
+class EventLogRow(BaseModel):
+    position = pw.BigIntegerField(primary_key=True)
+    type = pw.CharField(max_length=32)
+    account = pw.CharField(max_length=64, default="default")
+    order_id = pw.CharField(max_length=40, index=True)
+    occurred_at = pw.DateTimeField(index=True)
+    payload = pw.BlobField()  # the serialized public orderpay.v1.OrderEvent
+
+    class Meta:
+        table_name = "event_log"
+
+
+class EventLogHeadRow(BaseModel):
+    """One row: the last position handed out (the append lock, see server/adapters/event_log.py)."""
+
+    id = pw.IntegerField(primary_key=True)
+    position = pw.BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "event_log_head"
+
+
+class EventSubscriberRow(BaseModel):
+    name = pw.CharField(max_length=64, unique=True)
+    acked_position = pw.BigIntegerField(default=0)
+    registered_at = pw.DateTimeField()
+    acked_at = pw.DateTimeField(null=True)
+    last_seen_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "event_subscribers"

@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import peewee as pw
 
+from server.adapters.event_log import PeeweeEventLog, PeeweeSubscribers
 from server.adapters.job_queries import JobQueries
 from server.adapters.ledger import PeeweeGrants, PeeweeLedger, PeeweeMemberships
 from server.adapters.notification_store import PeeweeNotifications
@@ -29,6 +30,8 @@ class PeeweeUnitOfWork:
     refunds = PeeweeRefunds()
     notifications = PeeweeNotifications()
     recon = PeeweeReconStore()
+    events = PeeweeEventLog()
+    subscribers = PeeweeSubscribers()
 
     def __init__(self, ledger: PeeweeLedger, claims: JobQueries) -> None:
         self.ledger = ledger

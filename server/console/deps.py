@@ -19,6 +19,7 @@ from server.adapters.admin_queries import AdminQueries
 from server.adapters.admin_stats import Overview
 from server.console.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Sessions, same_token
 from server.domain.clock import Clock
+from server.service.feed import SubscriberLag
 from server.service.operations import OperationsService
 
 log = structlog.get_logger("orderpay.console")
@@ -40,6 +41,7 @@ class ConsoleDeps:
     clock: Clock
     overview: Callable[[datetime], Overview]
     secure_cookies: bool = False
+    feed_lags: Callable[[], list[SubscriberLag]] | None = None  # issue 19: event-feed subscribers
 
 
 DEPS = web.AppKey("deps", ConsoleDeps)

@@ -29,6 +29,7 @@ def console_deps(app: App) -> ConsoleDeps:
         clock=app.clock,
         overview=lambda now: overview(app.db, now),
         secure_cookies=bool(app.settings.console_tls_cert),
+        feed_lags=app.feed.lags,
     )
 
 

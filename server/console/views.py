@@ -210,7 +210,13 @@ async def jobs(request: web.Request) -> dict[str, Any]:
     polls = await asyncio.to_thread(
         lambda: console.queries.list_refunds(status=RefundStatus.PROCESSING.value, limit=100)
     )
-    return {"fulfilments": fulfilments, "polls": polls, "title": "Background work"}
+    subscribers = await asyncio.to_thread(console.feed_lags) if console.feed_lags is not None else []
+    return {
+        "fulfilments": fulfilments,
+        "polls": polls,
+        "subscribers": subscribers,
+        "title": "Background work",
+    }
 
 
 @page("overview.html")

@@ -15,6 +15,7 @@ class ProductKind(StrEnum):
     VIP_PLAN = "VIP_PLAN"
     ARTICLE = "ARTICLE"
     GOODS = "GOODS"
+    EXTERNAL = "EXTERNAL"  # fulfilled by the business's own system, through the event feed
 
 
 @dataclass(frozen=True)

@@ -103,3 +103,30 @@ class ProviderUnavailableError(DomainError):
 
 class OverloadedError(DomainError):
     reason = "OVERLOADED"
+
+
+# --- issue 19: the event feed and fulfilment by the business ------------------------------------
+class SubscriberNotFoundError(DomainError):
+    reason = "SUBSCRIBER_NOT_FOUND"
+
+
+class PositionInFutureError(InvalidArgumentError):
+    """A feed position past the head: nothing has been written there yet."""
+
+    reason = "POSITION_IN_FUTURE"
+
+
+class UnknownEventTypeError(InvalidArgumentError):
+    reason = "UNKNOWN_EVENT_TYPE"
+
+
+class FulfilmentAlreadyDecidedError(DomainError):
+    """Confirmed or failed twice, or too late: the order's fulfilment is already decided."""
+
+    reason = "FULFILMENT_ALREADY_DECIDED"
+
+
+class NotExternalFulfilmentError(DomainError):
+    """Only orders of kind EXTERNAL are fulfilled by the business."""
+
+    reason = "NOT_EXTERNAL_FULFILMENT"

@@ -6,6 +6,7 @@ The handler table that reacts to them is `server.service.handlers.HANDLERS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,60 @@ class FulfilmentDecided:
 
 
 @dataclass(frozen=True)
+class OrderCreated:
+    order_id: str
+
+
+@dataclass(frozen=True)
+class OrderClosed:
+    """An UNPAID order was closed (expired, or closed by its user)."""
+
+    order_id: str
+
+
+@dataclass(frozen=True)
+class FulfilmentRequested:
+    """An EXTERNAL order awaits the business's answer (ConfirmFulfilment / FailFulfilment)."""
+
+    order_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class RefundRequested:
+    out_refund_no: str
+
+
+@dataclass(frozen=True)
+class RefundSettled:
+    """A refund reached SUCCESS, CLOSED or ABNORMAL (or left ABNORMAL again)."""
+
+    out_refund_no: str
+
+
+@dataclass(frozen=True)
+class GrantRevoked:
+    """What the order granted was taken back (it was refunded in full)."""
+
+    order_id: str
+
+
+@dataclass(frozen=True)
+class ReconExceptionOpened:
+    """Reconciliation found a difference with WeChat's bill (one per day, kind and numbers)."""
+
+    bill_date: date
+    kind: str
+    out_trade_no: str
+    out_refund_no: str
+
+
+@dataclass(frozen=True)
+class ReconExceptionResolved:
+    exception_id: int
+
+
+@dataclass(frozen=True)
 class FulfilmentReopened:
     """An operator accepted a HELD order or retried a FAILED fulfilment: it is to be fulfilled again."""
 
@@ -67,5 +122,13 @@ Event = (
     | OrderFullyRefunded
     | FulfilmentFailed
     | FulfilmentDecided
+    | OrderCreated
+    | OrderClosed
+    | FulfilmentRequested
+    | RefundRequested
+    | RefundSettled
+    | GrantRevoked
+    | ReconExceptionOpened
+    | ReconExceptionResolved
     | FulfilmentReopened
 )

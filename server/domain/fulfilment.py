@@ -36,6 +36,7 @@ class Outcome(StrEnum):
     ABANDONED = "abandoned"  # the order can no longer be fulfilled (refunded, held): nothing granted
     LOST = "lost"  # another worker took the row meanwhile
     NOT_DUE = "not_due"  # nothing to claim: done, not due yet, or claimed elsewhere
+    REQUESTED = "requested"  # EXTERNAL: the business was asked (again) to fulfil; it answers by RPC
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,16 @@ def _purge(args: argparse.Namespace) -> int:
     try:
         cutoff = app.clock() - age
         report = purge_closed_unpaid(app.uow, cutoff, dry_run=args.dry_run)
+        feed = app.feed.purge(dry_run=args.dry_run)  # ORDERPAY_FEED_RETENTION_DAYS, never unacknowledged
     finally:
         app.close()
     verb = "would delete" if args.dry_run else "deleted"
     closed_before = f"{cutoff:%Y-%m-%dT%H:%M:%SZ}"
     print(
         f"purge: {verb} {report.orders} orders and {report.events} order events closed before {closed_before}"
+    )
+    print(
+        f"purge: {verb} {feed} event-feed entries older than {app.settings.feed_retention_days:g} days "
+        "that every registered subscriber acknowledged"
     )
     return 0

@@ -19,6 +19,10 @@ ADMIN_SERVICES = (  # every method of these needs the admin role
     "/orderpay.v1.AdminService/",
 )
 PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+# The event feed (issue 19) is for the business's own systems: the `feed` role, and admin. The BFF
+# serves end users and does not read every order of every user; a feed token can do nothing else.
+FEED_SERVICE = "/orderpay.v1.EventService/"
+FEED_ROLES = frozenset({"feed", "admin"})
 
 
 def is_public(method: str) -> bool:
@@ -50,6 +54,13 @@ class TokenAuthenticator:
 
     def authorize(self, method: str, authorization: str | None) -> str:
         role = self.role_for(authorization)
+        name = method.rsplit("/", 1)[-1]
+        if method.startswith(FEED_SERVICE):
+            if role not in FEED_ROLES:
+                raise PermissionDeniedError(f"{name} needs the feed or admin role")
+            return role
+        if role == "feed":
+            raise PermissionDeniedError(f"the feed role may call EventService only, not {name}")
         if (method in ADMIN_ONLY or method.startswith(ADMIN_SERVICES)) and role != "admin":
-            raise PermissionDeniedError(f"{method.rsplit('/', 1)[-1]} needs the admin role")
+            raise PermissionDeniedError(f"{name} needs the admin role")
         return role

@@ -153,11 +153,20 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[..., AsyncIterator[Any]]:
         async def invoke(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             try:
-                self._authorize(method, context)
+                role = self._authorize(method, context)
             except DomainError as error:
                 await context.abort_with_status(status_for(error))
-            async for item in behaviour(request, context):
-                yield item
+            call_context.begin(Caller(actor=role, request_id=uuid.uuid4().hex))
+            try:
+                async for item in behaviour(request, context):
+                    yield item
+            except DomainError as error:  # bad input to a stream (e.g. Watch's filter) is a status too
+                await context.abort_with_status(status_for(error))
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception as error:  # a transient database fault is UNAVAILABLE: resume and retry
+                log.warning("rpc.stream_failed", rpc=method, exc_info=True)
+                await context.abort_with_status(status_for_exception(error))
 
         return invoke
 

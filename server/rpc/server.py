@@ -18,6 +18,8 @@ from grpc_reflection.v1alpha import reflection
 from orderpay.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
     order_service_pb2,
     order_service_pb2_grpc,
     pay_service_pb2,
@@ -31,12 +33,14 @@ from server.app import App
 from server.config import Settings
 from server.rpc.admin_servicer import AdminServicer
 from server.rpc.auth import TokenAuthenticator
+from server.rpc.event_servicer import EventServicer
 from server.rpc.interceptors import ServerInterceptor
 from server.rpc.order_servicer import OrderServicer
 from server.rpc.pay_servicer import PayServicer, UnimplementedPayServicer
 from server.rpc.recon_servicer import ReconServicer
 from server.rpc.vip_servicer import VipServicer
 from server.serving.admission import Admission
+from server.serving.feed_signal import FeedSignal
 from server.serving.offload import Runner
 from server.serving.waiters import Waiters
 
@@ -46,6 +50,7 @@ SERVICE_NAMES = (
     vip_service_pb2.DESCRIPTOR.services_by_name["VipService"].full_name,
     recon_service_pb2.DESCRIPTOR.services_by_name["ReconService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
 
 
@@ -56,6 +61,7 @@ class Servicers:
     vip: vip_service_pb2_grpc.VipServiceServicer
     admin: admin_service_pb2_grpc.AdminServiceServicer | None = None
     recon: recon_service_pb2_grpc.ReconServiceServicer | None = None  # None without payments
+    events: events_pb2_grpc.EventServiceServicer | None = None
 
 
 class Offloaded:
@@ -74,9 +80,13 @@ class Offloaded:
         return call
 
 
-def servicers_for(app: App, waiters: Waiters, db: Runner, provider: Runner) -> Servicers:
+def servicers_for(
+    app: App, waiters: Waiters, db: Runner, provider: Runner, feed: FeedSignal | None = None
+) -> Servicers:
     """`db` runs database-only use cases, `provider` the ones that may call WeChat Pay."""
     part = app.payments
+    external = part.external if part is not None else None
+    events = EventServicer(app.feed, external, feed, db) if feed is not None else None
     admin = cast(
         admin_service_pb2_grpc.AdminServiceServicer,
         Offloaded(AdminServicer(app.admin, app.operations, app.clock), provider),
@@ -84,12 +94,12 @@ def servicers_for(app: App, waiters: Waiters, db: Runner, provider: Runner) -> S
     order = OrderServicer(app.orders, waiters, db, provider)
     vip = VipServicer(app.catalogue, db)
     if part is None:
-        return Servicers(order=order, pay=UnimplementedPayServicer(), vip=vip, admin=admin)
+        return Servicers(order=order, pay=UnimplementedPayServicer(), vip=vip, admin=admin, events=events)
     recon = cast(
         recon_service_pb2_grpc.ReconServiceServicer, Offloaded(ReconServicer(part.reconciliation), provider)
     )
     pay = PayServicer(part.payments, part.refunds, db, provider)
-    return Servicers(order=order, pay=pay, vip=vip, admin=admin, recon=recon)
+    return Servicers(order=order, pay=pay, vip=vip, admin=admin, recon=recon, events=events)
 
 
 @dataclass
@@ -131,6 +141,8 @@ async def start_grpc_server(
         admin_service_pb2_grpc.add_AdminServiceServicer_to_server(servicers.admin, server)
     if servicers.recon is not None:
         recon_service_pb2_grpc.add_ReconServiceServicer_to_server(servicers.recon, server)
+    if servicers.events is not None:
+        events_pb2_grpc.add_EventServiceServicer_to_server(servicers.events, server)
     health_servicer = aio_health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -41,6 +41,12 @@ STATUS_BY_CLASS: dict[type[e.DomainError], grpc.StatusCode] = {
     e.RefundExceedsPaidError: Code.FAILED_PRECONDITION,
     e.ProviderRejectedError: Code.FAILED_PRECONDITION,
     e.VersionConflictError: Code.ABORTED,
+    # issue 19: the event feed
+    e.SubscriberNotFoundError: Code.NOT_FOUND,
+    e.PositionInFutureError: Code.INVALID_ARGUMENT,
+    e.UnknownEventTypeError: Code.INVALID_ARGUMENT,
+    e.FulfilmentAlreadyDecidedError: Code.FAILED_PRECONDITION,
+    e.NotExternalFulfilmentError: Code.FAILED_PRECONDITION,
     e.ProviderUnavailableError: Code.UNAVAILABLE,
     e.OverloadedError: Code.RESOURCE_EXHAUSTED,
     # Contention or a busy/unreachable database: nothing was decided, the same call may succeed later.

@@ -14,11 +14,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
+from server.domain.catalogue import ProductKind
 from server.domain.clock import Clock
+from server.domain.events import FulfilmentRequested
 from server.domain.fulfilment import (
     DEFAULT_HANDLERS,
     FulfilmentClaim,
@@ -82,10 +84,12 @@ class FulfilmentWorker:
         policy: RetryPolicy | None = None,
         handlers: Mapping[str, Handler] | None = None,
         unit_random: Callable[[], float] = random.random,
+        external_deadline: timedelta = timedelta(minutes=5),
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._policy = policy or RetryPolicy()
+        self._external_deadline = external_deadline
         self._handlers = dict(DEFAULT_HANDLERS if handlers is None else handlers)
         self._unit_random = unit_random
 
@@ -114,6 +118,8 @@ class FulfilmentWorker:
 
     # --- one claimed row ------------------------------------------------------------------------
     def _process(self, claim: FulfilmentClaim) -> Processed:
+        if claim.kind == ProductKind.EXTERNAL:
+            return self._process_external(claim)
         try:
             self._fulfil(claim)
             processed = Processed(Outcome.SUCCEEDED)
@@ -152,6 +158,46 @@ class FulfilmentWorker:
             granted = handler(context)
             _audit_fulfilment(uow, order, Fulfilment.SUCCEEDED, f"fulfilled: {granted}", now)
         return granted
+
+    # --- EXTERNAL: the business fulfils; we ask, and ask again on the retry schedule -------------
+    def _process_external(self, claim: FulfilmentClaim) -> Processed:
+        """Each due claim is one request (FULFILMENT_REQUESTED on the feed). The ledger row stays
+        PENDING until ConfirmFulfilment / FailFulfilment decides it (server.service.external); with
+        no answer it comes due again after max(deadline, the schedule's delay), and after the last
+        request the order fails and is refunded exactly as when a built-in handler runs out."""
+        if claim.attempts >= self._policy.max_attempts:
+            reason = f"no answer from the business after {claim.attempts} requests"
+            processed = self._give_up(claim, reason, refund=True)
+        else:
+            try:
+                self._request(claim)
+                processed = Processed(Outcome.REQUESTED)
+            except _LeaseLost:
+                processed = Processed(Outcome.LOST)
+            except _NotFulfillable as exc:
+                processed = self._give_up(claim, exc.reason, refund=False)
+        FULFILMENT.labels(claim.kind, processed.outcome.value).inc()
+        return processed
+
+    def _request(self, claim: FulfilmentClaim) -> None:
+        attempt, now = claim.attempts + 1, self._clock()
+        wait = max(self._external_deadline, self._policy.delay(attempt, self._unit_random()))
+        with self._uow() as uow:
+            order = uow.orders.get(claim.order_id)
+            blocker = _blocker(order, require_paid=True)
+            if blocker is not None:
+                raise _NotFulfillable(blocker)
+            if not uow.ledger.settle(
+                claim,
+                now,
+                status=LedgerStatus.PENDING,
+                attempts=attempt,
+                next_attempt_at=now + wait,
+                error="",
+            ):
+                raise _LeaseLost
+            uow.record(FulfilmentRequested(claim.order_id, attempt))
+        log.info("fulfilment.requested", order_id=claim.order_id, attempt=attempt, answer_by=now + wait)
 
     def _failed_attempt(self, claim: FulfilmentClaim, exc: Exception) -> Processed:
         attempts = claim.attempts + 1

@@ -30,15 +30,24 @@ from server.domain.events import (
     FulfilmentDecided,
     FulfilmentFailed,
     FulfilmentReopened,
+    FulfilmentRequested,
+    GrantRevoked,
+    OrderClosed,
+    OrderCreated,
     OrderFullyRefunded,
     OrderPaid,
     PaidAfterClose,
+    ReconExceptionOpened,
+    ReconExceptionResolved,
+    RefundRequested,
+    RefundSettled,
 )
 from server.domain.refund import PlannedRefund
 from server.service.audit import audit
 from server.service.context import Caller
+from server.service.feed import append_feed
 from server.service.lookups import require_order
-from server.service.ports import DecisionAnnouncer, Fulfiller, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import DecisionAnnouncer, FeedAnnouncer, Fulfiller, UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger("orderpay.events")
 LATE_PAYMENT = Caller("system:late-payment")
@@ -60,6 +69,7 @@ class Reactors:
     fulfilment: Fulfiller | None = None  # None: no payments part, so nothing is ever fulfilled
     decisions: DecisionAnnouncer | None = None  # long-poll waiters (server.adapters.decisions)
     prompt_fulfilment: bool = True  # False: OrderPaid leaves the order to FulfilmentTask (tests)
+    feed: FeedAnnouncer | None = None  # this process's event-feed Watch streams (server.service.feed)
 
 
 # --- reactions inside the transaction -----------------------------------------------------------
@@ -100,6 +110,7 @@ def revoke_grants(uow: UnitOfWork, event: OrderFullyRefunded, policy: Policy, no
     order = require_order(uow, event.order_id)
     cause = "refunded: grant taken back"
     uow.audit.record(audit(order, "grant", grant.state, "REVOKED", cause, REFUND_SETTLER), now)
+    uow.record(GrantRevoked(event.order_id))
 
 
 def request_refund(
@@ -114,6 +125,7 @@ def request_refund(
         log.warning("refund.not_requested", order_id=order.order_id, out_refund_no=request.out_refund_no)
         return
     uow.refunds.insert(request.new_refund(order_total, now), due_at=now)
+    uow.record(RefundRequested(request.out_refund_no))
     cause = f"refund {request.amount} requested: {request.reason}"
     uow.audit.record(audit(order, "refund", None, request.out_refund_no, cause, caller), now)
 
@@ -143,6 +155,14 @@ def announce_decision(event: FulfilmentDecided | AmountMismatch | PaidAfterClose
         reactors.decisions.publish(event.order_id)
 
 
+def wake_watch_streams(event: Event, reactors: Reactors) -> None:
+    """The feed grew (the entry committed with the transition): this process's Watch streams read on.
+    Other processes hear it from the database (the append NOTIFYs on PostgreSQL, sent on commit)."""
+    del event
+    if reactors.feed is not None:
+        reactors.feed.publish(0)
+
+
 InTransaction = Callable[[UnitOfWork, Any, Policy, datetime], None]
 AfterCommit = Callable[[Any, Reactors], None]
 
@@ -154,14 +174,30 @@ class Reactions:
 
 
 # --- THE TABLE ----------------------------------------------------------------------------------
+# Every event the business's systems see (server.service.feed.FEED: appended as the transaction's last
+# step) wakes the Watch streams after the commit, before slower reactions (prompt fulfilment) run.
 HANDLERS: Mapping[type[Event], Reactions] = {
-    OrderPaid: Reactions(in_transaction=(open_fulfilment,), after_commit=(fulfil_promptly,)),
-    PaidAfterClose: Reactions(in_transaction=(refund_late_payment,), after_commit=(announce_decision,)),
-    AmountMismatch: Reactions(after_commit=(alarm_held_payment, announce_decision)),
+    OrderPaid: Reactions(
+        in_transaction=(open_fulfilment,), after_commit=(wake_watch_streams, fulfil_promptly)
+    ),
+    PaidAfterClose: Reactions(
+        in_transaction=(refund_late_payment,), after_commit=(wake_watch_streams, announce_decision)
+    ),
+    AmountMismatch: Reactions(after_commit=(wake_watch_streams, alarm_held_payment, announce_decision)),
     OrderFullyRefunded: Reactions(in_transaction=(revoke_grants,)),
-    FulfilmentFailed: Reactions(in_transaction=(refund_failed_fulfilment,)),
-    FulfilmentDecided: Reactions(after_commit=(announce_decision,)),
+    FulfilmentFailed: Reactions(
+        in_transaction=(refund_failed_fulfilment,), after_commit=(wake_watch_streams,)
+    ),
+    FulfilmentDecided: Reactions(after_commit=(wake_watch_streams, announce_decision)),
     FulfilmentReopened: Reactions(in_transaction=(reopen_fulfilment,), after_commit=(fulfil_reopened,)),
+    OrderCreated: Reactions(after_commit=(wake_watch_streams,)),
+    OrderClosed: Reactions(after_commit=(wake_watch_streams,)),
+    FulfilmentRequested: Reactions(after_commit=(wake_watch_streams,)),
+    RefundRequested: Reactions(after_commit=(wake_watch_streams,)),
+    RefundSettled: Reactions(after_commit=(wake_watch_streams,)),
+    GrantRevoked: Reactions(after_commit=(wake_watch_streams,)),
+    ReconExceptionOpened: Reactions(after_commit=(wake_watch_streams,)),
+    ReconExceptionResolved: Reactions(after_commit=(wake_watch_streams,)),
 }
 
 
@@ -190,6 +226,10 @@ def transactional(
             with factory() as uow:
                 yield uow
                 _react_in_transaction(uow, handlers, policy, clock)
+                # Last, so the feed's position lock is held from here to the commit only
+                # (server.adapters.event_log): the events' entries on the order event feed.
+                if uow.new_events:
+                    append_feed(uow, clock())
             committed.extend(uow.new_events)
         finally:
             stack.pop()

@@ -16,6 +16,7 @@ from server.domain.errors import (
     UnpaidOrderExistsError,
     VersionConflictError,
 )
+from server.domain.events import OrderClosed, OrderCreated
 from server.domain.order import (
     CreateOrder,
     Fulfilment,
@@ -103,6 +104,7 @@ class OrderService:
                 uow.orders.insert(order)
             except OrderInsertConflict:
                 return _resolve_conflict(uow, cmd, fingerprint)
+            uow.record(OrderCreated(order.order_id))
             limited = product.stock is not None
             if limited and not uow.products.reserve_stock(product.product_id, cmd.quantity):
                 raise OutOfStockError(
@@ -199,6 +201,7 @@ class OrderService:
                 raise _conflict(uow, order_id)
             uow.products.release_stock(order.product_id, order.quantity)
             uow.audit.record(audit(order, "status", order.status, closed.status, "closed", caller), now)
+            uow.record(OrderClosed(order.order_id))
         return closed
 
     def attach_article(self, order_id: str, article_id: str, expected_version: int, caller: Caller) -> Order:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from server.domain.catalogue import Product
 from server.domain.events import Event
+from server.domain.feed import FeedFilter
 from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership
 from server.domain.notification import Notification, NotificationStatus
@@ -33,6 +34,7 @@ from server.domain.recon_records import BillRow, FundBill, LocalPayment, LocalRe
 from server.domain.reconciliation import Difference, ExceptionKind, ExceptionStatus, Window
 from server.domain.refund import Refund
 from server.service.context import Caller
+from server.service.feed_ports import FeedEntry, StoredEvent, Subscriber
 from server.service.recon_ports import Claim, DayReport, ReconException, RunSummary
 from server.service.shapes import (
     AuditEvent,
@@ -135,6 +137,10 @@ class Ledger(Protocol):
         error: str | None = None,
     ) -> bool: ...
     def oldest_due(self, now: datetime) -> datetime | None: ...
+    def decide(self, order_id: str, now: datetime, status: LedgerStatus, error: str) -> bool:
+        """Settle a PENDING row whoever holds its lease (the business answered); False if not PENDING."""
+        ...
+
     def status(self, order_id: str) -> LedgerStatus | None: ...
     def restart(self, order_id: str, kind: str, now: datetime) -> None: ...
     def due_now(self, order_id: str, now: datetime) -> bool: ...
@@ -215,6 +221,34 @@ class ReconStore(ReconReads, Protocol):
     def resolve(self, exception: ReconException, reason: str, actor: str, now: datetime) -> bool: ...
 
 
+class EventLogReads(Protocol):
+    """The order event feed's log: gap-free positions in commit order (server.adapters.event_log)."""
+
+    def head(self) -> int: ...
+    def read_after(self, after: int, upto: int, chosen: FeedFilter, limit: int) -> list[StoredEvent]: ...
+    def count_purgeable(self, cutoff: datetime, keep_after: int) -> int: ...
+
+
+class EventLog(EventLogReads, Protocol):
+    def append(self, entries: Sequence[FeedEntry]) -> int:
+        """Append in order, in the caller's transaction; returns the last position given."""
+        ...
+
+    def purge(self, cutoff: datetime, keep_after: int, limit: int) -> int: ...
+
+
+class SubscriberReads(Protocol):
+    def get(self, name: str) -> Subscriber | None: ...
+    def all(self) -> list[Subscriber]: ...
+    def lowest_ack(self) -> int | None: ...
+
+
+class Subscribers(SubscriberReads, Protocol):
+    def register(self, name: str, now: datetime) -> Subscriber: ...
+    def ack(self, name: str, position: int, now: datetime) -> Subscriber | None: ...
+    def seen(self, name: str, now: datetime) -> None: ...
+
+
 class ReadUnitOfWork(Protocol):
     """Committed data, read outside the writers' queue and any transaction: getters only (`App.read`)."""
 
@@ -230,6 +264,10 @@ class ReadUnitOfWork(Protocol):
     def notifications(self) -> NotificationReads: ...
     @property
     def recon(self) -> ReconReads: ...
+    @property
+    def events(self) -> EventLogReads: ...
+    @property
+    def subscribers(self) -> SubscriberReads: ...
 
 
 class UnitOfWork(ReadUnitOfWork, Protocol):
@@ -256,6 +294,10 @@ class UnitOfWork(ReadUnitOfWork, Protocol):
     @property
     def recon(self) -> ReconStore: ...
     @property
+    def events(self) -> EventLog: ...
+    @property
+    def subscribers(self) -> Subscribers: ...
+    @property
     def new_events(self) -> list[Event]: ...
     def record(self, *events: Event) -> None: ...
 
@@ -268,6 +310,12 @@ class DecisionAnnouncer(Protocol):
     """Tells whoever waits on an order that its fulfilment was decided (after the commit)."""
 
     def publish(self, order_id: str) -> None: ...
+
+
+class FeedAnnouncer(Protocol):
+    """Tells this process's event-feed Watch streams that the log grew (after the commit)."""
+
+    def publish(self, position: int) -> None: ...
 
 
 class Fulfiller(Protocol):

@@ -26,6 +26,7 @@ from server.domain.errors import (
     ProviderRejectedError,
     ReconExceptionNotFoundError,
 )
+from server.domain.events import ReconExceptionOpened, ReconExceptionResolved
 from server.domain.recon_records import BillRow, FundBill, LocalPayment, LocalRefund, RowKind, TradeBill
 from server.domain.reconciliation import (
     DAY_CUT_TOLERANCE,
@@ -146,6 +147,8 @@ class ReconciliationService:
         with self._uow() as uow:
             created = uow.recon.record(day, found, now)
             uow.recon.finish(day, summary, now)
+            for new in created:
+                uow.record(ReconExceptionOpened(day, new.kind.value, new.out_trade_no, new.out_refund_no))
         for difference in created:
             if difference.kind.critical:
                 log.error(
@@ -274,6 +277,7 @@ class ReconciliationService:
                 )
             if not uow.recon.resolve(exception, reason, caller.actor, now):
                 raise TransientError("the exception changed while resolving it; try again")
+            uow.record(ReconExceptionResolved(exception.id))
             order_id = uow.recon.order_id_of(exception.out_trade_no) if exception.out_trade_no else None
             uow.audit.record(
                 AuditEvent(

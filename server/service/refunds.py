@@ -16,6 +16,7 @@ from server.domain.errors import (
     ProviderUnavailableError,
     RefundNotFoundError,
 )
+from server.domain.events import RefundRequested, RefundSettled
 from server.domain.order import Order, OrderStatus
 from server.domain.outcomes import ApplyOutcome
 from server.domain.provider import (
@@ -100,6 +101,7 @@ class RefundService:
                 return None
             refund = request.new_refund(order.total_fee, now)
             uow.refunds.insert(refund, due_at=now + RETRY_SUBMIT_AFTER)
+            uow.record(RefundRequested(refund.out_refund_no))
             cause = f"refund {request.amount} requested"
             uow.audit.record(audit(order, "refund", None, request.out_refund_no, cause, caller), now)
             return refund
@@ -207,6 +209,8 @@ class RefundService:
         settled = uow.refunds.save(refund, transition.refund)
         if settled is None:
             return None
+        if status is not RefundStatus.PROCESSING:
+            uow.record(RefundSettled(out_refund_no))
         if status is RefundStatus.SUCCESS:
             order = self._credit(uow, order, refund, now)
         uow.audit.record(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import peewee as pw
@@ -18,6 +19,7 @@ import psycopg2.extensions
 import structlog
 
 from server.adapters.decisions import CHANNEL
+from server.adapters.event_log import FEED_CHANNEL
 from server.adapters.postgres import connect_params
 from server.serving.waiters import Waiters
 
@@ -38,12 +40,15 @@ class PostgresListener:
     (after a failover: to the new primary) and then wakes every waiter, which re-read their order (a
     notification may have been missed while it was down)."""
 
-    def __init__(self, connect_args: dict[str, Any], waiters: Waiters) -> None:
+    def __init__(
+        self, connect_args: dict[str, Any], waiters: Waiters, feed: Callable[[int], None] | None = None
+    ) -> None:
         # What libpq needs to reach the primary: the pool's own parameters (multi-host and
         # target_session_attrs=read-write included, so a reconnect after a failover finds the new
         # primary: a standby refuses LISTEN), or a direct URL's when the pool goes through pgbouncer.
         self._connect_args = connect_args
         self._waiters = waiters
+        self._feed = feed  # the event feed's Watch streams (FEED_CHANNEL; payload: the new head)
         self._loop = asyncio.get_running_loop()
         self._conn: Any = None
         self._fd: int | None = None  # kept: a broken connection cannot tell its fd any more
@@ -63,6 +68,7 @@ class PostgresListener:
         conn = psycopg2.connect(**self._connect_args)
         conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
         with conn.cursor() as cur:
+            cur.execute(f"LISTEN {FEED_CHANNEL}")
             cur.execute(f"LISTEN {CHANNEL}")
         return conn
 
@@ -92,7 +98,12 @@ class PostgresListener:
                 self._reconnecting = self._loop.create_task(self._reconnect())
             return
         while conn.notifies:
-            self._waiters.wake(conn.notifies.pop(0).payload)
+            notify = conn.notifies.pop(0)
+            if notify.channel == FEED_CHANNEL:
+                if self._feed is not None:
+                    self._feed(0)
+            else:
+                self._waiters.wake(notify.payload)
 
     async def _reconnect(self) -> None:
         attempt = 0
@@ -106,4 +117,6 @@ class PostgresListener:
             await self._attach(conn)
             log.info("signals.listener_back", attempts=attempt)
             self._waiters.wake_all()  # re-read: a commit may have landed while we were deaf
+            if self._feed is not None:
+                self._feed(0)
             return

@@ -11,6 +11,8 @@ import pytest
 
 from server.config import ConfigError, Settings
 from server.console.listener import check_console_listener
+from server.domain.order import CreateOrder
+from server.service.context import Caller
 from tests.support.console_stack import ADMIN_TOKEN, BFF_TOKEN, LiveStack, live_stack
 from tests.support.serving import whole_stack
 
@@ -104,3 +106,24 @@ def test_serve_refuses_a_public_plaintext_console(tmp_path: Path) -> None:
         whole_stack(settings)
     with pytest.raises(UnsafeConfigurationError, match="ORDERPAY_CONSOLE_LISTEN"):
         enforce(settings)
+
+
+def test_the_jobs_page_shows_each_event_feed_subscribers_lag(live: LiveStack) -> None:
+    feed = live.stack.app.feed
+    feed.register("console-crm")
+    feed.ack("console-crm", feed.head())
+    live.stack.app.orders.create_order(
+        CreateOrder(
+            request_id="console-feed", user_id="console-feed-user", product_id="vip-month", quantity=1
+        ),
+        Caller("bff", "test"),
+    )
+    lag = feed.head() - feed.lags()[0].subscriber.acked_position
+    assert lag >= 1
+    with httpx.Client(base_url=live.console_url) as client:
+        sign_in(client, ADMIN_TOKEN)
+        page = client.get("/jobs")
+    assert page.status_code == 200
+    section = page.text[page.text.index('id="feed-subscribers"') :]
+    assert "console-crm" in section
+    assert f'<td class="num">{lag}</td>' in section

@@ -28,10 +28,10 @@ def test_bad_configuration_is_one_line_and_exit_2() -> None:
 def test_migrate_then_catalogue_load(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'o.db'}"
     applied = run("migrate", ORDERPAY_DATABASE_URL=url).stdout.strip()
-    assert applied == "applied: 0001_initial, 0003_reconciliation, 0004_accounts"
+    assert applied == "applied: 0001_initial, 0003_reconciliation, 0004_accounts, 0005_event_log"
     assert run("migrate", ORDERPAY_DATABASE_URL=url).stdout.strip() == "applied: nothing (up to date)"
-    assert "5 inserted" in run("catalogue", "load", ORDERPAY_DATABASE_URL=url).stdout
-    assert "5 updated" in run("catalogue", "load", ORDERPAY_DATABASE_URL=url).stdout
+    assert "6 inserted" in run("catalogue", "load", ORDERPAY_DATABASE_URL=url).stdout  # gift-card: EXTERNAL
+    assert "6 updated" in run("catalogue", "load", ORDERPAY_DATABASE_URL=url).stdout
     bad = tmp_path / "bad.json"
     bad.write_text('{"products": [{"product_id": "x", "kind": "GOODS", "title": "t", "price_fen": 0}]}')
     refused = run("catalogue", "load", str(bad), ORDERPAY_DATABASE_URL=url)

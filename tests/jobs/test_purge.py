@@ -13,6 +13,7 @@ import pytest
 from server.adapters.repositories import to_db_time
 from server.adapters.tables import OrderEventRow, OrderRow
 from server.app import App
+from server.domain.feed import FeedFilter
 from server.jobs.purge import parse_duration, purge_closed_unpaid
 from tests.jobs.helpers import BFF, MovableClock, paid_order, unpaid_order
 
@@ -62,7 +63,15 @@ def test_purge_command_in_a_real_process(jobs_app: App, rid: str) -> None:
     long_ago = to_db_time(datetime.now(UTC) - timedelta(days=5))
     with jobs_app.db.connection_context():
         OrderRow.update(closed_at=long_ago).where(OrderRow.order_id == order.order_id).execute()
-    env = {**os.environ, "ORDERPAY_DATABASE_URL": jobs_app.settings.database_url}
+    subscriber = f"wms-{rid}"
+    jobs_app.feed.register(subscriber)
+    acked = jobs_app.feed.head() - 1  # the subscriber has not acknowledged the close yet
+    jobs_app.feed.ack(subscriber, acked)
+    env = {
+        **os.environ,
+        "ORDERPAY_DATABASE_URL": jobs_app.settings.database_url,
+        "ORDERPAY_FEED_RETENTION_DAYS": "0",  # every entry is old enough: only acknowledgements keep one
+    }
     script = (
         "import argparse, sys\n"
         "from server.jobs.purge_command import register\n"
@@ -86,6 +95,9 @@ def test_purge_command_in_a_real_process(jobs_app: App, rid: str) -> None:
     assert done.returncode == 0, done.stderr
     assert "deleted 1 orders and 2 order events" in done.stdout
     assert not exists(jobs_app, order.order_id)
+    assert "event-feed entries" in done.stdout
+    unacknowledged = [e.position for e in jobs_app.feed.read(acked, FeedFilter(), 100).events]
+    assert unacknowledged == list(range(acked + 1, jobs_app.feed.head() + 1))  # none of them went
     bad = subprocess.run(
         [sys.executable, "-c", script, "purge", "--older-than", "3 weeks"],
         cwd=ROOT,

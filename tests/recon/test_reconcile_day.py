@@ -8,9 +8,11 @@ from datetime import timedelta
 import pytest
 from structlog.testing import capture_logs
 
+from orderpay.v1 import events_pb2
 from server.adapters.recon_tables import ReconExceptionRow, ReconFileRow, ReconLineRow, ReconRunRow
 from server.adapters.tables import OrderEventRow
 from server.domain.errors import ProviderUnavailableError
+from server.domain.feed import FeedFilter, FeedType
 from server.domain.order import OrderStatus
 from server.domain.reconciliation import ExceptionKind, ExceptionStatus
 from server.domain.refund import RefundStatus
@@ -240,3 +242,24 @@ def test_resolving_an_exception_is_audited(make_world: MakeWorld) -> None:
         "resolved: WeChat confirmed by ticket 42",
     )
     assert row.from_value == f"{ExceptionKind.MISSING_REMOTE.value}#{exception.id}:OPEN"
+
+
+def test_an_exception_opened_and_resolved_is_on_the_event_feed(make_world: MakeWorld) -> None:
+    world = make_world()
+    omitted = world.paid()
+    world.control("POST", f"orders/{omitted.out_trade_no}/faults", {"bill_omit": True})
+    world.open_bills(world.day)
+    before = world.app.feed.head()
+    (exception,) = world.recon.run_day(world.day).exceptions
+    world.recon.resolve(exception.id, "WeChat confirmed by ticket 43", ADMIN)
+    chosen = FeedFilter(frozenset({FeedType.RECON_EXCEPTION_OPENED, FeedType.RECON_EXCEPTION_RESOLVED}))
+    events = [
+        events_pb2.FeedEvent.FromString(e.payload) for e in world.app.feed.read(before, chosen, 10).events
+    ]
+    assert [e.type for e in events] == [
+        events_pb2.EVENT_TYPE_RECON_EXCEPTION_OPENED,
+        events_pb2.EVENT_TYPE_RECON_EXCEPTION_RESOLVED,
+    ]
+    assert {e.order_id for e in events} == {omitted.order_id}
+    assert [e.recon_exception.exception_id for e in events] == [exception.id, exception.id]
+    assert events[1].recon_exception.resolution == "WeChat confirmed by ticket 43"

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from server.adapters.gateways import MerchantGateways
-from server.domain.events import Event, FulfilmentReopened, OrderFullyRefunded, OrderPaid
+from server.domain.events import (
+    Event,
+    FulfilmentReopened,
+    OrderFullyRefunded,
+    OrderPaid,
+    RefundRequested,
+    RefundSettled,
+)
 from server.domain.notification import Notification
 from server.domain.operations import Resolution
 from server.domain.order import Fulfilment, Order, OrderStatus
@@ -179,17 +186,21 @@ def test_refund_api_answer_that_settles_at_once_publishes_its_events(stack: Stac
     stack.fake.refunds["R1"] = {"out_refund_no": "R1", "refund_id": "50R1", "status": "SUCCESS"}
     refund = stack.refunds.refund_order(order.order_id, "R1", 1800, "all", ADMIN)
     assert refund.status.value == "SUCCESS"
-    assert stack.published == [OrderFullyRefunded(order.order_id)]
+    assert stack.published == [  # the refund's own events are for the event feed (server.service.feed)
+        RefundRequested("R1"),
+        RefundSettled("R1"),
+        OrderFullyRefunded(order.order_id),
+    ]
 
 
 def test_refund_poll_that_settles_publishes_its_events_once(stack: Stack) -> None:
     order = stack.paid(stack.order())
     stack.refunds.refund_order(order.order_id, "R2", 1800, "all", ADMIN)
-    assert stack.published == []  # PROCESSING: nothing happened to the order yet
+    assert stack.published == [RefundRequested("R2")]  # PROCESSING: nothing happened to the order yet
     stack.fake.refunds["R2"]["status"] = "SUCCESS"
     stack.refunds.sync_refund("R2", ADMIN)
     stack.refunds.sync_refund("R2", ADMIN)  # final already: no commit, no event
-    assert stack.published == [OrderFullyRefunded(order.order_id)]
+    assert stack.published == [RefundRequested("R2"), RefundSettled("R2"), OrderFullyRefunded(order.order_id)]
     assert stack.db.state.orders[order.order_id].status is OrderStatus.REFUNDED
 
 

@@ -20,6 +20,7 @@ from server.domain.membership import Membership, extended
 from server.domain.notification import NotificationStatus
 from server.domain.order import Order, OrderStatus
 from server.domain.refund import Refund, RefundStatus
+from server.service.feed_ports import FeedEntry
 from server.service.handlers import Reactions, Reactors
 from server.service.ports import UnitOfWork, UnitOfWorkFactory
 from server.service.shapes import AuditEvent, Cursor, Grant, OrderInsertConflict, StoredNotification
@@ -35,6 +36,7 @@ class State:
     ledger: dict[str, str] = field(default_factory=dict)  # order_id -> status
     grants: dict[str, Grant] = field(default_factory=dict)
     memberships: dict[str, Membership] = field(default_factory=dict)
+    feed: list[FeedEntry] = field(default_factory=list)  # the event log, position = index + 1
     notifications: dict[str, StoredNotification] = field(default_factory=dict)
     commits: int = 0
 
@@ -150,6 +152,12 @@ class _Ledger:
     def settle(self, claim: FulfilmentClaim, now: datetime, **kwargs: Any) -> bool:
         return False
 
+    def decide(self, order_id: str, now: datetime, status: LedgerStatus, error: str) -> bool:
+        if self.s.ledger.get(order_id) != LedgerStatus.PENDING.value:
+            return False
+        self.s.ledger[order_id] = status.value
+        return True
+
     def oldest_due(self, now: datetime) -> datetime | None:
         return None
 
@@ -208,6 +216,17 @@ class _Memberships:
             self.s.memberships[user_id] = Membership(user_id, shortened)
 
 
+class _EventLog:
+    """Appends only: the rules under test write the feed; reading it is the database's job."""
+
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    def append(self, entries: Sequence[FeedEntry]) -> int:
+        self.s.feed.extend(entries)
+        return len(self.s.feed)
+
+
 class _Notifications:
     def __init__(self, state: State) -> None:
         self.s = state
@@ -259,6 +278,8 @@ class FakeUnitOfWork:
         self.grants = _Grants(state)
         self.memberships = _Memberships(state)
         self.claims: Any = _Unused()
+        self.events: Any = _EventLog(state)
+        self.subscribers: Any = _Unused()
         self.notifications = _Notifications(state)
         self.new_events: list[Event] = []
 

@@ -14,7 +14,7 @@ def test_defaults_give_a_working_local_stack() -> None:
     assert settings == Settings()
     assert settings.database_url == "sqlite:///.orderpay/orderpay.db"
     assert settings.api_tokens == DEV_TOKENS
-    assert settings.tokens == {"dev-bff-token": "bff", "dev-admin-token": "admin"}
+    assert settings.tokens == {"dev-bff-token": "bff", "dev-admin-token": "admin", "dev-feed-token": "feed"}
 
 
 def test_environment_beats_the_file_and_values_are_typed(tmp_path: Path) -> None:

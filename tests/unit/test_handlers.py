@@ -8,12 +8,16 @@ from typing import get_args
 import pytest
 import structlog
 
-from server.domain.events import Event, OrderFullyRefunded, OrderPaid
+from server.domain.events import Event, FulfilmentFailed, OrderFullyRefunded, OrderPaid
+from server.domain.feed import FeedType
 from server.domain.fulfilment import GrantState
+from server.domain.order import OrderStatus
+from server.service.feed import FeedCommits
 from server.service.handlers import HANDLERS, Policy, Reactions, Reactors, transactional
 from server.service.ports import UnitOfWork
 from server.service.shapes import Grant
 from tests.support.fake_uow import FakeDatabase, recording
+from tests.unit.test_payment_rules import an_order
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -24,11 +28,49 @@ def test_every_event_has_a_row_in_the_table() -> None:
 
 def test_in_transaction_reactions_commit_with_the_transition() -> None:
     db = FakeDatabase()
+    order = an_order(OrderStatus.PAID, order_id="o1")
+    db.state.orders["o1"] = order
     db.state.grants["o1"] = Grant("o1", "u1", GrantState.GRANTED, 0)
-    uow = transactional(db.factory(), lambda: NOW, Policy())
+    committed: list[int] = []
+    feed = FeedCommits()
+    feed.subscribe(committed.append)
+    uow = transactional(db.factory(), lambda: NOW, Policy(), lambda _: Reactors(feed=feed))
     with uow() as work:
         work.record(OrderPaid("o1", "VIP_PLAN"))
     assert db.state.ledger == {"o1": "PENDING"}
+    # The feed entry is the transaction's last write; the wake comes after the commit.
+    assert [(e.type, e.order.order_id) for e in db.state.feed] == [(FeedType.ORDER_PAID, "o1")]
+    assert committed == [0]  # woken once, after the commit
+
+
+def test_a_rolled_back_transaction_appends_nothing_and_wakes_nobody() -> None:
+    db = FakeDatabase()
+    db.state.orders["o1"] = an_order(OrderStatus.PAID, order_id="o1")
+    committed: list[int] = []
+    feed = FeedCommits()
+    feed.subscribe(committed.append)
+    uow = transactional(db.factory(), lambda: NOW, Policy(), lambda _: Reactors(feed=feed))
+
+    def fail_after_recording() -> None:
+        with uow() as work:
+            work.record(OrderPaid("o1", "VIP_PLAN"))
+            raise RuntimeError("the use case failed")
+
+    with pytest.raises(RuntimeError):
+        fail_after_recording()
+    assert db.state.feed == []
+    assert committed == []
+
+
+def test_the_refund_a_failed_fulfilment_requests_is_on_the_feed_after_the_failure() -> None:
+    db = FakeDatabase()
+    db.state.orders["o1"] = an_order(OrderStatus.PAID, order_id="o1", paid_fee=1800)
+    uow = transactional(db.factory(), lambda: NOW, Policy())
+    with uow() as work:
+        work.record(FulfilmentFailed("o1", "no stock"))
+    types = [e.type for e in db.state.feed]
+    assert types == [FeedType.FULFILMENT_FAILED, FeedType.REFUND_REQUESTED]
+    assert db.state.feed[1].refund is not None
 
 
 def test_a_failing_reaction_rolls_the_whole_transaction_back() -> None:

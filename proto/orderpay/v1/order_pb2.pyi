@@ -28,6 +28,8 @@ class _ProductKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProductKi
     PRODUCT_KIND_VIP_PLAN: _ProductKind.ValueType  # 1
     PRODUCT_KIND_ARTICLE: _ProductKind.ValueType  # 2
     PRODUCT_KIND_GOODS: _ProductKind.ValueType  # 3
+    PRODUCT_KIND_EXTERNAL: _ProductKind.ValueType  # 4
+    """Fulfilled by the business's own system through the event feed (EventService)."""
 
 class ProductKind(_ProductKind, metaclass=_ProductKindEnumTypeWrapper):
     """Product kinds of the catalogue; the fulfilment handler is chosen by kind."""
@@ -36,6 +38,8 @@ PRODUCT_KIND_UNSPECIFIED: ProductKind.ValueType  # 0
 PRODUCT_KIND_VIP_PLAN: ProductKind.ValueType  # 1
 PRODUCT_KIND_ARTICLE: ProductKind.ValueType  # 2
 PRODUCT_KIND_GOODS: ProductKind.ValueType  # 3
+PRODUCT_KIND_EXTERNAL: ProductKind.ValueType  # 4
+"""Fulfilled by the business's own system through the event feed (EventService)."""
 Global___ProductKind: _TypeAlias = ProductKind  # noqa: Y015
 
 class _OrderStatus:
