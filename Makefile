@@ -70,8 +70,14 @@ chromium:
 pg-ha:
 	@command -v pg_autoctl >/dev/null && command -v pgbouncer >/dev/null || { apt-get install -y -q postgresql-15-auto-failover pgbouncer >/dev/null || { apt-get update -q && apt-get install -y -q postgresql-15-auto-failover pgbouncer; }; }
 
+# Several workers (pytest-xdist): a file's tests stay on one worker (--dist loadfile: its module fixtures,
+# a stack or a browser, start once); every test binds port 0 and gets its own database, so workers never
+# meet. PYTEST_WORKERS=0 runs in this process; PYTEST_ARGS adds options (e.g. -k, -x). pytest exits 5 when
+# nothing was collected: a failure here like any other non-zero exit.
+PYTEST_WORKERS ?= 3
+PYTEST_ARGS ?=
 pytest: venv chromium pg-ha
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 test: gen-check lint typecheck pytest
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from clients import sandbox_trigger
+from clients import ops_abnormal, sandbox_trigger
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -122,6 +122,8 @@ def _register_actions(
     replay = verbs.add_parser("replay", parents=[action], help="re-run a stored notification (idempotent)")
     replay.add_argument("notification_id", help="the stored notification (ops notifications)")
     replay.set_defaults(func=_replay)
+
+    ops_abnormal.register(verbs, action)  # `ops resolve-abnormal`: an ABNORMAL refund's way out
 
     for name, func, text in (
         ("retry-job", _retry_job, "make a job due now"),

@@ -57,4 +57,11 @@ def run_recon_demo(target: str, token: str, sandbox_url: str, user_id: str, plan
     )
     counts = f"{report.matched}/{report.bill_rows} rows matched"
     step(11, "ReconService (gRPC)", f"{report.bill_date} {report.status}, {counts}, {verdict}")
+    offset_h = (ready - datetime.now(BEIJING)).total_seconds() / 3600
+    print(
+        f"note: the sandbox clock stays {offset_h:+.1f} h ahead (the sandbox clock never goes back, so a bill"
+        " once served stays served). `orderpay dev` follows it, so orderpay and the sandbox agree on the"
+        " date; restart `make run` to come back to today.",
+        flush=True,
+    )
     return 0 if report.clean and run.returncode == 0 else 3

@@ -11,10 +11,11 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> float:
-    """'26h', '90m', '1d2h', '30s' or plain seconds."""
+    """'26h', '90m', '1d2h' or '30s': a unit always (a bare '26' would silently mean seconds, when
+    whoever typed it most likely meant hours)."""
     text = text.strip()
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
+        raise argparse.ArgumentTypeError(f"{text!r} needs a unit: {text}s, {text}m, {text}h or {text}d")
     parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 26h, 90m, 1d2h)")

@@ -62,6 +62,9 @@ def build_app(
     (commands and tests that need none); otherwise a missing or broken bundle raises a one-line
     ConfigError / CredentialsError. `gateway` replaces WeChat Pay (tests). `prompt_fulfilment=False`
     leaves every fulfilment to the job (tests that drive the worker themselves)."""
+    # Credentials first: a start refused for want of them must leave no database behind (a later tool
+    # would take that empty, migrated file for the server's).
+    with_payments = _has_credentials(settings, payments_required)
     db = make_database(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -74,7 +77,6 @@ def build_app(
     policy = Policy(auto_refund_on_fulfilment_failure=settings.auto_refund_on_fulfilment_failure)
     decisions = FulfilmentDecisions(db)
     commits = FeedCommits()  # the server's Watch streams subscribe (server/lifecycle.py)
-    with_payments = _has_credentials(settings, payments_required)
     uow, worker = _unit_of_work(
         db, settings, clock, policy, (decisions, commits), with_payments, prompt_fulfilment
     )

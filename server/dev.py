@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,16 +26,22 @@ from server.lifecycle import Stack, run_on_loop, run_until_signal
 from server.log_setup import configure_logging
 from server.loopback import is_loopback
 from server.port_check import Binding, ensure_free, stack_bindings
+from server.ready import bound_ports, with_concrete_ports, with_port, write_ports_file
+from server.rpc.server import SERVICE_NAMES
 from server.wxpay.accounts import has_accounts
 
 log = structlog.get_logger("orderpay.dev")
-SANDBOX_START_S = 20.0
+SANDBOX_START_S = 60.0  # a loaded 2-core laptop (or CI) can take a while to start Python
 DEV_CONSOLE_LISTEN = "127.0.0.1:8081"  # the operations console, on in dev
 
 
-def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
+def run_dev(sandbox_listen: str = "127.0.0.1:8090", ports_file: str | None = None) -> int:
     os.environ.setdefault("ORDERPAY_CREDENTIALS_DIR", str(STATE_DIR / "keys"))
     os.environ.setdefault("ORDERPAY_CONSOLE_LISTEN", DEV_CONSOLE_LISTEN)
+    # orderpay reads the date from the sandbox it talks to, so the two never disagree about it (a demo
+    # that moves the sandbox's clock moves orderpay's with it).
+    if "ORDERPAY_WXPAY_BASE_URL" not in os.environ:  # our own sandbox, on loopback
+        os.environ.setdefault("ORDERPAY_CLOCK", "sandbox")
     settings = load_settings()
     refuse_unsafe_dev(settings)
     keys = Path(settings.credentials_dir)  # the server's and the sandbox's: one bundle, matching keys
@@ -76,7 +81,9 @@ def run_dev(sandbox_listen: str = "127.0.0.1:8090") -> int:
             if (
                 stack.grpc is not None
             ):  # the port gRPC really bound (ORDERPAY_GRPC_LISTEN=...:0 = any free one)
-                shown = shown.with_overrides(grpc_listen=_with_port(shown.grpc_listen, stack.grpc.port))
+                shown = shown.with_overrides(grpc_listen=with_port(shown.grpc_listen, stack.grpc.port))
+            if ports_file:
+                write_ports_file(ports_file, {**bound_ports(stack), "sandbox": sandbox_url})
             _print_banner(shown, sandbox_url, stack.console_url)
 
         run_on_loop(settings, run_until_signal(settings, {"grpc", "notify", "jobs"}, on_ready=banner))
@@ -99,33 +106,6 @@ def refuse_unsafe_dev(settings: Settings) -> None:
                 "on loopback; use `orderpay serve` (and real tokens) for any other gateway"
             )
     guard.enforce(settings)
-
-
-def with_concrete_ports(settings: Settings) -> Settings:
-    """Port 0 ("any free port") for the sidecar and the metrics listener, made concrete before they
-    start: the sidecar's port is part of the notify URL the sandbox posts to, so it must be known first.
-    The notify URL follows the sidecar's address unless it was set on purpose."""
-    notify = _with_port(settings.notify_listen, _free_port_if_zero(settings.notify_listen))
-    metrics = settings.metrics_listen
-    if metrics:
-        metrics = _with_port(metrics, _free_port_if_zero(metrics))
-    changes: dict[str, str] = {"notify_listen": notify, "metrics_listen": metrics}
-    if settings.notify_url == Settings().notify_url:  # the default, not chosen: follow the sidecar
-        changes["notify_url"] = f"http://{notify}/wxpay/notify"
-    return settings.with_overrides(**changes)
-
-
-def _with_port(address: str, port: int) -> str:
-    return f"{address.rpartition(':')[0]}:{port}"
-
-
-def _free_port_if_zero(address: str) -> int:
-    host, _, port = address.rpartition(":")
-    if int(port) != 0:
-        return int(port)
-    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as probe:
-        probe.bind((host.strip("[]") or "127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait_sandbox(process: subprocess.Popen[bytes], port_file: Path) -> int:
@@ -167,6 +147,7 @@ def _print_banner(settings: Settings, sandbox_url: str, console: str | None = No
     grpc, notify, tokens = settings.grpc_listen, settings.notify_listen, settings.api_tokens
     metrics = f"http://{settings.metrics_listen}/metrics" if settings.metrics_listen else "(not served)"
     dev_note = " (dev tokens)" if tokens == DEV_TOKENS else ""
+    services = ", ".join(name.rsplit(".", 1)[1] for name in SERVICE_NAMES)  # what reflection lists
     # The hints work as printed: the client defaults are the default ports, anything else is spelled out.
     target = "" if grpc == "127.0.0.1:50051" else f" --target {grpc}"
     cashier = "" if sandbox_url == "http://127.0.0.1:8090" else f" --sandbox-url {sandbox_url}"
@@ -176,7 +157,7 @@ def _print_banner(settings: Settings, sandbox_url: str, console: str | None = No
     print(
         f"""
 orderpay dev stack is up
-  gRPC           {grpc}   (OrderService, PayService, VipService, health, reflection)
+  gRPC           {grpc}   ({services}, health, reflection)
   notify sidecar http://{notify}/wxpay/notify   (/ /healthz /readyz)
   metrics        {metrics}
   sandbox        {sandbox_url}/   (fake WeChat Pay; control API /sandbox/v1/){console_line}

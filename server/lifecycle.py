@@ -38,6 +38,7 @@ from server.jobs.standard import start_jobs
 from server.log_setup import configure_logging
 from server.metrics import IN_FLIGHT, WAITERS
 from server.notify.sidecar import serve_metrics, serve_notify
+from server.ready import bound_ports, with_concrete_ports, write_ports_file
 from server.rpc.server import GrpcServer, servicers_for, start_grpc_server
 from server.serving.admission import Admission
 from server.serving.feed_signal import FeedSignal
@@ -160,6 +161,7 @@ async def run_until_signal(
     *,
     reuse_port: bool = False,
     on_ready: Callable[[Stack], None] | None = None,
+    ports_file: str | None = None,
 ) -> None:
     app = app_for(settings)
     stack = await start_parts(
@@ -180,6 +182,8 @@ async def run_until_signal(
         console=stack.console_url,
         pid=os.getpid(),
     )
+    if ports_file:
+        write_ports_file(ports_file, bound_ports(stack))
     if on_ready is not None:
         on_ready(stack)
     await stop.wait()
@@ -189,17 +193,27 @@ async def run_until_signal(
     log.info("shutdown.done")
 
 
-def serve(*, listen: str | None = None, parts: set[str] | None = None, workers: int = 1) -> int:
+def serve(
+    *,
+    listen: str | None = None,
+    parts: set[str] | None = None,
+    workers: int = 1,
+    ports_file: str | None = None,
+) -> int:
     settings = load_settings()
     if listen:
         settings = settings.with_overrides(grpc_listen=listen)
+    if workers <= 1:
+        settings = with_concrete_ports(settings)  # notify :0 -> a real port the notify URL can name
     configure_logging(settings.log_format, settings.log_level)
     for waiver in guard.enforce(settings).waivers:
         log.warning("serve.unsafe_opt_out", setting=waiver)
     if workers > 1:
         return _supervise(workers, settings)
     parts = parts or {"grpc", "notify", "jobs"}
-    run_on_loop(settings, run_until_signal(settings, parts, reuse_port=settings.reuse_port))
+    run_on_loop(
+        settings, run_until_signal(settings, parts, reuse_port=settings.reuse_port, ports_file=ports_file)
+    )
     return 0
 
 

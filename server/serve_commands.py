@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument(
         "--workers", type=int, default=1, help="processes sharing the ports (PostgreSQL only; default 1)"
     )
+    serve.add_argument(
+        "--ports-file",
+        metavar="PATH",
+        help="once serving, write the ports really bound (port 0 = any free one) to PATH as JSON",
+    )
     serve.set_defaults(func=_serve)
 
     dev = sub.add_parser(
@@ -37,6 +42,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="127.0.0.1:8090",
         metavar="HOST:PORT",
         help="where the sandbox listens (default %(default)s; port 0 = any free port)",
+    )
+    dev.add_argument(
+        "--ports-file",
+        metavar="PATH",
+        help="once serving, write the ports really bound (and the sandbox's URL) to PATH as JSON",
     )
     dev.set_defaults(func=_dev)
 
@@ -97,7 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     parts = set(args.only) if args.only else None
     _check_ports(args.listen, parts or {"grpc", "notify"}, args.workers)
-    return serve(listen=args.listen, parts=parts, workers=args.workers)
+    return serve(listen=args.listen, parts=parts, workers=args.workers, ports_file=args.ports_file)
 
 
 def _check_ports(listen: str | None, parts: set[str], workers: int) -> None:
@@ -115,7 +125,7 @@ def _check_ports(listen: str | None, parts: set[str], workers: int) -> None:
 def _dev(args: argparse.Namespace) -> int:
     from server.dev import run_dev  # noqa: PLC0415
 
-    return run_dev(args.sandbox_listen)
+    return run_dev(args.sandbox_listen, ports_file=args.ports_file)
 
 
 @_clean_errors

@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 POLL_INTERVAL_S = 0.05
-READY_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = 120.0  # generous: a wait ends when the process exits; only a slow start waits long
 STOP_TIMEOUT_S = 15.0
 TOKENS = "bff:bench-bff-token,admin:bench-admin-token,feed:bench-feed-token"
 BFF_TOKEN = "bench-bff-token"  # noqa: S105 - a throwaway token for local processes

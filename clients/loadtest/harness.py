@@ -19,7 +19,18 @@ from clients.loadtest.distribution import Bucket, Interval, histogram, timeline
 
 T = TypeVar("T")
 Work = Callable[[int, "Recorder"], Awaitable[None]]
-ProgressHook = Callable[[int], None]  # called with the number of finished work items
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Where a run is: finished work items, successful calls and failed calls so far."""
+
+    done: int
+    ok: int = 0
+    errors: int = 0
+
+
+ProgressHook = Callable[[Tick], None]  # called a few times a second while a run goes on
 
 PROGRESS_INTERVAL_S = 0.2
 
@@ -158,12 +169,16 @@ async def drive(
             await asyncio.gather(ticker, return_exceptions=True)
     elapsed = time.perf_counter() - started
     if progress:
-        progress(recorder.items_done)
+        progress(_tick_of(recorder))
     return summarise(name, recorder, elapsed, started)
 
 
 async def _tick(recorder: Recorder, progress: ProgressHook) -> None:
     # Polled, not per call: a progress update per call would cost the client CPU the server needs.
     while True:
-        progress(recorder.items_done)
+        progress(_tick_of(recorder))
         await asyncio.sleep(PROGRESS_INTERVAL_S)
+
+
+def _tick_of(recorder: Recorder) -> Tick:
+    return Tick(recorder.items_done, len(recorder.latencies_s), sum(recorder.errors.values()))

@@ -43,6 +43,8 @@ svg { max-width: 100%; height: auto; } svg text { font-size: 11px; fill: #444; }
 .figures span { display: block; font-size: 12px; color: #666; }
 .figures b { font-size: 17px; font-variant-numeric: tabular-nums; }
 .scroll { overflow-x: auto; } td { overflow-wrap: anywhere; }
+/* A phone draws the 760-unit charts at about half size: larger text keeps the axes readable there. */
+@media (max-width: 600px) { svg text { font-size: 20px; } }
 """
 
 
@@ -63,8 +65,10 @@ def render_report(run: Mapping[str, Any]) -> str:
         f"<h1>{escape(title)}</h1>",
         f'<p class="muted">run {escape(str(run["run_id"]))} · targets {escape(", ".join(run["targets"]))}'
         f" · concurrency {run['concurrency']} · duplicates {run['duplicates']}</p>",
+        _provenance_line(run.get("provenance")),
         verdict,
         _figures_table(summary),
+        _scenario_figures(summary.get("extra") or {}),
         "<h2>Latency distribution</h2>",
         '<p class="muted">successful calls per latency bucket (log scale, five buckets per decade);'
         " the lines mark p50, p95 and p99</p>",
@@ -85,6 +89,35 @@ def _figures_table(summary: Mapping[str, Any]) -> str:
         f"<div><span>{escape(label)}</span><b>{_figure(summary, key)}</b></div>" for key, label in FIGURES
     )
     return f'<div class="figures">{tiles}</div>'
+
+
+def _scenario_figures(extra: Mapping[str, Any]) -> str:
+    """The scenario's own figures (a duplicate storm's first answers, replays and split keys, ...)."""
+    if not extra:
+        return ""
+    tiles = "".join(
+        f"<div><span>{escape(key.replace('_', ' '))}</span><b>{escape(_plain(value))}</b></div>"
+        for key, value in extra.items()
+    )
+    return f'<h2>Scenario figures</h2><div class="figures scenario">{tiles}</div>'
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, Mapping):  # e.g. answers by kind: "kind 12 · other 3", not a Python dict
+        return " · ".join(f"{k} {_plain(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _provenance_line(found: Mapping[str, Any] | None) -> str:
+    if not found:
+        return ""
+    shown = (
+        f"orderpay {found.get('version')} @ {found.get('commit')} · host {found.get('host')}"
+        f" ({found.get('cores')} cores, Python {found.get('python')}) · started {found.get('started_at')}"
+    )
+    return f'<p class="muted provenance">{escape(shown)}</p>'
 
 
 def _figure(summary: Mapping[str, Any], key: str) -> str:

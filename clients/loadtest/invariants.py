@@ -181,6 +181,26 @@ def probe(database_url: str) -> None:
         raise DatabaseUnusableError(f"cannot read orders from {where} ({first}); {POINT_IT}") from exc
 
 
+def confirm_server_database(database_url: str, expected: Expected | None, successes: int) -> None:
+    """Before judging a database: does it hold what this run wrote? A server that answered but whose
+    writes are not here was using another database, and judging this one would report its emptiness
+    as the server's failure."""
+    if expected is None or not expected.orders or successes == 0:
+        return
+    db = open_readonly(database_url)
+    with db.connection_context():
+        ((found,),) = _rows(
+            db,
+            f"SELECT COUNT(*) FROM orders WHERE substr(user_id, 1, {len(expected.user_prefix)}) = {db.param}",
+            (expected.user_prefix,),
+        )
+    if int(found) == 0:
+        raise DatabaseUnusableError(
+            f"none of this run's orders are in {_describe(database_url)}, though the server accepted"
+            f" {successes} calls: it is not the database the server writes to; {POINT_IT}"
+        )
+
+
 def _describe(database_url: str) -> str:
     parsed = urlparse(database_url)
     if parsed.scheme == "sqlite":

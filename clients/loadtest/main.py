@@ -23,7 +23,15 @@ from clients.loadtest.defaults import (
 )
 from clients.loadtest.harness import Plan
 from clients.loadtest.html_report import render_report
-from clients.loadtest.invariants import DatabaseUnusableError, InvariantReport, check_invariants, probe
+from clients.loadtest.invariants import (
+    DatabaseUnusableError,
+    InvariantReport,
+    check_invariants,
+    confirm_server_database,
+    probe,
+)
+from clients.loadtest.preflight import require_serving
+from clients.loadtest.provenance import provenance
 from clients.loadtest.report import errors_table, invariants_table, progress_bar, summary_view
 from clients.loadtest.scenarios import LoadConfig, ScenarioResult, SetupError, run_scenario
 from clients.loadtest.verdict import run_failures
@@ -42,16 +50,22 @@ def run_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         _check_report_path(args.report)
         if not args.no_check:  # before the load, not after it: a run whose check cannot read is wasted
             probe(database_url)
+        require_serving(config.targets)  # one health call, not a minute of refused connections
     except DatabaseUnusableError as exc:
         message = f"[bold red]error:[/] cannot check the invariants: {escape(str(exc))}"
         errors.print(message, highlight=False, soft_wrap=True)  # one line, whatever the width
         return EXIT_UNUSABLE
     except ValueError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False)
+        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_UNUSABLE
     try:
         result = _run(args.scenario, config, show_progress=not args.json, console=errors)
+        if not args.no_check:
+            confirm_server_database(database_url, result.expected, result.summary.ok)
         report = None if args.no_check else check_invariants(database_url, result.expected)
+    except DatabaseUnusableError as exc:
+        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return EXIT_UNUSABLE
     except (SetupError, pw.OperationalError, OSError) as exc:
         errors.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_UNUSABLE
@@ -121,6 +135,7 @@ def result_json(
         "failures": failures,
         "invariants": None if report is None else report.to_json(),
         "ok": not failures and (report is None or report.ok),
+        "provenance": provenance(),
     }
 
 

@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from clients.console import fits
-from clients.loadtest.harness import ProgressHook, Summary
+from clients.loadtest.harness import ProgressHook, Summary, Tick
 from clients.loadtest.invariants import InvariantReport
 
 
 @contextmanager
 def progress_bar(console: Console, label: str, total: int) -> Iterator[ProgressHook]:
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    """The bar, done/total, the live rate of successful calls, the errors so far, elapsed and ETA."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>6.0f} ok/s"),
+        TextColumn("[red]{task.fields[errors]} errors[/]"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(label, total=total)
-        yield lambda done: progress.update(task, completed=done)
+        task = progress.add_task(label, total=total, rate=0.0, errors=0)
+        started = time.perf_counter()
+
+        def update(tick: Tick) -> None:
+            elapsed = time.perf_counter() - started
+            rate = tick.ok / elapsed if elapsed > 0 else 0.0
+            progress.update(task, completed=tick.done, rate=rate, errors=tick.errors)
+
+        yield update
 
 
 SUMMARY_COLUMNS = (

@@ -18,7 +18,8 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -234,7 +235,13 @@ class SetupError(RuntimeError):
 
 
 async def full_flow(config: LoadConfig, clients: Clients, progress: ProgressHook | None) -> ScenarioResult:
-    await configure_sandbox(config.sandbox_url, {"auto_pay_delay_s": config.auto_pay_delay_s})
+    # The sandbox is shared with whoever else uses the stack (`demo --manual` expects nobody to pay):
+    # auto-pay is on for this run only, and back as it was when the run ends, however it ends.
+    async with sandbox_changed(config.sandbox_url, {"auto_pay_delay_s": config.auto_pay_delay_s}):
+        return await _full_flow(config, clients, progress)
+
+
+async def _full_flow(config: LoadConfig, clients: Clients, progress: ProgressHook | None) -> ScenarioResult:
     outcomes: Counter[str] = Counter()
 
     async def work(index: int, recorder: Recorder) -> None:
@@ -273,13 +280,27 @@ async def _one_flow(config: LoadConfig, client: AsyncOrderPayClient, index: int,
     return "LOST"
 
 
-async def configure_sandbox(sandbox_url: str, changes: dict[str, object]) -> None:
+@asynccontextmanager
+async def sandbox_changed(sandbox_url: str, changes: dict[str, object]) -> AsyncIterator[None]:
+    """The sandbox's config with `changes` inside the block, and as it was before once it ends (an
+    error or Ctrl-C included)."""
     if not sandbox_url:
         raise SetupError("full-flow needs --sandbox-url (the sandbox's control API pays the orders)")
-    async with (
-        aiohttp.ClientSession() as session,
-        session.put(f"{sandbox_url.rstrip('/')}/sandbox/v1/config", json=changes) as response,
-    ):
+    url = f"{sandbox_url.rstrip('/')}/sandbox/v1/config"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as response:
+            if response.status != 200:
+                raise SetupError(f"sandbox config answered {response.status}: {await response.text()}")
+            before = await response.json()
+        await _put_config(session, url, changes)
+        try:
+            yield
+        finally:
+            await asyncio.shield(_put_config(session, url, {key: before[key] for key in changes}))
+
+
+async def _put_config(session: aiohttp.ClientSession, url: str, changes: dict[str, object]) -> None:
+    async with session.put(url, json=changes) as response:
         if response.status != 200:
             raise SetupError(f"sandbox config answered {response.status}: {await response.text()}")
 

@@ -152,7 +152,9 @@ class AdminQueries:
             return [_ledger(r) for r in query.order_by(FulfilmentRow.next_attempt_at).limit(_page(limit))]
 
     def needs_attention(self, now: datetime, limit: int = 50) -> Attention:
-        held = self.list_orders(OrderFilter(fulfilment=Fulfilment.HELD.value), limit).orders
+        held = self.list_orders(
+            OrderFilter(fulfilment=Fulfilment.HELD.value, needs_attention=True), limit
+        ).orders
         failed = self.list_orders(
             OrderFilter(fulfilment=Fulfilment.FAILED.value, needs_attention=True), limit
         ).orders
@@ -177,17 +179,27 @@ class AdminQueries:
                 .order_by(ReconExceptionRow.id.desc())
                 .limit(limit)
             )
+            found = list(rows)
+            trades = {row.out_trade_no for row in found if row.out_trade_no}
+            order_ids: dict[str, str] = {}
+            if trades:
+                pairs = OrderRow.select(OrderRow.out_trade_no, OrderRow.order_id).where(
+                    OrderRow.out_trade_no.in_(list(trades))
+                )
+                order_ids = {row.out_trade_no: row.order_id for row in pairs}
             return [
                 {
                     "id": row.id,
                     "day": row.bill_date,
                     "kind": row.kind,
-                    "商户订单号 out_trade_no": row.out_trade_no,
+                    "out_trade_no": row.out_trade_no,
+                    "order_id": order_ids.get(row.out_trade_no),  # the console links to the order
                     "out_refund_no": row.out_refund_no,
                     "local_fen": row.local_fen,
                     "remote_fen": row.remote_fen,
+                    "detail": row.detail,
                 }
-                for row in rows
+                for row in found
             ]
 
     def _notification(self, row: NotificationRow) -> NotificationView:

@@ -34,9 +34,15 @@ class TokenAuthenticator:
         self._tokens = [(token.encode(), role) for token, role in tokens.items()]
 
     def role_for(self, authorization: str | None) -> str:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        if not (authorization or "").strip():
             raise UnauthenticatedError("missing bearer token")
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer":  # never echo what was sent: it may be the token itself
+            raise UnauthenticatedError(
+                "the authorization metadata must read `Bearer <token>`; this one has no Bearer scheme"
+            )
+        if not token.strip():
+            raise UnauthenticatedError("empty bearer token: the authorization metadata reads `Bearer ` alone")
         presented = token.strip().encode()
         role = None
         for known, known_role in self._tokens:  # compare against every token: no timing hint

@@ -21,7 +21,7 @@ from server.log_setup import CALL_FIELDS, CALLS
 from server.metrics import RPC_LATENCY, RPC_REQUESTS
 from server.rpc import call_context
 from server.rpc.auth import TokenAuthenticator, is_public
-from server.rpc.status import status_for, status_for_exception
+from server.rpc.status import RichStatus, domain_error_of, status_for, status_for_exception
 from server.service.context import Caller
 from server.serving.admission import FREE, Admission
 
@@ -89,7 +89,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             CALL_FIELDS.set(fields)
             slot = FREE
 
-            def done(code: grpc.StatusCode) -> None:  # before the status goes out: one line per call
+            def done(code: grpc.StatusCode, reason: str | None = None) -> None:  # one line per call
                 slot.release()
                 elapsed = time.perf_counter() - started
                 latency.observe(elapsed)
@@ -99,6 +99,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 counter.inc()
                 if CALLS.enabled:  # queued; a writer thread renders and writes it (server.log_setup)
                     fields["code"], fields["duration_ms"] = code.name, round(elapsed * 1000, 2)
+                    if reason:  # ErrorInfo's reason: which NOT_FOUND
+                        fields["reason"] = reason
                     CALLS.emit(fields, time.time())
 
             try:
@@ -109,26 +111,22 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 response = await behaviour(request, context)
                 await context.send_initial_metadata(call_context.response_headers())
             except DomainError as error:
-                status = status_for(error, [("x-request-id", request_id)])
+                status, reason = status_for(error, [("x-request-id", request_id)]), error.reason
             except asyncio.CancelledError:  # the caller went away: not an error of ours
                 done(grpc.StatusCode.CANCELLED)
                 raise
             except grpc.aio.AbortError:  # the servicer aborted on purpose (e.g. UNIMPLEMENTED)
                 done(context.code())
                 raise
-            except Exception as error:  # a transient database fault is UNAVAILABLE (retryable), not a bug
-                status = status_for_exception(error, [("x-request-id", request_id)])
-                unhandled = status.code is grpc.StatusCode.INTERNAL
-                log.exception(
-                    "rpc.unhandled" if unhandled else "rpc.transient", rpc=method, request_id=request_id
-                )
+            except Exception as error:  # noqa: BLE001 - logged with its traceback by _unexpected
+                status, reason = _unexpected(error, method, request_id)
             else:
                 order = getattr(response, "order", None)
                 if order is not None and order.order_id:
                     fields["order_id"] = order.order_id
                 done(grpc.StatusCode.OK)
                 return response
-            done(status.code)
+            done(status.code, reason)
             await context.abort_with_status(status)  # raises: the call ends here
 
         return invoke
@@ -180,3 +178,14 @@ def _business_ids(request: Any, fields: dict[str, Any]) -> None:
         value = getattr(request, name, "")
         if isinstance(value, str) and value:
             fields[name] = value[:MAX_LOGGED_ID] if value.isprintable() else repr(value[:MAX_LOGGED_ID])
+
+
+def _unexpected(error: Exception, method: str, request_id: str) -> tuple[RichStatus, str]:
+    """The status and reason of an exception no use case raised on purpose, logged with its traceback.
+    A transient database fault is UNAVAILABLE (retryable), not a bug."""
+    status = status_for_exception(error, [("x-request-id", request_id)])
+    unhandled = status.code is grpc.StatusCode.INTERNAL
+    event = "rpc.unhandled" if unhandled else "rpc.transient"
+    log.error(event, rpc=method, request_id=request_id, exc_info=error)
+    known = domain_error_of(error)
+    return status, known.reason if known is not None else "INTERNAL"

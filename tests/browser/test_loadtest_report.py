@@ -42,6 +42,7 @@ def _run_document() -> dict[str, object]:
         "create-unique", 2060, 2060, 2000, {"UNAVAILABLE": 60}, 4.0, 500.0, p50, p95, p99,
         round(latencies[-1] * 1000, 2),
         latency_histogram=histogram(latencies), timeline=timeline(ok_at, failed_at, 4.0),
+        extra={"first_answers": 1000, "replayed_answers": 19000, "split_keys": 0},
     )  # fmt: skip
     return {
         "scenario": "create-unique", "run_id": "0123456789", "targets": ["127.0.0.1:50051"],
@@ -52,6 +53,8 @@ def _run_document() -> dict[str, object]:
              "violations": 0, "examples": []},
         ]},
         "ok": False,
+        "provenance": {"version": "0.1.0", "commit": "3739e79abcde", "host": "box-1", "cores": 2,
+                       "python": "3.11.7", "started_at": "2026-12-07T19:00:00+00:00"},
     }  # fmt: skip
 
 
@@ -81,3 +84,30 @@ def test_the_report_draws_offline_and_fits(browser: Browser, tmp_path: Path, nam
     finally:
         page.close()
     assert requests == [report.as_uri()]  # the page itself, and nothing else
+
+
+@pytest.mark.parametrize(("name", "width"), [("desktop", 1280), ("phone", 390)])
+def test_the_report_shows_the_scenario_figures_provenance_and_readable_axes(
+    browser: Browser, tmp_path: Path, name: str, width: int
+) -> None:
+    report = tmp_path / "run.html"
+    report.write_text(render_report(_run_document()), encoding="utf-8")
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        page.goto(report.as_uri())
+        figures = page.locator(".figures.scenario").inner_text()
+        for label, value in (("first answers", "1,000"), ("replayed answers", "19,000"), ("split keys", "0")):
+            assert label in figures
+            assert value in figures
+        provenance = page.locator(".provenance").inner_text()
+        assert "3739e79abcde" in provenance
+        assert "box-1 (2 cores, Python 3.11.7)" in provenance
+        smallest = page.evaluate(
+            "Math.min(...[...document.querySelectorAll('svg text')]"
+            ".map(t => t.getBoundingClientRect().height))"
+        )
+        assert smallest >= 9, f"axis text drawn {smallest:.1f} px tall at {width} px"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"report-figures-{name}.png"), full_page=True)
+    finally:
+        page.close()

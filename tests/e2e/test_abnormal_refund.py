@@ -3,13 +3,16 @@ money (apply-abnormal-refund, card details encrypted), and the refund completes 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from clients.client import OrderPayClient
 from clients.errors import OrderPayError
 from orderpay.v1 import order_pb2, pay_service_pb2
 from tests.support.purchase import buy
-from tests.support.stack import Stack
+from tests.support.stack import ADMIN_TOKEN, ROOT, Stack
 from tests.support.waiting import wait_until
 
 
@@ -51,3 +54,30 @@ def test_an_abnormal_refund_is_resolved_and_completes_once(
     with pytest.raises(OrderPayError) as twice:
         admin.resolve_abnormal_refund(no, route, "again", *card)  # type: ignore[arg-type]
     assert twice.value.reason == "INVALID_STATE_TRANSITION"
+
+
+def test_an_operator_resolves_an_abnormal_refund_from_the_cli(
+    bff: OrderPayClient, admin: OrderPayClient, stack: Stack, rid: str, abnormal_refunds: object
+) -> None:
+    """`orderpay ops resolve-abnormal`: the way out the console's attention queue points to."""
+    order = buy(bff, stack, f"e2e-ops-{rid}")
+    no = f"RABO{rid}"
+    admin.refund_order(order.order_id, no, order.total_fee, "customer asked")
+    wait_until(
+        lambda: admin.get_refund(no, sync=True).status == pay_service_pb2.REFUND_STATUS_ABNORMAL,
+        20,
+        "refund ABNORMAL",
+    )
+    stack.control("PUT", "config", {"refund_settle_status": "SUCCESS"})
+
+    done = subprocess.run(
+        [sys.executable, "-m", "clients.cli", "ops", "resolve-abnormal", no, "--to-merchant",
+         "--reason", "card closed; ticket 43", "--target", stack.grpc_target, "--token", ADMIN_TOKEN],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"refund {no} is REFUND_STATUS_PROCESSING again" in done.stdout
+    wait_until(
+        lambda: bff.get_order(order.order_id).status == order_pb2.ORDER_STATUS_REFUNDED, 30, "refund SUCCESS"
+    )

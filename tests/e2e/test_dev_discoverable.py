@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.stack import ROOT
+from tests.support.stack import ROOT, STARTUP_S
 from tests.support.waiting import wait_until
 
 GRPCURL_PY = (sys.executable, "-m", "tests.support.grpcurl_py", "-plaintext")
@@ -74,7 +74,13 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: "Ctrl-C stops everything" in log.read_text(), 60, "the dev banner")
+        wait_until(
+            lambda: "Ctrl-C stops everything" in log.read_text(),
+            STARTUP_S,
+            "the dev banner",
+            child=process,
+            output=log,
+        )
         text = log.read_text()
         yield Dev(text[text.index("orderpay dev stack is up") :], workdir, env)
     finally:
@@ -89,6 +95,21 @@ def test_the_banner_shows_the_bound_ports(dev: Dev) -> None:
         assert port != 0, dev.banner
     assert ":0/" not in dev.banner
     assert ":0 " not in dev.banner
+
+
+def test_the_banner_names_every_service_reflection_lists(dev: Dev) -> None:
+    listed = subprocess.run(
+        [*GRPCURL_PY, dev.grpc, "list"], cwd=ROOT, env=dev.env, capture_output=True, text=True, timeout=30,
+        check=True,
+    ).stdout.split()  # fmt: skip
+    shown = re.search(r"^  gRPC\s+\S+\s+\((.*)\)$", dev.banner, re.MULTILINE)
+    assert shown is not None, dev.banner
+    named = {name.strip() for name in shown.group(1).split(",")}
+
+    for service in listed:
+        short = service.rsplit(".", 1)[1]
+        assert short in named or service.startswith("grpc."), (service, dev.banner)
+    assert {"health", "reflection"} <= named
 
 
 def test_the_demo_hint_works_as_printed(dev: Dev) -> None:

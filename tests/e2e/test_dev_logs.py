@@ -19,7 +19,8 @@ import pytest
 
 from clients.bench.procs import free_port
 from clients.client import OrderPayClient
-from tests.support.stack import ROOT
+from clients.errors import OrderPayError
+from tests.support.stack import ROOT, STARTUP_S
 from tests.support.waiting import wait_until
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -77,7 +78,13 @@ def dev_on_a_terminal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     reader = threading.Thread(target=terminal.pump, daemon=True)
     reader.start()
     try:
-        wait_until(lambda: "dev stack is up" in terminal.text(), 60, "the dev banner")
+        wait_until(
+            lambda: "dev stack is up" in terminal.text(),
+            STARTUP_S,
+            "the dev banner",
+            child=process,
+            output=terminal.text,
+        )
         yield Dev(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{notify_port}", terminal)
     finally:
         process.send_signal(signal.SIGINT)
@@ -101,6 +108,24 @@ def test_each_request_is_one_readable_line(dev_on_a_terminal: Dev) -> None:
     assert re.match(r"^\d\d:\d\d:\d\d \[info\s*\] rpc VipService/ListPlans code=OK duration_ms=[\d.]+ ", line)
     assert "request_id=trace-plans-1" in line
     assert "{" not in line  # not JSON on a terminal
+
+
+@pytest.mark.parametrize("dev_on_a_terminal", ["info"], indirect=True)
+def test_an_error_line_carries_its_reason(dev_on_a_terminal: Dev) -> None:
+    """Not only the code: a missing order and a missing product are both NOT_FOUND."""
+    with (
+        OrderPayClient(dev_on_a_terminal.grpc, token="dev-bff-token") as client,
+        pytest.raises(OrderPayError),
+    ):
+        client.get_order("ord_nope", trace_id="trace-missing-1")
+
+    def the_line() -> str:
+        return next(
+            (ln for ln in dev_on_a_terminal.terminal.text().splitlines() if "trace-missing-1" in ln), ""
+        )
+
+    wait_until(lambda: the_line() != "", 10, "the failed request's log line")
+    assert " code=NOT_FOUND reason=ORDER_NOT_FOUND " in the_line(), the_line()
 
 
 @pytest.mark.parametrize("dev_on_a_terminal", ["warning"], indirect=True)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from clients.bench.procs import free_port
-from tests.support.stack import ROOT
+from tests.support.stack import ROOT, STARTUP_S
 from tests.support.waiting import wait_until
 
 
@@ -35,7 +35,9 @@ def test_dev_stack_and_demo(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: "dev stack is up" in log.read_text(), 60, "the dev banner")
+        wait_until(
+            lambda: "dev stack is up" in log.read_text(), STARTUP_S, "the dev banner", child=dev, output=log
+        )
         demo = subprocess.run(
             [
                 sys.executable,

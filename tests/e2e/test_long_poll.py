@@ -70,7 +70,13 @@ def waiter(stack: Stack, tmp_path: Path) -> Iterator[Waiter]:
             cwd=ROOT,
         )
     found = Waiter(process, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{metrics_port}/metrics")
-    wait_until(lambda: _answers(found.metrics_url), 30, "process A's metrics listener")
+    wait_until(
+        lambda: _answers(found.metrics_url),
+        30,
+        "process A's metrics listener",
+        child=process,
+        output=tmp_path / "waiter.log",
+    )
     yield found
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)

@@ -8,10 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
 from clients.bench.procs import free_port
-from tests.support.stack import ROOT
+from clients.client import OrderPayClient
+from tests.support.stack import ROOT, STARTUP_S
 from tests.support.waiting import wait_until
 
 
@@ -47,7 +51,9 @@ def test_demo_ends_with_a_reconciled_day(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: "dev stack is up" in log.read_text(), 60, "the dev banner")
+        wait_until(
+            lambda: "dev stack is up" in log.read_text(), STARTUP_S, "the dev banner", child=dev, output=log
+        )
         demo = orderpay(
             "demo", "--recon", "--target", f"127.0.0.1:{grpc_port}", "--sandbox-url", sandbox_url,
             "--user-id", "recon-demo",
@@ -65,6 +71,14 @@ def test_demo_ends_with_a_reconciled_day(tmp_path: Path) -> None:
         again = orderpay("recon", "run", "--date", day, "--json", extra=gateway)  # the same day twice
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout) == report
+
+        # The demo moved the sandbox a day and more ahead, and said so; orderpay dev follows the sandbox's
+        # clock, so an order made now is dated on the sandbox's day, not on the wall clock's.
+        assert "the sandbox clock never goes back" in demo.stdout
+        sandbox_now = datetime.fromisoformat(httpx.get(f"{sandbox_url}/sandbox/v1/clock").json()["now"])
+        with OrderPayClient(f"127.0.0.1:{grpc_port}", "dev-bff-token") as bff:
+            created = bff.create_order("after-the-jump", "vip-month").order.created_at.ToDatetime(UTC)
+        assert abs((created - sandbox_now).total_seconds()) < 3600, (created, sandbox_now)
 
         clock = orderpay("sandbox", "clock", "advance", "26h", "--url", sandbox_url)
         assert clock.returncode == 0, clock.stderr

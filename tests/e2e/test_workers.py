@@ -55,7 +55,9 @@ def test_two_workers_share_the_port_and_stop_together(postgres_admin: str, tmp_p
                 stderr=subprocess.STDOUT,
             )
         try:
-            wait_until(lambda: len(ready_pids(log)) == 2, 60, "both workers ready")
+            wait_until(
+                lambda: len(ready_pids(log)) == 2, 60, "both workers ready", child=supervisor, output=log
+            )
             for i in range(20):  # a fresh connection each time: the kernel spreads them over the workers
                 with OrderPayClient(f"127.0.0.1:{port}", "w-bff") as client:
                     assert client.create_order(f"w-{i}", "vip-month").order.total_fee == 1800

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -90,16 +91,17 @@ def test_duplicate_storm_gets_one_order_per_key(stack: Stack) -> None:
     assert (extra["first_answers"], extra["replayed_answers"], extra["split_keys"]) == (10, 40, 0)
 
 
-def test_broken_database_makes_the_run_fail(stack: Stack, tmp_path: Path) -> None:
-    broken = tmp_path / "broken.db"
-    with sqlite3.connect(broken) as conn:  # a constraint-free copy of the live schema, with bad stock
-        conn.execute("ATTACH DATABASE ? AS live", (str(stack.database_path),))
-        tables = [row[0] for row in conn.execute("SELECT name FROM live.sqlite_master WHERE type = 'table'")]
-        for table in (t for t in tables if not t.startswith("sqlite_")):
-            conn.execute(f'CREATE TABLE "{table}" AS SELECT * FROM live."{table}"')  # noqa: S608
+def test_broken_database_makes_the_run_fail(stack: Stack) -> None:
+    # The server's own database, broken behind its back (a negative stock), then put back.
+    with sqlite3.connect(stack.database_path) as conn:
+        (stock,) = conn.execute("SELECT stock FROM products WHERE product_id = 'mug-limited'").fetchone()
+        conn.execute("PRAGMA ignore_check_constraints = ON")  # what the schema forbids, done anyway
         conn.execute("UPDATE products SET stock = -3 WHERE product_id = 'mug-limited'")
-
-    code, result = _run_json(stack, "create-unique", "--count", "5", database_url=f"sqlite:///{broken}")
+    try:
+        code, result = _run_json(stack, "create-unique", "--count", "5")
+    finally:
+        with sqlite3.connect(stack.database_path) as conn:
+            conn.execute("UPDATE products SET stock = ? WHERE product_id = 'mug-limited'", (stock,))
 
     assert code == 1
     failed = [check["name"] for check in result["invariants"]["results"] if not check["ok"]]
@@ -150,7 +152,7 @@ def test_notify_fuzz_drill_accepts_nothing(tmp_path: Path) -> None:
     assert checks["run_paid"]["ok"]  # not one of the 50 orders got paid
 
 
-def test_a_dead_server_fails_the_run_even_when_the_invariants_hold(stack: Stack) -> None:
+def test_a_dead_target_is_refused_in_one_line_before_any_load(stack: Stack) -> None:
     dead = f"127.0.0.1:{free_port()}"
 
     done = _loadtest(
@@ -158,11 +160,45 @@ def test_a_dead_server_fails_the_run_even_when_the_invariants_hold(stack: Stack)
         "--database-url", stack.database_url,
     )  # fmt: skip
 
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "all invariants hold" in done.stdout  # nothing was written, so nothing is wrong in the DB ...
-    last = done.stdout.strip().splitlines()[-1]  # ... but the run itself failed, and says why, last
-    assert last == "FAILED: nothing succeeded: all 10 calls failed (UNAVAILABLE 10)"
-    assert " 0.0 " not in done.stdout  # no latency figures without a successful call
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: nothing answers at {dead} (UNAVAILABLE): is `make run` up?"), line
+    assert done.stdout == ""  # no progress bar, no figures: not one call of load was sent
+
+
+def test_a_database_the_server_does_not_write_is_not_judged(stack: Stack, tmp_path: Path) -> None:
+    other = tmp_path / "other.db"  # migrated, empty: what a refused `serve` used to leave behind
+    subprocess.run(
+        [sys.executable, "-m", "clients.cli", "migrate"],
+        env={**os.environ, "ORDERPAY_DATABASE_URL": f"sqlite:///{other}"},
+        cwd=ROOT, check=True, capture_output=True, timeout=CLI_TIMEOUT_S,
+    )  # fmt: skip
+
+    done = _loadtest(
+        "create-unique", "--count", "5", "--target", stack.target, "--token", BFF_TOKEN,
+        "--database-url", f"sqlite:///{other}",
+    )  # fmt: skip
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "invariants FAILED" not in done.stdout
+    assert "none of this run's orders are in" in done.stderr
+    assert "not the database the server writes to" in done.stderr
+
+
+def test_the_progress_line_shows_rate_errors_and_eta(stack: Stack) -> None:
+    half_dead = f"{stack.target},127.0.0.1:{free_port()}"  # every other call fails: errors to count
+    code, screen = run_in_terminal(
+        [sys.executable, "-m", "clients.cli", "loadtest", "create-unique", "--count", "40",
+         "--concurrency", "2", "--target", half_dead, "--token", BFF_TOKEN,
+         "--database-url", stack.database_url, "--max-error-rate", "100"],
+        columns=120, timeout_s=CLI_TIMEOUT_S,
+    )  # fmt: skip
+
+    assert code == 0, screen
+    bar = next(line for line in screen.splitlines() if line.startswith("create-unique") and "40/40" in line)
+    assert re.search(r"\d+ ok/s", bar), bar
+    assert re.search(r"[1-9]\d* errors", bar), bar
+    assert "ETA" in bar, bar
 
 
 def test_failures_beyond_the_stated_rate_fail_the_run(stack: Stack) -> None:

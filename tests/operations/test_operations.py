@@ -267,7 +267,7 @@ def test_open_recon_exceptions_need_attention(app: App, rid: str) -> None:
             kind="MISSING_REMOTE", out_trade_no=f"DONE{rid}", status="RESOLVED", **common
         )
     rows = queries.recon_exceptions(limit=1000)
-    mine = [r for r in rows if rid in r["商户订单号 out_trade_no"]]
+    mine = [r for r in rows if rid in r["out_trade_no"]]
     assert [(r["id"], r["kind"]) for r in mine] == [(opened.id, "MISSING_LOCAL")]
     assert queries.needs_attention(app.clock()).counts["recon"] >= 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,11 +17,13 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clients.bench.procs import free_port
 from tests.support.waiting import wait_until
 
 BFF_TOKEN = "e2e-bff-token"
 ADMIN_TOKEN = "e2e-admin-token"
+# Start-up waits: generous, because a wait on a child ends the moment it exits (a real failure is fast);
+# only a slow start on a loaded 2-core box waits this long.
+STARTUP_S = 120
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -68,21 +71,24 @@ class Stack:
             ],
             self.workdir / "sandbox.log",
         )
-        wait_until(lambda: port_file.exists() and port_file.read_text().strip() != "", 20, "sandbox port")
+        wait_until(
+            lambda: port_file.exists() and port_file.read_text().strip() != "",
+            STARTUP_S,
+            "sandbox port",
+            child=self.sandbox,
+            output=self.workdir / "sandbox.log",
+        )
         self.sandbox_url = f"http://127.0.0.1:{port_file.read_text().strip()}"
 
     def start_server(self, **settings: str) -> None:
-        grpc_port, notify_port, metrics_port = free_port(), free_port(), free_port()
-        self.grpc_target = f"127.0.0.1:{grpc_port}"
-        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        self.notify_url = f"http://127.0.0.1:{notify_port}/wxpay/notify"
+        """`orderpay serve` with port 0 for every listener; the ports it bound come from its ports file."""
         env = {
             **os.environ,
             "ORDERPAY_DATABASE_URL": self.database_url,
-            "ORDERPAY_GRPC_LISTEN": self.grpc_target,
-            "ORDERPAY_NOTIFY_LISTEN": f"127.0.0.1:{notify_port}",
-            "ORDERPAY_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
-            "ORDERPAY_NOTIFY_URL": self.notify_url,
+            "ORDERPAY_GRPC_LISTEN": "127.0.0.1:0",
+            "ORDERPAY_NOTIFY_LISTEN": "127.0.0.1:0",
+            "ORDERPAY_METRICS_LISTEN": "127.0.0.1:0",
+            "ORDERPAY_CONSOLE_LISTEN": "",
             "ORDERPAY_WXPAY_BASE_URL": self.sandbox_url,
             "ORDERPAY_CREDENTIALS_DIR": str(self.keys),
             "ORDERPAY_API_TOKENS": f"bff:{BFF_TOKEN},admin:{ADMIN_TOKEN}",
@@ -96,8 +102,28 @@ class Stack:
             **{f"ORDERPAY_{k.upper()}": v for k, v in settings.items()},
         }
         self.server_env = env
-        self.server = _spawn(["serve"], self.workdir / "server.log", env=env)
-        wait_until(self._serving, 30, "gRPC health SERVING")
+        self._spawn_server("gRPC health SERVING")
+        ports = self.ports
+        self.grpc_target = str(ports["grpc_target"])
+        self.notify_url = str(ports["notify_url"])
+        self.metrics_url = f"http://127.0.0.1:{ports['metrics']}/metrics"
+        # A restart binds the same ports: clients keep their target, the sandbox its notify URL.
+        self.server_env = {
+            **env,
+            "ORDERPAY_GRPC_LISTEN": self.grpc_target,
+            "ORDERPAY_NOTIFY_LISTEN": f"127.0.0.1:{ports['notify']}",
+            "ORDERPAY_METRICS_LISTEN": f"127.0.0.1:{ports['metrics']}",
+            "ORDERPAY_NOTIFY_URL": self.notify_url,
+        }
+
+    @property
+    def ports_file(self) -> Path:
+        return self.workdir / "server.ports.json"
+
+    @property
+    def ports(self) -> dict[str, Any]:
+        """What the running server wrote once it served: {"grpc", "grpc_target", "notify", ...}."""
+        return dict(json.loads(self.ports_file.read_text()))
 
     def kill_server(self) -> None:
         """kill -9: no graceful anything."""
@@ -107,8 +133,17 @@ class Stack:
 
     def restart_server(self) -> None:
         assert self.server is not None
-        self.server = _spawn(["serve"], self.workdir / "server.log", env=self.server_env)
-        wait_until(self._serving, 30, "gRPC health SERVING after restart")
+        self._spawn_server("gRPC health SERVING after restart")
+
+    def _spawn_server(self, what: str) -> None:
+        self.ports_file.unlink(missing_ok=True)
+        log = self.workdir / "server.log"
+        self.server = _spawn(["serve", "--ports-file", str(self.ports_file)], log, env=self.server_env)
+        wait_until(
+            self.ports_file.exists, STARTUP_S, f"{what}: the ports file", child=self.server, output=log
+        )
+        self.grpc_target = str(self.ports["grpc_target"])
+        wait_until(self._serving, STARTUP_S, what, child=self.server, output=log)
 
     def stop(self) -> None:
         for process in (self.server, self.sandbox):
@@ -120,9 +155,6 @@ class Stack:
                     process.kill()
 
     def _serving(self) -> bool:
-        if self.server is not None and self.server.poll() is not None:
-            log = (self.workdir / "server.log").read_text()[-3000:]
-            raise AssertionError(f"server exited with {self.server.returncode}:\n{log}")
         try:
             with grpc.insecure_channel(self.grpc_target) as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
