@@ -181,7 +181,7 @@ def test_a_notification_on_another_accounts_url_or_an_unknown_one_is_refused(
     resource = {
         "appid": creds.appid, "mchid": mine.mchid, "out_trade_no": order.out_trade_no,
         "transaction_id": "4200000000" + secrets.token_hex(9)[:18], "trade_state": "SUCCESS",
-        "success_time": "2026-12-07T10:00:00+08:00", "amount": {"total": order.total_fee},
+        "success_time": "2026-12-07T10:00:00+08:00", "amount": {"total": order.total_fee, "currency": "CNY"},
     }  # fmt: skip
     headers, body = signed_notification(creds, resource)
     for wrong in ("direct-cert", "sp", "nobody"):

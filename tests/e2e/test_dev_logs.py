@@ -125,7 +125,9 @@ def test_an_error_line_carries_its_reason(dev_on_a_terminal: Dev) -> None:
         )
 
     wait_until(lambda: the_line() != "", 10, "the failed request's log line")
-    assert " code=NOT_FOUND reason=ORDER_NOT_FOUND " in the_line(), the_line()
+    line = the_line()
+    assert " code=NOT_FOUND " in line, line
+    assert " reason=ORDER_NOT_FOUND" in line, line
 
 
 @pytest.mark.parametrize("dev_on_a_terminal", ["warning"], indirect=True)
