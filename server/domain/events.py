@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the order module raises these events: a runtime import would be a circle
+    from server.domain.order import Order
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,11 @@ class FulfilmentDecided:
 
 @dataclass(frozen=True)
 class OrderCreated:
-    order_id: str
+    order: Order  # as inserted: the feed's entry is built from it, not read back in the transaction
+
+    @property
+    def order_id(self) -> str:
+        return self.order.order_id
 
 
 @dataclass(frozen=True)

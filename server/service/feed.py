@@ -70,6 +70,11 @@ def _order_entry(kind: FeedType) -> Builder:
     return build
 
 
+def _created(_uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry | None:
+    assert isinstance(event, OrderCreated)  # noqa: S101 - the table's key
+    return FeedEntry(FeedType.ORDER_CREATED, event.order, now, account_of(event.order))
+
+
 def _requested(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry | None:
     assert isinstance(event, FulfilmentRequested)  # noqa: S101 - the table's key
     order = _order(uow, event.order_id)
@@ -133,7 +138,7 @@ def _recon(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry | None:
 
 # --- THE FEED TABLE: which recorded events the business's systems see, as what -------------------
 FEED: Mapping[type[Event], Builder] = {
-    OrderCreated: _order_entry(FeedType.ORDER_CREATED),
+    OrderCreated: _created,  # the order in hand: no read on CreateOrder's hot path
     OrderPaid: _order_entry(FeedType.ORDER_PAID),
     AmountMismatch: _order_entry(FeedType.ORDER_HELD),
     PaidAfterClose: _order_entry(FeedType.ORDER_HELD),

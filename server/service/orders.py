@@ -104,7 +104,7 @@ class OrderService:
             created = audit(order, "status", None, order.status, "created", caller)
             if not uow.orders.insert_first(order, created, order.created_at):
                 return _resolve_conflict(uow, cmd, fingerprint)
-            uow.record(OrderCreated(order.order_id))
+            uow.record(OrderCreated(order))
             limited = product.stock is not None
             if limited and not uow.products.reserve_stock(product.product_id, cmd.quantity):
                 raise OutOfStockError(
