@@ -65,13 +65,17 @@ FIGURES = (
 
 
 def _beside(rounds: list[Round]) -> list[Figure]:
-    """B1 on each variant run beside (`--beside`, `--warning`): its CPU and throughput ratios."""
-    names = sorted(
-        {name for found in rounds if "B1" in found for name in found["B1"].figures if " @ " in name}
-    )
+    """B1 and B2 on each variant run beside (`--beside`, `--warning`): CPU and throughput ratios."""
+    found_in = [
+        (case_id, name)
+        for case_id in ("B1", "B2")
+        for name in sorted(
+            {name for found in rounds if case_id in found for name in found[case_id].figures if " @ " in name}
+        )
+    ]
     return [
-        Figure(f"B1 SQLite {name.replace('baseline', 'sync echo')}", "", _figure("B1", name), _any)
-        for name in names
+        Figure(f"{case_id} SQLite {name.replace('baseline', 'sync echo')}", "", _figure(case_id, name), _any)
+        for case_id, name in found_in
     ]
 
 

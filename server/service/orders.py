@@ -37,6 +37,7 @@ from server.service.ports import ReadFactory, ReadUnitOfWork, UnitOfWork, UnitOf
 
 DEFAULT_PAGE_SIZE = 20
 PRODUCT_CACHE_S = 1.0  # a catalogue change (price, deactivation) reaches CreateOrder within this
+SEEN_KEYS = 20_000  # idempotency keys this process remembers having seen answered (a routing hint)
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,38 @@ class OrderService:
         self._prepay_closer = prepay_closer
         self._products: dict[str, tuple[float, Product]] = {}  # product_id -> (valid until, product)
         self._router = router or AccountRouter()
+        self._seen: dict[tuple[str, str], None] = {}  # (user_id, request_id), oldest first
 
     # --- create -----------------------------------------------------------------------------
     def create_order(self, cmd: CreateOrder, caller: Caller) -> CreateOrderResult:
+        """A key this process has answered before is read first, outside the writers' queue: a retry
+        or a duplicate is answered from a read (SQLite: no write lock, no BEGIN IMMEDIATE). Any other
+        key, or a read that finds nothing, inserts first. The hint only picks the path; the database
+        decides either way, so a forgotten or stale key costs one read or one conflict, never a second
+        order."""
+        validate_create(cmd)
+        fingerprint = cmd.fingerprint()
+        key = (cmd.user_id, cmd.request_id)
+        if key in self._seen:
+            with self._read() as read:
+                existing = read.orders.get_by_key(*key)
+            if existing is not None:
+                return _replay(existing, fingerprint)
+        result = self._insert_first(cmd, fingerprint, caller)
+        if not result.deduplicated:  # the key has a row of its own now
+            self._remember(key)
+        return result
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        seen = self._seen
+        seen[key] = None
+        if len(seen) > SEEN_KEYS:
+            seen.pop(next(iter(seen)), None)  # the oldest; another thread may have taken it
+
+    def _insert_first(self, cmd: CreateOrder, fingerprint: str, caller: Caller) -> CreateOrderResult:
         """Insert first, in one transaction on one connection: the order and its audit row, or (a
         unique index already holds the key, or the user's unpaid order for this product) read the
         winner and answer from it. The database decides; nothing is read before the insert."""
-        validate_create(cmd)
-        fingerprint = cmd.fingerprint()
         with self._uow() as uow:
             product = self._product(uow, cmd.product_id)
             if product is None or not product.active:
