@@ -33,7 +33,8 @@ class AppendStatements:
         )
         self.bump = str(ctx().sql(bump).query()[0])
         insert = EventLogRow.insert({getattr(EventLogRow, c): None for c in _COLUMNS})
-        self._insert_head, self._row = (
+        # `INSERT INTO "event_log" (columns)`, and one row's `(placeholders)`
+        self.insert_into, self._row = (
             str(ctx().sql(insert).query()[0]).split(" RETURNING ", 1)[0].split(" VALUES ", 1)
         )
         self._notify = isinstance(db, pw.PostgresqlDatabase)
@@ -43,7 +44,7 @@ class AppendStatements:
     def insert(self, count: int) -> str:
         found = self._inserts.get(count)
         if found is None:
-            found = f"{self._insert_head} VALUES {', '.join([self._row] * count)}"
+            found = f"{self.insert_into} VALUES {', '.join([self._row] * count)}"
             if self._notify:  # the NOTIFY rides on the insert: one round trip for both
                 found = f"WITH appended AS ({found}) SELECT pg_notify({self._param}, {self._param})"
             if count <= _MAX_CACHED_ROWS:

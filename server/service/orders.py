@@ -31,6 +31,7 @@ from server.domain.routing import AccountRouter
 from server.domain.validation import MAX_PAGE_SIZE, MAX_QUANTITY, MAX_WAIT_MS, Violations
 from server.service.audit import audit
 from server.service.context import Caller, replace_actor
+from server.service.feed import created_entry
 from server.service.lookups import require_order
 from server.service.paging import decode_page_token, encode_page_token
 from server.service.ports import ReadFactory, ReadUnitOfWork, UnitOfWork, UnitOfWorkFactory
@@ -127,10 +128,17 @@ class OrderService:
                 raise ProductNotFoundError(f"product {cmd.product_id!r} not found")
             order = self._new_order(cmd, fingerprint, product)
             created = audit(order, "status", None, order.status, "created", caller)
-            if not uow.orders.insert_first(order, created, order.created_at):
-                return _resolve_conflict(uow, cmd, fingerprint)
-            uow.record(OrderCreated(order))
             limited = product.stock is not None
+            # Unlimited stock: the insert is the transaction's last write, so it carries the feed
+            # entry too (one round trip on PostgreSQL). Limited: the stock row is locked after the
+            # insert, so the entry is appended at commit, as the feed's lock order wants.
+            entry = None if limited else created_entry(order, order.created_at)
+            if not uow.orders.insert_first(order, created, order.created_at, entry):
+                return _resolve_conflict(uow, cmd, fingerprint)
+            if entry is None:
+                uow.record(OrderCreated(order))
+            else:
+                uow.record_appended(OrderCreated(order))
             if limited and not uow.products.reserve_stock(product.product_id, cmd.quantity):
                 raise OutOfStockError(
                     f"product {product.product_id!r} is out of stock",
