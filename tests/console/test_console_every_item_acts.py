@@ -1,0 +1,184 @@
+"""Every item in "Needs attention" has an action in the console: an ABNORMAL refund is sent another way
+from its order page (the use case of `ops resolve-abnormal`), a reconciliation exception is resolved
+from the attention page or its order's page, and no order the queue names says "Nothing to do by hand".
+Over HTTP against the whole stack (sandbox, jobs, console), as an operator's browser would post."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from server.adapters.recon_tables import ReconExceptionRow
+from server.domain.order import CreateOrder, Order, OrderStatus
+from server.domain.refund import RefundStatus
+from server.service.context import Caller
+from tests.console.test_console_http import sign_in
+from tests.support.console_stack import ADMIN_TOKEN, LiveStack, live_stack
+from tests.support.waiting import wait_until
+
+BFF = Caller("bff", "test")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    with live_stack(tmp_path_factory.mktemp("console-acts")) as running:
+        yield running
+
+
+@pytest.fixture
+def admin(live: LiveStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.console_url) as client:
+        sign_in(client, ADMIN_TOKEN)
+        yield client
+
+
+def paid_order(live: LiveStack) -> Order:
+    app = live.stack.app
+    assert app.payments is not None
+    order = app.orders.create_order(CreateOrder("k", f"u-{secrets.token_hex(4)}", "vip-month", 1), BFF).order
+    app.payments.payments.create_payment(order.order_id, "NATIVE", None, None, BFF)
+    live.control(f"orders/{order.out_trade_no}/pay")
+    wait_until(lambda: live.order(order.order_id).status is OrderStatus.PAID, 20, "a PAID order")
+    return live.order(order.order_id)
+
+
+def abnormal_refund(live: LiveStack, order: Order) -> str:
+    """A refund WeChat Pay could not pay back to the payer's card (退款异常)."""
+    refunds = live.stack.app.payments.refunds  # type: ignore[union-attr]
+    no = "RAB" + secrets.token_hex(6)
+    settle = f"{live.sandbox.base_url}/sandbox/v1/config"
+    httpx.put(settle, json={"refund_settle_status": "ABNORMAL"}, timeout=10).raise_for_status()
+    try:
+        refunds.refund_order(order.order_id, no, order.paid_fee, "customer asked", BFF)
+        wait_until(
+            lambda: refunds.sync_refund(no, BFF).status is RefundStatus.ABNORMAL, 20, "an ABNORMAL refund"
+        )
+    finally:
+        httpx.put(settle, json={"refund_settle_status": "SUCCESS"}, timeout=10).raise_for_status()
+    return no
+
+
+def csrf(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found is not None
+    return found.group(1)
+
+
+def actions_of(page: str) -> str:
+    return page[page.index("Actions") : page.index('id="timeline"')]
+
+
+def test_an_abnormal_refund_is_sent_another_way_from_its_order_page(
+    live: LiveStack, admin: httpx.Client
+) -> None:
+    order = paid_order(live)
+    no = abnormal_refund(live, order)
+    assert no in {
+        r.out_refund_no for r in live.stack.app.admin.needs_attention(live.stack.app.clock()).refunds
+    }
+
+    page = admin.get(f"/orders/{order.order_id}").text
+    actions = actions_of(page)
+    assert f'id="abnormal-{no}"' in actions
+    assert 'action="/actions/resolve-abnormal"' in actions
+    assert "Nothing to do by hand" not in actions
+    note = "card closed; paid by hand, ticket " + secrets.token_hex(3)
+    done = admin.post(
+        "/actions/resolve-abnormal",
+        data={
+            "csrf": csrf(page), "out_refund_no": no, "order_id": order.order_id,
+            "route": "MERCHANT_BANK_CARD", "reason": note, "confirm": "yes",
+        },
+    )  # fmt: skip
+    assert done.status_code == 200, done.text
+    assert f"refund {no} of ¥18.00 is" in done.text
+
+    refund = live.stack.app.payments.refunds.get_refund(no, False, BFF)  # type: ignore[union-attr]
+    assert refund.status in (RefundStatus.PROCESSING, RefundStatus.SUCCESS)
+    story = live.stack.app.admin.order_story(order.order_id)
+    assert story is not None
+    audited = [e for e in story.events if note in e.cause]
+    assert [e.cause for e in audited] == [f"abnormal refund sent to MERCHANT_BANK_CARD: {note}"]
+    assert audited[0].actor.startswith("admin@console")
+    again = admin.post(
+        "/actions/resolve-abnormal",
+        data={
+            "csrf": csrf(page), "out_refund_no": no, "order_id": order.order_id,
+            "route": "MERCHANT_BANK_CARD", "reason": "again", "confirm": "yes",
+        },
+    )  # fmt: skip
+    assert again.status_code == 409  # no longer ABNORMAL: refused, not sent twice
+
+
+def test_the_resolve_abnormal_form_needs_its_csrf_token(live: LiveStack, admin: httpx.Client) -> None:
+    refused = admin.post(
+        "/actions/resolve-abnormal",
+        data={
+            "out_refund_no": "RABX", "order_id": "x", "route": "MERCHANT_BANK_CARD",
+            "reason": "r", "confirm": "yes",
+        },
+    )  # fmt: skip
+    assert refused.status_code == 403
+
+
+def recon_exception(live: LiveStack, order: Order) -> int:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with live.stack.app.db.connection_context():
+        row = ReconExceptionRow.create(
+            bill_date="2026-12-07", kind="AMOUNT_MISMATCH", out_trade_no=order.out_trade_no,
+            out_refund_no="", local_fen=order.paid_fee, remote_fen=order.paid_fee - 1, status="OPEN",
+            detail="paid amount differs", created_at=now, updated_at=now,
+        )  # fmt: skip
+    return int(row.id)
+
+
+def test_a_recon_exception_is_resolved_from_its_order_page(live: LiveStack, admin: httpx.Client) -> None:
+    order = paid_order(live)
+    exception_id = recon_exception(live, order)
+
+    page = admin.get(f"/orders/{order.order_id}").text
+    actions = actions_of(page)
+    assert f'id="recon-{exception_id}"' in actions
+    assert "ours ¥18.00, WeChat’s ¥17.99" in actions
+    note = "bill corrected by WeChat support " + secrets.token_hex(3)
+    done = admin.post(
+        "/actions/resolve-recon",
+        data={
+            "csrf": csrf(page), "exception_id": str(exception_id), "order_id": order.order_id,
+            "reason": note, "confirm": "yes",
+        },
+    )  # fmt: skip
+    assert done.status_code == 200, done.text
+    assert f"exception #{exception_id} AMOUNT_MISMATCH resolved" in done.text
+
+    with live.stack.app.db.connection_context():
+        row = ReconExceptionRow.get_by_id(exception_id)
+    assert (row.status, row.resolution) == ("RESOLVED", note)
+    assert row.resolved_by.startswith("admin@console")
+    assert exception_id not in {
+        x["id"] for x in live.stack.app.admin.needs_attention(live.stack.app.clock()).recon
+    }
+    assert f'id="recon-{exception_id}"' not in admin.get(f"/orders/{order.order_id}").text
+
+
+def test_every_order_the_queue_names_has_an_action_on_its_page(live: LiveStack, admin: httpx.Client) -> None:
+    """HELD (paid short), an ABNORMAL refund, a reconciliation exception: each order's page acts."""
+    live.held_order()
+    abnormal_refund(live, paid_order(live))
+    recon_exception(live, paid_order(live))
+    queue = live.stack.app.admin.needs_attention(live.stack.app.clock(), limit=200)
+    named = (
+        {o.order_id for o in [*queue.held, *queue.failed]}
+        | {r.order_id for r in queue.refunds}
+        | {x["order_id"] for x in queue.recon if x["order_id"]}
+    )
+    assert len(named) >= 3
+    for order_id in sorted(named):
+        actions = actions_of(admin.get(f"/orders/{order_id}").text)
+        assert 'method="post" action="/actions/' in actions, order_id
+        assert "Nothing to do by hand" not in actions, order_id
