@@ -14,6 +14,7 @@ import httpx
 
 from clients.client import OrderPayClient
 from clients.demo import run_demo, step
+from clients.views import yuan
 from orderpay.v1 import recon_service_pb2, recon_service_pb2_grpc
 
 BEIJING = timezone(timedelta(hours=8))
@@ -28,7 +29,7 @@ def run_recon_demo(target: str, token: str, sandbox_url: str, user_id: str, plan
         refund = client.refund_order(
             order.order_id, "RD" + uuid.uuid4().hex[:16], order.total_fee // 2, "demo"
         )
-        step(8, "partial refund", f"{refund.out_refund_no}: {refund.amount} fen of {order.total_fee}")
+        step(8, "partial refund", f"{refund.out_refund_no}: {yuan(refund.amount)} of {yuan(order.total_fee)}")
     now = datetime.fromisoformat(httpx.get(f"{sandbox_url}/sandbox/v1/clock", timeout=5).json()["now"])
     day = now.astimezone(BEIJING).date()
     ready = datetime.combine(day + timedelta(days=1), time(10, 0, 1), tzinfo=BEIJING)
