@@ -8,18 +8,15 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from server.adapters.recon_tables import ReconExceptionRow
-from server.domain.order import CreateOrder, Order, OrderStatus
 from server.domain.refund import RefundStatus
 from server.service.context import Caller
 from tests.console.test_console_http import sign_in
 from tests.support.console_stack import ADMIN_TOKEN, LiveStack, live_stack
-from tests.support.waiting import wait_until
 
 BFF = Caller("bff", "test")
 
@@ -37,32 +34,6 @@ def admin(live: LiveStack) -> Iterator[httpx.Client]:
         yield client
 
 
-def paid_order(live: LiveStack) -> Order:
-    app = live.stack.app
-    assert app.payments is not None
-    order = app.orders.create_order(CreateOrder("k", f"u-{secrets.token_hex(4)}", "vip-month", 1), BFF).order
-    app.payments.payments.create_payment(order.order_id, "NATIVE", None, None, BFF)
-    live.control(f"orders/{order.out_trade_no}/pay")
-    wait_until(lambda: live.order(order.order_id).status is OrderStatus.PAID, 20, "a PAID order")
-    return live.order(order.order_id)
-
-
-def abnormal_refund(live: LiveStack, order: Order) -> str:
-    """A refund WeChat Pay could not pay back to the payer's card (退款异常)."""
-    refunds = live.stack.app.payments.refunds  # type: ignore[union-attr]
-    no = "RAB" + secrets.token_hex(6)
-    settle = f"{live.sandbox.base_url}/sandbox/v1/config"
-    httpx.put(settle, json={"refund_settle_status": "ABNORMAL"}, timeout=10).raise_for_status()
-    try:
-        refunds.refund_order(order.order_id, no, order.paid_fee, "customer asked", BFF)
-        wait_until(
-            lambda: refunds.sync_refund(no, BFF).status is RefundStatus.ABNORMAL, 20, "an ABNORMAL refund"
-        )
-    finally:
-        httpx.put(settle, json={"refund_settle_status": "SUCCESS"}, timeout=10).raise_for_status()
-    return no
-
-
 def csrf(page: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', page)
     assert found is not None
@@ -76,8 +47,8 @@ def actions_of(page: str) -> str:
 def test_an_abnormal_refund_is_sent_another_way_from_its_order_page(
     live: LiveStack, admin: httpx.Client
 ) -> None:
-    order = paid_order(live)
-    no = abnormal_refund(live, order)
+    order = live.paid_order()
+    no = live.abnormal_refund(order)
     assert no in {
         r.out_refund_no for r in live.stack.app.admin.needs_attention(live.stack.app.clock()).refunds
     }
@@ -126,20 +97,9 @@ def test_the_resolve_abnormal_form_needs_its_csrf_token(live: LiveStack, admin: 
     assert refused.status_code == 403
 
 
-def recon_exception(live: LiveStack, order: Order) -> int:
-    now = datetime.now(UTC).replace(tzinfo=None)
-    with live.stack.app.db.connection_context():
-        row = ReconExceptionRow.create(
-            bill_date="2026-12-07", kind="AMOUNT_MISMATCH", out_trade_no=order.out_trade_no,
-            out_refund_no="", local_fen=order.paid_fee, remote_fen=order.paid_fee - 1, status="OPEN",
-            detail="paid amount differs", created_at=now, updated_at=now,
-        )  # fmt: skip
-    return int(row.id)
-
-
 def test_a_recon_exception_is_resolved_from_its_order_page(live: LiveStack, admin: httpx.Client) -> None:
-    order = paid_order(live)
-    exception_id = recon_exception(live, order)
+    order = live.paid_order()
+    exception_id = live.recon_exception(order)
 
     page = admin.get(f"/orders/{order.order_id}").text
     actions = actions_of(page)
@@ -169,8 +129,8 @@ def test_a_recon_exception_is_resolved_from_its_order_page(live: LiveStack, admi
 def test_every_order_the_queue_names_has_an_action_on_its_page(live: LiveStack, admin: httpx.Client) -> None:
     """HELD (paid short), an ABNORMAL refund, a reconciliation exception: each order's page acts."""
     live.held_order()
-    abnormal_refund(live, paid_order(live))
-    recon_exception(live, paid_order(live))
+    live.abnormal_refund(live.paid_order())
+    live.recon_exception(live.paid_order())
     queue = live.stack.app.admin.needs_attention(live.stack.app.clock(), limit=200)
     named = (
         {o.order_id for o in [*queue.held, *queue.failed]}
