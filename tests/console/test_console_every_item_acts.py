@@ -13,9 +13,11 @@ import httpx
 import pytest
 
 from server.adapters.recon_tables import ReconExceptionRow
+from server.domain.order import Fulfilment
 from server.domain.refund import RefundStatus
 from server.service.context import Caller
 from tests.console.test_console_http import sign_in
+from tests.support.builders import a_paid_order, a_refund
 from tests.support.console_stack import ADMIN_TOKEN, LiveStack, live_stack
 
 BFF = Caller("bff", "test")
@@ -127,17 +129,26 @@ def test_a_recon_exception_is_resolved_from_its_order_page(live: LiveStack, admi
 
 
 def test_every_order_the_queue_names_has_an_action_on_its_page(live: LiveStack, admin: httpx.Client) -> None:
-    """HELD (paid short), an ABNORMAL refund, a reconciliation exception: each order's page acts."""
+    """HELD (paid short), a FAILED fulfilment, a refund nobody polls, an ABNORMAL refund, a
+    reconciliation exception: each order's page has a form that acts on it."""
+    app = live.stack.app
     live.held_order()
     live.abnormal_refund(live.paid_order())
     live.recon_exception(live.paid_order())
+    failed = a_paid_order(app.clock(), fulfilment=Fulfilment.FAILED, fulfilment_reason="grant service down")
+    unpolled = a_paid_order(app.clock(), fulfilment=Fulfilment.SUCCEEDED)
+    with app.uow() as uow:
+        uow.orders.insert(failed)
+        uow.orders.insert(unpolled)
+        uow.refunds.insert(a_refund(unpolled, RefundStatus.PROCESSING), due_at=None)  # polling revoked
     queue = live.stack.app.admin.needs_attention(live.stack.app.clock(), limit=200)
     named = (
         {o.order_id for o in [*queue.held, *queue.failed]}
         | {r.order_id for r in queue.refunds}
         | {x["order_id"] for x in queue.recon if x["order_id"]}
     )
-    assert len(named) >= 3
+    assert {failed.order_id, unpolled.order_id} <= named
+    assert len(named) >= 5
     for order_id in sorted(named):
         actions = actions_of(admin.get(f"/orders/{order_id}").text)
         assert 'method="post" action="/actions/' in actions, order_id
