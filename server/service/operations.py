@@ -183,7 +183,10 @@ class OperationsService:
             )
         refund = self._abnormal.resolve_abnormal(command, caller)
         log.info("operations.resolve_abnormal", out_refund_no=refund.out_refund_no, actor=caller.actor)
-        message = f"refund {refund.out_refund_no} of {yuan(refund.amount)} is {refund.status.value} again"
+        message = (
+            f"refund {refund.out_refund_no} of {yuan(refund.amount)} is {refund.status.value} now,"
+            f" sent to {command.route.value}"
+        )
         return OperationResult("resolve_abnormal_refund", "done", message, refund=refund)
 
     def resolve_recon_exception(self, exception_id: int, reason: str, caller: Caller) -> OperationResult:
