@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from server.adapters.recon_tables import ReconExceptionRow
-from tests.console.test_console_http import sign_in
-from tests.support.console_stack import ADMIN_TOKEN, LiveStack, live_stack
+from tests.support.console_stack import ADMIN_TOKEN, LiveStack, live_stack, sign_in
 
 
 @pytest.fixture(scope="module")

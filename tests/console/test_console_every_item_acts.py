@@ -16,9 +16,8 @@ from server.adapters.recon_tables import ReconExceptionRow
 from server.domain.order import Fulfilment
 from server.domain.refund import RefundStatus
 from server.service.context import Caller
-from tests.console.test_console_http import sign_in
 from tests.support.builders import a_paid_order, a_refund
-from tests.support.console_stack import ADMIN_TOKEN, LiveStack, live_stack
+from tests.support.console_stack import ADMIN_TOKEN, LiveStack, live_stack, sign_in
 
 BFF = Caller("bff", "test")
 

@@ -3,6 +3,7 @@ console on 127.0.0.1:0 (SQLite), and a way to make a HELD order through the real
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,6 +107,14 @@ class LiveStack:
                 detail="paid amount differs from the bill's 订单金额", created_at=now, updated_at=now,
             )  # fmt: skip
         return int(row.id)
+
+
+def sign_in(client: httpx.Client, token: str) -> httpx.Response:
+    """Sign in as a browser would: read the form's CSRF token, post it with `token`."""
+    form = client.get("/sign-in")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    return client.post("/sign-in", data={"csrf": csrf.group(1), "token": token})
 
 
 @contextmanager
