@@ -30,6 +30,7 @@ import peewee as pw
 from server.adapters.event_log import PeeweeEventLog
 from server.adapters.feed_append import FEED_CHANNEL, statements
 from server.adapters.feed_payload import encode_entry
+from server.adapters.prepared import Prepared
 from server.adapters.tables import OrderEventRow, OrderRow
 from server.adapters.times import to_db_time
 from server.domain.order import Order
@@ -58,7 +59,7 @@ class InsertFirst:
                 return db.execute_sql(sql.order, [*order_values, *audit_values[1:]]).fetchone() is not None
             feed = (entry.type.value, entry.account, entry.order_id, to_db_time(entry.occurred_at))
             params = [*order_values, *audit_values[1:], 1, 1, *feed, encode_entry(entry, 0), FEED_CHANNEL]
-            return db.execute_sql(sql.order_and_feed, params).fetchone() is not None
+            return sql.order_and_feed.execute(db, params).fetchone() is not None  # type: ignore[union-attr]
         if db.execute_sql(sql.order, order_values).fetchone() is None:
             return False
         db.execute_sql(sql.audit, audit_values)
@@ -80,11 +81,11 @@ class InsertFirst:
 class _Statements:
     order: str  # PostgreSQL: the order and its audit row; SQLite: the order
     audit: str = ""  # SQLite: the audit row
-    order_and_feed: str = ""  # PostgreSQL: the order, its audit row and its feed entry
+    order_and_feed: Prepared | None = None  # PostgreSQL: the order, its audit row and its feed entry
 
     @property
     def one_trip(self) -> bool:
-        return bool(self.order_and_feed)
+        return self.order_and_feed is not None
 
 
 def _compose(db: pw.Database) -> _Statements:
@@ -101,9 +102,7 @@ def _compose(db: pw.Database) -> _Statements:
     table = audit_sql.split(" ", 3)[2]
     placeholders = ", ".join([p] * (len(_AUDIT_COLUMNS) - 1))
     # Identifiers and placeholders from Peewee, no values (S608).
-    audit_from_created = (
-        f"INSERT INTO {table} {columns} SELECT created.order_id, {placeholders} FROM created"  # noqa: S608
-    )
+    audit_from_created = f"INSERT INTO {table} {columns} SELECT created.order_id, {placeholders} FROM created"  # noqa: S608
     combined = f'WITH created AS ({sql}) {audit_from_created} RETURNING "order_id"'
     feed = statements(db)
     head = feed.bump.replace(" RETURNING ", " AND EXISTS (SELECT 1 FROM created) RETURNING ", 1)
@@ -113,7 +112,7 @@ def _compose(db: pw.Database) -> _Statements:
         f"orderpay_feed_event(head.position, {p}) FROM head) "
         f"SELECT pg_notify({p}, head.position::text) FROM head"
     )
-    return _Statements(combined, order_and_feed=with_feed)
+    return _Statements(combined, order_and_feed=Prepared("orderpay_create_order", with_feed))
 
 
 def _order_values(order: Order) -> list[Any]:

@@ -86,8 +86,9 @@ def server_gone(error: BaseException) -> bool:
 class FailoverPostgresqlDatabase(PooledPostgresqlDatabase):
     """The pooled PostgreSQL database orderpay uses, single host or multi-host alike."""
 
-    def __init__(self, database: str, **kwargs: Any) -> None:
+    def __init__(self, database: str, *, prepares: bool = True, **kwargs: Any) -> None:
         super().__init__(database, **kwargs)
+        self.prepares = prepares  # server-side prepared statements (server/adapters/prepared.py)
         self._doomed: set[int] = set()  # connections seen failing: never back into the pool
         self._doomed_lock = threading.Lock()
         self._lazy = threading.local()  # per thread: the BEGIN the next statement carries
@@ -178,11 +179,13 @@ class FailoverPostgresqlDatabase(PooledPostgresqlDatabase):
             self._doomed.add(id(conn))
 
 
-def make_postgres(url: str, *, pool_size: int, synchronous_commit: str = "") -> FailoverPostgresqlDatabase:
+def make_postgres(
+    url: str, *, pool_size: int, synchronous_commit: str = "", prepares: bool = True
+) -> FailoverPostgresqlDatabase:
     params = connect_params(url, synchronous_commit=synchronous_commit)
     database = params.pop("dbname")
     return FailoverPostgresqlDatabase(
-        database, max_connections=pool_size, stale_timeout=300, timeout=10, **params
+        database, prepares=prepares, max_connections=pool_size, stale_timeout=300, timeout=10, **params
     )
 
 
