@@ -50,8 +50,10 @@ FIGURES = (
            _figure("B2", "throughput ÷ baseline"), lambda v: v >= 0.7),
     Figure("PostgreSQL (B5, 2 processes): server CPU per order ÷ sync echo", "≤ 2.5", _pg_cpu_vs_echo,
            lambda v: v <= 2.5),
-    Figure("PostgreSQL (B5): PostgreSQL CPU µs per order", "≤ 600", _figure("B5", "PostgreSQL CPU µs/order"),
-           lambda v: v <= 600),
+    Figure("PostgreSQL (B5): PostgreSQL CPU µs per order (its database's backends)", "≤ 600",
+           _figure("B5", "PostgreSQL CPU µs/order"), lambda v: v <= 600),
+    Figure("PostgreSQL (B5): every local postgres process, CPU µs per order (upper bound; shared server)",
+           "", _figure("B5", "every postgres process CPU µs/order"), lambda _v: True),
     Figure("B3 notifications/s ÷ bare verify-and-decrypt handler", "≥ 0.3", _figure(
         "B3", "throughput ÷ baseline"), lambda v: v >= 0.3),
     Figure("B3 CPU µs per delivery", "", _figure("B3", "CPU µs/call"), lambda _v: True),
