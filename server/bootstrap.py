@@ -35,6 +35,7 @@ from server.service.payments import PaymentService
 from server.service.ports import BillSource, PaymentGateway, ReadFactory, UnitOfWorkFactory
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
+from server.webhook_wiring import build_webhooks
 from server.wxpay.accounts import Accounts, account_router, has_accounts, is_multi_account, load_accounts
 from server.wxpay.bills import WeChatBills
 from server.wxpay.notification import accounts_parser
@@ -98,7 +99,8 @@ def build_app(
     )
     catalogue = CatalogueService(uow, clock, read=read)
     admin, operations = build_operations(db, uow, read, clock, payments)
-    return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations, feed)
+    webhooks = build_webhooks(settings, uow, read, clock)
+    return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations, feed, webhooks)
 
 
 def _has_credentials(settings: Settings, required: bool) -> bool:

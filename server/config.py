@@ -127,6 +127,16 @@ class Settings:
     default_account: str = ""
     # Per-product routing: comma-separated `product_id=account` pairs (the BFF's `merchant` hint wins).
     account_routes: str = ""
+    # --- issue 19 item 4: signed webhooks (docs/event-feed.md § Webhooks) --------------------------
+    webhook_disable_after_days: float = 3.0  # continuous failure this long disables a webhook
+    webhook_timeout_s: float = 10.0  # per POST
+    webhook_concurrency: int = 4  # subscribers delivered side by side per process
+    webhook_backoff_base_s: float = 10.0  # first retry after 5-10 s, doubling ...
+    webhook_backoff_max_s: float = 3600.0  # ... up to 30-60 min
+    webhook_secret_overlap_h: float = 24.0  # after a rotation the old secret signs too, this long
+    # Production refuses plain-http webhook URLs (the body carries order data) except to loopback;
+    # true when TLS ends in front of the receiver.
+    webhook_allow_http: bool = False
 
     @property
     def tokens(self) -> dict[str, str]:

@@ -6,7 +6,9 @@ from server.app import App
 from server.jobs.recon_task import ReconTask
 from server.jobs.scheduler import JobRunner
 from server.jobs.tasks import ExpiryTask, FulfilmentTask, NotificationTask, ReconcileTask, RefundPollTask
+from server.jobs.webhooks import WebhookTask
 from server.service.ports import Task
+from server.webhook_wiring import sending
 
 
 def standard_tasks(app: App) -> list[Task]:
@@ -20,7 +22,14 @@ def standard_tasks(app: App) -> list[Task]:
         RefundPollTask(app.uow, app.clock, part.refunds),
         NotificationTask(part.notifications),
         ReconTask(part.reconciliation, app.clock),
+        *_webhook_tasks(app),
     ]
+
+
+def _webhook_tasks(app: App) -> list[Task]:
+    if app.webhooks is None:
+        return []
+    return [WebhookTask(sending(app.webhooks, app.settings), app.settings.webhook_concurrency)]
 
 
 def build_jobs(app: App) -> JobRunner:
