@@ -54,7 +54,7 @@ class App:
     admin: AdminQueries  # the operator's read side (admin API, console)
     operations: OperationsService  # the operator's actions
     feed: FeedService  # the order event feed (issue 19)
-    webhooks: WebhookService | None = None  # signed webhooks for its subscribers (issue 19 item 4)
+    webhooks: WebhookService  # signed webhooks for its subscribers (issue 19 item 4)
 
     def close(self) -> None:
         if self.payments is not None:

@@ -22,14 +22,8 @@ def standard_tasks(app: App) -> list[Task]:
         RefundPollTask(app.uow, app.clock, part.refunds),
         NotificationTask(part.notifications),
         ReconTask(part.reconciliation, app.clock),
-        *_webhook_tasks(app),
+        WebhookTask(sending(app.webhooks, app.settings), app.settings.webhook_concurrency),
     ]
-
-
-def _webhook_tasks(app: App) -> list[Task]:
-    if app.webhooks is None:
-        return []
-    return [WebhookTask(sending(app.webhooks, app.settings), app.settings.webhook_concurrency)]
 
 
 def build_jobs(app: App) -> JobRunner:

@@ -143,8 +143,13 @@ class WebhookService:
             log.info("webhook.registered", subscriber=name, url=url, new_secret=bool(secret))
         return Registered(subscriber, webhook, secret)
 
+    def webhook_of(self, name: str) -> Webhook | None:
+        with self._read() as uow:
+            return uow.webhooks.get(name)
+
     def rotate(self, name: str) -> Registered:
         """A new secret; the old one signs too for `secret_overlap`, so receivers switch at leisure."""
+        check_subscriber(name)
         now, secret = self._clock(), self._generate()
         with self._uow() as uow:
             subscriber, webhook = _both(uow.subscribers.get(name), uow.webhooks.get(name), name)
@@ -154,6 +159,7 @@ class WebhookService:
         return Registered(subscriber, webhook, secret)
 
     def set_enabled(self, name: str, enabled: bool, actor: str) -> SubscriberView:
+        check_subscriber(name)
         now = self._clock()
         with self._uow() as uow:
             subscriber, webhook = _both(uow.subscribers.get(name), uow.webhooks.get(name), name)
@@ -222,7 +228,7 @@ class WebhookService:
             TIMESTAMP_HEADER: str(stamp),
             SIGNATURE_HEADER: signature_header(webhook.signing_secrets(sent_at), stamp, body),
             POSITION_HEADER: str(stored.position),
-            TYPE_HEADER: stored.type,
+            TYPE_HEADER: f"EVENT_TYPE_{stored.type}",  # as in the body (the proto enum name)
         }
         outcome = self._sender.post(webhook.url, body, headers)  # no transaction open
         now = self._clock()
