@@ -4,7 +4,11 @@ switching on and off, rotation, and who may call them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,6 +19,9 @@ from server.app import App
 from server.bootstrap import build_app
 from tests.conftest import settings_for
 from tests.feed.test_event_rpc import ADMIN, BFF, FEED, TOKENS, refused
+from tests.support.serving import ServingThread
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +34,29 @@ def prod_app(database_url: str) -> Iterator[App]:
 
 
 @pytest.fixture(scope="module")
-def events(prod_app: App) -> Iterator[events_pb2_grpc.EventServiceStub]:
-    from tests.support.serving import ServingThread
-
+def target(prod_app: App) -> Iterator[str]:
     server = ServingThread(prod_app)
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield events_pb2_grpc.EventServiceStub(channel)
+    yield f"127.0.0.1:{server.port}"
     server.stop(1)
+
+
+@pytest.fixture(scope="module")
+def events(target: str) -> Iterator[events_pb2_grpc.EventServiceStub]:
+    with grpc.insecure_channel(target) as channel:
+        yield events_pb2_grpc.EventServiceStub(channel)
+
+
+def cli(target: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ORDERPAY_GRPC_TARGET": target, "ORDERPAY_TOKEN": "test-feed-token"}
+    return subprocess.run(
+        [sys.executable, "-m", "clients.cli", "events", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def register(
@@ -155,3 +178,26 @@ def test_the_bff_may_not_register_a_webhook_or_list_subscribers(events: Any, rid
         refused(events.ListSubscribers, events_pb2.ListSubscribersRequest()).code
         is grpc.StatusCode.UNAUTHENTICATED
     )
+
+
+def test_the_cli_registers_lists_and_switches_a_webhook(target: str, rid: str) -> None:
+    name = f"cli-{rid}"
+    registered = cli(target, "register", name, "--webhook-url", "https://crm.example.com/cli")
+    assert registered.returncode == 0, registered.stderr
+    assert "webhook secret (shown once, keep it): whsec_" in registered.stdout
+    refused_url = cli(target, "register", f"x-{rid}", "--webhook-url", "http://crm.example.com/")
+    assert refused_url.returncode != 0
+    assert "WEBHOOK_URL_REFUSED" in refused_url.stdout + refused_url.stderr
+    off = cli(target, "webhook", "disable", name)
+    assert off.returncode == 0, off.stderr
+    assert "webhook DISABLED" in off.stdout
+    listed = cli(target, "subscribers")
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(name))
+    assert "DISABLED" in row
+    assert "https://crm.example.com/cli" in row
+    assert "whsec_" not in listed.stdout
+    on = cli(target, "webhook", "enable", name)
+    assert "webhook ACTIVE" in on.stdout
+    rotated = cli(target, "webhook", "rotate", name)
+    assert "new secret (shown once, keep it): whsec_" in rotated.stdout
