@@ -23,7 +23,7 @@ def add(actions: Any, connection: argparse.ArgumentParser) -> None:
     hook.add_argument(
         "verb", choices=["enable", "disable", "rotate"], help="enable: resume from the acknowledged position"
     )
-    hook.add_argument("subscriber", metavar="NAME")
+    hook.add_argument("subscriber", metavar="NAME", help="the subscriber whose webhook this is")
     hook.set_defaults(func=_webhook)
 
 
