@@ -22,6 +22,7 @@ from server.console.throttle import SignInThrottle
 from server.domain.clock import Clock
 from server.service.feed import SubscriberLag
 from server.service.operations import OperationsService
+from server.service.webhooks import WebhookService
 
 log = structlog.get_logger("orderpay.console")
 HERE = Path(__file__).parent
@@ -44,6 +45,7 @@ class ConsoleDeps:
     secure_cookies: bool = False  # served over TLS: Secure cookies and HSTS
     throttle: SignInThrottle | None = None
     feed_lags: Callable[[], list[SubscriberLag]] | None = None  # issue 19: event-feed subscribers
+    webhooks: WebhookService | None = None  # issue 19 item 4: subscribers with their webhooks
 
 
 DEPS = web.AppKey("deps", ConsoleDeps)
