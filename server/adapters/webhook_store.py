@@ -8,6 +8,7 @@ sender's lease runs out and the next run takes over from the subscriber's acknow
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import peewee as pw
 
@@ -55,40 +56,43 @@ class PeeweeWebhooks:
         doomed = WebhookRow.delete()  # type: ignore[misc]  # types-peewee: a generic classmethod
         doomed.where(WebhookRow.subscriber == subscriber).execute()
 
-    def claim_due(self, now: datetime, until: datetime, owner: str, limit: int) -> list[Webhook]:
+    def due(self, now: datetime, limit: int) -> list[str]:
+        """ACTIVE webhooks, back-off over, not leased, whose subscriber has unacknowledged events."""
         at = to_db_time(now)
         head = EventLogHeadRow.select(EventLogHeadRow.position).where(EventLogHeadRow.id == 1)
-        free = WebhookRow.lease_until.is_null() | (WebhookRow.lease_until < at)
-        due = WebhookRow.next_attempt_at.is_null() | (WebhookRow.next_attempt_at <= at)
-        candidates = (
+        query = (
             WebhookRow.select(WebhookRow.subscriber)
             .join(EventSubscriberRow, on=EventSubscriberRow.name == WebhookRow.subscriber)
             .where(
                 (WebhookRow.state == WebhookState.ACTIVE.value)
-                & free
-                & due
+                & _free(at)
+                & (WebhookRow.next_attempt_at.is_null() | (WebhookRow.next_attempt_at <= at))
                 & (EventSubscriberRow.acked_position < head)
             )
-            .order_by(WebhookRow.next_attempt_at.asc(nulls="FIRST"), WebhookRow.subscriber)
+            .order_by(WebhookRow.subscriber)
             .limit(limit)
         )
-        names = [row.subscriber for row in candidates]
+        return [row.subscriber for row in query]
+
+    def lease(self, names: list[str], now: datetime, until: datetime, owner: str) -> list[Webhook]:
+        """One UPDATE each: the free-lease condition is re-checked under the row lock, so of two
+        processes leasing together one wins and the other moves on."""
         won = []
-        for name in names:  # one UPDATE each: the free-lease condition is re-checked under the row lock
+        for name in names:
             taken = (
                 WebhookRow.update(lease_owner=owner, lease_until=to_db_time(until))
                 .where(
-                    (WebhookRow.subscriber == name) & free & (WebhookRow.state == WebhookState.ACTIVE.value)
+                    (WebhookRow.subscriber == name)
+                    & _free(to_db_time(now))
+                    & (WebhookRow.state == WebhookState.ACTIVE.value)
                 )
                 .execute()
             )
             if taken:
                 won.append(name)
-        return (
-            [_webhook(row) for row in WebhookRow.select().where(WebhookRow.subscriber.in_(won))]
-            if won
-            else []
-        )
+        if not won:
+            return []
+        return [_webhook(row) for row in WebhookRow.select().where(WebhookRow.subscriber.in_(won))]
 
     def release(self, subscriber: str, owner: str) -> None:
         WebhookRow.update(lease_owner=None, lease_until=None).where(
@@ -106,6 +110,10 @@ class PeeweeWebhooks:
             .scalar()
         )
         return from_db_time(value)
+
+
+def _free(at: datetime | None) -> Any:
+    return WebhookRow.lease_until.is_null() | (WebhookRow.lease_until < at)
 
 
 def _columns(webhook: Webhook) -> dict[str, object]:

@@ -179,8 +179,12 @@ class WebhookService:
     # --- the sender's side (server.jobs.webhooks) ----------------------------------------------------
     def claim(self, limit: int) -> list[Claim]:
         now, owner = self._clock(), secrets.token_hex(8)
+        with self._read() as reads:  # most runs find nothing: no write transaction for them
+            names = reads.webhooks.due(now, limit)
+        if not names:
+            return []
         with self._uow() as uow:
-            won = uow.webhooks.claim_due(now, now + self.config.lease, owner, limit)
+            won = uow.webhooks.lease(names, now, now + self.config.lease, owner)
         return [Claim(webhook, owner) for webhook in won]
 
     def oldest_due(self) -> datetime | None:

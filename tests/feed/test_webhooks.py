@@ -222,3 +222,22 @@ def test_disabled_after_the_configured_days_of_failure_then_re_enabled_from_the_
     assert view.webhook.consecutive_failures == 0
     drain(task)
     assert receiver.acknowledged_positions() == positions
+
+
+def test_a_leased_webhook_is_not_claimed_twice_and_a_lapsed_lease_hands_over(
+    hooks_app: App, receiver: RecordingReceiver, name: str, clock: MovableClock
+) -> None:
+    """Two senders (processes) never deliver one subscriber together; one whose lease ran out (stuck,
+    or crashed) records nothing more, and the next goes on from the acknowledged position."""
+    hooks_app.webhooks.register(name, receiver.url)
+    positions = some_events(hooks_app, 3)
+    senders = sending(hooks_app.webhooks, hooks_app.settings)
+    (stale,) = senders.claim(10)
+    assert senders.claim(10) == []  # leased: the other sender moves on
+    clock.advance(senders.config.lease + timedelta(seconds=1))
+    (fresh,) = senders.claim(10)
+    assert fresh.owner != stale.owner
+    lapsed = senders.deliver(stale)
+    assert lapsed.delivered == 0  # its POST went out, but the lease was no longer its own
+    assert senders.deliver(fresh).positions == positions
+    assert receiver.acknowledged_positions() == positions
