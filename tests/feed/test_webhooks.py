@@ -51,10 +51,8 @@ def receiver() -> Iterator[RecordingReceiver]:
 
 
 @pytest.fixture
-def task(hooks_app: App) -> Iterator[WebhookTask]:
-    job = WebhookTask(sending(hooks_app.webhooks, hooks_app.settings), concurrency=2)
-    yield job
-    job.close()
+def task(hooks_app: App) -> WebhookTask:
+    return WebhookTask(sending(hooks_app.webhooks, hooks_app.settings), concurrency=2)
 
 
 @pytest.fixture
@@ -241,3 +239,21 @@ def test_a_leased_webhook_is_not_claimed_twice_and_a_lapsed_lease_hands_over(
     assert lapsed.delivered == 0  # its POST went out, but the lease was no longer its own
     assert senders.deliver(fresh).positions == positions
     assert receiver.acknowledged_positions() == positions
+
+
+def test_two_subscribers_are_delivered_side_by_side_each_in_order(
+    hooks_app: App, task: WebhookTask, receiver: RecordingReceiver, name: str
+) -> None:
+    other_receiver, other = RecordingReceiver(), f"hook-{secrets.token_hex(4)}"
+    try:
+        hooks_app.feed.register(other)
+        hooks_app.feed.ack(other, hooks_app.feed.head())
+        hooks_app.webhooks.register(name, receiver.url)
+        hooks_app.webhooks.register(other, other_receiver.url)
+        positions = some_events(hooks_app, 4)
+        assert task.run_once().items == 2 * len(positions)  # one run: both, each on its own thread
+        assert [r.position for r in receiver.received] == positions
+        assert [r.position for r in other_receiver.received] == positions
+    finally:
+        hooks_app.webhooks.register(other, "")
+        other_receiver.stop()
