@@ -116,3 +116,23 @@ def test_a_new_url_starts_clean_and_keeps_the_secret() -> None:
         0,
         "",
     )
+
+
+def test_the_verify_example_in_the_docs_accepts_what_orderpay_signs() -> None:
+    """docs/event-feed.md § Verifying it: the snippet as written, against the server's own signing."""
+    import re
+    import time
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "event-feed.md").read_text(encoding="utf-8")
+    section = doc[doc.index("### Verifying it") :]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match is not None
+    scope: dict[str, object] = {}
+    exec(match.group(1), scope)  # noqa: S102 - our own documentation
+    verify = scope["verify"]
+    body, now = b'{"position":"1"}', int(time.time())
+    header = signature_header(("whsec_new", "whsec_old"), now, body)
+    assert verify("whsec_old", str(now), header, body)  # type: ignore[operator]
+    assert not verify("whsec_other", str(now), header, body)  # type: ignore[operator]
+    assert not verify("whsec_new", str(now - 600), signature_header(("whsec_new",), now - 600, body), body)  # type: ignore[operator]
