@@ -228,10 +228,17 @@ def _check(settings: Settings) -> None:
             raise ConfigError(
                 "ORDERPAY_DATABASE_SESSION_URL: only with a postgresql:// ORDERPAY_DATABASE_URL"
             )
+    _check_webhooks(settings)
     if settings.log_format not in LOG_FORMATS:
         raise ConfigError(
             f"ORDERPAY_LOG_FORMAT: want one of {', '.join(LOG_FORMATS)}; got {settings.log_format!r}"
         )
+
+
+def _check_webhooks(settings: Settings) -> None:
+    for name in ("webhook_timeout_s", "webhook_disable_after_days", "webhook_concurrency"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"ORDERPAY_{name.upper()}: must be above 0")
 
 
 def check_database_url(url: str, name: str = "ORDERPAY_DATABASE_URL") -> None:

@@ -12,6 +12,7 @@ from aiohttp import web
 from server.console.actions import ERROR_STATUS, _field
 from server.console.deps import deps, render, session_of
 from server.domain.errors import DomainError
+from server.service.context import Caller
 from server.service.operations import OperationResult
 
 
@@ -36,9 +37,9 @@ async def set_webhook(request: web.Request) -> web.Response:
         )
         return render(request, "result.html", context, status=400)
     name, reason = _field(form, "subscriber"), _field(form, "reason")
-    actor = f"{session.actor}: {reason}"[:64]
+    caller = Caller(f"{session.actor}: {reason}"[:64], request_id)
     try:
-        view = await asyncio.to_thread(webhooks.set_enabled, name, verb == "enable", actor)
+        view = await asyncio.to_thread(webhooks.set_enabled, name, verb == "enable", caller)
     except DomainError as error:
         context.update(error=error.reason, message=error.message)
         return render(request, "result.html", context, status=ERROR_STATUS.get(error.reason, 422))

@@ -80,8 +80,8 @@ class WebhookRpcs:
     async def SetWebhookEnabled(
         self, request: pb.SetWebhookEnabledRequest, context: Context
     ) -> pb.SetWebhookEnabledResponse:
-        actor = current_caller().actor
-        view = await self._db.run(self._webhooks.set_enabled, request.subscriber, request.enabled, actor)
+        caller = current_caller()
+        view = await self._db.run(self._webhooks.set_enabled, request.subscriber, request.enabled, caller)
         return pb.SetWebhookEnabledResponse(subscriber=subscriber_to_pb(view))
 
     async def RotateWebhookSecret(

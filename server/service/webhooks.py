@@ -34,6 +34,7 @@ from server.domain.webhooks import (
     check_webhook_url,
     signature_header,
 )
+from server.service.context import Caller
 from server.service.feed_ports import StoredEvent, Subscriber
 from server.service.ports import ReadFactory, UnitOfWorkFactory
 from server.service.webhook_ports import WebhookSender
@@ -158,7 +159,7 @@ class WebhookService:
         log.info("webhook.rotated", subscriber=name, previous_until=str(webhook.previous_until))
         return Registered(subscriber, webhook, secret)
 
-    def set_enabled(self, name: str, enabled: bool, actor: str) -> SubscriberView:
+    def set_enabled(self, name: str, enabled: bool, caller: Caller) -> SubscriberView:
         check_subscriber(name)
         now = self._clock()
         with self._uow() as uow:
@@ -166,7 +167,12 @@ class WebhookService:
             webhook = webhook.enabled() if enabled else webhook.disabled(now)
             uow.webhooks.save(webhook)
             head = uow.events.head()
-        log.info("webhook.enabled" if enabled else "webhook.disabled", subscriber=name, actor=actor)
+        log.info(
+            "webhook.enabled" if enabled else "webhook.disabled",
+            subscriber=name,
+            actor=caller.actor,
+            request_id=caller.request_id,
+        )
         return SubscriberView(subscriber, head, webhook)
 
     def subscribers(self) -> list[SubscriberView]:

@@ -16,6 +16,7 @@ from server.bootstrap import build_app
 from server.domain.catalogue import ProductKind
 from server.domain.webhooks import WebhookState
 from server.jobs.webhooks import WebhookTask
+from server.service.context import Caller
 from server.service.shapes import JobResult
 from server.webhook_wiring import sending
 from tests.jobs.helpers import MovableClock, add_product, unpaid_order
@@ -214,7 +215,7 @@ def test_disabled_after_the_configured_days_of_failure_then_re_enabled_from_the_
     assert task.run_once().items == 0
     assert len(receiver.received) == asked, "a disabled webhook is not called"
     receiver.fail_always = False
-    view = hooks_app.webhooks.set_enabled(name, True, "admin:test")
+    view = hooks_app.webhooks.set_enabled(name, True, Caller("admin", "test"))
     assert view.webhook is not None
     assert view.webhook.state is WebhookState.ACTIVE
     assert view.webhook.consecutive_failures == 0
