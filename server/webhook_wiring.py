@@ -6,11 +6,13 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from server.adapters.webhook_http import HttpxWebhookSender, webhook_body
+from server.app import App
 from server.config import Settings
 from server.domain.clock import Clock
 from server.domain.webhooks import DeliveryPolicy, UrlPolicy
 from server.loopback import is_loopback
 from server.service.ports import ReadFactory, UnitOfWorkFactory
+from server.service.webhook_delivery import WebhookDelivery
 from server.service.webhooks import WebhookConfig, WebhookService
 
 
@@ -38,7 +40,8 @@ def build_webhooks(
     return WebhookService(uow, read, clock, webhook_config(settings))
 
 
-def sending(service: WebhookService, settings: Settings) -> WebhookService:
-    """The same use cases with an HTTP client: what the job delivers with."""
-    sender = HttpxWebhookSender(settings.webhook_timeout_s, max(1, settings.webhook_concurrency))
-    return service.with_sender(sender, webhook_body)
+def delivery(app: App) -> WebhookDelivery:
+    """What the job delivers with: the App's database and clock, an HTTP client of its own."""
+    settings = app.settings
+    sender = HttpxWebhookSender(settings.webhook_timeout_s, settings.webhook_concurrency)
+    return WebhookDelivery(app.uow, app.read, app.clock, app.webhooks.config, sender, webhook_body)

@@ -8,7 +8,7 @@ from server.jobs.scheduler import JobRunner
 from server.jobs.tasks import ExpiryTask, FulfilmentTask, NotificationTask, ReconcileTask, RefundPollTask
 from server.jobs.webhooks import WebhookTask
 from server.service.ports import Task
-from server.webhook_wiring import sending
+from server.webhook_wiring import delivery
 
 
 def standard_tasks(app: App) -> list[Task]:
@@ -22,7 +22,7 @@ def standard_tasks(app: App) -> list[Task]:
         RefundPollTask(app.uow, app.clock, part.refunds),
         NotificationTask(part.notifications),
         ReconTask(part.reconciliation, app.clock),
-        WebhookTask(sending(app.webhooks, app.settings), app.settings.webhook_concurrency),
+        WebhookTask(delivery(app), app.settings.webhook_concurrency),
     ]
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 import structlog
 
 from server.service.shapes import JobResult
-from server.service.webhooks import Claim, DeliveryReport, WebhookService
+from server.service.webhook_delivery import Claim, DeliveryReport, WebhookDelivery
 
 log = structlog.get_logger("orderpay.jobs")
 
@@ -23,7 +23,7 @@ log = structlog.get_logger("orderpay.jobs")
 class WebhookTask:
     name = "webhooks"
 
-    def __init__(self, service: WebhookService, concurrency: int) -> None:
+    def __init__(self, service: WebhookDelivery, concurrency: int) -> None:
         self._service = service
         self._concurrency = max(1, concurrency)
 

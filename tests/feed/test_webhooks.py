@@ -18,7 +18,7 @@ from server.domain.webhooks import WebhookState
 from server.jobs.webhooks import WebhookTask
 from server.service.context import Caller
 from server.service.shapes import JobResult
-from server.webhook_wiring import sending
+from server.webhook_wiring import delivery
 from tests.jobs.helpers import MovableClock, add_product, unpaid_order
 from tests.support.settings import settings_for
 from tests.support.webhook_receiver import RecordingReceiver
@@ -53,7 +53,7 @@ def receiver() -> Iterator[RecordingReceiver]:
 
 @pytest.fixture
 def task(hooks_app: App) -> WebhookTask:
-    return WebhookTask(sending(hooks_app.webhooks, hooks_app.settings), concurrency=2)
+    return WebhookTask(delivery(hooks_app), concurrency=2)
 
 
 @pytest.fixture
@@ -230,7 +230,7 @@ def test_a_leased_webhook_is_not_claimed_twice_and_a_lapsed_lease_hands_over(
     or crashed) records nothing more, and the next goes on from the acknowledged position."""
     hooks_app.webhooks.register(name, receiver.url)
     positions = some_events(hooks_app, 3)
-    senders = sending(hooks_app.webhooks, hooks_app.settings)
+    senders = delivery(hooks_app)
     (stale,) = senders.claim(10)
     assert senders.claim(10) == []  # leased: the other sender moves on
     clock.advance(senders.config.lease + timedelta(seconds=1))
