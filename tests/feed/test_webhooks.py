@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -258,3 +259,18 @@ def test_two_subscribers_are_delivered_side_by_side_each_in_order(
     finally:
         hooks_app.webhooks.register(other, "")
         other_receiver.stop()
+
+
+def test_senders_claiming_at_once_lease_a_webhook_to_exactly_one(
+    hooks_app: App, receiver: RecordingReceiver, name: str
+) -> None:
+    """As several server processes' jobs would: the lease is a conditional UPDATE the database
+    re-checks under the row lock, so one claim wins and the rest get nothing."""
+    hooks_app.webhooks.register(name, receiver.url)
+    some_events(hooks_app, 1)
+    senders = [delivery(hooks_app) for _ in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        claims = list(pool.map(lambda sender: sender.claim(10), senders))
+    winners = [c for got in claims for c in got]
+    assert [c.webhook.subscriber for c in winners] == [name]
+    assert senders[0].deliver(winners[0]).delivered == 1  # the lease is released after its run
