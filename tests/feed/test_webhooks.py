@@ -5,13 +5,14 @@ the configured days (the injected clock moves; nothing sleeps), and re-enabling.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 
 from clients.webhook_receiver import verify
+from server.adapters.webhook_http import webhook_body
 from server.app import App
 from server.bootstrap import build_app
 from server.domain.catalogue import ProductKind
@@ -19,6 +20,8 @@ from server.domain.webhooks import WebhookState
 from server.jobs.webhooks import WebhookTask
 from server.service.context import Caller
 from server.service.shapes import JobResult
+from server.service.webhook_delivery import WebhookDelivery
+from server.service.webhook_ports import SendOutcome
 from server.webhook_wiring import delivery
 from tests.jobs.helpers import MovableClock, add_product, unpaid_order
 from tests.support.settings import settings_for
@@ -274,3 +277,27 @@ def test_senders_claiming_at_once_lease_a_webhook_to_exactly_one(
     winners = [c for got in claims for c in got]
     assert [c.webhook.subscriber for c in winners] == [name]
     assert senders[0].deliver(winners[0]).delivered == 1  # the lease is released after its run
+
+
+class _TransactionProbe:
+    """A sender that records whether a database transaction was open on its thread during the POST."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self.open_during_post: list[bool] = []
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendOutcome:
+        self.open_during_post.append(bool(self._app.db.in_transaction()))
+        return SendOutcome(204)
+
+
+def test_no_transaction_is_open_across_the_http_call(hooks_app: App, name: str) -> None:
+    hooks_app.webhooks.register(name, "http://127.0.0.1:9/never-called")
+    positions = some_events(hooks_app, 2)
+    probe = _TransactionProbe(hooks_app)
+    sender = WebhookDelivery(
+        hooks_app.uow, hooks_app.read, hooks_app.clock, hooks_app.webhooks.config, probe, webhook_body
+    )
+    (claim,) = sender.claim(10)
+    assert sender.deliver(claim).positions == positions
+    assert probe.open_during_post == [False, False]
