@@ -7,12 +7,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from clients.webhook_receiver import verify
-from server.adapters.webhook_http import webhook_body
+from server.adapters.webhook_http import HttpxWebhookSender, webhook_body
 from server.app import App
 from server.bootstrap import build_app
 from server.domain.catalogue import ProductKind
@@ -301,3 +302,22 @@ def test_no_transaction_is_open_across_the_http_call(hooks_app: App, name: str) 
     (claim,) = sender.claim(10)
     assert sender.deliver(claim).positions == positions
     assert probe.open_during_post == [False, False]
+
+
+def test_a_receiver_that_never_answers_times_out_and_is_retried_later(
+    hooks_app: App, receiver: RecordingReceiver, name: str
+) -> None:
+    hooks_app.webhooks.register(name, receiver.url)
+    some_events(hooks_app, 1)
+    receiver.hang = True
+    config = replace(hooks_app.webhooks.config, timeout_s=0.3)
+    sender = WebhookDelivery(
+        hooks_app.uow, hooks_app.read, hooks_app.clock, config, HttpxWebhookSender(0.3, 1), webhook_body
+    )
+    (claim,) = sender.claim(10)
+    report = sender.deliver(claim)
+    assert (report.delivered, report.failed) == (0, True)
+    webhook = hooks_app.webhooks.webhook_of(name)
+    assert webhook is not None
+    assert webhook.last_error == "timed out"
+    assert webhook.next_attempt_at is not None

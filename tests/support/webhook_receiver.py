@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class RecordingReceiver:
         self.fail_next = 0  # answer this many requests with `fail_status` first
         self.fail_always = False
         self.fail_status = 500
+        self.hang = False  # never answer: the sender's timeout is what ends the request
         self._lock = threading.Lock()
         self._thread = AppThread("webhook-receiver", [(self._app, "127.0.0.1", 0, None)], grace_s=1.0)
         (self.port,) = self._thread.start()
@@ -50,6 +52,8 @@ class RecordingReceiver:
 
     async def _receive(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.hang:
+            await asyncio.Event().wait()  # cancelled when the sender gives up or the receiver stops
         with self._lock:
             failing = self.fail_always or self.fail_next > 0
             self.fail_next = max(0, self.fail_next - 1)
