@@ -177,12 +177,14 @@ def test_the_jobs_page_shows_each_webhook_and_switches_it_off_and_on(live: LiveS
             assert receiver.url in row
             assert "b-active" in row
             assert "HTTP 503" in row
+            assert "retry " in row  # the back-off's next attempt
             assert 'id="disable-webhook-console-hook"' in row
             done = _act(client, "/actions/webhooks/disable", {"subscriber": "console-hook"})
             assert done.status_code == 200
             assert "DISABLED" in done.text
             row = _row(client, "console-hook")
             assert "b-disabled" in row
+            assert "since " in row
             assert 'id="enable-webhook-console-hook"' in row
             receiver.fail_always = False
             done = _act(client, "/actions/webhooks/enable", {"subscriber": "console-hook"})
