@@ -17,11 +17,21 @@ import pytest
 from orderpay.v1 import events_pb2, events_pb2_grpc
 from server.app import App
 from server.bootstrap import build_app
-from tests.conftest import settings_for
-from tests.feed.test_event_rpc import ADMIN, BFF, FEED, TOKENS, refused
+from tests.support.rich_status import Failure, failure_of
 from tests.support.serving import ServingThread
+from tests.support.settings import settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
+FEED = (("authorization", "Bearer test-feed-token"),)
+BFF = (("authorization", "Bearer test-bff-token"),)
+ADMIN = (("authorization", "Bearer test-admin-token"),)
+TOKENS = "bff:test-bff-token,admin:test-admin-token,feed:test-feed-token"
+
+
+def refused(call: Any, request: Any, **kwargs: Any) -> Failure:
+    with pytest.raises(grpc.RpcError) as info:
+        call(request, **kwargs)
+    return failure_of(info.value)
 
 
 @pytest.fixture(scope="module")
