@@ -115,8 +115,9 @@ class Webhook:
     disabled_at: datetime | None = None
 
     def signing_secrets(self, now: datetime) -> tuple[str, ...]:
-        overlap = self.previous_secret and self.previous_until is not None and now < self.previous_until
-        return (self.secret, self.previous_secret) if overlap else (self.secret,)  # type: ignore[return-value]
+        if self.previous_secret and self.previous_until is not None and now < self.previous_until:
+            return (self.secret, self.previous_secret)  # the rotation's overlap
+        return (self.secret,)
 
     def succeeded(self, now: datetime) -> Webhook:
         return replace(
