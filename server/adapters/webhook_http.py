@@ -16,6 +16,7 @@ from server.service.feed_ports import StoredEvent
 from server.service.webhook_ports import SendOutcome
 
 USER_AGENT = "orderpay-webhooks/1"
+MAX_ANSWER = 64 * 1024
 
 
 def webhook_body(stored: StoredEvent) -> bytes:
@@ -27,7 +28,8 @@ class HttpxWebhookSender:
     """One pooled client shared by the job's worker threads (httpx.Client is thread-safe).
 
     Redirects are not followed (a 3xx is a failure): the signed body goes to the registered URL only.
-    The response body is never read, so a receiver cannot make the sender buffer megabytes."""
+    At most MAX_ANSWER bytes of an answer are read and dropped: enough to reuse the connection for the
+    next event (an unread answer closes it), never a receiver making the sender buffer megabytes."""
 
     def __init__(self, timeout_s: float, connections: int) -> None:
         self._client = httpx.Client(
@@ -40,6 +42,11 @@ class HttpxWebhookSender:
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendOutcome:
         try:
             with self._client.stream("POST", url, content=body, headers=dict(headers)) as response:
+                read = 0
+                for chunk in response.iter_raw():
+                    read += len(chunk)
+                    if read > MAX_ANSWER:
+                        break  # leaving the block closes the connection instead
                 return SendOutcome(response.status_code)
         except httpx.TimeoutException:
             return SendOutcome(None, "timed out")

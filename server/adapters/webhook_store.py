@@ -38,6 +38,11 @@ class PeeweeWebhooks:
         row = WebhookRow.get_or_none(WebhookRow.subscriber == subscriber)
         return None if row is None else _webhook(row)
 
+    def get_for_update(self, subscriber: str) -> Webhook | None:
+        query = WebhookRow.select().where(WebhookRow.subscriber == subscriber)
+        row = (query.for_update() if _postgres() else query).first()
+        return None if row is None else _webhook(row)
+
     def all(self) -> list[Webhook]:
         return [_webhook(row) for row in WebhookRow.select().order_by(WebhookRow.subscriber)]
 
@@ -110,6 +115,11 @@ class PeeweeWebhooks:
             .scalar()
         )
         return from_db_time(value)
+
+
+def _postgres() -> bool:
+    db: Any = WebhookRow._meta.database
+    return isinstance(db.obj if isinstance(db, pw.DatabaseProxy) else db, pw.PostgresqlDatabase)
 
 
 def _free(at: datetime | None) -> Any:

@@ -59,3 +59,6 @@ class WebhookTask:
 
     def oldest_due(self) -> datetime | None:
         return self._service.oldest_due()
+
+    def close(self) -> None:
+        self._service.close()

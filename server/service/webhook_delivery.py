@@ -68,6 +68,9 @@ class WebhookDelivery:
         self._uow, self._read, self._clock, self.config = uow, read, clock, config
         self._sender, self._encode, self._rand = sender, encode, rand
 
+    def close(self) -> None:
+        self._sender.close()
+
     def claim(self, limit: int) -> list[Claim]:
         now, owner = self._clock(), secrets.token_hex(8)
         with self._read() as reads:  # most runs find nothing: no write transaction for them
@@ -92,12 +95,15 @@ class WebhookDelivery:
         try:
             events = self._backlog(name)
             report.more = len(events) == self.config.batch
+            webhook = claim.webhook
             for stored in events:
                 if time.monotonic() - started > budget_s:
                     report.more = True
                     break
-                if not self._post(claim, stored, report):
+                now_is = self._post(webhook, claim.owner, stored, report)
+                if now_is is None:
                     break
+                webhook = now_is
         finally:
             with self._uow() as uow:
                 uow.webhooks.release(name, claim.owner)
@@ -110,32 +116,34 @@ class WebhookDelivery:
             head = uow.events.head()
             return uow.events.read_after(after, head, FeedFilter(), self.config.batch) if head > after else []
 
-    def _post(self, claim: Claim, stored: StoredEvent, report: DeliveryReport) -> bool:
-        name = claim.webhook.subscriber
-        with self._read() as reads:  # as it is now: a rotation or a new URL applies to the next POST
-            webhook = reads.webhooks.get(name)
-        if webhook is None or webhook.state is not WebhookState.ACTIVE:
-            return False  # removed or switched off meanwhile
+    def _post(
+        self, webhook: Webhook, owner: str, stored: StoredEvent, report: DeliveryReport
+    ) -> Webhook | None:
+        """One POST, then its outcome in one short unit of work; the webhook as it is now for the next
+        POST (a rotation or a new URL applies from then on), or None to stop."""
+        name = webhook.subscriber
         outcome = self._sender.post(webhook.url, *self._signed(webhook, stored))  # no transaction open
         now = self._clock()
         with self._uow() as uow:
-            current = uow.webhooks.get(name)
+            # Locked (PostgreSQL): a rotation or a switch-off committing meanwhile is neither lost nor
+            # overwritten; the outcome applies to the webhook as it is now.
+            current = uow.webhooks.get_for_update(name)
             if current is None or current.state is not WebhookState.ACTIVE:
-                return False
+                return None  # removed or switched off meanwhile
             after = (
                 current.succeeded(now)
                 if outcome.ok
                 else current.failed(now, _error(outcome), self.config.policy, self._rand)
             )
-            kept = uow.webhooks.save(after, claim.owner)
+            kept = uow.webhooks.save(after, owner)
             if kept and outcome.ok:
                 uow.subscribers.ack(name, stored.position, now)
         if not kept:  # the lease ran out and another sender took over: it goes on from the ack
-            return False
+            return None
         if outcome.ok:
             report.delivered += 1
             report.positions.append(stored.position)
-            return True
+            return after
         report.failed, report.more = True, False
         emit = log.error if after.state is WebhookState.DISABLED else log.warning
         emit(
@@ -147,7 +155,7 @@ class WebhookDelivery:
             state=after.state.value,
             next_attempt_at=str(after.next_attempt_at),
         )
-        return False
+        return None
 
     def _signed(self, webhook: Webhook, stored: StoredEvent) -> tuple[bytes, dict[str, str]]:
         body = self._encode(stored)

@@ -21,6 +21,10 @@ class WebhookReads(Protocol):
 
 
 class WebhookStore(WebhookReads, Protocol):
+    def get_for_update(self, subscriber: str) -> Webhook | None:
+        """As `get`, the row locked to the transaction's end (PostgreSQL; SQLite has one writer)."""
+        ...
+
     def create(self, webhook: Webhook, now: datetime) -> None: ...
     def save(self, webhook: Webhook, owner: str | None = None) -> bool:
         """Store the webhook's state; with `owner`, only while that sender holds the lease (False: it
@@ -48,4 +52,8 @@ class SendOutcome:
 class WebhookSender(Protocol):
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendOutcome:
         """One POST with the sender's timeouts; never raises for what the receiver did."""
+        ...
+
+    def close(self) -> None:
+        """Close the kept-alive connections."""
         ...

@@ -80,7 +80,7 @@ class WebhookService:
         now, secret = self._clock(), ""
         with self._uow() as uow:
             subscriber = uow.subscribers.register(name, now)
-            webhook = uow.webhooks.get(name)
+            webhook = uow.webhooks.get_for_update(name)
             if not url:
                 if webhook is not None:
                     uow.webhooks.delete(name)
@@ -105,7 +105,7 @@ class WebhookService:
         check_subscriber(name)
         now, secret = self._clock(), self._generate()
         with self._uow() as uow:
-            subscriber, webhook = _both(uow.subscribers.get(name), uow.webhooks.get(name), name)
+            subscriber, webhook = _both(uow.subscribers.get(name), uow.webhooks.get_for_update(name), name)
             webhook = webhook.rotated(secret, now, self.config.policy.secret_overlap)
             uow.webhooks.save(webhook)
         log.info("webhook.rotated", subscriber=name, previous_until=str(webhook.previous_until))
@@ -115,7 +115,7 @@ class WebhookService:
         check_subscriber(name)
         now = self._clock()
         with self._uow() as uow:
-            subscriber, webhook = _both(uow.subscribers.get(name), uow.webhooks.get(name), name)
+            subscriber, webhook = _both(uow.subscribers.get(name), uow.webhooks.get_for_update(name), name)
             webhook = webhook.enabled() if enabled else webhook.disabled(now)
             uow.webhooks.save(webhook)
             head = uow.events.head()

@@ -5,7 +5,7 @@ the configured days (the injected clock moves; nothing sleeps), and re-enabling.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
@@ -22,7 +22,8 @@ from server.jobs.webhooks import WebhookTask
 from server.service.context import Caller
 from server.service.shapes import JobResult
 from server.service.webhook_delivery import WebhookDelivery
-from server.service.webhook_ports import SendOutcome
+from server.service.webhook_ports import SendOutcome, WebhookSender
+from server.service.webhooks import WebhookConfig
 from server.webhook_wiring import delivery
 from tests.jobs.helpers import MovableClock, add_product, unpaid_order
 from tests.support.settings import settings_for
@@ -57,8 +58,28 @@ def receiver() -> Iterator[RecordingReceiver]:
 
 
 @pytest.fixture
-def task(hooks_app: App) -> WebhookTask:
-    return WebhookTask(delivery(hooks_app), concurrency=2)
+def task(hooks_app: App) -> Iterator[WebhookTask]:
+    job = WebhookTask(delivery(hooks_app), concurrency=2)
+    yield job
+    job.close()  # its kept-alive connections
+
+
+@pytest.fixture
+def make_delivery(hooks_app: App) -> Iterator[Callable[..., WebhookDelivery]]:
+    """Senders as separate processes would have them, each closed (its connections) afterwards."""
+    made: list[WebhookDelivery] = []
+
+    def make(config: WebhookConfig | None = None, sender: WebhookSender | None = None) -> WebhookDelivery:
+        config = config or hooks_app.webhooks.config
+        sender = sender or HttpxWebhookSender(config.timeout_s, 2)
+        made.append(
+            WebhookDelivery(hooks_app.uow, hooks_app.read, hooks_app.clock, config, sender, webhook_body)
+        )
+        return made[-1]
+
+    yield make
+    for sender in made:
+        sender.close()
 
 
 @pytest.fixture
@@ -229,13 +250,17 @@ def test_disabled_after_the_configured_days_of_failure_then_re_enabled_from_the_
 
 
 def test_a_leased_webhook_is_not_claimed_twice_and_a_lapsed_lease_hands_over(
-    hooks_app: App, receiver: RecordingReceiver, name: str, clock: MovableClock
+    hooks_app: App,
+    receiver: RecordingReceiver,
+    name: str,
+    clock: MovableClock,
+    make_delivery: Callable[..., WebhookDelivery],
 ) -> None:
     """Two senders (processes) never deliver one subscriber together; one whose lease ran out (stuck,
     or crashed) records nothing more, and the next goes on from the acknowledged position."""
     hooks_app.webhooks.register(name, receiver.url)
     positions = some_events(hooks_app, 3)
-    senders = delivery(hooks_app)
+    senders = make_delivery()
     (stale,) = senders.claim(10)
     assert senders.claim(10) == []  # leased: the other sender moves on
     clock.advance(senders.config.lease + timedelta(seconds=1))
@@ -266,13 +291,13 @@ def test_two_subscribers_are_delivered_side_by_side_each_in_order(
 
 
 def test_senders_claiming_at_once_lease_a_webhook_to_exactly_one(
-    hooks_app: App, receiver: RecordingReceiver, name: str
+    hooks_app: App, receiver: RecordingReceiver, name: str, make_delivery: Callable[..., WebhookDelivery]
 ) -> None:
     """As several server processes' jobs would: the lease is a conditional UPDATE the database
     re-checks under the row lock, so one claim wins and the rest get nothing."""
     hooks_app.webhooks.register(name, receiver.url)
     some_events(hooks_app, 1)
-    senders = [delivery(hooks_app) for _ in range(6)]
+    senders = [make_delivery() for _ in range(6)]
     with ThreadPoolExecutor(max_workers=6) as pool:
         claims = list(pool.map(lambda sender: sender.claim(10), senders))
     winners = [c for got in claims for c in got]
@@ -291,29 +316,30 @@ class _TransactionProbe:
         self.open_during_post.append(bool(self._app.db.in_transaction()))
         return SendOutcome(204)
 
+    def close(self) -> None:
+        pass
 
-def test_no_transaction_is_open_across_the_http_call(hooks_app: App, name: str) -> None:
+
+def test_no_transaction_is_open_across_the_http_call(
+    hooks_app: App, name: str, make_delivery: Callable[..., WebhookDelivery]
+) -> None:
     hooks_app.webhooks.register(name, "http://127.0.0.1:9/never-called")
     positions = some_events(hooks_app, 2)
     probe = _TransactionProbe(hooks_app)
-    sender = WebhookDelivery(
-        hooks_app.uow, hooks_app.read, hooks_app.clock, hooks_app.webhooks.config, probe, webhook_body
-    )
+    sender = make_delivery(sender=probe)
     (claim,) = sender.claim(10)
     assert sender.deliver(claim).positions == positions
     assert probe.open_during_post == [False, False]
 
 
 def test_a_receiver_that_never_answers_times_out_and_is_retried_later(
-    hooks_app: App, receiver: RecordingReceiver, name: str
+    hooks_app: App, receiver: RecordingReceiver, name: str, make_delivery: Callable[..., WebhookDelivery]
 ) -> None:
     hooks_app.webhooks.register(name, receiver.url)
     some_events(hooks_app, 1)
     receiver.hang = True
     config = replace(hooks_app.webhooks.config, timeout_s=0.3)
-    sender = WebhookDelivery(
-        hooks_app.uow, hooks_app.read, hooks_app.clock, config, HttpxWebhookSender(0.3, 1), webhook_body
-    )
+    sender = make_delivery(config)
     (claim,) = sender.claim(10)
     report = sender.deliver(claim)
     assert (report.delivered, report.failed) == (0, True)
