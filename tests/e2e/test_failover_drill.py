@@ -206,8 +206,8 @@ def _sync_standby_names(formation: Formation) -> str:
 class StandbyLoss:
     """Both storms, and the standby's whole node (keeper and postmaster) killed during them."""
 
-    longest_s: float  # the longest CreateOrder started after the kill
-    resumed_s: float  # kill -> the first OK of a call started a second after it
+    longest_s: float  # the longest CreateOrder in flight at the kill or after it
+    stall_s: float  # the longest stretch after the kill without an OK answer: how long writes blocked
     sync_before: str
     sync_without: str
     waits: SyncRepWatch
@@ -251,8 +251,9 @@ def _lose_the_standby(formation: Formation, stacks: list[Stack]) -> StandbyLoss:
         for thread in threads:
             thread.join(30)
     assert formation.primary() is primary  # no failover: the primary kept its role
-    after = [a for a in creates.answers if a.started > killed_at]
-    resumed = min(a.ended for a in after if a.code == OK and a.started > killed_at + 1) - killed_at
+    after = [a for a in creates.answers if a.ended > killed_at]
+    oks = sorted(a.ended for a in after if a.code == OK)
+    stall = max(later - earlier for earlier, later in zip([killed_at, *oks], oks, strict=False))
     formation.restart_node(standby)
     rejoin_s = formation.wait_healthy(180)
     acknowledged = {a.key for a in creates.answers if a.code == OK}
@@ -266,7 +267,7 @@ def _lose_the_standby(formation: Formation, stacks: list[Stack]) -> StandbyLoss:
     paid_ids = [order_id for order_id, _, _ in orders]
     return StandbyLoss(
         longest_s=max(a.ended - a.started for a in after),
-        resumed_s=resumed,
+        stall_s=stall,
         sync_before=sync_before,
         sync_without=sync_without,
         waits=waits,
@@ -283,8 +284,9 @@ def _lose_the_standby(formation: Formation, stacks: list[Stack]) -> StandbyLoss:
 def _report(title: str, loss: StandbyLoss) -> None:
     print(
         f"\n{title}: CreateOrder answers {dict(loss.codes)}; lost {loss.lost}, duplicated {loss.duplicated};"
-        f" after the kill the longest call took {loss.longest_s:.1f} s; writes flowing again"
-        f" {loss.resumed_s:.1f} s after the kill; COMMITs seen waiting for the standby at once:"
+        f" the longest call in flight at or after the kill took {loss.longest_s:.1f} s; the longest"
+        f" stretch without an OK after the kill {loss.stall_s:.1f} s;"
+        f" COMMITs seen waiting for the standby at once:"
         f" {loss.waits.most_waiting} ({loss.waits.samples} samples);"
         f" synchronous_standby_names {loss.sync_before!r} -> {loss.sync_without!r};"
         f" {loss.notes} notifications applied once; standby back in {loss.rejoin_s:.1f} s"
