@@ -212,6 +212,7 @@ class StandbyLoss:
     sync_without: str
     waits: SyncRepWatch
     codes: Counter[grpc.StatusCode]
+    failures: Counter[str]  # the status messages of the calls that failed
     lost: int
     duplicated: int
     outcome: Applied
@@ -272,6 +273,7 @@ def _lose_the_standby(formation: Formation, stacks: list[Stack]) -> StandbyLoss:
         sync_without=sync_without,
         waits=waits,
         codes=Counter(a.code for a in creates.answers),
+        failures=Counter(f"{a.code.name}: {a.detail}" for a in creates.answers if a.code != OK),
         lost=len(acknowledged - set(stored)),
         duplicated=sum(1 for c in stored.values() if c != 1),
         outcome=applied(formation.url, notes, paid_ids),
@@ -289,7 +291,8 @@ def _report(title: str, loss: StandbyLoss) -> None:
         f" COMMITs seen waiting for the standby at once:"
         f" {loss.waits.most_waiting} ({loss.waits.samples} samples);"
         f" synchronous_standby_names {loss.sync_before!r} -> {loss.sync_without!r};"
-        f" {loss.notes} notifications applied once; standby back in {loss.rejoin_s:.1f} s"
+        f" {loss.notes} notifications applied once; standby back in {loss.rejoin_s:.1f} s;"
+        f" failed calls {dict(loss.failures)}"
     )
 
 

@@ -33,6 +33,7 @@ class Answer:
     order_id: str
     started: float
     ended: float
+    detail: str = ""  # the status message of a failed call
 
 
 @dataclass
@@ -64,7 +65,7 @@ class DuplicateStorm:
             reply = stub.CreateOrder(request, metadata=METADATA, timeout=5)
             return Answer(key, OK, reply.order.order_id, started, time.monotonic())
         except grpc.RpcError as err:
-            return Answer(key, err.code(), "", started, time.monotonic())
+            return Answer(key, err.code(), "", started, time.monotonic(), str(err.details() or "")[:120])
 
     def stop(self) -> None:
         self._stop.set()
