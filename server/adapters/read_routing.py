@@ -42,10 +42,12 @@ class RoutingProxy(pw.DatabaseProxy):
     """The models' database: the bound one, unless this context is inside `ReadRoute.run`."""
 
     def __getattr__(self, attr: str) -> Any:
-        routed = _ROUTED.get()
-        if routed is not None:
-            return getattr(routed, attr)
-        return super().__getattr__(attr)
+        target = _ROUTED.get()  # on every query: one lookup more than peewee's own proxy
+        if target is None:
+            target = self.obj
+        if target is None:
+            raise AttributeError("Cannot use uninitialized Proxy.")
+        return getattr(target, attr)
 
     def __enter__(self) -> Any:
         return self.__getattr__("__enter__")()
