@@ -21,6 +21,12 @@ def build_operations(
     if payments is None:  # orders only: nothing can be HELD, refunded or replayed
         return AdminQueries(reads), OperationsService(uow, clock, read=read)
     service = OperationsService(
-        uow, clock, refunds=payments.refunds, notifications=payments.notifications, read=read
+        uow,
+        clock,
+        refunds=payments.refunds,
+        notifications=payments.notifications,
+        read=read,
+        abnormal=payments.refunds,
+        recon=payments.reconciliation,
     )
     return AdminQueries(reads, payments.notifications.describe), service
