@@ -9,7 +9,6 @@ reads answer from the primary, logged once and counted.
 
 from __future__ import annotations
 
-import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from server.adapters.db import make_database
 from server.adapters.read_routing import ReadRoute
 from server.adapters.tables import OrderRow
 from server.metrics import REGISTRY
-from tests.support.console_stack import ADMIN_TOKEN, BFF_TOKEN, LiveStack, live_stack
+from tests.support.console_stack import ADMIN_TOKEN, BFF_TOKEN, LiveStack, live_stack, sign_in
 from tests.support.pg_cluster import Cluster, available
 from tests.support.pg_standby import pause_replay, primary_and_standby, resume_replay, sql, wait_replayed
 from tests.support.waiting import wait_until
@@ -104,10 +103,7 @@ def admin_list(live: LiveStack, order_id: str) -> list[str]:
 @contextmanager
 def console(live: LiveStack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live.console_url, timeout=10) as client:
-        form = client.get("/sign-in")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        assert csrf is not None
-        assert client.post("/sign-in", data={"csrf": csrf.group(1), "token": ADMIN_TOKEN}).status_code == 302
+        assert sign_in(client, ADMIN_TOKEN).status_code == 302
         yield client
 
 
