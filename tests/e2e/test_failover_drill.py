@@ -15,7 +15,6 @@ Run alone: `pytest -m drill -s`.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
@@ -23,9 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
-import httpx
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from clients.loadtest.notifications import NotificationSigner
 from tests.support.drill import (
@@ -34,7 +32,10 @@ from tests.support.drill import (
     NotifyStorm,
     SyncRepWatch,
     applied,
+    health,
+    health_changes,
     query,
+    readyz,
     unpaid_orders,
 )
 from tests.support.pg_formation import Formation, available, running_formation
@@ -76,27 +77,6 @@ def stacks(formation: Formation, tmp_path_factory: pytest.TempPathFactory) -> It
             second.stop()
 
 
-def _readyz(stack: Stack) -> int:
-    try:
-        return httpx.get(stack.notify_url.replace("/wxpay/notify", "/readyz"), timeout=5).status_code
-    except httpx.HTTPError:
-        return 0
-
-
-def _health(stack: Stack) -> int:
-    with grpc.insecure_channel(stack.grpc_target) as channel:
-        try:
-            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
-        except grpc.RpcError:
-            return -1
-    return int(answer.status)
-
-
-def _health_changes(stack: Stack) -> list[bool]:
-    lines = (stack.workdir / "server.log").read_text().splitlines()
-    return [bool(json.loads(line)["serving"]) for line in lines if '"health.database"' in line]
-
-
 def test_primary_killed_during_storms(formation: Formation, stacks: list[Stack]) -> None:
     orders = unpaid_orders([s.grpc_target for s in stacks], NOTIFY_ORDERS)
     signer = NotificationSigner.from_dir(stacks[0].keys)
@@ -116,7 +96,7 @@ def test_primary_killed_during_storms(formation: Formation, stacks: list[Stack])
             lambda: any(a.code != OK and a.ended > killed_at for a in creates.answers),
             30, "a failed call after the kill", interval_s=0.02,
         )  # fmt: skip
-        wait_until(lambda: any(_readyz(s) == 503 for s in stacks), 30, "/readyz unavailable", interval_s=0.1)
+        wait_until(lambda: any(readyz(s) == 503 for s in stacks), 30, "/readyz unavailable", interval_s=0.1)
         first_failure = min(a.ended for a in creates.answers if a.code != OK and a.ended > killed_at)
 
         def served_again() -> bool:
@@ -138,10 +118,10 @@ def test_primary_killed_during_storms(formation: Formation, stacks: list[Stack])
     assert new_primary is not None
     assert new_primary is not old_primary
     assert formation.states()[old_primary.name][0] == "secondary"  # the old primary rejoined as a standby
-    assert all(_readyz(s) == 200 for s in stacks)
-    wait_until(lambda: all(_health(s) == SERVING for s in stacks), 30, "gRPC health SERVING again")
+    assert all(readyz(s) == 200 for s in stacks)
+    wait_until(lambda: all(health(s) == SERVING for s in stacks), 30, "gRPC health SERVING again")
     # Each process's health watcher logs every change: NOT_SERVING in the gap, then SERVING again.
-    assert all(_health_changes(s)[-2:] == [False, True] for s in stacks), [_health_changes(s) for s in stacks]
+    assert all(health_changes(s)[-2:] == [False, True] for s in stacks), [health_changes(s) for s in stacks]
 
     gap = [a for a in creates.answers if a.ended > killed_at and a.started < served_at]
     gap_codes = Counter(a.code for a in gap)

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import grpc
 import httpx
 import psycopg2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.loadtest.notifications import SignedNotification
 from orderpay.v1 import order_service_pb2, order_service_pb2_grpc
-from tests.support.stack import BFF_TOKEN
+from tests.support.stack import BFF_TOKEN, Stack
 from tests.support.waiting import wait_until
 
 PRODUCT = "article-deep-dive"
@@ -207,3 +208,24 @@ def applied(url: str, notes: list[SignedNotification], paid_ids: list[str], time
             query(url, "SELECT order_id, status FROM orders WHERE order_id = ANY(%s)", (paid_ids,))
         ),  # type: ignore[arg-type]
     )
+
+
+def readyz(stack: Stack) -> int:
+    try:
+        return httpx.get(stack.notify_url.replace("/wxpay/notify", "/readyz"), timeout=5).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def health(stack: Stack) -> int:
+    with grpc.insecure_channel(stack.grpc_target) as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        except grpc.RpcError:
+            return -1
+    return int(answer.status)
+
+
+def health_changes(stack: Stack) -> list[bool]:
+    lines = (stack.workdir / "server.log").read_text().splitlines()
+    return [bool(json.loads(line)["serving"]) for line in lines if '"health.database"' in line]
