@@ -17,6 +17,7 @@ from aiohttp import web
 
 from server.adapters.admin_queries import AdminQueries
 from server.adapters.admin_stats import Overview
+from server.adapters.read_routing import ReplicaLag
 from server.console.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Sessions, same_token
 from server.console.throttle import SignInThrottle
 from server.domain.clock import Clock
@@ -47,6 +48,8 @@ class ConsoleDeps:
     throttle: SignInThrottle | None = None
     feed_lags: Callable[[], list[SubscriberLag]] | None = None  # issue 19: event-feed subscribers
     webhooks: WebhookService | None = None  # issue 19 item 4: subscribers with their webhooks
+    # ORDERPAY_DATABASE_READ_URL: the standby the pages read from (None: they read the primary)
+    replica_lag: Callable[[], ReplicaLag | None] | None = None
 
 
 DEPS = web.AppKey("deps", ConsoleDeps)

@@ -255,9 +255,12 @@ async def jobs(request: web.Request) -> dict[str, Any]:
 async def overview(request: web.Request) -> dict[str, Any]:
     console = deps(request)
     figures = await asyncio.to_thread(console.overview, console.clock())
+    replica = await asyncio.to_thread(console.replica_lag) if console.replica_lag is not None else None
     hours = [h.astimezone(CST).strftime("%H:00") for h in figures.hours]
     return {
         "f": figures,
+        "read_standby": console.replica_lag is not None,
+        "replica": replica,
         "orders_chart": column_chart(
             figures.orders_per_hour, hours, "orders per hour (Beijing time)", "series-a"
         ),
