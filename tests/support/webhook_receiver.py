@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from server.app import App
+from server.jobs.webhooks import WebhookTask
+from server.service.shapes import JobResult
 from server.serving.http import AppThread
+from tests.jobs.helpers import unpaid_order
+
+HOOK_PRODUCT = "hook-thing"  # the product the webhook tests' orders are for (tests/webhooks/conftest.py)
 
 
 @dataclass(frozen=True)
@@ -78,3 +85,22 @@ class RecordingReceiver:
 
     def stop(self) -> None:
         self._thread.stop(2.0)
+
+
+def some_events(app: App, count: int) -> list[int]:
+    """`count` new orders: one ORDER_CREATED each; their positions."""
+    before = app.feed.head()
+    for _ in range(count):
+        unpaid_order(app, f"u-{secrets.token_hex(4)}", HOOK_PRODUCT)
+    return list(range(before + 1, app.feed.head() + 1))
+
+
+def drain(task: WebhookTask, rounds: int = 20) -> list[JobResult]:
+    """Run the sender until a run has nothing more to send right now (bounded: never hangs)."""
+    results = []
+    for _ in range(rounds):
+        result = task.run_once()
+        results.append(result)
+        if not result.more:
+            return results
+    raise AssertionError(f"the sender never finished: {results}")

@@ -1,115 +1,20 @@
 """Signed webhooks (issue 19 item 4) on SQLite and PostgreSQL, through the real sender job and a real
 aiohttp receiver on 127.0.0.1:0: order, signatures, retries with back-off, rotation, disablement after
-the configured days (the injected clock moves; nothing sleeps), and re-enabling."""
+the configured days (the injected clock moves; nothing sleeps), re-enabling, two subscribers at once.
+Fixtures: tests/webhooks/conftest.py."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import timedelta
 
-import pytest
-
 from clients.webhook_receiver import verify
-from server.adapters.webhook_http import HttpxWebhookSender, webhook_body
 from server.app import App
-from server.bootstrap import build_app
-from server.domain.catalogue import ProductKind
 from server.domain.webhooks import WebhookState
 from server.jobs.webhooks import WebhookTask
 from server.service.context import Caller
-from server.service.shapes import JobResult
-from server.service.webhook_delivery import WebhookDelivery
-from server.service.webhook_ports import SendOutcome, WebhookSender
-from server.service.webhooks import WebhookConfig
-from server.webhook_wiring import delivery
-from tests.jobs.helpers import MovableClock, add_product, unpaid_order
-from tests.support.settings import settings_for
-from tests.support.webhook_receiver import RecordingReceiver
-
-
-@pytest.fixture(scope="module")
-def clock() -> MovableClock:
-    return MovableClock()
-
-
-@pytest.fixture(scope="module")
-def hooks_app(database_url: str, clock: MovableClock) -> Iterator[App]:
-    settings = settings_for(
-        database_url,
-        webhook_backoff_base_s=1.0,
-        webhook_backoff_max_s=2.0,
-        webhook_disable_after_days=2.0,
-        webhook_timeout_s=5.0,
-    )
-    application = build_app(settings, clock=clock, payments_required=False)
-    add_product(application, "hook-thing", ProductKind.ARTICLE)
-    yield application
-    application.close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[RecordingReceiver]:
-    got = RecordingReceiver()
-    yield got
-    got.stop()
-
-
-@pytest.fixture
-def task(hooks_app: App) -> Iterator[WebhookTask]:
-    job = WebhookTask(delivery(hooks_app), concurrency=2)
-    yield job
-    job.close()  # its kept-alive connections
-
-
-@pytest.fixture
-def make_delivery(hooks_app: App) -> Iterator[Callable[..., WebhookDelivery]]:
-    """Senders as separate processes would have them, each closed (its connections) afterwards."""
-    made: list[WebhookDelivery] = []
-
-    def make(config: WebhookConfig | None = None, sender: WebhookSender | None = None) -> WebhookDelivery:
-        config = config or hooks_app.webhooks.config
-        sender = sender or HttpxWebhookSender(config.timeout_s, 2)
-        made.append(
-            WebhookDelivery(hooks_app.uow, hooks_app.read, hooks_app.clock, config, sender, webhook_body)
-        )
-        return made[-1]
-
-    yield make
-    for sender in made:
-        sender.close()
-
-
-@pytest.fixture
-def name(hooks_app: App) -> Iterator[str]:
-    """A subscriber of this test's own, starting at the head; its webhook is removed afterwards so the
-    next test's runs never meet this test's receiver."""
-    chosen = f"hook-{secrets.token_hex(4)}"
-    hooks_app.feed.register(chosen)
-    hooks_app.feed.ack(chosen, hooks_app.feed.head())
-    yield chosen
-    hooks_app.webhooks.register(chosen, "")
-
-
-def some_events(app: App, count: int) -> list[int]:
-    """`count` new orders: one ORDER_CREATED each; their positions."""
-    before = app.feed.head()
-    for _ in range(count):
-        unpaid_order(app, f"u-{secrets.token_hex(4)}", "hook-thing")
-    return list(range(before + 1, app.feed.head() + 1))
-
-
-def drain(task: WebhookTask, rounds: int = 20) -> list[JobResult]:
-    """Run the sender until a run has nothing more to send right now (bounded: never hangs)."""
-    results = []
-    for _ in range(rounds):
-        result = task.run_once()
-        results.append(result)
-        if not result.more:
-            return results
-    raise AssertionError(f"the sender never finished: {results}")
+from tests.jobs.helpers import MovableClock
+from tests.support.webhook_receiver import RecordingReceiver, drain, some_events
 
 
 def test_events_arrive_in_feed_order_signed_and_acknowledge_the_subscriber(
@@ -249,29 +154,6 @@ def test_disabled_after_the_configured_days_of_failure_then_re_enabled_from_the_
     assert receiver.acknowledged_positions() == positions
 
 
-def test_a_leased_webhook_is_not_claimed_twice_and_a_lapsed_lease_hands_over(
-    hooks_app: App,
-    receiver: RecordingReceiver,
-    name: str,
-    clock: MovableClock,
-    make_delivery: Callable[..., WebhookDelivery],
-) -> None:
-    """Two senders (processes) never deliver one subscriber together; one whose lease ran out (stuck,
-    or crashed) records nothing more, and the next goes on from the acknowledged position."""
-    hooks_app.webhooks.register(name, receiver.url)
-    positions = some_events(hooks_app, 3)
-    senders = make_delivery()
-    (stale,) = senders.claim(10)
-    assert senders.claim(10) == []  # leased: the other sender moves on
-    clock.advance(senders.config.lease + timedelta(seconds=1))
-    (fresh,) = senders.claim(10)
-    assert fresh.owner != stale.owner
-    lapsed = senders.deliver(stale)
-    assert lapsed.delivered == 0  # its POST went out, but the lease was no longer its own
-    assert senders.deliver(fresh).positions == positions
-    assert receiver.acknowledged_positions() == positions
-
-
 def test_two_subscribers_are_delivered_side_by_side_each_in_order(
     hooks_app: App, task: WebhookTask, receiver: RecordingReceiver, name: str
 ) -> None:
@@ -288,62 +170,3 @@ def test_two_subscribers_are_delivered_side_by_side_each_in_order(
     finally:
         hooks_app.webhooks.register(other, "")
         other_receiver.stop()
-
-
-def test_senders_claiming_at_once_lease_a_webhook_to_exactly_one(
-    hooks_app: App, receiver: RecordingReceiver, name: str, make_delivery: Callable[..., WebhookDelivery]
-) -> None:
-    """As several server processes' jobs would: the lease is a conditional UPDATE the database
-    re-checks under the row lock, so one claim wins and the rest get nothing."""
-    hooks_app.webhooks.register(name, receiver.url)
-    some_events(hooks_app, 1)
-    senders = [make_delivery() for _ in range(6)]
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        claims = list(pool.map(lambda sender: sender.claim(10), senders))
-    winners = [c for got in claims for c in got]
-    assert [c.webhook.subscriber for c in winners] == [name]
-    assert senders[0].deliver(winners[0]).delivered == 1  # the lease is released after its run
-
-
-class _TransactionProbe:
-    """A sender that records whether a database transaction was open on its thread during the POST."""
-
-    def __init__(self, app: App) -> None:
-        self._app = app
-        self.open_during_post: list[bool] = []
-
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendOutcome:
-        self.open_during_post.append(bool(self._app.db.in_transaction()))
-        return SendOutcome(204)
-
-    def close(self) -> None:
-        pass
-
-
-def test_no_transaction_is_open_across_the_http_call(
-    hooks_app: App, name: str, make_delivery: Callable[..., WebhookDelivery]
-) -> None:
-    hooks_app.webhooks.register(name, "http://127.0.0.1:9/never-called")
-    positions = some_events(hooks_app, 2)
-    probe = _TransactionProbe(hooks_app)
-    sender = make_delivery(sender=probe)
-    (claim,) = sender.claim(10)
-    assert sender.deliver(claim).positions == positions
-    assert probe.open_during_post == [False, False]
-
-
-def test_a_receiver_that_never_answers_times_out_and_is_retried_later(
-    hooks_app: App, receiver: RecordingReceiver, name: str, make_delivery: Callable[..., WebhookDelivery]
-) -> None:
-    hooks_app.webhooks.register(name, receiver.url)
-    some_events(hooks_app, 1)
-    receiver.hang = True
-    config = replace(hooks_app.webhooks.config, timeout_s=0.3)
-    sender = make_delivery(config)
-    (claim,) = sender.claim(10)
-    report = sender.deliver(claim)
-    assert (report.delivered, report.failed) == (0, True)
-    webhook = hooks_app.webhooks.webhook_of(name)
-    assert webhook is not None
-    assert webhook.last_error == "timed out"
-    assert webhook.next_attempt_at is not None
