@@ -23,6 +23,7 @@ def make_database(
     pool_size: int = 40,
     busy_timeout_ms: int = 10_000,
     synchronous_commit: str = "",
+    application_name: str = "",
     prepares: bool = True,
 ) -> pw.Database:
     """`prepares`: PostgreSQL may keep prepared statements per connection (not through a
@@ -33,7 +34,11 @@ def make_database(
     if parsed.scheme in {"postgresql", "postgres"}:
         # Single or multi-host (`h1:p1,h2:p2/db?target_session_attrs=read-write`): libpq parses it.
         return make_postgres(
-            url, pool_size=pool_size, synchronous_commit=synchronous_commit, prepares=prepares
+            url,
+            pool_size=pool_size,
+            synchronous_commit=synchronous_commit,
+            application_name=application_name,
+            prepares=prepares,
         )
     raise ValueError(f"unsupported database url scheme {parsed.scheme!r} (want sqlite:/// or postgresql://)")
 

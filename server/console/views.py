@@ -238,7 +238,11 @@ async def jobs(request: web.Request) -> dict[str, Any]:
     polls = await asyncio.to_thread(
         lambda: console.queries.list_refunds(status=RefundStatus.PROCESSING.value, limit=100)
     )
-    subscribers = await asyncio.to_thread(console.feed_lags) if console.feed_lags is not None else []
+    subscribers: list[Any] = []
+    if console.webhooks is not None:  # the same lags, with each subscriber's webhook
+        subscribers = await asyncio.to_thread(console.webhooks.subscribers)
+    elif console.feed_lags is not None:
+        subscribers = await asyncio.to_thread(console.feed_lags)
     return {
         "fulfilments": fulfilments,
         "polls": polls,
@@ -251,9 +255,12 @@ async def jobs(request: web.Request) -> dict[str, Any]:
 async def overview(request: web.Request) -> dict[str, Any]:
     console = deps(request)
     figures = await asyncio.to_thread(console.overview, console.clock())
+    replica = await asyncio.to_thread(console.replica_lag) if console.replica_lag is not None else None
     hours = [h.astimezone(CST).strftime("%H:00") for h in figures.hours]
     return {
         "f": figures,
+        "read_standby": console.replica_lag is not None,
+        "replica": replica,
         "orders_chart": column_chart(
             figures.orders_per_hour, hours, "orders per hour (Beijing time)", "series-a"
         ),

@@ -46,6 +46,7 @@ from server.service.shapes import (
     PurgeReport,
     StoredNotification,
 )
+from server.service.webhook_ports import WebhookReads, WebhookStore
 
 __all__ = ["MerchantIdentity"]  # re-exported: the use cases name the merchant they act for
 
@@ -277,6 +278,8 @@ class ReadUnitOfWork(Protocol):
     def events(self) -> EventLogReads: ...
     @property
     def subscribers(self) -> SubscriberReads: ...
+    @property
+    def webhooks(self) -> WebhookReads: ...
 
 
 class UnitOfWork(ReadUnitOfWork, Protocol):
@@ -306,6 +309,8 @@ class UnitOfWork(ReadUnitOfWork, Protocol):
     def events(self) -> EventLog: ...
     @property
     def subscribers(self) -> Subscribers: ...
+    @property
+    def webhooks(self) -> WebhookStore: ...
     @property
     def new_events(self) -> list[Event]: ...
     @property
