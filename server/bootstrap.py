@@ -5,6 +5,7 @@ What reacts to what is not wired here: that is the handler table, server.service
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
 from server.wxpay.accounts import Accounts, account_router, has_accounts, is_multi_account, load_accounts
 from server.wxpay.bills import WeChatBills
+from server.wxpay.client import WeChatPayClient
 from server.wxpay.notification import accounts_parser
 
 
@@ -153,14 +155,14 @@ def _payments_part(
 ) -> PaymentsPart:
     accounts = load_accounts(settings.credentials_dir, settings.default_account)  # all checked, one line
     credentials = accounts.default.credentials
+    sources: dict[str, BillSource] = {}
     if gateway is None:  # every account's gateway; one key store per signing account, client and sidecar
         wired = wechat_gateways(settings, accounts, observe_provider)
-        bills = bills or WeChatBills(
-            wired.clients[accounts.default.provider or accounts.default.name],
-            download_timeout_s=settings.wxpay_bill_download_timeout_s,
-        )
+        sources = account_bills(accounts, wired.clients, settings.wxpay_bill_download_timeout_s)
     else:
         wired = replaced_gateway(accounts, gateway)
+    if bills is not None:  # tests: one bill source, the default account's
+        sources = {accounts.default_name: bills}
     gateways = wired.gateways
     merchant = gateways.identity(accounts.default_name)
     per_account = is_multi_account(settings.credentials_dir)  # notify_url/<account> for each account
@@ -198,11 +200,10 @@ def _payments_part(
         uow,
         read,
         clock,
-        bills or _NoBills(),
+        sources or {accounts.default_name: _NoBills()},
         payments,
         refunds,
         observer=observe_recon,
-        accounts=_billed_accounts(accounts),
     )
     external = ExternalFulfilment(uow, clock)
     return PaymentsPart(
@@ -210,14 +211,21 @@ def _payments_part(
     )
 
 
-def _billed_accounts(accounts: Accounts) -> frozenset[str] | None:
-    """The accounts the reconciled bill covers: the default account's (a provider's bill holds its
-    sub-merchants' trades too). None with one account. Per-account bills: not yet (issue 18 §5)."""
-    if len(accounts.names) == 1:
-        return None
-    default = accounts.default
-    signer = default.provider or default.name
-    return frozenset(a.name for a in accounts if signer in (a.name, a.provider))
+def account_bills(
+    accounts: Accounts, clients: Mapping[str, WeChatPayClient], download_timeout_s: float
+) -> dict[str, BillSource]:
+    """Each account's bills (issue 18 §5): a direct merchant's own; a provider's own (its
+    sub-merchants' rows left to them); a sub-merchant's, applied for by its provider with `sub_mchid`."""
+    sources: dict[str, BillSource] = {}
+    for account in accounts:
+        client = clients[account.provider or account.name]
+        sources[account.name] = WeChatBills(
+            client,
+            download_timeout_s=download_timeout_s,
+            sub_mchid=account.sub_mchid,
+            own_only=account.kind == "provider",
+        )
+    return sources
 
 
 def _account_router(settings: Settings) -> AccountRouter:

@@ -18,6 +18,7 @@ def test_a_fresh_sqlite_file_migrates_once(tmp_path: Path) -> None:
         "0003_reconciliation",
         "0004_accounts",
         "0005_event_log",
+        "0010_recon_accounts",
     ]  # name order; gaps are fine
     assert migrate(db) == []
     assert {"orders", "products", "refunds", "notifications", "fulfilments"} <= set(db.get_tables())
@@ -34,7 +35,13 @@ def test_concurrent_migrations_on_postgres_apply_exactly_once(postgres_admin: st
             (),
             (),
             (),
-            ("0001_initial", "0003_reconciliation", "0004_accounts", "0005_event_log"),
+            (
+                "0001_initial",
+                "0003_reconciliation",
+                "0004_accounts",
+                "0005_event_log",
+                "0010_recon_accounts",
+            ),
         ]
         for db in databases:
             db.close_all()
