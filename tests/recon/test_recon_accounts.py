@@ -159,12 +159,12 @@ def test_each_account_is_reconciled_against_its_own_bill_even_when_order_numbers
         by_account["sp"].summary.bill_rows == 0
     )  # the provider's own bill: its sub-merchants' rows are theirs
     assert by_account["sp-sub-b"].summary.status == "EMPTY"
-    assert cert.summary.bill_rows == 2 and cert.summary.matched == 1
+    assert (cert.summary.bill_rows, cert.summary.matched) == (2, 1)
     (foreign,) = cert.exceptions
     assert (foreign.account, foreign.kind, foreign.out_trade_no) == (
         "direct-cert", ExceptionKind.MISSING_LOCAL, mine.out_trade_no,
     )  # fmt: skip
-    assert foreign.remote_fen == 777 and foreign.detail == "no such order"  # never repaired from ours
+    assert (foreign.remote_fen, foreign.detail) == (777, "no such order")  # never repaired from ours
     assert theirs.transaction_id
     assert kinds(report) == [("direct-cert", "MISSING_LOCAL", mine.out_trade_no)]
     # The gauges carry the configured accounts, each with its own count.
@@ -196,7 +196,8 @@ def test_one_accounts_bad_bill_leaves_the_others_reconciled_and_exceptions_name_
     report = recon.report(world.day)
     by_account = {part.account: part for part in report.parts}
     assert by_account["direct-pk"].summary.status == "NOT_RUN"  # released for a retry
-    assert by_account["direct-cert"].summary.status == "DONE" and by_account["direct-cert"].clean
+    assert by_account["direct-cert"].summary.status == "DONE"
+    assert by_account["direct-cert"].clean
     mismatch = [e for e in report.exceptions if e.kind is ExceptionKind.AMOUNT_MISMATCH]
     assert [(e.account, e.out_trade_no, e.status) for e in mismatch] == [
         ("sp-sub-a", off.out_trade_no, ExceptionStatus.OPEN)
