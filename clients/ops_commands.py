@@ -58,6 +58,7 @@ def _register_reads(
     )
     orders.add_argument("--product", help="only this product id")
     orders.add_argument("--user", help="only this user id")
+    orders.add_argument("--account", help="only orders this merchant account took")
     orders.add_argument("--since", type=_time, help="created at or after (ISO 8601, UTC if no offset)")
     orders.add_argument("--until", type=_time, help="created before")
     orders.add_argument("--attention", action="store_true", help="HELD, or FAILED with no refund under way")
@@ -79,6 +80,7 @@ def _register_reads(
         "--status", choices=REFUND_STATUSES, type=str.lower, help="only refunds in this status"
     )
     refunds.add_argument("--stuck", action="store_true", help="ABNORMAL, or PROCESSING for too long")
+    refunds.add_argument("--account", help="only refunds of orders this merchant account took")
     refunds.add_argument("--page-size", type=int, default=50, help="rows (default %(default)s)")
     refunds.set_defaults(func=_refunds)
 
@@ -152,6 +154,7 @@ def _orders(args: argparse.Namespace) -> int:
         user_id=args.user or "",
         needs_attention=args.attention,
         query=args.query or "",
+        account=args.account or "",
     )
     if args.status:
         request.status = order_pb2.OrderStatus.Value(f"ORDER_STATUS_{args.status.upper()}")
@@ -196,7 +199,7 @@ def _refunds(args: argparse.Namespace) -> int:
     from orderpay.v1 import admin_service_pb2 as pb
     from orderpay.v1 import pay_service_pb2
 
-    request = pb.ListRefundsRequest(stuck=args.stuck, page_size=args.page_size)
+    request = pb.ListRefundsRequest(stuck=args.stuck, page_size=args.page_size, account=args.account or "")
     if args.status:
         request.status = pay_service_pb2.RefundStatus.Value(f"REFUND_STATUS_{args.status.upper()}")
     return _run(

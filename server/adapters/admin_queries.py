@@ -131,9 +131,19 @@ class AdminQueries:
         return [self._notification(r) for r in rows]
 
     def list_refunds(
-        self, *, status: str | None = None, stuck: bool = False, limit: int = 50, now: datetime | None = None
+        self,
+        *,
+        status: str | None = None,
+        stuck: bool = False,
+        limit: int = 50,
+        now: datetime | None = None,
+        account: str | None = None,
     ) -> list[Refund]:
         query = RefundRow.select(RefundRow.out_refund_no)
+        if account:  # a refund is its order's account's
+            query = query.join(OrderRow, on=(RefundRow.order_id == OrderRow.order_id)).where(
+                OrderRow.account == account
+            )
         if status:
             query = query.where(RefundRow.status == status)
         if stuck:
@@ -151,16 +161,18 @@ class AdminQueries:
         with self._db.connection_context():
             return [_ledger(r) for r in query.order_by(FulfilmentRow.next_attempt_at).limit(_page(limit))]
 
-    def needs_attention(self, now: datetime, limit: int = 50) -> Attention:
+    def needs_attention(self, now: datetime, limit: int = 50, account: str | None = None) -> Attention:
+        """`account`: only that merchant account's orders, refunds and reconciliation exceptions
+        (notifications are stored before they are known to be anyone's: all of them)."""
         held = self.list_orders(
-            OrderFilter(fulfilment=Fulfilment.HELD.value, needs_attention=True), limit
+            OrderFilter(fulfilment=Fulfilment.HELD.value, needs_attention=True, account=account), limit
         ).orders
         failed = self.list_orders(
-            OrderFilter(fulfilment=Fulfilment.FAILED.value, needs_attention=True), limit
+            OrderFilter(fulfilment=Fulfilment.FAILED.value, needs_attention=True, account=account), limit
         ).orders
-        refunds = self.list_refunds(stuck=True, limit=limit, now=now)
+        refunds = self.list_refunds(stuck=True, limit=limit, now=now, account=account)
         notes = self.list_notifications(failing=True, limit=limit)
-        recon = self.recon_exceptions(limit)
+        recon = self.recon_exceptions(limit, account=account)
         counts = {
             "held": len(held),
             "failed": len(failed),
@@ -170,30 +182,29 @@ class AdminQueries:
         }
         return Attention(held, failed, refunds, notes, recon, counts)
 
-    def recon_exceptions(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Open reconciliation exceptions (server.service.reconciliation), newest first."""
+    def recon_exceptions(self, limit: int = 50, account: str | None = None) -> list[dict[str, Any]]:
+        """Open reconciliation exceptions (server.service.reconciliation), newest first; each links to
+        its own account's order of that number, never another account's."""
         with self._db.connection_context():
-            rows = (
-                ReconExceptionRow.select()
-                .where(ReconExceptionRow.status == ExceptionStatus.OPEN.value)
-                .order_by(ReconExceptionRow.id.desc())
-                .limit(limit)
-            )
-            found = list(rows)
+            rows = ReconExceptionRow.select().where(ReconExceptionRow.status == ExceptionStatus.OPEN.value)
+            if account:
+                rows = rows.where(ReconExceptionRow.account == account)
+            found = list(rows.order_by(ReconExceptionRow.id.desc()).limit(limit))
             trades = {row.out_trade_no for row in found if row.out_trade_no}
-            order_ids: dict[str, str] = {}
+            order_ids: dict[tuple[str, str], str] = {}
             if trades:
-                pairs = OrderRow.select(OrderRow.out_trade_no, OrderRow.order_id).where(
+                pairs = OrderRow.select(OrderRow.account, OrderRow.out_trade_no, OrderRow.order_id).where(
                     OrderRow.out_trade_no.in_(list(trades))
                 )
-                order_ids = {row.out_trade_no: row.order_id for row in pairs}
+                order_ids = {(row.account, row.out_trade_no): row.order_id for row in pairs}
             return [
                 {
                     "id": row.id,
                     "day": row.bill_date,
+                    "account": row.account,
                     "kind": row.kind,
                     "out_trade_no": row.out_trade_no,
-                    "order_id": order_ids.get(row.out_trade_no),  # the console links to the order
+                    "order_id": order_ids.get((row.account, row.out_trade_no)),  # the console's link
                     "out_refund_no": row.out_refund_no,
                     "local_fen": row.local_fen,
                     "remote_fen": row.remote_fen,
@@ -228,6 +239,7 @@ def _order_filter(where: OrderFilter) -> pw.Expression:
         (OrderRow.fulfilment, where.fulfilment),
         (OrderRow.product_id, where.product_id),
         (OrderRow.user_id, where.user_id),
+        (OrderRow.account, where.account),
     ):
         if value:
             clauses.append(column == value)

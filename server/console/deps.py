@@ -44,6 +44,7 @@ class ConsoleDeps:
     secure_cookies: bool = False  # served over TLS: Secure cookies and HSTS
     throttle: SignInThrottle | None = None
     feed_lags: Callable[[], list[SubscriberLag]] | None = None  # issue 19: event-feed subscribers
+    accounts: tuple[str, ...] = ()  # issue 18: the configured merchant accounts, for the filters
 
 
 DEPS = web.AppKey("deps", ConsoleDeps)

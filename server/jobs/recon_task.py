@@ -90,9 +90,7 @@ class ReconTask:
             log.warning("recon.deferred", bill_date=day.isoformat(), account=account, error=error.message)
         elif item not in self._alarmed:
             self._alarmed.add(item)
-            log.error(
-                "recon.bill_malformed", bill_date=day.isoformat(), account=account, error=error.message
-            )
+            log.error("recon.bill_malformed", bill_date=day.isoformat(), account=account, error=error.message)
 
     def oldest_due(self) -> datetime | None:
         days = self.due_days(self._clock())

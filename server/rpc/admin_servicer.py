@@ -58,6 +58,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             created_to=request.created_to.ToDatetime(tzinfo=UTC) if request.HasField("created_to") else None,
             needs_attention=request.needs_attention,
             text=request.query or None,
+            account=request.account or None,
         )
         page = self._queries.list_orders(where, request.page_size or DEFAULT_PAGE, request.page_token)
         return pb.ListAllOrdersResponse(
@@ -87,7 +88,11 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         if request.HasField("status") and request.status:
             status = pay_service_pb2.RefundStatus.Name(request.status).removeprefix("REFUND_STATUS_")
         refunds = self._queries.list_refunds(
-            status=status, stuck=request.stuck, limit=request.page_size or DEFAULT_PAGE, now=self._clock()
+            status=status,
+            stuck=request.stuck,
+            limit=request.page_size or DEFAULT_PAGE,
+            now=self._clock(),
+            account=request.account or None,
         )
         return pb.ListRefundsResponse(refunds=[refund_to_pb(r) for r in refunds])
 

@@ -67,7 +67,12 @@ class OrderReads(Protocol):
     def get_by_out_trade_no(self, out_trade_no: str) -> Order | None: ...
     def get_unpaid(self, user_id: str, product_id: str) -> Order | None: ...
     def list_for_user(
-        self, user_id: str, status: OrderStatus | None, after: Cursor | None, limit: int
+        self,
+        user_id: str,
+        status: OrderStatus | None,
+        after: Cursor | None,
+        limit: int,
+        account: str | None = None,
     ) -> Sequence[tuple[Order, Cursor]]: ...
 
 

@@ -88,7 +88,12 @@ class _Orders:
         return saved
 
     def list_for_user(
-        self, user_id: str, status: OrderStatus | None, after: Cursor | None, limit: int
+        self,
+        user_id: str,
+        status: OrderStatus | None,
+        after: Cursor | None,
+        limit: int,
+        account: str | None = None,
     ) -> Sequence[tuple[Order, Cursor]]:
         raise NotImplementedError
 
