@@ -23,7 +23,7 @@ from server.domain.errors import ProviderUnavailableError
 from server.domain.fulfilment import RetryPolicy
 from server.domain.recon_records import FundBill, TradeBill
 from server.domain.routing import AccountRouter
-from server.observers import observe_provider, observe_recon
+from server.observers import observe_recon, provider_observer
 from server.operations_wiring import build_operations
 from server.service.catalogue import CatalogueService
 from server.service.external import ExternalFulfilment
@@ -157,7 +157,7 @@ def _payments_part(
     credentials = accounts.default.credentials
     sources: dict[str, BillSource] = {}
     if gateway is None:  # every account's gateway; one key store per signing account, client and sidecar
-        wired = wechat_gateways(settings, accounts, observe_provider)
+        wired = wechat_gateways(settings, accounts, provider_observer)
         sources = account_bills(accounts, wired.clients, settings.wxpay_bill_download_timeout_s)
     else:
         wired = replaced_gateway(accounts, gateway)
@@ -195,6 +195,7 @@ def _payments_part(
         payments=payments,
         refunds=refunds,
         transient_faults=TRANSIENT_DATABASE_ERRORS,  # incl. an exhausted connection pool
+        accounts=(accounts.default_name, *(n for n in accounts.names if n != accounts.default_name)),
     )
     reconciliation = ReconciliationService(
         uow,

@@ -47,12 +47,20 @@ RPC_LATENCY = Histogram(
 ORDERS = Counter(
     "orderpay_orders", "CreateOrder outcomes: created, replayed, deduplicated", ["outcome"], registry=REGISTRY
 )
-NOTIFICATIONS = Counter("orderpay_notifications", "Notifications by outcome", ["outcome"], registry=REGISTRY)
+NOTIFICATIONS = Counter(
+    "orderpay_notifications",
+    "Notifications by merchant account (its notify URL's; `unknown` for a name not configured) and outcome",
+    ["account", "outcome"],
+    registry=REGISTRY,
+)
 FULFILMENT = Counter(
     "orderpay_fulfilment_attempts", "Fulfilment attempts", ["kind", "outcome"], registry=REGISTRY
 )
 PROVIDER_CALLS = Counter(
-    "orderpay_provider_calls", "WeChat Pay calls", ["operation", "outcome"], registry=REGISTRY
+    "orderpay_provider_calls",
+    "WeChat Pay calls (payments, refunds, bills, keys) by the merchant account that signs them",
+    ["account", "operation", "outcome"],
+    registry=REGISTRY,
 )
 PROVIDER_LATENCY = Histogram(
     "orderpay_provider_latency_seconds", "WeChat Pay call latency", ["operation"], registry=REGISTRY

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, time
 
 from server.domain.reconciliation import BEIJING, ExceptionKind
@@ -15,10 +15,16 @@ from server.metrics import (
 )
 
 
-def observe_provider(operation: str, outcome: str, seconds: float) -> None:
-    PROVIDER_CALLS.labels(operation, outcome).inc()
-    PROVIDER_LATENCY.labels(operation).observe(seconds)
-    PROVIDER_CIRCUIT.set(1 if outcome == "circuit_open" else 0)
+def provider_observer(account: str) -> Callable[[str, str, float], None]:
+    """The observer of one signing account's client (`account`: a configured name). A sub-merchant's
+    calls are signed by its provider and counted under the provider."""
+
+    def observe(operation: str, outcome: str, seconds: float) -> None:
+        PROVIDER_CALLS.labels(account, operation, outcome).inc()
+        PROVIDER_LATENCY.labels(operation).observe(seconds)
+        PROVIDER_CIRCUIT.set(1 if outcome == "circuit_open" else 0)
+
+    return observe
 
 
 def observe_recon(

@@ -88,9 +88,12 @@ class NotificationService:
         refunds: RefundApplier,
         read: ReadFactory | None = None,
         transient_faults: tuple[type[Exception], ...] = (),
+        accounts: tuple[str, ...] = ("default",),
     ) -> None:
         """`transient_faults`: infrastructure errors (database down or busy) that, like TransientError,
-        answer "retry" so WeChat sends the notification again."""
+        answer "retry" so WeChat sends the notification again. `accounts`: the configured merchant
+        accounts, the default first (the sidecar's metrics label notifications with them)."""
+        self.accounts = accounts
         self._transient: tuple[type[Exception], ...] = (TransientError, *transient_faults)
         self._uow = uow
         self._read: ReadFactory = read or uow

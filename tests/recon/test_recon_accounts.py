@@ -172,6 +172,9 @@ def test_each_account_is_reconciled_against_its_own_bill_even_when_order_numbers
     assert REGISTRY.get_sample_value(gauge, {"account": "direct-cert", "kind": "MISSING_LOCAL"}) >= 1
     assert REGISTRY.get_sample_value(gauge, {"account": "sp-sub-b", "kind": "MISSING_LOCAL"}) == 0
     assert REGISTRY.get_sample_value("orderpay_recon_last_reconciled_day", {"account": "sp-sub-a"})
+    # The sub-merchant's bills were the provider's calls: counted under the account that signed them.
+    calls = {"account": "sp", "operation": "sub_fundflow_bill", "outcome": "ok"}
+    assert (REGISTRY.get_sample_value("orderpay_provider_calls_total", calls) or 0) >= 1
 
 
 def test_one_accounts_bad_bill_leaves_the_others_reconciled_and_exceptions_name_their_account(
