@@ -1,0 +1,149 @@
+"""`orderpay orders list`, `ops orders` and `ops refunds` filter by merchant account and show it (issue 18
+§5): the real CLI, as subprocesses, against the whole stack in one process with the demo accounts."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from server.domain.order import CreateOrder, Order
+from server.service.context import Caller
+from tests.support.console_stack import ADMIN_TOKEN, BFF_TOKEN, LiveStack, live_stack
+from tests.support.stack import ROOT
+
+BFF = Caller("bff", "test")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    with live_stack(tmp_path_factory.mktemp("filters"), accounts=True) as running:
+        yield running
+
+
+def cli(live: LiveStack, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ORDERPAY_GRPC_TARGET": live.grpc_target, "ORDERPAY_TOKEN": token}
+    return subprocess.run(
+        [sys.executable, "-m", "clients.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def as_json(done: subprocess.CompletedProcess[str]) -> Any:
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+# A user's unpaid order of a product is offered again rather than made twice: one product per account.
+PRODUCTS = {"direct-pk": "vip-month", "direct-cert": "vip-quarter", "sp-sub-a": "vip-year"}
+
+
+def orders_of(live: LiveStack, user: str) -> dict[str, Order]:
+    made = {}
+    for account, product in PRODUCTS.items():
+        cmd = CreateOrder(secrets.token_hex(6), user, product, 1, merchant=account)
+        made[account] = live.stack.app.orders.create_order(cmd, BFF).order
+        assert made[account].account == account
+    return made
+
+
+def test_orders_list_filters_by_account_and_shows_it(live: LiveStack) -> None:
+    user = "u-" + secrets.token_hex(4)
+    made = orders_of(live, user)
+    listed = as_json(
+        cli(live, BFF_TOKEN, "orders", "list", "--user-id", user, "--account", "direct-cert", "--json")
+    )
+    assert [(o["order_id"], o["account"]) for o in listed["orders"]] == [
+        (made["direct-cert"].order_id, "direct-cert")
+    ]
+    every = as_json(cli(live, BFF_TOKEN, "orders", "list", "--user-id", user, "--json"))
+    assert {o["account"] for o in every["orders"]} == set(made)
+    table = cli(live, BFF_TOKEN, "orders", "list", "--user-id", user, "--account", "sp-sub-a")
+    assert table.returncode == 0, table.stderr
+    assert "sp-sub-a" in table.stdout
+    assert made["sp-sub-a"].order_id in table.stdout
+    assert made["direct-pk"].order_id not in table.stdout
+
+
+def test_orders_list_pages_stay_within_the_account(live: LiveStack) -> None:
+    user = "u-" + secrets.token_hex(4)
+    for product in ("vip-month", "vip-quarter", "vip-year"):
+        cmd = CreateOrder(secrets.token_hex(6), user, product, 1, merchant="direct-pk")
+        live.stack.app.orders.create_order(cmd, BFF)
+    orders_of(live, "other-" + user)
+    first = as_json(
+        cli(
+            live,
+            BFF_TOKEN,
+            "orders",
+            "list",
+            "--user-id",
+            user,
+            "--account",
+            "direct-pk",
+            "--page-size",
+            "2",
+            "--json",
+        )
+    )
+    assert first["next_page_token"]
+    rest = as_json(
+        cli(
+            live,
+            BFF_TOKEN,
+            "orders",
+            "list",
+            "--user-id",
+            user,
+            "--account",
+            "direct-pk",
+            "--page-size",
+            "2",
+            "--page-token",
+            first["next_page_token"],
+            "--json",
+        )
+    )
+    assert [o["account"] for o in first["orders"] + rest["orders"]] == ["direct-pk"] * 3
+    # A token of one account's listing is not a token of another's.
+    other = cli(
+        live,
+        BFF_TOKEN,
+        "orders",
+        "list",
+        "--user-id",
+        user,
+        "--account",
+        "direct-cert",
+        "--page-token",
+        first["next_page_token"],
+    )
+    assert other.returncode != 0
+    assert "page_token" in other.stderr
+
+
+def test_ops_orders_and_refunds_filter_by_account(live: LiveStack) -> None:
+    user = "u-" + secrets.token_hex(4)
+    made = orders_of(live, user)
+    found = as_json(
+        cli(live, ADMIN_TOKEN, "ops", "orders", "--user", user, "--account", "sp-sub-a", "--json")
+    )
+    assert [(o["order_id"], o["account"]) for o in found["orders"]] == [
+        (made["sp-sub-a"].order_id, "sp-sub-a")
+    ]
+    table = cli(live, ADMIN_TOKEN, "ops", "orders", "--user", user)
+    assert table.returncode == 0, table.stderr
+    assert {"direct-pk", "direct-cert", "sp-sub-a"} <= set(table.stdout.split())
+    refunds = as_json(cli(live, ADMIN_TOKEN, "ops", "refunds", "--account", "nobody-" + user, "--json"))
+    assert refunds.get("refunds", []) == []  # proto3 JSON leaves an empty list out
