@@ -168,7 +168,7 @@ def render(data: dict[str, Any]) -> str:
     """Every account's day: each account's report in turn, under the day's totals."""
     if "accounts" not in data:
         return _render_one(data)
-    head = _render_one({**data, "exceptions": []}).splitlines()[:3]
+    head = _render_one(data).splitlines()[:3]  # the day across accounts; exceptions under each
     parts = [_render_one(part) for part in data["accounts"]]
     return "\n".join([*head, *parts])
 

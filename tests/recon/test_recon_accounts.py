@@ -10,7 +10,11 @@ bill failing leaves the others reconciled; every exception carries its account.
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -36,6 +40,7 @@ from server.service.context import Caller
 from server.service.recon_ports import DayReport
 from tests.support.recon_world import FollowingClock
 from tests.support.settings import settings_for
+from tests.support.stack import ROOT
 
 BFF = Caller("bff", "t")
 _DAYS = itertools.count(1)
@@ -175,6 +180,54 @@ def test_each_account_is_reconciled_against_its_own_bill_even_when_order_numbers
     # The sub-merchant's bills were the provider's calls: counted under the account that signed them.
     calls = {"account": "sp", "operation": "sub_fundflow_bill", "outcome": "ok"}
     assert (REGISTRY.get_sample_value("orderpay_provider_calls_total", calls) or 0) >= 1
+
+
+def test_recon_show_filters_by_account_and_names_it(
+    make_accounts: Callable[[], Accounts], recon_database: str, account_keys: Path
+) -> None:
+    world = make_accounts()
+    recon = world.app.payments.reconciliation  # type: ignore[union-attr]
+    off = world.paid("direct-cert")
+    world.paid("sp-sub-b")
+    world.control(
+        "POST", f"orders/{off.out_trade_no}/faults?{world.book('direct-cert')}", {"bill_omit": True}
+    )
+    world.open_bills()
+    recon.run_day(world.day)
+    env = {
+        **os.environ,
+        "ORDERPAY_DATABASE_URL": recon_database,
+        "ORDERPAY_CREDENTIALS_DIR": str(account_keys),
+        "ORDERPAY_WXPAY_BASE_URL": world.sandbox_url,
+    }
+
+    def show(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "clients.cli", "recon", "show", "--date", world.day.isoformat(), *args],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    one = show("--account", "sp-sub-b", "--json")
+    assert one.returncode == 0, one.stderr
+    data = json.loads(one.stdout)
+    assert (data["account"], data["status"], data["bill_rows"], data["exceptions"]) == (
+        "sp-sub-b",
+        "DONE",
+        1,
+        [],
+    )
+    every = show()
+    assert every.returncode == 3  # direct-cert's exception is open
+    text = every.stdout
+    for account in ("direct-pk", "direct-cert", "sp", "sp-sub-a", "sp-sub-b"):
+        assert f"· account {account}" in text
+    assert "every account" in text.splitlines()[0]
+    cert_part = text.split("· account direct-cert")[1].split("· account")[0]
+    assert "MISSING_REMOTE" in cert_part
+    assert off.out_trade_no in cert_part
+    unknown = show("--account", "nobody")
+    assert unknown.returncode == 2
+    assert "nobody" in unknown.stderr
 
 
 def test_one_accounts_bad_bill_leaves_the_others_reconciled_and_exceptions_name_their_account(
