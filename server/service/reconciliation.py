@@ -31,17 +31,14 @@ from server.domain.errors import (
 )
 from server.domain.events import ReconExceptionOpened, ReconExceptionResolved
 from server.domain.operations import require_reason
-from server.domain.recon_records import BillRow, FundBill, LocalPayment, LocalRefund, RowKind, TradeBill
+from server.domain.recon_records import FundBill, TradeBill
 from server.domain.reconciliation import (
     BILL_MALFORMED,
     DAY_CUT_TOLERANCE,
-    Difference,
     ExceptionKind,
     ExceptionStatus,
-    Outcome,
     Window,
     check_fund_flow,
-    reconcile,
 )
 from server.service.context import Caller
 from server.service.errors import TransientError
@@ -53,6 +50,7 @@ from server.service.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from server.service.recon_matching import BillMatcher
 from server.service.recon_ports import DayReport, DayTotals, ReconException, RunSummary, combined
 from server.service.shapes import AuditEvent
 
@@ -100,8 +98,7 @@ class ReconciliationService:
         self._uow = uow
         self._read = read
         self._clock = clock
-        self._payments = payments
-        self._refunds = refunds
+        self._matcher = BillMatcher(read, payments, refunds)
         self._tolerance = tolerance
         self._observer = observer
 
@@ -171,7 +168,7 @@ class ReconciliationService:
             self._store_bill(uow, day, account, trade, fund, now)
         rows = trade.rows if trade is not None else []
         window = self._window(day, account)
-        outcome, found = self._match(day, account, rows, window, caller)
+        outcome, found = self._matcher.match(day, account, rows, window, caller)
         fund_difference = check_fund_flow(outcome, fund.flow if fund is not None else None)
         if fund_difference is not None:
             found.append((fund_difference, ExceptionStatus.OPEN))
@@ -243,62 +240,6 @@ class ReconciliationService:
             uow.recon.replace_lines(day, account, trade.rows)
         if fund is not None and uow.recon.stored_sha1(day, account, FUND) != fund.sha1:
             uow.recon.save_file(day, account, FUND, fund.content, fund.sha1, now)
-
-    def _match(
-        self, day: date, account: str, rows: list[BillRow], window: Window, caller: Caller
-    ) -> tuple[Outcome, list[tuple[Difference, ExceptionStatus]]]:
-        payments, refunds, earlier = self._locals(day, account, rows, window)
-        outcome = reconcile(rows, payments, refunds, window, earlier)
-        self._settle_refunds(outcome.settled_remotely, caller)
-        repairable = [d for d in outcome.differences if d.repairable]
-        if not repairable or self._payments is None:
-            return outcome, [(d, ExceptionStatus.OPEN) for d in outcome.differences]
-        self._repair(repairable, payments, caller)
-        # Re-match with what the repairs wrote: a repaired row now matches (or shows its real difference).
-        payments, refunds, earlier = self._locals(day, account, rows, window)
-        rematched = reconcile(rows, payments, refunds, window, earlier)
-        still = {(d.kind, d.out_trade_no) for d in rematched.differences}
-        found = [(d, ExceptionStatus.OPEN) for d in rematched.differences]
-        found += [(d, ExceptionStatus.REPAIRED) for d in repairable if (d.kind, d.out_trade_no) not in still]
-        return rematched, found
-
-    def _settle_refunds(self, out_refund_nos: list[str], caller: Caller) -> None:
-        """The bill shows these refunds settled while they are PROCESSING here: query them now (the same
-        path as the refund poller), instead of waiting for the poller's next turn."""
-        if self._refunds is None:
-            return
-        for out_refund_no in out_refund_nos:
-            try:
-                self._refunds.sync_refund(out_refund_no, caller)
-            except DomainError as error:
-                log.warning("recon.refund_sync_failed", out_refund_no=out_refund_no, error=error.message)
-
-    def _locals(
-        self, day: date, account: str, rows: list[BillRow], window: Window
-    ) -> tuple[list[LocalPayment], list[LocalRefund], set[str]]:
-        pay_rows = [r for r in rows if r.kind is RowKind.PAYMENT]
-        refund_rows = [r for r in rows if r.kind is RowKind.REFUND]
-        with self._read() as uow:
-            payments = uow.recon.local_payments(
-                [r.out_trade_no for r in pay_rows], [r.transaction_id for r in pay_rows], window
-            )
-            refunds = uow.recon.local_refunds(
-                [r.out_refund_no for r in refund_rows], [r.refund_id for r in refund_rows], window
-            )
-            earlier = uow.recon.line_keys(day - timedelta(days=1), account)
-        return payments, refunds, earlier
-
-    def _repair(self, repairable: list[Difference], payments: list[LocalPayment], caller: Caller) -> None:
-        assert self._payments is not None  # noqa: S101 - checked by the caller
-        order_ids = {p.out_trade_no: p.order_id for p in payments}
-        for difference in repairable:
-            order_id = order_ids.get(difference.out_trade_no)
-            if order_id is None:
-                continue
-            try:
-                self._payments.sync_payment(order_id, caller)
-            except DomainError as error:  # stays OPEN; the next run tries again
-                log.warning("recon.repair_failed", out_trade_no=difference.out_trade_no, error=error.message)
 
     # --- reading and resolving --------------------------------------------------------------------
 
