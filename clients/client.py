@@ -127,8 +127,8 @@ class OrderPayClient:
         page_size: int = 20,
         page_token: str = "",
         status: OrderStatusArg | None = None,
-        *,
         account: str = "",
+        *,
         trace_id: str | None = None,
         timeout: float | None = None,
     ) -> order_service_pb2.ListOrdersResponse:
