@@ -147,3 +147,25 @@ def test_ops_orders_and_refunds_filter_by_account(live: LiveStack) -> None:
     assert {"direct-pk", "direct-cert", "sp-sub-a"} <= set(table.stdout.split())
     refunds = as_json(cli(live, ADMIN_TOKEN, "ops", "refunds", "--account", "nobody-" + user, "--json"))
     assert refunds.get("refunds", []) == []  # proto3 JSON leaves an empty list out
+
+
+def test_keys_show_is_per_account_and_names_it(live: LiveStack) -> None:
+    keys = live.stack.app.settings.credentials_dir
+    env = {"ORDERPAY_CREDENTIALS_DIR": keys}
+    mchids = set()
+    for account in ("direct-pk", "direct-cert", "sp"):
+        shown = as_json(cli_env(env, "keys", "show", "--offline", "--account", account, "--json"))
+        assert shown["account"] == account
+        mchids.add(shown["mchid"])
+    assert len(mchids) == 3
+    table = cli_env(env, "keys", "show", "--offline", "--account", "direct-cert")
+    assert "WeChat Pay keys for account direct-cert, mchid" in table.stdout
+    unknown = cli_env(env, "keys", "show", "--offline", "--account", "nobody")
+    assert unknown.returncode == 2
+
+
+def cli_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clients.cli", *args], cwd=ROOT, env={**os.environ, **env},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
