@@ -57,6 +57,7 @@ class App:
     def close(self) -> None:
         if self.payments is not None:
             self.payments.gateways.shutdown()
+        self.admin.close()  # the read standby's pool, when there is one
         close_all = getattr(self.db, "close_all", None)
         if close_all is not None:
             close_all()

@@ -7,6 +7,8 @@ from datetime import date, datetime, time
 
 from server.domain.reconciliation import BEIJING, ExceptionKind
 from server.metrics import (
+    DB_READ_STANDBY_UP,
+    DB_READS,
     PROVIDER_CALLS,
     PROVIDER_CIRCUIT,
     PROVIDER_LATENCY,
@@ -36,3 +38,8 @@ def observe_recon(
             RECON_EXCEPTIONS.labels(account, kind.value).set(counts.get(kind, 0))
     for account, day in last_days.items():
         RECON_LAST_DAY.labels(account).set(datetime.combine(day, time(0), tzinfo=BEIJING).timestamp())
+
+
+def observe_read_route(route: str) -> None:
+    DB_READS.labels(route).inc()
+    DB_READ_STANDBY_UP.set(1 if route == "standby" else 0)

@@ -164,6 +164,12 @@ def _yuan(fen: int | None) -> str:
     return "-" if fen is None else f"{fen / 100:,.2f}"
 
 
+def _money(fen: int | None) -> str:
+    from server.domain.money import yuan  # noqa: PLC0415 - keep `orderpay --help` light
+
+    return "-" if fen is None else yuan(fen)
+
+
 def render(data: dict[str, Any]) -> str:
     """Every account's day: each account's report in turn, under the day's totals."""
     if "accounts" not in data:
@@ -193,7 +199,7 @@ def _render_one(data: dict[str, Any]) -> str:
         key = e["out_refund_no"] or e["out_trade_no"] or "-"
         lines.append(
             f"    #{e['id']:<5} {e['kind']:<22} {e['status']:<9} {key:<34}"
-            f" local {_yuan(e['local_fen'])} · WeChat {_yuan(e['remote_fen'])}  {e['detail']}"
+            f" ours {_money(e['local_fen'])} · WeChat {_money(e['remote_fen'])}  {e['detail']}"
         )
     # Ids and details come from bills and operators: never let one drive the operator's terminal.
     return "\n".join(escape_nonprintable(line) for line in lines)

@@ -17,9 +17,11 @@ from aiohttp import web
 
 from server.adapters.admin_queries import AdminQueries
 from server.adapters.admin_stats import Overview
+from server.adapters.read_routing import ReplicaLag
 from server.console.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Sessions, same_token
 from server.console.throttle import SignInThrottle
 from server.domain.clock import Clock
+from server.domain.money import yuan
 from server.service.feed import SubscriberLag
 from server.service.operations import OperationsService
 
@@ -44,6 +46,8 @@ class ConsoleDeps:
     secure_cookies: bool = False  # served over TLS: Secure cookies and HSTS
     throttle: SignInThrottle | None = None
     feed_lags: Callable[[], list[SubscriberLag]] | None = None  # issue 19: event-feed subscribers
+    # ORDERPAY_DATABASE_READ_URL: the standby the pages read from (None: they read the primary)
+    replica_lag: Callable[[], ReplicaLag | None] | None = None
     accounts: tuple[str, ...] = ()  # issue 18: the configured merchant accounts, for the filters
 
 
@@ -173,11 +177,7 @@ def fmt_time(value: datetime | None) -> str:
 
 
 def fmt_yuan(fen: int | None) -> str:
-    if fen is None:
-        return "—"
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}¥{whole}.{cents:02d}"
+    return "—" if fen is None else yuan(fen)
 
 
 def fmt_age(value: datetime | None, now: datetime) -> str:
