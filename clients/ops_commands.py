@@ -95,6 +95,7 @@ def _register_reads(
 
     jobs = verbs.add_parser("jobs", parents=[common], help="background work: fulfilment outbox, refund polls")
     jobs.add_argument("--kind", choices=KINDS, help="only this kind of background work")
+    jobs.add_argument("--account", help="only the work of orders this merchant account took")
     jobs.add_argument("--page-size", type=int, default=50, help="rows (default %(default)s)")
     jobs.set_defaults(func=_jobs)
 
@@ -229,7 +230,7 @@ def _jobs(args: argparse.Namespace) -> int:
         _print_rows("fulfilment outbox", response.fulfilments, JOB_COLUMNS)
         _print_rows("refund polls", response.refund_polls, REFUND_COLUMNS)
 
-    return _run(args, lambda c: c.list_jobs(args.kind, args.page_size), show)
+    return _run(args, lambda c: c.list_jobs(args.kind, args.page_size, args.account or ""), show)
 
 
 def _retry_job(args: argparse.Namespace) -> int:

@@ -173,12 +173,18 @@ class AdminQueries:
         return [r for r in map(PeeweeRefunds().get, nos) if r is not None]
 
     @_routed
-    def list_fulfilment_jobs(self, *, status: str | None = None, limit: int = 50) -> list[FulfilmentView]:
+    def list_fulfilment_jobs(
+        self, *, status: str | None = None, limit: int = 50, account: str | None = None
+    ) -> list[FulfilmentView]:
         query = FulfilmentRow.select().where(
             FulfilmentRow.status.in_(
                 [status] if status else [LedgerStatus.PENDING.value, LedgerStatus.FAILED.value]
             )
         )
+        if account:  # the work of one merchant account's orders (issue 18)
+            query = query.join(OrderRow, on=(FulfilmentRow.order_id == OrderRow.order_id)).where(
+                OrderRow.account == account
+            )
         return [_ledger(r) for r in query.order_by(FulfilmentRow.next_attempt_at).limit(_page(limit))]
 
     @_routed

@@ -110,13 +110,15 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
     def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> pb.ListJobsResponse:
         limit = request.page_size or DEFAULT_PAGE
         kind = _JOB_KINDS.get(request.kind)
+        account = request.account or None
         response = pb.ListJobsResponse()
         if kind in (None, JobKind.FULFILMENT):
-            response.fulfilments.extend(
-                fulfilment_to_pb(j) for j in self._queries.list_fulfilment_jobs(limit=limit)
-            )
+            jobs = self._queries.list_fulfilment_jobs(limit=limit, account=account)
+            response.fulfilments.extend(fulfilment_to_pb(j) for j in jobs)
         if kind in (None, JobKind.REFUND_POLL):
-            polls = self._queries.list_refunds(status=RefundStatus.PROCESSING.value, limit=limit)
+            polls = self._queries.list_refunds(
+                status=RefundStatus.PROCESSING.value, limit=limit, account=account
+            )
             response.refund_polls.extend(refund_to_pb(r) for r in polls)
         return response
 

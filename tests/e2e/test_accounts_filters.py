@@ -9,10 +9,13 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from server.adapters.tables import FulfilmentRow
+from server.adapters.times import to_db_time
 from server.domain.order import CreateOrder, Order
 from server.service.context import Caller
 from tests.support.console_stack import ADMIN_TOKEN, BFF_TOKEN, LiveStack, live_stack
@@ -169,3 +172,19 @@ def cli_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
         [sys.executable, "-m", "clients.cli", *args], cwd=ROOT, env={**os.environ, **env},
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
+
+
+def test_ops_jobs_filters_by_account(live: LiveStack) -> None:
+    user = "u-" + secrets.token_hex(4)
+    made = orders_of(live, user)
+    far = to_db_time(datetime.now(UTC) + timedelta(days=3))  # not due: the worker leaves them alone
+    with live.stack.app.db.connection_context():
+        for order in made.values():
+            FulfilmentRow.insert(
+                order_id=order.order_id, kind="VIP_PLAN", status="FAILED", attempts=5, next_attempt_at=far,
+                last_error="test", created_at=far, updated_at=far,
+            ).execute()  # fmt: skip
+    found = as_json(
+        cli(live, ADMIN_TOKEN, "ops", "jobs", "--kind", "fulfilment", "--account", "direct-cert", "--json")
+    )
+    assert [job["order_id"] for job in found["fulfilments"]] == [made["direct-cert"].order_id]
