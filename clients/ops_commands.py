@@ -90,6 +90,7 @@ def _register_reads(
     )
     notes.add_argument("--outcome", help="only this outcome, e.g. amount_mismatch")
     notes.add_argument("--failing", action="store_true", help="not processed, or an alarming outcome")
+    notes.add_argument("--account", help="only notifications verified as this merchant account's")
     notes.add_argument("--page-size", type=int, default=50, help="rows (default %(default)s)")
     notes.set_defaults(func=_notifications)
 
@@ -212,7 +213,11 @@ def _notifications(args: argparse.Namespace) -> int:
     from orderpay.v1 import admin_service_pb2 as pb
 
     request = pb.ListNotificationsRequest(
-        status=args.status or "", outcome=args.outcome or "", failing=args.failing, page_size=args.page_size
+        status=args.status or "",
+        outcome=args.outcome or "",
+        failing=args.failing,
+        page_size=args.page_size,
+        account=args.account or "",
     )
     return _run(
         args,

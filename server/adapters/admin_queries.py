@@ -8,7 +8,6 @@ first by keyset (created_at, id) like ListOrders; the page token is that positio
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
@@ -28,6 +27,7 @@ from server.adapters.admin_shapes import (
     encode_token,
 )
 from server.adapters.attention import failing_notification, needs_a_human, stuck_refund
+from server.adapters.notification_store import stored_headers
 from server.adapters.read_routing import ReadRoute
 from server.adapters.recon_tables import ReconExceptionRow
 from server.adapters.repositories import PeeweeRefunds, order_from_row
@@ -138,9 +138,17 @@ class AdminQueries:
     # --- notifications, refunds, background work ---------------------------------------------------
     @_routed
     def list_notifications(
-        self, *, status: str | None = None, outcome: str | None = None, failing: bool = False, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        outcome: str | None = None,
+        failing: bool = False,
+        limit: int = 50,
+        account: str | None = None,
     ) -> list[NotificationView]:
         query = NotificationRow.select()
+        if account:  # the account whose keys verified it (migration 0015)
+            query = query.where(NotificationRow.account == account)
         if status:
             query = query.where(NotificationRow.status == status)
         if outcome:
@@ -189,8 +197,8 @@ class AdminQueries:
 
     @_routed
     def needs_attention(self, now: datetime, limit: int = 50, account: str | None = None) -> Attention:
-        """`account`: only that merchant account's orders, refunds and reconciliation exceptions
-        (notifications are stored before they are known to be anyone's: all of them)."""
+        """`account`: only that merchant account's orders, refunds, notifications and reconciliation
+        exceptions."""
         held = self.list_orders(
             OrderFilter(fulfilment=Fulfilment.HELD.value, needs_attention=True, account=account), limit
         ).orders
@@ -198,7 +206,7 @@ class AdminQueries:
             OrderFilter(fulfilment=Fulfilment.FAILED.value, needs_attention=True, account=account), limit
         ).orders
         refunds = self.list_refunds(stuck=True, limit=limit, now=now, account=account)
-        notes = self.list_notifications(failing=True, limit=limit)
+        notes = self.list_notifications(failing=True, limit=limit, account=account)
         recon = self.recon_exceptions(limit, account=account)
         counts = {
             "held": len(held),
@@ -251,7 +259,7 @@ class AdminQueries:
         assert received is not None  # noqa: S101 - NOT NULL column
         described: dict[str, str] | None = None
         if self._describe is not None:
-            described = self._describe(json.loads(row.headers), row.body, received)
+            described = self._describe(stored_headers(row), row.body, received)
         return NotificationView(
             notification_id=row.notification_id,
             event_type=row.event_type,

@@ -104,6 +104,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             outcome=request.outcome or None,
             failing=request.failing,
             limit=request.page_size or DEFAULT_PAGE,
+            account=request.account or None,
         )
         return pb.ListNotificationsResponse(notifications=[notification_to_pb(n) for n in notes])
 

@@ -181,9 +181,16 @@ class Notifications(NotificationReads, Protocol):
     """Raw provider notifications, stored (unique on id) in the transaction that applies them."""
 
     def insert(
-        self, notification_id: str, event_type: str, headers: Mapping[str, str], body: str, now: datetime
+        self,
+        notification_id: str,
+        event_type: str,
+        headers: Mapping[str, str],
+        body: str,
+        now: datetime,
+        account: str | None = None,
     ) -> bool:
-        """Insert first: False when the id is already there (the transaction stays usable)."""
+        """Insert first: False when the id is already there (the transaction stays usable). `account`:
+        the merchant account whose keys verified it (None: the default), stored for replays."""
         ...
 
     def finish(

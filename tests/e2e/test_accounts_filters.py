@@ -20,6 +20,7 @@ from server.domain.order import CreateOrder, Order
 from server.service.context import Caller
 from tests.support.console_stack import ADMIN_TOKEN, BFF_TOKEN, LiveStack, live_stack
 from tests.support.stack import ROOT
+from tests.support.waiting import wait_until
 
 BFF = Caller("bff", "test")
 
@@ -188,3 +189,27 @@ def test_ops_jobs_filters_by_account(live: LiveStack) -> None:
         cli(live, ADMIN_TOKEN, "ops", "jobs", "--kind", "fulfilment", "--account", "direct-cert", "--json")
     )
     assert [job["order_id"] for job in found["fulfilments"]] == [made["direct-cert"].order_id]
+
+
+def test_a_notification_keeps_its_account_for_the_filter_and_a_replay(live: LiveStack) -> None:
+    app = live.stack.app
+    assert app.payments is not None
+    cmd = CreateOrder(
+        secrets.token_hex(6), "u-" + secrets.token_hex(4), "vip-month", 1, merchant="direct-cert"
+    )
+    order = app.orders.create_order(cmd, BFF).order
+    app.payments.payments.create_payment(order.order_id, "NATIVE", None, None, BFF)
+    mchid = app.payments.gateways.identity("direct-cert").merchant_id
+    live.control(f"orders/{order.out_trade_no}/pay?mchid={mchid}")
+    wait_until(lambda: live.order(order.order_id).paid_fee > 0, 20, "direct-cert's notification applied")
+
+    def listed(account: str) -> list[dict[str, Any]]:
+        found = as_json(cli(live, ADMIN_TOKEN, "ops", "notifications", "--account", account, "--json"))
+        return [n for n in found.get("notifications", []) if n.get("out_trade_no") == order.out_trade_no]
+
+    (note,) = listed("direct-cert")  # verified again with direct-cert's keys to show its order number
+    assert listed("direct-pk") == []
+    # A replay verifies with the keys that verified it the first time: the same answer, nothing new.
+    replayed = cli(live, ADMIN_TOKEN, "ops", "replay", note["notification_id"], "--reason", "check", "--json")
+    result = as_json(replayed)
+    assert "duplicate" in json.dumps(result), result

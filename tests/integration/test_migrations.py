@@ -19,6 +19,7 @@ def test_a_fresh_sqlite_file_migrates_once(tmp_path: Path) -> None:
         "0004_accounts",
         "0005_event_log",
         "0010_recon_accounts",
+        "0015_notification_account",
     ]  # name order; gaps are fine
     assert migrate(db) == []
     assert {"orders", "products", "refunds", "notifications", "fulfilments"} <= set(db.get_tables())
@@ -41,6 +42,7 @@ def test_concurrent_migrations_on_postgres_apply_exactly_once(postgres_admin: st
                 "0004_accounts",
                 "0005_event_log",
                 "0010_recon_accounts",
+                "0015_notification_account",
             ),
         ]
         for db in databases:

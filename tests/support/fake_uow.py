@@ -248,7 +248,13 @@ class _Notifications:
         return self.s.notifications.get(notification_id)
 
     def insert(
-        self, notification_id: str, event_type: str, headers: Mapping[str, str], body: str, now: datetime
+        self,
+        notification_id: str,
+        event_type: str,
+        headers: Mapping[str, str],
+        body: str,
+        now: datetime,
+        account: str | None = None,
     ) -> bool:
         if notification_id in self.s.notifications:
             return False

@@ -569,11 +569,14 @@ class ListNotificationsRequest(_message.Message):
     OUTCOME_FIELD_NUMBER: _builtins.int
     FAILING_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
     status: _builtins.str
     outcome: _builtins.str
     failing: _builtins.bool
     """FAILED, or processed with an outcome a person must look at."""
     page_size: _builtins.int
+    account: _builtins.str
+    """Only notifications verified as this merchant account's (issue 18; its notify URL's)."""
     def __init__(
         self,
         *,
@@ -581,10 +584,11 @@ class ListNotificationsRequest(_message.Message):
         outcome: _builtins.str = ...,
         failing: _builtins.bool = ...,
         page_size: _builtins.int = ...,
+        account: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["failing", b"failing", "outcome", b"outcome", "page_size", b"page_size", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "failing", b"failing", "outcome", b"outcome", "page_size", b"page_size", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
