@@ -22,6 +22,7 @@ from server.service.payments import PaymentService
 from server.service.ports import ReadFactory, UnitOfWorkFactory
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
+from server.service.webhooks import WebhookService
 from server.wxpay.credentials import MerchantCredentials
 
 
@@ -53,6 +54,7 @@ class App:
     admin: AdminQueries  # the operator's read side (admin API, console)
     operations: OperationsService  # the operator's actions
     feed: FeedService  # the order event feed (issue 19)
+    webhooks: WebhookService  # signed webhooks for its subscribers (issue 19 item 4)
 
     def close(self) -> None:
         if self.payments is not None:

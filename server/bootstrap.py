@@ -37,6 +37,7 @@ from server.service.payments import PaymentService
 from server.service.ports import BillSource, PaymentGateway, ReadFactory, UnitOfWorkFactory
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
+from server.webhook_wiring import build_webhooks
 from server.wxpay.accounts import Accounts, account_router, has_accounts, is_multi_account, load_accounts
 from server.wxpay.bills import WeChatBills
 from server.wxpay.client import WeChatPayClient
@@ -101,7 +102,8 @@ def build_app(
     )
     catalogue = CatalogueService(uow, clock, read=read)
     admin, operations = build_operations(_read_route(settings, db), uow, read, clock, payments)
-    return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations, feed)
+    webhooks = build_webhooks(settings, uow, read, clock)
+    return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations, feed, webhooks)
 
 
 READ_POOL_SIZE = 8  # the operator's reads: a console and a few admin calls at a time

@@ -130,6 +130,16 @@ class Settings:
     default_account: str = ""
     # Per-product routing: comma-separated `product_id=account` pairs (the BFF's `merchant` hint wins).
     account_routes: str = ""
+    # --- issue 19 item 4: signed webhooks (docs/event-feed.md § Webhooks) --------------------------
+    webhook_disable_after_days: float = 3.0  # continuous failure this long disables a webhook
+    webhook_timeout_s: float = 10.0  # per POST
+    webhook_concurrency: int = 4  # subscribers delivered side by side per process
+    webhook_backoff_base_s: float = 10.0  # first retry after 5-10 s, doubling ...
+    webhook_backoff_max_s: float = 3600.0  # ... up to 30-60 min
+    webhook_secret_overlap_h: float = 24.0  # after a rotation the old secret signs too, this long
+    # Production refuses plain-http webhook URLs (the body carries order data) except to loopback;
+    # true when TLS ends in front of the receiver.
+    webhook_allow_http: bool = False
 
     @property
     def tokens(self) -> dict[str, str]:
@@ -221,6 +231,7 @@ def _check(settings: Settings) -> None:
             raise ConfigError(
                 "ORDERPAY_DATABASE_SESSION_URL: only with a postgresql:// ORDERPAY_DATABASE_URL"
             )
+    _check_webhooks(settings)
     if settings.database_read_url:
         check_database_url(settings.database_read_url, "ORDERPAY_DATABASE_READ_URL", writable=False)
         if not all(
@@ -233,6 +244,12 @@ def _check(settings: Settings) -> None:
         raise ConfigError(
             f"ORDERPAY_LOG_FORMAT: want one of {', '.join(LOG_FORMATS)}; got {settings.log_format!r}"
         )
+
+
+def _check_webhooks(settings: Settings) -> None:
+    for name in ("webhook_timeout_s", "webhook_disable_after_days", "webhook_concurrency"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"ORDERPAY_{name.upper()}: must be above 0")
 
 
 def check_database_url(url: str, name: str = "ORDERPAY_DATABASE_URL", *, writable: bool = True) -> None:

@@ -24,6 +24,7 @@ from server.domain.clock import Clock
 from server.domain.money import yuan
 from server.service.feed import SubscriberLag
 from server.service.operations import OperationsService
+from server.service.webhooks import WebhookService
 
 log = structlog.get_logger("orderpay.console")
 HERE = Path(__file__).parent
@@ -46,6 +47,7 @@ class ConsoleDeps:
     secure_cookies: bool = False  # served over TLS: Secure cookies and HSTS
     throttle: SignInThrottle | None = None
     feed_lags: Callable[[], list[SubscriberLag]] | None = None  # issue 19: event-feed subscribers
+    webhooks: WebhookService | None = None  # issue 19 item 4: subscribers with their webhooks
     # ORDERPAY_DATABASE_READ_URL: the standby the pages read from (None: they read the primary)
     replica_lag: Callable[[], ReplicaLag | None] | None = None
     accounts: tuple[str, ...] = ()  # issue 18: the configured merchant accounts, for the filters

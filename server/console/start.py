@@ -33,6 +33,7 @@ def console_deps(app: App) -> ConsoleDeps:
         secure_cookies=bool(app.settings.console_tls_cert),
         throttle=SignInThrottle(app.clock),
         feed_lags=app.feed.lags,
+        webhooks=app.webhooks,
         accounts=app.payments.reconciliation.accounts if app.payments is not None else (),
     )
 

@@ -241,7 +241,11 @@ async def jobs(request: web.Request) -> dict[str, Any]:
     polls = await asyncio.to_thread(
         lambda: console.queries.list_refunds(status=RefundStatus.PROCESSING.value, limit=100)
     )
-    subscribers = await asyncio.to_thread(console.feed_lags) if console.feed_lags is not None else []
+    subscribers: list[Any] = []
+    if console.webhooks is not None:  # the same lags, with each subscriber's webhook
+        subscribers = await asyncio.to_thread(console.webhooks.subscribers)
+    elif console.feed_lags is not None:
+        subscribers = await asyncio.to_thread(console.feed_lags)
     return {
         "fulfilments": fulfilments,
         "polls": polls,
