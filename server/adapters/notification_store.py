@@ -19,7 +19,9 @@ import peewee as pw
 from server.adapters.tables import NotificationRow
 from server.adapters.times import from_db_time, to_db_time
 from server.domain.notification import NotificationStatus
+from server.domain.routing import DEFAULT_ACCOUNT
 from server.service.shapes import StoredNotification
+from server.wxpay.notification import ACCOUNT_HEADER
 
 STORED_HEADER_PREFIX = "wechatpay-"
 
@@ -27,6 +29,15 @@ STORED_HEADER_PREFIX = "wechatpay-"
 def signed_headers_only(headers: Mapping[str, str]) -> dict[str, str]:
     """Only `Wechatpay-*` headers are kept: what re-verification needs, nothing about the client."""
     return {name: value for name, value in headers.items() if name.lower().startswith(STORED_HEADER_PREFIX)}
+
+
+def stored_headers(row: NotificationRow) -> dict[str, str]:
+    """The headers to verify a stored notification with again: the signature's, and the account whose
+    keys verified it (migration 0015; `default` rows verify with the default account, as before)."""
+    headers: dict[str, str] = json.loads(row.headers)
+    if row.account != DEFAULT_ACCOUNT:
+        headers[ACCOUNT_HEADER] = row.account
+    return headers
 
 
 def ping(db: pw.Database) -> bool:
@@ -47,7 +58,13 @@ class PeeweeNotifications:
         return None if row is None else _stored(row)
 
     def insert(
-        self, notification_id: str, event_type: str, headers: Mapping[str, str], body: str, now: datetime
+        self,
+        notification_id: str,
+        event_type: str,
+        headers: Mapping[str, str],
+        body: str,
+        now: datetime,
+        account: str | None = None,
     ) -> bool:
         # ON CONFLICT DO NOTHING (INSERT OR IGNORE): no savepoint needed; on PostgreSQL a concurrent
         # insert of the same id waits for that transaction, then inserts nothing.
@@ -59,6 +76,7 @@ class PeeweeNotifications:
                 body=body,
                 status=NotificationStatus.RECEIVED.value,
                 received_at=to_db_time(now),
+                account=(account or DEFAULT_ACCOUNT)[:64],
             )
             .on_conflict_ignore()
             .as_rowcount()
@@ -135,7 +153,7 @@ def _stored(row: NotificationRow) -> StoredNotification:
     return StoredNotification(
         notification_id=row.notification_id,
         event_type=row.event_type,
-        headers=json.loads(row.headers),
+        headers=stored_headers(row),
         body=row.body,
         status=NotificationStatus(row.status),
         outcome=row.outcome,
