@@ -87,10 +87,18 @@ class PeeweeLedger:
         return self._claim_rows(query.limit(limit), now, lease)
 
     def claim_order(self, order_id: str, now: datetime, lease: timedelta) -> FulfilmentClaim | None:
-        variant = ("skip_locked",) if self._skip_locked else ()
-        rows = _DUE_FOR_ORDER.execute({"order_id": order_id, "now": to_db_time(now)}, variant).fetchall()
-        claims = self._claim_rows(rows, now, lease)
+        claims = self._claim_rows(self._due_rows(order_id, now), now, lease)
         return claims[0] if claims else None
+
+    def due_for_order(self, order_id: str, now: datetime) -> FulfilmentClaim | None:
+        """The order's due PENDING row as a claim at its current version, without a lease: for a caller
+        that settles it in this same transaction (on PostgreSQL the row stays locked until then)."""
+        rows = self._due_rows(order_id, now)
+        return FulfilmentClaim(*rows[0]) if rows else None
+
+    def _due_rows(self, order_id: str, now: datetime) -> list[Any]:
+        variant = ("skip_locked",) if self._skip_locked else ()
+        return list(_DUE_FOR_ORDER.execute({"order_id": order_id, "now": to_db_time(now)}, variant))
 
     def _claim_rows(
         self, query: pw.ModelSelect[FulfilmentRow] | list[Any], now: datetime, lease: timedelta
