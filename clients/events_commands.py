@@ -135,6 +135,7 @@ def _tail(args: argparse.Namespace) -> int:
 def _line(event: Any, as_json: bool) -> str:
     from google.protobuf import json_format
 
+    from clients.views import yuan
     from orderpay.v1 import events_pb2
 
     if as_json:
@@ -144,7 +145,7 @@ def _line(event: Any, as_json: bool) -> str:
     what = event.order
     detail = f"{_enum(what, 'status')} {_enum(what, 'fulfilment')}"
     if event.HasField("refund"):
-        detail = f"refund {event.refund.out_refund_no} {event.refund.amount} fen"
+        detail = f"refund {event.refund.out_refund_no} {yuan(event.refund.amount)}"
     elif event.attempt:
         detail += f" attempt {event.attempt}"
     return f"{event.position:>8}  {at}  {kind:<24} {event.account:<10} {event.order_id}  {detail}"

@@ -22,6 +22,12 @@ def build_operations(
     if payments is None:  # orders only: nothing can be HELD, refunded or replayed
         return AdminQueries(db), OperationsService(uow, clock, read=read)
     service = OperationsService(
-        uow, clock, refunds=payments.refunds, notifications=payments.notifications, read=read
+        uow,
+        clock,
+        refunds=payments.refunds,
+        notifications=payments.notifications,
+        read=read,
+        abnormal=payments.refunds,
+        recon=payments.reconciliation,
     )
     return AdminQueries(db, payments.notifications.describe), service

@@ -113,7 +113,9 @@ class AdminQueries:
             for n in map(self._notification, candidates)
             if n.out_trade_no == order.out_trade_no or (n.out_refund_no and n.out_refund_no in refund_nos)
         ]
-        return OrderStory(order, events, refunds, notes, None if ledger is None else _ledger(ledger), grants)
+        recon = self.recon_exceptions(out_trade_no=order.out_trade_no)
+        fulfilment = None if ledger is None else _ledger(ledger)
+        return OrderStory(order, events, refunds, notes, fulfilment, grants, recon=recon)
 
     # --- notifications, refunds, background work ---------------------------------------------------
     def list_notifications(
@@ -170,15 +172,14 @@ class AdminQueries:
         }
         return Attention(held, failed, refunds, notes, recon, counts)
 
-    def recon_exceptions(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Open reconciliation exceptions (server.service.reconciliation), newest first."""
+    def recon_exceptions(self, limit: int = 50, out_trade_no: str | None = None) -> list[dict[str, Any]]:
+        """Open reconciliation exceptions (server.service.reconciliation), newest first; of one order
+        when `out_trade_no` is given (its page resolves them)."""
+        where = ReconExceptionRow.status == ExceptionStatus.OPEN.value
+        if out_trade_no is not None:
+            where &= ReconExceptionRow.out_trade_no == out_trade_no
         with self._db.connection_context():
-            rows = (
-                ReconExceptionRow.select()
-                .where(ReconExceptionRow.status == ExceptionStatus.OPEN.value)
-                .order_by(ReconExceptionRow.id.desc())
-                .limit(limit)
-            )
+            rows = ReconExceptionRow.select().where(where).order_by(ReconExceptionRow.id.desc()).limit(limit)
             found = list(rows)
             trades = {row.out_trade_no for row in found if row.out_trade_no}
             order_ids: dict[str, str] = {}

@@ -20,6 +20,7 @@ from server.adapters.admin_stats import Overview
 from server.console.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Sessions, same_token
 from server.console.throttle import SignInThrottle
 from server.domain.clock import Clock
+from server.domain.money import yuan
 from server.service.feed import SubscriberLag
 from server.service.operations import OperationsService
 
@@ -172,11 +173,7 @@ def fmt_time(value: datetime | None) -> str:
 
 
 def fmt_yuan(fen: int | None) -> str:
-    if fen is None:
-        return "—"
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}¥{whole}.{cents:02d}"
+    return "—" if fen is None else yuan(fen)
 
 
 def fmt_age(value: datetime | None, now: datetime) -> str:

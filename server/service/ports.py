@@ -28,6 +28,7 @@ from server.domain.provider import (
     PrepayRequest,
     RefundReport,
     RefundRequest,
+    ResolveAbnormal,
     TransactionReport,
 )
 from server.domain.recon_records import BillRow, FundBill, LocalPayment, LocalRefund, TradeBill
@@ -414,6 +415,18 @@ class Refunder(Protocol):
         self, order_id: str, out_refund_no: str, amount: int, reason: str, caller: Caller
     ) -> Refund: ...
     def sync_refund(self, out_refund_no: str, caller: Caller) -> Refund: ...
+
+
+class AbnormalRefundResolver(Protocol):
+    """RefundService: an ABNORMAL refund's money sent another way (WeChat's apply-abnormal-refund)."""
+
+    def resolve_abnormal(self, command: ResolveAbnormal, caller: Caller) -> Refund: ...
+
+
+class ReconResolver(Protocol):
+    """ReconciliationService: a person closes an open exception with a reason (audited)."""
+
+    def resolve(self, exception_id: int, reason: str, caller: Caller) -> ReconException: ...
 
 
 class ReplayReceipt(Protocol):
