@@ -21,7 +21,6 @@ from server.domain.order import Order
 from server.service.retry import retry_on_conflict
 from server.service.shapes import Grant
 
-
 _F = FulfilmentRow
 _PENDING = LedgerStatus.PENDING.value
 Mark = Callable[[str], pw.Value]

@@ -54,6 +54,12 @@ class _LeaseLost(Exception):  # noqa: N818 - a signal inside the worker, not an 
     pass
 
 
+class _NotBuiltIn(Exception):  # noqa: N818 - a signal: work this row as a claim (EXTERNAL, no handler)
+    def __init__(self, claim: FulfilmentClaim) -> None:
+        super().__init__(claim.order_id)
+        self.claim = claim
+
+
 class _NotFulfillable(Exception):  # noqa: N818
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -110,22 +116,24 @@ class FulfilmentWorker:
         still makes a concurrent worker lose). Other kinds are worked from the row found, as a claim."""
         found: list[FulfilmentClaim] = []
         try:
-            result = retry_on_conflict(lambda: self._find_and_fulfil(order_id, found), "fulfilling the order")
+            processed = retry_on_conflict(
+                lambda: self._find_and_fulfil(order_id, found), "fulfilling the order"
+            )
+        except _NotBuiltIn as exc:
+            return self._process(exc.claim)
         except _LeaseLost:
-            result = Processed(Outcome.LOST)
+            processed = Processed(Outcome.LOST)
         except _NotFulfillable as exc:
-            result = self._give_up(found[-1], exc.reason, refund=False)
-        except Exception as exc:  # noqa: BLE001 - as in _process: one failed attempt
+            processed = self._give_up(found[-1], exc.reason, refund=False)
+        except Exception as exc:  # as in _process: any handler or database failure is one attempt
             if not found:
                 raise  # nothing was found to fail: the job retries the row
-            result = self._failed_attempt(found[-1], exc)
-        if isinstance(result, FulfilmentClaim):
-            return self._process(result)
-        if result.outcome is not Outcome.NOT_DUE:
-            FULFILMENT.labels(found[-1].kind, result.outcome.value).inc()
-        return result
+            processed = self._failed_attempt(found[-1], exc)
+        if processed.outcome is not Outcome.NOT_DUE:
+            FULFILMENT.labels(found[-1].kind, processed.outcome.value).inc()
+        return processed
 
-    def _find_and_fulfil(self, order_id: str, found: list[FulfilmentClaim]) -> Processed | FulfilmentClaim:
+    def _find_and_fulfil(self, order_id: str, found: list[FulfilmentClaim]) -> Processed:
         now = self._clock()
         with self._uow() as uow:
             claim = uow.ledger.due_for_order(order_id, now)
@@ -134,7 +142,7 @@ class FulfilmentWorker:
             found.append(claim)
             handler = self._handlers.get(claim.kind)
             if claim.kind == ProductKind.EXTERNAL or handler is None:
-                return claim  # this transaction wrote nothing; the claim's own path decides
+                raise _NotBuiltIn(claim)  # this transaction wrote nothing; the claim's own path decides
             granted = self._fulfil_in(uow, claim, handler, now)
         log.info("fulfilment.succeeded", order_id=claim.order_id, kind=claim.kind, granted=granted)
         return Processed(Outcome.SUCCEEDED)
