@@ -5,6 +5,7 @@ What reacts to what is not wired here: that is the handler table, server.service
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from server.adapters.account_gateways import replaced_gateway, wechat_gateways
 from server.adapters.db import bind, make_database, migrate_with_session
 from server.adapters.decisions import FulfilmentDecisions
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
+from server.adapters.read_routing import READ_APPLICATION_NAME, ReadRoute
 from server.adapters.unit_of_work import read_only_factory, unit_of_work_factory
 from server.app import App, PaymentsPart
 from server.config import ConfigError, Settings
@@ -22,7 +24,7 @@ from server.domain.errors import ProviderUnavailableError
 from server.domain.fulfilment import RetryPolicy
 from server.domain.recon_records import FundBill, TradeBill
 from server.domain.routing import AccountRouter
-from server.observers import observe_provider, observe_recon
+from server.observers import observe_read_route, observe_recon, provider_observer
 from server.operations_wiring import build_operations
 from server.service.catalogue import CatalogueService
 from server.service.external import ExternalFulfilment
@@ -35,8 +37,10 @@ from server.service.payments import PaymentService
 from server.service.ports import BillSource, PaymentGateway, ReadFactory, UnitOfWorkFactory
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
+from server.webhook_wiring import build_webhooks
 from server.wxpay.accounts import Accounts, account_router, has_accounts, is_multi_account, load_accounts
 from server.wxpay.bills import WeChatBills
+from server.wxpay.client import WeChatPayClient
 from server.wxpay.notification import accounts_parser
 
 
@@ -97,8 +101,23 @@ def build_app(
         router=_account_router(settings),
     )
     catalogue = CatalogueService(uow, clock, read=read)
-    admin, operations = build_operations(db, uow, read, clock, payments)
-    return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations, feed)
+    admin, operations = build_operations(_read_route(settings, db), uow, read, clock, payments)
+    webhooks = build_webhooks(settings, uow, read, clock)
+    return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations, feed, webhooks)
+
+
+READ_POOL_SIZE = 8  # the operator's reads: a console and a few admin calls at a time
+
+
+def _read_route(settings: Settings, db: pw.Database) -> ReadRoute:
+    """The operator's reads: on the standby of ORDERPAY_DATABASE_READ_URL when set (connected lazily:
+    a standby down at start costs nothing but a fallback), else on the primary."""
+    if not settings.database_read_url:
+        return ReadRoute(db)
+    standby = make_database(
+        settings.database_read_url, pool_size=READ_POOL_SIZE, application_name=READ_APPLICATION_NAME
+    )
+    return ReadRoute(db, standby, observe=observe_read_route)
 
 
 def _has_credentials(settings: Settings, required: bool) -> bool:
@@ -153,14 +172,14 @@ def _payments_part(
 ) -> PaymentsPart:
     accounts = load_accounts(settings.credentials_dir, settings.default_account)  # all checked, one line
     credentials = accounts.default.credentials
+    sources: dict[str, BillSource] = {}
     if gateway is None:  # every account's gateway; one key store per signing account, client and sidecar
-        wired = wechat_gateways(settings, accounts, observe_provider)
-        bills = bills or WeChatBills(
-            wired.clients[accounts.default.provider or accounts.default.name],
-            download_timeout_s=settings.wxpay_bill_download_timeout_s,
-        )
+        wired = wechat_gateways(settings, accounts, provider_observer)
+        sources = account_bills(accounts, wired.clients, settings.wxpay_bill_download_timeout_s)
     else:
         wired = replaced_gateway(accounts, gateway)
+    if bills is not None:  # tests: one bill source, the default account's
+        sources = {accounts.default_name: bills}
     gateways = wired.gateways
     merchant = gateways.identity(accounts.default_name)
     per_account = is_multi_account(settings.credentials_dir)  # notify_url/<account> for each account
@@ -193,16 +212,16 @@ def _payments_part(
         payments=payments,
         refunds=refunds,
         transient_faults=TRANSIENT_DATABASE_ERRORS,  # incl. an exhausted connection pool
+        accounts=(accounts.default_name, *(n for n in accounts.names if n != accounts.default_name)),
     )
     reconciliation = ReconciliationService(
         uow,
         read,
         clock,
-        bills or _NoBills(),
+        sources or {accounts.default_name: _NoBills()},
         payments,
         refunds,
         observer=observe_recon,
-        accounts=_billed_accounts(accounts),
     )
     external = ExternalFulfilment(uow, clock)
     return PaymentsPart(
@@ -210,14 +229,21 @@ def _payments_part(
     )
 
 
-def _billed_accounts(accounts: Accounts) -> frozenset[str] | None:
-    """The accounts the reconciled bill covers: the default account's (a provider's bill holds its
-    sub-merchants' trades too). None with one account. Per-account bills: not yet (issue 18 §5)."""
-    if len(accounts.names) == 1:
-        return None
-    default = accounts.default
-    signer = default.provider or default.name
-    return frozenset(a.name for a in accounts if signer in (a.name, a.provider))
+def account_bills(
+    accounts: Accounts, clients: Mapping[str, WeChatPayClient], download_timeout_s: float
+) -> dict[str, BillSource]:
+    """Each account's bills (issue 18 §5): a direct merchant's own; a provider's own (its
+    sub-merchants' rows left to them); a sub-merchant's, applied for by its provider with `sub_mchid`."""
+    sources: dict[str, BillSource] = {}
+    for account in accounts:
+        client = clients[account.provider or account.name]
+        sources[account.name] = WeChatBills(
+            client,
+            download_timeout_s=download_timeout_s,
+            sub_mchid=account.sub_mchid,
+            own_only=account.kind == "provider",
+        )
+    return sources
 
 
 def _account_router(settings: Settings) -> AccountRouter:

@@ -20,7 +20,9 @@ from server.adapters.compiled import CompiledLookup, CompiledQuery
 from server.adapters.tables import NotificationRow
 from server.adapters.times import from_db_time, to_db_time
 from server.domain.notification import NotificationStatus
+from server.domain.routing import DEFAULT_ACCOUNT
 from server.service.shapes import StoredNotification
+from server.wxpay.notification import ACCOUNT_HEADER
 
 STORED_HEADER_PREFIX = "wechatpay-"
 
@@ -28,6 +30,19 @@ STORED_HEADER_PREFIX = "wechatpay-"
 def signed_headers_only(headers: Mapping[str, str]) -> dict[str, str]:
     """Only `Wechatpay-*` headers are kept: what re-verification needs, nothing about the client."""
     return {name: value for name, value in headers.items() if name.lower().startswith(STORED_HEADER_PREFIX)}
+
+
+def stored_headers(row: NotificationRow) -> dict[str, str]:
+    """The headers to verify a stored notification with again: the signature's, and the account whose
+    keys verified it (migration 0015; `default` rows verify with the default account, as before)."""
+    return _verifying_headers(row.headers, row.account)
+
+
+def _verifying_headers(stored: str, account: str) -> dict[str, str]:
+    headers: dict[str, str] = json.loads(stored)
+    if account != DEFAULT_ACCOUNT:
+        headers[ACCOUNT_HEADER] = account
+    return headers
 
 
 def ping(db: pw.Database) -> bool:
@@ -48,7 +63,7 @@ Mark = Callable[[str], pw.Value]
 def _insert(mark: Mark, _variant: tuple[str, ...]) -> pw.Query:
     # ON CONFLICT DO NOTHING (INSERT OR IGNORE): no savepoint needed; on PostgreSQL a concurrent
     # insert of the same id waits for that transaction, then inserts nothing.
-    columns = ("notification_id", "event_type", "headers", "body", "status", "received_at")
+    columns = ("notification_id", "event_type", "headers", "body", "status", "received_at", "account")
     return _N.insert({getattr(_N, c): mark(c) for c in columns}).on_conflict_ignore()
 
 
@@ -77,7 +92,13 @@ class PeeweeNotifications:
         return None if row is None else _stored(row)
 
     def insert(
-        self, notification_id: str, event_type: str, headers: Mapping[str, str], body: str, now: datetime
+        self,
+        notification_id: str,
+        event_type: str,
+        headers: Mapping[str, str],
+        body: str,
+        now: datetime,
+        account: str | None = None,
     ) -> bool:
         values = {
             "notification_id": notification_id,
@@ -86,6 +107,7 @@ class PeeweeNotifications:
             "body": body,
             "status": NotificationStatus.RECEIVED.value,
             "received_at": to_db_time(now),
+            "account": (account or DEFAULT_ACCOUNT)[:64],
         }
         inserted: int = _INSERT.execute(values).rowcount
         return inserted > 0
@@ -161,7 +183,7 @@ def _stored(row: Mapping[str, Any]) -> StoredNotification:
     return StoredNotification(
         notification_id=row["notification_id"],
         event_type=row["event_type"],
-        headers=json.loads(row["headers"]),
+        headers=_verifying_headers(row["headers"], row["account"]),
         body=row["body"],
         status=NotificationStatus(row["status"]),
         outcome=row["outcome"],

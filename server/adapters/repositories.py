@@ -177,9 +177,16 @@ class PeeweeOrders:
         return replace(after, version=before.version + 1)
 
     def list_for_user(
-        self, user_id: str, status: OrderStatus | None, after: Cursor | None, limit: int
+        self,
+        user_id: str,
+        status: OrderStatus | None,
+        after: Cursor | None,
+        limit: int,
+        account: str | None = None,
     ) -> Sequence[tuple[Order, Cursor]]:
         query = OrderRow.select().where(OrderRow.user_id == user_id)
+        if account is not None:
+            query = query.where(OrderRow.account == account)
         if status is not None:
             query = query.where(OrderRow.status == status.value)
         if after is not None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import peewee as pw
 
+from server.adapters.read_routing import RoutingProxy
 from server.domain.order import OrderStatus
 
-database_proxy = pw.DatabaseProxy()
+database_proxy = RoutingProxy()  # bound once (db.bind); a ReadRoute re-points it for one read
 
 
 class BaseModel(pw.Model):
@@ -128,6 +129,7 @@ class NotificationRow(BaseModel):
     received_at = pw.DateTimeField()
     processed_at = pw.DateTimeField(null=True)
     version = pw.BigIntegerField(default=1)
+    account = pw.CharField(max_length=64, default="default")  # migration 0015 (issue 18)
 
     class Meta:
         table_name = "notifications"

@@ -17,12 +17,14 @@ from aiohttp import web
 
 from server.adapters.admin_queries import AdminQueries
 from server.adapters.admin_stats import Overview
+from server.adapters.read_routing import ReplicaLag
 from server.console.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Sessions, same_token
 from server.console.throttle import SignInThrottle
 from server.domain.clock import Clock
 from server.domain.money import yuan
 from server.service.feed import SubscriberLag
 from server.service.operations import OperationsService
+from server.service.webhooks import WebhookService
 
 log = structlog.get_logger("orderpay.console")
 HERE = Path(__file__).parent
@@ -45,6 +47,10 @@ class ConsoleDeps:
     secure_cookies: bool = False  # served over TLS: Secure cookies and HSTS
     throttle: SignInThrottle | None = None
     feed_lags: Callable[[], list[SubscriberLag]] | None = None  # issue 19: event-feed subscribers
+    webhooks: WebhookService | None = None  # issue 19 item 4: subscribers with their webhooks
+    # ORDERPAY_DATABASE_READ_URL: the standby the pages read from (None: they read the primary)
+    replica_lag: Callable[[], ReplicaLag | None] | None = None
+    accounts: tuple[str, ...] = ()  # issue 18: the configured merchant accounts, for the filters
 
 
 DEPS = web.AppKey("deps", ConsoleDeps)

@@ -93,8 +93,9 @@ async def home(request: web.Request) -> web.StreamResponse:
 @page("attention.html")
 async def attention(request: web.Request) -> dict[str, Any]:
     console = deps(request)
-    found = await asyncio.to_thread(console.queries.needs_attention, console.clock())
-    return {"a": found, "title": "Needs attention"}
+    account = _choice(request.query.get("account"), list(console.accounts))
+    found = await asyncio.to_thread(console.queries.needs_attention, console.clock(), 50, account)
+    return {"a": found, "title": "Needs attention", "accounts": console.accounts, "account": account or ""}
 
 
 @page("orders.html")
@@ -109,6 +110,7 @@ async def orders(request: web.Request) -> dict[str, Any]:
         created_to=_day(q.get("to"), end=True),
         needs_attention=q.get("attention") == "1",
         text=q.get("q") or None,
+        account=_choice(q.get("account"), list(deps(request).accounts)),
     )
     error = ""
     try:
@@ -124,6 +126,7 @@ async def orders(request: web.Request) -> dict[str, Any]:
         "filters": filters,
         "statuses": STATUSES,
         "fulfilments": FULFILMENTS,
+        "accounts": deps(request).accounts,
         "title": "Orders",
     }
 
@@ -238,7 +241,11 @@ async def jobs(request: web.Request) -> dict[str, Any]:
     polls = await asyncio.to_thread(
         lambda: console.queries.list_refunds(status=RefundStatus.PROCESSING.value, limit=100)
     )
-    subscribers = await asyncio.to_thread(console.feed_lags) if console.feed_lags is not None else []
+    subscribers: list[Any] = []
+    if console.webhooks is not None:  # the same lags, with each subscriber's webhook
+        subscribers = await asyncio.to_thread(console.webhooks.subscribers)
+    elif console.feed_lags is not None:
+        subscribers = await asyncio.to_thread(console.feed_lags)
     return {
         "fulfilments": fulfilments,
         "polls": polls,
@@ -251,9 +258,12 @@ async def jobs(request: web.Request) -> dict[str, Any]:
 async def overview(request: web.Request) -> dict[str, Any]:
     console = deps(request)
     figures = await asyncio.to_thread(console.overview, console.clock())
+    replica = await asyncio.to_thread(console.replica_lag) if console.replica_lag is not None else None
     hours = [h.astimezone(CST).strftime("%H:00") for h in figures.hours]
     return {
         "f": figures,
+        "read_standby": console.replica_lag is not None,
+        "replica": replica,
         "orders_chart": column_chart(
             figures.orders_per_hour, hours, "orders per hour (Beijing time)", "series-a"
         ),

@@ -67,7 +67,12 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
     async def ListOrders(self, request: pb.ListOrdersRequest, context: Context) -> pb.ListOrdersResponse:
         status = _status(request.status, "status") if request.HasField("status") else None
         page = await self._db.run(
-            self._orders.list_orders, request.user_id, request.page_size, request.page_token, status
+            self._orders.list_orders,
+            request.user_id,
+            request.page_size,
+            request.page_token,
+            status,
+            request.account or None,
         )
         return pb.ListOrdersResponse(
             orders=[order_to_pb(o) for o in page.orders], next_page_token=page.next_page_token

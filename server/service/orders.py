@@ -157,18 +157,26 @@ class OrderService:
             return _load(uow, order_id)
 
     def list_orders(
-        self, user_id: str, page_size: int, page_token: str, status: OrderStatus | None
+        self,
+        user_id: str,
+        page_size: int,
+        page_token: str,
+        status: OrderStatus | None,
+        account: str | None = None,
     ) -> OrderPage:
+        """`account`: only the orders that merchant account took (issue 18)."""
         v = Violations()
         v.identifier("user_id", user_id)
         v.int_range("page_size", page_size, 0, MAX_PAGE_SIZE)
+        if account is not None:
+            v.identifier("account", account)
         v.raise_if_any()
-        after = decode_page_token(page_token, user_id, status) if page_token else None
+        after = decode_page_token(page_token, user_id, status, account) if page_token else None
         limit = page_size or DEFAULT_PAGE_SIZE
         with self._read() as uow:
-            rows = uow.orders.list_for_user(user_id, status, after, limit + 1)
+            rows = uow.orders.list_for_user(user_id, status, after, limit + 1, account)
         page, more = rows[:limit], len(rows) > limit
-        token = encode_page_token(page[-1][1], user_id, status) if more else ""
+        token = encode_page_token(page[-1][1], user_id, status, account) if more else ""
         return OrderPage([order for order, _ in page], token)
 
     # --- writes -----------------------------------------------------------------------------

@@ -88,7 +88,12 @@ class _Orders:
         return saved
 
     def list_for_user(
-        self, user_id: str, status: OrderStatus | None, after: Cursor | None, limit: int
+        self,
+        user_id: str,
+        status: OrderStatus | None,
+        after: Cursor | None,
+        limit: int,
+        account: str | None = None,
     ) -> Sequence[tuple[Order, Cursor]]:
         raise NotImplementedError
 
@@ -243,7 +248,13 @@ class _Notifications:
         return self.s.notifications.get(notification_id)
 
     def insert(
-        self, notification_id: str, event_type: str, headers: Mapping[str, str], body: str, now: datetime
+        self,
+        notification_id: str,
+        event_type: str,
+        headers: Mapping[str, str],
+        body: str,
+        now: datetime,
+        account: str | None = None,
     ) -> bool:
         if notification_id in self.s.notifications:
             return False
