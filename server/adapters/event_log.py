@@ -26,9 +26,10 @@ from typing import Any
 
 import peewee as pw
 
+from server.adapters import feed_read  # the Watch streams' reads, composed once
 from server.adapters.feed_append import FEED_CHANNEL, statements
 from server.adapters.feed_payload import encode_entry
-from server.adapters.tables import EventLogHeadRow, EventLogRow, EventSubscriberRow
+from server.adapters.tables import EventLogRow, EventSubscriberRow
 from server.adapters.times import from_db_time, to_db_time
 from server.domain.feed import FeedFilter
 from server.service.feed_ports import FeedEntry, StoredEvent, Subscriber
@@ -66,23 +67,11 @@ class PeeweeEventLog:
         return last
 
     def head(self) -> int:
-        return int(
-            EventLogHeadRow.select(EventLogHeadRow.position).where(EventLogHeadRow.id == 1).scalar() or 0
-        )
+        return feed_read.head()
 
     def read_after(self, after: int, upto: int, chosen: FeedFilter, limit: int) -> list[StoredEvent]:
         """Entries in (after, upto] that pass the filter, oldest first, at most `limit`."""
-        query = EventLogRow.select(
-            EventLogRow.position, EventLogRow.type, EventLogRow.account, EventLogRow.payload
-        ).where((EventLogRow.position > after) & (EventLogRow.position <= upto))
-        if chosen.types:
-            query = query.where(EventLogRow.type.in_(sorted(chosen.types)))
-        if chosen.account:
-            query = query.where(EventLogRow.account == chosen.account)
-        return [
-            StoredEvent(row.position, row.type, row.account, bytes(row.payload))
-            for row in query.order_by(EventLogRow.position).limit(limit)
-        ]
+        return feed_read.read_after(after, upto, chosen, limit)
 
     def count_purgeable(self, cutoff: datetime, keep_after: int) -> int:
         old = (EventLogRow.occurred_at < to_db_time(cutoff)) & (EventLogRow.position <= keep_after)
