@@ -1,57 +1,31 @@
-"""What the service layer needs from the outside, as Protocols; adapters implement them.
-
-Everything that writes is a repository on the unit of work, so one transaction holds it all.
-"""
+"""The repositories: what reads see (getters), and what a transaction adds to them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from server.domain.catalogue import Product
-from server.domain.events import Event
 from server.domain.feed import FeedFilter
 from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
 from server.domain.membership import Membership
-from server.domain.notification import Notification, NotificationStatus
+from server.domain.notification import NotificationStatus
 from server.domain.order import Order, OrderStatus
-from server.domain.outcomes import ApplyOutcome
-from server.domain.provider import (
-    AbnormalRefundRequest,
-    ChannelRules,
-    CloseOutcome,
-    MerchantIdentity,
-    PayView,
-    Prepay,
-    PrepayRequest,
-    RefundReport,
-    RefundRequest,
-    ResolveAbnormal,
-    TransactionReport,
-)
 from server.domain.recon_records import BillRow, FundBill, LocalPayment, LocalRefund, TradeBill
 from server.domain.reconciliation import Difference, ExceptionKind, ExceptionStatus, Window
 from server.domain.refund import Refund
-from server.service.context import Caller
 from server.service.feed_ports import FeedEntry, StoredEvent, Subscriber
-from server.service.recon_ports import Claim, DayReport, ReconException, RunSummary
+from server.service.recon_ports import Claim, ReconException, RunSummary
 from server.service.shapes import (
     AuditEvent,
-    Batch,
     Cursor,
     Grant,
-    JobResult,
     PurgeReport,
     StoredNotification,
 )
-from server.service.webhook_ports import WebhookReads, WebhookStore
-
-__all__ = ["MerchantIdentity"]  # re-exported: the use cases name the merchant they act for
 
 
-# --- the repositories: what reads see (getters), and what a transaction adds to them -----------------
 class ProductReads(Protocol):
     def get(self, product_id: str) -> Product | None: ...
     def list_active(self, kind: str | None = None) -> list[Product]: ...
@@ -283,229 +257,3 @@ class Subscribers(SubscriberReads, Protocol):
     def register(self, name: str, now: datetime) -> Subscriber: ...
     def ack(self, name: str, position: int, now: datetime) -> Subscriber | None: ...
     def seen(self, name: str, now: datetime) -> None: ...
-
-
-class ReadUnitOfWork(Protocol):
-    """Committed data, read outside the writers' queue and any transaction: getters only (`App.read`)."""
-
-    @property
-    def products(self) -> ProductReads: ...
-    @property
-    def orders(self) -> OrderReads: ...
-    @property
-    def memberships(self) -> MembershipReads: ...
-    @property
-    def refunds(self) -> RefundReads: ...
-    @property
-    def notifications(self) -> NotificationReads: ...
-    @property
-    def recon(self) -> ReconReads: ...
-    @property
-    def events(self) -> EventLogReads: ...
-    @property
-    def subscribers(self) -> SubscriberReads: ...
-    @property
-    def webhooks(self) -> WebhookReads: ...
-
-
-class UnitOfWork(ReadUnitOfWork, Protocol):
-    """One transaction. Repositories write through it; `record` keeps the events it raised."""
-
-    @property
-    def products(self) -> Products: ...
-    @property
-    def orders(self) -> Orders: ...
-    @property
-    def audit(self) -> Audit: ...
-    @property
-    def memberships(self) -> Memberships: ...
-    @property
-    def grants(self) -> Grants: ...
-    @property
-    def refunds(self) -> Refunds: ...
-    @property
-    def ledger(self) -> Ledger: ...
-    @property
-    def claims(self) -> Claims: ...
-    @property
-    def notifications(self) -> Notifications: ...
-    @property
-    def recon(self) -> ReconStore: ...
-    @property
-    def events(self) -> EventLog: ...
-    @property
-    def subscribers(self) -> Subscribers: ...
-    @property
-    def webhooks(self) -> WebhookStore: ...
-    @property
-    def new_events(self) -> list[Event]: ...
-    @property
-    def on_feed(self) -> list[Event]:
-        """Recorded events whose feed entries a write already appended (see `record_appended`)."""
-        ...
-
-    def record(self, *events: Event) -> None: ...
-    def record_appended(self, *events: Event) -> None:
-        """`record`, for events whose feed entries were written with the change itself (CreateOrder's
-        insert-first): their reactions run as usual; the feed append at commit skips them."""
-        ...
-
-
-UnitOfWorkFactory = Callable[[], AbstractContextManager[UnitOfWork]]
-ReadFactory = Callable[[], AbstractContextManager[ReadUnitOfWork]]
-
-
-class DecisionAnnouncer(Protocol):
-    """Tells whoever waits on an order that its fulfilment was decided (after the commit)."""
-
-    def publish(self, order_id: str) -> None: ...
-
-
-class FeedAnnouncer(Protocol):
-    """Tells this process's event-feed Watch streams that the log grew (after the commit)."""
-
-    def publish(self, position: int) -> None: ...
-
-
-class Fulfiller(Protocol):
-    """Fulfil one paid order now (its transactions publish their own events)."""
-
-    def fulfil(self, order_id: str) -> None: ...
-
-
-class HasOutcome(Protocol):
-    @property
-    def outcome(self) -> ApplyOutcome: ...
-
-
-class TransactionApplier(Protocol):
-    """PaymentService as the notification path needs it: apply inside the caller's transaction."""
-
-    def apply_in(
-        self, uow: UnitOfWork, report: TransactionReport, *, source: str, account: str | None = None
-    ) -> HasOutcome: ...
-
-
-class RefundApplier(Protocol):
-    def apply_in(
-        self, uow: UnitOfWork, report: RefundReport, *, source: str, account: str | None = None
-    ) -> HasOutcome: ...
-
-
-class PaymentGateway(Protocol):
-    """One merchant's payment provider in our terms (server.wxpay.gateway.WeChatPayGateway is WeChat Pay's).
-
-    Failures: ProviderRejectedError (a business "no" not covered by a typed answer) or
-    ProviderUnavailableError (maybe done, maybe not: ask again with the same number).
-    """
-
-    def channel(self, name: str) -> ChannelRules | None:
-        """What paying on channel `name` needs; None: the provider has no such channel."""
-        ...
-
-    def prepay(self, request: PrepayRequest) -> Prepay: ...
-    def pay_view(self, channel: str, prepay: Prepay, at: datetime) -> PayView:
-        """How a client pays `prepay`, made at `at` on `channel`, and until when."""
-        ...
-
-    def query_transaction(self, out_trade_no: str) -> TransactionReport | None:
-        """None: the provider never saw the order."""
-        ...
-
-    def close(self, out_trade_no: str) -> CloseOutcome: ...
-    def refund(self, request: RefundRequest) -> RefundReport: ...
-    def query_refund(self, out_refund_no: str) -> RefundReport: ...
-    def apply_abnormal_refund(self, request: AbnormalRefundRequest) -> RefundReport: ...
-
-
-class Gateways(Protocol):
-    """The payment gateway of each merchant we act for (server.adapters.gateways.MerchantGateways)."""
-
-    def gateway_for(self, merchant: MerchantIdentity) -> PaymentGateway: ...
-    def identity(self, account: str) -> MerchantIdentity:
-        """The merchant of the account an order is stored under (issue 18)."""
-        ...
-
-    def for_account(self, account: str) -> PaymentGateway:
-        """That account's gateway: every call about an order goes out under the order's account."""
-        ...
-
-
-# Verifies and decrypts a signed notification (headers, raw body, now as unix seconds), or raises
-# a server.domain.notification.NotificationRejected: the provider adapter supplies it.
-NotificationParser = Callable[[Mapping[str, str], bytes, float], Notification]
-
-
-# --- the sibling services, as the jobs and the operator's use cases need them ----------------------
-class OrderCloser(Protocol):
-    """OrderService: close an overdue order (at WeChat first)."""
-
-    def close_order(self, order_id: str, caller: Caller, expected_version: int | None = None) -> object: ...
-
-
-class PaymentSyncer(Protocol):
-    """PaymentService: ask WeChat about one payment and repair local state (the sync job, reconciliation)."""
-
-    def sync_payment(self, order_id: str, caller: Caller) -> Order: ...
-    def schedule_next_sync(self, order_id: str) -> None: ...
-
-
-class Refunder(Protocol):
-    """RefundService: record and send a refund, or ask WeChat about one (poll job, recon, operator)."""
-
-    def refund_order(
-        self, order_id: str, out_refund_no: str, amount: int, reason: str, caller: Caller
-    ) -> Refund: ...
-    def sync_refund(self, out_refund_no: str, caller: Caller) -> Refund: ...
-
-
-class AbnormalRefundResolver(Protocol):
-    """RefundService: an ABNORMAL refund's money sent another way (WeChat's apply-abnormal-refund)."""
-
-    def resolve_abnormal(self, command: ResolveAbnormal, caller: Caller) -> Refund: ...
-
-
-class ReconResolver(Protocol):
-    """ReconciliationService: a person closes an open exception with a reason (audited)."""
-
-    def resolve(self, exception_id: int, reason: str, caller: Caller) -> ReconException: ...
-
-
-class ReplayReceipt(Protocol):
-    @property
-    def outcome(self) -> str: ...
-    @property
-    def out_trade_no(self) -> str: ...
-
-
-class NotificationReplayer(Protocol):
-    """NotificationService: run stored notifications through the verify-and-apply path again."""
-
-    def reprocess_pending(self, older_than_s: float, limit: int) -> int: ...
-    def replay(self, notification_id: str) -> ReplayReceipt: ...
-
-
-class FulfilmentRunner(Protocol):
-    """FulfilmentWorker as the fulfilment job drives it."""
-
-    def run_due(self, limit: int = 50) -> Batch: ...
-    def oldest_due(self) -> datetime | None: ...
-
-
-class DayReconciler(Protocol):
-    """ReconciliationService as the daily job drives it."""
-
-    @property
-    def accounts(self) -> tuple[str, ...]: ...
-    def run_day(self, day: date, *, account: str | None = None) -> DayReport: ...
-    def report(self, day: date, account: str | None = None) -> DayReport: ...
-    def observe(self) -> None: ...
-
-
-class Task(Protocol):
-    """A periodic job the runner (server.jobs.scheduler) runs."""
-
-    @property
-    def name(self) -> str: ...
-    def run_once(self) -> JobResult: ...
-    def oldest_due(self) -> datetime | None: ...
