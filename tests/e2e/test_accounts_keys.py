@@ -63,6 +63,10 @@ def certificate_downloads(stack: Stack, account: str) -> float:
     return metric(stack, "orderpay_provider_calls_total", labels)
 
 
+def created(stack: Stack, account: str) -> float:
+    return metric(stack, "orderpay_orders_total", f'account="{account}",outcome="created"')
+
+
 def pay_both(bff: OrderPayClient, stack: Stack, step: str) -> list[order_pb2.Order]:
     """WAVE orders on each account, all paid at once, so both accounts' notifications interleave."""
     orders = [
@@ -112,6 +116,7 @@ def test_one_accounts_certificate_rotation_leaves_the_other_untouched(
     steady_before = keys_of(stack, steady)
     old = keys_of(stack, changing)["certificates"][0]["serial_no"]
     downloads_before = certificate_downloads(stack, STEADY)
+    created_before = {account: created(stack, account) for account in (CHANGING, STEADY)}
     orders: list[order_pb2.Order] = []
     successor = ""
     for step, share in enumerate((0.0, 0.5, 1.0)):  # listed ahead, then the ramp
@@ -127,6 +132,11 @@ def test_one_accounts_certificate_rotation_leaves_the_other_untouched(
     assert serials[STEADY] == {steady_before["public_key_id"]}
     assert keys_of(stack, steady) == steady_before
     assert certificate_downloads(stack, STEADY) == downloads_before  # its cache never asked
+    # CreateOrder is counted under each order's own account (issue 18 §5's metrics).
+    assert {a: created(stack, a) - created_before[a] for a in created_before} == {
+        CHANGING: 4 * WAVE,
+        STEADY: 4 * WAVE,
+    }
 
 
 def test_one_accounts_move_to_the_public_key_leaves_the_other_untouched(
