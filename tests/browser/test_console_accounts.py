@@ -1,6 +1,7 @@
-"""The console with several merchant accounts (issue 18 §5), in headless Chromium: the orders page and
-Needs attention and the notifications page filter by account and show each row's account; a reconciliation exception links to
-its own account's order, never to another account's order of the same number."""
+"""The console with several merchant accounts (issue 18 §5), in headless Chromium: the orders page,
+Needs attention and the notifications page filter by account and show each row's account; a
+reconciliation exception links to its own account's order, never to another account's order of the same
+number."""
 
 from __future__ import annotations
 
