@@ -18,7 +18,8 @@ from server.adapters.tables import NotificationRow
 from server.adapters.times import to_db_time
 from server.domain.order import CreateOrder, Order
 from server.service.context import Caller
-from tests.browser.test_console import CHROMIUM, CHROMIUM_ARGS, sign_in
+from tests.browser.test_console import sign_in
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.console_stack import LiveStack, live_stack
 
 pytestmark = pytest.mark.browser
