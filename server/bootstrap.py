@@ -74,6 +74,8 @@ def build_app(
         pool_size=settings.db_pool_size,
         busy_timeout_ms=settings.db_busy_timeout_ms,
         synchronous_commit=settings.db_synchronous_commit,
+        # A session URL beside database_url means database_url goes through a transaction-mode pooler.
+        prepares=not settings.database_session_url,
     )
     bind(db)
     if run_migrations:

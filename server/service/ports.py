@@ -80,9 +80,12 @@ class OrderReads(Protocol):
 
 class Orders(OrderReads, Protocol):
     def insert(self, order: Order) -> None: ...
-    def insert_first(self, order: Order, created: AuditEvent, now: datetime) -> bool:
-        """Insert the order and its audit row; False (nothing written) when a unique index already
-        holds a conflicting row: the caller then reads the winner."""
+    def insert_first(
+        self, order: Order, created: AuditEvent, now: datetime, entry: FeedEntry | None = None
+    ) -> bool:
+        """Insert the order, its audit row and, when given, its feed entry (then this must be the
+        transaction's last write: the feed's position lock is held to the commit); False (nothing
+        written) when a unique index already holds a conflicting row: the caller reads the winner."""
         ...
 
     def save(self, before: Order, after: Order) -> Order | None:
@@ -335,7 +338,16 @@ class UnitOfWork(ReadUnitOfWork, Protocol):
     def webhooks(self) -> WebhookStore: ...
     @property
     def new_events(self) -> list[Event]: ...
+    @property
+    def on_feed(self) -> list[Event]:
+        """Recorded events whose feed entries a write already appended (see `record_appended`)."""
+        ...
+
     def record(self, *events: Event) -> None: ...
+    def record_appended(self, *events: Event) -> None:
+        """`record`, for events whose feed entries were written with the change itself (CreateOrder's
+        insert-first): their reactions run as usual; the feed append at commit skips them."""
+        ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractContextManager[UnitOfWork]]
