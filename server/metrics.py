@@ -45,7 +45,10 @@ RPC_LATENCY = Histogram(
     registry=REGISTRY,
 )
 ORDERS = Counter(
-    "orderpay_orders", "CreateOrder outcomes: created, replayed, deduplicated", ["outcome"], registry=REGISTRY
+    "orderpay_orders",
+    "CreateOrder outcomes (created, replayed, deduplicated) by the order's configured merchant account",
+    ["account", "outcome"],
+    registry=REGISTRY,
 )
 NOTIFICATIONS = Counter(
     "orderpay_notifications",

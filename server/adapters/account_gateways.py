@@ -52,7 +52,9 @@ def wechat_gateways(
     for account in accounts:
         if not account.partner:
             observer = observer_for(account.name)
-            clients[account.name] = from_settings(settings, account.credentials, observer=observer)
+            clients[account.name] = from_settings(
+                settings, account.credentials, observer=observer, sign_mode=account.sign_mode
+            )
     built: dict[MerchantIdentity, PaymentGateway] = {}
     keys: NotifyKeys = {}
     for account in accounts:

@@ -270,6 +270,7 @@ class AdminQueries:
             processed_at=from_db_time(row.processed_at),
             out_trade_no=(described or {}).get("out_trade_no", ""),
             out_refund_no=(described or {}).get("out_refund_no", ""),
+            account=row.account,
         )
 
 

@@ -56,6 +56,7 @@ class NotificationView:
     processed_at: datetime | None
     out_trade_no: str = ""
     out_refund_no: str = ""
+    account: str = ""  # the account whose URL (and keys) it arrived on (issue 18)
 
 
 @dataclass(frozen=True)

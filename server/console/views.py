@@ -221,10 +221,15 @@ async def notifications(request: web.Request) -> dict[str, Any]:
     outcome = request.query.get("outcome") or None
     statuses = [s.value for s in NotificationStatus]
     status = _choice(request.query.get("status"), statuses)
+    account = _choice(request.query.get("account"), list(console.accounts))
     rows = await asyncio.to_thread(
-        lambda: console.queries.list_notifications(status=status, outcome=outcome, failing=failing, limit=100)
+        lambda: console.queries.list_notifications(
+            status=status, outcome=outcome, failing=failing, limit=100, account=account
+        )
     )
     return {
+        "accounts": console.accounts,
+        "account": account or "",
         "notes": rows,
         "statuses": statuses,
         "failing": failing,

@@ -1,6 +1,7 @@
-"""The console with several merchant accounts (issue 18 §5), in headless Chromium: the orders page and
-Needs attention filter by account and show each row's account; a reconciliation exception links to
-its own account's order, never to another account's order of the same number."""
+"""The console with several merchant accounts (issue 18 §5), in headless Chromium: the orders page,
+Needs attention and the notifications page filter by account and show each row's account; a
+reconciliation exception links to its own account's order, never to another account's order of the same
+number."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from server.adapters.recon_tables import ReconExceptionRow
+from server.adapters.tables import NotificationRow
 from server.adapters.times import to_db_time
 from server.domain.order import CreateOrder, Order
 from server.service.context import Caller
-from tests.browser.test_console import CHROMIUM, CHROMIUM_ARGS, sign_in
+from tests.browser.test_console import sign_in
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.console_stack import LiveStack, live_stack
 
 pytestmark = pytest.mark.browser
@@ -102,3 +105,31 @@ def test_needs_attention_filters_reconciliation_exceptions_by_account(page: Page
     assert "MISSING_LOCAL" in rows[0]
     assert "direct-cert" in rows[0]
     assert "direct-cert" in page.inner_text("h1")
+
+
+def test_the_notifications_page_filters_by_account_and_shows_it(page: Page, live: LiveStack) -> None:
+    tag = secrets.token_hex(4)
+    now = to_db_time(datetime.now(UTC))
+    with live.stack.app.db.connection_context():
+        for account in ("direct-pk", "sp-sub-b"):
+            NotificationRow.insert(
+                notification_id=f"n-{tag}-{account}", event_type="TRANSACTION.SUCCESS", headers="{}",
+                body="{}", status="FAILED", outcome="bad_signature", attempts=1, received_at=now,
+                account=account,
+            ).execute()  # fmt: skip
+    sign_in(page, live)
+    page.wait_for_selector("text=Needs attention")
+    page.goto(f"{live.console_url}/notifications?failing=1")
+    rows = page.locator("main table tbody tr", has_text=f"n-{tag}-").all_inner_texts()
+    by_account = {row.split("\t")[3].strip() for row in rows}  # the account column
+    assert by_account == {"direct-pk", "sp-sub-b"}
+
+    page.select_option("#notifications-account select[name=account]", "sp-sub-b")
+    page.click("#notifications-account button[type=submit]")
+    page.wait_for_url("**account=sp-sub-b**")
+    assert "failing=1" in page.url  # the tab chosen stays
+    rows = page.locator("main table tbody tr", has_text=f"n-{tag}-").all_inner_texts()
+    assert len(rows) == 1
+    assert f"n-{tag}-sp-sub-b" in rows[0]
+    assert "sp-sub-b" in page.inner_text("h1")
+    assert page.locator("#notifications-account select[name=account]").input_value() == "sp-sub-b"
