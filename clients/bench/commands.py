@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
+from types import FrameType
 
 DEFAULT_JSON_OUT = Path("bench-results/latest.json")
 
@@ -54,6 +56,13 @@ def _bench(args: argparse.Namespace) -> int:
     beside = [*args.beside, *(["ORDERPAY_LOG_LEVEL=warning"] if args.warning else [])]
     pairs = tuple(tuple(item.split("=", 1)) for item in beside if "=" in item)
     options = Options(rounds=max(1, args.rounds), only=only, beside=pairs)
+    # A stopped bench (kill, a CI timeout) must still stop the servers, sandbox and echoes it started:
+    # SIGTERM becomes SystemExit so run_bench's `finally` runs, as it does for Ctrl-C.
+    signal.signal(signal.SIGTERM, _exit_on_term)
     results = run_bench(sizes, quick=args.quick, json_out=args.json_out, console=console, options=options)
     missed = [case.case_id for case in results if case.passed is False]
     return 1 if args.strict and missed else 0
+
+
+def _exit_on_term(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
