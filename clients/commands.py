@@ -75,7 +75,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.add_argument(
         "--merchant", default=None, help="the merchant account to buy through (default: the server's rule)"
     )
-    demo.add_argument("--recon", action="store_true", help="then refund, move to the next day, reconcile")
+    demo.add_argument(
+        "--recon",
+        action="store_true",
+        help="then refund, move to the next day, reconcile: on a throwaway stack of its own"
+        " (--target and --sandbox-url are not used), so the shared sandbox clock stays where it is",
+    )
     demo.set_defaults(func=_demo)
 
 
@@ -126,10 +131,10 @@ def _demo(args: argparse.Namespace) -> int:
     target = args.target or os.environ.get("ORDERPAY_GRPC_TARGET") or DEFAULT_TARGET
     token = args.token or os.environ.get("ORDERPAY_TOKEN") or DEV_ADMIN_TOKEN
     try:
-        if args.recon:  # issue 12
-            from clients.recon_demo import run_recon_demo
+        if args.recon:  # issue 12; on a stack of its own (issue 22): it moves the sandbox's clock
+            from clients.recon_demo import run_isolated_recon_demo
 
-            return run_recon_demo(target, token, args.sandbox_url.rstrip("/"), args.user_id, args.plan)
+            return run_isolated_recon_demo(args.user_id, args.plan)
         return run_demo(
             target, token, args.sandbox_url.rstrip("/"), args.user_id, args.plan, args.manual, args.merchant
         )

@@ -8,6 +8,7 @@ import uuid
 import httpx
 
 from clients.client import OrderPayClient
+from clients.views import yuan
 from orderpay.v1 import order_pb2
 
 DONE = (order_pb2.FULFILMENT_SUCCEEDED, order_pb2.FULFILMENT_FAILED, order_pb2.FULFILMENT_HELD)
@@ -34,15 +35,13 @@ def run_demo(
         step(
             1,
             "VIP plans",
-            ", ".join(f"{p.product_id} ({p.price_fen / 100:.2f} 元, {p.duration_days} d)" for p in plans),
+            ", ".join(f"{p.product_id} ({yuan(p.price_fen)}, {p.duration_days} d)" for p in plans),
         )
         before = client.get_membership(user_id)
         step(2, "membership before", _membership(before))
         created = client.create_order(user_id, plan_id, request_id=uuid.uuid4().hex, merchant=merchant)
         order = created.order
-        step(
-            3, "order", f"{order.order_id} out_trade_no={order.out_trade_no} total_fee={order.total_fee} fen"
-        )
+        step(3, "order", f"{order.order_id} out_trade_no={order.out_trade_no} total {yuan(order.total_fee)}")
         step(3, "account", order.account or "default")
         payment = client.create_payment(order.order_id, "NATIVE")
         url = cashier_url(sandbox_url, payment.code_url)

@@ -248,6 +248,18 @@ class NotExternalFulfilment(FailedPrecondition):
     default_reason = "NOT_EXTERNAL_FULFILMENT"
 
 
+class WebhookUrlRefused(InvalidArgument):
+    """Not an http(s) URL, or plain http in production to a host that is not loopback."""
+
+    default_reason = "WEBHOOK_URL_REFUSED"
+
+
+class WebhookNotFound(NotFound):
+    """The subscriber has no webhook: register it with a webhook URL first."""
+
+    default_reason = "WEBHOOK_NOT_FOUND"
+
+
 CATEGORY_CLASSES: tuple[type[OrderPayError], ...] = (
     InvalidArgument,
     Unauthenticated,
@@ -287,6 +299,8 @@ REASON_CLASSES: tuple[type[OrderPayError], ...] = (
     UnknownEventType,
     FulfilmentAlreadyDecided,
     NotExternalFulfilment,
+    WebhookUrlRefused,
+    WebhookNotFound,
     Internal,
 )
 ERROR_BY_REASON: dict[str, type[OrderPayError]] = {cls.default_reason: cls for cls in REASON_CLASSES}

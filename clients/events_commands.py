@@ -14,6 +14,8 @@ import json
 import os
 from typing import Any
 
+from clients import webhook_commands
+
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEV_FEED_TOKEN = "dev-feed-token"  # noqa: S105 - the public dev token of server/config.py
 TYPES = [  # orderpay.v1.EventType without its prefix (server.domain.feed.FeedType)
@@ -65,7 +67,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tail.set_defaults(func=_tail)
     reg = actions.add_parser("register", parents=[connection], help="register a named subscriber")
     reg.add_argument("subscriber", metavar="NAME", help="1-64 letters, digits, '.', '_', '-'")
+    reg.add_argument(
+        "--webhook-url",
+        help="also POST every event, signed, to this URL ('' removes it); a new one prints its secret once",
+    )
     reg.set_defaults(func=_register)
+    webhook_commands.add(actions, connection)  # issue 19 item 4: subscribers, webhook enable|disable|rotate
 
 
 def _stub(args: argparse.Namespace) -> tuple[Any, Any, tuple[tuple[str, str], ...]]:
@@ -89,14 +96,17 @@ def _register(args: argparse.Namespace) -> int:
     channel, stub, metadata = _stub(args)
     with channel:
         try:
-            answer = stub.RegisterSubscriber(
-                events_pb2.RegisterSubscriberRequest(subscriber=args.subscriber),
-                metadata=metadata,
-                timeout=10,
-            )
+            request = events_pb2.RegisterSubscriberRequest(subscriber=args.subscriber)
+            if args.webhook_url is not None:
+                request.webhook_url = args.webhook_url
+            answer = stub.RegisterSubscriber(request, metadata=metadata, timeout=10)
         except grpc.RpcError as err:
             return report_error(from_rpc_error(err))
     print(f"{answer.subscriber}: acknowledged up to {answer.acked_position}, head {answer.head_position}")
+    if answer.HasField("webhook"):
+        print(f"webhook {answer.webhook.url}")
+    if answer.webhook.secret:
+        print(f"webhook secret (shown once, keep it): {answer.webhook.secret}")
     return 0
 
 
@@ -135,6 +145,7 @@ def _tail(args: argparse.Namespace) -> int:
 def _line(event: Any, as_json: bool) -> str:
     from google.protobuf import json_format
 
+    from clients.views import yuan
     from orderpay.v1 import events_pb2
 
     if as_json:
@@ -144,7 +155,7 @@ def _line(event: Any, as_json: bool) -> str:
     what = event.order
     detail = f"{_enum(what, 'status')} {_enum(what, 'fulfilment')}"
     if event.HasField("refund"):
-        detail = f"refund {event.refund.out_refund_no} {event.refund.amount} fen"
+        detail = f"refund {event.refund.out_refund_no} {yuan(event.refund.amount)}"
     elif event.attempt:
         detail += f" attempt {event.attempt}"
     return f"{event.position:>8}  {at}  {kind:<24} {event.account:<10} {event.order_id}  {detail}"

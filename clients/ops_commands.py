@@ -292,8 +292,17 @@ def _print_rows(title: str, rows: Any, columns: tuple[str, ...]) -> None:
         table.add_column(column)
     for row in rows:
         values = _to_dict(row)
-        table.add_row(*(_cell(values.get(c, "")) for c in columns))
+        table.add_row(*(_money(values.get(c)) if c in MONEY else _cell(values.get(c, "")) for c in columns))
     _print_table(table)
+
+
+MONEY = frozenset({"amount"})  # fen on the wire and in --json; yuan in the table a person reads
+
+
+def _money(value: object) -> str:
+    from clients.views import yuan
+
+    return yuan(int(str(value))) if value not in (None, "") else "-"
 
 
 def _cell(value: object) -> str:

@@ -22,6 +22,7 @@ from server.service.payments import PaymentService
 from server.service.ports import ReadFactory, UnitOfWorkFactory
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
+from server.service.webhooks import WebhookService
 from server.wxpay.credentials import MerchantCredentials
 
 
@@ -53,10 +54,12 @@ class App:
     admin: AdminQueries  # the operator's read side (admin API, console)
     operations: OperationsService  # the operator's actions
     feed: FeedService  # the order event feed (issue 19)
+    webhooks: WebhookService  # signed webhooks for its subscribers (issue 19 item 4)
 
     def close(self) -> None:
         if self.payments is not None:
             self.payments.gateways.shutdown()
+        self.admin.close()  # the read standby's pool, when there is one
         close_all = getattr(self.db, "close_all", None)
         if close_all is not None:
             close_all()

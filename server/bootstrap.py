@@ -14,6 +14,7 @@ from server.adapters.account_gateways import replaced_gateway, wechat_gateways
 from server.adapters.db import bind, make_database, migrate_with_session
 from server.adapters.decisions import FulfilmentDecisions
 from server.adapters.faults import TRANSIENT_DATABASE_ERRORS
+from server.adapters.read_routing import READ_APPLICATION_NAME, ReadRoute
 from server.adapters.unit_of_work import read_only_factory, unit_of_work_factory
 from server.app import App, PaymentsPart
 from server.config import ConfigError, Settings
@@ -22,7 +23,7 @@ from server.domain.errors import ProviderUnavailableError
 from server.domain.fulfilment import RetryPolicy
 from server.domain.recon_records import FundBill, TradeBill
 from server.domain.routing import AccountRouter
-from server.observers import observe_provider, observe_recon
+from server.observers import observe_provider, observe_read_route, observe_recon
 from server.operations_wiring import build_operations
 from server.service.catalogue import CatalogueService
 from server.service.external import ExternalFulfilment
@@ -35,6 +36,7 @@ from server.service.payments import PaymentService
 from server.service.ports import BillSource, PaymentGateway, ReadFactory, UnitOfWorkFactory
 from server.service.reconciliation import ReconciliationService
 from server.service.refunds import RefundService
+from server.webhook_wiring import build_webhooks
 from server.wxpay.accounts import Accounts, account_router, has_accounts, is_multi_account, load_accounts
 from server.wxpay.bills import WeChatBills
 from server.wxpay.notification import accounts_parser
@@ -97,8 +99,23 @@ def build_app(
         router=_account_router(settings),
     )
     catalogue = CatalogueService(uow, clock, read=read)
-    admin, operations = build_operations(db, uow, read, clock, payments)
-    return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations, feed)
+    admin, operations = build_operations(_read_route(settings, db), uow, read, clock, payments)
+    webhooks = build_webhooks(settings, uow, read, clock)
+    return App(settings, db, uow, read, clock, orders, catalogue, payments, admin, operations, feed, webhooks)
+
+
+READ_POOL_SIZE = 8  # the operator's reads: a console and a few admin calls at a time
+
+
+def _read_route(settings: Settings, db: pw.Database) -> ReadRoute:
+    """The operator's reads: on the standby of ORDERPAY_DATABASE_READ_URL when set (connected lazily:
+    a standby down at start costs nothing but a fallback), else on the primary."""
+    if not settings.database_read_url:
+        return ReadRoute(db)
+    standby = make_database(
+        settings.database_read_url, pool_size=READ_POOL_SIZE, application_name=READ_APPLICATION_NAME
+    )
+    return ReadRoute(db, standby, observe=observe_read_route)
 
 
 def _has_credentials(settings: Settings, required: bool) -> bool:

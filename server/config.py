@@ -65,6 +65,9 @@ class Settings:
     # the LISTEN connection and the migration lock, when database_url goes through a pgbouncer in
     # transaction mode; "" = database_url. docs/high-availability.md § Connection poolers
     database_session_url: str = ""
+    # A hot standby for the operator's reads (admin lists, console pages, overview); "" = the primary.
+    # Never a read that decides a write, never GetOrder. docs/high-availability.md § Read routing
+    database_read_url: str = ""
     db_health_interval_s: float = 2.0  # how often gRPC health re-checks that a writable primary answers
     # What a COMMIT waits for (PostgreSQL's synchronous_commit, per orderpay session): "" = the server's
     # setting (with a synchronous standby: wait for it; durability first); "local" = never wait for a
@@ -127,6 +130,16 @@ class Settings:
     default_account: str = ""
     # Per-product routing: comma-separated `product_id=account` pairs (the BFF's `merchant` hint wins).
     account_routes: str = ""
+    # --- issue 19 item 4: signed webhooks (docs/event-feed.md § Webhooks) --------------------------
+    webhook_disable_after_days: float = 3.0  # continuous failure this long disables a webhook
+    webhook_timeout_s: float = 10.0  # per POST
+    webhook_concurrency: int = 4  # subscribers delivered side by side per process
+    webhook_backoff_base_s: float = 10.0  # first retry after 5-10 s, doubling ...
+    webhook_backoff_max_s: float = 3600.0  # ... up to 30-60 min
+    webhook_secret_overlap_h: float = 24.0  # after a rotation the old secret signs too, this long
+    # Production refuses plain-http webhook URLs (the body carries order data) except to loopback;
+    # true when TLS ends in front of the receiver.
+    webhook_allow_http: bool = False
 
     @property
     def tokens(self) -> dict[str, str]:
@@ -218,15 +231,31 @@ def _check(settings: Settings) -> None:
             raise ConfigError(
                 "ORDERPAY_DATABASE_SESSION_URL: only with a postgresql:// ORDERPAY_DATABASE_URL"
             )
+    _check_webhooks(settings)
+    if settings.database_read_url:
+        check_database_url(settings.database_read_url, "ORDERPAY_DATABASE_READ_URL", writable=False)
+        if not all(
+            u.startswith(POSTGRES_SCHEMES) for u in (settings.database_url, settings.database_read_url)
+        ):
+            raise ConfigError(
+                "ORDERPAY_DATABASE_READ_URL: a postgresql:// standby of a postgresql:// primary"
+            )
     if settings.log_format not in LOG_FORMATS:
         raise ConfigError(
             f"ORDERPAY_LOG_FORMAT: want one of {', '.join(LOG_FORMATS)}; got {settings.log_format!r}"
         )
 
 
-def check_database_url(url: str, name: str = "ORDERPAY_DATABASE_URL") -> None:
+def _check_webhooks(settings: Settings) -> None:
+    for name in ("webhook_timeout_s", "webhook_disable_after_days", "webhook_concurrency"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"ORDERPAY_{name.upper()}: must be above 0")
+
+
+def check_database_url(url: str, name: str = "ORDERPAY_DATABASE_URL", *, writable: bool = True) -> None:
     """`sqlite:///PATH` (the directory must exist, but for the dev state dir) or `postgresql://...`,
-    single or multi-host (`postgresql://USER@H1:P1,H2:P2/DB?target_session_attrs=read-write`)."""
+    single or multi-host (`postgresql://USER@H1:P1,H2:P2/DB?target_session_attrs=read-write`; a
+    read-only URL may list hosts without it, e.g. `prefer-standby`)."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         if not url.startswith(SQLITE_PREFIX):
@@ -242,7 +271,7 @@ def check_database_url(url: str, name: str = "ORDERPAY_DATABASE_URL") -> None:
             raise ConfigError(f"{name}: directory {parent} does not exist (create it, or fix the path)")
         return
     if parsed.scheme in POSTGRES_SCHEMES:
-        _check_postgres_url(name, url)
+        _check_postgres_url(name, url, writable=writable)
         return
     raise ConfigError(
         f"{name}: unsupported scheme {parsed.scheme!r} in {redact(url)}; want sqlite:///PATH or "
@@ -254,7 +283,7 @@ TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", 
 WRITABLE_TARGETS = ("read-write", "primary")
 
 
-def _check_postgres_url(name: str, url: str) -> None:
+def _check_postgres_url(name: str, url: str, *, writable: bool = True) -> None:
     """Every host has a numeric port (or none), a database is named, libpq accepts the rest, and a
     list of hosts says which to pick: without target_session_attrs=read-write libpq would settle for
     the first that answers, a standby included, and every write there would fail."""
@@ -273,7 +302,7 @@ def _check_postgres_url(name: str, url: str) -> None:
         raise ConfigError(
             f"{name}: target_session_attrs={target!r}; want one of {', '.join(TARGET_SESSION_ATTRS)}"
         )
-    if len(hosts) > 1 and target not in WRITABLE_TARGETS:
+    if writable and len(hosts) > 1 and target not in WRITABLE_TARGETS:
         raise ConfigError(
             f"{name}: {shown} lists {len(hosts)} hosts; add ?target_session_attrs=read-write so libpq "
             "connects to the primary, not the first host that answers"

@@ -107,3 +107,14 @@ WAITER_ANSWERS = Counter(
 )
 IN_FLIGHT = Gauge("orderpay_rpc_in_flight", "Calls holding an admission slot", registry=REGISTRY)
 OVERLOADED = Counter("orderpay_rpc_overloaded", "Calls refused by admission control", registry=REGISTRY)
+DB_READS = Counter(
+    "orderpay_db_operator_reads",
+    "Operator reads (admin API, console) by where they ran: standby, or primary_fallback (standby failing)",
+    ["route"],
+    registry=REGISTRY,
+)
+DB_READ_STANDBY_UP = Gauge(
+    "orderpay_db_read_standby_up",
+    "1 while ORDERPAY_DATABASE_READ_URL's standby serves reads",
+    registry=REGISTRY,
+)

@@ -6,6 +6,8 @@ from datetime import date, datetime, time
 
 from server.domain.reconciliation import BEIJING, ExceptionKind
 from server.metrics import (
+    DB_READ_STANDBY_UP,
+    DB_READS,
     PROVIDER_CALLS,
     PROVIDER_CIRCUIT,
     PROVIDER_LATENCY,
@@ -25,3 +27,8 @@ def observe_recon(open_counts: dict[ExceptionKind, int], last_day: date | None) 
         RECON_EXCEPTIONS.labels(kind.value).set(open_counts.get(kind, 0))
     if last_day is not None:
         RECON_LAST_DAY.set(datetime.combine(last_day, time(0), tzinfo=BEIJING).timestamp())
+
+
+def observe_read_route(route: str) -> None:
+    DB_READS.labels(route).inc()
+    DB_READ_STANDBY_UP.set(1 if route == "standby" else 0)

@@ -133,6 +133,12 @@ def _yuan(fen: int | None) -> str:
     return "-" if fen is None else f"{fen / 100:,.2f}"
 
 
+def _money(fen: int | None) -> str:
+    from server.domain.money import yuan  # noqa: PLC0415 - keep `orderpay --help` light
+
+    return "-" if fen is None else yuan(fen)
+
+
 def render(data: dict[str, Any]) -> str:
     flow = data["fund_flow"]
     opened = sum(1 for e in data["exceptions"] if e["status"] == "OPEN")
@@ -152,7 +158,7 @@ def render(data: dict[str, Any]) -> str:
         key = e["out_refund_no"] or e["out_trade_no"] or "-"
         lines.append(
             f"    #{e['id']:<5} {e['kind']:<22} {e['status']:<9} {key:<34}"
-            f" local {_yuan(e['local_fen'])} · WeChat {_yuan(e['remote_fen'])}  {e['detail']}"
+            f" ours {_money(e['local_fen'])} · WeChat {_money(e['remote_fen'])}  {e['detail']}"
         )
     # Ids and details come from bills and operators: never let one drive the operator's terminal.
     return "\n".join(escape_nonprintable(line) for line in lines)

@@ -37,6 +37,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 .verdict { font-weight: bold; padding: 8px 12px; border-radius: 4px; display: inline-block; }
 .pass { background: #e6f6ec; color: #05712f; } .fail { background: #fdecea; color: #a50e0e; }
 svg { max-width: 100%; height: auto; } svg text { font-size: 11px; fill: #444; }
+svg text.mark { paint-order: stroke; stroke: #fff; stroke-width: 4px; stroke-linejoin: round; }
 .muted { color: #777; font-size: 13px; }
 .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(84px, 1fr)); gap: 8px; }
 .figures div { background: #f6f6f6; border-radius: 6px; padding: 6px 8px; }
@@ -180,11 +181,14 @@ def histogram_svg(buckets: Sequence[Mapping[str, float]], summary: Mapping[str, 
         if ms <= 0:
             continue
         x = LEFT + (math.log10(ms) - low) / (high - low) * plot_w
-        y = TOP + 10 + 13 * row  # one row per mark, so close percentiles do not overprint
+        # One row per mark, in ems so the rows stay apart when a phone enlarges the text; a white halo
+        # keeps a label readable over a bar.
+        dy = 1.0 + 1.2 * row
         shapes.append(
             f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{TOP + plot_h}" stroke="{MARK_COLOUR}"'
             ' stroke-dasharray="4 3"/>'
-            f'<text x="{x + 3:.1f}" y="{y}" style="fill:{MARK_COLOUR}">{label} {_ms(ms)}</text>'
+            f'<text class="mark" x="{x + 3:.1f}" y="{TOP}" dy="{dy:.1f}em" style="fill:{MARK_COLOUR}">'
+            f"{label} {_ms(ms)}</text>"
         )
     return _svg("latency histogram", shapes)
 

@@ -1,15 +1,17 @@
 """The operator's read side: orders across users, one order's whole story, what needs a human.
 
-Read-only queries over the existing tables, run on committed data outside the writers' queue. Orders
-page newest first by keyset (created_at, id) like ListOrders; the page token is that position, opaque.
+Read-only queries over the existing tables, run on committed data outside the writers' queue, on the
+hot standby when one is configured (a ReadRoute: nothing here decides a write). Orders page newest
+first by keyset (created_at, id) like ListOrders; the page token is that position, opaque.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import peewee as pw
 
@@ -26,6 +28,7 @@ from server.adapters.admin_shapes import (
     encode_token,
 )
 from server.adapters.attention import failing_notification, needs_a_human, stuck_refund
+from server.adapters.read_routing import ReadRoute
 from server.adapters.recon_tables import ReconExceptionRow
 from server.adapters.repositories import PeeweeRefunds, order_from_row
 from server.adapters.tables import (
@@ -44,6 +47,8 @@ from server.domain.reconciliation import ExceptionStatus
 from server.domain.refund import Refund
 
 MAX_PAGE = 200
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # (headers, raw body, received_at) -> {"out_trade_no", "out_refund_no", ...} of the decrypted resource,
 # or None when it no longer verifies. Supplied by the composition root (server.wxpay owns the keys).
@@ -54,12 +59,28 @@ def _page(limit: int) -> int:
     return clamp_page_size(limit, default=50, maximum=MAX_PAGE)
 
 
+def _routed(method: Callable[P, R]) -> Callable[P, R]:
+    """The whole query on one database the route chose (the standby, or the primary)."""
+
+    @functools.wraps(method)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        queries = args[0]
+        assert isinstance(queries, AdminQueries)  # noqa: S101 - methods only
+        return queries.reads.run(lambda: method(*args, **kwargs))
+
+    return run
+
+
 class AdminQueries:
-    def __init__(self, db: pw.Database, describe: DescribeNotification | None = None) -> None:
-        self._db = db
+    def __init__(self, db: pw.Database | ReadRoute, describe: DescribeNotification | None = None) -> None:
+        self.reads = db if isinstance(db, ReadRoute) else ReadRoute(db)
         self._describe = describe
 
+    def close(self) -> None:
+        self.reads.close()
+
     # --- orders ----------------------------------------------------------------------------------
+    @_routed
     def list_orders(self, where: OrderFilter, page_size: int, page_token: str = "") -> OrdersPage:
         size = clamp_page_size(page_size, default=50, maximum=MAX_PAGE)
         query = OrderRow.select().where(_order_filter(where))
@@ -69,8 +90,7 @@ class AdminQueries:
             query = query.where(
                 (OrderRow.created_at < db_at) | ((OrderRow.created_at == db_at) & (OrderRow.id < seq))
             )
-        with self._db.connection_context():
-            rows = list(query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(size + 1))
+        rows = list(query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(size + 1))
         orders = [order_from_row(r.__data__) for r in rows[:size]]
         token = ""
         if len(rows) > size:
@@ -78,44 +98,45 @@ class AdminQueries:
             token = encode_token(orders[-1].created_at, last.id)
         return OrdersPage(orders, token)
 
+    @_routed
     def get_order(self, order_id: str) -> Order | None:
-        with self._db.connection_context():
-            row = OrderRow.get_or_none(OrderRow.order_id == order_id)
+        row = OrderRow.get_or_none(OrderRow.order_id == order_id)
         return None if row is None else order_from_row(row.__data__)
 
+    @_routed
     def order_story(self, order_id: str, scan_limit: int = 500) -> OrderStory | None:
-        with self._db.connection_context():
-            row = OrderRow.get_or_none(OrderRow.order_id == order_id)
-            if row is None:
-                return None
-            order = order_from_row(row.__data__)
-            events = [
-                _event(e)
-                for e in OrderEventRow.select()
-                .where(OrderEventRow.order_id == order_id)
-                .order_by(OrderEventRow.created_at, OrderEventRow._meta.primary_key)
-            ]
-            refund_rows = (
-                RefundRow.select().where(RefundRow.order_id == order_id).order_by(RefundRow.created_at)
-            )
-            refunds = [r for r in map(PeeweeRefunds().get, (x.out_refund_no for x in refund_rows)) if r]
-            ledger = FulfilmentRow.get_or_none(FulfilmentRow.order_id == order_id)
-            grants = [_grant(g) for g in GrantRow.select().where(GrantRow.order_id == order_id)]
-            candidates = list(
-                NotificationRow.select()
-                .where(NotificationRow.received_at >= to_db_time(order.created_at - timedelta(minutes=5)))
-                .order_by(NotificationRow.received_at)
-                .limit(scan_limit)
-            )
+        row = OrderRow.get_or_none(OrderRow.order_id == order_id)
+        if row is None:
+            return None
+        order = order_from_row(row.__data__)
+        events = [
+            _event(e)
+            for e in OrderEventRow.select()
+            .where(OrderEventRow.order_id == order_id)
+            .order_by(OrderEventRow.created_at, OrderEventRow._meta.primary_key)
+        ]
+        refund_rows = RefundRow.select().where(RefundRow.order_id == order_id).order_by(RefundRow.created_at)
+        refunds = [r for r in map(PeeweeRefunds().get, (x.out_refund_no for x in refund_rows)) if r]
+        ledger = FulfilmentRow.get_or_none(FulfilmentRow.order_id == order_id)
+        grants = [_grant(g) for g in GrantRow.select().where(GrantRow.order_id == order_id)]
+        candidates = list(
+            NotificationRow.select()
+            .where(NotificationRow.received_at >= to_db_time(order.created_at - timedelta(minutes=5)))
+            .order_by(NotificationRow.received_at)
+            .limit(scan_limit)
+        )
         refund_nos = {r.out_refund_no for r in refunds}
         notes = [
             n
             for n in map(self._notification, candidates)
             if n.out_trade_no == order.out_trade_no or (n.out_refund_no and n.out_refund_no in refund_nos)
         ]
-        return OrderStory(order, events, refunds, notes, None if ledger is None else _ledger(ledger), grants)
+        recon = self.recon_exceptions(out_trade_no=order.out_trade_no)
+        fulfilment = None if ledger is None else _ledger(ledger)
+        return OrderStory(order, events, refunds, notes, fulfilment, grants, recon=recon)
 
     # --- notifications, refunds, background work ---------------------------------------------------
+    @_routed
     def list_notifications(
         self, *, status: str | None = None, outcome: str | None = None, failing: bool = False, limit: int = 50
     ) -> list[NotificationView]:
@@ -126,10 +147,10 @@ class AdminQueries:
             query = query.where(NotificationRow.outcome == outcome)
         if failing:
             query = query.where(failing_notification())
-        with self._db.connection_context():
-            rows = list(query.order_by(NotificationRow.received_at.desc()).limit(_page(limit)))
+        rows = list(query.order_by(NotificationRow.received_at.desc()).limit(_page(limit)))
         return [self._notification(r) for r in rows]
 
+    @_routed
     def list_refunds(
         self, *, status: str | None = None, stuck: bool = False, limit: int = 50, now: datetime | None = None
     ) -> list[Refund]:
@@ -138,19 +159,19 @@ class AdminQueries:
             query = query.where(RefundRow.status == status)
         if stuck:
             query = query.where(stuck_refund(now))
-        with self._db.connection_context():
-            nos = [r.out_refund_no for r in query.order_by(RefundRow.created_at.desc()).limit(_page(limit))]
-            return [r for r in map(PeeweeRefunds().get, nos) if r is not None]
+        nos = [r.out_refund_no for r in query.order_by(RefundRow.created_at.desc()).limit(_page(limit))]
+        return [r for r in map(PeeweeRefunds().get, nos) if r is not None]
 
+    @_routed
     def list_fulfilment_jobs(self, *, status: str | None = None, limit: int = 50) -> list[FulfilmentView]:
         query = FulfilmentRow.select().where(
             FulfilmentRow.status.in_(
                 [status] if status else [LedgerStatus.PENDING.value, LedgerStatus.FAILED.value]
             )
         )
-        with self._db.connection_context():
-            return [_ledger(r) for r in query.order_by(FulfilmentRow.next_attempt_at).limit(_page(limit))]
+        return [_ledger(r) for r in query.order_by(FulfilmentRow.next_attempt_at).limit(_page(limit))]
 
+    @_routed
     def needs_attention(self, now: datetime, limit: int = 50) -> Attention:
         held = self.list_orders(
             OrderFilter(fulfilment=Fulfilment.HELD.value, needs_attention=True), limit
@@ -170,37 +191,36 @@ class AdminQueries:
         }
         return Attention(held, failed, refunds, notes, recon, counts)
 
-    def recon_exceptions(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Open reconciliation exceptions (server.service.reconciliation), newest first."""
-        with self._db.connection_context():
-            rows = (
-                ReconExceptionRow.select()
-                .where(ReconExceptionRow.status == ExceptionStatus.OPEN.value)
-                .order_by(ReconExceptionRow.id.desc())
-                .limit(limit)
+    @_routed
+    def recon_exceptions(self, limit: int = 50, out_trade_no: str | None = None) -> list[dict[str, Any]]:
+        """Open reconciliation exceptions (server.service.reconciliation), newest first; of one order
+        when `out_trade_no` is given (its page resolves them)."""
+        where = ReconExceptionRow.status == ExceptionStatus.OPEN.value
+        if out_trade_no is not None:
+            where &= ReconExceptionRow.out_trade_no == out_trade_no
+        rows = ReconExceptionRow.select().where(where).order_by(ReconExceptionRow.id.desc()).limit(limit)
+        found = list(rows)
+        trades = {row.out_trade_no for row in found if row.out_trade_no}
+        order_ids: dict[str, str] = {}
+        if trades:
+            pairs = OrderRow.select(OrderRow.out_trade_no, OrderRow.order_id).where(
+                OrderRow.out_trade_no.in_(list(trades))
             )
-            found = list(rows)
-            trades = {row.out_trade_no for row in found if row.out_trade_no}
-            order_ids: dict[str, str] = {}
-            if trades:
-                pairs = OrderRow.select(OrderRow.out_trade_no, OrderRow.order_id).where(
-                    OrderRow.out_trade_no.in_(list(trades))
-                )
-                order_ids = {row.out_trade_no: row.order_id for row in pairs}
-            return [
-                {
-                    "id": row.id,
-                    "day": row.bill_date,
-                    "kind": row.kind,
-                    "out_trade_no": row.out_trade_no,
-                    "order_id": order_ids.get(row.out_trade_no),  # the console links to the order
-                    "out_refund_no": row.out_refund_no,
-                    "local_fen": row.local_fen,
-                    "remote_fen": row.remote_fen,
-                    "detail": row.detail,
-                }
-                for row in found
-            ]
+            order_ids = {row.out_trade_no: row.order_id for row in pairs}
+        return [
+            {
+                "id": row.id,
+                "day": row.bill_date,
+                "kind": row.kind,
+                "out_trade_no": row.out_trade_no,
+                "order_id": order_ids.get(row.out_trade_no),  # the console links to the order
+                "out_refund_no": row.out_refund_no,
+                "local_fen": row.local_fen,
+                "remote_fen": row.remote_fen,
+                "detail": row.detail,
+            }
+            for row in found
+        ]
 
     def _notification(self, row: NotificationRow) -> NotificationView:
         received = from_db_time(row.received_at)

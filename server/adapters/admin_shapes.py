@@ -88,6 +88,7 @@ class OrderStory:
     fulfilment: FulfilmentView | None
     grants: list[GrantView]
     provider_calls_recorded: bool = False  # no table holds provider calls yet; the log lines do
+    recon: list[dict[str, Any]] = field(default_factory=list)  # its open reconciliation exceptions
 
 
 @dataclass(frozen=True)

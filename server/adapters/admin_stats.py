@@ -11,6 +11,7 @@ from typing import Any
 
 import peewee as pw
 
+from server.adapters.read_routing import ReadRoute
 from server.adapters.tables import FulfilmentRow, NotificationRow, OrderRow
 from server.adapters.times import from_db_time, to_db_time
 
@@ -29,36 +30,12 @@ class Overview:
     latency_p95_s: float | None
 
 
-def overview(db: pw.Database, now: datetime, hours: int = 24) -> Overview:
+def overview(reads: ReadRoute | pw.Database, now: datetime, hours: int = 24) -> Overview:
+    """The last `hours` hours' figures, read where the route says (the standby when configured)."""
     end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     start = end - timedelta(hours=hours)
-    since = to_db_time(start)
-    with db.connection_context():
-        created = [
-            r.created_at
-            for r in OrderRow.select(OrderRow.created_at)
-            .where(OrderRow.created_at >= since)
-            .limit(WINDOW_ROWS)
-        ]
-        paid = [
-            r.paid_at
-            for r in OrderRow.select(OrderRow.paid_at).where(OrderRow.paid_at >= since).limit(WINDOW_ROWS)
-        ]
-        outcomes = Counter(
-            r.outcome or r.status.lower()
-            for r in NotificationRow.select(NotificationRow.outcome, NotificationRow.status)
-            .where(NotificationRow.received_at >= since)
-            .limit(WINDOW_ROWS)
-        )
-        pairs = (
-            FulfilmentRow.select(FulfilmentRow.updated_at, OrderRow.paid_at)
-            .join(OrderRow, on=FulfilmentRow.order_id == OrderRow.order_id)
-            .where((FulfilmentRow.status == "SUCCEEDED") & (OrderRow.paid_at >= since))
-            .limit(WINDOW_ROWS)
-            .tuples()
-        )
-        rows: list[tuple[Any, Any]] = list(pairs)  # type: ignore[arg-type]  # peewee's tuples() is untyped
-        latencies = [_seconds_between(paid_at, done_at) for done_at, paid_at in rows]
+    route = reads if isinstance(reads, ReadRoute) else ReadRoute(reads)
+    created, paid, outcomes, latencies = route.run(lambda: _window(to_db_time(start)))
     hour_starts = [start + timedelta(hours=i) for i in range(hours)]
     return Overview(
         hours=hour_starts,
@@ -69,6 +46,32 @@ def overview(db: pw.Database, now: datetime, hours: int = 24) -> Overview:
         latency_p50_s=_quantile(latencies, 0.5),
         latency_p95_s=_quantile(latencies, 0.95),
     )
+
+
+def _window(since: Any) -> tuple[list[Any], list[Any], Counter[str], list[float]]:
+    created = [
+        r.created_at
+        for r in OrderRow.select(OrderRow.created_at).where(OrderRow.created_at >= since).limit(WINDOW_ROWS)
+    ]
+    paid = [
+        r.paid_at
+        for r in OrderRow.select(OrderRow.paid_at).where(OrderRow.paid_at >= since).limit(WINDOW_ROWS)
+    ]
+    outcomes = Counter(
+        r.outcome or r.status.lower()
+        for r in NotificationRow.select(NotificationRow.outcome, NotificationRow.status)
+        .where(NotificationRow.received_at >= since)
+        .limit(WINDOW_ROWS)
+    )
+    pairs = (
+        FulfilmentRow.select(FulfilmentRow.updated_at, OrderRow.paid_at)
+        .join(OrderRow, on=FulfilmentRow.order_id == OrderRow.order_id)
+        .where((FulfilmentRow.status == "SUCCEEDED") & (OrderRow.paid_at >= since))
+        .limit(WINDOW_ROWS)
+        .tuples()
+    )
+    rows: list[tuple[Any, Any]] = list(pairs)  # type: ignore[arg-type]  # peewee's tuples() is untyped
+    return created, paid, outcomes, [_seconds_between(paid_at, done_at) for done_at, paid_at in rows]
 
 
 def _seconds_between(start: datetime | str | None, end: datetime | str | None) -> float:

@@ -30,13 +30,13 @@ FAILING_OUTCOMES = tuple(
 
 def needs_a_human() -> pw.Expression:
     """`server.domain.operations.needs_a_human` in SQL, built from the same domain constants (a test
-    holds the two to the same fixtures)."""
-    live_refund = pw.fn.EXISTS(
-        RefundRow.select(RefundRow.out_refund_no).where(
-            (RefundRow.order_id == OrderRow.order_id)
-            & RefundRow.status.in_([s.value for s in LIVE_REFUND_STATUSES])
-        )
+    holds the two to the same fixtures): HELD while what is back or going back (`live_refund_amount`,
+    LIVE_REFUND_STATUSES) is less than what was paid, or a FAILED fulfilment that could be retried."""
+    mine = (RefundRow.order_id == OrderRow.order_id) & RefundRow.status.in_(
+        [s.value for s in LIVE_REFUND_STATUSES]
     )
+    live_refund = pw.fn.EXISTS(RefundRow.select(RefundRow.out_refund_no).where(mine))
+    live_fen = pw.fn.COALESCE(RefundRow.select(pw.fn.SUM(RefundRow.amount)).where(mine), 0)
     prefix = pw.fn.SUBSTR(OrderRow.fulfilment_reason, 1, len(RESOLVED_BY_REFUND))
     resolved_by_refund: pw.Expression = prefix == RESOLVED_BY_REFUND
     retryable = (
@@ -45,7 +45,8 @@ def needs_a_human() -> pw.Expression:
         & ~resolved_by_refund
         & ~live_refund
     )
-    needs: pw.Expression = (OrderRow.fulfilment == Fulfilment.HELD.value) | retryable
+    owed = live_fen < OrderRow.paid_fee  # not `nothing_owed`
+    needs: pw.Expression = ((OrderRow.fulfilment == Fulfilment.HELD.value) & owed) | retryable
     return needs
 
 

@@ -18,14 +18,21 @@ MIGRATIONS_DIR = str(Path(__file__).with_name("migrations"))
 
 
 def make_database(
-    url: str, *, pool_size: int = 40, busy_timeout_ms: int = 10_000, synchronous_commit: str = ""
+    url: str,
+    *,
+    pool_size: int = 40,
+    busy_timeout_ms: int = 10_000,
+    synchronous_commit: str = "",
+    application_name: str = "",
 ) -> pw.Database:
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         return _sqlite(url.removeprefix("sqlite:///"), pool_size, busy_timeout_ms)
     if parsed.scheme in {"postgresql", "postgres"}:
         # Single or multi-host (`h1:p1,h2:p2/db?target_session_attrs=read-write`): libpq parses it.
-        return make_postgres(url, pool_size=pool_size, synchronous_commit=synchronous_commit)
+        return make_postgres(
+            url, pool_size=pool_size, synchronous_commit=synchronous_commit, application_name=application_name
+        )
     raise ValueError(f"unsupported database url scheme {parsed.scheme!r} (want sqlite:/// or postgresql://)")
 
 

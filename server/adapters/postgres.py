@@ -61,11 +61,12 @@ class PrimaryLostError(pw.OperationalError):
     """The server of this connection is gone or no longer writable (a failover); retry elsewhere."""
 
 
-def connect_params(url: str, *, synchronous_commit: str = "") -> dict[str, Any]:
+def connect_params(url: str, *, synchronous_commit: str = "", application_name: str = "") -> dict[str, Any]:
     """libpq's own reading of a postgresql:// URL (multi-host included), with orderpay's defaults and
     the session's synchronous_commit when one is asked for. Raises psycopg2.ProgrammingError on what
     libpq cannot parse (config.check_database_url refuses that at start)."""
-    params: dict[str, Any] = {**CONNECT_DEFAULTS, **parse_dsn(url)}
+    defaults = {**CONNECT_DEFAULTS, **({"application_name": application_name} if application_name else {})}
+    params: dict[str, Any] = {**defaults, **parse_dsn(url)}
     if synchronous_commit:
         params["options"] = f"{params.get('options', '')} -c synchronous_commit={synchronous_commit}".strip()
     return params
@@ -155,8 +156,10 @@ class FailoverPostgresqlDatabase(PooledPostgresqlDatabase):
             self._doomed.add(id(conn))
 
 
-def make_postgres(url: str, *, pool_size: int, synchronous_commit: str = "") -> FailoverPostgresqlDatabase:
-    params = connect_params(url, synchronous_commit=synchronous_commit)
+def make_postgres(
+    url: str, *, pool_size: int, synchronous_commit: str = "", application_name: str = ""
+) -> FailoverPostgresqlDatabase:
+    params = connect_params(url, synchronous_commit=synchronous_commit, application_name=application_name)
     database = params.pop("dbname")
     return FailoverPostgresqlDatabase(
         database, max_connections=pool_size, stale_timeout=300, timeout=10, **params

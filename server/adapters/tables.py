@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import peewee as pw
 
+from server.adapters.read_routing import RoutingProxy
 from server.domain.order import OrderStatus
 
-database_proxy = pw.DatabaseProxy()
+database_proxy = RoutingProxy()  # bound once (db.bind); a ReadRoute re-points it for one read
 
 
 class BaseModel(pw.Model):

@@ -14,6 +14,7 @@ from server.adapters.ledger import PeeweeGrants, PeeweeLedger, PeeweeMemberships
 from server.adapters.notification_store import PeeweeNotifications
 from server.adapters.recon_store import PeeweeReconStore
 from server.adapters.repositories import PeeweeAudit, PeeweeOrders, PeeweeProducts, PeeweeRefunds
+from server.adapters.webhook_store import PeeweeWebhooks
 from server.domain.events import Event
 from server.service.ports import ReadFactory, ReadUnitOfWork, UnitOfWork, UnitOfWorkFactory
 
@@ -32,6 +33,7 @@ class PeeweeUnitOfWork:
     recon = PeeweeReconStore()
     events = PeeweeEventLog()
     subscribers = PeeweeSubscribers()
+    webhooks = PeeweeWebhooks()
 
     def __init__(self, ledger: PeeweeLedger, claims: JobQueries) -> None:
         self.ledger = ledger

@@ -4,6 +4,7 @@ use case as the signed-in admin, and answers with a page that says what happened
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Callable, Mapping
 
@@ -12,11 +13,13 @@ from aiohttp import web
 from server.console.deps import deps, render, session_of
 from server.domain.errors import DomainError
 from server.domain.operations import Resolution
+from server.domain.provider import AbnormalRefundRoute, ResolveAbnormal
 from server.service.context import Caller
 from server.service.operations import JobKind, OperationResult, OperationsService
 
 ERROR_STATUS = {"VERSION_CONFLICT": 409, "INVALID_STATE_TRANSITION": 409, "INVALID_ARGUMENT": 400}
 Run = Callable[[OperationsService, Caller, str], OperationResult]
+ROUTES = {route.value: route for route in AbnormalRefundRoute}
 
 
 def _field(form: Mapping[str, object], name: str) -> str:
@@ -86,6 +89,39 @@ async def replay(request: web.Request) -> web.Response:
     )
 
 
+async def resolve_abnormal(request: web.Request) -> web.Response:
+    """The console's `ops resolve-abnormal`: the same use case, the operator's note in the audit."""
+    form = await request.post()
+    route = ROUTES.get(_field(form, "route"))
+    if route is None:
+        raise web.HTTPBadRequest(text="route must be MERCHANT_BANK_CARD or USER_BANK_CARD")
+    command = functools.partial(
+        ResolveAbnormal,
+        _field(form, "out_refund_no"),
+        route,
+        bank_type=_field(form, "bank_type"),
+        bank_account=_field(form, "bank_account"),
+        real_name=_field(form, "real_name"),
+    )
+    return await _act(
+        request,
+        f"/orders/{_field(form, 'order_id')}",
+        lambda ops, caller, reason: ops.resolve_abnormal_refund(command(reason=reason), caller),
+    )
+
+
+async def resolve_recon(request: web.Request) -> web.Response:
+    form = await request.post()
+    text = _field(form, "exception_id")
+    if not (text.isascii() and text.isdigit() and len(text) <= 12):
+        raise web.HTTPBadRequest(text="exception_id must be a whole number")
+    order_id = _field(form, "order_id")
+    back = f"/orders/{order_id}" if order_id else "/attention#recon"
+    return await _act(
+        request, back, lambda ops, caller, reason: ops.resolve_recon_exception(int(text), reason, caller)
+    )
+
+
 async def job(request: web.Request) -> web.Response:
     form = await request.post()
     kind = JobKind.REFUND_POLL if _field(form, "kind") == JobKind.REFUND_POLL.value else JobKind.FULFILMENT
@@ -104,4 +140,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/actions/resolve", resolve)
     app.router.add_post("/actions/retry-fulfilment", retry_fulfilment)
     app.router.add_post("/actions/replay", replay)
+    app.router.add_post("/actions/resolve-abnormal", resolve_abnormal)
+    app.router.add_post("/actions/resolve-recon", resolve_recon)
     app.router.add_post("/actions/jobs/{verb}", job)

@@ -6,7 +6,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from server.console import actions, views
+from server.console import actions, views, webhook_actions
 from server.console.deps import (
     DEPS,
     HERE,
@@ -33,4 +33,5 @@ def make_console_app(console: ConsoleDeps) -> web.Application:
     app.router.add_static("/static/", HERE / "static")
     views.add_routes(app)
     actions.add_routes(app)
+    webhook_actions.add_routes(app)
     return app

@@ -17,11 +17,14 @@ from aiohttp import web
 
 from server.adapters.admin_queries import AdminQueries
 from server.adapters.admin_stats import Overview
+from server.adapters.read_routing import ReplicaLag
 from server.console.sessions import LOGIN_COOKIE, SESSION_COOKIE, Session, Sessions, same_token
 from server.console.throttle import SignInThrottle
 from server.domain.clock import Clock
+from server.domain.money import yuan
 from server.service.feed import SubscriberLag
 from server.service.operations import OperationsService
+from server.service.webhooks import WebhookService
 
 log = structlog.get_logger("orderpay.console")
 HERE = Path(__file__).parent
@@ -44,6 +47,9 @@ class ConsoleDeps:
     secure_cookies: bool = False  # served over TLS: Secure cookies and HSTS
     throttle: SignInThrottle | None = None
     feed_lags: Callable[[], list[SubscriberLag]] | None = None  # issue 19: event-feed subscribers
+    webhooks: WebhookService | None = None  # issue 19 item 4: subscribers with their webhooks
+    # ORDERPAY_DATABASE_READ_URL: the standby the pages read from (None: they read the primary)
+    replica_lag: Callable[[], ReplicaLag | None] | None = None
 
 
 DEPS = web.AppKey("deps", ConsoleDeps)
@@ -172,11 +178,7 @@ def fmt_time(value: datetime | None) -> str:
 
 
 def fmt_yuan(fen: int | None) -> str:
-    if fen is None:
-        return "—"
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}¥{whole}.{cents:02d}"
+    return "—" if fen is None else yuan(fen)
 
 
 def fmt_age(value: datetime | None, now: datetime) -> str:

@@ -28,10 +28,12 @@ def console_deps(app: App) -> ConsoleDeps:
         operations=app.operations,
         sessions=sessions,
         clock=app.clock,
-        overview=lambda now: overview(app.db, now),
+        overview=lambda now: overview(app.admin.reads, now),
+        replica_lag=app.admin.reads.lag if app.admin.reads.has_standby else None,
         secure_cookies=bool(app.settings.console_tls_cert),
         throttle=SignInThrottle(app.clock),
         feed_lags=app.feed.lags,
+        webhooks=app.webhooks,
     )
 
 

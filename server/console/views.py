@@ -18,7 +18,7 @@ from server.console.deps import CST, deps, page, render, session_cookie_options
 from server.console.sessions import LOGIN_COOKIE, SESSION_COOKIE, SignInRefused
 from server.domain.errors import DomainError
 from server.domain.notification import NotificationStatus
-from server.domain.operations import Resolution, fulfilment_retryable, may_resolve
+from server.domain.operations import Resolution, fulfilment_retryable, may_resolve, nothing_owed
 from server.domain.order import Fulfilment, Order, OrderStatus
 from server.domain.refund import Refund, RefundStatus, live_refund_amount
 
@@ -167,13 +167,18 @@ def timeline(story: OrderStory) -> list[Entry]:
     return sorted(entries, key=lambda entry: entry.at)
 
 
-def order_actions(order: Order, refunds: Sequence[Refund]) -> dict[str, bool]:
-    """The buttons the order page shows: exactly what the operations use cases would take (the rules
-    in server.domain.operations), never a restatement of them."""
+def order_actions(order: Order, refunds: Sequence[Refund], recon: Sequence[object] = ()) -> dict[str, bool]:
+    """The actions the order page shows: exactly what the operations use cases would take (the rules
+    in server.domain.operations), never a restatement of them. `recon`: its open exceptions."""
+    live = live_refund_amount(refunds)
     return {
-        "can_resolve": may_resolve(order, Resolution.REFUND),
-        "can_accept": may_resolve(order, Resolution.ACCEPT),
-        "can_retry": fulfilment_retryable(order, live_refund_amount(refunds)),
+        "can_resolve": may_resolve(order, Resolution.REFUND, live),
+        "can_accept": may_resolve(order, Resolution.ACCEPT, live),
+        "can_retry": fulfilment_retryable(order, live),
+        # RefundService.resolve_abnormal's own precondition: ABNORMAL at WeChat (it has a refund_id)
+        "can_resolve_abnormal": any(r.status is RefundStatus.ABNORMAL and r.refund_id for r in refunds),
+        "can_poll": any(r.status is RefundStatus.PROCESSING for r in refunds),
+        "can_resolve_recon": bool(recon),
     }
 
 
@@ -187,7 +192,9 @@ async def order_page(request: web.Request) -> web.StreamResponse:
         "story": story,
         "o": order,
         "timeline": timeline(story),
-        **order_actions(order, story.refunds),
+        **order_actions(order, story.refunds, story.recon),
+        "refund_fen": order.paid_fee - live_refund_amount(story.refunds),  # what a refund sends
+        "nothing_owed": nothing_owed(order, live_refund_amount(story.refunds)),
         "title": f"Order {order.order_id}",
     }
     return render(request, "order.html", context)
@@ -231,7 +238,11 @@ async def jobs(request: web.Request) -> dict[str, Any]:
     polls = await asyncio.to_thread(
         lambda: console.queries.list_refunds(status=RefundStatus.PROCESSING.value, limit=100)
     )
-    subscribers = await asyncio.to_thread(console.feed_lags) if console.feed_lags is not None else []
+    subscribers: list[Any] = []
+    if console.webhooks is not None:  # the same lags, with each subscriber's webhook
+        subscribers = await asyncio.to_thread(console.webhooks.subscribers)
+    elif console.feed_lags is not None:
+        subscribers = await asyncio.to_thread(console.feed_lags)
     return {
         "fulfilments": fulfilments,
         "polls": polls,
@@ -244,9 +255,12 @@ async def jobs(request: web.Request) -> dict[str, Any]:
 async def overview(request: web.Request) -> dict[str, Any]:
     console = deps(request)
     figures = await asyncio.to_thread(console.overview, console.clock())
+    replica = await asyncio.to_thread(console.replica_lag) if console.replica_lag is not None else None
     hours = [h.astimezone(CST).strftime("%H:00") for h in figures.hours]
     return {
         "f": figures,
+        "read_standby": console.replica_lag is not None,
+        "replica": replica,
         "orders_chart": column_chart(
             figures.orders_per_hour, hours, "orders per hour (Beijing time)", "series-a"
         ),

@@ -130,3 +130,16 @@ class NotExternalFulfilmentError(DomainError):
     """Only orders of kind EXTERNAL are fulfilled by the business."""
 
     reason = "NOT_EXTERNAL_FULFILMENT"
+
+
+# --- issue 19 item 4: signed webhooks -----------------------------------------------------------
+class WebhookUrlRefusedError(InvalidArgumentError):
+    """Not an http(s) URL, or plain http in production to a host that is not loopback."""
+
+    reason = "WEBHOOK_URL_REFUSED"
+
+
+class WebhookNotFoundError(DomainError):
+    """The subscriber has no webhook (register it with a webhook_url first)."""
+
+    reason = "WEBHOOK_NOT_FOUND"

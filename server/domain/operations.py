@@ -17,6 +17,7 @@ from server.domain.errors import (
     VersionConflictError,
 )
 from server.domain.events import Event, FulfilmentReopened
+from server.domain.money import yuan
 from server.domain.order import Fulfilment, Order, OrderStatus
 
 REASON_MAX = 200
@@ -62,9 +63,10 @@ def check_version(order: Order, expected_version: int) -> None:
         )
 
 
-def resolve_held(order: Order, resolution: Resolution, reason: str) -> Move:
-    """A HELD order (amount mismatch, paid after close) leaves HELD exactly once, one way or the other."""
-    refusal = _resolution_refusal(order, resolution)
+def resolve_held(order: Order, resolution: Resolution, reason: str, live_refunds_fen: int) -> Move:
+    """A HELD order (amount mismatch, paid after close) leaves HELD exactly once, one way or the other.
+    `live_refunds_fen`: what is already back or on its way (`live_refund_amount`)."""
+    refusal = _resolution_refusal(order, resolution, live_refunds_fen)
     if refusal is not None:
         raise refusal
     if resolution is Resolution.ACCEPT:
@@ -73,15 +75,31 @@ def resolve_held(order: Order, resolution: Resolution, reason: str) -> Move:
     return Move(Fulfilment.FAILED, f"{RESOLVED_BY_REFUND}: {reason}"[:255], "REFUND")
 
 
-def may_resolve(order: Order, resolution: Resolution) -> bool:
+def may_resolve(order: Order, resolution: Resolution, live_refunds_fen: int) -> bool:
     """`resolve_held` would take it: what the console offers."""
-    return _resolution_refusal(order, resolution) is None
+    return _resolution_refusal(order, resolution, live_refunds_fen) is None
 
 
-def _resolution_refusal(order: Order, resolution: Resolution) -> DomainError | None:
+def nothing_owed(order: Order, live_refunds_fen: int) -> bool:
+    """Everything paid is back with the payer or on its way there (refunds PROCESSING, SUCCESS or
+    ABNORMAL: a late payment's automatic refund): there is nothing left to decide about the money."""
+    return live_refunds_fen >= order.paid_fee
+
+
+def _resolution_refusal(order: Order, resolution: Resolution, live_refunds_fen: int) -> DomainError | None:
     if order.fulfilment is not Fulfilment.HELD:
         return InvalidStateTransitionError(
             f"only a HELD order can be resolved; this one is {order.fulfilment.value}",
+            metadata={"from": order.fulfilment.value, "to": resolution.value},
+        )
+    if order.paid_fee <= 0:
+        return InvalidStateTransitionError("nothing was paid, so there is nothing to resolve")
+    if nothing_owed(order, live_refunds_fen):
+        # Neither way applies: fulfilling would keep goods for money already going back, and a refund
+        # would send nothing. A stuck refund shows (and is acted on) among the refunds.
+        return InvalidStateTransitionError(
+            f"everything paid ({yuan(order.paid_fee)}) is already refunded or on its way back;"
+            " nothing to decide",
             metadata={"from": order.fulfilment.value, "to": resolution.value},
         )
     if resolution is Resolution.ACCEPT and order.status is not OrderStatus.PAID:
@@ -89,8 +107,6 @@ def _resolution_refusal(order: Order, resolution: Resolution) -> DomainError | N
             f"a {order.status.value} order cannot be accepted and fulfilled; refund it instead",
             metadata={"from": order.status.value, "to": "FULFILMENT_PENDING"},
         )
-    if resolution is Resolution.REFUND and order.paid_fee <= 0:
-        return InvalidStateTransitionError("nothing was paid, so nothing can be refunded")
     return None
 
 
@@ -113,9 +129,13 @@ def fulfilment_retryable(order: Order, live_refunds_fen: int) -> bool:
 
 
 def needs_a_human(order: Order, live_refunds_fen: int) -> bool:
-    """Only a person moves it on: HELD (resolve it), or a FAILED fulfilment that could still be retried
-    (one resolved by a refund, or with money going back, is decided and left alone)."""
-    return order.fulfilment is Fulfilment.HELD or fulfilment_retryable(order, live_refunds_fen)
+    """Only a person moves it on: HELD while some of what was paid is not going back (resolve it), or a
+    FAILED fulfilment that could still be retried (one resolved by a refund, or with money going back,
+    is decided and left alone). A HELD late payment whose automatic refund covers everything paid is
+    decided: it leaves the queue by itself (`nothing_owed`). `server.adapters.attention` is this in SQL."""
+    if order.fulfilment is Fulfilment.HELD:
+        return not nothing_owed(order, live_refunds_fen)
+    return fulfilment_retryable(order, live_refunds_fen)
 
 
 def _retry_refusal(order: Order, live_refunds_fen: int) -> DomainError | None:

@@ -20,6 +20,7 @@ from server.domain.events import (
     OrderPaid,
     PaidAfterClose,
 )
+from server.domain.money import yuan
 from server.domain.outcomes import ApplyOutcome
 from server.domain.refund import PlannedRefund
 
@@ -137,7 +138,7 @@ class Order:
         return replace(
             self,
             fulfilment=Fulfilment.HELD,
-            fulfilment_reason=f"{reason}: paid {paid}, due {self.total_fee}",
+            fulfilment_reason=f"{reason}: paid {yuan(paid)}, due {yuan(self.total_fee)}",
         )
 
     def late_payment_refund(self) -> PlannedRefund:

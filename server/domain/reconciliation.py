@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from enum import StrEnum
 
+from server.domain.money import yuan
 from server.domain.recon_records import BillRow, FundFlow, LocalPayment, LocalRefund, RowKind
 
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -279,5 +280,8 @@ def check_fund_flow(outcome: Outcome, fund: FundFlow | None) -> Difference | Non
         ExceptionKind.FUND_FLOW_MISMATCH,
         local_fen=income - expense,
         remote_fen=fund.income_fen - fund.expense_fen,
-        detail=f"fund flow in {fund.income_fen} out {fund.expense_fen}; trade bill in {income} out {expense}",
+        detail=(
+            f"fund flow in {yuan(fund.income_fen)} out {yuan(fund.expense_fen)};"
+            f" trade bill in {yuan(income)} out {yuan(expense)}"
+        ),
     )

@@ -48,8 +48,12 @@ class JobRunner:
         alive = self.alive()
         if alive:
             log.warning("jobs.stop_timeout", still_running=alive, grace_s=grace)
-        else:
-            log.info("jobs.stopped")
+            return
+        for task in self._tasks:  # what a task holds open (the webhook sender's connections)
+            close = getattr(task, "close", None)
+            if close is not None:
+                close()
+        log.info("jobs.stopped")
 
     def alive(self) -> list[str]:
         return [thread.name for thread in self._threads if thread.is_alive()]

@@ -6,7 +6,9 @@ from server.app import App
 from server.jobs.recon_task import ReconTask
 from server.jobs.scheduler import JobRunner
 from server.jobs.tasks import ExpiryTask, FulfilmentTask, NotificationTask, ReconcileTask, RefundPollTask
+from server.jobs.webhooks import WebhookTask
 from server.service.ports import Task
+from server.webhook_wiring import delivery
 
 
 def standard_tasks(app: App) -> list[Task]:
@@ -20,6 +22,7 @@ def standard_tasks(app: App) -> list[Task]:
         RefundPollTask(app.uow, app.clock, part.refunds),
         NotificationTask(part.notifications),
         ReconTask(part.reconciliation, app.clock),
+        WebhookTask(delivery(app), app.settings.webhook_concurrency),
     ]
 
 

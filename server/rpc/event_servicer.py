@@ -18,8 +18,10 @@ from orderpay.v1 import events_pb2_grpc
 from server.domain.errors import NotExternalFulfilmentError
 from server.rpc.call_context import current_caller
 from server.rpc.mapping import order_to_pb
+from server.rpc.webhook_servicer import WebhookRpcs
 from server.service.external import ExternalFulfilment
 from server.service.feed import FeedService
+from server.service.webhooks import WebhookService
 from server.serving.feed_signal import FeedSignal
 from server.serving.offload import Runner
 
@@ -39,20 +41,19 @@ def type_names(values: Any) -> list[str]:
     return names
 
 
-class EventServicer(events_pb2_grpc.EventServiceServicer):
+class EventServicer(WebhookRpcs, events_pb2_grpc.EventServiceServicer):
+    """RegisterSubscriber and the webhook RPCs are in server.rpc.webhook_servicer."""
+
     def __init__(
-        self, feed: FeedService, external: ExternalFulfilment | None, signal: FeedSignal, db: Runner
+        self,
+        feed: FeedService,
+        external: ExternalFulfilment | None,
+        signal: FeedSignal,
+        db: Runner,
+        webhooks: WebhookService,
     ) -> None:
         self._feed, self._external, self._signal, self._db = feed, external, signal, db
-
-    async def RegisterSubscriber(
-        self, request: pb.RegisterSubscriberRequest, context: Context
-    ) -> pb.RegisterSubscriberResponse:
-        subscriber = await self._db.run(self._feed.register, request.subscriber)
-        head = await self._db.run(self._feed.head)
-        return pb.RegisterSubscriberResponse(
-            subscriber=subscriber.name, acked_position=subscriber.acked_position, head_position=head
-        )
+        self._webhooks = webhooks
 
     async def Watch(self, request: pb.WatchRequest, context: Context) -> AsyncIterator[pb.WatchResponse]:
         start = await self._db.run(

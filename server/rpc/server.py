@@ -86,7 +86,7 @@ def servicers_for(
     """`db` runs database-only use cases, `provider` the ones that may call WeChat Pay."""
     part = app.payments
     external = part.external if part is not None else None
-    events = EventServicer(app.feed, external, feed, db) if feed is not None else None
+    events = EventServicer(app.feed, external, feed, db, app.webhooks) if feed is not None else None
     admin = cast(
         admin_service_pb2_grpc.AdminServiceServicer,
         Offloaded(AdminServicer(app.admin, app.operations, app.clock), provider),

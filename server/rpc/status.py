@@ -47,6 +47,8 @@ STATUS_BY_CLASS: dict[type[e.DomainError], grpc.StatusCode] = {
     e.UnknownEventTypeError: Code.INVALID_ARGUMENT,
     e.FulfilmentAlreadyDecidedError: Code.FAILED_PRECONDITION,
     e.NotExternalFulfilmentError: Code.FAILED_PRECONDITION,
+    e.WebhookUrlRefusedError: Code.INVALID_ARGUMENT,
+    e.WebhookNotFoundError: Code.NOT_FOUND,
     e.ProviderUnavailableError: Code.UNAVAILABLE,
     e.OverloadedError: Code.RESOURCE_EXHAUSTED,
     # Contention or a busy/unreachable database: nothing was decided, the same call may succeed later.

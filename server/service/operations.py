@@ -23,6 +23,7 @@ from server.domain.errors import (
     VersionConflictError,
 )
 from server.domain.fulfilment import LedgerStatus
+from server.domain.money import yuan
 from server.domain.operations import (
     Move,
     Resolution,
@@ -34,11 +35,20 @@ from server.domain.operations import (
     retry_fulfilment,
 )
 from server.domain.order import Fulfilment, Order
+from server.domain.provider import ResolveAbnormal
 from server.domain.refund import Refund
 from server.service.audit import audit
 from server.service.context import Caller
 from server.service.lookups import require_order
-from server.service.ports import NotificationReplayer, ReadFactory, Refunder, UnitOfWork, UnitOfWorkFactory
+from server.service.ports import (
+    AbnormalRefundResolver,
+    NotificationReplayer,
+    ReadFactory,
+    ReconResolver,
+    Refunder,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 log = structlog.get_logger("orderpay.operations")
 OPERATION = "operation"  # the audit field of every operator action
@@ -67,7 +77,11 @@ class OperationsService:
         refunds: Refunder | None = None,
         notifications: NotificationReplayer | None = None,
         read: ReadFactory | None = None,
+        abnormal: AbnormalRefundResolver | None = None,
+        recon: ReconResolver | None = None,
     ) -> None:
+        self._abnormal = abnormal
+        self._recon = recon
         self._uow = uow
         self._read: ReadFactory = read or uow
         self._clock = clock
@@ -84,7 +98,7 @@ class OperationsService:
             repeated = resolution is Resolution.REFUND and is_resolved_by_refund(order)
             if not repeated:
                 check_version(order, expected_version)
-                move = resolve_held(order, resolution, why)
+                move = resolve_held(order, resolution, why, uow.refunds.committed_amount(order_id))
                 # ACCEPT raises FulfilmentReopened: its reactions reopen the ledger and fulfil after commit.
                 order = self._move(uow, order, move, f"resolve {resolution.value.lower()}", why, caller)
             mine = uow.refunds.get(operations_refund_no(order_id))
@@ -158,6 +172,30 @@ class OperationsService:
             "operations.replay", notification_id=notification_id, outcome=receipt.outcome, actor=caller.actor
         )
         return OperationResult("replay_notification", receipt.outcome, f"replayed: {receipt.outcome}", order)
+
+    # --- ABNORMAL refunds and reconciliation exceptions -----------------------------------------
+    def resolve_abnormal_refund(self, command: ResolveAbnormal, caller: Caller) -> OperationResult:
+        """The use case behind `ops resolve-abnormal` (PayService.ResolveAbnormalRefund): the refund's
+        money goes to the payer's new card or the merchant's account; it audits the route and reason."""
+        if self._abnormal is None:
+            raise InvalidArgumentError(
+                [FieldViolation("route", "abnormal refunds need a credentials bundle")]
+            )
+        refund = self._abnormal.resolve_abnormal(command, caller)
+        log.info("operations.resolve_abnormal", out_refund_no=refund.out_refund_no, actor=caller.actor)
+        message = (
+            f"refund {refund.out_refund_no} of {yuan(refund.amount)} is {refund.status.value} now,"
+            f" sent to {command.route.value}"
+        )
+        return OperationResult("resolve_abnormal_refund", "done", message, refund=refund)
+
+    def resolve_recon_exception(self, exception_id: int, reason: str, caller: Caller) -> OperationResult:
+        """`orderpay recon resolve ID --reason …` from the console: the same use case, audited."""
+        if self._recon is None:
+            raise InvalidArgumentError([FieldViolation("exception_id", "reconciliation needs credentials")])
+        closed = self._recon.resolve(exception_id, require_reason(reason), caller)
+        message = f"exception #{closed.id} {closed.kind.value} resolved"
+        return OperationResult("resolve_recon_exception", "done", message)
 
     # --- background work --------------------------------------------------------------------------
     def retry_job(self, kind: JobKind, key: str, reason: str, caller: Caller) -> OperationResult:

@@ -28,6 +28,7 @@ from server.domain.provider import (
     PrepayRequest,
     RefundReport,
     RefundRequest,
+    ResolveAbnormal,
     TransactionReport,
 )
 from server.domain.recon_records import BillRow, FundBill, LocalPayment, LocalRefund, TradeBill
@@ -45,6 +46,7 @@ from server.service.shapes import (
     PurgeReport,
     StoredNotification,
 )
+from server.service.webhook_ports import WebhookReads, WebhookStore
 
 __all__ = ["MerchantIdentity"]  # re-exported: the use cases name the merchant they act for
 
@@ -273,6 +275,8 @@ class ReadUnitOfWork(Protocol):
     def events(self) -> EventLogReads: ...
     @property
     def subscribers(self) -> SubscriberReads: ...
+    @property
+    def webhooks(self) -> WebhookReads: ...
 
 
 class UnitOfWork(ReadUnitOfWork, Protocol):
@@ -302,6 +306,8 @@ class UnitOfWork(ReadUnitOfWork, Protocol):
     def events(self) -> EventLog: ...
     @property
     def subscribers(self) -> Subscribers: ...
+    @property
+    def webhooks(self) -> WebhookStore: ...
     @property
     def new_events(self) -> list[Event]: ...
     def record(self, *events: Event) -> None: ...
@@ -413,6 +419,18 @@ class Refunder(Protocol):
         self, order_id: str, out_refund_no: str, amount: int, reason: str, caller: Caller
     ) -> Refund: ...
     def sync_refund(self, out_refund_no: str, caller: Caller) -> Refund: ...
+
+
+class AbnormalRefundResolver(Protocol):
+    """RefundService: an ABNORMAL refund's money sent another way (WeChat's apply-abnormal-refund)."""
+
+    def resolve_abnormal(self, command: ResolveAbnormal, caller: Caller) -> Refund: ...
+
+
+class ReconResolver(Protocol):
+    """ReconciliationService: a person closes an open exception with a reason (audited)."""
+
+    def resolve(self, exception_id: int, reason: str, caller: Caller) -> ReconException: ...
 
 
 class ReplayReceipt(Protocol):

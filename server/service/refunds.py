@@ -17,6 +17,7 @@ from server.domain.errors import (
     RefundNotFoundError,
 )
 from server.domain.events import RefundRequested, RefundSettled
+from server.domain.money import yuan
 from server.domain.order import Order, OrderStatus
 from server.domain.outcomes import ApplyOutcome
 from server.domain.provider import (
@@ -102,7 +103,7 @@ class RefundService:
             refund = request.new_refund(order.total_fee, now)
             uow.refunds.insert(refund, due_at=now + RETRY_SUBMIT_AFTER)
             uow.record(RefundRequested(refund.out_refund_no))
-            cause = f"refund {request.amount} requested"
+            cause = f"refund {yuan(request.amount)} requested"
             uow.audit.record(audit(order, "refund", None, request.out_refund_no, cause, caller), now)
             return refund
 

@@ -10,11 +10,15 @@ import httpx
 import pytest
 
 from server.config import ConfigError, Settings
+from server.console.deps import fmt_time
 from server.console.listener import check_console_listener
 from server.domain.order import CreateOrder
+from server.domain.webhooks import Webhook
 from server.service.context import Caller
 from tests.support.console_stack import ADMIN_TOKEN, BFF_TOKEN, LiveStack, live_stack
 from tests.support.serving import whole_stack
+from tests.support.waiting import wait_until
+from tests.support.webhook_receiver import RecordingReceiver
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +131,72 @@ def test_the_jobs_page_shows_each_event_feed_subscribers_lag(live: LiveStack) ->
     section = page.text[page.text.index('id="feed-subscribers"') :]
     assert "console-crm" in section
     assert f'<td class="num">{lag}</td>' in section
+
+
+_NONE = Webhook("", "", "")
+
+
+def _act(client: httpx.Client, path: str, fields: dict[str, str]) -> httpx.Response:
+    page = client.get("/jobs")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    return client.post(
+        path, data={**fields, "csrf": csrf.group(1), "reason": "receiver fixed", "confirm": "yes"}
+    )
+
+
+def _row(client: httpx.Client, name: str) -> str:
+    page = client.get("/jobs")
+    assert page.status_code == 200
+    start = page.text.index(f'id="subscriber-{name}"')
+    return page.text[start : page.text.index("</tr>", start)]
+
+
+def test_the_jobs_page_shows_each_webhook_and_switches_it_off_and_on(live: LiveStack) -> None:
+    """The running job delivers to a real receiver on port 0: failing, it shows the error and the
+    failures; switched off and on from the console, it delivers from the acknowledged position."""
+    app = live.stack.app
+    receiver = RecordingReceiver()
+    receiver.fail_always, receiver.fail_status = True, 503
+    try:
+        app.feed.register("console-hook")
+        app.feed.ack("console-hook", app.feed.head())
+        app.webhooks.register("console-hook", receiver.url)
+        app.orders.create_order(
+            CreateOrder("console-hook", "console-hook-user", "vip-month", 1), Caller("bff", "t")
+        )
+        wait_until(lambda: receiver.received, 30, "the job's first POST")
+        wait_until(
+            lambda: (app.webhooks.webhook_of("console-hook") or _NONE).consecutive_failures >= 1,
+            30,
+            "a failure",
+        )
+        with httpx.Client(base_url=live.console_url) as client:
+            sign_in(client, ADMIN_TOKEN)
+            row = _row(client, "console-hook")
+            assert receiver.url in row
+            assert "b-active" in row
+            assert "HTTP 503" in row
+            assert "retry " in row  # the back-off's next attempt
+            assert 'id="disable-webhook-console-hook"' in row
+            done = _act(client, "/actions/webhooks/disable", {"subscriber": "console-hook"})
+            assert done.status_code == 200
+            assert "DISABLED" in done.text
+            row = _row(client, "console-hook")
+            assert "b-disabled" in row
+            assert "since " in row
+            assert 'id="enable-webhook-console-hook"' in row
+            receiver.fail_always = False
+            done = _act(client, "/actions/webhooks/enable", {"subscriber": "console-hook"})
+            assert done.status_code == 200
+            assert "ACTIVE" in done.text
+            wait_until(
+                lambda: any(r.answered == 204 for r in receiver.received), 30, "delivery after re-enabling"
+            )
+            hook = lambda: app.webhooks.webhook_of("console-hook") or _NONE  # noqa: E731
+            wait_until(lambda: hook().last_success_at is not None, 30, "a success recorded")
+            assert fmt_time(hook().last_success_at) in _row(client, "console-hook")
+            assert "b-active" in _row(client, "console-hook")
+    finally:
+        app.webhooks.register("console-hook", "")
+        receiver.stop()

@@ -4,6 +4,7 @@ admin only, every action audited with the call's request id."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from server.domain.order import Order
 from tests.operations.helpers import held
 from tests.support.fake_gateway import FakeGateway
 from tests.support.serving import ServingThread
+from tests.support.terminal import run_in_terminal
 
 ADMIN_TOKEN, BFF_TOKEN = "test-admin-token", "test-bff-token"
 
@@ -120,3 +122,25 @@ def test_tables_and_jobs(
     code, _, err = ops(capsys, target, "replay", "no-such-id", "--reason", "x")
     assert code == 1
     assert "NOTIFICATION_NOT_FOUND" in err or "INVALID_ARGUMENT" in err
+
+
+def test_an_operator_reads_yuan_in_the_terminal_and_fen_in_json(
+    app: App, gateway: FakeGateway, target: str, rid: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ops show` / `ops refunds` on a terminal: the HELD reason and refund amounts in yuan; `--json`
+    keeps fen for machines."""
+    order: Order = held(app, gateway, f"yuan-{rid}")
+    cli = [sys.executable, "-m", "clients.cli", "ops"]
+    auth = ["--target", target, "--token", ADMIN_TOKEN]
+    code, shown = run_in_terminal([*cli, "show", order.order_id, *auth], columns=200)
+    assert code == 0, shown
+    assert "paid ¥17.99, due ¥18.00" in shown
+    assert "1799" not in shown
+    code, out, _ = ops(capsys, target, "resolve", order.order_id, "--refund", "--reason", "short")
+    assert code == 0, out
+    code, listed = run_in_terminal([*cli, "refunds", "--status", "processing", *auth], columns=200)
+    assert code == 0, listed
+    row = next(line for line in listed.splitlines() if f"OPS{order.order_id}" in line)
+    assert "¥17.99" in row
+    code, out, _ = ops(capsys, target, "show", order.order_id, "--json")
+    assert as_json(out)["refunds"][0]["amount"] == "1799"

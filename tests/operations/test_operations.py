@@ -226,7 +226,7 @@ def test_admin_queries_filter_and_page_across_users(app: App, gateway: FakeGatew
         queries.list_orders(OrderFilter(), 10, "not-a-token!")
 
 
-def test_a_payment_after_close_already_refunded_is_resolved_without_a_second_refund(
+def test_a_payment_after_close_already_refunded_has_nothing_left_to_resolve(
     app: App, gateway: FakeGateway, ops: OperationsService, rid: str
 ) -> None:
     order = app.orders.create_order(CreateOrder("k", f"late-{rid}", "vip-month", 1), BFF).order
@@ -245,11 +245,10 @@ def test_a_payment_after_close_already_refunded_is_resolved_without_a_second_ref
     with pytest.raises(InvalidStateTransitionError):
         ops.resolve_held(order.order_id, Resolution.ACCEPT, "no", 0, OPERATOR)
     current = app.orders.get_order(order.order_id)  # the automatic refund moved its version on
-    result = ops.resolve_held(
-        order.order_id, Resolution.REFUND, "already refunded", current.version, OPERATOR
-    )
-    assert result.refund is None
-    assert "already being refunded" in result.message
+    with pytest.raises(InvalidStateTransitionError, match="already refunded or on its way back"):
+        ops.resolve_held(order.order_id, Resolution.REFUND, "already refunded", current.version, OPERATOR)
+    assert app.orders.get_order(order.order_id).fulfilment is Fulfilment.HELD  # decided; left alone
+    assert order.order_id not in {o.order_id for o in AdminQueries(app.db).needs_attention(app.clock()).held}
     assert {body["out_refund_no"] for name, body in gateway.calls if name == "refund"} == {
         f"PC{order.order_id}"
     }

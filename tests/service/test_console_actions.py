@@ -33,11 +33,15 @@ STATUSES = [OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUND
 FULFILMENTS = [Fulfilment.PENDING, Fulfilment.HELD, Fulfilment.FAILED, Fulfilment.SUCCEEDED]
 REASONS = ["", "boom", f"{RESOLVED_BY_REFUND}: customer asked"]
 REFUNDS: list[RefundStatus | None] = [None, *RefundStatus]
+AMOUNTS = ["part", "rest"]  # of what is left: 600 fen, or all of it (a late payment's automatic refund)
 FIXTURES = [
-    (status, fulfilment, reason, refund)
-    for status, fulfilment, reason, refund in itertools.product(STATUSES, FULFILMENTS, REASONS, REFUNDS)
+    (status, fulfilment, reason, refund, amount)
+    for status, fulfilment, reason, refund, amount in itertools.product(
+        STATUSES, FULFILMENTS, REASONS, REFUNDS, AMOUNTS
+    )
     if (reason == "" or fulfilment is Fulfilment.FAILED)
     and (status is not OrderStatus.REFUNDED or refund in (None, RefundStatus.CLOSED))  # all went back already
+    and (amount == "part" or (refund is not None and status is not OrderStatus.REFUNDED))
 ]
 # What the status says already went back (a SUCCESS refund), besides the fixture's own refund.
 REFUNDED_FEN = {OrderStatus.PARTIALLY_REFUNDED: 600, OrderStatus.REFUNDED: 1800}
@@ -48,7 +52,14 @@ def clock() -> datetime:
 
 
 class Fixture:
-    def __init__(self, status: OrderStatus, fulfilment: Fulfilment, reason: str, refund: RefundStatus | None):
+    def __init__(
+        self,
+        status: OrderStatus,
+        fulfilment: Fulfilment,
+        reason: str,
+        refund: RefundStatus | None,
+        amount: str = "part",
+    ):
         self.db = FakeDatabase()
         self.order = a_paid_order(
             NOW,
@@ -57,7 +68,8 @@ class Fixture:
             fulfilment_reason=reason,
             refunded_fee=REFUNDED_FEN.get(status, 0),
         )
-        self.refunds = [] if refund is None else [a_refund(self.order, refund)]
+        fen = 600 if amount == "part" else self.order.paid_fee - REFUNDED_FEN.get(status, 0)
+        self.refunds = [] if refund is None else [a_refund(self.order, refund, fen)]
         if status in REFUNDED_FEN:
             self.refunds.append(a_refund(self.order, RefundStatus.SUCCESS, REFUNDED_FEN[status], "RS"))
         self.db.state.orders[self.order.order_id] = self.order

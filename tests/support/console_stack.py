@@ -3,10 +3,12 @@ console on 127.0.0.1:0 (SQLite), and a way to make a HELD order through the real
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -16,8 +18,10 @@ from clients.bench.procs import free_port
 from sandbox.app import RunningSandbox, make_app, serve_in_thread
 from sandbox.config import SandboxConfig
 from sandbox.keys.bundle import init_bundle, load_credentials
+from server.adapters.recon_tables import ReconExceptionRow
 from server.adapters.sandbox_clock import SandboxClock
-from server.domain.order import CreateOrder, Fulfilment, Order
+from server.domain.order import CreateOrder, Fulfilment, Order, OrderStatus
+from server.domain.refund import RefundStatus
 from server.lifecycle import Stack
 from server.service.context import Caller
 from tests.support.databases import sqlite_url
@@ -63,6 +67,54 @@ class LiveStack:
         self.control(f"orders/{order.out_trade_no}/pay")
         wait_until(lambda: self.order(order.order_id).fulfilment is Fulfilment.HELD, 20, "a HELD order")
         return self.order(order.order_id)
+
+    def paid_order(self) -> Order:
+        """A VIP order paid in full through the sandbox."""
+        app = self.stack.app
+        caller = Caller("bff", "test")
+        assert app.payments is not None
+        order = app.orders.create_order(
+            CreateOrder("k", f"u-{secrets.token_hex(4)}", "vip-month", 1), caller
+        ).order
+        app.payments.payments.create_payment(order.order_id, "NATIVE", None, None, caller)
+        self.control(f"orders/{order.out_trade_no}/pay")
+        wait_until(lambda: self.order(order.order_id).status is OrderStatus.PAID, 20, "a PAID order")
+        return self.order(order.order_id)
+
+    def abnormal_refund(self, order: Order) -> str:
+        """A refund of everything paid that WeChat Pay could not pay back to the card (退款异常)."""
+        assert self.stack.app.payments is not None
+        refunds, caller = self.stack.app.payments.refunds, Caller("admin", "test")
+        no = "RAB" + secrets.token_hex(6)
+        config = f"{self.sandbox.base_url}/sandbox/v1/config"
+        httpx.put(config, json={"refund_settle_status": "ABNORMAL"}, timeout=10).raise_for_status()
+        try:
+            refunds.refund_order(order.order_id, no, order.paid_fee, "customer asked", caller)
+            wait_until(
+                lambda: refunds.sync_refund(no, caller).status is RefundStatus.ABNORMAL, 20, "ABNORMAL"
+            )
+        finally:
+            httpx.put(config, json={"refund_settle_status": "SUCCESS"}, timeout=10).raise_for_status()
+        return no
+
+    def recon_exception(self, order: Order, kind: str = "AMOUNT_MISMATCH") -> int:
+        """An open reconciliation exception naming `order`: WeChat's bill says 1 fen less."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        with self.stack.app.db.connection_context():
+            row = ReconExceptionRow.create(
+                bill_date="2026-12-07", kind=kind, out_trade_no=order.out_trade_no, out_refund_no="",
+                local_fen=order.paid_fee, remote_fen=order.paid_fee - 1, status="OPEN",
+                detail="paid amount differs from the bill's 订单金额", created_at=now, updated_at=now,
+            )  # fmt: skip
+        return int(row.id)
+
+
+def sign_in(client: httpx.Client, token: str) -> httpx.Response:
+    """Sign in as a browser would: read the form's CSRF token, post it with `token`."""
+    form = client.get("/sign-in")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    return client.post("/sign-in", data={"csrf": csrf.group(1), "token": token})
 
 
 @contextmanager

@@ -28,37 +28,55 @@ from orderpay.v1 import pay_service_pb2 as orderpay_dot_v1_dot_pay__service__pb2
 from orderpay.v1 import recon_service_pb2 as orderpay_dot_v1_dot_recon__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18orderpay/v1/events.proto\x12\x0borderpay.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17orderpay/v1/order.proto\x1a\x1dorderpay/v1/pay_service.proto\x1a\x1forderpay/v1/recon_service.proto\"\xb7\x02\n\tFeedEvent\x12\x10\n\x08position\x18\x01 \x01(\x03\x12$\n\x04type\x18\x02 \x01(\x0e\x32\x16.orderpay.v1.EventType\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08order_id\x18\x05 \x01(\t\x12#\n\x05order\x18\n \x01(\x0b\x32\x12.orderpay.v1.OrderH\x00\x12%\n\x06refund\x18\x0b \x01(\x0b\x32\x13.orderpay.v1.RefundH\x00\x12\x36\n\x0frecon_exception\x18\x0c \x01(\x0b\x32\x1b.orderpay.v1.ReconExceptionH\x00\x12\x0f\n\x07\x61ttempt\x18\x14 \x01(\x05\x42\t\n\x07payload\"/\n\x19RegisterSubscriberRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\"_\n\x1aRegisterSubscriberResponse\x12\x12\n\nsubscriber\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63ked_position\x18\x02 \x01(\x03\x12\x15\n\rhead_position\x18\x03 \x01(\x03\"\x88\x01\n\x0cWatchRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\x12\x1a\n\rfrom_position\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12%\n\x05types\x18\x03 \x03(\x0e\x32\x16.orderpay.v1.EventType\x12\x0f\n\x07\x61\x63\x63ount\x18\x04 \x01(\tB\x10\n\x0e_from_position\"6\n\rWatchResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.orderpay.v1.FeedEvent\"2\n\nAckRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x03\"%\n\x0b\x41\x63kResponse\x12\x16\n\x0e\x61\x63ked_position\x18\x01 \x01(\x03\"M\n\x18\x43onfirmFulfilmentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\">\n\x19\x43onfirmFulfilmentResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order\"J\n\x15\x46\x61ilFulfilmentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\";\n\x16\x46\x61ilFulfilmentResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order*\xf2\x03\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45VENT_TYPE_ORDER_CREATED\x10\x01\x12\x19\n\x15\x45VENT_TYPE_ORDER_PAID\x10\x02\x12\x19\n\x15\x45VENT_TYPE_ORDER_HELD\x10\x03\x12\x1b\n\x17\x45VENT_TYPE_ORDER_CLOSED\x10\x04\x12#\n\x1f\x45VENT_TYPE_FULFILMENT_REQUESTED\x10\x05\x12#\n\x1f\x45VENT_TYPE_FULFILMENT_SUCCEEDED\x10\x06\x12 \n\x1c\x45VENT_TYPE_FULFILMENT_FAILED\x10\x07\x12\x1f\n\x1b\x45VENT_TYPE_REFUND_REQUESTED\x10\x08\x12\x1f\n\x1b\x45VENT_TYPE_REFUND_SUCCEEDED\x10\t\x12\x1e\n\x1a\x45VENT_TYPE_REFUND_ABNORMAL\x10\n\x12\x1c\n\x18\x45VENT_TYPE_REFUND_CLOSED\x10\x0b\x12%\n!EVENT_TYPE_RECON_EXCEPTION_OPENED\x10\x0c\x12\'\n#EVENT_TYPE_RECON_EXCEPTION_RESOLVED\x10\r\x12\x1c\n\x18\x45VENT_TYPE_GRANT_REVOKED\x10\x0e\x32\xb0\x03\n\x0c\x45ventService\x12\x65\n\x12RegisterSubscriber\x12&.orderpay.v1.RegisterSubscriberRequest\x1a\'.orderpay.v1.RegisterSubscriberResponse\x12@\n\x05Watch\x12\x19.orderpay.v1.WatchRequest\x1a\x1a.orderpay.v1.WatchResponse0\x01\x12\x38\n\x03\x41\x63k\x12\x17.orderpay.v1.AckRequest\x1a\x18.orderpay.v1.AckResponse\x12\x62\n\x11\x43onfirmFulfilment\x12%.orderpay.v1.ConfirmFulfilmentRequest\x1a&.orderpay.v1.ConfirmFulfilmentResponse\x12Y\n\x0e\x46\x61ilFulfilment\x12\".orderpay.v1.FailFulfilmentRequest\x1a#.orderpay.v1.FailFulfilmentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18orderpay/v1/events.proto\x12\x0borderpay.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17orderpay/v1/order.proto\x1a\x1dorderpay/v1/pay_service.proto\x1a\x1forderpay/v1/recon_service.proto\"\xb7\x02\n\tFeedEvent\x12\x10\n\x08position\x18\x01 \x01(\x03\x12$\n\x04type\x18\x02 \x01(\x0e\x32\x16.orderpay.v1.EventType\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08order_id\x18\x05 \x01(\t\x12#\n\x05order\x18\n \x01(\x0b\x32\x12.orderpay.v1.OrderH\x00\x12%\n\x06refund\x18\x0b \x01(\x0b\x32\x13.orderpay.v1.RefundH\x00\x12\x36\n\x0frecon_exception\x18\x0c \x01(\x0b\x32\x1b.orderpay.v1.ReconExceptionH\x00\x12\x0f\n\x07\x61ttempt\x18\x14 \x01(\x05\x42\t\n\x07payload\"Y\n\x19RegisterSubscriberRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\x12\x18\n\x0bwebhook_url\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x0e\n\x0c_webhook_url\"\x86\x01\n\x1aRegisterSubscriberResponse\x12\x12\n\nsubscriber\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63ked_position\x18\x02 \x01(\x03\x12\x15\n\rhead_position\x18\x03 \x01(\x03\x12%\n\x07webhook\x18\x04 \x01(\x0b\x32\x14.orderpay.v1.Webhook\"\xc3\x03\n\x07Webhook\x12\x0b\n\x03url\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.orderpay.v1.WebhookState\x12\x0e\n\x06secret\x18\x03 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x04 \x01(\x05\x12\x33\n\x0flast_success_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x31\n\rlast_error_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rfailing_since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64isabled_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12>\n\x1aprevious_secret_expires_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcc\x01\n\nSubscriber\x12\x12\n\nsubscriber\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63ked_position\x18\x02 \x01(\x03\x12\x0b\n\x03lag\x18\x03 \x01(\x03\x12,\n\x08\x61\x63ked_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_seen_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07webhook\x18\x06 \x01(\x0b\x32\x14.orderpay.v1.Webhook\"\x18\n\x16ListSubscribersRequest\"^\n\x17ListSubscribersResponse\x12\x15\n\rhead_position\x18\x01 \x01(\x03\x12,\n\x0bsubscribers\x18\x02 \x03(\x0b\x32\x17.orderpay.v1.Subscriber\"?\n\x18SetWebhookEnabledRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\"H\n\x19SetWebhookEnabledResponse\x12+\n\nsubscriber\x18\x01 \x01(\x0b\x32\x17.orderpay.v1.Subscriber\"0\n\x1aRotateWebhookSecretRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\"D\n\x1bRotateWebhookSecretResponse\x12%\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.orderpay.v1.Webhook\"\x88\x01\n\x0cWatchRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\x12\x1a\n\rfrom_position\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12%\n\x05types\x18\x03 \x03(\x0e\x32\x16.orderpay.v1.EventType\x12\x0f\n\x07\x61\x63\x63ount\x18\x04 \x01(\tB\x10\n\x0e_from_position\"6\n\rWatchResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.orderpay.v1.FeedEvent\"2\n\nAckRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x03\"%\n\x0b\x41\x63kResponse\x12\x16\n\x0e\x61\x63ked_position\x18\x01 \x01(\x03\"M\n\x18\x43onfirmFulfilmentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\">\n\x19\x43onfirmFulfilmentResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order\"J\n\x15\x46\x61ilFulfilmentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\";\n\x16\x46\x61ilFulfilmentResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order*\xf2\x03\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45VENT_TYPE_ORDER_CREATED\x10\x01\x12\x19\n\x15\x45VENT_TYPE_ORDER_PAID\x10\x02\x12\x19\n\x15\x45VENT_TYPE_ORDER_HELD\x10\x03\x12\x1b\n\x17\x45VENT_TYPE_ORDER_CLOSED\x10\x04\x12#\n\x1f\x45VENT_TYPE_FULFILMENT_REQUESTED\x10\x05\x12#\n\x1f\x45VENT_TYPE_FULFILMENT_SUCCEEDED\x10\x06\x12 \n\x1c\x45VENT_TYPE_FULFILMENT_FAILED\x10\x07\x12\x1f\n\x1b\x45VENT_TYPE_REFUND_REQUESTED\x10\x08\x12\x1f\n\x1b\x45VENT_TYPE_REFUND_SUCCEEDED\x10\t\x12\x1e\n\x1a\x45VENT_TYPE_REFUND_ABNORMAL\x10\n\x12\x1c\n\x18\x45VENT_TYPE_REFUND_CLOSED\x10\x0b\x12%\n!EVENT_TYPE_RECON_EXCEPTION_OPENED\x10\x0c\x12\'\n#EVENT_TYPE_RECON_EXCEPTION_RESOLVED\x10\r\x12\x1c\n\x18\x45VENT_TYPE_GRANT_REVOKED\x10\x0e*c\n\x0cWebhookState\x12\x1d\n\x19WEBHOOK_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14WEBHOOK_STATE_ACTIVE\x10\x01\x12\x1a\n\x16WEBHOOK_STATE_DISABLED\x10\x02\x32\xdc\x05\n\x0c\x45ventService\x12\x65\n\x12RegisterSubscriber\x12&.orderpay.v1.RegisterSubscriberRequest\x1a\'.orderpay.v1.RegisterSubscriberResponse\x12@\n\x05Watch\x12\x19.orderpay.v1.WatchRequest\x1a\x1a.orderpay.v1.WatchResponse0\x01\x12\x38\n\x03\x41\x63k\x12\x17.orderpay.v1.AckRequest\x1a\x18.orderpay.v1.AckResponse\x12\x62\n\x11\x43onfirmFulfilment\x12%.orderpay.v1.ConfirmFulfilmentRequest\x1a&.orderpay.v1.ConfirmFulfilmentResponse\x12Y\n\x0e\x46\x61ilFulfilment\x12\".orderpay.v1.FailFulfilmentRequest\x1a#.orderpay.v1.FailFulfilmentResponse\x12\\\n\x0fListSubscribers\x12#.orderpay.v1.ListSubscribersRequest\x1a$.orderpay.v1.ListSubscribersResponse\x12\x62\n\x11SetWebhookEnabled\x12%.orderpay.v1.SetWebhookEnabledRequest\x1a&.orderpay.v1.SetWebhookEnabledResponse\x12h\n\x13RotateWebhookSecret\x12\'.orderpay.v1.RotateWebhookSecretRequest\x1a(.orderpay.v1.RotateWebhookSecretResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderpay.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTTYPE']._serialized_start=1190
-  _globals['_EVENTTYPE']._serialized_end=1688
+  _globals['_EVENTTYPE']._serialized_start=2314
+  _globals['_EVENTTYPE']._serialized_end=2812
+  _globals['_WEBHOOKSTATE']._serialized_start=2814
+  _globals['_WEBHOOKSTATE']._serialized_end=2913
   _globals['_FEEDEVENT']._serialized_start=164
   _globals['_FEEDEVENT']._serialized_end=475
   _globals['_REGISTERSUBSCRIBERREQUEST']._serialized_start=477
-  _globals['_REGISTERSUBSCRIBERREQUEST']._serialized_end=524
-  _globals['_REGISTERSUBSCRIBERRESPONSE']._serialized_start=526
-  _globals['_REGISTERSUBSCRIBERRESPONSE']._serialized_end=621
-  _globals['_WATCHREQUEST']._serialized_start=624
-  _globals['_WATCHREQUEST']._serialized_end=760
-  _globals['_WATCHRESPONSE']._serialized_start=762
-  _globals['_WATCHRESPONSE']._serialized_end=816
-  _globals['_ACKREQUEST']._serialized_start=818
-  _globals['_ACKREQUEST']._serialized_end=868
-  _globals['_ACKRESPONSE']._serialized_start=870
-  _globals['_ACKRESPONSE']._serialized_end=907
-  _globals['_CONFIRMFULFILMENTREQUEST']._serialized_start=909
-  _globals['_CONFIRMFULFILMENTREQUEST']._serialized_end=986
-  _globals['_CONFIRMFULFILMENTRESPONSE']._serialized_start=988
-  _globals['_CONFIRMFULFILMENTRESPONSE']._serialized_end=1050
-  _globals['_FAILFULFILMENTREQUEST']._serialized_start=1052
-  _globals['_FAILFULFILMENTREQUEST']._serialized_end=1126
-  _globals['_FAILFULFILMENTRESPONSE']._serialized_start=1128
-  _globals['_FAILFULFILMENTRESPONSE']._serialized_end=1187
-  _globals['_EVENTSERVICE']._serialized_start=1691
-  _globals['_EVENTSERVICE']._serialized_end=2123
+  _globals['_REGISTERSUBSCRIBERREQUEST']._serialized_end=566
+  _globals['_REGISTERSUBSCRIBERRESPONSE']._serialized_start=569
+  _globals['_REGISTERSUBSCRIBERRESPONSE']._serialized_end=703
+  _globals['_WEBHOOK']._serialized_start=706
+  _globals['_WEBHOOK']._serialized_end=1157
+  _globals['_SUBSCRIBER']._serialized_start=1160
+  _globals['_SUBSCRIBER']._serialized_end=1364
+  _globals['_LISTSUBSCRIBERSREQUEST']._serialized_start=1366
+  _globals['_LISTSUBSCRIBERSREQUEST']._serialized_end=1390
+  _globals['_LISTSUBSCRIBERSRESPONSE']._serialized_start=1392
+  _globals['_LISTSUBSCRIBERSRESPONSE']._serialized_end=1486
+  _globals['_SETWEBHOOKENABLEDREQUEST']._serialized_start=1488
+  _globals['_SETWEBHOOKENABLEDREQUEST']._serialized_end=1551
+  _globals['_SETWEBHOOKENABLEDRESPONSE']._serialized_start=1553
+  _globals['_SETWEBHOOKENABLEDRESPONSE']._serialized_end=1625
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=1627
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=1675
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_start=1677
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_end=1745
+  _globals['_WATCHREQUEST']._serialized_start=1748
+  _globals['_WATCHREQUEST']._serialized_end=1884
+  _globals['_WATCHRESPONSE']._serialized_start=1886
+  _globals['_WATCHRESPONSE']._serialized_end=1940
+  _globals['_ACKREQUEST']._serialized_start=1942
+  _globals['_ACKREQUEST']._serialized_end=1992
+  _globals['_ACKRESPONSE']._serialized_start=1994
+  _globals['_ACKRESPONSE']._serialized_end=2031
+  _globals['_CONFIRMFULFILMENTREQUEST']._serialized_start=2033
+  _globals['_CONFIRMFULFILMENTREQUEST']._serialized_end=2110
+  _globals['_CONFIRMFULFILMENTRESPONSE']._serialized_start=2112
+  _globals['_CONFIRMFULFILMENTRESPONSE']._serialized_end=2174
+  _globals['_FAILFULFILMENTREQUEST']._serialized_start=2176
+  _globals['_FAILFULFILMENTREQUEST']._serialized_end=2250
+  _globals['_FAILFULFILMENTRESPONSE']._serialized_start=2252
+  _globals['_FAILFULFILMENTRESPONSE']._serialized_end=2311
+  _globals['_EVENTSERVICE']._serialized_start=2916
+  _globals['_EVENTSERVICE']._serialized_end=3648
 # @@protoc_insertion_point(module_scope)

@@ -64,6 +64,25 @@ EVENT_TYPE_RECON_EXCEPTION_RESOLVED: EventType.ValueType  # 13
 EVENT_TYPE_GRANT_REVOKED: EventType.ValueType  # 14
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
+class _WebhookState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WebhookStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WebhookState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WEBHOOK_STATE_UNSPECIFIED: _WebhookState.ValueType  # 0
+    WEBHOOK_STATE_ACTIVE: _WebhookState.ValueType  # 1
+    WEBHOOK_STATE_DISABLED: _WebhookState.ValueType  # 2
+    """Failed continuously too long, or switched off: nothing is sent until SetWebhookEnabled."""
+
+class WebhookState(_WebhookState, metaclass=_WebhookStateEnumTypeWrapper): ...
+
+WEBHOOK_STATE_UNSPECIFIED: WebhookState.ValueType  # 0
+WEBHOOK_STATE_ACTIVE: WebhookState.ValueType  # 1
+WEBHOOK_STATE_DISABLED: WebhookState.ValueType  # 2
+"""Failed continuously too long, or switched off: nothing is sent until SetWebhookEnabled."""
+Global___WebhookState: _TypeAlias = WebhookState  # noqa: Y015
+
 @_typing.final
 class FeedEvent(_message.Message):
     """Named FeedEvent: admin_service.proto already has an OrderEvent (one audit row)."""
@@ -123,8 +142,251 @@ class RegisterSubscriberRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SUBSCRIBER_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
     subscriber: _builtins.str
     """1-64 characters: letters, digits, '.', '_', '-'."""
+    webhook_url: _builtins.str
+    """Also POST every event, signed, to this URL (docs/event-feed.md, Webhooks): https (plain http only
+    to loopback in production). Unset: the subscriber's webhook stays as it is; "": remove it. A new
+    webhook gets a secret (in the answer, once); a changed URL keeps the secret and starts clean.
+    """
+    def __init__(
+        self,
+        *,
+        subscriber: _builtins.str = ...,
+        webhook_url: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_webhook_url", b"_webhook_url", "webhook_url", b"webhook_url"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_webhook_url", b"_webhook_url", "subscriber", b"subscriber", "webhook_url", b"webhook_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__webhook_url: _TypeAlias = _typing.Literal["webhook_url"]  # noqa: Y015
+    _WhichOneofArgType__webhook_url: _TypeAlias = _typing.Literal["_webhook_url", b"_webhook_url"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__webhook_url) -> _WhichOneofReturnType__webhook_url | None: ...
+
+Global___RegisterSubscriberRequest: _TypeAlias = RegisterSubscriberRequest  # noqa: Y015
+
+@_typing.final
+class RegisterSubscriberResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIBER_FIELD_NUMBER: _builtins.int
+    ACKED_POSITION_FIELD_NUMBER: _builtins.int
+    HEAD_POSITION_FIELD_NUMBER: _builtins.int
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    subscriber: _builtins.str
+    acked_position: _builtins.int
+    head_position: _builtins.int
+    @_builtins.property
+    def webhook(self) -> Global___Webhook:
+        """The subscriber's webhook, when it has one."""
+
+    def __init__(
+        self,
+        *,
+        subscriber: _builtins.str = ...,
+        acked_position: _builtins.int = ...,
+        head_position: _builtins.int = ...,
+        webhook: Global___Webhook | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_position", b"acked_position", "head_position", b"head_position", "subscriber", b"subscriber", "webhook", b"webhook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterSubscriberResponse: _TypeAlias = RegisterSubscriberResponse  # noqa: Y015
+
+@_typing.final
+class Webhook(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
+    LAST_SUCCESS_AT_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_AT_FIELD_NUMBER: _builtins.int
+    FAILING_SINCE_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    DISABLED_AT_FIELD_NUMBER: _builtins.int
+    PREVIOUS_SECRET_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    state: Global___WebhookState.ValueType
+    secret: _builtins.str
+    """The HMAC-SHA256 signing secret: only in the answer that generated it (the first registration
+    with a URL, a rotation). Keep it; it is never shown again.
+    """
+    consecutive_failures: _builtins.int
+    last_error: _builtins.str
+    @_builtins.property
+    def last_success_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_error_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def failing_since(self) -> _timestamp_pb2.Timestamp:
+        """The first failure since the last success; disabled when it is this old."""
+
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
+        """Back-off: the next attempt is not before this."""
+
+    @_builtins.property
+    def disabled_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def previous_secret_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """After a rotation, the previous secret signs too until then."""
+
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        state: Global___WebhookState.ValueType = ...,
+        secret: _builtins.str = ...,
+        consecutive_failures: _builtins.int = ...,
+        last_success_at: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        last_error_at: _timestamp_pb2.Timestamp | None = ...,
+        failing_since: _timestamp_pb2.Timestamp | None = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        disabled_at: _timestamp_pb2.Timestamp | None = ...,
+        previous_secret_expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["disabled_at", b"disabled_at", "failing_since", b"failing_since", "last_error_at", b"last_error_at", "last_success_at", b"last_success_at", "next_attempt_at", b"next_attempt_at", "previous_secret_expires_at", b"previous_secret_expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_failures", b"consecutive_failures", "disabled_at", b"disabled_at", "failing_since", b"failing_since", "last_error", b"last_error", "last_error_at", b"last_error_at", "last_success_at", b"last_success_at", "next_attempt_at", b"next_attempt_at", "previous_secret_expires_at", b"previous_secret_expires_at", "secret", b"secret", "state", b"state", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Webhook: _TypeAlias = Webhook  # noqa: Y015
+
+@_typing.final
+class Subscriber(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIBER_FIELD_NUMBER: _builtins.int
+    ACKED_POSITION_FIELD_NUMBER: _builtins.int
+    LAG_FIELD_NUMBER: _builtins.int
+    ACKED_AT_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_AT_FIELD_NUMBER: _builtins.int
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    subscriber: _builtins.str
+    acked_position: _builtins.int
+    lag: _builtins.int
+    """Events committed after the acknowledged position."""
+    @_builtins.property
+    def acked_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_seen_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def webhook(self) -> Global___Webhook:
+        """Unset: the subscriber has no webhook."""
+
+    def __init__(
+        self,
+        *,
+        subscriber: _builtins.str = ...,
+        acked_position: _builtins.int = ...,
+        lag: _builtins.int = ...,
+        acked_at: _timestamp_pb2.Timestamp | None = ...,
+        last_seen_at: _timestamp_pb2.Timestamp | None = ...,
+        webhook: Global___Webhook | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acked_at", b"acked_at", "last_seen_at", b"last_seen_at", "webhook", b"webhook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_at", b"acked_at", "acked_position", b"acked_position", "lag", b"lag", "last_seen_at", b"last_seen_at", "subscriber", b"subscriber", "webhook", b"webhook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Subscriber: _TypeAlias = Subscriber  # noqa: Y015
+
+@_typing.final
+class ListSubscribersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSubscribersRequest: _TypeAlias = ListSubscribersRequest  # noqa: Y015
+
+@_typing.final
+class ListSubscribersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEAD_POSITION_FIELD_NUMBER: _builtins.int
+    SUBSCRIBERS_FIELD_NUMBER: _builtins.int
+    head_position: _builtins.int
+    @_builtins.property
+    def subscribers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Subscriber]: ...
+    def __init__(
+        self,
+        *,
+        head_position: _builtins.int = ...,
+        subscribers: _abc.Iterable[Global___Subscriber] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head_position", b"head_position", "subscribers", b"subscribers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSubscribersResponse: _TypeAlias = ListSubscribersResponse  # noqa: Y015
+
+@_typing.final
+class SetWebhookEnabledRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIBER_FIELD_NUMBER: _builtins.int
+    ENABLED_FIELD_NUMBER: _builtins.int
+    subscriber: _builtins.str
+    enabled: _builtins.bool
+    def __init__(
+        self,
+        *,
+        subscriber: _builtins.str = ...,
+        enabled: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "subscriber", b"subscriber"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWebhookEnabledRequest: _TypeAlias = SetWebhookEnabledRequest  # noqa: Y015
+
+@_typing.final
+class SetWebhookEnabledResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIBER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subscriber(self) -> Global___Subscriber: ...
+    def __init__(
+        self,
+        *,
+        subscriber: Global___Subscriber | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["subscriber", b"subscriber"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscriber", b"subscriber"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWebhookEnabledResponse: _TypeAlias = SetWebhookEnabledResponse  # noqa: Y015
+
+@_typing.final
+class RotateWebhookSecretRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIBER_FIELD_NUMBER: _builtins.int
+    subscriber: _builtins.str
     def __init__(
         self,
         *,
@@ -136,32 +398,29 @@ class RegisterSubscriberRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RegisterSubscriberRequest: _TypeAlias = RegisterSubscriberRequest  # noqa: Y015
+Global___RotateWebhookSecretRequest: _TypeAlias = RotateWebhookSecretRequest  # noqa: Y015
 
 @_typing.final
-class RegisterSubscriberResponse(_message.Message):
+class RotateWebhookSecretResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    SUBSCRIBER_FIELD_NUMBER: _builtins.int
-    ACKED_POSITION_FIELD_NUMBER: _builtins.int
-    HEAD_POSITION_FIELD_NUMBER: _builtins.int
-    subscriber: _builtins.str
-    acked_position: _builtins.int
-    head_position: _builtins.int
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def webhook(self) -> Global___Webhook:
+        """With the new secret."""
+
     def __init__(
         self,
         *,
-        subscriber: _builtins.str = ...,
-        acked_position: _builtins.int = ...,
-        head_position: _builtins.int = ...,
+        webhook: Global___Webhook | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_position", b"acked_position", "head_position", b"head_position", "subscriber", b"subscriber"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RegisterSubscriberResponse: _TypeAlias = RegisterSubscriberResponse  # noqa: Y015
+Global___RotateWebhookSecretResponse: _TypeAlias = RotateWebhookSecretResponse  # noqa: Y015
 
 @_typing.final
 class WatchRequest(_message.Message):

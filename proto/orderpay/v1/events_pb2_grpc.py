@@ -62,6 +62,21 @@ class EventServiceStub:
                 request_serializer=orderpay_dot_v1_dot_events__pb2.FailFulfilmentRequest.SerializeToString,
                 response_deserializer=orderpay_dot_v1_dot_events__pb2.FailFulfilmentResponse.FromString,
                 _registered_method=True)
+        self.ListSubscribers = channel.unary_unary(
+                '/orderpay.v1.EventService/ListSubscribers',
+                request_serializer=orderpay_dot_v1_dot_events__pb2.ListSubscribersRequest.SerializeToString,
+                response_deserializer=orderpay_dot_v1_dot_events__pb2.ListSubscribersResponse.FromString,
+                _registered_method=True)
+        self.SetWebhookEnabled = channel.unary_unary(
+                '/orderpay.v1.EventService/SetWebhookEnabled',
+                request_serializer=orderpay_dot_v1_dot_events__pb2.SetWebhookEnabledRequest.SerializeToString,
+                response_deserializer=orderpay_dot_v1_dot_events__pb2.SetWebhookEnabledResponse.FromString,
+                _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/orderpay.v1.EventService/RotateWebhookSecret',
+                request_serializer=orderpay_dot_v1_dot_events__pb2.RotateWebhookSecretRequest.SerializeToString,
+                response_deserializer=orderpay_dot_v1_dot_events__pb2.RotateWebhookSecretResponse.FromString,
+                _registered_method=True)
 
 
 class EventServiceServicer:
@@ -107,6 +122,29 @@ class EventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSubscribers(self, request, context):
+        """Every registered subscriber with its acknowledged position, lag and webhook (never its secret).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetWebhookEnabled(self, request, context):
+        """Switch a subscriber's webhook on (clean slate, delivery resumes from the acknowledged position)
+        or off. A webhook failing continuously for ORDERPAY_WEBHOOK_DISABLE_AFTER_DAYS is switched off.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateWebhookSecret(self, request, context):
+        """A new signing secret, returned once; the previous one signs too for
+        ORDERPAY_WEBHOOK_SECRET_OVERLAP_H, so the receiver can switch without losing an event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +172,21 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.FailFulfilment,
                     request_deserializer=orderpay_dot_v1_dot_events__pb2.FailFulfilmentRequest.FromString,
                     response_serializer=orderpay_dot_v1_dot_events__pb2.FailFulfilmentResponse.SerializeToString,
+            ),
+            'ListSubscribers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSubscribers,
+                    request_deserializer=orderpay_dot_v1_dot_events__pb2.ListSubscribersRequest.FromString,
+                    response_serializer=orderpay_dot_v1_dot_events__pb2.ListSubscribersResponse.SerializeToString,
+            ),
+            'SetWebhookEnabled': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWebhookEnabled,
+                    request_deserializer=orderpay_dot_v1_dot_events__pb2.SetWebhookEnabledRequest.FromString,
+                    response_serializer=orderpay_dot_v1_dot_events__pb2.SetWebhookEnabledResponse.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=orderpay_dot_v1_dot_events__pb2.RotateWebhookSecretRequest.FromString,
+                    response_serializer=orderpay_dot_v1_dot_events__pb2.RotateWebhookSecretResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -274,6 +327,87 @@ class EventService:
             '/orderpay.v1.EventService/FailFulfilment',
             orderpay_dot_v1_dot_events__pb2.FailFulfilmentRequest.SerializeToString,
             orderpay_dot_v1_dot_events__pb2.FailFulfilmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSubscribers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderpay.v1.EventService/ListSubscribers',
+            orderpay_dot_v1_dot_events__pb2.ListSubscribersRequest.SerializeToString,
+            orderpay_dot_v1_dot_events__pb2.ListSubscribersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWebhookEnabled(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderpay.v1.EventService/SetWebhookEnabled',
+            orderpay_dot_v1_dot_events__pb2.SetWebhookEnabledRequest.SerializeToString,
+            orderpay_dot_v1_dot_events__pb2.SetWebhookEnabledResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderpay.v1.EventService/RotateWebhookSecret',
+            orderpay_dot_v1_dot_events__pb2.RotateWebhookSecretRequest.SerializeToString,
+            orderpay_dot_v1_dot_events__pb2.RotateWebhookSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,16 @@ class EventServiceStub:
     """The business fulfilled an EXTERNAL order (answering FULFILMENT_REQUESTED)."""
     FailFulfilment: _grpc.UnaryUnaryMultiCallable[_events_pb2.FailFulfilmentRequest, _events_pb2.FailFulfilmentResponse]
     """The business cannot fulfil an EXTERNAL order: it fails now and the automatic refund follows."""
+    ListSubscribers: _grpc.UnaryUnaryMultiCallable[_events_pb2.ListSubscribersRequest, _events_pb2.ListSubscribersResponse]
+    """Every registered subscriber with its acknowledged position, lag and webhook (never its secret)."""
+    SetWebhookEnabled: _grpc.UnaryUnaryMultiCallable[_events_pb2.SetWebhookEnabledRequest, _events_pb2.SetWebhookEnabledResponse]
+    """Switch a subscriber's webhook on (clean slate, delivery resumes from the acknowledged position)
+    or off. A webhook failing continuously for ORDERPAY_WEBHOOK_DISABLE_AFTER_DAYS is switched off.
+    """
+    RotateWebhookSecret: _grpc.UnaryUnaryMultiCallable[_events_pb2.RotateWebhookSecretRequest, _events_pb2.RotateWebhookSecretResponse]
+    """A new signing secret, returned once; the previous one signs too for
+    ORDERPAY_WEBHOOK_SECRET_OVERLAP_H, so the receiver can switch without losing an event.
+    """
 
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
@@ -73,6 +83,16 @@ class EventServiceAsyncStub(EventServiceStub):
     """The business fulfilled an EXTERNAL order (answering FULFILMENT_REQUESTED)."""
     FailFulfilment: _aio.UnaryUnaryMultiCallable[_events_pb2.FailFulfilmentRequest, _events_pb2.FailFulfilmentResponse]  # type: ignore[assignment]
     """The business cannot fulfil an EXTERNAL order: it fails now and the automatic refund follows."""
+    ListSubscribers: _aio.UnaryUnaryMultiCallable[_events_pb2.ListSubscribersRequest, _events_pb2.ListSubscribersResponse]  # type: ignore[assignment]
+    """Every registered subscriber with its acknowledged position, lag and webhook (never its secret)."""
+    SetWebhookEnabled: _aio.UnaryUnaryMultiCallable[_events_pb2.SetWebhookEnabledRequest, _events_pb2.SetWebhookEnabledResponse]  # type: ignore[assignment]
+    """Switch a subscriber's webhook on (clean slate, delivery resumes from the acknowledged position)
+    or off. A webhook failing continuously for ORDERPAY_WEBHOOK_DISABLE_AFTER_DAYS is switched off.
+    """
+    RotateWebhookSecret: _aio.UnaryUnaryMultiCallable[_events_pb2.RotateWebhookSecretRequest, _events_pb2.RotateWebhookSecretResponse]  # type: ignore[assignment]
+    """A new signing secret, returned once; the previous one signs too for
+    ORDERPAY_WEBHOOK_SECRET_OVERLAP_H, so the receiver can switch without losing an event.
+    """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     """The order event feed (docs/event-feed.md): a durable, ordered log of what happened, served to the
@@ -123,5 +143,33 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_events_pb2.FailFulfilmentResponse, _abc.Awaitable[_events_pb2.FailFulfilmentResponse]]:
         """The business cannot fulfil an EXTERNAL order: it fails now and the automatic refund follows."""
+
+    @_abc_1.abstractmethod
+    def ListSubscribers(
+        self,
+        request: _events_pb2.ListSubscribersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_pb2.ListSubscribersResponse, _abc.Awaitable[_events_pb2.ListSubscribersResponse]]:
+        """Every registered subscriber with its acknowledged position, lag and webhook (never its secret)."""
+
+    @_abc_1.abstractmethod
+    def SetWebhookEnabled(
+        self,
+        request: _events_pb2.SetWebhookEnabledRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_pb2.SetWebhookEnabledResponse, _abc.Awaitable[_events_pb2.SetWebhookEnabledResponse]]:
+        """Switch a subscriber's webhook on (clean slate, delivery resumes from the acknowledged position)
+        or off. A webhook failing continuously for ORDERPAY_WEBHOOK_DISABLE_AFTER_DAYS is switched off.
+        """
+
+    @_abc_1.abstractmethod
+    def RotateWebhookSecret(
+        self,
+        request: _events_pb2.RotateWebhookSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_pb2.RotateWebhookSecretResponse, _abc.Awaitable[_events_pb2.RotateWebhookSecretResponse]]:
+        """A new signing secret, returned once; the previous one signs too for
+        ORDERPAY_WEBHOOK_SECRET_OVERLAP_H, so the receiver can switch without losing an event.
+        """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
