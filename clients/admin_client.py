@@ -63,9 +63,9 @@ class AdminClient:
     def list_notifications(self, request: pb.ListNotificationsRequest) -> pb.ListNotificationsResponse:
         return self._call(self._stub.ListNotifications, request)
 
-    def list_jobs(self, kind: str | None, page_size: int = 50) -> pb.ListJobsResponse:
+    def list_jobs(self, kind: str | None, page_size: int = 50, account: str = "") -> pb.ListJobsResponse:
         request = pb.ListJobsRequest(
-            kind=JOB_KINDS.get(kind or "", pb.JOB_KIND_UNSPECIFIED), page_size=page_size
+            kind=JOB_KINDS.get(kind or "", pb.JOB_KIND_UNSPECIFIED), page_size=page_size, account=account
         )
         return self._call(self._stub.ListJobs, request)
 

@@ -127,12 +127,14 @@ class OrderPayClient:
         page_size: int = 20,
         page_token: str = "",
         status: OrderStatusArg | None = None,
+        account: str = "",
         *,
         trace_id: str | None = None,
         timeout: float | None = None,
     ) -> order_service_pb2.ListOrdersResponse:
-        """One page of a user's orders, newest first; `next_page_token` is empty on the last page."""
-        call = requests.list_orders(user_id, page_size, page_token, status)
+        """One page of a user's orders, newest first; `next_page_token` is empty on the last page.
+        `account`: only the orders that merchant account took (issue 18)."""
+        call = requests.list_orders(user_id, page_size, page_token, status, account)
         return self._invoke(call, trace_id, timeout)
 
     def iter_orders(

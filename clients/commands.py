@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing.add_argument(
         "--status", choices=STATUS_CHOICES, type=str.lower, help="only orders in this status (default: all)"
     )
+    listing.add_argument("--account", default="", help="only orders this merchant account took")
     listing.add_argument("--page-size", type=int, default=20, help="orders per page (default %(default)s)")
     listing.add_argument("--page-token", default="", help="from the previous page's footer")
     listing.set_defaults(func=_list_orders)
@@ -92,7 +93,9 @@ def _list_orders(args: argparse.Namespace) -> int:
 
     try:
         with _client(args) as client:
-            page = client.list_orders(args.user_id, args.page_size, args.page_token, args.status)
+            page = client.list_orders(
+                args.user_id, args.page_size, args.page_token, args.status, account=args.account
+            )
     except OrderPayError as err:
         return report_error(err)
     if args.json:

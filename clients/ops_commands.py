@@ -58,6 +58,7 @@ def _register_reads(
     )
     orders.add_argument("--product", help="only this product id")
     orders.add_argument("--user", help="only this user id")
+    orders.add_argument("--account", help="only orders this merchant account took")
     orders.add_argument("--since", type=_time, help="created at or after (ISO 8601, UTC if no offset)")
     orders.add_argument("--until", type=_time, help="created before")
     orders.add_argument("--attention", action="store_true", help="HELD, or FAILED with no refund under way")
@@ -79,6 +80,7 @@ def _register_reads(
         "--status", choices=REFUND_STATUSES, type=str.lower, help="only refunds in this status"
     )
     refunds.add_argument("--stuck", action="store_true", help="ABNORMAL, or PROCESSING for too long")
+    refunds.add_argument("--account", help="only refunds of orders this merchant account took")
     refunds.add_argument("--page-size", type=int, default=50, help="rows (default %(default)s)")
     refunds.set_defaults(func=_refunds)
 
@@ -88,11 +90,13 @@ def _register_reads(
     )
     notes.add_argument("--outcome", help="only this outcome, e.g. amount_mismatch")
     notes.add_argument("--failing", action="store_true", help="not processed, or an alarming outcome")
+    notes.add_argument("--account", help="only notifications verified as this merchant account's")
     notes.add_argument("--page-size", type=int, default=50, help="rows (default %(default)s)")
     notes.set_defaults(func=_notifications)
 
     jobs = verbs.add_parser("jobs", parents=[common], help="background work: fulfilment outbox, refund polls")
     jobs.add_argument("--kind", choices=KINDS, help="only this kind of background work")
+    jobs.add_argument("--account", help="only the work of orders this merchant account took")
     jobs.add_argument("--page-size", type=int, default=50, help="rows (default %(default)s)")
     jobs.set_defaults(func=_jobs)
 
@@ -152,6 +156,7 @@ def _orders(args: argparse.Namespace) -> int:
         user_id=args.user or "",
         needs_attention=args.attention,
         query=args.query or "",
+        account=args.account or "",
     )
     if args.status:
         request.status = order_pb2.OrderStatus.Value(f"ORDER_STATUS_{args.status.upper()}")
@@ -196,7 +201,7 @@ def _refunds(args: argparse.Namespace) -> int:
     from orderpay.v1 import admin_service_pb2 as pb
     from orderpay.v1 import pay_service_pb2
 
-    request = pb.ListRefundsRequest(stuck=args.stuck, page_size=args.page_size)
+    request = pb.ListRefundsRequest(stuck=args.stuck, page_size=args.page_size, account=args.account or "")
     if args.status:
         request.status = pay_service_pb2.RefundStatus.Value(f"REFUND_STATUS_{args.status.upper()}")
     return _run(
@@ -208,7 +213,11 @@ def _notifications(args: argparse.Namespace) -> int:
     from orderpay.v1 import admin_service_pb2 as pb
 
     request = pb.ListNotificationsRequest(
-        status=args.status or "", outcome=args.outcome or "", failing=args.failing, page_size=args.page_size
+        status=args.status or "",
+        outcome=args.outcome or "",
+        failing=args.failing,
+        page_size=args.page_size,
+        account=args.account or "",
     )
     return _run(
         args,
@@ -226,7 +235,7 @@ def _jobs(args: argparse.Namespace) -> int:
         _print_rows("fulfilment outbox", response.fulfilments, JOB_COLUMNS)
         _print_rows("refund polls", response.refund_polls, REFUND_COLUMNS)
 
-    return _run(args, lambda c: c.list_jobs(args.kind, args.page_size), show)
+    return _run(args, lambda c: c.list_jobs(args.kind, args.page_size, args.account or ""), show)
 
 
 def _retry_job(args: argparse.Namespace) -> int:

@@ -102,7 +102,11 @@ def get_order(
 
 
 def list_orders(
-    user_id: str, page_size: int = 20, page_token: str = "", status: OrderStatusArg | None = None
+    user_id: str,
+    page_size: int = 20,
+    page_token: str = "",
+    status: OrderStatusArg | None = None,
+    account: str = "",
 ) -> Call[
     order_service_pb2.ListOrdersRequest,
     order_service_pb2.ListOrdersResponse,
@@ -113,6 +117,7 @@ def list_orders(
         page_size=page_size,
         page_token=page_token,
         status=None if status is None else order_status(status),
+        account=account,
     )
     return Call(*_LIST_ORDERS, request, lambda response, _: response)
 

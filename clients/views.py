@@ -34,11 +34,13 @@ def orders_view(orders: Sequence[order_pb2.Order], console: Console) -> Table:
 def orders_table(orders: Sequence[order_pb2.Order]) -> Table:
     """A page of orders as a table: the columns an operator scans first, one line each."""
     table = Table(title=None if orders else "no orders")
-    for header in ("order id", "product", "qty", "total", "status", "fulfilment", "created (UTC)"):
+    headers = ("order id", "account", "product", "qty", "total", "status", "fulfilment", "created (UTC)")
+    for header in headers:
         table.add_column(header, no_wrap=True, justify="right" if header in {"qty", "total"} else "left")
     for order in orders:
         table.add_row(
             order.order_id,
+            order.account,
             order.product_id,
             str(order.quantity),
             yuan(order.total_fee),
@@ -53,11 +55,11 @@ def orders_stacked(orders: Sequence[order_pb2.Order]) -> Table:
     """For a narrow terminal: the id, then what the wide table's other columns say, line by line."""
     table = Table(title=None if orders else "no orders", show_lines=True)
     table.add_column("order id", no_wrap=True)
-    table.add_column("product / status / created (UTC)")
+    table.add_column("account / product / status / created (UTC)")
     for order in orders:
         table.add_row(
             order.order_id,
-            f"{order.product_id} ×{order.quantity}  {yuan(order.total_fee)}\n"
+            f"{order.account}: {order.product_id} ×{order.quantity}  {yuan(order.total_fee)}\n"
             f"{enum_label(order, 'status')}, fulfilment {enum_label(order, 'fulfilment')}\n"
             f"{short_time(order, 'created_at')}",
         )

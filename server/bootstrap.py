@@ -5,6 +5,7 @@ What reacts to what is not wired here: that is the handler table, server.service
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from server.domain.errors import ProviderUnavailableError
 from server.domain.fulfilment import RetryPolicy
 from server.domain.recon_records import FundBill, TradeBill
 from server.domain.routing import AccountRouter
-from server.observers import observe_provider, observe_read_route, observe_recon
+from server.observers import observe_read_route, observe_recon, provider_observer
 from server.operations_wiring import build_operations
 from server.service.catalogue import CatalogueService
 from server.service.external import ExternalFulfilment
@@ -39,6 +40,7 @@ from server.service.refunds import RefundService
 from server.webhook_wiring import build_webhooks
 from server.wxpay.accounts import Accounts, account_router, has_accounts, is_multi_account, load_accounts
 from server.wxpay.bills import WeChatBills
+from server.wxpay.client import WeChatPayClient
 from server.wxpay.notification import accounts_parser
 
 
@@ -72,6 +74,8 @@ def build_app(
         pool_size=settings.db_pool_size,
         busy_timeout_ms=settings.db_busy_timeout_ms,
         synchronous_commit=settings.db_synchronous_commit,
+        # A session URL beside database_url means database_url goes through a transaction-mode pooler.
+        prepares=not settings.database_session_url,
     )
     bind(db)
     if run_migrations:
@@ -170,14 +174,14 @@ def _payments_part(
 ) -> PaymentsPart:
     accounts = load_accounts(settings.credentials_dir, settings.default_account)  # all checked, one line
     credentials = accounts.default.credentials
+    sources: dict[str, BillSource] = {}
     if gateway is None:  # every account's gateway; one key store per signing account, client and sidecar
-        wired = wechat_gateways(settings, accounts, observe_provider)
-        bills = bills or WeChatBills(
-            wired.clients[accounts.default.provider or accounts.default.name],
-            download_timeout_s=settings.wxpay_bill_download_timeout_s,
-        )
+        wired = wechat_gateways(settings, accounts, provider_observer)
+        sources = account_bills(accounts, wired.clients, settings.wxpay_bill_download_timeout_s)
     else:
         wired = replaced_gateway(accounts, gateway)
+    if bills is not None:  # tests: one bill source, the default account's
+        sources = {accounts.default_name: bills}
     gateways = wired.gateways
     merchant = gateways.identity(accounts.default_name)
     per_account = is_multi_account(settings.credentials_dir)  # notify_url/<account> for each account
@@ -210,16 +214,16 @@ def _payments_part(
         payments=payments,
         refunds=refunds,
         transient_faults=TRANSIENT_DATABASE_ERRORS,  # incl. an exhausted connection pool
+        accounts=(accounts.default_name, *(n for n in accounts.names if n != accounts.default_name)),
     )
     reconciliation = ReconciliationService(
         uow,
         read,
         clock,
-        bills or _NoBills(),
+        sources or {accounts.default_name: _NoBills()},
         payments,
         refunds,
         observer=observe_recon,
-        accounts=_billed_accounts(accounts),
     )
     external = ExternalFulfilment(uow, clock)
     return PaymentsPart(
@@ -227,14 +231,21 @@ def _payments_part(
     )
 
 
-def _billed_accounts(accounts: Accounts) -> frozenset[str] | None:
-    """The accounts the reconciled bill covers: the default account's (a provider's bill holds its
-    sub-merchants' trades too). None with one account. Per-account bills: not yet (issue 18 §5)."""
-    if len(accounts.names) == 1:
-        return None
-    default = accounts.default
-    signer = default.provider or default.name
-    return frozenset(a.name for a in accounts if signer in (a.name, a.provider))
+def account_bills(
+    accounts: Accounts, clients: Mapping[str, WeChatPayClient], download_timeout_s: float
+) -> dict[str, BillSource]:
+    """Each account's bills (issue 18 §5): a direct merchant's own; a provider's own (its
+    sub-merchants' rows left to them); a sub-merchant's, applied for by its provider with `sub_mchid`."""
+    sources: dict[str, BillSource] = {}
+    for account in accounts:
+        client = clients[account.provider or account.name]
+        sources[account.name] = WeChatBills(
+            client,
+            download_timeout_s=download_timeout_s,
+            sub_mchid=account.sub_mchid,
+            own_only=account.kind == "provider",
+        )
+    return sources
 
 
 def _account_router(settings: Settings) -> AccountRouter:

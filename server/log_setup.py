@@ -19,6 +19,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -31,7 +32,7 @@ CallFields = dict[str, Any]
 # The running call's canonical fields (request id, method, business ids): merged into every line
 # logged while it runs, on the loop or on a database thread (Offload copies the context).
 CALL_FIELDS: ContextVar[CallFields | None] = ContextVar("orderpay_call_fields", default=None)
-_STOP = object()
+BATCH_WINDOW_S = 0.05  # a line reaches the log at most this late (plus its own write)
 
 
 def merge_call_fields(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -63,7 +64,12 @@ def _render_readable(fields: CallFields) -> str:
 
 class CallLog:
     """One line per call at level info. `emit` is the hot path: the fields dict (already built by
-    the caller) and the wall time go on a queue; one daemon thread renders and writes batches."""
+    the caller) and the wall time go on a queue; one daemon thread renders and writes batches.
+
+    The writer wakes once per batch window, not once per line: woken per line it took the GIL from
+    the loop and made a write syscall per call (~100 µs of CPU per call under B1's load). `emit`
+    wakes it only when it sleeps with an empty queue; lines stay queued until drained under the lock,
+    so `flush` and `captured` see every one of them."""
 
     def __init__(self) -> None:
         self.enabled = False
@@ -72,6 +78,9 @@ class CallLog:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = False  # the writer waits on `_wake` (set by the next emit)
+        self._stopping = False
 
     def configure(self, *, enabled: bool, render: Callable[[CallFields], str], stream: TextIO) -> None:
         self.flush()
@@ -79,8 +88,11 @@ class CallLog:
 
     def emit(self, fields: CallFields, timestamp: float) -> None:
         fields["timestamp"] = timestamp
-        self._queue.put(fields)
-        if self._writer is None:
+        self._queue.put(fields)  # first, so a writer going idle sees it (no lost wake-up)
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+        elif self._writer is None:
             self._start()
 
     def flush(self) -> None:
@@ -114,19 +126,21 @@ class CallLog:
                 atexit.register(self._stop)
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            with self._lock:
-                self._write(self._drain([first]))
+        while not self._stopping:
+            self._idle = True
+            if self._queue.empty():
+                self._wake.wait()
+            self._idle = False
+            self._wake.clear()
+            time.sleep(BATCH_WINDOW_S)  # let the batch gather
+            self.flush()
 
     def _drain(self, batch: list[Any]) -> list[CallFields]:
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                return [fields for fields in batch if fields is not _STOP]
+                return batch
             batch.append(item)
 
     def _write(self, batch: list[CallFields]) -> None:
@@ -141,7 +155,8 @@ class CallLog:
                 pass
 
     def _stop(self) -> None:
-        self._queue.put(_STOP)
+        self._stopping = True
+        self._wake.set()
         self.flush()
 
 

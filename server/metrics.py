@@ -45,14 +45,25 @@ RPC_LATENCY = Histogram(
     registry=REGISTRY,
 )
 ORDERS = Counter(
-    "orderpay_orders", "CreateOrder outcomes: created, replayed, deduplicated", ["outcome"], registry=REGISTRY
+    "orderpay_orders",
+    "CreateOrder outcomes (created, replayed, deduplicated) by the order's configured merchant account",
+    ["account", "outcome"],
+    registry=REGISTRY,
 )
-NOTIFICATIONS = Counter("orderpay_notifications", "Notifications by outcome", ["outcome"], registry=REGISTRY)
+NOTIFICATIONS = Counter(
+    "orderpay_notifications",
+    "Notifications by merchant account (its notify URL's; `unknown` for a name not configured) and outcome",
+    ["account", "outcome"],
+    registry=REGISTRY,
+)
 FULFILMENT = Counter(
     "orderpay_fulfilment_attempts", "Fulfilment attempts", ["kind", "outcome"], registry=REGISTRY
 )
 PROVIDER_CALLS = Counter(
-    "orderpay_provider_calls", "WeChat Pay calls", ["operation", "outcome"], registry=REGISTRY
+    "orderpay_provider_calls",
+    "WeChat Pay calls (payments, refunds, bills, keys) by the merchant account that signs them",
+    ["account", "operation", "outcome"],
+    registry=REGISTRY,
 )
 PROVIDER_LATENCY = Histogram(
     "orderpay_provider_latency_seconds", "WeChat Pay call latency", ["operation"], registry=REGISTRY
@@ -90,12 +101,18 @@ CERTIFICATES_EXPIRING = Gauge(
     "Known WeChat Pay platform certificates expiring within 10 days",
     registry=REGISTRY,
 )
+# `account` labels: the configured merchant accounts' names (issue 18), never a value from the wire, so
+# the label's cardinality is the configuration's.
 RECON_EXCEPTIONS = Gauge(
-    "orderpay_recon_exceptions", "Open reconciliation exceptions by kind", ["kind"], registry=REGISTRY
+    "orderpay_recon_exceptions",
+    "Open reconciliation exceptions by merchant account and kind",
+    ["account", "kind"],
+    registry=REGISTRY,
 )
 RECON_LAST_DAY = Gauge(
     "orderpay_recon_last_reconciled_day",
-    "The last Beijing day reconciled against WeChat Pay's bills (unix time of its 00:00 +08:00)",
+    "The last Beijing day each merchant account's bills were reconciled (unix time of its 00:00 +08:00)",
+    ["account"],
     registry=REGISTRY,
 )
 WAITERS = Gauge("orderpay_waiters_parked", "GetOrder(wait_ms) calls parked right now", registry=REGISTRY)

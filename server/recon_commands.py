@@ -1,7 +1,9 @@
 """`orderpay recon run|show|resolve`: reconcile a Beijing day against WeChat Pay's bills from a shell.
 
-Exit codes: 0 when nothing but matched rows and repaired (or resolved) exceptions remain, 3 when an
-exception is open, 2 when the day could not be reconciled (bill not ready, WeChat down, bad input).
+Each merchant account's bills are reconciled on their own (issue 18): without `--account`, every
+configured account's, one after the other (one failing leaves the others done). Exit codes: 0 when
+nothing but matched rows and repaired (or resolved) exceptions remain, 3 when an exception is open, 2
+when an account's day could not be reconciled (bill not ready, WeChat down, bad input).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from server.domain.text import escape_nonprintable
 
 if TYPE_CHECKING:  # imported lazily at run time: `orderpay --help` stays fast
+    from server.domain.errors import DomainError
     from server.service.recon_ports import DayReport
     from server.service.reconciliation import ReconciliationService
 
@@ -30,6 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for parser in (run, show):
         parser.add_argument("--date", type=date.fromisoformat, required=True, help="Beijing day, YYYY-MM-DD")
         parser.add_argument("--json", action="store_true", help="machine-readable report")
+        parser.add_argument("--account", help="only this merchant account (default: every account)")
     run.set_defaults(func=_run)
     show.set_defaults(func=_show)
     resolve = actions.add_parser("resolve", help="close an open exception with a reason (audited)")
@@ -60,17 +64,38 @@ def _guarded(action: Callable[[], int]) -> int:
     try:
         return action()
     except DomainError as exc:
-        detail = exc.metadata.get("provider_code", exc.reason)
-        print(escape_nonprintable(f"orderpay: {exc.message} ({detail})"), file=sys.stderr)
+        _say(exc)
         return 2
 
 
+def _say(exc: DomainError, account: str = "") -> None:
+    detail = exc.metadata.get("provider_code", exc.reason)
+    where = f"{account}: " if account else ""
+    print(escape_nonprintable(f"orderpay: {where}{exc.message} ({detail})"), file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
-    return _guarded(lambda: print_report(_service().run_day(args.date), as_json=args.json))
+    """Each account on its own: one whose bill cannot be had is one line on stderr, the others run."""
+    from server.domain.errors import DomainError  # noqa: PLC0415
+
+    def run() -> int:
+        service = _service()
+        accounts = [args.account] if args.account else list(service.accounts)
+        failed = False
+        for account in accounts:
+            try:
+                service.run_day(args.date, account=account)
+            except DomainError as exc:
+                failed = True
+                _say(exc, account if len(service.accounts) > 1 else "")
+        code = print_report(service.report(args.date, args.account), as_json=args.json)
+        return 2 if failed else code
+
+    return _guarded(run)
 
 
 def _show(args: argparse.Namespace) -> int:
-    return _guarded(lambda: print_report(_service().report(args.date), as_json=args.json))
+    return _guarded(lambda: print_report(_service().report(args.date, args.account), as_json=args.json))
 
 
 def _resolve(args: argparse.Namespace) -> int:
@@ -87,10 +112,12 @@ def _resolve(args: argparse.Namespace) -> int:
 
 
 def report_json(report: DayReport) -> dict[str, Any]:
+    """One account's day; every account's together adds `accounts`, each of them in this shape."""
     summary = report.summary
     totals = summary.totals
-    return {
+    data: dict[str, Any] = {
         "date": report.bill_date.isoformat(),
+        "account": report.account,
         "status": summary.status,
         "error": summary.error,
         "bill_rows": summary.bill_rows,
@@ -107,6 +134,7 @@ def report_json(report: DayReport) -> dict[str, Any]:
         "exceptions": [
             {
                 "id": e.id,
+                "account": e.account,
                 "kind": e.kind.value,
                 "status": e.status.value,
                 "out_trade_no": e.out_trade_no,
@@ -118,6 +146,9 @@ def report_json(report: DayReport) -> dict[str, Any]:
             for e in report.exceptions
         ],
     }
+    if report.parts:
+        data["accounts"] = [report_json(part) for part in report.parts]
+    return data
 
 
 def print_report(report: DayReport, *, as_json: bool) -> int:
@@ -140,10 +171,20 @@ def _money(fen: int | None) -> str:
 
 
 def render(data: dict[str, Any]) -> str:
+    """Every account's day: each account's report in turn, under the day's totals."""
+    if "accounts" not in data:
+        return _render_one(data)
+    head = _render_one(data).splitlines()[:3]  # the day across accounts; exceptions under each
+    parts = [_render_one(part) for part in data["accounts"]]
+    return "\n".join([*head, *parts])
+
+
+def _render_one(data: dict[str, Any]) -> str:
     flow = data["fund_flow"]
     opened = sum(1 for e in data["exceptions"] if e["status"] == "OPEN")
+    whose = f"account {data['account']}" if data.get("account") else "every account"
     lines = [
-        f"reconciliation of {data['date']} (Beijing day): {data['status']}",
+        f"reconciliation of {data['date']} (Beijing day): {data['status']} · {whose}",
         f"  bill rows {data['bill_rows']} · matched {data['matched']} · repaired {data['repaired']}"
         f" · deferred to the next day {data['deferred']} · open {opened}",
         f"  trade bill: payments {_yuan(flow['payments_fen'])} · refunds {_yuan(flow['refunds_fen'])}"

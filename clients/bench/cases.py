@@ -214,6 +214,18 @@ async def b2_duplicate_storm(bench: Bench) -> CaseResult:
         f"split keys (one key, two order ids): {split}; CPU/call {cpu_vs(ours, echoes[0])} × sync echo"
     )
     case.figures = figures(ours, echoes[0], case.ratio, cpu_vs(ours, echoes[0]))
+    for label, variant in bench.beside:  # the same storm on each variant, side by side
+        (other, other_split), other_cpu = await metered(
+            [variant],
+            duplicate_storm(
+                f"orderpay {label}", (variant.endpoints["target"],), config, plan, s.b2_duplicates
+            ),
+        )
+        case.rows.append(row(f"orderpay, {label}", other, other_cpu))
+        case.notes.append(f"{label}: split keys {other_split}")
+        case.figures[f"CPU ÷ baseline @ {label}"] = cpu_vs(case.rows[-1], echoes[0]) or 0.0
+        case.figures[f"throughput ÷ baseline @ {label}"] = ratio(other.throughput, echoes[0].rate) or 0.0
+        split += other_split
     expected = Expected(config.user_prefix, orders=s.b2_keys)
     clean = invariants_clean(case, summary, bench.database_url, expected) and not split
     case.passed = clean and (case.ratio or 0) >= MIN_RATIO_B2

@@ -11,9 +11,10 @@ from typing import TypeVar
 
 import aiohttp
 import grpc
+import psycopg2
 
 from clients.bench.echo import ECHO_METHOD
-from clients.bench.procs import Proc, postgres_cpu_s
+from clients.bench.procs import Proc, backend_cpu_s, postgres_cpu_s
 from clients.calls import new_id, request_metadata
 from clients.channel import make_aio_channel
 from clients.loadtest.harness import Plan, Recorder, Summary, drive
@@ -107,7 +108,8 @@ class Cpu:
     """CPU seconds the measured processes used during one run (summed over them)."""
 
     seconds: float
-    postgres_s: float | None = None
+    postgres_s: float | None = None  # the backends serving the bench's own database
+    postgres_all_s: float | None = None  # every local `postgres` process (other databases' too)
 
     def per_call_us(self, calls: int) -> float | None:
         return round(self.seconds * 1e6 / calls, 1) if calls else None
@@ -115,13 +117,39 @@ class Cpu:
     def postgres_per_call_us(self, calls: int) -> float | None:
         return None if self.postgres_s is None or not calls else round(self.postgres_s * 1e6 / calls, 1)
 
+    def postgres_all_per_call_us(self, calls: int) -> float | None:
+        seconds = self.postgres_all_s
+        return None if seconds is None or not calls else round(seconds * 1e6 / calls, 1)
 
-async def metered(procs: Sequence[Proc], run: Awaitable[_T], *, postgres: bool = False) -> tuple[_T, Cpu]:
-    """Await `run`; the CPU the processes (and, if asked, local PostgreSQL) spent meanwhile."""
+
+async def metered(procs: Sequence[Proc], run: Awaitable[_T], *, postgres: str = "") -> tuple[_T, Cpu]:
+    """Await `run`; the CPU the processes spent meanwhile, and with `postgres` (a database URL) the CPU
+    of the PostgreSQL backends connected to that database (those that connect during the run count
+    from their start) and, as an upper bound, of every local `postgres` process: on a shared server
+    the latter counts other databases' work too."""
     before = sum(proc.cpu_s() for proc in procs)
-    pg_before = postgres_cpu_s() if postgres else None
+    pg_all_before = postgres_cpu_s() if postgres else None
+    own_before = backend_cpu_s(database_backends(postgres)) if postgres else {}
     result = await run
     used = sum(proc.cpu_s() for proc in procs) - before
-    pg_after = postgres_cpu_s() if postgres else None
-    pg_used = None if pg_before is None or pg_after is None else pg_after - pg_before
-    return result, Cpu(used, pg_used)
+    if not postgres:
+        return result, Cpu(used)
+    own_after = backend_cpu_s(database_backends(postgres))
+    own = sum(cpu - own_before.get(pid, 0.0) for pid, cpu in own_after.items())
+    pg_all_after = postgres_cpu_s()
+    pg_all = None if pg_all_before is None or pg_all_after is None else pg_all_after - pg_all_before
+    return result, Cpu(used, own if own_after else None, pg_all)
+
+
+def database_backends(database_url: str) -> list[int]:
+    """The pids of the backends connected to this database (pg_stat_activity)."""
+    name = database_url.rsplit("/", 1)[1].split("?", 1)[0]
+    connection = psycopg2.connect(database_url, connect_timeout=3)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,)
+            )
+            return [row[0] for row in cursor.fetchall()]
+    finally:
+        connection.close()

@@ -147,6 +147,17 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def backend_cpu_s(pids: list[int]) -> dict[int, float]:
+    """CPU seconds used so far by each of these processes that still runs."""
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = process_cpu_s(pid)
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+    return found
+
+
 def postgres_cpu_s() -> float | None:
     """CPU seconds used so far by every local process named `postgres` (the server and its backends);
     None when none is visible (PostgreSQL on another host or in a container)."""

@@ -37,6 +37,7 @@ from server.adapters.tables import OrderRow, RefundRow
 from server.adapters.times import to_db_time
 from server.adapters.unit_of_work import read_only_factory, unit_of_work_factory
 from server.domain.reconciliation import BEIJING, Window, reconcile
+from server.domain.routing import DEFAULT_ACCOUNT
 from server.log_setup import configure_logging
 from server.service.reconciliation import ReconciliationService
 from server.wxpay.bills import WeChatBills, parse_trade_bill
@@ -80,7 +81,7 @@ def run(orders: int, database_url: str, scratch: Path, *, trace: bool) -> dict[s
             unit_of_work_factory(db),
             read_only_factory(db),
             clock,
-            WeChatBills(client),
+            {DEFAULT_ACCOUNT: WeChatBills(client)},
             None,
         )
         render_s = _sandbox_render_seconds(server.app[SANDBOX], day)
@@ -207,7 +208,7 @@ def _parse_and_match(db: Any, day: Any, client: WeChatPayClient) -> tuple[float,
     """orderpay's side alone: parse the stored file, read the locals, match (no HTTP, no writes)."""
     store = PeeweeReconStore()
     with db.connection_context():
-        content = store.file(day, "TRADE")
+        content = store.file(day, DEFAULT_ACCOUNT, "TRADE")
         assert content is not None  # noqa: S101 - run_day stored it
         tracemalloc.start()
         started = time.perf_counter()

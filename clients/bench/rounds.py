@@ -50,8 +50,10 @@ FIGURES = (
            _figure("B2", "throughput ÷ baseline"), lambda v: v >= 0.7),
     Figure("PostgreSQL (B5, 2 processes): server CPU per order ÷ sync echo", "≤ 2.5", _pg_cpu_vs_echo,
            lambda v: v <= 2.5),
-    Figure("PostgreSQL (B5): PostgreSQL CPU µs per order", "≤ 600", _figure("B5", "PostgreSQL CPU µs/order"),
-           lambda v: v <= 600),
+    Figure("PostgreSQL (B5): PostgreSQL CPU µs per order (its database's backends)", "≤ 600",
+           _figure("B5", "PostgreSQL CPU µs/order"), lambda v: v <= 600),
+    Figure("PostgreSQL (B5): every local postgres process, CPU µs per order (upper bound; shared server)",
+           "", _figure("B5", "every postgres process CPU µs/order"), lambda _v: True),
     Figure("B3 notifications/s ÷ bare verify-and-decrypt handler", "≥ 0.3", _figure(
         "B3", "throughput ÷ baseline"), lambda v: v >= 0.3),
     Figure("B3 CPU µs per delivery", "", _figure("B3", "CPU µs/call"), lambda _v: True),
@@ -65,13 +67,17 @@ FIGURES = (
 
 
 def _beside(rounds: list[Round]) -> list[Figure]:
-    """B1 on each variant run beside (`--beside`, `--warning`): its CPU and throughput ratios."""
-    names = sorted(
-        {name for found in rounds if "B1" in found for name in found["B1"].figures if " @ " in name}
-    )
+    """B1 and B2 on each variant run beside (`--beside`, `--warning`): CPU and throughput ratios."""
+    found_in = [
+        (case_id, name)
+        for case_id in ("B1", "B2")
+        for name in sorted(
+            {name for found in rounds if case_id in found for name in found[case_id].figures if " @ " in name}
+        )
+    ]
     return [
-        Figure(f"B1 SQLite {name.replace('baseline', 'sync echo')}", "", _figure("B1", name), _any)
-        for name in names
+        Figure(f"{case_id} SQLite {name.replace('baseline', 'sync echo')}", "", _figure(case_id, name), _any)
+        for case_id, name in found_in
     ]
 
 

@@ -1,5 +1,6 @@
-"""Bill endpoints (`/v3/bill/tradebill`, `/v3/bill/fundflowbill`, `/v3/billdownload/file`) and the
-clock control (`/sandbox/v1/clock`).
+"""Bill endpoints (`/v3/bill/tradebill`, `/v3/bill/fundflowbill`, `/v3/bill/sub-merchant-fundflowbill`,
+`/v3/billdownload/file`) and the clock control (`/sandbox/v1/clock`). Every bill is one account's: a
+direct merchant's own, or (a provider naming `sub_mchid`) one sub-merchant's.
 
 Applying answers signed JSON `{hash_type, hash_value, download_url}`; the download answer is *not*
 signed (WeChat signs none on that path) and the hash is the SHA1 of the uncompressed bytes. A download
@@ -32,6 +33,7 @@ from sandbox.bills.render import (
     render_trade_bill,
     trade_rows,
 )
+from sandbox.bills.sealed import ALGORITHMS, seal
 from sandbox.config import ConfigError
 from sandbox.engine.clock import ClockError
 from sandbox.engine.state import SANDBOX, Sandbox
@@ -43,9 +45,10 @@ CLOCK_PATH = "/sandbox/v1/clock"
 
 @dataclass(frozen=True)
 class _File:
-    content: bytes  # uncompressed
+    content: bytes  # uncompressed; or, `sealed`, the bytes to serve as they are
     gzip: bool
     expires_at: datetime
+    sealed: bool = False
 
 
 class BillDesk:
@@ -55,11 +58,11 @@ class BillDesk:
         self._lock = threading.Lock()
         self._files: dict[str, _File] = {}
 
-    def issue(self, content: bytes, *, compressed: bool, now: datetime) -> str:
+    def issue(self, content: bytes, *, compressed: bool, now: datetime, sealed: bool = False) -> str:
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._files = {k: f for k, f in self._files.items() if f.expires_at > now}  # drop stale ones
-            self._files[token] = _File(content, compressed, now + TOKEN_TTL)
+            self._files[token] = _File(content, compressed, now + TOKEN_TTL, sealed)
         return token
 
     def take(self, token: str, now: datetime) -> _File:
@@ -137,8 +140,8 @@ async def trade_bill(request: web.Request) -> web.StreamResponse:
     return _answer(request, sandbox, content, compressed)
 
 
-async def fundflow_bill(request: web.Request) -> web.StreamResponse:
-    sandbox = request[BOOK]  # the account's own basic account (sub-merchant fund flows: not emulated)
+def _fund_flow_content(request: web.Request, sandbox: Sandbox) -> tuple[bytes, bool]:
+    """`sandbox`'s basic account on the day asked for: (file, whether gzip was asked)."""
     account = request.query.get("account_type", "BASIC")
     if account not in {"BASIC", "OPERATION", "FEES"}:
         raise errors.param_error("account_type", "只支持BASIC、OPERATION、FEES", account, location="query")
@@ -151,13 +154,39 @@ async def fundflow_bill(request: web.Request) -> web.StreamResponse:
         content = render_fundflow_bill(trades, refunds, day, sandbox.settings.faults_for, _layout(sandbox))
     except BillUnavailable as exc:
         raise ApiError(400, exc.code, exc.message) from None
+    return content, compressed
+
+
+async def fundflow_bill(request: web.Request) -> web.StreamResponse:
+    sandbox = request[BOOK]  # the account's own basic account; a sub-merchant's: the route below
+    content, compressed = _fund_flow_content(request, sandbox)
     return _answer(request, sandbox, content, compressed)
+
+
+async def sub_merchant_fundflow_bill(request: web.Request) -> web.StreamResponse:
+    provider = request[BOOK]
+    sub_mchid = request.query.get("sub_mchid")
+    if not sub_mchid:
+        raise errors.param_error("sub_mchid", "此字段为必填项", sub_mchid, location="query")
+    algorithm = request.query.get("algorithm")
+    if algorithm not in ALGORITHMS:
+        raise errors.param_error("algorithm", "只支持AEAD_AES_256_GCM", algorithm, location="query")
+    book = refund_book(request, sub_mchid)  # NO_AUTH / MCH_NOT_EXISTS as for the partner API
+    content, compressed = _fund_flow_content(request, book)
+    sealed, part = seal(provider, content, compressed=compressed)
+    token = request.app[BILL_DESK].issue(sealed, compressed=False, now=provider.clock(), sealed=True)
+    url = f"{request.scheme}://{request.host}/v3/billdownload/file?token={token}"
+    listed = {**part, "bill_sequence": 1, "download_url": url}
+    body = {"download_bill_count": 1, "download_bill_list": [listed]}
+    return signed(provider, request, 200, body)
 
 
 async def download(request: web.Request) -> web.StreamResponse:
     """The one answer the gateway does not sign: the caller checks the file against the applied hash."""
     sandbox = request[BOOK]
     found = request.app[BILL_DESK].take(request.query.get("token", ""), sandbox.clock())
+    if found.sealed:
+        return web.Response(body=found.content, headers={"Content-Type": "application/octet-stream"})
     if found.gzip:
         body = gzip.compress(found.content, mtime=0)
         return web.Response(body=body, headers={"Content-Type": "application/x-gzip"})
@@ -201,6 +230,7 @@ def add_routes(app: web.Application) -> None:
     app[BILL_DESK] = BillDesk()
     app.router.add_get("/v3/bill/tradebill", trade_bill)
     app.router.add_get("/v3/bill/fundflowbill", fundflow_bill)
+    app.router.add_get("/v3/bill/sub-merchant-fundflowbill", sub_merchant_fundflow_bill)
     app.router.add_get("/v3/billdownload/file", download)
     app.router.add_get(CLOCK_PATH, get_clock)
     app.router.add_post(CLOCK_PATH, move_clock)

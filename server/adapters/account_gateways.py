@@ -7,6 +7,7 @@ or a service provider. A sub-merchant's gateway speaks the partner API over its 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.adapters.gateways import MerchantGateways
@@ -42,11 +43,18 @@ class AccountGateways:
     clients: dict[str, WeChatPayClient]  # the signing accounts' clients, by account name
 
 
-def wechat_gateways(settings: Settings, accounts: Accounts, observer: Observer) -> AccountGateways:
+def wechat_gateways(
+    settings: Settings, accounts: Accounts, observer_for: Callable[[str], Observer]
+) -> AccountGateways:
+    """`observer_for(account)`: the signing account's call observer (its metrics label is the
+    configured name)."""
     clients: dict[str, WeChatPayClient] = {}
     for account in accounts:
         if not account.partner:
-            clients[account.name] = from_settings(settings, account.credentials, observer=observer)
+            observer = observer_for(account.name)
+            clients[account.name] = from_settings(
+                settings, account.credentials, observer=observer, sign_mode=account.sign_mode
+            )
     built: dict[MerchantIdentity, PaymentGateway] = {}
     keys: NotifyKeys = {}
     for account in accounts:

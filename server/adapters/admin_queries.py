@@ -8,7 +8,6 @@ first by keyset (created_at, id) like ListOrders; the page token is that positio
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
@@ -28,6 +27,7 @@ from server.adapters.admin_shapes import (
     encode_token,
 )
 from server.adapters.attention import failing_notification, needs_a_human, stuck_refund
+from server.adapters.notification_store import stored_headers
 from server.adapters.read_routing import ReadRoute
 from server.adapters.recon_tables import ReconExceptionRow
 from server.adapters.repositories import PeeweeRefunds, order_from_row
@@ -131,16 +131,24 @@ class AdminQueries:
             for n in map(self._notification, candidates)
             if n.out_trade_no == order.out_trade_no or (n.out_refund_no and n.out_refund_no in refund_nos)
         ]
-        recon = self.recon_exceptions(out_trade_no=order.out_trade_no)
+        recon = self.recon_exceptions(out_trade_no=order.out_trade_no, account=order.account)
         fulfilment = None if ledger is None else _ledger(ledger)
         return OrderStory(order, events, refunds, notes, fulfilment, grants, recon=recon)
 
     # --- notifications, refunds, background work ---------------------------------------------------
     @_routed
     def list_notifications(
-        self, *, status: str | None = None, outcome: str | None = None, failing: bool = False, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        outcome: str | None = None,
+        failing: bool = False,
+        limit: int = 50,
+        account: str | None = None,
     ) -> list[NotificationView]:
         query = NotificationRow.select()
+        if account:  # the account whose keys verified it (migration 0015)
+            query = query.where(NotificationRow.account == account)
         if status:
             query = query.where(NotificationRow.status == status)
         if outcome:
@@ -152,9 +160,19 @@ class AdminQueries:
 
     @_routed
     def list_refunds(
-        self, *, status: str | None = None, stuck: bool = False, limit: int = 50, now: datetime | None = None
+        self,
+        *,
+        status: str | None = None,
+        stuck: bool = False,
+        limit: int = 50,
+        now: datetime | None = None,
+        account: str | None = None,
     ) -> list[Refund]:
         query = RefundRow.select(RefundRow.out_refund_no)
+        if account:  # a refund is its order's account's
+            query = query.join(OrderRow, on=(RefundRow.order_id == OrderRow.order_id)).where(
+                OrderRow.account == account
+            )
         if status:
             query = query.where(RefundRow.status == status)
         if stuck:
@@ -163,25 +181,33 @@ class AdminQueries:
         return [r for r in map(PeeweeRefunds().get, nos) if r is not None]
 
     @_routed
-    def list_fulfilment_jobs(self, *, status: str | None = None, limit: int = 50) -> list[FulfilmentView]:
+    def list_fulfilment_jobs(
+        self, *, status: str | None = None, limit: int = 50, account: str | None = None
+    ) -> list[FulfilmentView]:
         query = FulfilmentRow.select().where(
             FulfilmentRow.status.in_(
                 [status] if status else [LedgerStatus.PENDING.value, LedgerStatus.FAILED.value]
             )
         )
+        if account:  # the work of one merchant account's orders (issue 18)
+            query = query.join(OrderRow, on=(FulfilmentRow.order_id == OrderRow.order_id)).where(
+                OrderRow.account == account
+            )
         return [_ledger(r) for r in query.order_by(FulfilmentRow.next_attempt_at).limit(_page(limit))]
 
     @_routed
-    def needs_attention(self, now: datetime, limit: int = 50) -> Attention:
+    def needs_attention(self, now: datetime, limit: int = 50, account: str | None = None) -> Attention:
+        """`account`: only that merchant account's orders, refunds, notifications and reconciliation
+        exceptions."""
         held = self.list_orders(
-            OrderFilter(fulfilment=Fulfilment.HELD.value, needs_attention=True), limit
+            OrderFilter(fulfilment=Fulfilment.HELD.value, needs_attention=True, account=account), limit
         ).orders
         failed = self.list_orders(
-            OrderFilter(fulfilment=Fulfilment.FAILED.value, needs_attention=True), limit
+            OrderFilter(fulfilment=Fulfilment.FAILED.value, needs_attention=True, account=account), limit
         ).orders
-        refunds = self.list_refunds(stuck=True, limit=limit, now=now)
-        notes = self.list_notifications(failing=True, limit=limit)
-        recon = self.recon_exceptions(limit)
+        refunds = self.list_refunds(stuck=True, limit=limit, now=now, account=account)
+        notes = self.list_notifications(failing=True, limit=limit, account=account)
+        recon = self.recon_exceptions(limit, account=account)
         counts = {
             "held": len(held),
             "failed": len(failed),
@@ -192,28 +218,34 @@ class AdminQueries:
         return Attention(held, failed, refunds, notes, recon, counts)
 
     @_routed
-    def recon_exceptions(self, limit: int = 50, out_trade_no: str | None = None) -> list[dict[str, Any]]:
+    def recon_exceptions(
+        self, limit: int = 50, out_trade_no: str | None = None, account: str | None = None
+    ) -> list[dict[str, Any]]:
         """Open reconciliation exceptions (server.service.reconciliation), newest first; of one order
-        when `out_trade_no` is given (its page resolves them)."""
+        when `out_trade_no` and `account` are given (its page resolves them), or of one account. Each
+        links to its own account's order of that number, never another account's (issue 18)."""
         where = ReconExceptionRow.status == ExceptionStatus.OPEN.value
         if out_trade_no is not None:
             where &= ReconExceptionRow.out_trade_no == out_trade_no
+        if account:
+            where &= ReconExceptionRow.account == account
         rows = ReconExceptionRow.select().where(where).order_by(ReconExceptionRow.id.desc()).limit(limit)
         found = list(rows)
         trades = {row.out_trade_no for row in found if row.out_trade_no}
-        order_ids: dict[str, str] = {}
+        order_ids: dict[tuple[str, str], str] = {}
         if trades:
-            pairs = OrderRow.select(OrderRow.out_trade_no, OrderRow.order_id).where(
+            pairs = OrderRow.select(OrderRow.account, OrderRow.out_trade_no, OrderRow.order_id).where(
                 OrderRow.out_trade_no.in_(list(trades))
             )
-            order_ids = {row.out_trade_no: row.order_id for row in pairs}
+            order_ids = {(row.account, row.out_trade_no): row.order_id for row in pairs}
         return [
             {
                 "id": row.id,
                 "day": row.bill_date,
+                "account": row.account,
                 "kind": row.kind,
                 "out_trade_no": row.out_trade_no,
-                "order_id": order_ids.get(row.out_trade_no),  # the console links to the order
+                "order_id": order_ids.get((row.account, row.out_trade_no)),  # the console's link
                 "out_refund_no": row.out_refund_no,
                 "local_fen": row.local_fen,
                 "remote_fen": row.remote_fen,
@@ -227,7 +259,7 @@ class AdminQueries:
         assert received is not None  # noqa: S101 - NOT NULL column
         described: dict[str, str] | None = None
         if self._describe is not None:
-            described = self._describe(json.loads(row.headers), row.body, received)
+            described = self._describe(stored_headers(row), row.body, received)
         return NotificationView(
             notification_id=row.notification_id,
             event_type=row.event_type,
@@ -238,6 +270,7 @@ class AdminQueries:
             processed_at=from_db_time(row.processed_at),
             out_trade_no=(described or {}).get("out_trade_no", ""),
             out_refund_no=(described or {}).get("out_refund_no", ""),
+            account=row.account,
         )
 
 
@@ -248,6 +281,7 @@ def _order_filter(where: OrderFilter) -> pw.Expression:
         (OrderRow.fulfilment, where.fulfilment),
         (OrderRow.product_id, where.product_id),
         (OrderRow.user_id, where.user_id),
+        (OrderRow.account, where.account),
     ):
         if value:
             clauses.append(column == value)

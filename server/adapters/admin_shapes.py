@@ -25,6 +25,7 @@ class OrderFilter:
     created_to: datetime | None = None
     needs_attention: bool = False
     text: str | None = None  # order_id, out_trade_no (商户订单号) or transaction_id (微信支付单号)
+    account: str | None = None  # the merchant account that took the order (issue 18)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class NotificationView:
     processed_at: datetime | None
     out_trade_no: str = ""
     out_refund_no: str = ""
+    account: str = ""  # the account whose URL (and keys) it arrived on (issue 18)
 
 
 @dataclass(frozen=True)

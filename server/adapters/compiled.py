@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import peewee as pw
@@ -128,3 +128,24 @@ def _value_or_default(field: pw.Field, values: Mapping[str, Any]) -> Any:
     if field.name in values:
         return values[field.name]
     return field.default() if callable(field.default) else field.default
+
+
+Compose = Callable[[Callable[[str], pw.Value], tuple[str, ...]], pw.Query]
+
+
+class CompiledQuery(_Compiled):
+    """Any statement, composed once per variant: `compose(mark, variant)` builds the Peewee query with
+    `mark(name)` wherever a value goes (the variant, a tuple of names, picks e.g. which columns an
+    UPDATE sets); `execute` binds values already in their stored form (naive UTC datetimes, enum
+    values: what the fields' converters would hand over) and returns the cursor."""
+
+    def __init__(self, model: type[pw.Model], compose: Compose) -> None:
+        super().__init__(model)
+        self._build = compose
+
+    def execute(self, values: Mapping[str, Any], variant: tuple[str, ...] = ()) -> Any:
+        db, statement = self._statement(variant)
+        return db.execute_sql(statement.sql, statement.bind(values))
+
+    def _compose(self, names: tuple[str, ...]) -> pw.Query:
+        return self._build(_mark, names)

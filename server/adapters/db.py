@@ -24,14 +24,21 @@ def make_database(
     busy_timeout_ms: int = 10_000,
     synchronous_commit: str = "",
     application_name: str = "",
+    prepares: bool = True,
 ) -> pw.Database:
+    """`prepares`: PostgreSQL may keep prepared statements per connection (not through a
+    transaction-mode pooler: server/adapters/prepared.py)."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         return _sqlite(url.removeprefix("sqlite:///"), pool_size, busy_timeout_ms)
     if parsed.scheme in {"postgresql", "postgres"}:
         # Single or multi-host (`h1:p1,h2:p2/db?target_session_attrs=read-write`): libpq parses it.
         return make_postgres(
-            url, pool_size=pool_size, synchronous_commit=synchronous_commit, application_name=application_name
+            url,
+            pool_size=pool_size,
+            synchronous_commit=synchronous_commit,
+            application_name=application_name,
+            prepares=prepares,
         )
     raise ValueError(f"unsupported database url scheme {parsed.scheme!r} (want sqlite:/// or postgresql://)")
 

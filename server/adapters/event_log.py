@@ -22,17 +22,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 import peewee as pw
 
+from server.adapters import feed_read  # the Watch streams' reads, composed once
+from server.adapters.feed_append import FEED_CHANNEL, statements
 from server.adapters.feed_payload import encode_entry
-from server.adapters.tables import EventLogHeadRow, EventLogRow, EventSubscriberRow
+from server.adapters.tables import EventLogRow, EventSubscriberRow
 from server.adapters.times import from_db_time, to_db_time
 from server.domain.feed import FeedFilter
 from server.service.feed_ports import FeedEntry, StoredEvent, Subscriber
 
-FEED_CHANNEL: Final = "orderpay_feed"
+__all__ = ["FEED_CHANNEL", "PeeweeEventLog", "PeeweeSubscribers"]
+
 Encode = Callable[[FeedEntry, int], bytes]
 
 
@@ -41,46 +44,34 @@ class PeeweeEventLog:
         self._encode = encode
 
     def append(self, entries: Sequence[FeedEntry]) -> int:
-        """Append in order; returns the last position given (0 for nothing)."""
+        """Append in order; returns the last position given (0 for nothing). Statements composed once
+        per dialect (server/adapters/feed_append.py)."""
         if not entries:
             return 0
-        last = _bump_head(len(entries))
-        first = last - len(entries) + 1
-        rows = [
-            {
-                "position": first + i,
-                "type": entry.type.value,
-                "account": entry.account,
-                "order_id": entry.order_id,
-                "occurred_at": to_db_time(entry.occurred_at),
-                "payload": self._encode(entry, first + i),
-            }
-            for i, entry in enumerate(entries)
-        ]
-        EventLogRow.insert_many(rows).execute()
-        db: Any = EventLogRow._meta.database
-        if isinstance(db.obj if isinstance(db, pw.DatabaseProxy) else db, pw.PostgresqlDatabase):
-            db.execute_sql("SELECT pg_notify(%s, %s)", (FEED_CHANNEL, str(last)))  # sent on commit
+        db: Any = EventLogRow._meta.database.obj  # the database the proxy is bound to
+        sql = statements(db)
+        count = len(entries)
+        last = int(db.execute_sql(sql.bump, (count, 1)).fetchone()[0])
+        first = last - count + 1
+        values: list[Any] = []
+        for i, entry in enumerate(entries):
+            values += (
+                first + i,
+                entry.type.value,
+                entry.account,
+                entry.order_id,
+                to_db_time(entry.occurred_at),
+                self._encode(entry, first + i),
+            )
+        db.execute_sql(sql.insert(count), [*values, *sql.notify_params(last)])  # NOTIFY: sent on commit
         return last
 
     def head(self) -> int:
-        return int(
-            EventLogHeadRow.select(EventLogHeadRow.position).where(EventLogHeadRow.id == 1).scalar() or 0
-        )
+        return feed_read.head()
 
     def read_after(self, after: int, upto: int, chosen: FeedFilter, limit: int) -> list[StoredEvent]:
         """Entries in (after, upto] that pass the filter, oldest first, at most `limit`."""
-        query = EventLogRow.select(
-            EventLogRow.position, EventLogRow.type, EventLogRow.account, EventLogRow.payload
-        ).where((EventLogRow.position > after) & (EventLogRow.position <= upto))
-        if chosen.types:
-            query = query.where(EventLogRow.type.in_(sorted(chosen.types)))
-        if chosen.account:
-            query = query.where(EventLogRow.account == chosen.account)
-        return [
-            StoredEvent(row.position, row.type, row.account, bytes(row.payload))
-            for row in query.order_by(EventLogRow.position).limit(limit)
-        ]
+        return feed_read.read_after(after, upto, chosen, limit)
 
     def count_purgeable(self, cutoff: datetime, keep_after: int) -> int:
         old = (EventLogRow.occurred_at < to_db_time(cutoff)) & (EventLogRow.position <= keep_after)
@@ -99,16 +90,6 @@ class PeeweeEventLog:
             return 0
         doomed_rows = EventLogRow.delete()  # type: ignore[misc]  # types-peewee: a generic classmethod
         return int(doomed_rows.where(EventLogRow.position.in_(positions)).execute())
-
-
-def _bump_head(count: int) -> int:
-    """The row lock that orders appenders by commit (see the module docstring)."""
-    query = (
-        EventLogHeadRow.update(position=EventLogHeadRow.position + count)
-        .where(EventLogHeadRow.id == 1)
-        .returning(EventLogHeadRow.position)
-    )
-    return int(next(iter(query.execute())).position)
 
 
 class PeeweeSubscribers:

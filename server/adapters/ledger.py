@@ -6,10 +6,13 @@ the order's move commit or roll back together.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 import peewee as pw
 
+from server.adapters.compiled import CompiledCompareAndSet, CompiledInsert, CompiledLookup, CompiledQuery
 from server.adapters.tables import FulfilmentRow, GrantRow, MembershipRow
 from server.adapters.times import from_db_time, required_time, to_db_time
 from server.domain.fulfilment import FulfilmentClaim, GrantState, LedgerStatus
@@ -17,6 +20,40 @@ from server.domain.membership import Membership, extended
 from server.domain.order import Order
 from server.service.retry import retry_on_conflict
 from server.service.shapes import Grant
+
+_F = FulfilmentRow
+_PENDING = LedgerStatus.PENDING.value
+Mark = Callable[[str], pw.Value]
+
+
+def _add(mark: Mark, _variant: tuple[str, ...]) -> pw.Query:
+    columns = ("order_id", "kind", "status", "next_attempt_at", "created_at", "updated_at")
+    return _F.insert({getattr(_F, c): mark(c) for c in columns}).on_conflict_ignore()
+
+
+def _due_for_order(mark: Mark, variant: tuple[str, ...]) -> pw.Query:
+    """The order's row when PENDING and due; variant ("skip_locked",) on PostgreSQL."""
+    query = _F.select(_F.order_id, _F.kind, _F.version, _F.attempts).where(
+        (_F.order_id == mark("order_id")) & (_F.status == _PENDING) & (_F.next_attempt_at <= mark("now"))
+    )
+    return query.for_update(skip_locked=True) if variant else query
+
+
+# The prompt fulfilment's statements, composed once (server/adapters/compiled.py). A compare-and-set on
+# the version needs no status guard: every change to a row bumps its version, so the version a claim
+# read PENDING is still PENDING when it matches.
+_ADD = CompiledQuery(_F, _add)
+_DUE_FOR_ORDER = CompiledQuery(_F, _due_for_order)
+_LEDGER_CAS = CompiledCompareAndSet(_F, _F.order_id)
+_GRANT_INSERT = CompiledInsert(GrantRow)
+_MEMBERSHIP_BY_USER = CompiledLookup(MembershipRow, MembershipRow.user_id)
+_MEMBERSHIP_CAS = CompiledCompareAndSet(MembershipRow, MembershipRow.user_id)
+_MEMBERSHIP_INSERT = CompiledQuery(
+    MembershipRow,
+    lambda mark, _: MembershipRow.insert(
+        {getattr(MembershipRow, c): mark(c) for c in ("user_id", "expires_at", "updated_at")}
+    ).on_conflict_ignore(),
+)
 
 
 class PeeweeLedger:
@@ -26,14 +63,17 @@ class PeeweeLedger:
 
     def add(self, order_id: str, kind: str, now: datetime) -> None:
         """The outbox row of OrderPaid, written in the PAID transaction; unique per order."""
-        FulfilmentRow.insert(
-            order_id=order_id,
-            kind=kind,
-            status=LedgerStatus.PENDING.value,
-            next_attempt_at=to_db_time(now),
-            created_at=to_db_time(now),
-            updated_at=to_db_time(now),
-        ).on_conflict_ignore().execute()
+        at = to_db_time(now)
+        _ADD.execute(
+            {
+                "order_id": order_id,
+                "kind": kind,
+                "status": _PENDING,
+                "next_attempt_at": at,
+                "created_at": at,
+                "updated_at": at,
+            }
+        )
 
     def _due(self, now: datetime) -> pw.Expression:
         return (FulfilmentRow.status == LedgerStatus.PENDING) & (
@@ -46,32 +86,34 @@ class PeeweeLedger:
         return self._claim_rows(query.limit(limit), now, lease)
 
     def claim_order(self, order_id: str, now: datetime, lease: timedelta) -> FulfilmentClaim | None:
-        query = FulfilmentRow.select().where((FulfilmentRow.order_id == order_id) & self._due(now))
-        claims = self._claim_rows(query, now, lease)
+        claims = self._claim_rows(self._due_rows(order_id, now), now, lease)
         return claims[0] if claims else None
 
+    def due_for_order(self, order_id: str, now: datetime) -> FulfilmentClaim | None:
+        """The order's due PENDING row as a claim at its current version, without a lease: for a caller
+        that settles it in this same transaction (on PostgreSQL the row stays locked until then)."""
+        rows = self._due_rows(order_id, now)
+        return FulfilmentClaim(*rows[0]) if rows else None
+
+    def _due_rows(self, order_id: str, now: datetime) -> list[Any]:
+        variant = ("skip_locked",) if self._skip_locked else ()
+        return list(_DUE_FOR_ORDER.execute({"order_id": order_id, "now": to_db_time(now)}, variant))
+
     def _claim_rows(
-        self, query: pw.ModelSelect[FulfilmentRow], now: datetime, lease: timedelta
+        self, query: pw.ModelSelect[FulfilmentRow] | list[Any], now: datetime, lease: timedelta
     ) -> list[FulfilmentClaim]:
-        if self._skip_locked:
-            query = query.for_update(skip_locked=True)
+        """`query`: due rows, as models or as (order_id, kind, version, attempts) tuples."""
+        if isinstance(query, pw.ModelSelect):
+            if self._skip_locked:
+                query = query.for_update(skip_locked=True)
+            rows: Iterable[Any] = [(r.order_id, r.kind, r.version, r.attempts) for r in query]
+        else:
+            rows = query
         claims = []
-        for row in list(query):
-            taken = (
-                FulfilmentRow.update(
-                    next_attempt_at=to_db_time(now + lease),
-                    version=FulfilmentRow.version + 1,
-                    updated_at=to_db_time(now),
-                )
-                .where(
-                    (FulfilmentRow.order_id == row.order_id)
-                    & (FulfilmentRow.version == row.version)
-                    & (FulfilmentRow.status == LedgerStatus.PENDING)
-                )
-                .execute()
-            )
-            if taken:
-                claims.append(FulfilmentClaim(row.order_id, row.kind, row.version + 1, row.attempts))
+        lease_changes = {"next_attempt_at": to_db_time(now + lease), "updated_at": to_db_time(now)}
+        for order_id, kind, version, attempts in rows:
+            if _LEDGER_CAS.execute(order_id, version, lease_changes):
+                claims.append(FulfilmentClaim(order_id, kind, version + 1, attempts))
         return claims
 
     def settle(
@@ -92,16 +134,7 @@ class PeeweeLedger:
             changes["next_attempt_at"] = to_db_time(next_attempt_at)
         if error is not None:
             changes["last_error"] = error
-        updated = (
-            FulfilmentRow.update(version=FulfilmentRow.version + 1, **changes)
-            .where(
-                (FulfilmentRow.order_id == claim.order_id)
-                & (FulfilmentRow.version == claim.version)
-                & (FulfilmentRow.status == LedgerStatus.PENDING)
-            )
-            .execute()
-        )
-        return bool(updated)
+        return bool(_LEDGER_CAS.execute(claim.order_id, claim.version, changes))
 
     def decide(self, order_id: str, now: datetime, status: LedgerStatus, error: str) -> bool:
         """The business answered an EXTERNAL request: settle the row if still PENDING, lease or not
@@ -175,15 +208,17 @@ class PeeweeGrants:
     def record(
         self, order: Order, state: GrantState, now: datetime, *, article_id: str | None, days: int
     ) -> None:
-        GrantRow.insert(
-            order_id=order.order_id,
-            user_id=order.user_id,
-            kind=order.kind.value,
-            article_id=article_id,
-            days=days,
-            state=state.value,
-            created_at=to_db_time(now),
-        ).execute()
+        _GRANT_INSERT.execute(
+            {
+                "order_id": order.order_id,
+                "user_id": order.user_id,
+                "kind": order.kind.value,
+                "article_id": article_id,
+                "days": days,
+                "state": state.value,
+                "created_at": to_db_time(now),
+            }
+        )
 
     def revoke(self, order_id: str, now: datetime) -> Grant | None:
         live = (GrantRow.order_id == order_id) & (GrantRow.state != GrantState.REVOKED)
@@ -206,45 +241,33 @@ class PeeweeMemberships:
         return retry_on_conflict(lambda: self._try_extend(user_id, days, now), f"membership of {user_id!r}")
 
     def _try_extend(self, user_id: str, days: int, now: datetime) -> datetime | None:
-        row = MembershipRow.get_or_none(MembershipRow.user_id == user_id)
+        row = _MEMBERSHIP_BY_USER.one(user_id)
         if row is None:
             expires_at = extended(None, now, days)
             return expires_at if self._insert(user_id, expires_at, now) else None
-        expires_at = extended(from_db_time(row.expires_at), now, days)
-        return expires_at if self._move(row, expires_at, now) else None
+        expires_at = extended(from_db_time(row["expires_at"]), now, days)
+        return expires_at if self._move(user_id, row["version"], expires_at, now) else None
 
     def shorten(self, user_id: str, days: int, now: datetime) -> None:
         """Take `days` off, never below now."""
         retry_on_conflict(lambda: self._try_shorten(user_id, days, now), f"membership of {user_id!r}")
 
     def _try_shorten(self, user_id: str, days: int, now: datetime) -> bool | None:
-        row = MembershipRow.get_or_none(MembershipRow.user_id == user_id)
+        row = _MEMBERSHIP_BY_USER.one(user_id)
         if row is None:
             return True
-        current = required_time(row.expires_at)
+        current = required_time(row["expires_at"])
         shortened = max(now, current - timedelta(days=days))
-        return True if shortened >= current or self._move(row, shortened, now) else None
+        return True if shortened >= current or self._move(user_id, row["version"], shortened, now) else None
 
     @staticmethod
     def _insert(user_id: str, expires_at: datetime, now: datetime) -> bool:
-        try:
-            with MembershipRow._meta.database.atomic():  # a savepoint: losing the race must not abort us
-                MembershipRow.insert(
-                    user_id=user_id, expires_at=to_db_time(expires_at), updated_at=to_db_time(now)
-                ).execute()
-        except pw.IntegrityError:
-            return False
-        return True
+        """False when a concurrent first membership won: ON CONFLICT DO NOTHING inserts nothing and,
+        unlike a caught IntegrityError, needs no savepoint to keep the transaction usable."""
+        values = {"user_id": user_id, "expires_at": to_db_time(expires_at), "updated_at": to_db_time(now)}
+        return bool(_MEMBERSHIP_INSERT.execute(values).rowcount)
 
     @staticmethod
-    def _move(row: MembershipRow, expires_at: datetime, now: datetime) -> bool:
-        updated = (
-            MembershipRow.update(
-                expires_at=to_db_time(expires_at),
-                version=MembershipRow.version + 1,
-                updated_at=to_db_time(now),
-            )
-            .where((MembershipRow.user_id == row.user_id) & (MembershipRow.version == row.version))
-            .execute()
-        )
-        return bool(updated)
+    def _move(user_id: str, version: int, expires_at: datetime, now: datetime) -> bool:
+        changes = {"expires_at": to_db_time(expires_at), "updated_at": to_db_time(now)}
+        return bool(_MEMBERSHIP_CAS.execute(user_id, version, changes))

@@ -87,10 +87,12 @@ def server_gone(error: BaseException) -> bool:
 class FailoverPostgresqlDatabase(PooledPostgresqlDatabase):
     """The pooled PostgreSQL database orderpay uses, single host or multi-host alike."""
 
-    def __init__(self, database: str, **kwargs: Any) -> None:
+    def __init__(self, database: str, *, prepares: bool = True, **kwargs: Any) -> None:
         super().__init__(database, **kwargs)
+        self.prepares = prepares  # server-side prepared statements (server/adapters/prepared.py)
         self._doomed: set[int] = set()  # connections seen failing: never back into the pool
         self._doomed_lock = threading.Lock()
+        self._lazy = threading.local()  # per thread: the BEGIN the next statement carries
 
     # -- the pool: no round trip per checkout -------------------------------------------------------
     def _is_closed(self, conn: Any) -> bool:
@@ -105,16 +107,36 @@ class FailoverPostgresqlDatabase(PooledPostgresqlDatabase):
                 return False
         return bool(super()._can_reuse(conn))
 
-    # -- statements: classify failures ---------------------------------------------------------------
+    # -- statements: classify failures; BEGIN rides on the transaction's first statement -------------
     def execute_sql(self, sql: str, params: Any = None) -> Any:
+        begin = self._lazy.__dict__.pop("begin", None)
+        if begin is not None:  # one round trip for both: the server runs them in order
+            sql = f"{begin}; {sql}"
         with self._guard():
             return super().execute_sql(sql, params)
 
     def begin(self, isolation_level: Any = None) -> None:
-        with self._guard():
-            super().begin(isolation_level)
+        """Sent with the next statement, not on its own: a round trip fewer per transaction (and a
+        transaction that runs no statement sends neither BEGIN nor COMMIT)."""
+        peewee: Any = self  # peewee's own attributes (the stubs do not list them)
+        if isolation_level is None:
+            isolation_level = peewee._isolation_level
+        level = isolation_level and peewee._adapter.isolation_level_str(isolation_level)
+        self._lazy.begin = f"BEGIN TRANSACTION ISOLATION LEVEL {level}" if level else "BEGIN"
+        if self.is_closed():
+            self.connect()
+
+    def cursor(self, named_cursor: Any = None) -> Any:
+        cursor = super().cursor(named_cursor)
+        begin = self._lazy.__dict__.pop("begin", None)
+        if begin is not None:  # a caller with a cursor of its own: BEGIN goes first, on its own
+            with self._guard(), pw.__exception_wrapper__:  # type: ignore[attr-defined]
+                cursor.execute(begin)
+        return cursor
 
     def rollback(self) -> None:
+        if self._lazy.__dict__.pop("begin", None) is not None:
+            return  # nothing was sent since BEGIN: there is no transaction on the server
         conn = None if self.is_closed() else self.connection()
         if conn is not None and conn.closed:
             return  # the connection broke: the server dropped the transaction; keep the original error
@@ -122,6 +144,8 @@ class FailoverPostgresqlDatabase(PooledPostgresqlDatabase):
             super().rollback()
 
     def commit(self) -> None:
+        if self._lazy.__dict__.pop("begin", None) is not None:
+            return  # nothing was sent since BEGIN: nothing to commit
         conn = None if self.is_closed() else self.connection()
         notices: list[str] = conn.notices if conn is not None else []
         del notices[:]  # psycopg2 keeps the last 50; only this COMMIT's matter
@@ -157,12 +181,17 @@ class FailoverPostgresqlDatabase(PooledPostgresqlDatabase):
 
 
 def make_postgres(
-    url: str, *, pool_size: int, synchronous_commit: str = "", application_name: str = ""
+    url: str,
+    *,
+    pool_size: int,
+    synchronous_commit: str = "",
+    application_name: str = "",
+    prepares: bool = True,
 ) -> FailoverPostgresqlDatabase:
     params = connect_params(url, synchronous_commit=synchronous_commit, application_name=application_name)
     database = params.pop("dbname")
     return FailoverPostgresqlDatabase(
-        database, max_connections=pool_size, stale_timeout=300, timeout=10, **params
+        database, prepares=prepares, max_connections=pool_size, stale_timeout=300, timeout=10, **params
     )
 
 

@@ -1,5 +1,6 @@
 """Reads of orderpay's own payments and refunds for reconciliation: the day's window first, then the
-bill's keys that were not in it (by the natural key, then by WeChat's id)."""
+bill's keys that were not in it (by the natural key, then by WeChat's id). Every read keeps to the
+window's accounts: another account's order of the same number is never taken for one in this bill."""
 
 from __future__ import annotations
 
@@ -54,16 +55,16 @@ class PeeweeLocalRecords:
                     paid_at=from_db_time(row["paid_at"]),
                 )
 
-        in_window = OrderRow.select(*fields).where(
-            OrderRow.paid_at >= to_db_time(window.start),
-            OrderRow.paid_at < to_db_time(window.end),
-            OrderRow.transaction_id.is_null(False),
+        base = _of_accounts(OrderRow.select(*fields), window)
+        take(
+            base.where(
+                OrderRow.paid_at >= to_db_time(window.start),
+                OrderRow.paid_at < to_db_time(window.end),
+                OrderRow.transaction_id.is_null(False),
+            )
         )
-        if window.accounts is not None:  # only the accounts this bill is for (issue 18)
-            in_window = in_window.where(OrderRow.account.in_(sorted(window.accounts)))
-        take(in_window)
         for chunk in _chunks([no for no in dict.fromkeys(out_trade_nos) if no not in found]):
-            take(OrderRow.select(*fields).where(OrderRow.out_trade_no.in_(list(chunk))))
+            take(base.where(OrderRow.out_trade_no.in_(list(chunk))))
         known = {p.transaction_id for p in found.values()}
         unmatched = [
             t
@@ -71,7 +72,7 @@ class PeeweeLocalRecords:
             if no not in found and t not in known
         ]
         for chunk in _chunks(list(dict.fromkeys(t for t in unmatched if t))):
-            take(OrderRow.select(*fields).where(OrderRow.transaction_id.in_(list(chunk))))
+            take(base.where(OrderRow.transaction_id.in_(list(chunk))))
         return list(found.values())
 
     def local_refunds(
@@ -86,7 +87,8 @@ class PeeweeLocalRecords:
             RefundRow.status,
             RefundRow.created_at,
         )
-        base = RefundRow.select(*fields).join(OrderRow, on=(RefundRow.order_id == OrderRow.order_id))
+        joined = RefundRow.select(*fields).join(OrderRow, on=(RefundRow.order_id == OrderRow.order_id))
+        base = _of_accounts(joined, window)
         found: dict[str, LocalRefund] = {}
 
         def take(query: pw.ModelSelect[Any]) -> None:
@@ -100,13 +102,12 @@ class PeeweeLocalRecords:
                     created_at=from_db_time(row["created_at"]) or EPOCH,
                 )
 
-        in_window = base.where(
-            RefundRow.created_at >= to_db_time(window.start),
-            RefundRow.created_at < to_db_time(window.end),
+        take(
+            base.where(
+                RefundRow.created_at >= to_db_time(window.start),
+                RefundRow.created_at < to_db_time(window.end),
+            )
         )
-        if window.accounts is not None:
-            in_window = in_window.where(OrderRow.account.in_(sorted(window.accounts)))
-        take(in_window)
         for chunk in _chunks([no for no in dict.fromkeys(out_refund_nos) if no not in found]):
             take(base.where(RefundRow.out_refund_no.in_(list(chunk))))
         known = {r.refund_id for r in found.values()}
@@ -117,6 +118,16 @@ class PeeweeLocalRecords:
             take(base.where(RefundRow.refund_id.in_(list(chunk))))
         return list(found.values())
 
-    def order_id_of(self, out_trade_no: str) -> str | None:
-        row = OrderRow.select(OrderRow.order_id).where(OrderRow.out_trade_no == out_trade_no).first()
+    def order_id_of(self, out_trade_no: str, account: str | None = None) -> str | None:
+        query = OrderRow.select(OrderRow.order_id).where(OrderRow.out_trade_no == out_trade_no)
+        if account is not None:
+            query = query.where(OrderRow.account == account)
+        row = query.first()
         return None if row is None else str(row.order_id)
+
+
+def _of_accounts(query: pw.ModelSelect[Any], window: Window) -> pw.ModelSelect[Any]:
+    """Only the orders of the accounts this bill is for (issue 18); None: every order (one account)."""
+    if window.accounts is None:
+        return query
+    return query.where(OrderRow.account.in_(sorted(window.accounts)))

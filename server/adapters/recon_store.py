@@ -2,7 +2,8 @@
 
 No method opens a transaction: the service calls them inside its unit of work (writes) or its read
 factory (reads), so one transaction owns each change. Uniqueness lives in the database: one run row per
-day (the claim), one file per day and kind, one exception per (day, kind, out_trade_no, out_refund_no).
+day (the claim), one file per day and kind, one exception per (day, kind, out_trade_no, out_refund_no);
+each of them per merchant account (migration 0010: every account's bills are reconciled on their own).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from server.domain.recon_records import BillRow, RowKind
 from server.domain.reconciliation import Difference, ExceptionKind, ExceptionStatus
 from server.service.recon_ports import Claim, DayTotals, ReconException, RunSummary
 
-LINES_PER_INSERT = 90  # x 10 columns: under SQLite's oldest limit of 999 parameters per statement
+LINES_PER_INSERT = 90  # x 11 columns: under SQLite's oldest limit of 999 parameters per statement
 _LINE_COLUMNS = (
-    "bill_date", "kind", "row_time", "out_trade_no", "transaction_id", "out_refund_no", "refund_id",
-    "amount_fen", "fee_fen", "status",
+    "bill_date", "account", "kind", "row_time", "out_trade_no", "transaction_id", "out_refund_no",
+    "refund_id", "amount_fen", "fee_fen", "status",
 )  # fmt: skip
 _LINE_LIST = ", ".join(_LINE_COLUMNS)
 
@@ -33,14 +34,16 @@ class PeeweeReconStore(PeeweeLocalRecords):
 
     # --- runs -------------------------------------------------------------------------------------
 
-    def claim(self, day: date, token: str, now: datetime, stale_after: timedelta) -> Claim | None:
+    def claim(
+        self, day: date, account: str, token: str, now: datetime, stale_after: timedelta
+    ) -> Claim | None:
         """Insert first, then read the winner: the claim is ours when the row carries our token. A day
         RUNNING under another token is left alone unless that claim went stale (its process died)."""
         key = day.isoformat()
         ReconRunRow.insert(
-            bill_date=key, status="RUNNING", claim_token=token, claimed_at=to_db_time(now)
+            bill_date=key, account=account, status="RUNNING", claim_token=token, claimed_at=to_db_time(now)
         ).on_conflict_ignore().execute()
-        row = ReconRunRow.get(ReconRunRow.bill_date == key)
+        row = ReconRunRow.get(_run(day, account))
         if row.claim_token == token and row.version == 1:
             return Claim(token, previous_status=None)
         claimed_at = from_db_time(row.claimed_at)
@@ -53,16 +56,18 @@ class PeeweeReconStore(PeeweeLocalRecords):
                 claimed_at=to_db_time(now),
                 version=ReconRunRow.version + 1,
             )
-            .where(ReconRunRow.bill_date == key, ReconRunRow.version == row.version)
+            .where(_run(day, account), ReconRunRow.version == row.version)
             .execute()
         )
         previous = None if row.finished_at is None else str(row.status)
         return Claim(token, previous_status=previous) if updated else None
 
-    def release(self, day: date, claim: Claim, error: str, *, keep_as: str | None = None) -> None:
+    def release(
+        self, day: date, account: str, claim: Claim, error: str, *, keep_as: str | None = None
+    ) -> None:
         """A run that could not finish (bill not ready, provider down): the day is as before, for a retry;
         or, `keep_as`, an outcome of its own (BILL_MALFORMED) with `error` saying why."""
-        mine = (ReconRunRow.bill_date == day.isoformat()) & (ReconRunRow.claim_token == claim.token)
+        mine = _run(day, account) & (ReconRunRow.claim_token == claim.token)
         if keep_as is not None:
             ReconRunRow.update(status=keep_as, error=error[:500]).where(mine).execute()
         elif claim.previous_status is None:
@@ -70,7 +75,7 @@ class PeeweeReconStore(PeeweeLocalRecords):
         else:
             ReconRunRow.update(status=claim.previous_status, error=error[:500]).where(mine).execute()
 
-    def finish(self, day: date, summary: RunSummary, now: datetime) -> None:
+    def finish(self, day: date, account: str, summary: RunSummary, now: datetime) -> None:
         ReconRunRow.update(
             status=summary.status,
             trade_sha1=summary.trade_sha1,
@@ -85,10 +90,10 @@ class PeeweeReconStore(PeeweeLocalRecords):
             fund_expense_fen=summary.totals.fund_expense_fen,
             error="",
             finished_at=to_db_time(now),
-        ).where(ReconRunRow.bill_date == day.isoformat()).execute()
+        ).where(_run(day, account)).execute()
 
-    def summary(self, day: date) -> RunSummary | None:
-        row = ReconRunRow.get_or_none(ReconRunRow.bill_date == day.isoformat())
+    def summary(self, day: date, account: str) -> RunSummary | None:
+        row = ReconRunRow.get_or_none(_run(day, account))
         if row is None:
             return None
         totals = DayTotals(
@@ -107,26 +112,26 @@ class PeeweeReconStore(PeeweeLocalRecords):
             row.error or "",
         )
 
-    def last_finished_day(self) -> date | None:
-        row = (
-            ReconRunRow.select(ReconRunRow.bill_date)
+    def last_finished_days(self) -> dict[str, date]:
+        """Each account's last reconciled day."""
+        query = (
+            ReconRunRow.select(ReconRunRow.account, pw.fn.MAX(ReconRunRow.bill_date).alias("day"))
             .where(ReconRunRow.status.in_(["DONE", "EMPTY"]))
-            .order_by(ReconRunRow.bill_date.desc())
-            .first()
+            .group_by(ReconRunRow.account)
         )
-        return None if row is None else date.fromisoformat(row.bill_date)
+        return {row["account"]: date.fromisoformat(row["day"]) for row in dicts(query)}
 
     # --- files and lines --------------------------------------------------------------------------
 
-    def stored_sha1(self, day: date, kind: str) -> str | None:
-        row = ReconFileRow.get_or_none(ReconFileRow.bill_date == day.isoformat(), ReconFileRow.kind == kind)
+    def stored_sha1(self, day: date, account: str, kind: str) -> str | None:
+        row = ReconFileRow.get_or_none(_file(day, account, kind))
         return None if row is None else str(row.sha1)
 
-    def save_file(self, day: date, kind: str, content: bytes, sha1: str, now: datetime) -> None:
-        key = day.isoformat()
-        ReconFileRow.delete().where(ReconFileRow.bill_date == key, ReconFileRow.kind == kind).execute()  # type: ignore[misc]  # types-peewee: Model.delete is a generic classmethod
+    def save_file(self, day: date, account: str, kind: str, content: bytes, sha1: str, now: datetime) -> None:
+        ReconFileRow.delete().where(_file(day, account, kind)).execute()  # type: ignore[misc]  # types-peewee: Model.delete is a generic classmethod
         ReconFileRow.insert(
-            bill_date=key,
+            bill_date=day.isoformat(),
+            account=account,
             kind=kind,
             sha1=sha1,
             size=len(content),
@@ -134,16 +139,16 @@ class PeeweeReconStore(PeeweeLocalRecords):
             stored_at=to_db_time(now),
         ).execute()
 
-    def file(self, day: date, kind: str) -> bytes | None:
-        row = ReconFileRow.get_or_none(ReconFileRow.bill_date == day.isoformat(), ReconFileRow.kind == kind)
+    def file(self, day: date, account: str, kind: str) -> bytes | None:
+        row = ReconFileRow.get_or_none(_file(day, account, kind))
         return None if row is None else gzip.decompress(bytes(row.content))
 
-    def replace_lines(self, day: date, rows: Sequence[BillRow]) -> None:
+    def replace_lines(self, day: date, account: str, rows: Sequence[BillRow]) -> None:
         """Multi-row INSERTs written by hand: a busy day has tens of thousands of lines, and peewee's
         query building cost more than the database's work (2.4 s of 6 s for 11,000 lines), while a plain
         executemany is one round trip per row on PostgreSQL."""
         key = day.isoformat()
-        ReconLineRow.delete().where(ReconLineRow.bill_date == key).execute()  # type: ignore[misc]  # types-peewee: Model.delete is a generic classmethod
+        ReconLineRow.delete().where(_lines(day, account)).execute()  # type: ignore[misc]  # types-peewee: Model.delete is a generic classmethod
         db = ReconLineRow._meta.database
         one = "(" + ", ".join([db.param] * len(_LINE_COLUMNS)) + ")"
         cursor = db.cursor()
@@ -153,7 +158,7 @@ class PeeweeReconStore(PeeweeLocalRecords):
                 value
                 for row in batch
                 for value in (
-                    key, row.kind.value, to_db_time(row.at), row.out_trade_no, row.transaction_id,
+                    key, account, row.kind.value, to_db_time(row.at), row.out_trade_no, row.transaction_id,
                     row.out_refund_no, row.refund_id, row.amount_fen, row.fee_fen, row.status,
                 )
             ]  # fmt: skip
@@ -162,10 +167,8 @@ class PeeweeReconStore(PeeweeLocalRecords):
             statement = f"INSERT INTO recon_lines ({_LINE_LIST}) VALUES {placeholders}"  # noqa: S608
             cursor.execute(statement, values)
 
-    def lines(self, day: date) -> list[BillRow]:
-        query = (
-            ReconLineRow.select().where(ReconLineRow.bill_date == day.isoformat()).order_by(ReconLineRow.id)
-        )
+    def lines(self, day: date, account: str) -> list[BillRow]:
+        query = ReconLineRow.select().where(_lines(day, account)).order_by(ReconLineRow.id)
         return [
             BillRow(
                 kind=RowKind(row.kind),
@@ -181,17 +184,17 @@ class PeeweeReconStore(PeeweeLocalRecords):
             for row in query
         ]
 
-    def line_keys(self, day: date) -> set[str]:
+    def line_keys(self, day: date, account: str) -> set[str]:
         """out_trade_no of payment lines and out_refund_no of refund lines in that day's stored bill."""
         query = ReconLineRow.select(
             ReconLineRow.kind, ReconLineRow.out_trade_no, ReconLineRow.out_refund_no
-        ).where(ReconLineRow.bill_date == day.isoformat())
+        ).where(_lines(day, account))
         return {row.out_refund_no if row.kind == RowKind.REFUND else row.out_trade_no for row in query}
 
     # --- exceptions -------------------------------------------------------------------------------
 
     def record(
-        self, day: date, found: Sequence[tuple[Difference, ExceptionStatus]], now: datetime
+        self, day: date, account: str, found: Sequence[tuple[Difference, ExceptionStatus]], now: datetime
     ) -> list[Difference]:
         """Each difference is stored once per day; an OPEN one now repaired moves on. Returns the new ones.
 
@@ -199,7 +202,9 @@ class PeeweeReconStore(PeeweeLocalRecords):
         still guards against anything else."""
         existing = {
             (row.kind, row.out_trade_no, row.out_refund_no): row
-            for row in ReconExceptionRow.select().where(ReconExceptionRow.bill_date == day.isoformat())
+            for row in ReconExceptionRow.select().where(
+                ReconExceptionRow.bill_date == day.isoformat(), ReconExceptionRow.account == account
+            )
         }
         created = []
         for difference, status in found:
@@ -207,6 +212,7 @@ class PeeweeReconStore(PeeweeLocalRecords):
             if row is None:
                 ReconExceptionRow.insert(
                     bill_date=day.isoformat(),
+                    account=account,
                     kind=difference.kind.value,
                     out_trade_no=difference.out_trade_no,
                     out_refund_no=difference.out_refund_no,
@@ -225,9 +231,15 @@ class PeeweeReconStore(PeeweeLocalRecords):
         return created
 
     def exceptions(
-        self, day: date | None, status: ExceptionStatus | None = None, limit: int = 1000
+        self,
+        day: date | None,
+        status: ExceptionStatus | None = None,
+        limit: int = 1000,
+        account: str | None = None,
     ) -> list[ReconException]:
         query = ReconExceptionRow.select()
+        if account is not None:
+            query = query.where(ReconExceptionRow.account == account)
         if day is not None:
             query = query.where(ReconExceptionRow.bill_date == day.isoformat())
         if status is not None:
@@ -253,18 +265,40 @@ class PeeweeReconStore(PeeweeLocalRecords):
         )
         return bool(updated)
 
-    def open_counts(self) -> dict[ExceptionKind, int]:
+    def open_counts(self) -> dict[tuple[str, ExceptionKind], int]:
+        """Open exceptions per (account, kind)."""
         query = (
-            ReconExceptionRow.select(ReconExceptionRow.kind, pw.fn.COUNT(ReconExceptionRow.id).alias("n"))
+            ReconExceptionRow.select(
+                ReconExceptionRow.account,
+                ReconExceptionRow.kind,
+                pw.fn.COUNT(ReconExceptionRow.id).alias("n"),
+            )
             .where(ReconExceptionRow.status == ExceptionStatus.OPEN.value)
-            .group_by(ReconExceptionRow.kind)
+            .group_by(ReconExceptionRow.account, ReconExceptionRow.kind)
         )
-        return {ExceptionKind(row["kind"]): int(row["n"]) for row in dicts(query)}
+        return {(row["account"], ExceptionKind(row["kind"])): int(row["n"]) for row in dicts(query)}
+
+
+def _run(day: date, account: str) -> pw.Expression:
+    return (ReconRunRow.bill_date == day.isoformat()) & (ReconRunRow.account == account)
+
+
+def _file(day: date, account: str, kind: str) -> pw.Expression:
+    return (
+        (ReconFileRow.bill_date == day.isoformat())
+        & (ReconFileRow.account == account)
+        & (ReconFileRow.kind == kind)
+    )
+
+
+def _lines(day: date, account: str) -> pw.Expression:
+    return (ReconLineRow.bill_date == day.isoformat()) & (ReconLineRow.account == account)
 
 
 def _exception(row: ReconExceptionRow) -> ReconException:
     return ReconException(
         id=row.id,
+        account=row.account,
         bill_date=date.fromisoformat(row.bill_date),
         kind=ExceptionKind(row.kind),
         out_trade_no=row.out_trade_no,

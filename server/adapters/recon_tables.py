@@ -1,4 +1,5 @@
-"""Reconciliation tables (migration 0003): runs per Beijing day, raw bill files, parsed lines, exceptions.
+"""Reconciliation tables (migration 0003): runs per Beijing day, raw bill files, parsed lines, exceptions;
+all per merchant account since migration 0010 (issue 18).
 
 Kept next to the reconciliation store rather than in tables.py, so the feature's schema is in one place.
 """
@@ -10,8 +11,13 @@ import peewee as pw
 from server.adapters.tables import BaseModel
 
 
+def _account() -> pw.CharField:
+    return pw.CharField(max_length=64, default="default")  # migration 0010
+
+
 class ReconRunRow(BaseModel):
-    bill_date = pw.CharField(max_length=10, unique=True)
+    bill_date = pw.CharField(max_length=10)
+    account = _account()
     status = pw.CharField(max_length=16)  # RUNNING | DONE | EMPTY
     trade_sha1 = pw.CharField(max_length=40, null=True)
     fund_sha1 = pw.CharField(max_length=40, null=True)
@@ -31,10 +37,12 @@ class ReconRunRow(BaseModel):
 
     class Meta:
         table_name = "recon_runs"
+        indexes = ((("bill_date", "account"), True),)
 
 
 class ReconFileRow(BaseModel):
     bill_date = pw.CharField(max_length=10)
+    account = _account()
     kind = pw.CharField(max_length=8)  # TRADE | FUND
     sha1 = pw.CharField(max_length=40)
     size = pw.BigIntegerField()
@@ -43,12 +51,13 @@ class ReconFileRow(BaseModel):
 
     class Meta:
         table_name = "recon_files"
-        indexes = ((("bill_date", "kind"), True),)
+        indexes = ((("bill_date", "account", "kind"), True),)
 
 
 class ReconLineRow(BaseModel):
     id = pw.AutoField()
-    bill_date = pw.CharField(max_length=10, index=True)
+    bill_date = pw.CharField(max_length=10)
+    account = _account()
     kind = pw.CharField(max_length=8)
     row_time = pw.DateTimeField()
     out_trade_no = pw.CharField(max_length=32, index=True)
@@ -61,11 +70,13 @@ class ReconLineRow(BaseModel):
 
     class Meta:
         table_name = "recon_lines"
+        indexes = ((("bill_date", "account"), False),)
 
 
 class ReconExceptionRow(BaseModel):
     id = pw.AutoField()
     bill_date = pw.CharField(max_length=10)
+    account = _account()
     kind = pw.CharField(max_length=32)
     out_trade_no = pw.CharField(max_length=32, default="")
     out_refund_no = pw.CharField(max_length=64, default="")
@@ -81,4 +92,4 @@ class ReconExceptionRow(BaseModel):
 
     class Meta:
         table_name = "recon_exceptions"
-        indexes = ((("bill_date", "kind", "out_trade_no", "out_refund_no"), True),)
+        indexes = ((("bill_date", "account", "kind", "out_trade_no", "out_refund_no"), True),)

@@ -10,6 +10,7 @@ from typing import Any
 import peewee as pw
 
 from server.adapters.compiled import CompiledCompareAndSet, CompiledInsert, CompiledLookup
+from server.adapters.event_log import PeeweeEventLog
 from server.adapters.insert_first import InsertFirst
 from server.adapters.tables import OrderEventRow, OrderRow, ProductRow, RefundRow
 
@@ -18,6 +19,7 @@ from server.adapters.times import from_db_time, required_time, to_db_time
 from server.domain.catalogue import Product, ProductKind
 from server.domain.order import Fulfilment, Order, OrderStatus
 from server.domain.refund import Refund, RefundStatus
+from server.service.feed_ports import FeedEntry
 from server.service.shapes import AuditEvent, Cursor, OrderInsertConflict
 
 _ORDER_FIELDS = tuple(f.name for f in fields(Order))
@@ -67,7 +69,7 @@ _ORDER_BY_KEY = CompiledLookup(OrderRow, OrderRow.user_id, OrderRow.request_id)
 _ORDER_BY_OUT_TRADE_NO = CompiledLookup(OrderRow, OrderRow.out_trade_no)
 _UNPAID_ORDER = CompiledLookup(OrderRow, OrderRow.user_id, OrderRow.product_id, OrderRow.status)
 _INSERT_ORDER = CompiledInsert(OrderRow)
-_INSERT_FIRST = InsertFirst()
+_INSERT_FIRST = InsertFirst(PeeweeEventLog())
 _INSERT_EVENT = CompiledInsert(OrderEventRow)
 _ORDER_CAS = CompiledCompareAndSet(OrderRow, OrderRow.order_id)
 _REFUND_CAS = CompiledCompareAndSet(RefundRow, RefundRow.out_refund_no)
@@ -153,10 +155,13 @@ class PeeweeOrders:
         except pw.IntegrityError as exc:
             raise OrderInsertConflict(str(exc)) from exc
 
-    def insert_first(self, order: Order, created: AuditEvent, now: datetime) -> bool:
-        """CreateOrder's write (server/adapters/insert_first.py): the order and its audit row, or
-        nothing and False when a unique index already holds a conflicting row. No savepoint."""
-        return _INSERT_FIRST.execute(order, created, now)
+    def insert_first(
+        self, order: Order, created: AuditEvent, now: datetime, entry: FeedEntry | None = None
+    ) -> bool:
+        """CreateOrder's write (server/adapters/insert_first.py): the order, its audit row and its
+        feed entry when given, or nothing and False when a unique index already holds a conflicting
+        row. No savepoint."""
+        return _INSERT_FIRST.execute(order, created, now, entry)
 
     def save(self, before: Order, after: Order) -> Order | None:
         """UPDATE only the changed columns ... WHERE order_id = ? AND version = before.version.
@@ -177,9 +182,16 @@ class PeeweeOrders:
         return replace(after, version=before.version + 1)
 
     def list_for_user(
-        self, user_id: str, status: OrderStatus | None, after: Cursor | None, limit: int
+        self,
+        user_id: str,
+        status: OrderStatus | None,
+        after: Cursor | None,
+        limit: int,
+        account: str | None = None,
     ) -> Sequence[tuple[Order, Cursor]]:
         query = OrderRow.select().where(OrderRow.user_id == user_id)
+        if account is not None:
+            query = query.where(OrderRow.account == account)
         if status is not None:
             query = query.where(OrderRow.status == status.value)
         if after is not None:

@@ -129,6 +129,7 @@ class NotificationRow(BaseModel):
     received_at = pw.DateTimeField()
     processed_at = pw.DateTimeField(null=True)
     version = pw.BigIntegerField(default=1)
+    account = pw.CharField(max_length=64, default="default")  # migration 0015 (issue 18)
 
     class Meta:
         table_name = "notifications"

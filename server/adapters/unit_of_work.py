@@ -39,9 +39,14 @@ class PeeweeUnitOfWork:
         self.ledger = ledger
         self.claims = claims
         self.new_events: list[Event] = []
+        self.on_feed: list[Event] = []
 
     def record(self, *events: Event) -> None:
         self.new_events.extend(events)
+
+    def record_appended(self, *events: Event) -> None:
+        self.new_events.extend(events)
+        self.on_feed.extend(events)
 
 
 def unit_of_work_factory(db: pw.Database) -> UnitOfWorkFactory:

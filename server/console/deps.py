@@ -50,6 +50,7 @@ class ConsoleDeps:
     webhooks: WebhookService | None = None  # issue 19 item 4: subscribers with their webhooks
     # ORDERPAY_DATABASE_READ_URL: the standby the pages read from (None: they read the primary)
     replica_lag: Callable[[], ReplicaLag | None] | None = None
+    accounts: tuple[str, ...] = ()  # issue 18: the configured merchant accounts, for the filters
 
 
 DEPS = web.AppKey("deps", ConsoleDeps)

@@ -34,6 +34,7 @@ def console_deps(app: App) -> ConsoleDeps:
         throttle=SignInThrottle(app.clock),
         feed_lags=app.feed.lags,
         webhooks=app.webhooks,
+        accounts=app.payments.reconciliation.accounts if app.payments is not None else (),
     )
 
 

@@ -93,8 +93,9 @@ async def home(request: web.Request) -> web.StreamResponse:
 @page("attention.html")
 async def attention(request: web.Request) -> dict[str, Any]:
     console = deps(request)
-    found = await asyncio.to_thread(console.queries.needs_attention, console.clock())
-    return {"a": found, "title": "Needs attention"}
+    account = _choice(request.query.get("account"), list(console.accounts))
+    found = await asyncio.to_thread(console.queries.needs_attention, console.clock(), 50, account)
+    return {"a": found, "title": "Needs attention", "accounts": console.accounts, "account": account or ""}
 
 
 @page("orders.html")
@@ -109,6 +110,7 @@ async def orders(request: web.Request) -> dict[str, Any]:
         created_to=_day(q.get("to"), end=True),
         needs_attention=q.get("attention") == "1",
         text=q.get("q") or None,
+        account=_choice(q.get("account"), list(deps(request).accounts)),
     )
     error = ""
     try:
@@ -124,6 +126,7 @@ async def orders(request: web.Request) -> dict[str, Any]:
         "filters": filters,
         "statuses": STATUSES,
         "fulfilments": FULFILMENTS,
+        "accounts": deps(request).accounts,
         "title": "Orders",
     }
 
@@ -218,10 +221,15 @@ async def notifications(request: web.Request) -> dict[str, Any]:
     outcome = request.query.get("outcome") or None
     statuses = [s.value for s in NotificationStatus]
     status = _choice(request.query.get("status"), statuses)
+    account = _choice(request.query.get("account"), list(console.accounts))
     rows = await asyncio.to_thread(
-        lambda: console.queries.list_notifications(status=status, outcome=outcome, failing=failing, limit=100)
+        lambda: console.queries.list_notifications(
+            status=status, outcome=outcome, failing=failing, limit=100, account=account
+        )
     )
     return {
+        "accounts": console.accounts,
+        "account": account or "",
         "notes": rows,
         "statuses": statuses,
         "failing": failing,

@@ -26,6 +26,7 @@ class BillRow:
     status: str  # payment: 交易状态 (SUCCESS); refund: 退款状态
     out_refund_no: str = ""
     refund_id: str = ""
+    sub_mchid: str = ""  # 特约商户号: the sub-merchant a provider's row is for ("" for a direct merchant)
 
 
 @dataclass(frozen=True)

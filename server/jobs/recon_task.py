@@ -2,7 +2,8 @@
 few days before it that never finished), retrying `STATEMENT_CREATING` later, idempotent per day.
 
 Every process may run it: the day's run row is claimed in the database, so one process reconciles a
-day and the others skip it.
+day and the others skip it. Each merchant account's day is its own item (issue 18): one account's bill
+not ready, unreachable or malformed backs off that account alone.
 """
 
 from __future__ import annotations
@@ -33,18 +34,23 @@ class ReconTask:
     def __init__(self, service: DayReconciler, clock: Clock) -> None:
         self._service = service
         self._clock = clock
-        self._finished: set[date] = set()
-        self._next_try: dict[date, datetime] = {}
-        self._alarmed: set[date] = set()
+        self._finished: set[tuple[date, str]] = set()
+        self._next_try: dict[tuple[date, str], datetime] = {}
+        self._alarmed: set[tuple[date, str]] = set()
         self._observed_at: datetime | None = None
 
     def due_days(self, now: datetime) -> list[date]:
+        return sorted({day for day, _ in self.due(now)})
+
+    def due(self, now: datetime) -> list[tuple[date, str]]:
+        """(day, account) pairs to run now, oldest day first."""
         local = now.astimezone(BEIJING)
         yesterday = local.date() - timedelta(days=1)
         if local.time() < READY_AT:
             yesterday -= timedelta(days=1)  # yesterday's bill is not ready; the day before's is
         days = [yesterday - timedelta(days=n) for n in range(CATCH_UP_DAYS, -1, -1)]
-        return [d for d in days if d not in self._finished and self._next_try.get(d, now) <= now]
+        items = [(d, a) for d in days for a in self._service.accounts]
+        return [i for i in items if i not in self._finished and self._next_try.get(i, now) <= now]
 
     def run_once(self) -> JobResult:
         now = self._clock()
@@ -52,33 +58,39 @@ class ReconTask:
             self._observed_at = now
             self._service.observe()
         items = errors = 0
-        for day in self.due_days(now):
-            if self._service.report(day).summary.status in FINISHED:
-                self._finished.add(day)
+        for item in self.due(now):
+            day, account = item
+            if self._service.report(day, account).summary.status in FINISHED:
+                self._finished.add(item)
                 continue
             items += 1
             try:
-                report = self._service.run_day(day)
+                report = self._service.run_day(day, account=account)
             except InvalidStateTransitionError:  # another process is reconciling it right now
                 continue
             except (BillNotReadyError, ProviderUnavailableError) as error:
                 errors += 1
-                self._next_try[day] = now + RETRY_AFTER
-                self._alarm_once(day, error)
+                self._next_try[item] = now + RETRY_AFTER
+                self._alarm_once(item, error)
                 continue
-            self._finished.add(day)
+            self._finished.add(item)
             if not report.clean:
-                log.warning("recon.open_exceptions", bill_date=day.isoformat(), open=len(report.open))
+                log.warning(
+                    "recon.open_exceptions", bill_date=day.isoformat(), account=account, open=len(report.open)
+                )
         return JobResult(items=items, errors=errors)
 
-    def _alarm_once(self, day: date, error: BillNotReadyError | ProviderUnavailableError) -> None:
+    def _alarm_once(
+        self, item: tuple[date, str], error: BillNotReadyError | ProviderUnavailableError
+    ) -> None:
         """A malformed bill needs a person (WeChat changed the format, or the file is bad): one ERROR
-        per day and process, not one per retry; anything else is a deferral that fixes itself."""
+        per day, account and process, not one per retry; anything else is a deferral that fixes itself."""
+        day, account = item
         if error.metadata.get("provider_code") != BILL_MALFORMED:
-            log.warning("recon.deferred", bill_date=day.isoformat(), error=error.message)
-        elif day not in self._alarmed:
-            self._alarmed.add(day)
-            log.error("recon.bill_malformed", bill_date=day.isoformat(), error=error.message)
+            log.warning("recon.deferred", bill_date=day.isoformat(), account=account, error=error.message)
+        elif item not in self._alarmed:
+            self._alarmed.add(item)
+            log.error("recon.bill_malformed", bill_date=day.isoformat(), account=account, error=error.message)
 
     def oldest_due(self) -> datetime | None:
         days = self.due_days(self._clock())

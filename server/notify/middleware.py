@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from server.metrics import NOTIFICATIONS
-from server.notify.keys import RECORD, RequestRecord
+from server.notify.keys import RECORD, SERVICE, RequestRecord
 from server.notify.responses import fail
 from server.service.notifications import ALARMING_OUTCOMES
 from server.wxpay.errors import OPERATOR_ACTIONS
@@ -22,6 +22,7 @@ NOTIFY_PATH = "/wxpay/notify"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # 5xx answers that do not come from the service say why in the outcome label.
 INTERNAL = "internal"
+UNKNOWN = "unknown"  # the metrics' account label for a notify URL naming no configured account
 
 log = structlog.get_logger("orderpay.notify")
 
@@ -60,11 +61,21 @@ async def _answer(request: web.Request, handler: Handler, record: RequestRecord)
         return fail(500, "internal error")
 
 
+def _account_label(request: web.Request) -> str:
+    """The notify URL's account when it is a configured one (the bare URL: the default account), else
+    `unknown`: a label value never comes from the wire, so its cardinality is the configuration's."""
+    accounts: tuple[str, ...] = getattr(request.app.get(SERVICE), "accounts", ())
+    named = request.match_info.get("account")
+    if named is None:
+        return accounts[0] if accounts else UNKNOWN
+    return named if named in accounts else UNKNOWN
+
+
 def _log_line(request: web.Request, record: RequestRecord, status: int, seconds: float) -> None:
     if request.path != NOTIFY_PATH and not request.path.startswith(NOTIFY_PATH + "/"):
         log.debug("notify.http", path=request.path, status=status)
         return
-    NOTIFICATIONS.labels(record.outcome or INTERNAL).inc()
+    NOTIFICATIONS.labels(_account_label(request), record.outcome or INTERNAL).inc()
     action = OPERATOR_ACTIONS.get(record.outcome)
     if action is not None:
         record.extra.setdefault("action", action)

@@ -58,6 +58,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             created_to=request.created_to.ToDatetime(tzinfo=UTC) if request.HasField("created_to") else None,
             needs_attention=request.needs_attention,
             text=request.query or None,
+            account=request.account or None,
         )
         page = self._queries.list_orders(where, request.page_size or DEFAULT_PAGE, request.page_token)
         return pb.ListAllOrdersResponse(
@@ -87,7 +88,11 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         if request.HasField("status") and request.status:
             status = pay_service_pb2.RefundStatus.Name(request.status).removeprefix("REFUND_STATUS_")
         refunds = self._queries.list_refunds(
-            status=status, stuck=request.stuck, limit=request.page_size or DEFAULT_PAGE, now=self._clock()
+            status=status,
+            stuck=request.stuck,
+            limit=request.page_size or DEFAULT_PAGE,
+            now=self._clock(),
+            account=request.account or None,
         )
         return pb.ListRefundsResponse(refunds=[refund_to_pb(r) for r in refunds])
 
@@ -99,19 +104,22 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             outcome=request.outcome or None,
             failing=request.failing,
             limit=request.page_size or DEFAULT_PAGE,
+            account=request.account or None,
         )
         return pb.ListNotificationsResponse(notifications=[notification_to_pb(n) for n in notes])
 
     def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> pb.ListJobsResponse:
         limit = request.page_size or DEFAULT_PAGE
         kind = _JOB_KINDS.get(request.kind)
+        account = request.account or None
         response = pb.ListJobsResponse()
         if kind in (None, JobKind.FULFILMENT):
-            response.fulfilments.extend(
-                fulfilment_to_pb(j) for j in self._queries.list_fulfilment_jobs(limit=limit)
-            )
+            jobs = self._queries.list_fulfilment_jobs(limit=limit, account=account)
+            response.fulfilments.extend(fulfilment_to_pb(j) for j in jobs)
         if kind in (None, JobKind.REFUND_POLL):
-            polls = self._queries.list_refunds(status=RefundStatus.PROCESSING.value, limit=limit)
+            polls = self._queries.list_refunds(
+                status=RefundStatus.PROCESSING.value, limit=limit, account=account
+            )
             response.refund_polls.extend(refund_to_pb(r) for r in polls)
         return response
 

@@ -7,6 +7,7 @@ waiters registry until the order's fulfilment commits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from orderpay.v1 import order_service_pb2 as pb
@@ -20,16 +21,31 @@ from server.service.orders import OrderService, validate_wait, wait_is_over
 from server.serving.offload import Runner
 from server.serving.waiters import Waiters
 
+OUTCOMES = ("created", "replayed", "deduplicated")
+OTHER_ACCOUNT = "other"  # an order stored under an account no longer configured (a replay of it)
+
 Context = Any  # grpc.aio.ServicerContext; the servicers never touch it
 
 
 class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
-    def __init__(self, orders: OrderService, waiters: Waiters, db: Runner, provider: Runner) -> None:
+    def __init__(
+        self,
+        orders: OrderService,
+        waiters: Waiters,
+        db: Runner,
+        provider: Runner,
+        accounts: Sequence[str] = ("default",),
+    ) -> None:
         self._orders = orders
         self._waiters = waiters
         self._db = db
         self._provider = provider
-        self._outcomes = {name: ORDERS.labels(name) for name in ("created", "replayed", "deduplicated")}
+        # Bound once per configured account: `.labels()` costs a lock and a lookup, too much per call.
+        self._outcomes = {
+            (account, name): ORDERS.labels(account, name)
+            for account in (*accounts, OTHER_ACCOUNT)
+            for name in OUTCOMES
+        }
 
     async def CreateOrder(self, request: pb.CreateOrderRequest, context: Context) -> pb.CreateOrderResponse:
         cmd = CreateOrder(
@@ -47,7 +63,8 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         if result.deduplicated:
             add_response_header("x-deduplicated", "unpaid-order")
         outcome = "replayed" if result.replayed else "deduplicated" if result.deduplicated else "created"
-        self._outcomes[outcome].inc()
+        counter = self._outcomes.get((result.order.account, outcome))
+        (counter or self._outcomes[OTHER_ACCOUNT, outcome]).inc()
         return pb.CreateOrderResponse(order=order_to_pb(result.order))
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.GetOrderResponse:
@@ -67,7 +84,12 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
     async def ListOrders(self, request: pb.ListOrdersRequest, context: Context) -> pb.ListOrdersResponse:
         status = _status(request.status, "status") if request.HasField("status") else None
         page = await self._db.run(
-            self._orders.list_orders, request.user_id, request.page_size, request.page_token, status
+            self._orders.list_orders,
+            request.user_id,
+            request.page_size,
+            request.page_token,
+            status,
+            request.account or None,
         )
         return pb.ListOrdersResponse(
             orders=[order_to_pb(o) for o in page.orders], next_page_token=page.next_page_token

@@ -43,6 +43,7 @@ def exception_to_pb(exception: ReconException) -> pb.ReconException:
         resolved_by=exception.resolved_by,
         created_at=timestamp(exception.created_at),
         updated_at=timestamp(exception.updated_at),
+        account=exception.account,
     )
 
 
@@ -63,6 +64,7 @@ def report_to_pb(report: DayReport) -> pb.ReconReport:
         clean=report.clean,
         exceptions=[exception_to_pb(e) for e in report.exceptions],
         trade_bill_sha1=summary.trade_sha1 or "",
+        account=report.account or "",
     )
 
 
@@ -73,14 +75,15 @@ class ReconServicer(recon_service_pb2_grpc.ReconServiceServicer):
     def GetReconReport(
         self, request: pb.GetReconReportRequest, context: grpc.ServicerContext
     ) -> pb.GetReconReportResponse:
-        return pb.GetReconReportResponse(report=report_to_pb(self._recon.report(_day(request.bill_date))))
+        report = self._recon.report(_day(request.bill_date), request.account or None)
+        return pb.GetReconReportResponse(report=report_to_pb(report))
 
     def ListReconExceptions(
         self, request: pb.ListReconExceptionsRequest, context: grpc.ServicerContext
     ) -> pb.ListReconExceptionsResponse:
         day = _day(request.bill_date) if request.bill_date else None
         limit = clamp_page_size(request.page_size, default=100, maximum=MAX_PAGE)
-        found = self._recon.open_exceptions(day, limit=limit)
+        found = self._recon.open_exceptions(day, limit=limit, account=request.account or None)
         return pb.ListReconExceptionsResponse(exceptions=[exception_to_pb(e) for e in found])
 
     def ResolveReconException(

@@ -91,7 +91,8 @@ def servicers_for(
         admin_service_pb2_grpc.AdminServiceServicer,
         Offloaded(AdminServicer(app.admin, app.operations, app.clock), provider),
     )
-    order = OrderServicer(app.orders, waiters, db, provider)
+    accounts = part.reconciliation.accounts if part is not None else ("default",)
+    order = OrderServicer(app.orders, waiters, db, provider, accounts)
     vip = VipServicer(app.catalogue, db)
     if part is None:
         return Servicers(order=order, pay=UnimplementedPayServicer(), vip=vip, admin=admin, events=events)

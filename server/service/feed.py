@@ -70,9 +70,14 @@ def _order_entry(kind: FeedType) -> Builder:
     return build
 
 
+def created_entry(order: Order, now: datetime) -> FeedEntry:
+    """ORDER_CREATED, from the order in hand: CreateOrder's insert-first writes it with the order."""
+    return FeedEntry(FeedType.ORDER_CREATED, order, now, account_of(order))
+
+
 def _created(_uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry | None:
     assert isinstance(event, OrderCreated)  # noqa: S101 - the table's key
-    return FeedEntry(FeedType.ORDER_CREATED, event.order, now, account_of(event.order))
+    return created_entry(event.order, now)
 
 
 def _requested(uow: UnitOfWork, event: Event, now: datetime) -> FeedEntry | None:
@@ -155,9 +160,12 @@ FEED: Mapping[type[Event], Builder] = {
 
 
 def append_feed(uow: UnitOfWork, now: datetime, feed: Mapping[type[Event], Builder] = FEED) -> int:
-    """The unit of work's last step: append what its events mean to the feed; the last position, or 0."""
+    """The unit of work's last step: append what its events mean to the feed; the last position, or 0.
+    Events whose entries were written with the change itself (`record_appended`) are skipped."""
     entries = []
     for event in uow.new_events:
+        if uow.on_feed and any(event is done for done in uow.on_feed):
+            continue
         build = feed.get(type(event))
         entry = build(uow, event, now) if build is not None else None
         if entry is not None:

@@ -54,6 +54,12 @@ class _LeaseLost(Exception):  # noqa: N818 - a signal inside the worker, not an 
     pass
 
 
+class _NotBuiltIn(Exception):  # noqa: N818 - a signal: work this row as a claim (EXTERNAL, no handler)
+    def __init__(self, claim: FulfilmentClaim) -> None:
+        super().__init__(claim.order_id)
+        self.claim = claim
+
+
 class _NotFulfillable(Exception):  # noqa: N818
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -103,10 +109,43 @@ class FulfilmentWorker:
         return Batch(len(claims))
 
     def run_for_order(self, order_id: str) -> Processed:
-        """Fulfil one order now (right after payment); the periodic run is the safety net."""
+        """Fulfil one order now (right after payment); the periodic run is the safety net.
+
+        A built-in kind is found and settled in ONE transaction: nothing can come between finding the
+        due row and settling it, so it takes no lease (the settle's compare-and-set on the version
+        still makes a concurrent worker lose). Other kinds are worked from the row found, as a claim."""
+        found: list[FulfilmentClaim] = []
+        try:
+            processed = retry_on_conflict(
+                lambda: self._find_and_fulfil(order_id, found), "fulfilling the order"
+            )
+        except _NotBuiltIn as exc:
+            return self._process(exc.claim)
+        except _LeaseLost:
+            processed = Processed(Outcome.LOST)
+        except _NotFulfillable as exc:
+            processed = self._give_up(found[-1], exc.reason, refund=False)
+        except Exception as exc:  # as in _process: any handler or database failure is one attempt
+            if not found:
+                raise  # nothing was found to fail: the job retries the row
+            processed = self._failed_attempt(found[-1], exc)
+        if processed.outcome is not Outcome.NOT_DUE:
+            FULFILMENT.labels(found[-1].kind, processed.outcome.value).inc()
+        return processed
+
+    def _find_and_fulfil(self, order_id: str, found: list[FulfilmentClaim]) -> Processed:
+        now = self._clock()
         with self._uow() as uow:
-            claim = uow.ledger.claim_order(order_id, self._clock(), self._policy.lease)
-        return Processed(Outcome.NOT_DUE) if claim is None else self._process(claim)
+            claim = uow.ledger.due_for_order(order_id, now)
+            if claim is None:
+                return Processed(Outcome.NOT_DUE)
+            found.append(claim)
+            handler = self._handlers.get(claim.kind)
+            if claim.kind == ProductKind.EXTERNAL or handler is None:
+                raise _NotBuiltIn(claim)  # this transaction wrote nothing; the claim's own path decides
+            granted = self._fulfil_in(uow, claim, handler, now)
+        log.info("fulfilment.succeeded", order_id=claim.order_id, kind=claim.kind, granted=granted)
+        return Processed(Outcome.SUCCEEDED)
 
     def fulfil(self, order_id: str) -> None:
         """`run_for_order` as the prompt reaction to OrderPaid and FulfilmentReopened."""
@@ -142,21 +181,24 @@ class FulfilmentWorker:
     def _fulfil_once(self, claim: FulfilmentClaim, handler: Handler) -> str:
         now = self._clock()
         with self._uow() as uow:
-            if not uow.ledger.settle(
-                claim, now, status=LedgerStatus.SUCCEEDED, attempts=claim.attempts + 1, error=""
-            ):
-                raise _LeaseLost
-            order = uow.orders.get(claim.order_id)
-            blocker = _blocker(order, require_paid=True)
-            if blocker is not None:
-                raise _NotFulfillable(blocker)
-            assert order is not None  # noqa: S101 - _blocker says so
-            self._move(uow, order, order.fulfilled(now))
-            context = FulfilmentContext(
-                order, uow.products.get(order.product_id), now, _UnitOfWorkGrants(uow, now)
-            )
-            granted = handler(context)
-            _audit_fulfilment(uow, order, Fulfilment.SUCCEEDED, f"fulfilled: {granted}", now)
+            return self._fulfil_in(uow, claim, handler, now)
+
+    def _fulfil_in(self, uow: UnitOfWork, claim: FulfilmentClaim, handler: Handler, now: datetime) -> str:
+        if not uow.ledger.settle(
+            claim, now, status=LedgerStatus.SUCCEEDED, attempts=claim.attempts + 1, error=""
+        ):
+            raise _LeaseLost
+        order = uow.orders.get(claim.order_id)
+        blocker = _blocker(order, require_paid=True)
+        if blocker is not None:
+            raise _NotFulfillable(blocker)
+        assert order is not None  # noqa: S101 - _blocker says so
+        self._move(uow, order, order.fulfilled(now))
+        context = FulfilmentContext(
+            order, uow.products.get(order.product_id), now, _UnitOfWorkGrants(uow, now)
+        )
+        granted = handler(context)
+        _audit_fulfilment(uow, order, Fulfilment.SUCCEEDED, f"fulfilled: {granted}", now)
         return granted
 
     # --- EXTERNAL: the business fulfils; we ask, and ask again on the retry schedule -------------

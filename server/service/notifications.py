@@ -88,9 +88,12 @@ class NotificationService:
         refunds: RefundApplier,
         read: ReadFactory | None = None,
         transient_faults: tuple[type[Exception], ...] = (),
+        accounts: tuple[str, ...] = ("default",),
     ) -> None:
         """`transient_faults`: infrastructure errors (database down or busy) that, like TransientError,
-        answer "retry" so WeChat sends the notification again."""
+        answer "retry" so WeChat sends the notification again. `accounts`: the configured merchant
+        accounts, the default first (the sidecar's metrics label notifications with them)."""
+        self.accounts = accounts
         self._transient: tuple[type[Exception], ...] = (TransientError, *transient_faults)
         self._uow = uow
         self._read: ReadFactory = read or uow
@@ -221,7 +224,8 @@ class NotificationService:
 
         def attempt() -> str:
             with self._uow() as uow:  # the unit of work runs the events' reactions once it committed
-                if not uow.notifications.insert(note.id, note.event_type, headers, body.decode("utf-8"), now):
+                text = body.decode("utf-8")
+                if not uow.notifications.insert(note.id, note.event_type, headers, text, now, note.account):
                     stored = uow.notifications.get(note.id)
                     if stored is not None and stored.status == NotificationStatus.PROCESSED:
                         return NotificationOutcome.DUPLICATE
@@ -288,7 +292,8 @@ class NotificationService:
     ) -> None:
         """After a rolled-back apply: keep the raw notification with its verdict (best effort)."""
         with suppress(*self._transient), self._uow() as uow:
-            uow.notifications.insert(note.id, note.event_type, headers, body.decode("utf-8"), now)
+            text = body.decode("utf-8")
+            uow.notifications.insert(note.id, note.event_type, headers, text, now, note.account)
             uow.notifications.finish(note.id, status, outcome, now)
 
     def _finish(self, notification_id: str, now: datetime, status: NotificationStatus, outcome: str) -> None:

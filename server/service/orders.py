@@ -31,12 +31,14 @@ from server.domain.routing import AccountRouter
 from server.domain.validation import MAX_PAGE_SIZE, MAX_QUANTITY, MAX_WAIT_MS, Violations
 from server.service.audit import audit
 from server.service.context import Caller, replace_actor
+from server.service.feed import created_entry
 from server.service.lookups import require_order
 from server.service.paging import decode_page_token, encode_page_token
 from server.service.ports import ReadFactory, ReadUnitOfWork, UnitOfWork, UnitOfWorkFactory
 
 DEFAULT_PAGE_SIZE = 20
 PRODUCT_CACHE_S = 1.0  # a catalogue change (price, deactivation) reaches CreateOrder within this
+SEEN_KEYS = 20_000  # idempotency keys this process remembers having seen answered (a routing hint)
 
 
 @dataclass(frozen=True)
@@ -88,24 +90,55 @@ class OrderService:
         self._prepay_closer = prepay_closer
         self._products: dict[str, tuple[float, Product]] = {}  # product_id -> (valid until, product)
         self._router = router or AccountRouter()
+        self._seen: dict[tuple[str, str], None] = {}  # (user_id, request_id), oldest first
 
     # --- create -----------------------------------------------------------------------------
     def create_order(self, cmd: CreateOrder, caller: Caller) -> CreateOrderResult:
+        """A key this process has answered before is read first, outside the writers' queue: a retry
+        or a duplicate is answered from a read (SQLite: no write lock, no BEGIN IMMEDIATE). Any other
+        key, or a read that finds nothing, inserts first. The hint only picks the path; the database
+        decides either way, so a forgotten or stale key costs one read or one conflict, never a second
+        order."""
+        validate_create(cmd)
+        fingerprint = cmd.fingerprint()
+        key = (cmd.user_id, cmd.request_id)
+        if key in self._seen:
+            with self._read() as read:
+                existing = read.orders.get_by_key(*key)
+            if existing is not None:
+                return _replay(existing, fingerprint)
+        result = self._insert_first(cmd, fingerprint, caller)
+        if not result.deduplicated:  # the key has a row of its own now
+            self._remember(key)
+        return result
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        seen = self._seen
+        seen[key] = None
+        if len(seen) > SEEN_KEYS:
+            seen.pop(next(iter(seen)), None)  # the oldest; another thread may have taken it
+
+    def _insert_first(self, cmd: CreateOrder, fingerprint: str, caller: Caller) -> CreateOrderResult:
         """Insert first, in one transaction on one connection: the order and its audit row, or (a
         unique index already holds the key, or the user's unpaid order for this product) read the
         winner and answer from it. The database decides; nothing is read before the insert."""
-        validate_create(cmd)
-        fingerprint = cmd.fingerprint()
         with self._uow() as uow:
             product = self._product(uow, cmd.product_id)
             if product is None or not product.active:
                 raise ProductNotFoundError(f"product {cmd.product_id!r} not found")
             order = self._new_order(cmd, fingerprint, product)
             created = audit(order, "status", None, order.status, "created", caller)
-            if not uow.orders.insert_first(order, created, order.created_at):
-                return _resolve_conflict(uow, cmd, fingerprint)
-            uow.record(OrderCreated(order))
             limited = product.stock is not None
+            # Unlimited stock: the insert is the transaction's last write, so it carries the feed
+            # entry too (one round trip on PostgreSQL). Limited: the stock row is locked after the
+            # insert, so the entry is appended at commit, as the feed's lock order wants.
+            entry = None if limited else created_entry(order, order.created_at)
+            if not uow.orders.insert_first(order, created, order.created_at, entry):
+                return _resolve_conflict(uow, cmd, fingerprint)
+            if entry is None:
+                uow.record(OrderCreated(order))
+            else:
+                uow.record_appended(OrderCreated(order))
             if limited and not uow.products.reserve_stock(product.product_id, cmd.quantity):
                 raise OutOfStockError(
                     f"product {product.product_id!r} is out of stock",
@@ -157,18 +190,26 @@ class OrderService:
             return _load(uow, order_id)
 
     def list_orders(
-        self, user_id: str, page_size: int, page_token: str, status: OrderStatus | None
+        self,
+        user_id: str,
+        page_size: int,
+        page_token: str,
+        status: OrderStatus | None,
+        account: str | None = None,
     ) -> OrderPage:
+        """`account`: only the orders that merchant account took (issue 18)."""
         v = Violations()
         v.identifier("user_id", user_id)
         v.int_range("page_size", page_size, 0, MAX_PAGE_SIZE)
+        if account is not None:
+            v.identifier("account", account)
         v.raise_if_any()
-        after = decode_page_token(page_token, user_id, status) if page_token else None
+        after = decode_page_token(page_token, user_id, status, account) if page_token else None
         limit = page_size or DEFAULT_PAGE_SIZE
         with self._read() as uow:
-            rows = uow.orders.list_for_user(user_id, status, after, limit + 1)
+            rows = uow.orders.list_for_user(user_id, status, after, limit + 1, account)
         page, more = rows[:limit], len(rows) > limit
-        token = encode_page_token(page[-1][1], user_id, status) if more else ""
+        token = encode_page_token(page[-1][1], user_id, status, account) if more else ""
         return OrderPage([order for order, _ in page], token)
 
     # --- writes -----------------------------------------------------------------------------

@@ -1,17 +1,19 @@
 """Reconciling a Beijing day against WeChat Pay's bills: the use case behind the job, the CLI and the
 admin API (issue 12).
 
-A run claims the day, downloads the trade and fund-flow bills (no transaction open), stores the files
-and their lines, matches them against local orders and refunds (`server.domain.reconciliation`),
+Each merchant account's bills are reconciled on their own (issue 18): a run claims the (day, account),
+downloads that account's trade and fund-flow bills (no transaction open), stores the files and their
+lines, matches them against that account's orders and refunds only (`server.domain.reconciliation`),
 repairs each repairable `MISSING_LOCAL` through the payment query path, and stores the differences as
-exceptions. Running a day again changes nothing: exceptions are unique per day and key, a repaired one
-stays `REPAIRED`, a resolved one stays `RESOLVED`.
+exceptions carrying the account. One account's bill failing to download or parse leaves the others'
+runs alone. Running a day again changes nothing: exceptions are unique per day, account and key, a
+repaired one stays `REPAIRED`, a resolved one stays `RESOLVED`.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
@@ -29,17 +31,14 @@ from server.domain.errors import (
 )
 from server.domain.events import ReconExceptionOpened, ReconExceptionResolved
 from server.domain.operations import require_reason
-from server.domain.recon_records import BillRow, FundBill, LocalPayment, LocalRefund, RowKind, TradeBill
+from server.domain.recon_records import FundBill, TradeBill
 from server.domain.reconciliation import (
     BILL_MALFORMED,
     DAY_CUT_TOLERANCE,
-    Difference,
     ExceptionKind,
     ExceptionStatus,
-    Outcome,
     Window,
     check_fund_flow,
-    reconcile,
 )
 from server.service.context import Caller
 from server.service.errors import TransientError
@@ -51,7 +50,8 @@ from server.service.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from server.service.recon_ports import DayReport, DayTotals, ReconException, RunSummary
+from server.service.recon_matching import BillMatcher
+from server.service.recon_ports import DayReport, DayTotals, ReconException, RunSummary, combined
 from server.service.shapes import AuditEvent
 
 log = structlog.get_logger("orderpay.recon")
@@ -64,11 +64,14 @@ class BillNotReadyError(TransientError):
     """WeChat is still generating the day's bill (`STATEMENT_CREATING`): try again later."""
 
 
-Observer = Callable[[dict[ExceptionKind, int], date | None], None]
+# Open exceptions per (account, kind), and each account's last reconciled day.
+Observer = Callable[[Mapping[str, Mapping[ExceptionKind, int]], Mapping[str, date]], None]
 
 
-def _no_observer(open_counts: dict[ExceptionKind, int], last_day: date | None) -> None:
-    del open_counts, last_day
+def _no_observer(
+    open_counts: Mapping[str, Mapping[ExceptionKind, int]], last_days: Mapping[str, date]
+) -> None:
+    del open_counts, last_days
 
 
 RECON = Caller("job:recon")
@@ -80,57 +83,92 @@ class ReconciliationService:
         uow: UnitOfWorkFactory,
         read: ReadFactory,
         clock: Clock,
-        bills: BillSource,
+        bills: Mapping[str, BillSource],
         payments: PaymentSyncer | None,
         refunds: Refunder | None = None,
         *,
         tolerance: timedelta = DAY_CUT_TOLERANCE,
         observer: Observer = _no_observer,
-        accounts: frozenset[str] | None = None,
     ) -> None:
-        """`accounts`: the merchant accounts `bills` covers (issue 18); orders of other accounts are
-        not expected in its bill. None: every order."""
-        self._accounts = accounts
+        """`bills`: each merchant account's bill source, by account name (configuration's names, never
+        the wire's). With several, each bill is matched against its own account's orders only."""
+        if not bills:
+            raise ValueError("reconciliation needs at least one account's bills")
+        self._bills = dict(bills)
         self._uow = uow
         self._read = read
         self._clock = clock
-        self._bills = bills
-        self._payments = payments
-        self._refunds = refunds
+        self._matcher = BillMatcher(read, payments, refunds)
         self._tolerance = tolerance
         self._observer = observer
 
+    @property
+    def accounts(self) -> tuple[str, ...]:
+        """The accounts whose bills are reconciled, in configuration order."""
+        return tuple(self._bills)
+
+    def _check_account(self, account: str) -> None:
+        if account not in self._bills:
+            known = ", ".join(self._bills)
+            raise InvalidArgumentError([FieldViolation("account", f"no account {account!r} ({known})")])
+
     # --- running a day ----------------------------------------------------------------------------
 
-    def run_day(self, day: date, caller: Caller = RECON) -> DayReport:
+    def run_day(self, day: date, caller: Caller = RECON, *, account: str | None = None) -> DayReport:
+        """One account's day, or (`account` None) every account's, each on its own: an account whose
+        bill cannot be had or read leaves the others reconciled, and its error is raised after them."""
+        if account is not None:
+            self._check_account(account)
+            return self._run_account(day, account, caller)
+        failed: list[BaseException] = []
+        for name in self._bills:
+            try:
+                self._run_account(day, name, caller)
+            except (DomainError, TransientError) as exc:
+                log.warning("recon.account_failed", bill_date=day.isoformat(), account=name, error=str(exc))
+                failed.append(exc)
+        if failed:
+            raise failed[0]
+        return self.report(day)
+
+    def _run_account(self, day: date, account: str, caller: Caller) -> DayReport:
         token = secrets.token_hex(16)
         with self._uow() as uow:
-            claim = uow.recon.claim(day, token, self._clock(), STALE_CLAIM)
+            claim = uow.recon.claim(day, account, token, self._clock(), STALE_CLAIM)
         if claim is None:
             raise InvalidStateTransitionError(
-                f"{day} is being reconciled by another process", metadata={"bill_date": day.isoformat()}
+                f"{day} of account {account} is being reconciled by another process",
+                metadata={"bill_date": day.isoformat(), "account": account},
             )
         try:
-            self._run_claimed(day, caller)
+            self._run_claimed(day, account, caller)
         except BaseException as exc:
             malformed = isinstance(exc, ProviderUnavailableError) and (
                 exc.metadata.get("provider_code") == BILL_MALFORMED
             )
             with self._uow() as uow:  # a malformed bill is an outcome of its own, kept where it is shown
-                uow.recon.release(day, claim, str(exc), keep_as=BILL_MALFORMED if malformed else None)
+                keep_as = BILL_MALFORMED if malformed else None
+                uow.recon.release(day, account, claim, str(exc), keep_as=keep_as)
+            if isinstance(exc, DomainError):
+                exc.metadata.setdefault("account", account)
             raise
-        report = self.report(day)
+        report = self.report(day, account)
         self.observe()
         return report
 
-    def _run_claimed(self, day: date, caller: Caller) -> None:
-        trade, fund = self._download(day)  # network, no transaction open
+    def _window(self, day: date, account: str) -> Window:
+        """With one account every order is its; with several, only the account's own orders."""
+        scope = None if len(self._bills) == 1 else frozenset({account})
+        return Window.of(day, self._tolerance, scope)
+
+    def _run_claimed(self, day: date, account: str, caller: Caller) -> None:
+        trade, fund = self._download(day, account)  # network, no transaction open
         now = self._clock()
         with self._uow() as uow:
-            self._store_bill(uow, day, trade, fund, now)
+            self._store_bill(uow, day, account, trade, fund, now)
         rows = trade.rows if trade is not None else []
-        window = Window.of(day, self._tolerance, self._accounts)
-        outcome, found = self._match(day, rows, window, caller)
+        window = self._window(day, account)
+        outcome, found = self._matcher.match(day, account, rows, window, caller)
         fund_difference = check_fund_flow(outcome, fund.flow if fund is not None else None)
         if fund_difference is not None:
             found.append((fund_difference, ExceptionStatus.OPEN))
@@ -151,8 +189,8 @@ class ReconciliationService:
         )
         now = self._clock()
         with self._uow() as uow:
-            created = uow.recon.record(day, found, now)
-            uow.recon.finish(day, summary, now)
+            created = uow.recon.record(day, account, found, now)
+            uow.recon.finish(day, account, summary, now)
             for new in created:
                 uow.record(ReconExceptionOpened(day, new.kind.value, new.out_trade_no, new.out_refund_no))
         for difference in created:
@@ -161,6 +199,7 @@ class ReconciliationService:
                     "recon.critical",
                     kind=difference.kind.value,
                     bill_date=day.isoformat(),
+                    account=account,
                     out_trade_no=difference.out_trade_no,
                     out_refund_no=difference.out_refund_no,
                     local_fen=difference.local_fen,
@@ -168,101 +207,59 @@ class ReconciliationService:
         log.info(
             "recon.day",
             bill_date=day.isoformat(),
+            account=account,
             rows=len(rows),
             matched=outcome.matched,
             exceptions=len(found),
             deferred=len(outcome.deferred),
         )
 
-    def _download(self, day: date) -> tuple[TradeBill | None, FundBill | None]:
+    def _download(self, day: date, account: str) -> tuple[TradeBill | None, FundBill | None]:
+        bills = self._bills[account]
         try:
-            return self._bills.trade_bill(day), self._bills.fund_flow_bill(day)
+            return bills.trade_bill(day), bills.fund_flow_bill(day)
         except ProviderRejectedError as error:
             if error.metadata.get("provider_code") == "STATEMENT_CREATING":
                 raise BillNotReadyError(
-                    f"WeChat Pay is still generating the bill of {day}",
-                    metadata={"bill_date": day.isoformat()},
+                    f"WeChat Pay is still generating the bill of {day} ({account})",
+                    metadata={"bill_date": day.isoformat(), "account": account},
                 ) from error
             raise
 
     def _store_bill(
-        self, uow: UnitOfWork, day: date, trade: TradeBill | None, fund: FundBill | None, now: datetime
+        self,
+        uow: UnitOfWork,
+        day: date,
+        account: str,
+        trade: TradeBill | None,
+        fund: FundBill | None,
+        now: datetime,
     ) -> None:
-        if trade is not None and uow.recon.stored_sha1(day, TRADE) != trade.sha1:
-            uow.recon.save_file(day, TRADE, trade.content, trade.sha1, now)
-            uow.recon.replace_lines(day, trade.rows)
-        if fund is not None and uow.recon.stored_sha1(day, FUND) != fund.sha1:
-            uow.recon.save_file(day, FUND, fund.content, fund.sha1, now)
-
-    def _match(
-        self, day: date, rows: list[BillRow], window: Window, caller: Caller
-    ) -> tuple[Outcome, list[tuple[Difference, ExceptionStatus]]]:
-        payments, refunds, earlier = self._locals(day, rows, window)
-        outcome = reconcile(rows, payments, refunds, window, earlier)
-        self._settle_refunds(outcome.settled_remotely, caller)
-        repairable = [d for d in outcome.differences if d.repairable]
-        if not repairable or self._payments is None:
-            return outcome, [(d, ExceptionStatus.OPEN) for d in outcome.differences]
-        self._repair(repairable, payments, caller)
-        # Re-match with what the repairs wrote: a repaired row now matches (or shows its real difference).
-        payments, refunds, earlier = self._locals(day, rows, window)
-        rematched = reconcile(rows, payments, refunds, window, earlier)
-        still = {(d.kind, d.out_trade_no) for d in rematched.differences}
-        found = [(d, ExceptionStatus.OPEN) for d in rematched.differences]
-        found += [(d, ExceptionStatus.REPAIRED) for d in repairable if (d.kind, d.out_trade_no) not in still]
-        return rematched, found
-
-    def _settle_refunds(self, out_refund_nos: list[str], caller: Caller) -> None:
-        """The bill shows these refunds settled while they are PROCESSING here: query them now (the same
-        path as the refund poller), instead of waiting for the poller's next turn."""
-        if self._refunds is None:
-            return
-        for out_refund_no in out_refund_nos:
-            try:
-                self._refunds.sync_refund(out_refund_no, caller)
-            except DomainError as error:
-                log.warning("recon.refund_sync_failed", out_refund_no=out_refund_no, error=error.message)
-
-    def _locals(
-        self, day: date, rows: list[BillRow], window: Window
-    ) -> tuple[list[LocalPayment], list[LocalRefund], set[str]]:
-        pay_rows = [r for r in rows if r.kind is RowKind.PAYMENT]
-        refund_rows = [r for r in rows if r.kind is RowKind.REFUND]
-        with self._read() as uow:
-            payments = uow.recon.local_payments(
-                [r.out_trade_no for r in pay_rows], [r.transaction_id for r in pay_rows], window
-            )
-            refunds = uow.recon.local_refunds(
-                [r.out_refund_no for r in refund_rows], [r.refund_id for r in refund_rows], window
-            )
-            earlier = uow.recon.line_keys(day - timedelta(days=1))
-        return payments, refunds, earlier
-
-    def _repair(self, repairable: list[Difference], payments: list[LocalPayment], caller: Caller) -> None:
-        assert self._payments is not None  # noqa: S101 - checked by the caller
-        order_ids = {p.out_trade_no: p.order_id for p in payments}
-        for difference in repairable:
-            order_id = order_ids.get(difference.out_trade_no)
-            if order_id is None:
-                continue
-            try:
-                self._payments.sync_payment(order_id, caller)
-            except DomainError as error:  # stays OPEN; the next run tries again
-                log.warning("recon.repair_failed", out_trade_no=difference.out_trade_no, error=error.message)
+        if trade is not None and uow.recon.stored_sha1(day, account, TRADE) != trade.sha1:
+            uow.recon.save_file(day, account, TRADE, trade.content, trade.sha1, now)
+            uow.recon.replace_lines(day, account, trade.rows)
+        if fund is not None and uow.recon.stored_sha1(day, account, FUND) != fund.sha1:
+            uow.recon.save_file(day, account, FUND, fund.content, fund.sha1, now)
 
     # --- reading and resolving --------------------------------------------------------------------
 
-    def report(self, day: date) -> DayReport:
+    def report(self, day: date, account: str | None = None) -> DayReport:
+        """One account's day, or every account's together (each in `parts`)."""
+        if account is not None:
+            self._check_account(account)
+        names = [account] if account is not None else list(self._bills)
+        parts = []
         with self._read() as uow:
-            summary = uow.recon.summary(day)
-            exceptions = uow.recon.exceptions(day)
-        if summary is None:
-            summary = RunSummary("NOT_RUN", None, None, 0, 0, 0)
-        return DayReport(day, summary, exceptions)
+            for name in names:
+                summary = uow.recon.summary(day, name) or RunSummary("NOT_RUN", None, None, 0, 0, 0)
+                parts.append(DayReport(day, summary, uow.recon.exceptions(day, account=name), name))
+        return combined(day, parts)
 
-    def open_exceptions(self, day: date | None = None, limit: int = 100) -> list[ReconException]:
+    def open_exceptions(
+        self, day: date | None = None, limit: int = 100, account: str | None = None
+    ) -> list[ReconException]:
         with self._read() as uow:
-            return uow.recon.exceptions(day, ExceptionStatus.OPEN, limit=limit)
+            return uow.recon.exceptions(day, ExceptionStatus.OPEN, limit=limit, account=account)
 
     def resolve(self, exception_id: int, reason: str, caller: Caller) -> ReconException:
         """A person closes an exception with a reason; the change is written to the audit trail."""
@@ -285,7 +282,11 @@ class ReconciliationService:
             if not uow.recon.resolve(exception, reason, caller.actor, now):
                 raise TransientError("the exception changed while resolving it; try again")
             uow.record(ReconExceptionResolved(exception.id))
-            order_id = uow.recon.order_id_of(exception.out_trade_no) if exception.out_trade_no else None
+            order_id = (
+                uow.recon.order_id_of(exception.out_trade_no, exception.account)
+                if exception.out_trade_no
+                else None
+            )
             uow.audit.record(
                 AuditEvent(
                     order_id=order_id or f"recon:{exception.bill_date.isoformat()}",
@@ -304,11 +305,16 @@ class ReconciliationService:
         )
 
     def observe(self) -> None:
-        """Publish the open exceptions and the last reconciled day (the job calls it now and then, so
-        every process's gauges follow runs made elsewhere, by the CLI or another process)."""
+        """Publish each account's open exceptions and last reconciled day (the job calls it now and then,
+        so every process's gauges follow runs made elsewhere, by the CLI or another process). Only the
+        configured accounts are labelled: label values come from configuration, never from data."""
         try:
             with self._read() as uow:
-                counts, last_day = uow.recon.open_counts(), uow.recon.last_finished_day()
-            self._observer(counts, last_day)
+                counts, last_days = uow.recon.open_counts(), uow.recon.last_finished_days()
+            by_account: dict[str, dict[ExceptionKind, int]] = {name: {} for name in self._bills}
+            for (name, kind), count in counts.items():
+                if name in by_account:
+                    by_account[name][kind] = count
+            self._observer(by_account, {n: d for n, d in last_days.items() if n in by_account})
         except Exception:  # metrics must never fail a run
             log.exception("recon.observe_failed")

@@ -7,9 +7,11 @@ One credentials layout on disk, a directory per account (docs/going-live.md):
     DIR/<name>/merchant.json                                      a sub-merchant (特约商户)
 
 A direct/provider `merchant.json` is the single bundle's (credentials.py) plus `kind` (`direct` or
-`provider`), `key_mode` (informational: which key WeChat signs with) and `apps` (channel → appid). A
-sub-merchant's is `{"kind": "sub_merchant", "provider": "<name>", "sub_mchid": "…", "apps": {channel:
-sub_appid}}`: it pays under its provider's keys and apps, plus its own sub_appid on the channels it lists.
+`provider`), `key_mode` (which key WeChat signs answers with; `certificate` asks for certificate-signed
+answers, yet a public key on disk still verifies, so the account's public-key migration runs) and
+`apps` (channel → appid). A sub-merchant's is `{"kind": "sub_merchant", "provider": "<name>",
+"sub_mchid": "…", "apps": {channel: sub_appid}}`: it pays under its provider's keys and apps, plus its
+own sub_appid on the channels it lists.
 A DIR holding `merchant.json` itself is the one-account layout from before: account `default`, its
 appid on every channel. Any problem refuses the start in one line naming the account.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.domain.routing import AccountRouter, parse_routes
@@ -29,6 +31,7 @@ from server.wxpay.credentials import (
     load_credentials,
 )
 from server.wxpay.errors import CredentialsError
+from server.wxpay.transport import SignMode
 
 CHANNELS = ("JSAPI", "MINIPROGRAM", "APP", "NATIVE", "H5")  # orderpay's PayChannel names
 KINDS = ("direct", "provider", "sub_merchant")
@@ -59,6 +62,13 @@ class Account:
     @property
     def partner(self) -> bool:
         return self.sub_mchid is not None
+
+    @property
+    def sign_mode(self) -> SignMode:
+        """Which WeChat Pay key this account asks answers to be signed with (Wechatpay-Serial)."""
+        if self.key_mode == "certificate" or self.credentials.wechatpay_public_key is None:
+            return "cert"
+        return "pubkey"
 
     def app_for(self, channel: str) -> str | None:
         return self.apps.get(channel)
@@ -184,10 +194,10 @@ def _platform_account(path: Path, info: dict[str, object]) -> Account:
     if not apps:
         apps = dict.fromkeys(CHANNELS, credentials.appid)  # a bundle without apps: its appid everywhere
     key_mode = str(info.get("key_mode") or "")
-    if key_mode == "certificate":  # verify with platform certificates only, ask for certificate answers
-        if credentials.platform_certificate is None:
-            raise AccountsError(f"account {path.name}: key_mode certificate needs {PLATFORM_CERT_FILE}")
-        credentials = replace(credentials, wechatpay_public_key=None, wechatpay_public_key_id="")
+    if key_mode == "certificate" and credentials.platform_certificate is None:
+        raise AccountsError(f"account {path.name}: key_mode certificate needs {PLATFORM_CERT_FILE}")
+    # A public key given beside the certificate keeps verifying: WeChat ramps this account's callbacks
+    # over to it during its public-key migration, with no restart here (docs/going-live.md).
     return Account(path.name, str(info["kind"]), credentials, apps, key_mode)
 
 

@@ -259,9 +259,14 @@ class WeChatPayClient:
 
 
 def from_settings(
-    settings: Settings, credentials: MerchantCredentials, *, observer: Observer = no_observer
+    settings: Settings,
+    credentials: MerchantCredentials,
+    *,
+    observer: Observer = no_observer,
+    sign_mode: SignMode | None = None,
 ) -> WeChatPayClient:
-    """The client as §7's settings configure it; public-key mode whenever the bundle has the key."""
+    """The client as §7's settings configure it; public-key mode whenever the bundle has the key, unless
+    `sign_mode` (an account's key_mode) says otherwise."""
     return WeChatPayClient(
         credentials,
         settings.wxpay_base_url,
@@ -271,7 +276,7 @@ def from_settings(
         backoff_base=settings.wxpay_backoff_base_s,
         breaker_fail_max=settings.wxpay_breaker_fail_max,
         breaker_reset_s=settings.wxpay_breaker_reset_s,
-        sign_mode="pubkey" if credentials.wechatpay_public_key is not None else "cert",
+        sign_mode=sign_mode or ("pubkey" if credentials.wechatpay_public_key is not None else "cert"),
         observer=observer,
     )
 

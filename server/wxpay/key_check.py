@@ -27,9 +27,9 @@ def check_keys(directory: Path | None, account_name: str) -> int:
     signer = f" (signs as its provider {account.provider}, {account.mchid})" if account.partner else ""
     print(f"account      {account.name}: {account.kind} {account.sub_mchid or account.mchid}{signer}")
     print(f"gateway      {settings.wxpay_base_url}")
-    with from_settings(settings, account.credentials) as client:
+    with from_settings(settings, account.credentials, sign_mode=account.sign_mode) as client:
         try:
-            if account.credentials.wechatpay_public_key is None:
+            if account.sign_mode == "cert":
                 client.key_store.refresh()  # certificate mode: the key we encrypt to comes from the list
             serial, echoed, opened = client.security_echo(f"orderpay keys check {account.name}")
         except (DomainError, NotificationRejected) as exc:

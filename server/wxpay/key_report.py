@@ -46,9 +46,11 @@ def show_keys(directory: Path | None, *, offline: bool, as_json: bool, account: 
         now = datetime.now(UTC)
         rows = [_row(key, now) for key in client.key_store.known()]
     if as_json:
-        print(json.dumps({"keys": rows, "certificates": note}, ensure_ascii=False, indent=2))
+        shown = {"account": chosen.name, "mchid": credentials.mchid, "keys": rows, "certificates": note}
+        print(json.dumps(shown, ensure_ascii=False, indent=2))
         return 0
-    print(f"WeChat Pay keys for mchid {credentials.mchid} (platform certificates: {note})")
+    whose = f"account {chosen.name}, mchid {credentials.mchid}"
+    print(f"WeChat Pay keys for {whose} (platform certificates: {note})")
     print(f"{'KIND':<12} {'SERIAL':<42} {'SOURCE':<11} {'VALID FROM':<26} {'VALID UNTIL':<26} DAYS LEFT")
     for row in rows:
         flag = "  <- expires within 10 days" if row["expiring"] else ""

@@ -8,38 +8,17 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from server.domain.order import Fulfilment, OrderStatus
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, GLYPH_CHECK, WIDTHS, capture
 from tests.support.console_stack import ADMIN_TOKEN, BFF_TOKEN, LiveStack, live_stack
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-ARTIFACTS = Path(__file__).resolve().parents[2] / ".artifacts" / "console"
-WIDTHS = (1280, 390)
-
-# Draws each distinct non-ASCII character of the page in the page's own font and compares it with a
-# code point no font has (U+10FFFD): a character that draws the same as that is a missing-glyph box.
-GLYPH_CHECK = """() => {
-  const chars = [...new Set([...document.body.innerText].filter(c => c.codePointAt(0) > 0x7f && c.trim()))];
-  const font = getComputedStyle(document.body).fontFamily;
-  const canvas = document.createElement('canvas'); canvas.width = 48; canvas.height = 48;
-  const ctx = canvas.getContext('2d', {willReadFrequently: true});
-  const draw = (c) => { ctx.clearRect(0, 0, 48, 48); ctx.font = `28px ${font}`; ctx.textBaseline = 'top';
-    ctx.fillText(c, 6, 6); return Array.from(ctx.getImageData(0, 0, 48, 48).data).join(','); };
-  const box = draw('\\u{10FFFD}');
-  return {checked: chars.length, boxesAgree: box === draw('\\u{10FFFC}'),
-          missing: chars.filter(c => draw(c) === box)};
-}"""
+SHOTS = ARTIFACTS / "console"
 
 
 @pytest.fixture(scope="module")
@@ -146,24 +125,12 @@ def test_a_form_without_its_csrf_token_is_refused(page: Page, live: LiveStack) -
     assert (after.fulfilment, after.version) == (Fulfilment.HELD, order.version)
 
 
-def capture(page: Page, name: str) -> dict[str, Any]:
-    """Screenshot at each width; return what the glyph and width checks found."""
-    found: dict[str, Any] = {}
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 900})
-        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
-        glyphs = page.evaluate(GLYPH_CHECK)
-        overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
-        found[f"{width}"] = {**glyphs, "overflow_px": overflow}
-    return found
-
-
 def test_every_page_at_1280_and_390_px_without_missing_glyphs(page: Page, live: LiveStack) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    """capture() fails on a missing-glyph box or a page wider than the viewport, at each width."""
     order = live.held_order()
-    pages: dict[str, dict[str, Any]] = {}
+    names = ["sign-in"]
     page.goto(f"{live.console_url}/sign-in")
-    pages["sign-in"] = capture(page, "sign-in")
+    capture(page, SHOTS, "sign-in")
     sign_in(page, live)
     for name, path in (
         ("attention", "/attention"),
@@ -175,21 +142,17 @@ def test_every_page_at_1280_and_390_px_without_missing_glyphs(page: Page, live: 
         ("overview", "/overview"),
     ):
         page.goto(f"{live.console_url}{path}")
-        page.set_viewport_size({"width": 1280, "height": 900})
-        pages[name] = capture(page, name)
+        capture(page, SHOTS, name)
+        names.append(name)
     page.goto(f"{live.console_url}/orders/{order.order_id}")
+    assert page.evaluate(GLYPH_CHECK)["checked"] > 10  # Chinese labels were there to check
     act(page, "#accept-held", "goodwill: 1 fen")
-    pages["result"] = capture(page, "result")
+    capture(page, SHOTS, "result")
+    names.append("result")
 
-    for name, widths in pages.items():
-        for width, found in widths.items():
-            assert found["boxesAgree"], f"{name}@{width}: the missing-glyph probe is not reliable here"
-            assert found["missing"] == [], f"{name}@{width}: no glyph for {found['missing']}"
-            assert found["overflow_px"] <= 0, f"{name}@{width}: wider than the viewport"
-    assert pages["order"]["1280"]["checked"] > 10  # Chinese labels were there to check
     # The check itself finds a box: a code point no font covers is reported, a covered one is not.
     page.evaluate(r"() => { document.body.innerText = '\u4e2d\u{10FFFB}'; }")
     assert page.evaluate(GLYPH_CHECK)["missing"] == ["\U0010fffb"]
-    assert sorted(p.name for p in ARTIFACTS.glob("*.png")) == sorted(
-        f"{name}-{width}.png" for name in pages for width in WIDTHS
+    assert sorted(p.name for p in SHOTS.glob("*.png")) == sorted(
+        f"{name}-{width}.png" for name in names for width in WIDTHS
     )

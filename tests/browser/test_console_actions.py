@@ -2,7 +2,7 @@
 ABNORMAL refund is sent another way from its order page, a reconciliation exception is resolved from the
 attention page, a HELD late payment whose automatic refund settled is out of the queue with no
 "Refund ¥0.00" button. The attention page and each order page are captured at 1280 and 390 px into
-.artifacts/console-actions/ (git-ignored)."""
+.artifacts/console-actions/ (git-ignored); at 390 px every action is on screen without sideways scrolling."""
 
 from __future__ import annotations
 
@@ -49,6 +49,18 @@ def page(browser: Browser, live: LiveStack) -> Iterator[Page]:
     tab.wait_for_selector("text=Needs attention")
     yield tab
     context.close()
+
+
+def on_screen_at_phone_width(page: Page, selector: str) -> None:
+    """At 390 px the action is within the viewport as laid out, with no sideways scroll needed."""
+    page.set_viewport_size({"width": 390, "height": 900})
+    try:
+        box = page.locator(selector).bounding_box()
+        assert box is not None, f"{selector} is not displayed at 390 px"
+        assert box["x"] >= 0, (selector, box)
+        assert box["x"] + box["width"] <= 390, (selector, box)
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def act(page: Page, form: str, reason: str) -> str:
@@ -140,5 +152,7 @@ def test_the_attention_page_with_one_of_each_and_its_way_out(page: Page, live: L
     assert link.inner_text().startswith("Send it another way")
     assert page.locator(f"#recon-{exception_id}").count() == 1
     capture(page, SHOTS, "attention-full")
+    on_screen_at_phone_width(page, f"#recon tr:has(#recon-{exception_id}) summary")  # Resolve…
+    on_screen_at_phone_width(page, f"#refunds a[href='/orders/{abnormal_order.order_id}#abnormal-{no}']")
     link.click()
     assert page.locator(f"#abnormal-{no}").is_visible()

@@ -157,7 +157,14 @@ def test_certificate_rotation_during_a_storm_rejects_nothing(
     assert set(serials) == {old, successor}
     # One download of /v3/certificates when the successor's serial first arrived, whatever the storm.
     assert (
-        metric(stack, "orderpay_provider_calls_total", operation="download_certificates", outcome="ok") == 1
+        metric(
+            stack,
+            "orderpay_provider_calls_total",
+            account="default",
+            operation="download_certificates",
+            outcome="ok",
+        )
+        == 1
     )
     assert finished["certificates"][0]["serial_no"] == successor
 
@@ -201,7 +208,7 @@ def test_undecryptable_notification_is_refused_counted_and_logged(
     first = answered()[0]
     assert 400 <= first["status"] < 500
     metrics = httpx.get(stack.metrics_url, timeout=5).text
-    assert 'orderpay_notifications_total{outcome="undecryptable"}' in metrics
+    assert 'orderpay_notifications_total{account="default",outcome="undecryptable"}' in metrics
     lines = [
         json.loads(x) for x in (stack.workdir / "server.log").read_text().splitlines() if x.startswith("{")
     ]

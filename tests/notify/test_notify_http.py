@@ -44,7 +44,10 @@ async def post(client: Client, delivery: Delivery) -> tuple[int, dict[str, Any] 
 
 
 def counted(outcome: str) -> float:
-    return REGISTRY.get_sample_value("orderpay_notifications_total", {"outcome": outcome}) or 0.0
+    return (
+        REGISTRY.get_sample_value("orderpay_notifications_total", {"account": "default", "outcome": outcome})
+        or 0.0
+    )
 
 
 async def test_valid_notification_is_applied_once_and_acknowledged(

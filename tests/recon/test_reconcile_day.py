@@ -67,7 +67,7 @@ def test_a_busy_day_reconciles_to_zero_exceptions(make_world: MakeWorld) -> None
     world.open_bills(day + timedelta(days=1))
     next_day = world.recon.run_day(day + timedelta(days=1))
     assert (next_day.summary.bill_rows, next_day.summary.matched, next_day.exceptions) == (1, 1, [])
-    assert crossing.out_refund_no in world.store.line_keys(day + timedelta(days=1))
+    assert crossing.out_refund_no in world.store.line_keys(day + timedelta(days=1), "default")
 
 
 def test_bill_omit_is_missing_remote(make_world: MakeWorld) -> None:
@@ -82,9 +82,9 @@ def test_bill_omit_is_missing_remote(make_world: MakeWorld) -> None:
         ("error", "MISSING_REMOTE", omitted.out_trade_no)
     ]
     with world.app.read():
-        open_now = world.store.open_counts()[ExceptionKind.MISSING_REMOTE]
-    assert metric("orderpay_recon_exceptions", kind="MISSING_REMOTE") == open_now >= 1
-    assert metric("orderpay_recon_last_reconciled_day") is not None
+        open_now = world.store.open_counts()[("default", ExceptionKind.MISSING_REMOTE)]
+    assert metric("orderpay_recon_exceptions", account="default", kind="MISSING_REMOTE") == open_now >= 1
+    assert metric("orderpay_recon_last_reconciled_day", account="default") is not None
     assert kinds(report) == [("MISSING_REMOTE", "OPEN")]
     (exception,) = report.exceptions
     assert (exception.out_trade_no, exception.local_fen, exception.remote_fen) == (
@@ -190,7 +190,7 @@ def test_hash_mismatch_is_refetched_then_refused_unparsed(make_world: MakeWorld)
     with pytest.raises(ProviderUnavailableError) as raised:
         world.recon.run_day(world.day)
     assert raised.value.metadata["provider_code"] == "BILL_HASH_MISMATCH"
-    assert world.store.line_keys(world.day) == set()
+    assert world.store.line_keys(world.day, "default") == set()
     assert world.recon.report(world.day).summary.status == "NOT_RUN"
     world.control("PUT", "config", {"bill_hash_mismatch": False})
     assert world.recon.run_day(world.day).clean

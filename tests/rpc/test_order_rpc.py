@@ -16,6 +16,7 @@ from server.adapters.tables import ProductRow
 from server.app import App
 from server.domain.catalogue import Product, ProductKind
 from server.log_setup import CALLS, merge_call_fields
+from server.metrics import REGISTRY
 from tests.support.rich_status import Failure, failure_of
 from tests.support.rpc_calls import create, refused
 from tests.support.tokens import ADMIN, BFF
@@ -42,6 +43,21 @@ def test_concurrent_duplicates_create_one_order_per_key(orders: Any, rid: str) -
     assert len(ids_by_key) == 50
     assert all(len(ids) == 1 for ids in ids_by_key.values())
     assert sum(1 for *_, replayed in results if not replayed) == 50
+
+
+def test_create_order_outcomes_are_counted_by_the_orders_account(orders: Any, rid: str) -> None:
+    def count(account: str, outcome: str) -> float:
+        labels = {"account": account, "outcome": outcome}
+        return REGISTRY.get_sample_value("orderpay_orders_total", labels) or 0.0
+
+    before = {o: count("default", o) for o in ("created", "replayed", "deduplicated")}
+    order = create(orders, f"u-{rid}", "k").order
+    assert order.account == "default"  # the only account this app is configured with
+    create(orders, f"u-{rid}", "k")  # the same key: a replay
+    create(orders, f"u-{rid}", "k2")  # a new key for the same unpaid product: deduplicated
+    after = {o: count("default", o) for o in before}
+    assert {o: after[o] - before[o] for o in before} == {"created": 1, "replayed": 1, "deduplicated": 1}
+    assert count("other", "created") == 0
 
 
 def test_same_key_different_request_is_already_exists(orders: Any, rid: str) -> None:

@@ -3,6 +3,9 @@ service provider (服务商) with two sub-merchants; cross-account calls are ref
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
 import json
 import secrets
 import shutil
@@ -12,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sandbox.app import RunningSandbox, run_in_thread
 from sandbox.config import SandboxConfig
@@ -349,3 +355,49 @@ def test_a_sub_merchant_without_its_provider_refuses_to_load(tmp_path: Path) -> 
     shutil.rmtree(tmp_path / "sp")
     with pytest.raises(AccountsError, match="account sp-sub-a: provider 'sp'"):
         load_accounts(tmp_path)
+
+
+def _bill_day(caller: MerchantCaller, out_trade_no: str) -> str:
+    """Pay the order now, then move the clock to the next morning's bills; the bill's day."""
+    caller.control("POST", f"orders/{out_trade_no}/pay")
+    paid_at = datetime.fromisoformat(caller.control("GET", "clock")["now"]).astimezone(CHINA)
+    next_morning = datetime.combine(paid_at.date() + timedelta(days=1), time(11), CHINA)
+    caller.control("POST", "clock", {"now": next_morning.isoformat()})
+    return paid_at.date().isoformat()
+
+
+def test_a_sub_merchants_fund_flow_bill_is_the_providers_to_fetch_and_comes_encrypted(
+    callers: dict[str, MerchantCaller], accounts: dict[str, AccountSpec]
+) -> None:
+    sp, sub = accounts["sp"], accounts["sp-sub-a"]
+    paid = no()
+    body = partner_body(sp, sub, paid, "https://example.com/n")
+    assert callers["sp"].call("POST", "/v3/pay/partner/transactions/jsapi", body).status == 200
+    day = _bill_day(callers["sp"], paid)
+    query = f"bill_date={day}&account_type=BASIC&algorithm=AEAD_AES_256_GCM&tar_type=GZIP"
+    apply = callers["sp"].call("GET", f"/v3/bill/sub-merchant-fundflowbill?sub_mchid={sub.mchid}&{query}")
+    assert apply.status == 200, apply.body
+    answer = apply.json()
+    assert answer["download_bill_count"] == 1
+    (part,) = answer["download_bill_list"]
+    assert {"bill_sequence", "download_url", "encrypt_key", "nonce", "hash_type", "hash_value"} <= set(part)
+    sealed = callers["sp"].call("GET", part["download_url"].split(callers["sp"].base_url, 1)[-1]).body
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303
+    key = creds(sp).merchant_private_key.decrypt(base64.b64decode(part["encrypt_key"]), oaep)
+    text = gzip.decompress(AESGCM(key).decrypt(part["nonce"].encode(), sealed, None))
+    assert hashlib.sha1(text).hexdigest() == part["hash_value"]  # noqa: S324
+    assert "收入" in text.decode("utf-8")
+    assert "交易".encode() not in sealed  # nothing readable on the wire
+
+    refusals = {
+        ("direct-pk", sub.mchid): "NO_AUTH",  # a direct merchant has no sub-merchants
+        ("sp2", sub.mchid): "NO_AUTH",  # another provider's sub-merchant
+        ("sp", "1999999999"): "MCH_NOT_EXISTS",
+    }
+    for (who, sub_mchid), code in refusals.items():
+        refused = callers[who].call(
+            "GET", f"/v3/bill/sub-merchant-fundflowbill?sub_mchid={sub_mchid}&{query}"
+        )
+        assert refused.json()["code"] == code, (who, refused.body)
+        trade = callers[who].call("GET", f"/v3/bill/tradebill?bill_date={day}&sub_mchid={sub_mchid}")
+        assert trade.json()["code"] == code, (who, trade.body)

@@ -17,6 +17,7 @@ from aiohttp import web
 from clients.bench.procs import free_port
 from sandbox.app import RunningSandbox, make_app, serve_in_thread
 from sandbox.config import SandboxConfig
+from sandbox.keys.accounts import AccountSpec, init_accounts, load_accounts
 from sandbox.keys.bundle import init_bundle, load_credentials
 from server.adapters.recon_tables import ReconExceptionRow
 from server.adapters.sandbox_clock import SandboxClock
@@ -117,14 +118,30 @@ def sign_in(client: httpx.Client, token: str) -> httpx.Response:
     return client.post("/sign-in", data={"csrf": csrf.group(1), "token": token})
 
 
+def load_accounts_specs(keys: Path) -> list[AccountSpec]:
+    init_accounts(keys)
+    return load_accounts(keys)
+
+
 @contextmanager
 def live_stack(
-    tmp_path: Path, *, extend_sandbox: Callable[[web.Application], None] | None = None, **overrides: object
+    tmp_path: Path,
+    *,
+    extend_sandbox: Callable[[web.Application], None] | None = None,
+    accounts: bool = False,
+    **overrides: object,
 ) -> Iterator[LiveStack]:
-    """`extend_sandbox` may add routes to the sandbox app before it starts (e.g. a fake clock)."""
+    """`extend_sandbox` may add routes to the sandbox app before it starts (e.g. a fake clock).
+    `accounts`: the demo set of merchant accounts (issue 18) instead of the one bundle."""
     keys = tmp_path / "keys"
-    init_bundle(keys)
-    app = make_app(SandboxConfig(credentials=load_credentials(keys), time_scale=0.01))
+    if accounts:
+        specs = load_accounts_specs(keys)
+        primary = next(spec.credentials for spec in specs if spec.credentials is not None)
+        config = SandboxConfig(credentials=primary, accounts=tuple(specs), time_scale=0.01)
+    else:
+        init_bundle(keys)
+        config = SandboxConfig(credentials=load_credentials(keys), time_scale=0.01)
+    app = make_app(config)
     if extend_sandbox is not None:
         extend_sandbox(app)
     sandbox = RunningSandbox(serve_in_thread(app))

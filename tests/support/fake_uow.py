@@ -71,12 +71,16 @@ class _Orders:
             raise OrderInsertConflict(order.order_id)
         self.s.orders[order.order_id] = order
 
-    def insert_first(self, order: Order, created: AuditEvent, now: datetime) -> bool:
+    def insert_first(
+        self, order: Order, created: AuditEvent, now: datetime, entry: FeedEntry | None = None
+    ) -> bool:
         unpaid = order.status is OrderStatus.UNPAID and self.get_unpaid(order.user_id, order.product_id)
         if order.order_id in self.s.orders or self.get_by_key(order.user_id, order.request_id) or unpaid:
             return False
         self.s.orders[order.order_id] = order
         self.s.audit.append(created)
+        if entry is not None:
+            self.s.feed.append(entry)
         return True
 
     def save(self, before: Order, after: Order) -> Order | None:
@@ -88,7 +92,12 @@ class _Orders:
         return saved
 
     def list_for_user(
-        self, user_id: str, status: OrderStatus | None, after: Cursor | None, limit: int
+        self,
+        user_id: str,
+        status: OrderStatus | None,
+        after: Cursor | None,
+        limit: int,
+        account: str | None = None,
     ) -> Sequence[tuple[Order, Cursor]]:
         raise NotImplementedError
 
@@ -243,7 +252,13 @@ class _Notifications:
         return self.s.notifications.get(notification_id)
 
     def insert(
-        self, notification_id: str, event_type: str, headers: Mapping[str, str], body: str, now: datetime
+        self,
+        notification_id: str,
+        event_type: str,
+        headers: Mapping[str, str],
+        body: str,
+        now: datetime,
+        account: str | None = None,
     ) -> bool:
         if notification_id in self.s.notifications:
             return False
@@ -290,9 +305,14 @@ class FakeUnitOfWork:
         self.subscribers: Any = _Unused()
         self.notifications = _Notifications(state)
         self.new_events: list[Event] = []
+        self.on_feed: list[Event] = []
 
     def record(self, *events: Event) -> None:
         self.new_events.extend(events)
+
+    def record_appended(self, *events: Event) -> None:
+        self.new_events.extend(events)
+        self.on_feed.extend(events)
 
 
 class FakeDatabase:

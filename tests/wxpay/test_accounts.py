@@ -60,6 +60,9 @@ def test_the_demo_set_has_two_direct_merchants_and_a_provider_with_two_sub_merch
     direct_cert = accounts.get("direct-cert")
     assert direct_cert is not None
     assert direct_cert.key_mode == "certificate"
+    assert direct_cert.sign_mode == "cert"  # answers signed with the platform certificate ...
+    assert direct_cert.credentials.wechatpay_public_key is not None  # ... the public key still verifies
+    assert accounts.default.sign_mode == "pubkey"
     assert accounts.default.name == "direct-pk"  # the directory's accounts.json says so
 
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from orderpay.v1 import order_pb2 as orderpay_dot_v1_dot_order__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1forderpay/v1/order_service.proto\x12\x0borderpay.v1\x1a\x17orderpay/v1/order.proto\"\xcd\x01\n\x12\x43reateOrderRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x18\n\x0b\x64\x65scription\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06\x61ttach\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08merchant\x18\x07 \x01(\tH\x02\x88\x01\x01\x42\x0e\n\x0c_descriptionB\t\n\x07_attachB\x0b\n\t_merchant\"8\n\x13\x43reateOrderResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order\"E\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x07wait_ms\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_wait_ms\"5\n\x10GetOrderResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order\"\x85\x01\n\x11ListOrdersRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x18.orderpay.v1.OrderStatusH\x00\x88\x01\x01\x42\t\n\x07_status\"Q\n\x12ListOrdersResponse\x12\"\n\x06orders\x18\x01 \x03(\x0b\x32\x12.orderpay.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x11\x43loseOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"7\n\x12\x43loseOrderResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order\"\x80\x01\n\x18UpdateOrderStatusRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.orderpay.v1.OrderStatus\x12\x0e\n\x06reason\x18\x04 \x01(\t\">\n\x19UpdateOrderStatusResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order\"V\n\x14\x41ttachArticleRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\narticle_id\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\":\n\x15\x41ttachArticleResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order2\x83\x04\n\x0cOrderService\x12P\n\x0b\x43reateOrder\x12\x1f.orderpay.v1.CreateOrderRequest\x1a .orderpay.v1.CreateOrderResponse\x12G\n\x08GetOrder\x12\x1c.orderpay.v1.GetOrderRequest\x1a\x1d.orderpay.v1.GetOrderResponse\x12M\n\nListOrders\x12\x1e.orderpay.v1.ListOrdersRequest\x1a\x1f.orderpay.v1.ListOrdersResponse\x12M\n\nCloseOrder\x12\x1e.orderpay.v1.CloseOrderRequest\x1a\x1f.orderpay.v1.CloseOrderResponse\x12\x62\n\x11UpdateOrderStatus\x12%.orderpay.v1.UpdateOrderStatusRequest\x1a&.orderpay.v1.UpdateOrderStatusResponse\x12V\n\rAttachArticle\x12!.orderpay.v1.AttachArticleRequest\x1a\".orderpay.v1.AttachArticleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1forderpay/v1/order_service.proto\x12\x0borderpay.v1\x1a\x17orderpay/v1/order.proto\"\xcd\x01\n\x12\x43reateOrderRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x18\n\x0b\x64\x65scription\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06\x61ttach\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08merchant\x18\x07 \x01(\tH\x02\x88\x01\x01\x42\x0e\n\x0c_descriptionB\t\n\x07_attachB\x0b\n\t_merchant\"8\n\x13\x43reateOrderResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order\"E\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x07wait_ms\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_wait_ms\"5\n\x10GetOrderResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order\"\x96\x01\n\x11ListOrdersRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x18.orderpay.v1.OrderStatusH\x00\x88\x01\x01\x12\x0f\n\x07\x61\x63\x63ount\x18( \x01(\tB\t\n\x07_status\"Q\n\x12ListOrdersResponse\x12\"\n\x06orders\x18\x01 \x03(\x0b\x32\x12.orderpay.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x11\x43loseOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"7\n\x12\x43loseOrderResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order\"\x80\x01\n\x18UpdateOrderStatusRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.orderpay.v1.OrderStatus\x12\x0e\n\x06reason\x18\x04 \x01(\t\">\n\x19UpdateOrderStatusResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order\"V\n\x14\x41ttachArticleRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\narticle_id\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\":\n\x15\x41ttachArticleResponse\x12!\n\x05order\x18\x01 \x01(\x0b\x32\x12.orderpay.v1.Order2\x83\x04\n\x0cOrderService\x12P\n\x0b\x43reateOrder\x12\x1f.orderpay.v1.CreateOrderRequest\x1a .orderpay.v1.CreateOrderResponse\x12G\n\x08GetOrder\x12\x1c.orderpay.v1.GetOrderRequest\x1a\x1d.orderpay.v1.GetOrderResponse\x12M\n\nListOrders\x12\x1e.orderpay.v1.ListOrdersRequest\x1a\x1f.orderpay.v1.ListOrdersResponse\x12M\n\nCloseOrder\x12\x1e.orderpay.v1.CloseOrderRequest\x1a\x1f.orderpay.v1.CloseOrderResponse\x12\x62\n\x11UpdateOrderStatus\x12%.orderpay.v1.UpdateOrderStatusRequest\x1a&.orderpay.v1.UpdateOrderStatusResponse\x12V\n\rAttachArticle\x12!.orderpay.v1.AttachArticleRequest\x1a\".orderpay.v1.AttachArticleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,21 +41,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETORDERRESPONSE']._serialized_start=410
   _globals['_GETORDERRESPONSE']._serialized_end=463
   _globals['_LISTORDERSREQUEST']._serialized_start=466
-  _globals['_LISTORDERSREQUEST']._serialized_end=599
-  _globals['_LISTORDERSRESPONSE']._serialized_start=601
-  _globals['_LISTORDERSRESPONSE']._serialized_end=682
-  _globals['_CLOSEORDERREQUEST']._serialized_start=684
-  _globals['_CLOSEORDERREQUEST']._serialized_end=721
-  _globals['_CLOSEORDERRESPONSE']._serialized_start=723
-  _globals['_CLOSEORDERRESPONSE']._serialized_end=778
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=781
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=909
-  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_start=911
-  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_end=973
-  _globals['_ATTACHARTICLEREQUEST']._serialized_start=975
-  _globals['_ATTACHARTICLEREQUEST']._serialized_end=1061
-  _globals['_ATTACHARTICLERESPONSE']._serialized_start=1063
-  _globals['_ATTACHARTICLERESPONSE']._serialized_end=1121
-  _globals['_ORDERSERVICE']._serialized_start=1124
-  _globals['_ORDERSERVICE']._serialized_end=1639
+  _globals['_LISTORDERSREQUEST']._serialized_end=616
+  _globals['_LISTORDERSRESPONSE']._serialized_start=618
+  _globals['_LISTORDERSRESPONSE']._serialized_end=699
+  _globals['_CLOSEORDERREQUEST']._serialized_start=701
+  _globals['_CLOSEORDERREQUEST']._serialized_end=738
+  _globals['_CLOSEORDERRESPONSE']._serialized_start=740
+  _globals['_CLOSEORDERRESPONSE']._serialized_end=795
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=798
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=926
+  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_start=928
+  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_end=990
+  _globals['_ATTACHARTICLEREQUEST']._serialized_start=992
+  _globals['_ATTACHARTICLEREQUEST']._serialized_end=1078
+  _globals['_ATTACHARTICLERESPONSE']._serialized_start=1080
+  _globals['_ATTACHARTICLERESPONSE']._serialized_end=1138
+  _globals['_ORDERSERVICE']._serialized_start=1141
+  _globals['_ORDERSERVICE']._serialized_end=1656
 # @@protoc_insertion_point(module_scope)

@@ -25,33 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1forderpay/v1/recon_service.proto\x12\x0borderpay.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x03\n\x0eReconException\x12\x14\n\x0c\x65xception_id\x18\x01 \x01(\x03\x12\x11\n\tbill_date\x18\x02 \x01(\t\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.orderpay.v1.ReconExceptionKind\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32!.orderpay.v1.ReconExceptionStatus\x12\x14\n\x0cout_trade_no\x18\x05 \x01(\t\x12\x15\n\rout_refund_no\x18\x06 \x01(\t\x12\x11\n\tlocal_fen\x18\x07 \x01(\x03\x12\x12\n\nremote_fen\x18\x08 \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x12\n\nresolution\x18\n \x01(\t\x12\x13\n\x0bresolved_by\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf4\x02\n\x0bReconReport\x12\x11\n\tbill_date\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x11\n\tbill_rows\x18\x03 \x01(\x05\x12\x0f\n\x07matched\x18\x04 \x01(\x05\x12\x10\n\x08repaired\x18\x05 \x01(\x05\x12\x10\n\x08\x64\x65\x66\x65rred\x18\x06 \x01(\x05\x12\x14\n\x0cpayments_fen\x18\x07 \x01(\x03\x12\x13\n\x0brefunds_fen\x18\x08 \x01(\x03\x12\x10\n\x08\x66\x65\x65s_fen\x18\t \x01(\x03\x12\x1c\n\x0f\x66und_income_fen\x18\n \x01(\x03H\x00\x88\x01\x01\x12\x1d\n\x10\x66und_expense_fen\x18\x0b \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05\x63lean\x18\x0c \x01(\x08\x12/\n\nexceptions\x18\r \x03(\x0b\x32\x1b.orderpay.v1.ReconException\x12\x17\n\x0ftrade_bill_sha1\x18\x0e \x01(\tB\x12\n\x10_fund_income_fenB\x13\n\x11_fund_expense_fen\"*\n\x15GetReconReportRequest\x12\x11\n\tbill_date\x18\x01 \x01(\t\"B\n\x16GetReconReportResponse\x12(\n\x06report\x18\x01 \x01(\x0b\x32\x18.orderpay.v1.ReconReport\"B\n\x1aListReconExceptionsRequest\x12\x11\n\tbill_date\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"N\n\x1bListReconExceptionsResponse\x12/\n\nexceptions\x18\x01 \x03(\x0b\x32\x1b.orderpay.v1.ReconException\"D\n\x1cResolveReconExceptionRequest\x12\x14\n\x0c\x65xception_id\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"O\n\x1dResolveReconExceptionResponse\x12.\n\texception\x18\x01 \x01(\x0b\x32\x1b.orderpay.v1.ReconException*\x9c\x03\n\x12ReconExceptionKind\x12$\n RECON_EXCEPTION_KIND_UNSPECIFIED\x10\x00\x12&\n\"RECON_EXCEPTION_KIND_MISSING_LOCAL\x10\x01\x12\'\n#RECON_EXCEPTION_KIND_MISSING_REMOTE\x10\x02\x12(\n$RECON_EXCEPTION_KIND_AMOUNT_MISMATCH\x10\x03\x12(\n$RECON_EXCEPTION_KIND_STATUS_MISMATCH\x10\x04\x12-\n)RECON_EXCEPTION_KIND_REFUND_MISSING_LOCAL\x10\x05\x12.\n*RECON_EXCEPTION_KIND_REFUND_MISSING_REMOTE\x10\x06\x12/\n+RECON_EXCEPTION_KIND_REFUND_AMOUNT_MISMATCH\x10\x07\x12+\n\'RECON_EXCEPTION_KIND_FUND_FLOW_MISMATCH\x10\x08*\xa9\x01\n\x14ReconExceptionStatus\x12&\n\"RECON_EXCEPTION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRECON_EXCEPTION_STATUS_OPEN\x10\x01\x12#\n\x1fRECON_EXCEPTION_STATUS_REPAIRED\x10\x02\x12#\n\x1fRECON_EXCEPTION_STATUS_RESOLVED\x10\x03\x32\xc3\x02\n\x0cReconService\x12Y\n\x0eGetReconReport\x12\".orderpay.v1.GetReconReportRequest\x1a#.orderpay.v1.GetReconReportResponse\x12h\n\x13ListReconExceptions\x12\'.orderpay.v1.ListReconExceptionsRequest\x1a(.orderpay.v1.ListReconExceptionsResponse\x12n\n\x15ResolveReconException\x12).orderpay.v1.ResolveReconExceptionRequest\x1a*.orderpay.v1.ResolveReconExceptionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1forderpay/v1/recon_service.proto\x12\x0borderpay.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x03\n\x0eReconException\x12\x14\n\x0c\x65xception_id\x18\x01 \x01(\x03\x12\x11\n\tbill_date\x18\x02 \x01(\t\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.orderpay.v1.ReconExceptionKind\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32!.orderpay.v1.ReconExceptionStatus\x12\x14\n\x0cout_trade_no\x18\x05 \x01(\t\x12\x15\n\rout_refund_no\x18\x06 \x01(\t\x12\x11\n\tlocal_fen\x18\x07 \x01(\x03\x12\x12\n\nremote_fen\x18\x08 \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x12\n\nresolution\x18\n \x01(\t\x12\x13\n\x0bresolved_by\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61\x63\x63ount\x18( \x01(\t\"\x85\x03\n\x0bReconReport\x12\x11\n\tbill_date\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x11\n\tbill_rows\x18\x03 \x01(\x05\x12\x0f\n\x07matched\x18\x04 \x01(\x05\x12\x10\n\x08repaired\x18\x05 \x01(\x05\x12\x10\n\x08\x64\x65\x66\x65rred\x18\x06 \x01(\x05\x12\x14\n\x0cpayments_fen\x18\x07 \x01(\x03\x12\x13\n\x0brefunds_fen\x18\x08 \x01(\x03\x12\x10\n\x08\x66\x65\x65s_fen\x18\t \x01(\x03\x12\x1c\n\x0f\x66und_income_fen\x18\n \x01(\x03H\x00\x88\x01\x01\x12\x1d\n\x10\x66und_expense_fen\x18\x0b \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05\x63lean\x18\x0c \x01(\x08\x12/\n\nexceptions\x18\r \x03(\x0b\x32\x1b.orderpay.v1.ReconException\x12\x17\n\x0ftrade_bill_sha1\x18\x0e \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18( \x01(\tB\x12\n\x10_fund_income_fenB\x13\n\x11_fund_expense_fen\";\n\x15GetReconReportRequest\x12\x11\n\tbill_date\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18( \x01(\t\"B\n\x16GetReconReportResponse\x12(\n\x06report\x18\x01 \x01(\x0b\x32\x18.orderpay.v1.ReconReport\"S\n\x1aListReconExceptionsRequest\x12\x11\n\tbill_date\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x0f\n\x07\x61\x63\x63ount\x18( \x01(\t\"N\n\x1bListReconExceptionsResponse\x12/\n\nexceptions\x18\x01 \x03(\x0b\x32\x1b.orderpay.v1.ReconException\"D\n\x1cResolveReconExceptionRequest\x12\x14\n\x0c\x65xception_id\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"O\n\x1dResolveReconExceptionResponse\x12.\n\texception\x18\x01 \x01(\x0b\x32\x1b.orderpay.v1.ReconException*\x9c\x03\n\x12ReconExceptionKind\x12$\n RECON_EXCEPTION_KIND_UNSPECIFIED\x10\x00\x12&\n\"RECON_EXCEPTION_KIND_MISSING_LOCAL\x10\x01\x12\'\n#RECON_EXCEPTION_KIND_MISSING_REMOTE\x10\x02\x12(\n$RECON_EXCEPTION_KIND_AMOUNT_MISMATCH\x10\x03\x12(\n$RECON_EXCEPTION_KIND_STATUS_MISMATCH\x10\x04\x12-\n)RECON_EXCEPTION_KIND_REFUND_MISSING_LOCAL\x10\x05\x12.\n*RECON_EXCEPTION_KIND_REFUND_MISSING_REMOTE\x10\x06\x12/\n+RECON_EXCEPTION_KIND_REFUND_AMOUNT_MISMATCH\x10\x07\x12+\n\'RECON_EXCEPTION_KIND_FUND_FLOW_MISMATCH\x10\x08*\xa9\x01\n\x14ReconExceptionStatus\x12&\n\"RECON_EXCEPTION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRECON_EXCEPTION_STATUS_OPEN\x10\x01\x12#\n\x1fRECON_EXCEPTION_STATUS_REPAIRED\x10\x02\x12#\n\x1fRECON_EXCEPTION_STATUS_RESOLVED\x10\x03\x32\xc3\x02\n\x0cReconService\x12Y\n\x0eGetReconReport\x12\".orderpay.v1.GetReconReportRequest\x1a#.orderpay.v1.GetReconReportResponse\x12h\n\x13ListReconExceptions\x12\'.orderpay.v1.ListReconExceptionsRequest\x1a(.orderpay.v1.ListReconExceptionsResponse\x12n\n\x15ResolveReconException\x12).orderpay.v1.ResolveReconExceptionRequest\x1a*.orderpay.v1.ResolveReconExceptionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderpay.v1.recon_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECONEXCEPTIONKIND']._serialized_start=1263
-  _globals['_RECONEXCEPTIONKIND']._serialized_end=1675
-  _globals['_RECONEXCEPTIONSTATUS']._serialized_start=1678
-  _globals['_RECONEXCEPTIONSTATUS']._serialized_end=1847
+  _globals['_RECONEXCEPTIONKIND']._serialized_start=1331
+  _globals['_RECONEXCEPTIONKIND']._serialized_end=1743
+  _globals['_RECONEXCEPTIONSTATUS']._serialized_start=1746
+  _globals['_RECONEXCEPTIONSTATUS']._serialized_end=1915
   _globals['_RECONEXCEPTION']._serialized_start=82
-  _globals['_RECONEXCEPTION']._serialized_end=474
-  _globals['_RECONREPORT']._serialized_start=477
-  _globals['_RECONREPORT']._serialized_end=849
-  _globals['_GETRECONREPORTREQUEST']._serialized_start=851
-  _globals['_GETRECONREPORTREQUEST']._serialized_end=893
-  _globals['_GETRECONREPORTRESPONSE']._serialized_start=895
-  _globals['_GETRECONREPORTRESPONSE']._serialized_end=961
-  _globals['_LISTRECONEXCEPTIONSREQUEST']._serialized_start=963
-  _globals['_LISTRECONEXCEPTIONSREQUEST']._serialized_end=1029
-  _globals['_LISTRECONEXCEPTIONSRESPONSE']._serialized_start=1031
-  _globals['_LISTRECONEXCEPTIONSRESPONSE']._serialized_end=1109
-  _globals['_RESOLVERECONEXCEPTIONREQUEST']._serialized_start=1111
-  _globals['_RESOLVERECONEXCEPTIONREQUEST']._serialized_end=1179
-  _globals['_RESOLVERECONEXCEPTIONRESPONSE']._serialized_start=1181
-  _globals['_RESOLVERECONEXCEPTIONRESPONSE']._serialized_end=1260
-  _globals['_RECONSERVICE']._serialized_start=1850
-  _globals['_RECONSERVICE']._serialized_end=2173
+  _globals['_RECONEXCEPTION']._serialized_end=491
+  _globals['_RECONREPORT']._serialized_start=494
+  _globals['_RECONREPORT']._serialized_end=883
+  _globals['_GETRECONREPORTREQUEST']._serialized_start=885
+  _globals['_GETRECONREPORTREQUEST']._serialized_end=944
+  _globals['_GETRECONREPORTRESPONSE']._serialized_start=946
+  _globals['_GETRECONREPORTRESPONSE']._serialized_end=1012
+  _globals['_LISTRECONEXCEPTIONSREQUEST']._serialized_start=1014
+  _globals['_LISTRECONEXCEPTIONSREQUEST']._serialized_end=1097
+  _globals['_LISTRECONEXCEPTIONSRESPONSE']._serialized_start=1099
+  _globals['_LISTRECONEXCEPTIONSRESPONSE']._serialized_end=1177
+  _globals['_RESOLVERECONEXCEPTIONREQUEST']._serialized_start=1179
+  _globals['_RESOLVERECONEXCEPTIONREQUEST']._serialized_end=1247
+  _globals['_RESOLVERECONEXCEPTIONRESPONSE']._serialized_start=1249
+  _globals['_RESOLVERECONEXCEPTIONRESPONSE']._serialized_end=1328
+  _globals['_RECONSERVICE']._serialized_start=1918
+  _globals['_RECONSERVICE']._serialized_end=2241
 # @@protoc_insertion_point(module_scope)

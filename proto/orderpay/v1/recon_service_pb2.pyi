@@ -85,6 +85,7 @@ class ReconException(_message.Message):
     RESOLVED_BY_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
     exception_id: _builtins.int
     bill_date: _builtins.str
     """YYYY-MM-DD, Beijing."""
@@ -97,6 +98,8 @@ class ReconException(_message.Message):
     detail: _builtins.str
     resolution: _builtins.str
     resolved_by: _builtins.str
+    account: _builtins.str
+    """The merchant account whose bill it was found in (issue 18)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -117,10 +120,11 @@ class ReconException(_message.Message):
         resolved_by: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        account: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_date", b"bill_date", "created_at", b"created_at", "detail", b"detail", "exception_id", b"exception_id", "kind", b"kind", "local_fen", b"local_fen", "out_refund_no", b"out_refund_no", "out_trade_no", b"out_trade_no", "remote_fen", b"remote_fen", "resolution", b"resolution", "resolved_by", b"resolved_by", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "bill_date", b"bill_date", "created_at", b"created_at", "detail", b"detail", "exception_id", b"exception_id", "kind", b"kind", "local_fen", b"local_fen", "out_refund_no", b"out_refund_no", "out_trade_no", b"out_trade_no", "remote_fen", b"remote_fen", "resolution", b"resolution", "resolved_by", b"resolved_by", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -144,6 +148,7 @@ class ReconReport(_message.Message):
     CLEAN_FIELD_NUMBER: _builtins.int
     EXCEPTIONS_FIELD_NUMBER: _builtins.int
     TRADE_BILL_SHA1_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
     bill_date: _builtins.str
     status: _builtins.str
     """NOT_RUN, RUNNING, DONE, or EMPTY (WeChat had no statement for the day)."""
@@ -159,6 +164,8 @@ class ReconReport(_message.Message):
     clean: _builtins.bool
     """True when nothing is left open."""
     trade_bill_sha1: _builtins.str
+    account: _builtins.str
+    """The merchant account (issue 18); empty when the report is every account's together."""
     @_builtins.property
     def exceptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReconException]: ...
     def __init__(
@@ -178,10 +185,11 @@ class ReconReport(_message.Message):
         clean: _builtins.bool = ...,
         exceptions: _abc.Iterable[Global___ReconException] | None = ...,
         trade_bill_sha1: _builtins.str = ...,
+        account: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_fund_expense_fen", b"_fund_expense_fen", "_fund_income_fen", b"_fund_income_fen", "fund_expense_fen", b"fund_expense_fen", "fund_income_fen", b"fund_income_fen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fund_expense_fen", b"_fund_expense_fen", "_fund_income_fen", b"_fund_income_fen", "bill_date", b"bill_date", "bill_rows", b"bill_rows", "clean", b"clean", "deferred", b"deferred", "exceptions", b"exceptions", "fees_fen", b"fees_fen", "fund_expense_fen", b"fund_expense_fen", "fund_income_fen", b"fund_income_fen", "matched", b"matched", "payments_fen", b"payments_fen", "refunds_fen", b"refunds_fen", "repaired", b"repaired", "status", b"status", "trade_bill_sha1", b"trade_bill_sha1"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fund_expense_fen", b"_fund_expense_fen", "_fund_income_fen", b"_fund_income_fen", "account", b"account", "bill_date", b"bill_date", "bill_rows", b"bill_rows", "clean", b"clean", "deferred", b"deferred", "exceptions", b"exceptions", "fees_fen", b"fees_fen", "fund_expense_fen", b"fund_expense_fen", "fund_income_fen", b"fund_income_fen", "matched", b"matched", "payments_fen", b"payments_fen", "refunds_fen", b"refunds_fen", "repaired", b"repaired", "status", b"status", "trade_bill_sha1", b"trade_bill_sha1"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__fund_expense_fen: _TypeAlias = _typing.Literal["fund_expense_fen"]  # noqa: Y015
     _WhichOneofArgType__fund_expense_fen: _TypeAlias = _typing.Literal["_fund_expense_fen", b"_fund_expense_fen"]  # noqa: Y015
@@ -199,16 +207,20 @@ class GetReconReportRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     BILL_DATE_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
     bill_date: _builtins.str
     """YYYY-MM-DD, Beijing."""
+    account: _builtins.str
+    """One merchant account's report (issue 18); empty: every account's together."""
     def __init__(
         self,
         *,
         bill_date: _builtins.str = ...,
+        account: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_date", b"bill_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "bill_date", b"bill_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -240,19 +252,23 @@ class ListReconExceptionsRequest(_message.Message):
 
     BILL_DATE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
     bill_date: _builtins.str
     """Empty: every day."""
     page_size: _builtins.int
     """Default 100, at most 1000."""
+    account: _builtins.str
+    """Only this merchant account's (issue 18); empty: every account's."""
     def __init__(
         self,
         *,
         bill_date: _builtins.str = ...,
         page_size: _builtins.int = ...,
+        account: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bill_date", b"bill_date", "page_size", b"page_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "bill_date", b"bill_date", "page_size", b"page_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
