@@ -74,10 +74,15 @@ pg-ha:
 # a stack or a browser, start once); every test binds port 0 and gets its own database, so workers never
 # meet. PYTEST_WORKERS=0 runs in this process; PYTEST_ARGS adds options (e.g. -k, -x). pytest exits 5 when
 # nothing was collected: a failure here like any other non-zero exit.
+#
+# Bytecode: the suite starts ~150 Python processes (servers, sandboxes, CLI calls) besides its workers.
+# With PYTHONDONTWRITEBYTECODE set in the shell (some images set it), each one compiles server/,
+# clients/ and sandbox/ from source and each worker re-rewrites every test module: ~20 % of the CPU of
+# the CLI-heavy tests. The tests write __pycache__ (git-ignored) whatever the shell says.
 PYTEST_WORKERS ?= 3
 PYTEST_ARGS ?=
 pytest: venv chromium pg-ha
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 test: gen-check lint typecheck pytest
 

@@ -70,10 +70,17 @@ def tmp_catalogue(tmp_path: Path, text: str) -> Path:
 
 
 # Long files first: `make test` runs on several workers (`--dist loadfile`, a file's tests on one worker,
-# so its module fixtures start once), and xdist hands files out in collection order; a long file
-# handed out last would run alone at the end. Drills and slow tests, then whole-stack directories.
+# so its module fixtures start once), and a long file handed out last runs alone at the end. Drills and
+# slow tests, then whole-stack directories. xdist would re-sort files by their number of tests (most
+# first), which put the one-test drills last and left two workers idle for the last two minutes; so
+# its re-sort is switched off (pytest_configure) and this order is the one the workers get.
 LONG_FIRST_MARKS = ("drill", "slow")
 LONG_FIRST_DIRS = ("e2e", "browser", "load", "interop", "recon")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's --no-loadscope-reorder
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -12,6 +12,8 @@ from tests.support.purchase import PLAN_DAYS, membership_days
 from tests.support.stack import Stack
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # a kill -9 and a restart of the server per backend
+
 
 def test_kill_9_mid_batch_then_restart_fulfils_every_paid_order_once(
     bff: OrderPayClient, stack: Stack, rid: str

@@ -24,7 +24,10 @@ from tests.support.purchase import PLAN_DAYS, membership_days
 from tests.support.stack import BFF_TOKEN, Stack, running_stack
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.skipif(available() is not None, reason=f"no throwaway PostgreSQL: {available()}")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(available() is not None, reason=f"no throwaway PostgreSQL: {available()}"),
+]
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 PAID_ORDERS = 24

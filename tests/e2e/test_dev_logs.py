@@ -12,7 +12,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
@@ -54,9 +53,14 @@ class Dev:
     terminal: Terminal
 
 
-@pytest.fixture
-def dev_on_a_terminal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dev]:
+@pytest.fixture(scope="module")
+def dev_on_a_terminal(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Dev]:
+    """One `orderpay dev` per log level for the module (a start-up is most of each test's time): the
+    tests sharing one find their own lines by their own trace ids."""
     level: str = request.param
+    tmp_path = tmp_path_factory.mktemp(f"dev-{level}")
     grpc_port, notify_port, sandbox_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,

@@ -23,6 +23,7 @@ from tests.support.waiting import wait_until
 FEED_TOKEN = "e2e-feed-token"
 TOKENS = f"bff:{BFF_TOKEN},admin:{ADMIN_TOKEN},feed:{FEED_TOKEN}"
 STORM = 24  # paid orders per wave
+pytestmark = pytest.mark.slow  # a storm, a kill -9 and a restart per backend
 
 
 @pytest.fixture

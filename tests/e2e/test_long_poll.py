@@ -18,7 +18,7 @@ from clients.bench.procs import free_port
 from clients.client import OrderPayClient
 from orderpay.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 from tests.support.databases import fresh_postgres
-from tests.support.stack import BFF_TOKEN, ROOT, Stack, running_stack
+from tests.support.stack import BFF_TOKEN, ROOT, STARTUP_S, Stack, running_stack
 from tests.support.waiting import wait_until
 
 WAIT_MS = 20_000  # the most a caller may ask
@@ -72,7 +72,7 @@ def waiter(stack: Stack, tmp_path: Path) -> Iterator[Waiter]:
     found = Waiter(process, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{metrics_port}/metrics")
     wait_until(
         lambda: _answers(found.metrics_url),
-        30,
+        STARTUP_S,
         "process A's metrics listener",
         child=process,
         output=tmp_path / "waiter.log",

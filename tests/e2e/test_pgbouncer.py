@@ -28,7 +28,7 @@ from clients.client import OrderPayClient
 from orderpay.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 from tests.support.databases import fresh_postgres
 from tests.support.pg_bouncer import available, running_pgbouncer
-from tests.support.stack import BFF_TOKEN, ROOT, Stack, running_stack
+from tests.support.stack import BFF_TOKEN, ROOT, STARTUP_S, Stack, running_stack
 from tests.support.waiting import wait_until
 
 pytestmark = [
@@ -94,7 +94,13 @@ def test_a_purchase_and_a_cross_process_long_poll_through_pgbouncer(
         with running_stack(tmp_path, pooled, **session) as stack:
             waiter, target, metrics = _waiter(stack, tmp_path)
             try:
-                wait_until(lambda: _parked(metrics) == 0, 30, "the waiter process serving")
+                wait_until(  # a start-up: the harness's bound, ended at once if the child exits
+                    lambda: _parked(metrics) == 0,
+                    STARTUP_S,
+                    "the waiter process serving",
+                    child=waiter,
+                    output=tmp_path / "waiter.log",
+                )
                 with OrderPayClient(stack.grpc_target, BFF_TOKEN, default_timeout=10) as bff:
                     order = bff.create_order(f"bouncer-{rid}", "vip-month").order
                     bff.create_payment(order.order_id, "NATIVE")

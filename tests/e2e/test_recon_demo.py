@@ -12,12 +12,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
+import pytest
 
 from clients.bench.procs import free_port
 from clients.client import OrderPayClient
 from tests.support.stack import ROOT, STARTUP_S
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # orderpay dev, the demo and the recon CLI, each a process
 BEIJING = timezone(timedelta(hours=8))
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from tests.support.stack import ROOT
 
 
@@ -27,6 +29,15 @@ def test_make_pytest_runs_on_workers_and_prints_the_slowest() -> None:
     assert "-n 3" in command
     assert "--dist loadfile" in command
     assert "--durations=15" in command
+    # Its children write bytecode even where the shell forbids it (a Python start-up per process).
+    assert command.startswith("env -u PYTHONDONTWRITEBYTECODE ")
+
+
+def test_xdist_hands_files_out_in_the_suites_long_first_order(pytestconfig: pytest.Config) -> None:
+    """xdist's own order (most tests first) would run the one-test drills last; conftest turns it off."""
+    if not hasattr(pytestconfig.option, "loadscopereorder"):
+        pytest.skip("pytest-xdist is not loaded in this run")
+    assert pytestconfig.option.loadscopereorder is False
 
 
 def test_a_run_that_collects_nothing_fails() -> None:
