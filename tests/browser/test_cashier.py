@@ -131,7 +131,11 @@ def _prepay(sandbox: Cashier, channel: str, body: dict[str, object]) -> dict[str
 
 
 def _new_page(browser: Browser, width: str = "desktop") -> Page:
-    return browser.new_page(viewport={"width": WIDTHS[width], "height": HEIGHT[width]})
+    page = browser.new_page(viewport={"width": WIDTHS[width], "height": HEIGHT[width]})
+    # The suite runs these beside the drills (long files first): on a loaded 2-core box the sandbox's
+    # thread may take longer than Playwright's 30 s default to answer; what is checked is the page.
+    page.set_default_navigation_timeout(120_000)
+    return page
 
 
 def _screenshot(page: Page, name: str) -> None:
