@@ -185,7 +185,9 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     structlog.configure(
         processors=[*shared, *tail],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # One write per line (print writes the newline separately, so the call-log writer thread could
+        # land its batch between a line and its newline: two lines run together on the terminal).
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     CALLS.configure(
