@@ -547,7 +547,9 @@ def test_hung_gateway_fails_within_the_total_timeout(
     started = time.monotonic()
     with pytest.raises(ProviderUnavailableError) as caught:
         client.query_by_out_trade_no(out_trade_no())
-    assert time.monotonic() - started < 1.5
+    # Nothing but the total timeout ends this call (the gateway never answers); the bound is wide so a
+    # loaded box cannot fail it, and still far below any other timeout the client has.
+    assert time.monotonic() - started < 5.0
     assert caught.value.metadata["provider_code"] == "TIMEOUT"
 
 
@@ -577,12 +579,10 @@ def test_breaker_opens_fails_fast_and_closes_after_a_good_probe(
     _fail_until_open(client, 3)
     assert client.breaker_state == "open"
     requests_before = len(gateway.seen)
-    started = time.monotonic()
     with pytest.raises(ProviderUnavailableError) as caught:
         client.query_refund("R1")
     assert caught.value.metadata["circuit"] == "open"
-    assert time.monotonic() - started < 0.1
-    assert len(gateway.seen) == requests_before, "an open circuit makes no request"
+    assert len(gateway.seen) == requests_before, "an open circuit fails fast: it makes no request"
     gateway.default = Reply(body={"status": "SUCCESS"})
     assert _call_when_half_open(client, within_s=3) == {"status": "SUCCESS"}
     assert client.breaker_state == "closed"
@@ -628,11 +628,10 @@ def test_concurrent_calls_are_not_serialised(
     gateway.script.extend([Reply(hang=True)] * 8)
     gateway.default = Reply(body={"status": "SUCCESS"})
     client = make_client(timeout=5.0, attempt_timeout=0.5, max_attempts=2)
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda _: client.query_refund("R1"), range(8)))
-    # Eight hung first attempts in parallel cost one attempt timeout, not eight.
-    assert time.monotonic() - started < 2.0
+    # The eight hung replies go to the first eight requests. In parallel those are the eight calls' first
+    # attempts and every retry succeeds; serialised, one call would meet two hangs and fail.
     assert results == [{"status": "SUCCESS"}] * 8
 
 
