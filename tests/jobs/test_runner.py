@@ -90,7 +90,8 @@ def test_stop_gives_up_after_the_grace_period(jobs_app: App) -> None:
         wait_until(lambda: task.runs == 1)
         started = time.monotonic()
         runner.stop(0.2)
-        assert 0.15 <= time.monotonic() - started < 2.0
+        # It waited its grace period, then gave up on the stuck task (which would otherwise hold it forever).
+        assert 0.15 <= time.monotonic() - started < 10.0
         assert runner.alive() == ["job:stuck-test"]
     finally:
         release.set()
