@@ -6,29 +6,18 @@ without its CSRF token is refused. Every page is captured at 1280 px and 390 px 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from server.domain.order import Fulfilment, OrderStatus
-from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, GLYPH_CHECK, WIDTHS, capture
+from tests.support.browser import ARTIFACTS, GLYPH_CHECK, WIDTHS, capture
 from tests.support.console_stack import ADMIN_TOKEN, BFF_TOKEN, LiveStack, live_stack
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 SHOTS = ARTIFACTS / "console"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip("Debian's chromium is not installed (`make chromium` installs it)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

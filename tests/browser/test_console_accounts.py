@@ -6,12 +6,11 @@ number."""
 from __future__ import annotations
 
 import secrets
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from server.adapters.recon_tables import ReconExceptionRow
 from server.adapters.tables import NotificationRow
@@ -19,21 +18,10 @@ from server.adapters.times import to_db_time
 from server.domain.order import CreateOrder, Order
 from server.service.context import Caller
 from tests.browser.test_console import sign_in
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.console_stack import LiveStack, live_stack
 
 pytestmark = pytest.mark.browser
 BFF = Caller("bff", "test")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip("Debian's chromium is not installed (`make chromium` installs it)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,31 +6,20 @@ attention page, a HELD late payment whose automatic refund settled is out of the
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from server.domain.order import Fulfilment, OrderStatus
 from server.domain.refund import RefundStatus
 from server.service.context import Caller
-from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, capture
+from tests.support.browser import ARTIFACTS, capture
 from tests.support.builders import a_paid_order, a_refund
 from tests.support.console_stack import ADMIN_TOKEN, LiveStack, live_stack
 
 pytestmark = pytest.mark.browser
 SHOTS = ARTIFACTS / "console-actions"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip("Debian's chromium is not installed (`make chromium` installs it)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
