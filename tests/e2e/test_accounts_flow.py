@@ -23,7 +23,7 @@ from sandbox.keys import signing
 from sandbox.keys.accounts import AccountSpec, load_accounts
 from sandbox.keys.bundle import Credentials
 from sandbox.testing import MerchantCaller
-from tests.support.stack import ADMIN_TOKEN, BFF_TOKEN, ROOT, Stack, orderpay
+from tests.support.stack import ADMIN_TOKEN, BFF_TOKEN, ROOT, Stack, orderpay, running_stack
 from tests.support.waiting import wait_until
 
 # account, channel, payer openid needed, what the client pays with
@@ -37,16 +37,8 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("accounts-stack")
-    keys = workdir / "keys"
-    orderpay("keys", "init", "--accounts", "--dir", str(keys))
-    running = Stack(workdir=workdir, database_url=database_url, keys=keys)
-    try:
-        running.start_sandbox()
-        running.start_server()
+    with running_stack(tmp_path_factory.mktemp("accounts-stack"), database_url, accounts=True) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 from clients.client import OrderPayClient
 from orderpay.v1 import order_pb2
 from sandbox.keys.accounts import AccountSpec, load_accounts
-from tests.support.stack import Stack, orderpay
+from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_until
 
 CHANGING, STEADY = "direct-cert", "direct-pk"
@@ -25,16 +25,8 @@ WAVE = 4  # orders per account per step
 
 @pytest.fixture(scope="module")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("accounts-keys")
-    keys = workdir / "keys"
-    orderpay("keys", "init", "--accounts", "--dir", str(keys))
-    running = Stack(workdir=workdir, database_url=database_url, keys=keys)
-    try:
-        running.start_sandbox()
-        running.start_server()
+    with running_stack(tmp_path_factory.mktemp("accounts-keys"), database_url, accounts=True) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -193,9 +193,12 @@ def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -
 
 
 @contextmanager
-def running_stack(workdir: Path, database_url: str, **server_settings: str) -> Iterator[Stack]:
+def running_stack(
+    workdir: Path, database_url: str, *, accounts: bool = False, **server_settings: str
+) -> Iterator[Stack]:
+    """Keys, sandbox and `orderpay serve`; `accounts`: `make run`'s several accounts, not one merchant."""
     keys = workdir / "keys"
-    orderpay("keys", "init", "--dir", str(keys))
+    orderpay("keys", "init", *(["--accounts"] if accounts else []), "--dir", str(keys))
     stack = Stack(workdir=workdir, database_url=database_url, keys=keys)
     try:
         stack.start_sandbox()
