@@ -86,53 +86,18 @@ def test_orders_list_pages_stay_within_the_account(live: LiveStack) -> None:
         cmd = CreateOrder(secrets.token_hex(6), user, product, 1, merchant="direct-pk")
         live.stack.app.orders.create_order(cmd, BFF)
     orders_of(live, "other-" + user)
-    first = as_json(
-        cli(
-            live,
-            BFF_TOKEN,
-            "orders",
-            "list",
-            "--user-id",
-            user,
-            "--account",
-            "direct-pk",
-            "--page-size",
-            "2",
-            "--json",
-        )
-    )
+
+    def listing(account: str, *more: str) -> subprocess.CompletedProcess[str]:
+        return cli(live, BFF_TOKEN, "orders", "list", "--user-id", user, "--account", account, *more)
+
+    first = as_json(listing("direct-pk", "--page-size", "2", "--json"))
     assert first["next_page_token"]
     rest = as_json(
-        cli(
-            live,
-            BFF_TOKEN,
-            "orders",
-            "list",
-            "--user-id",
-            user,
-            "--account",
-            "direct-pk",
-            "--page-size",
-            "2",
-            "--page-token",
-            first["next_page_token"],
-            "--json",
-        )
+        listing("direct-pk", "--page-size", "2", "--page-token", first["next_page_token"], "--json")
     )
     assert [o["account"] for o in first["orders"] + rest["orders"]] == ["direct-pk"] * 3
     # A token of one account's listing is not a token of another's.
-    other = cli(
-        live,
-        BFF_TOKEN,
-        "orders",
-        "list",
-        "--user-id",
-        user,
-        "--account",
-        "direct-cert",
-        "--page-token",
-        first["next_page_token"],
-    )
+    other = listing("direct-cert", "--page-token", first["next_page_token"])
     assert other.returncode != 0
     assert "page_token" in other.stderr
 
