@@ -210,3 +210,16 @@ def test_sandbox_trigger_refuses_anything_but_a_loopback_sandbox_stack(
     assert done.returncode == 2
     assert named in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "drawn",
+    [
+        "W-qtt4GLTOkeNJbMCh4FnFYuXPIgFCRrren_Ql8YvAw",  # secrets.token_urlsafe(32) that holds "TOke" "n"
+        "bFDUOADmiN0GcxQ0JYFcJL_uxr3LBX3HK4AL5EExCPE",  # ... that holds "ADmiN"
+        "3f9a0c1e5b7d2222228e4a6c0b1d3f5e7a9c2e4b6d8f0a1c3e5b7d9f1a3c5e7b",  # a run of six in 64 hex
+    ],
+)
+def test_a_generated_token_that_holds_a_word_or_a_short_run_by_chance_passes(drawn: str) -> None:
+    report = check(PRODUCTION.with_overrides(api_tokens=f"bff:{drawn},admin:{ADMIN_TOKEN}"))
+    assert report.problems == ()
